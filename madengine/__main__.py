@@ -1,0 +1,3 @@
+from madengine.cli.main import run
+
+run()

@@ -1,0 +1,79 @@
+"""`madengine init`: write a commented starter madfile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from madengine.cli.options import ChdirOption, FileOption
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+
+
+def init(
+    file: Path | None = FileOption,
+    chdir: Path | None = ChdirOption,
+    from_package: Path | None = typer.Option(None, "--from-package", help="Select models from this "
+                                             "MAD package directory."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing madfile."),
+) -> None:
+    """Write a commented starter madfile.yaml."""
+    import os
+
+    from madengine.errors import UsageError
+
+    base = chdir if chdir is not None else Path.cwd()
+    target = base / (file or Path("madfile.yaml"))
+    if target.exists() and not force:
+        raise UsageError(f"{target} already exists", hint="pass --force to overwrite it")
+    package = None
+    if from_package is not None:
+        package_dir = from_package if from_package.is_absolute() else Path.cwd() / from_package
+        package = Path(os.path.relpath(package_dir.resolve(), target.parent.resolve())).as_posix()
+    text = render_starter(target.parent.resolve().name, package, target.parent)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    if package is None:
+        _write_hello_script(target.parent)
+    typer.echo(f"wrote {target}; next: `madengine validate`, then `madengine lock`")
+
+
+def render_starter(name: str, package: str | None, base: Path) -> str:
+    """The starter text; with a package, a first selector taken from the package's own tags."""
+    from collections import Counter
+
+    import jinja2
+
+    from madengine.mad.discover import discover_package
+
+    values: dict[str, object] = {"name": _yaml_name(name), "package": package}
+    if package is not None:
+        pkg = discover_package(base / package)
+        counts = Counter(t for m in pkg.models for t in m.tags)
+        common = [t for t, _ in counts.most_common(8)]
+        values.update(n_models=len(pkg.models), common_tags=", ".join(common) or "(none)",
+                      first_selector=pkg.models[0].name if pkg.models else "all")
+    env = jinja2.Environment(loader=jinja2.PackageLoader("madengine", "templates"), trim_blocks=True,
+                             lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+    return env.get_template("madfile.yaml.j2").render(**values)
+
+
+HELLO_SCRIPT = """#!/usr/bin/env bash
+# A stand-in benchmark: replace with your model's run script. madengine reads the line below.
+echo "performance: 1.0 hellos_per_second"
+"""
+
+
+def _write_hello_script(base: Path) -> None:
+    script = base / "scripts" / "hello" / "run.sh"
+    if not script.exists():
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text(HELLO_SCRIPT, encoding="utf-8")
+
+
+def _yaml_name(name: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-") or "benchmarks"
+    return safe

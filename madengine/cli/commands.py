@@ -1,0 +1,21 @@
+"""Which command lives in which module. Each module exposes `register(app)`."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+# Order here is the order of `madengine --help`.
+COMMAND_MODULES = (
+    "init",
+    "validate",
+    "lock",
+    "graph",
+    "discover",
+)
+
+
+def register(app: typer.Typer) -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"madengine.cli.cmd_{name}").register(app)

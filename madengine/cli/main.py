@@ -1,0 +1,108 @@
+"""The `madengine` application: command registration and the single error boundary.
+
+Command modules are small and import their heavy dependencies inside the command function, so that
+`madengine --help` loads nothing but typer.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import typer
+
+from madengine import __version__
+from madengine.errors import ExitCode, MadengineError
+
+app = typer.Typer(
+    name="madengine",
+    help="Declarative, reproducible benchmarking of AI models: madfile.yaml -> lock -> plan -> apply.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"madengine {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Declarative, reproducible benchmarking of AI models."""
+
+
+def _register() -> None:
+    from madengine.cli import commands
+
+    commands.register(app)
+
+
+def _crash_log(exc: BaseException) -> Path | None:
+    """Write the traceback of an unexpected error where the user can find it; never raise."""
+    try:
+        log_dir = Path(os.environ.get("MADENGINE_LOG_DIR", ".madengine/logs"))
+        log_dir.mkdir(parents=True, exist_ok=True)
+        path = log_dir / "crash.log"
+        with path.open("a", encoding="utf-8") as f:
+            f.write(f"madengine {__version__} {' '.join(sys.argv)}\n")
+            f.write("".join(traceback.format_exception(exc)))
+            f.write("\n")
+        return path
+    except OSError:
+        return None
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning every expected error into a message and an exit code."""
+    from madengine.cli import output
+
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except MadengineError as exc:
+        output.print_diagnostics(exc.diagnostics)
+        sys.exit(int(exc.exit_code))
+    except KeyboardInterrupt:
+        output.error("interrupted")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the one place where anything is caught
+        if _is_click_exception(exc):
+            sys.exit(_handle_click_exception(exc))
+        path = _crash_log(exc)
+        where = f"; details in {path}" if path else ""
+        output.error(f"internal error: {type(exc).__name__}: {exc}{where}",
+                     hint="this is a bug in madengine; please report it with the crash log")
+        sys.exit(int(ExitCode.FAILURE))
+    sys.exit(0)
+
+
+def _is_click_exception(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith(("click", "typer"))
+
+
+def _handle_click_exception(exc: BaseException) -> int:
+    """Usage errors from the argument parser: print them like click would, exit 4 (DESIGN §9)."""
+    name = type(exc).__name__
+    if name == "Exit":
+        return int(getattr(exc, "exit_code", 0))
+    if name == "Abort":
+        from madengine.cli import output
+
+        output.error("aborted")
+        return int(ExitCode.INTERRUPTED)
+    show = getattr(exc, "show", None)
+    if callable(show):
+        show()
+    return int(ExitCode.USAGE)

@@ -1,0 +1,332 @@
+"""Madfile + MAD package -> Project IR (DESIGN §1, §2, §4).
+
+models × params matrix × contexts × targets × repeats become image nodes and job nodes. The compiler
+is a pure function of the loaded madfile and the package it names (it reads files, never writes).
+All problems are collected and raised together, each pinned to the madfile position at fault.
+"""
+
+from __future__ import annotations
+
+import itertools
+import posixpath
+import shlex
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from madengine.compile.ir import ImageNode, JobNode, Project
+from madengine.errors import ConfigError, Diagnostic
+from madengine.mad.dockerfiles import base_image, find_dockerfiles, select_dockerfiles
+from madengine.mad.model import DEFAULT_TIMEOUT, Dockerfile, MadModel, Package, SelectedModel
+from madengine.madfile.load import LoadedMadfile
+from madengine.madfile.model import (
+    Context,
+    Expect,
+    InlineModel,
+    LocalTarget,
+    Run,
+    Scalar,
+    SelectModels,
+    Target,
+)
+
+DEFAULT_CONTEXT = "default"
+DEFAULT_TARGET = "local"
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class ModelInstance:
+    """One model with one combination of params: the unit that runs produce jobs from."""
+
+    key: str  # `name` or `name[k=v,...]`, the model part of a job address
+    model: MadModel
+    params: tuple[tuple[str, str], ...]
+    args: tuple[str, ...]
+    base_dir: str  # project-relative directory that the model's paths are relative to
+    declared_at: KeyPath
+
+
+@dataclass
+class _Diagnostics:
+    loaded: LoadedMadfile
+    items: list[Diagnostic] = field(default_factory=list)
+
+    def add(self, key_path: KeyPath, message: str, hint: str = "") -> None:
+        self.items.append(self.loaded.diagnostic(key_path, message, hint))
+
+
+def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Project:
+    """Compile a checked madfile. `package` may be passed in when the caller discovered it already."""
+    diags = _Diagnostics(loaded)
+    mf = loaded.madfile
+    root = loaded.root
+
+    package_path: str | None = None
+    if mf.package is not None:
+        package_path = _relpath(mf.package)
+        if package is None:
+            package = _discover(root / mf.package, loaded, diags)
+
+    instances = _model_instances(loaded, package, package_path, diags)
+    contexts: dict[str, Context] = dict(mf.contexts) or {DEFAULT_CONTEXT: Context()}
+    targets: dict[str, Target] = dict(mf.targets) or {DEFAULT_TARGET: LocalTarget(backend="local")}
+    runs = list(mf.runs) or [Run(models=["all"])]
+
+    images: dict[str, ImageNode] = {}
+    jobs: dict[str, JobNode] = {}
+    job_origin: dict[str, int] = {}
+    dockerfile_cache: dict[tuple[str, str], tuple[Dockerfile, ...]] = {}
+    for run_index, run in enumerate(runs):
+        chosen = _run_models(run, run_index, instances, diags)
+        for ctx_name in run.contexts or list(contexts):
+            context = contexts[ctx_name]
+            for tgt_name in run.targets or list(targets):
+                target = targets[tgt_name]
+                for inst in chosen:
+                    variants = _images_for(inst, ctx_name, context, target, root, dockerfile_cache,
+                                           run_index, diags)
+                    for image in variants:
+                        if image is not None:
+                            _add_image(images, image, inst, diags)
+                        # several Dockerfiles for one context: each job is told apart by `~<stem>`
+                        variant = f"~{image.name}" if image is not None and len(variants) > 1 else ""
+                        for repeat in range(1, run.repeat + 1):
+                            job = _job(inst, ctx_name, context, tgt_name, repeat, image, variant, run,
+                                       run.expect.get(inst.model.name) or run.expect.get(inst.key))
+                            if job.address in jobs:
+                                first = job_origin[job.address]
+                                if first != run_index:
+                                    diags.add(("runs", run_index, "models"),
+                                              f"{job.address} is also declared by runs[{first}]",
+                                              "each model, context and target may appear in one run only")
+                                continue
+                            jobs[job.address] = job
+                            job_origin[job.address] = run_index
+
+    if diags.items:
+        raise ConfigError.many(diags.items)
+    return Project(
+        root=str(root),
+        madfile_path=loaded.path.name,
+        package_path=package_path,
+        name=mf.name,
+        registry=mf.registry,
+        contexts=contexts,
+        targets=targets,
+        images=dict(sorted(images.items())),
+        jobs=dict(sorted(jobs.items())),
+        warnings=tuple(package.warnings) if package else (),
+    )
+
+
+# --- package and models ---------------------------------------------------------------------------
+
+
+def _discover(path: Path, loaded: LoadedMadfile, diags: _Diagnostics) -> Package | None:
+    from madengine.mad.discover import discover_package
+
+    if not path.is_dir():
+        diags.add(("package",), f"package directory {str(path)!r} does not exist",
+                  "`package:` is a MAD package directory, relative to the madfile")
+        return None
+    try:
+        return discover_package(path)
+    except ConfigError as exc:
+        diags.items.extend(exc.diagnostics)
+        return None
+
+
+def _model_instances(loaded: LoadedMadfile, package: Package | None, package_path: str | None,
+                     diags: _Diagnostics) -> dict[str, ModelInstance]:
+    """Every model the madfile selects or declares, expanded by its params matrix, in order."""
+    from madengine.mad.tags import UnknownTagError, resolve_tag
+
+    out: dict[str, ModelInstance] = {}
+    for i, entry in enumerate(loaded.madfile.models):
+        if isinstance(entry, SelectModels):
+            if package is None:
+                if loaded.madfile.package is None:
+                    diags.add(("models", i, "select"), "`select` needs a MAD package",
+                              "add `package: ./path/to/MAD` to the madfile, or declare the model inline")
+                continue
+            base = package_path or "."
+            for tag in entry.tags():
+                try:
+                    selected = resolve_tag(package.models, tag)
+                except UnknownTagError as exc:
+                    diags.add(("models", i, "select"), str(exc), exc.hint)
+                    continue
+                for sel in selected:
+                    _expand(out, sel, entry.params, base, ("models", i), diags)
+        else:
+            _expand(out, SelectedModel(_inline_model(entry)), entry.params, ".", ("models", i), diags)
+    return out
+
+
+def _inline_model(entry: InlineModel) -> MadModel:
+    data = entry.model_dump(exclude={"params"})
+    data["tags"] = tuple(data["tags"])
+    data["skip_gpu_arch"] = tuple(data["skip_gpu_arch"])
+    data["dockerfile"] = data["dockerfile"] or ""
+    return MadModel(**data)
+
+
+def _expand(out: dict[str, ModelInstance], sel: SelectedModel, params: Mapping[str, Scalar | list[Scalar]],
+            base_dir: str, at: KeyPath, diags: _Diagnostics) -> None:
+    try:
+        base_args = tuple(shlex.split(sel.args))
+    except ValueError as exc:
+        diags.add(at, f"model {sel.model.name!r}: args {sel.args!r} cannot be split: {exc}",
+                  "close the quote in `args`")
+        return
+    tag_params = tuple((k, "" if v is None else v) for k, v in sel.tag_args)
+    for combo in _matrix(params):
+        combo_params = tuple((k, _render(v)) for k, v in combo)
+        all_params = tag_params + combo_params
+        key = sel.model.name + (f"[{','.join(f'{k}={v}' for k, v in all_params)}]" if all_params else "")
+        if key in out:
+            continue  # a model selected twice is one model
+        args = base_args + tuple(a for k, v in combo_params for a in (f"--{k}", v))
+        out[key] = ModelInstance(key, sel.model, all_params, args, base_dir, at)
+
+
+def _matrix(params: Mapping[str, Scalar | list[Scalar]]) -> Iterator[tuple[tuple[str, Scalar], ...]]:
+    keys = sorted(params)
+    values = [v if isinstance(v, list) else [v] for v in (params[k] for k in keys)]
+    for combo in itertools.product(*values):
+        yield tuple(zip(keys, combo, strict=True))
+
+
+def _render(value: Scalar) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _run_models(run: Run, run_index: int, instances: Mapping[str, ModelInstance],
+                diags: _Diagnostics) -> list[ModelInstance]:
+    """The instances a run names: by instance key, model name, tag, or `all`."""
+    chosen: dict[str, ModelInstance] = {}
+    for j, name in enumerate(run.models):
+        matched = [inst for inst in instances.values()
+                   if name in ("all", inst.key, inst.model.name) or name in inst.model.tags]
+        if not matched:
+            diags.add(("runs", run_index, "models", j),
+                      f"{name!r} names no model that this madfile selects or declares",
+                      _close_hint(name, {inst.model.name for inst in instances.values()}))
+        for inst in matched:
+            chosen.setdefault(inst.key, inst)
+    return list(chosen.values())
+
+
+def _close_hint(name: str, candidates: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(candidates), n=3)
+    return f"did you mean {', '.join(close)}?" if close else "add the model under `models:` first"
+
+
+# --- images and jobs ------------------------------------------------------------------------------
+
+
+def _images_for(inst: ModelInstance, ctx_name: str, context: Context, target: Target, root: Path,
+                cache: dict[tuple[str, str], tuple[Dockerfile, ...]], run_index: int,
+                diags: _Diagnostics) -> list[ImageNode | None]:
+    """The images a model runs in for a context: one per matching Dockerfile; [None] on `local`."""
+    if target.backend == "local":
+        return [None]
+    model = inst.model
+    if not model.dockerfile:
+        diags.add(inst.declared_at, f"model {model.name!r} has no `dockerfile` but runs on a "
+                  f"{target.backend} target", "give the model a Dockerfile prefix, or run it on `local`")
+        return []
+    files = _dockerfiles(inst, root, cache)
+    matching = select_dockerfiles(files, context.match_keys())
+    if not matching:
+        found = ", ".join(f"{f.path} {dict(f.context)}" for f in files) or "none"
+        diags.add(("runs", run_index), f"model {model.name!r}: no Dockerfile {model.dockerfile}.*.Dockerfile "
+                  f"matches context {ctx_name!r} (found: {found})",
+                  "set the context's gpu_vendor/guest_os/match to what a # CONTEXT header says")
+        return []
+    build_args = dict(sorted(context.docker_build_arg.items()))
+    images: list[ImageNode | None] = []
+    for f in matching:
+        dockerfile = _join(inst.base_dir, f.path)
+        build_context = _join(inst.base_dir, model.dockercontext) if model.dockercontext \
+            else posixpath.dirname(dockerfile) or "."
+        images.append(ImageNode(
+            address=f"image:{f.stem}@{ctx_name}",
+            name=f.stem,
+            context=ctx_name,
+            dockerfile=dockerfile,
+            build_context=build_context,
+            build_args=build_args,
+            dockerfile_context=dict(f.context),
+            base=base_image(root / dockerfile, build_args),
+        ))
+    return images
+
+
+def _dockerfiles(inst: ModelInstance, root: Path,
+                 cache: dict[tuple[str, str], tuple[Dockerfile, ...]]) -> tuple[Dockerfile, ...]:
+    key = (inst.base_dir, inst.model.dockerfile)
+    if key not in cache:
+        cache[key] = find_dockerfiles(root / inst.base_dir, inst.model.dockerfile)
+    return cache[key]
+
+
+def _add_image(images: dict[str, ImageNode], image: ImageNode, inst: ModelInstance,
+               diags: _Diagnostics) -> None:
+    known = images.setdefault(image.address, image)
+    if known != image:
+        diags.add(inst.declared_at, f"{image.address} is built two ways: from {known.build_context} and "
+                  f"from {image.build_context}", "models sharing a Dockerfile must share `dockercontext`")
+
+
+def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, repeat: int,
+         image: ImageNode | None, variant: str, run: Run, expect: Expect | None) -> JobNode:
+    model = inst.model
+    timeout = run.timeout if run.timeout is not None else model.timeout
+    if timeout == -1:
+        timeout = DEFAULT_TIMEOUT
+    if timeout > 0:
+        timeout = max(1, round(timeout * context.timeout_multiplier))
+    env = {
+        "MAD_MODEL_NAME": inst.key,
+        "MAD_GPU_VENDOR": context.gpu_vendor,
+        "MAD_GUEST_OS": context.guest_os,
+        **({"MAD_OUTPUT_CSV": model.multiple_results} if model.multiple_results else {}),
+        **context.docker_env_vars,
+        **model.env_vars,
+    }
+    return JobNode(
+        address=f"job:{inst.key}{variant}@{ctx_name}/{tgt_name}#{repeat}",
+        model=model.name,
+        params=inst.params,
+        context=ctx_name,
+        target=tgt_name,
+        repeat=repeat,
+        image=image.address if image else None,
+        script=_join(inst.base_dir, model.scripts),
+        args=inst.args,
+        env=dict(sorted(env.items())),
+        n_gpus=model.n_gpus,
+        timeout=timeout,
+        multiple_results=model.multiple_results,
+        data=model.data,
+        tags=model.tags,
+        owner=model.owner,
+        training_precision=model.training_precision,
+        additional_docker_run_options=model.additional_docker_run_options,
+        expect=expect,
+    )
+
+
+def _relpath(path: str) -> str:
+    return posixpath.normpath(path.replace("\\", "/"))
+
+
+def _join(base: str, path: str) -> str:
+    return posixpath.normpath(posixpath.join(base, path))
+

@@ -1,0 +1,76 @@
+"""The project IR: what the compiler hands to the lock stage.
+
+Immutable, fully resolved, and free of anything machine-specific: every path is relative to the
+project root (the madfile's directory) with POSIX separators, so the lock is the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from madengine.madfile.model import Context, Expect, Target
+
+
+@dataclass(frozen=True)
+class ImageNode:
+    """An image to build: one Dockerfile built for one context.
+
+    Address: `image:<dockerfile stem>@<context>`.
+    """
+
+    address: str
+    name: str  # the Dockerfile stem, e.g. `dummy.ubuntu.amd`
+    context: str
+    dockerfile: str  # project-relative path
+    build_context: str  # project-relative directory sent to the builder
+    build_args: Mapping[str, str]
+    dockerfile_context: Mapping[str, Any]  # the file's `# CONTEXT` header
+    base: str | None  # the base image reference (FROM, or ARG BASE_DOCKER), None if unknown
+
+
+@dataclass(frozen=True)
+class JobNode:
+    """One run of one model (with one combination of params) in one context on one target.
+
+    Address: `job:<model>[k=v,...]@<context>/<target>#<repeat>`; when a model's Dockerfile prefix
+    matches several Dockerfiles in a context, each gets its own job, told apart by `~<stem>` after
+    the params.
+    """
+
+    address: str
+    model: str
+    params: tuple[tuple[str, str], ...]  # ordered (key, rendered value), tag args included
+    context: str
+    target: str
+    repeat: int  # 1-based
+    image: str | None  # image node address; None on a `local` target
+    script: str  # project-relative path of the run script
+    args: tuple[str, ...]  # argv after the script, already split (never re-joined for a shell)
+    env: Mapping[str, str]  # non-secret environment (MAD_* and the context's docker_env_vars)
+    n_gpus: int  # -1 = all of the host's GPUs
+    timeout: int  # seconds, after the context multiplier; 0 = none
+    multiple_results: str = ""
+    data: str = ""
+    tags: tuple[str, ...] = ()
+    owner: str = ""
+    training_precision: str = ""
+    additional_docker_run_options: str = ""
+    expect: Expect | None = None
+
+
+@dataclass(frozen=True)
+class Project:
+    """A compiled madfile: every node, keyed by address, in a stable (sorted) order."""
+
+    root: str  # absolute directory of the madfile; never written to the lock
+    madfile_path: str  # relative to root
+    package_path: str | None  # relative to root, None without a package
+    name: str | None
+    registry: str | None
+    contexts: Mapping[str, Context]
+    targets: Mapping[str, Target]
+    images: Mapping[str, ImageNode]
+    jobs: Mapping[str, JobNode]
+    warnings: tuple[Any, ...] = field(default=())

@@ -1,0 +1,105 @@
+"""Expected errors and their exit codes (DESIGN §9).
+
+Every error a user can cause is a `MadengineError`; the CLI's single error boundary turns it into
+one line per diagnostic and the exit code below. Anything else is a bug and goes to the crash log.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FAILURE = 1
+    BUILD_FAILURE = 2
+    RUN_FAILURE = 3
+    USAGE = 4
+    CONFIG = 5
+    EXPECTATION = 6
+    INTERRUPTED = 130
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    """One problem, pinned to a place in a file where there is one.
+
+    `line` and `column` are 1-based. `key_path` is the dotted path of the offending key
+    (`targets.lab.hosts[0].gpus`), empty where the problem is not about a key.
+    """
+
+    file: str | None
+    line: int | None
+    column: int | None
+    message: str
+    key_path: str = ""
+    hint: str = ""
+    severity: str = field(default="error", compare=False)
+
+    def location(self) -> str:
+        if self.file is None:
+            return ""
+        if self.line is None:
+            return self.file
+        if self.column is None:
+            return f"{self.file}:{self.line}"
+        return f"{self.file}:{self.line}:{self.column}"
+
+    def render(self) -> str:
+        """The one-line form: `file:line:col: error: key: message (hint: ...)`."""
+        parts = []
+        loc = self.location()
+        if loc:
+            parts.append(f"{loc}:")
+        parts.append(f"{self.severity}:")
+        if self.key_path:
+            parts.append(f"{self.key_path}:")
+        parts.append(self.message)
+        text = " ".join(parts)
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return text
+
+
+class MadengineError(Exception):
+    """An expected failure: rendered as one line per diagnostic, never as a traceback."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+    def __init__(self, message: str, *, hint: str = "", file: str | None = None,
+                 line: int | None = None, column: int | None = None,
+                 diagnostics: Sequence[Diagnostic] = ()) -> None:
+        super().__init__(message)
+        self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics) or (
+            Diagnostic(file=file, line=line, column=column, message=message, hint=hint),
+        )
+
+    @classmethod
+    def many(cls, diagnostics: Iterable[Diagnostic]) -> MadengineError:
+        diags = sorted(diagnostics, key=_diagnostic_order)
+        first = diags[0].message if diags else "error"
+        return cls(first, diagnostics=diags)
+
+
+def _diagnostic_order(d: Diagnostic) -> tuple[str, int, int, str]:
+    return (d.file or "", d.line or 0, d.column or 0, d.message)
+
+
+class ConfigError(MadengineError):
+    """The madfile, the MAD package or the lockfile is wrong (exit 5)."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class UsageError(MadengineError):
+    """The command line is wrong (exit 4)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class StaleLockError(MadengineError):
+    """`lock --check` or `--locked` found a lockfile that does not match its inputs (exit 1)."""
+
+    exit_code = ExitCode.FAILURE

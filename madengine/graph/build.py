@@ -1,0 +1,89 @@
+"""The dependency graph: a networkx DiGraph over node addresses, built from the lock (DESIGN §1).
+
+Edges point from a dependency to its dependent (image -> job). Each node carries its kind, hash and,
+for jobs, the model, tags and target that `--select` and `--target` filter on.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import networkx as nx
+
+from madengine.compile.ir import Project
+from madengine.errors import ConfigError, UsageError
+from madengine.lock.lockfile import Lock
+
+
+def build_graph(project: Project, lock: Lock) -> nx.DiGraph:
+    graph = nx.DiGraph()
+    for addr, image in lock["images"].items():
+        graph.add_node(addr, kind="image", hash=image["hash"], tag=image["tag"])
+    for addr, job in lock["jobs"].items():
+        node = project.jobs[addr]
+        graph.add_node(addr, kind="job", hash=job["hash"], model=node.model, tags=node.tags,
+                       target=node.target, context=node.context)
+        for dep in job["depends_on"]:
+            graph.add_edge(dep, addr)
+    check_acyclic(graph)
+    return graph
+
+
+def check_acyclic(graph: nx.DiGraph) -> None:
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return
+    raise ConfigError("dependency cycle: " + " -> ".join(str(u) for u, _ in cycle) + f" -> {cycle[0][0]}",
+                      hint="remove one of the depends_on edges in the cycle")
+
+
+def topological_order(graph: nx.DiGraph) -> list[str]:
+    """Dependencies first; ties broken by address, so the order is the same on every run."""
+    return list(nx.lexicographical_topological_sort(graph))
+
+
+def select(graph: nx.DiGraph, selectors: Sequence[str] = (), targets: Sequence[str] = ()) -> nx.DiGraph:
+    """The subgraph of the jobs matching every filter, with everything they depend on.
+
+    A selector matches a job by model name, tag, or address glob (`job:dummy*@cpu/*`), and an image by
+    address glob; `--target` keeps only jobs on those targets. A selector that matches nothing is an
+    error, so a typo never silently plans nothing.
+    """
+    jobs = [n for n, d in graph.nodes(data=True) if d["kind"] == "job"]
+    if targets:
+        known = {graph.nodes[n]["target"] for n in jobs}
+        unknown = [t for t in targets if t not in known]
+        if unknown:
+            raise UsageError(f"--target {unknown[0]!r} has no jobs", hint=_choices(known))
+        jobs = [n for n in jobs if graph.nodes[n]["target"] in targets]
+    keep: set[str] = set()
+    if selectors:
+        for sel in selectors:
+            matched = [n for n in graph.nodes if _matches(n, graph.nodes[n], sel)]
+            if not matched:
+                raise UsageError(f"--select {sel!r} matches nothing",
+                                 hint="select by model name, tag, or address glob (see `madengine graph`)")
+            keep.update(m for m in matched if graph.nodes[m]["kind"] != "job" or m in jobs)
+    else:
+        keep.update(jobs)
+        if not targets:
+            keep.update(graph.nodes)
+    closure = set(keep)
+    for n in keep:
+        closure.update(nx.ancestors(graph, n))
+    return graph.subgraph(closure).copy()
+
+
+def _matches(addr: str, data: dict[str, Any], selector: str) -> bool:
+    if fnmatch.fnmatchcase(addr, selector):
+        return True
+    if data["kind"] != "job":
+        return False
+    return selector in (data["model"], *data["tags"])
+
+
+def _choices(names: Iterable[str]) -> str:
+    return "targets with jobs: " + ", ".join(sorted(names))

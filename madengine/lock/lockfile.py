@@ -1,0 +1,210 @@
+"""`madengine.lock`: content hashes of every node, serialized in a fixed order (DESIGN §4).
+
+The lock is plain JSON data keyed by node address so that a pull-request diff shows which nodes
+changed. Node hashes are Merkle hashes: a job's hash covers its image's hash, so a changed Dockerfile
+changes that image and the jobs that use it, and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from madengine.compile.ir import ImageNode, JobNode, Project
+from madengine.errors import ConfigError, Diagnostic
+from madengine.lock.hashing import FileHasher, hash_value
+
+LOCK_VERSION = 1
+LOCK_NAME = "madengine.lock"
+TAG_LENGTH = 12
+
+# Files of a MAD package that define its models; their tree hash is the lock's `package.sha256`.
+# Dockerfiles, build contexts and scripts are hashed per node instead.
+PACKAGE_DEFINITION_GLOBS = ("models.json", "scripts/*/models.json", "scripts/*/get_models_json.py")
+
+Lock = dict[str, Any]
+
+
+def build_lock(project: Project, resolved_bases: Mapping[str, str] | None = None) -> Lock:
+    """The lock of a compiled project. `resolved_bases` maps base image refs to pinned digests."""
+    hasher = FileHasher(Path(project.root))
+    bases = resolved_bases or {}
+    images = {addr: _image_entry(node, hasher, bases) for addr, node in project.images.items()}
+    jobs = {addr: _job_entry(node, project, hasher, images) for addr, node in project.jobs.items()}
+    lock: Lock = {
+        "version": LOCK_VERSION,
+        "madfile": {"path": project.madfile_path, "sha256": hasher.file(project.madfile_path)},
+        "package": _package_entry(project, hasher),
+        "images": images,
+        "jobs": jobs,
+    }
+    return lock
+
+
+def _image_entry(node: ImageNode, hasher: FileHasher, bases: Mapping[str, str]) -> dict[str, Any]:
+    inputs: dict[str, Any] = {
+        "base": {"ref": node.base, "digest": bases.get(node.base) if node.base else None},
+        "build_args": dict(node.build_args),
+        "context": {"path": node.build_context, "sha256": hasher.tree(node.build_context)},
+        "dockerfile": {"path": node.dockerfile, "sha256": hasher.file(node.dockerfile)},
+    }
+    # The image's identity is its content: the context name is not part of it, so two contexts
+    # with the same build args share one tag and one build.
+    node_hash = hash_value(inputs)
+    return {**inputs, "hash": node_hash, "tag": image_tag(node.name, node_hash)}
+
+
+def _job_entry(node: JobNode, project: Project, hasher: FileHasher,
+               images: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    script_dir = posixpath.dirname(node.script)
+    inputs: dict[str, Any] = {
+        "model": node.model,
+        "params": {k: v for k, v in node.params},
+        "context": node.context,
+        "context_sha256": hash_value(project.contexts[node.context].model_dump(mode="json")),
+        "target": node.target,
+        "target_sha256": hash_value(project.targets[node.target].model_dump(mode="json")),
+        "repeat": node.repeat,
+        "image": node.image,
+        "image_hash": images[node.image]["hash"] if node.image else None,
+        "script": {
+            "path": node.script,
+            "sha256": hasher.file(node.script),
+            # MAD copies the script's whole directory into the run directory.
+            "dir_sha256": hasher.tree(script_dir) if script_dir not in ("", ".") else None,
+        },
+        "args": list(node.args),
+        "env": dict(node.env),
+        "n_gpus": node.n_gpus,
+        "timeout": node.timeout,
+        "multiple_results": node.multiple_results or None,
+        "data": node.data or None,
+        "depends_on": [node.image] if node.image else [],
+    }
+    return {**inputs, "hash": hash_value(inputs)}
+
+
+def _package_entry(project: Project, hasher: FileHasher) -> dict[str, Any] | None:
+    if project.package_path is None:
+        return None
+    root = Path(project.root) / project.package_path
+    files = sorted({
+        p.relative_to(root).as_posix() for pattern in PACKAGE_DEFINITION_GLOBS for p in root.glob(pattern)
+    })
+    prefix = "" if project.package_path in ("", ".") else project.package_path + "/"
+    listing = {f: hasher.file(prefix + f) for f in files}
+    return {"path": project.package_path, "sha256": hash_value(listing)}
+
+
+def image_tag(name: str, node_hash: str) -> str:
+    """`madengine/<name>:<hash12>`, with the name made a valid Docker repository component."""
+    repo = "".join(c if c.isalnum() or c in "._-" else "-" for c in name.lower()).strip("._-") or "image"
+    return f"madengine/{repo}:{node_hash.removeprefix('sha256:')[:TAG_LENGTH]}"
+
+
+# --- file form ------------------------------------------------------------------------------------
+
+
+def render(lock: Lock) -> str:
+    """The lockfile text: sorted keys, 2-space indent, one trailing newline."""
+    return json.dumps(lock, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def read_lock(path: Path) -> Lock | None:
+    """The lock at `path`, None if there is none; a corrupt lock is a config error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path.name} is not valid JSON: {exc.msg}", file=str(path), line=exc.lineno,
+                          column=exc.colno, hint="delete it and run `madengine lock`") from None
+    if not isinstance(data, dict) or data.get("version") != LOCK_VERSION:
+        raise ConfigError(f"{path.name} is not a version {LOCK_VERSION} madengine lock", file=str(path),
+                          hint="delete it and run `madengine lock`")
+    return data
+
+
+def write_lock(path: Path, lock: Lock) -> bool:
+    """Write the lock atomically; return False when the file already held exactly these bytes."""
+    text = render(lock)
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return True
+
+
+# --- comparison -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LockDiff:
+    """What differs between an old lock and a new one, by node address."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: tuple[str, ...]
+    top_level: tuple[str, ...]  # `madfile`, `package`, `version` when those changed
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed or self.top_level)
+
+    def summary(self, limit: int = 5) -> str:
+        parts = []
+        for verb, items in (("changed", self.changed), ("added", self.added), ("removed", self.removed)):
+            if items:
+                shown = ", ".join(items[:limit]) + (f", … (+{len(items) - limit})" if len(items) > limit else "")
+                parts.append(f"{len(items)} {verb} ({shown})")
+        if self.top_level and not parts:
+            parts.append(f"{', '.join(self.top_level)} changed")
+        return "; ".join(parts)
+
+
+def diff_locks(old: Lock | None, new: Lock) -> LockDiff:
+    old = old or {}
+    added: list[str] = []
+    removed: list[str] = []
+    changed: list[str] = []
+    for section in ("images", "jobs"):
+        before: Mapping[str, Any] = old.get(section) or {}
+        after: Mapping[str, Any] = new.get(section) or {}
+        added += [a for a in after if a not in before]
+        removed += [a for a in before if a not in after]
+        changed += [a for a in after if a in before and before[a] != after[a]]
+    top = tuple(k for k in ("version", "madfile", "package") if old.get(k) != new.get(k))
+    return LockDiff(tuple(added), tuple(removed), tuple(changed), top)
+
+
+def missing_inputs(lock: Lock, madfile_display: str) -> list[Diagnostic]:
+    """Files a node needs that do not exist: a Dockerfile, a build context, a script."""
+    out = []
+    for addr, image in lock["images"].items():
+        if image["dockerfile"]["sha256"] is None:
+            out.append(_missing(madfile_display, addr, "Dockerfile", image["dockerfile"]["path"]))
+        if image["context"]["sha256"] is None:
+            out.append(_missing(madfile_display, addr, "build context", image["context"]["path"]))
+    seen: set[str] = set()
+    for addr, job in lock["jobs"].items():
+        path = job["script"]["path"]
+        if job["script"]["sha256"] is None and path not in seen:
+            seen.add(path)
+            out.append(_missing(madfile_display, addr, "script", path))
+    return out
+
+
+def _missing(madfile_display: str, addr: str, what: str, path: str) -> Diagnostic:
+    return Diagnostic(file=madfile_display, line=None, column=None,
+                      message=f"{addr}: {what} {path!r} does not exist",
+                      hint="paths are relative to the madfile (or, for packaged models, the package)")

@@ -1,0 +1,240 @@
+"""The madfile.yaml format, version 1 (DESIGN §2), as strict pydantic models.
+
+`extra="forbid"` everywhere: a misplaced key is an error, never silently ignored. The JSON Schema in
+`schemas/madfile.schema.json` is generated from these classes (`python -m madengine.madfile.schema`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+
+FORMAT_VERSION = 1
+
+Scalar = str | int | float | bool
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+
+
+# --- models ---------------------------------------------------------------------------------------
+
+
+class SelectModels(Strict):
+    """Models picked from the MAD package by tag, with ROCm madengine's `--tags` semantics."""
+
+    select: str | list[str] = Field(description="MAD tags: a name, a tag, `all`, `dir/name`, `dir/all`, "
+                                                "`name:k=v:flag`; a list or a comma-separated string")
+    params: dict[str, Scalar | list[Scalar]] = Field(
+        default_factory=dict, description="matrix: one model per combination, passed as `--key value`")
+
+    def tags(self) -> list[str]:
+        items = [self.select] if isinstance(self.select, str) else list(self.select)
+        return [t.strip() for item in items for t in item.split(",") if t.strip()]
+
+
+class InlineModel(Strict):
+    """A model declared in the madfile, with the fields of a models.json entry."""
+
+    name: str
+    dockerfile: str | None = Field(default=None, description="a prefix: every <prefix>.*.Dockerfile")
+    scripts: str
+    args: str = ""
+    n_gpus: int = Field(default=1, description="GPUs the model needs; -1 = all of the host's")
+    timeout: int = Field(default=-1, description="seconds; -1 = the default (7200)")
+    tags: list[str] = Field(default_factory=list)
+    owner: str = ""
+    training_precision: str = ""
+    multiple_results: str = ""
+    url: str = ""
+    data: str = ""
+    skip_gpu_arch: list[str] = Field(default_factory=list, description="GPU architectures to skip; "
+                                                                       "a list or a comma-separated string")
+    dockercontext: str = ""
+    additional_docker_run_options: str = ""
+    env_vars: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+
+    @field_validator("n_gpus", mode="before", json_schema_input_type=int | str)
+    @classmethod
+    def _n_gpus_from_string(cls, v: Any) -> Any:
+        # models.json writes n_gpus as a string ("-1"); accept the same in a madfile.
+        if isinstance(v, str) and re.fullmatch(r"-?\d+", v.strip()):
+            return int(v)
+        return v
+
+    @field_validator("skip_gpu_arch", mode="before", json_schema_input_type=list[str] | str)
+    @classmethod
+    def _skip_gpu_arch_from_string(cls, v: Any) -> Any:
+        # models.json writes skip_gpu_arch as a comma list ("gfx90a,gfx942"); accept the same.
+        if isinstance(v, str):
+            return [a.strip() for a in v.split(",") if a.strip()]
+        return v
+
+
+def model_entry_kind(value: Any) -> str | None:
+    """Which kind of `models:` entry this is: `select` if it has a `select` key, else `inline`.
+
+    Dispatching on the key (instead of letting pydantic try both) keeps errors about one entry
+    about that entry's kind, not a pair of confusing per-member errors.
+    """
+    if isinstance(value, SelectModels):
+        return "select"
+    if isinstance(value, InlineModel):
+        return "inline"
+    if isinstance(value, dict):
+        return "select" if "select" in value else "inline"
+    return None
+
+
+ModelEntry = Annotated[
+    Annotated[SelectModels, Tag("select")] | Annotated[InlineModel, Tag("inline")],
+    Discriminator(model_entry_kind, custom_error_type="model_entry",
+                  custom_error_message="a model entry must be a mapping"),
+]
+
+
+# --- contexts -------------------------------------------------------------------------------------
+
+
+class Tool(Strict):
+    name: str
+    cmd: str | None = None
+    env_vars: dict[str, str] = Field(default_factory=dict)
+
+
+class Mount(Strict):
+    source: str
+    target: str
+    readonly: bool = True
+
+
+class Context(Strict):
+    gpu_vendor: Literal["AMD", "NVIDIA", "INTEL", "NONE"] = "NONE"
+    guest_os: str = "UBUNTU"
+    docker_build_arg: dict[str, str] = Field(default_factory=dict)
+    docker_env_vars: dict[str, str] = Field(default_factory=dict)
+    docker_mounts: dict[str, str] = Field(default_factory=dict, description="host path -> container path")
+    docker_gpus: str | None = None
+    tools: list[Tool] = Field(default_factory=list)
+    pre_scripts: list[str] = Field(default_factory=list)
+    post_scripts: list[str] = Field(default_factory=list)
+    timeout_multiplier: float = Field(default=1.0, gt=0)
+    match: dict[str, Scalar] = Field(default_factory=dict,
+                                     description="free-form keys tested by Dockerfiles' # CONTEXT headers")
+
+    def match_keys(self) -> dict[str, Any]:
+        """What a Dockerfile's `# CONTEXT` header is compared with."""
+        return {"gpu_vendor": self.gpu_vendor, "guest_os": self.guest_os, **self.match}
+
+
+# --- targets --------------------------------------------------------------------------------------
+
+
+class Host(Strict):
+    address: str
+    user: str | None = None
+    port: int = Field(default=22, ge=1, le=65535)
+    key: str | None = None
+    gpus: int = Field(default=0, ge=0)
+
+
+class LocalTarget(Strict):
+    backend: Literal["local"]
+    gpus: int = Field(default=0, ge=0, description="GPUs of this machine, for scheduling")
+    workdir: str | None = None
+
+
+class DockerTarget(Strict):
+    backend: Literal["docker"]
+    gpus: int = Field(default=0, ge=0)
+    host: str | None = Field(default=None, description="DOCKER_HOST, default: the local engine")
+    network: str | None = None
+
+
+class SshTarget(Strict):
+    backend: Literal["ssh"]
+    hosts: list[Host] = Field(min_length=1)
+    workdir: str = "~/madengine"
+
+
+class AnsibleTarget(Strict):
+    backend: Literal["ansible"]
+    hosts: list[Host] = Field(min_length=1)
+    workdir: str = "~/madengine"
+
+
+class SlurmTarget(Strict):
+    backend: Literal["slurm"]
+    partition: str | None = None
+    login: Host | None = None
+    account: str | None = None
+    qos: str | None = None
+    nodes: int = Field(default=1, ge=1)
+    gpus_per_node: int = Field(default=0, ge=0)
+    time_limit: str | None = None
+    sbatch_options: list[str] = Field(default_factory=list)
+
+
+class KubernetesTarget(Strict):
+    backend: Literal["kubernetes"]
+    namespace: str = "default"
+    kubeconfig: str | None = None
+    context: str | None = None
+    gpu_resource: str = "amd.com/gpu"
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    service_account: str | None = None
+
+
+Target = Annotated[
+    LocalTarget | DockerTarget | SshTarget | AnsibleTarget | SlurmTarget | KubernetesTarget,
+    Field(discriminator="backend"),
+]
+
+
+# --- runs -----------------------------------------------------------------------------------------
+
+
+class Expect(Strict):
+    metric: str
+    better: Literal["higher", "lower"] = "higher"
+    min: float | None = None
+    max: float | None = None
+    tolerance: str | float | None = Field(default=None, description="allowed regression, `5%` or absolute")
+
+    @field_validator("tolerance")
+    @classmethod
+    def _tolerance_form(cls, v: str | float | None) -> str | float | None:
+        if isinstance(v, str) and not re.fullmatch(r"\d+(\.\d+)?%", v.strip()):
+            raise ValueError("tolerance must be a number or a percentage such as `5%`")
+        return v
+
+
+class Run(Strict):
+    models: list[str] = Field(min_length=1, description="model names or tags among the madfile's models")
+    contexts: list[str] | None = Field(default=None, description="default: every context")
+    targets: list[str] | None = Field(default=None, description="default: every target")
+    # The range checks of repeat and timeout live in check.py (one message style for every check);
+    # json_schema_extra still tells editors about them.
+    repeat: int = Field(default=1, description="how many times each job runs", json_schema_extra={"minimum": 1})
+    timeout: int | None = Field(default=None, description="seconds; overrides the model's; -1 = default")
+    expect: dict[str, Expect] = Field(default_factory=dict, description="per model: a performance gate")
+
+
+# --- the file -------------------------------------------------------------------------------------
+
+
+class Madfile(Strict):
+    """A madfile.yaml: which models to benchmark, in which contexts, on which targets."""
+
+    version: Literal[1]
+    name: str | None = None
+    package: str | None = Field(default=None, description="a MAD package directory, relative to this file")
+    registry: str | None = None
+    models: list[ModelEntry] = Field(default_factory=list)
+    contexts: dict[str, Context] = Field(default_factory=dict)
+    targets: dict[str, Target] = Field(default_factory=dict)
+    runs: list[Run] = Field(default_factory=list)

@@ -1,0 +1,1 @@
+"""Helpers kept at the import paths that MAD packages expect (`madengine.utils.discover_models`)."""
