@@ -6,13 +6,22 @@ this module only wires them, and reads and writes nothing but the lockfile it is
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
 from madengine.compile.compiler import compile_project
 from madengine.compile.ir import Project
 from madengine.errors import ConfigError
-from madengine.lock.lockfile import LOCK_NAME, Lock, LockDiff, build_lock, diff_locks, missing_inputs, read_lock
+from madengine.lock.lockfile import (
+    LOCK_NAME,
+    Lock,
+    LockDiff,
+    build_lock,
+    diff_locks,
+    missing_inputs,
+    read_lock,
+)
 from madengine.madfile.load import LoadedMadfile, load_and_check
 
 
@@ -33,6 +42,15 @@ class Locked:
     @property
     def stale(self) -> bool:
         return self.on_disk != self.lock
+
+    def input_dirs(self) -> set[str]:
+        """Every directory this lock's inputs were read from, relative to the madfile's directory."""
+        p = self.project
+        dirs = {p.package_path or "."}
+        dirs.update(posixpath.dirname(i.dockerfile) for i in p.images.values())
+        dirs.update(i.build_context for i in p.images.values())
+        dirs.update(posixpath.dirname(j.script) for j in p.jobs.values())
+        return dirs
 
 
 def load_project(madfile: Path) -> tuple[LoadedMadfile, Project]:

@@ -20,37 +20,58 @@ def lock(
     as_json: bool = JsonOption,
 ) -> None:
     """Compile the madfile and write its content-addressed lock (madengine.lock)."""
+    import time
+
     from madengine.cli import output
     from madengine.cli.options import madfile_path
     from madengine.errors import StaleLockError
-    from madengine.lock.lockfile import write_lock
+    from madengine.lock import freshness
+    from madengine.lock.lockfile import LOCK_NAME, write_lock
+    from madengine.madfile.load import display_path
     from madengine.pipeline import lock_project
 
-    locked = lock_project(madfile_path(file, chdir))
-    counts = f"{len(locked.lock['images'])} images, {len(locked.lock['jobs'])} jobs"
-    shown = locked.loaded.display_path.rsplit("/", 1)[0] + "/" if "/" in locked.loaded.display_path else ""
-    name = f"{shown}{locked.lock_path.name}"
+    path = madfile_path(file, chdir)
+    lock_path = path.parent / LOCK_NAME
+    name = display_path(lock_path)
+
+    fresh = freshness.check(path, lock_path)
+    if fresh is not None:  # nothing moved since the last lock: skip compiling
+        _report(as_json, name, check, written=False, images=fresh.images, jobs=fresh.jobs)
+        return
+
+    started = time.time_ns()
+    locked = lock_project(path)
+    images, jobs = len(locked.lock["images"]), len(locked.lock["jobs"])
     diff = locked.diff
     if check:
-        if as_json:
-            output.print_json({"stale": locked.stale, "added": diff.added, "removed": diff.removed,
-                               "changed": diff.changed, "top_level": diff.top_level})
         if locked.on_disk is None:
             raise StaleLockError(f"{name} does not exist", hint="run `madengine lock` and commit the file")
         if locked.stale:
+            if as_json:
+                output.print_json({"path": name, "stale": True, "changed": diff.changed, "added": diff.added,
+                                   "removed": diff.removed, "top_level": diff.top_level})
             raise StaleLockError(f"{name} is stale: {diff.summary()}",
                                  hint="run `madengine lock` and commit the result")
-        if not as_json:
-            typer.echo(f"{name}: up to date ({counts})")
-        return
-    written = write_lock(locked.lock_path, locked.lock)
+        written = False
+    else:
+        written = write_lock(lock_path, locked.lock)
+    freshness.record(path, lock_path, freshness.outside_dirs(locked.input_dirs()), started, images, jobs)
+    summary = "" if not written or locked.on_disk is None else diff.summary() or "formatting"
+    _report(as_json, name, check, written=written, images=images, jobs=jobs, created=locked.on_disk is None,
+            summary=summary)
+
+
+def _report(as_json: bool, name: str, check: bool, *, written: bool, images: int, jobs: int,
+            created: bool = False, summary: str = "") -> None:
+    from madengine.cli import output
+
     if as_json:
-        output.print_json({"path": name, "written": written, "images": len(locked.lock["images"]),
-                           "jobs": len(locked.lock["jobs"]), "changed": diff.changed,
-                           "added": diff.added, "removed": diff.removed})
-    elif not written:
+        output.print_json({"path": name, "stale": False, "written": written, "images": images, "jobs": jobs})
+        return
+    counts = f"{images} images, {jobs} jobs"
+    if not written:
         typer.echo(f"{name}: up to date ({counts})")
-    elif locked.on_disk is None:
+    elif created:
         typer.echo(f"{name}: written ({counts})")
     else:
-        typer.echo(f"{name}: updated ({counts}; {diff.summary() or 'formatting'})")
+        typer.echo(f"{name}: updated ({counts}; {summary})")

@@ -77,7 +77,7 @@ def run(argv: list[str] | None = None) -> None:
         sys.exit(int(ExitCode.INTERRUPTED))
     except SystemExit:
         raise
-    except BaseException as exc:  # noqa: BLE001 - the one place where anything is caught
+    except BaseException as exc:
         if _is_click_exception(exc):
             sys.exit(_handle_click_exception(exc))
         path = _crash_log(exc)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-FileOption = typer.Option(None, "-f", "--file", help="The madfile (default ./madfile.yaml, then ./madfile.yml).")
+FileOption = typer.Option(None, "-f", "--file",
+                          help="The madfile (default ./madfile.yaml, then ./madfile.yml).")
 ChdirOption = typer.Option(None, "-C", "--chdir", help="Run as if started in DIR.")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
 VerboseOption = typer.Option(False, "-v", "--verbose", help="Show more detail.")

@@ -41,7 +41,7 @@ class ModelInstance:
 
     key: str  # `name` or `name[k=v,...]`, the model part of a job address
     model: MadModel
-    params: tuple[tuple[str, str], ...]
+    params: tuple[tuple[str, str | None], ...]  # None: a bare flag from a tag (`name:flag`)
     args: tuple[str, ...]
     base_dir: str  # project-relative directory that the model's paths are relative to
     declared_at: KeyPath
@@ -180,11 +180,11 @@ def _expand(out: dict[str, ModelInstance], sel: SelectedModel, params: Mapping[s
         diags.add(at, f"model {sel.model.name!r}: args {sel.args!r} cannot be split: {exc}",
                   "close the quote in `args`")
         return
-    tag_params = tuple((k, "" if v is None else v) for k, v in sel.tag_args)
     for combo in _matrix(params):
         combo_params = tuple((k, _render(v)) for k, v in combo)
-        all_params = tag_params + combo_params
-        key = sel.model.name + (f"[{','.join(f'{k}={v}' for k, v in all_params)}]" if all_params else "")
+        all_params: tuple[tuple[str, str | None], ...] = sel.tag_args + combo_params
+        shown = ",".join(k if v is None else f"{k}={v}" for k, v in all_params)
+        key = sel.model.name + (f"[{shown}]" if all_params else "")
         if key in out:
             continue  # a model selected twice is one model
         args = base_args + tuple(a for k, v in combo_params for a in (f"--{k}", v))
@@ -211,7 +211,7 @@ def _run_models(run: Run, run_index: int, instances: Mapping[str, ModelInstance]
     for j, name in enumerate(run.models):
         matched = [inst for inst in instances.values()
                    if name in ("all", inst.key, inst.model.name) or name in inst.model.tags]
-        if not matched:
+        if not matched and name != "all":
             diags.add(("runs", run_index, "models", j),
                       f"{name!r} names no model that this madfile selects or declares",
                       _close_hint(name, {inst.model.name for inst in instances.values()}))

@@ -41,7 +41,7 @@ class JobNode:
 
     address: str
     model: str
-    params: tuple[tuple[str, str], ...]  # ordered (key, rendered value), tag args included
+    params: tuple[tuple[str, str | None], ...]  # ordered (key, value); tag args first, None = a flag
     context: str
     target: str
     repeat: int  # 1-based

@@ -11,7 +11,8 @@ from madengine.lock.hashing import DockerIgnore, FileHasher, canonical_json, has
 
 
 def test_canonical_json_is_independent_of_key_order() -> None:
-    assert canonical_json({"b": 1, "a": [1, {"y": 2, "x": 1}]}) == canonical_json({"a": [1, {"x": 1, "y": 2}], "b": 1})
+    left = canonical_json({"b": 1, "a": [1, {"y": 2, "x": 1}]})
+    assert left == canonical_json({"a": [1, {"x": 1, "y": 2}], "b": 1})
     assert canonical_json({"é": "ü"}) == '{"é":"ü"}'.encode()
 
 

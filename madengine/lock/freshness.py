@@ -1,0 +1,112 @@
+"""Is the lock already fresh? A stat fingerprint of its inputs answers without recompiling.
+
+Like DVC's state database and ninja's log: after a lock is computed, the size, mtime and inode of every
+file under the project and the package (and of any input outside them) are recorded with the hash of
+the lock text. If nothing moved since and the lock file holds those bytes, the lock is fresh; anything
+else, including a missing or unreadable record, means "compute it". The record lives in `.madengine/`
+and never changes what a lock contains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from madengine import __version__
+
+RECORD = Path(".madengine") / "cache" / "lock-fingerprint.json"
+# File mtimes come from the kernel's coarse clock, which may lag the wall clock by a tick.
+_CLOCK_SLACK_NS = 100_000_000
+_SKIP_DIRS = frozenset({".git", ".madengine", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
+
+
+@dataclass(frozen=True)
+class Fresh:
+    """What the last computation recorded about the lock it wrote."""
+
+    images: int
+    jobs: int
+
+
+def fingerprint(root: Path, madfile_name: str, extra_dirs: Iterable[str], lock_name: str) -> tuple[str, int]:
+    """A digest of the stat data of every entry under root and extra_dirs (relative to root), and the
+    newest mtime seen, so that a caller can refuse to record inputs that changed while it read them."""
+    h = hashlib.sha256(f"{__version__}\0{madfile_name}".encode())
+    newest = 0
+    for top in sorted({root.resolve(), *((root / d).resolve() for d in extra_dirs)}):
+        h.update(b"\0top\0" + os.fsencode(top))
+        for line, mtime in _scan(top, top, lock_name):
+            h.update(line)
+            newest = max(newest, mtime)
+    return h.hexdigest(), newest
+
+
+def _scan(top: Path, path: Path, lock_name: str) -> Iterable[tuple[bytes, int]]:
+    try:
+        entries = sorted(os.scandir(path), key=lambda e: e.name)
+    except OSError:
+        yield b"\0missing\0" + os.fsencode(path), 0
+        return
+    for entry in entries:
+        if entry.name in _SKIP_DIRS or (path == top and entry.name in (lock_name, lock_name + ".tmp")):
+            continue
+        st = entry.stat(follow_symlinks=False)
+        line = f"\0{entry.path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_mode}"
+        yield line.encode("utf-8", "surrogateescape"), st.st_mtime_ns
+        if entry.is_dir(follow_symlinks=False):
+            yield from _scan(top, Path(entry.path), lock_name)
+
+
+def _lock_digest(lock_path: Path) -> str | None:
+    try:
+        return hashlib.sha256(lock_path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def check(madfile: Path, lock_path: Path) -> Fresh | None:
+    """The recorded counts if the lock is known fresh, else None (then compute it)."""
+    root = madfile.parent
+    try:
+        rec = json.loads((root / RECORD).read_text(encoding="utf-8"))
+        extra = [str(d) for d in rec["extra"]]
+        if rec["lock"] != _lock_digest(lock_path):
+            return None
+        if rec["inputs"] != fingerprint(root, madfile.name, extra, lock_path.name)[0]:
+            return None
+        return Fresh(images=int(rec["images"]), jobs=int(rec["jobs"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def record(madfile: Path, lock_path: Path, extra_dirs: Iterable[str], started_ns: int,
+           images: int, jobs: int) -> None:
+    """Remember that the lock at lock_path is what its current inputs give. Never raises.
+
+    Nothing is recorded when an input is newer than `started_ns` (when the caller began reading):
+    it may have changed after it was read, as in git's "racy clean" case.
+    """
+    root = madfile.parent
+    extra = sorted(set(extra_dirs))
+    try:
+        inputs, newest = fingerprint(root, madfile.name, extra, lock_path.name)
+        if newest >= started_ns - _CLOCK_SLACK_NS:
+            return
+        data = {"inputs": inputs, "lock": _lock_digest(lock_path), "extra": extra,
+                "images": images, "jobs": jobs}
+        path = root / RECORD
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+
+
+def outside_dirs(dirs: Iterable[str]) -> set[str]:
+    """Those of the project-relative input directories that lie outside the project root."""
+    return {d for d in dirs if d == ".." or d.startswith("../")}

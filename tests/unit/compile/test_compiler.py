@@ -1,0 +1,167 @@
+"""Madfile + package -> nodes: the cross product, defaults, Dockerfile selection, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from madengine.errors import ConfigError
+from tests.unit.compile.conftest import MakeProject, compile_file
+
+
+def test_defaults_give_local_target_default_context_and_every_model(make_project: MakeProject) -> None:
+    path = make_project("version: 1\nmodels:\n  - {name: hello, scripts: run.sh}\n", {"run.sh": "echo\n"})
+    project = compile_file(path)
+    assert list(project.jobs) == ["job:hello@default/local#1"]
+    assert project.images == {}
+    job = project.jobs["job:hello@default/local#1"]
+    assert job.image is None and job.script == "run.sh" and job.timeout == 7200
+
+
+def test_params_matrix_repeat_and_args(make_project: MakeProject) -> None:
+    path = make_project("""\
+        version: 1
+        models:
+          - {name: mm, scripts: run.sh, args: "--iters 5", params: {size: [1, 2], dtype: fp16}}
+        runs:
+          - {models: [mm], repeat: 2}
+        """, {"run.sh": "echo\n"})
+    project = compile_file(path)
+    assert sorted(project.jobs) == [
+        "job:mm[dtype=fp16,size=1]@default/local#1", "job:mm[dtype=fp16,size=1]@default/local#2",
+        "job:mm[dtype=fp16,size=2]@default/local#1", "job:mm[dtype=fp16,size=2]@default/local#2",
+    ]
+    job = project.jobs["job:mm[dtype=fp16,size=2]@default/local#1"]
+    assert job.args == ("--iters", "5", "--dtype", "fp16", "--size", "2")
+    assert job.params == (("dtype", "fp16"), ("size", "2"))
+
+
+def test_select_from_package_with_tag_args_and_context_dockerfiles(make_project: MakeProject) -> None:
+    path = make_project("""\
+        version: 1
+        package: pkg
+        models:
+          - select: "dummy:batch_size=8:fast"
+        contexts:
+          cpu: {gpu_vendor: NONE}
+          gpu: {gpu_vendor: AMD, docker_build_arg: {BASE_DOCKER: "rocm/pytorch:6.4"}}
+        targets:
+          box: {backend: docker}
+        """)
+    project = compile_file(path)
+    assert sorted(project.images) == ["image:dummy.ubuntu.amd@gpu", "image:dummy.ubuntu.none@cpu"]
+    amd = project.images["image:dummy.ubuntu.amd@gpu"]
+    assert amd.dockerfile == "pkg/docker/dummy.ubuntu.amd.Dockerfile"
+    assert amd.build_context == "pkg/docker"
+    assert amd.base == "rocm/pytorch:6.4"  # the build arg overrides the ARG default
+    job = project.jobs["job:dummy[batch_size=8,fast]@cpu/box#1"]
+    assert job.args == ("--batch_size", "8", "--fast")
+    assert job.image == "image:dummy.ubuntu.none@cpu"
+    assert job.script == "pkg/scripts/dummy/run.sh"
+
+
+def test_models_sharing_a_dockerfile_share_one_image(make_project: MakeProject) -> None:
+    path = make_project("""\
+        version: 1
+        package: pkg
+        models: [{select: dummies}]
+        contexts: {cpu: {gpu_vendor: NONE}}
+        targets: {box: {backend: docker}}
+        """)
+    project = compile_file(path)
+    assert list(project.images) == ["image:dummy.ubuntu.none@cpu"]
+    assert {j.image for j in project.jobs.values()} == {"image:dummy.ubuntu.none@cpu"}
+    assert project.jobs["job:dummy2@cpu/box#1"].n_gpus == -1
+
+
+def test_several_matching_dockerfiles_give_one_job_each(make_project: MakeProject) -> None:
+    path = make_project("""\
+        version: 1
+        package: pkg
+        models: [{select: multi}]
+        targets: {box: {backend: docker}}
+        """)
+    project = compile_file(path)
+    assert sorted(project.jobs) == ["job:multi~multi.a@default/box#1", "job:multi~multi.b@default/box#1"]
+
+
+def test_local_target_needs_no_dockerfile(make_project: MakeProject) -> None:
+    path = make_project("""\
+        version: 1
+        package: pkg
+        models: [{select: dummy}]
+        contexts: {gpu: {gpu_vendor: INTEL}}
+        """)
+    assert list(compile_file(path).jobs) == ["job:dummy@gpu/local#1"]
+
+
+def test_runs_pick_models_by_tag_and_target(make_project: MakeProject) -> None:
+    path = make_project("""\
+        version: 1
+        package: pkg
+        models: [{select: all}]
+        contexts: {cpu: {gpu_vendor: NONE}}
+        targets: {here: {backend: local}, box: {backend: docker}}
+        runs:
+          - {models: [smoke], targets: [box]}
+          - {models: [dummy2], targets: [here], repeat: 2, timeout: 60}
+        """)
+    project = compile_file(path)
+    assert sorted(project.jobs) == ["job:dummy2@cpu/here#1", "job:dummy2@cpu/here#2", "job:dummy@cpu/box#1"]
+    assert project.jobs["job:dummy2@cpu/here#1"].timeout == 60
+
+
+def _errors(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        compile_file(path)
+    return [d.render() for d in info.value.diagnostics]
+
+
+def test_unknown_tag_is_reported_at_the_select(make_project: MakeProject) -> None:
+    path = make_project("version: 1\npackage: pkg\nmodels:\n  - select: dumy\n")
+    (error,) = _errors(path)
+    assert "madfile.yaml:4:" in error and "dumy" in error and "dummy" in error
+
+
+def test_unknown_run_model_and_unmatched_dockerfile_are_all_reported(make_project: MakeProject) -> None:
+    path = make_project("""\
+        version: 1
+        package: pkg
+        models: [{select: dummy}]
+        contexts: {nv: {gpu_vendor: NVIDIA}}
+        targets: {box: {backend: docker}}
+        runs:
+          - {models: [dummy, nosuch]}
+        """)
+    errors = _errors(path)
+    assert len(errors) == 2
+    assert any("nosuch" in e and ":7:" in e for e in errors)
+    assert any("no Dockerfile" in e and "nv" in e for e in errors)
+
+
+def test_select_without_package_is_an_error(make_project: MakeProject) -> None:
+    path = make_project("version: 1\nmodels:\n  - select: dummy\n")
+    (error,) = _errors(path)
+    assert "needs a MAD package" in error and ":3:" in error
+
+
+def test_missing_package_directory(make_project: MakeProject) -> None:
+    path = make_project("version: 1\npackage: nowhere\nmodels:\n  - select: dummy\n")
+    (error,) = _errors(path)
+    assert "nowhere" in error and ":2:" in error
+
+
+def test_unbalanced_quote_in_args(make_project: MakeProject) -> None:
+    path = make_project('version: 1\nmodels:\n  - {name: a, scripts: r.sh, args: "--x \'unclosed"}\n')
+    (error,) = _errors(path)
+    assert "cannot be split" in error
+
+
+def test_context_timeout_multiplier(make_project: MakeProject) -> None:
+    path = make_project("""\
+        version: 1
+        models: [{name: a, scripts: r.sh, timeout: 100}]
+        contexts: {slow: {timeout_multiplier: 2.5}}
+        """, {"r.sh": ""})
+    assert compile_file(path).jobs["job:a@slow/local#1"].timeout == 250
