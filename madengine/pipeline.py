@@ -13,8 +13,8 @@ from pathlib import Path
 from madengine.compile.compiler import compile_project
 from madengine.compile.ir import Project
 from madengine.errors import ConfigError
+from madengine.lock import LOCK_NAME
 from madengine.lock.lockfile import (
-    LOCK_NAME,
     Lock,
     LockDiff,
     build_lock,

@@ -22,13 +22,9 @@ def lock(
     """Compile the madfile and write its content-addressed lock (madengine.lock)."""
     import time
 
-    from madengine.cli import output
     from madengine.cli.options import madfile_path
-    from madengine.errors import StaleLockError
-    from madengine.lock import freshness
-    from madengine.lock.lockfile import LOCK_NAME, write_lock
-    from madengine.madfile.load import display_path
-    from madengine.pipeline import lock_project
+    from madengine.lock import LOCK_NAME, freshness
+    from madengine.madfile.locate import display_path
 
     path = madfile_path(file, chdir)
     lock_path = path.parent / LOCK_NAME
@@ -38,6 +34,12 @@ def lock(
     if fresh is not None:  # nothing moved since the last lock: skip compiling
         _report(as_json, name, check, written=False, images=fresh.images, jobs=fresh.jobs)
         return
+
+    # Only now the heavy part: pydantic, the package, hashing.
+    from madengine.cli import output
+    from madengine.errors import StaleLockError
+    from madengine.lock.lockfile import write_lock
+    from madengine.pipeline import lock_project
 
     started = time.time_ns()
     locked = lock_project(path)

@@ -68,7 +68,8 @@ def run(argv: list[str] | None = None) -> None:
 
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        # With standalone_mode=False click returns a `typer.Exit(n)` code instead of raising it.
+        code = app(args=argv, standalone_mode=False)
     except MadengineError as exc:
         output.print_diagnostics(exc.diagnostics)
         sys.exit(int(exc.exit_code))
@@ -85,7 +86,7 @@ def run(argv: list[str] | None = None) -> None:
         output.error(f"internal error: {type(exc).__name__}: {exc}{where}",
                      hint="this is a bug in madengine; please report it with the crash log")
         sys.exit(int(ExitCode.FAILURE))
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _is_click_exception(exc: BaseException) -> bool:

@@ -15,7 +15,7 @@ VerboseOption = typer.Option(False, "-v", "--verbose", help="Show more detail.")
 
 def madfile_path(file: Path | None, chdir: Path | None) -> Path:
     """Resolve -f/-C into the madfile path (which may not exist: the loader reports that)."""
-    from madengine.madfile.load import find_madfile
+    from madengine.madfile.locate import find_madfile
 
     base = chdir if chdir is not None else Path.cwd()
     return find_madfile(base, file)

@@ -21,7 +21,6 @@ from madengine.errors import ConfigError, Diagnostic
 from madengine.lock.hashing import FileHasher, hash_value
 
 LOCK_VERSION = 1
-LOCK_NAME = "madengine.lock"
 TAG_LENGTH = 12
 
 # Files of a MAD package that define its models; their tree hash is the lock's `package.sha256`.

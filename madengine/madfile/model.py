@@ -13,6 +13,19 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_val
 
 FORMAT_VERSION = 1
 
+# What a madfile without `contexts` / `targets` gets (DESIGN §2); runs may name them then.
+DEFAULT_CONTEXT = "default"
+DEFAULT_TARGET = "local"
+
+# Environment and build-arg names whose values are secrets: a madfile holds only references to them
+# (`${env:NAME}`), and messages never repeat their values.
+_SECRET_NAME = re.compile(r"(?:^|_)(?:TOKEN|PASSWORD|PASSWD|SECRETS?|API_?KEY|ACCESS_KEY|PRIVATE_KEY)(?:_|$)",
+                          re.IGNORECASE)
+
+
+def is_secret_name(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name))
+
 Scalar = str | int | float | bool
 
 
@@ -219,7 +232,8 @@ class Run(Strict):
     targets: list[str] | None = Field(default=None, description="default: every target")
     # The range checks of repeat and timeout live in check.py (one message style for every check);
     # json_schema_extra still tells editors about them.
-    repeat: int = Field(default=1, description="how many times each job runs", json_schema_extra={"minimum": 1})
+    repeat: int = Field(default=1, description="how many times each job runs",
+                        json_schema_extra={"minimum": 1})
     timeout: int | None = Field(default=None, description="seconds; overrides the model's; -1 = default")
     expect: dict[str, Expect] = Field(default_factory=dict, description="per model: a performance gate")
 

@@ -165,3 +165,18 @@ def test_context_timeout_multiplier(make_project: MakeProject) -> None:
         contexts: {slow: {timeout_multiplier: 2.5}}
         """, {"r.sh": ""})
     assert compile_file(path).jobs["job:a@slow/local#1"].timeout == 250
+
+
+def test_expect_must_name_a_model_the_run_runs(make_project: MakeProject) -> None:
+    path = make_project("""\
+        version: 1
+        package: pkg
+        models: [{select: all}]
+        runs:
+          - models: [dummies]
+            expect:
+              dummy2: {metric: x}
+              dumy: {metric: x}
+        """)
+    (error,) = _errors(path)
+    assert "madfile.yaml:8:" in error and "'dumy'" in error and "did you mean dummy" in error

@@ -1,0 +1,244 @@
+"""Semantic checks: what the format's types cannot say (DESIGN §2).
+
+The checks read the plain parsed data, not the pydantic model, so that they run even when schema
+validation failed elsewhere in the file and the user sees every error at once. Each check therefore
+looks only at values of the expected shape and leaves the rest to the schema errors.
+
+Whether a run's `models` exist among the package's selected models needs the package: the compiler
+checks that, not this module.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+from madengine.errors import Diagnostic
+from madengine.madfile.diagnose import close_match
+from madengine.madfile.model import DEFAULT_CONTEXT, DEFAULT_TARGET, is_secret_name
+from madengine.madfile.source import KeyPath, SourceMap
+
+if TYPE_CHECKING:
+    from madengine.madfile.load import LoadedMadfile
+
+# A secret is never a value in a madfile, only a reference resolved at apply time.
+REFERENCE = re.compile(r"\$\{(env|credential):[A-Za-z_][A-Za-z0-9_.-]*\}")
+_SHELL_REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+_CREDENTIALS_IN_URL = re.compile(r"(?:^|//)[^/@\s:]+:[^/@\s]+@")
+
+# Node addresses are `job:<model>[k=v]@<context>/<target>#<n>`: names must not contain the separators.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_MODEL_NAME_FORBIDDEN = "/:,@#[] \t"
+
+
+def check(data: Mapping[Any, Any], source: SourceMap) -> list[Diagnostic]:
+    """Every semantic problem of a parsed madfile, in no particular order."""
+    contexts = _mapping(data.get("contexts"))
+    targets = _mapping(data.get("targets"))
+    models = _items(data.get("models"))
+    out: list[Diagnostic] = []
+    out += _check_section_names("contexts", "context", contexts, source)
+    out += _check_section_names("targets", "target", targets, source)
+    out += _check_models(models, source)
+    out += _check_targets(targets, source)
+    out += _check_secrets(data, source)
+    out += _check_runs(data, contexts, targets, source)
+    return out
+
+
+def check_madfile(loaded: LoadedMadfile) -> list[Diagnostic]:
+    """`check` for an already loaded madfile."""
+    return check(loaded.data, loaded.source)
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _mapping(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _valid_section(data: Mapping[Any, Any], section: str) -> bool:
+    """False when the section has the wrong type: its schema error says so; names in it are unknowable."""
+    return isinstance(data.get(section), dict | None)
+
+
+def _dicts(value: Any) -> Iterator[tuple[int, dict[Any, Any]]]:
+    for index, item in enumerate(_items(value)):
+        if isinstance(item, dict):
+            yield index, item
+
+
+def _unknown_hint(name: str, known: list[str], section: str) -> str:
+    guess = close_match(name, known)
+    if guess:
+        return f"did you mean `{guess}`?"
+    if known:
+        return f"declared {section}: {', '.join(known)}"
+    return f"declare it under `{section}:`"
+
+
+# --- the checks -----------------------------------------------------------------------------------
+
+
+def _check_section_names(section: str, what: str, entries: dict[Any, Any],
+                         source: SourceMap) -> list[Diagnostic]:
+    return [
+        source.diagnostic((section, name), f"{what} name `{name}` cannot be used in node addresses",
+                          "use letters, digits, `_`, `-` and `.`, starting with a letter or digit")
+        for name in entries
+        if isinstance(name, str) and not _NAME.fullmatch(name)  # a non-string key is a schema error
+    ]
+
+
+def _check_timeout(path: KeyPath, entry: dict[Any, Any], source: SourceMap) -> list[Diagnostic]:
+    value = entry.get("timeout")
+    if _is_int(value) and value < 0 and value != -1:
+        return [source.diagnostic((*path, "timeout"), f"timeout must be -1 or at least 0, found {value}",
+                                  "give seconds, 0 for none, or -1 for the default (7200 s)", at="value")]
+    return []
+
+
+def _check_params(path: KeyPath, entry: dict[Any, Any], source: SourceMap) -> list[Diagnostic]:
+    return [
+        source.diagnostic((*path, "params", key), f"empty matrix: `{key}` has no values",
+                          f"give `{key}` at least one value, or remove it", at="value")
+        for key, values in _mapping(entry.get("params")).items()
+        if values == []
+    ]
+
+
+def _check_models(models: list[Any], source: SourceMap) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    first_seen: dict[str, int] = {}
+    for index, entry in _dicts(models):
+        path: KeyPath = ("models", index)
+        out += _check_params(path, entry, source)
+        if "select" in entry:
+            continue
+        out += _check_timeout(path, entry, source)
+        name = entry.get("name")
+        if not isinstance(name, str):
+            continue
+        bad = sorted({c for c in name if c in _MODEL_NAME_FORBIDDEN})
+        if bad or not name.strip():
+            shown = " ".join(f"`{c}`" if c.strip() else "whitespace" for c in bad) or "nothing"
+            out.append(source.diagnostic(
+                (*path, "name"), f"model name `{name}` contains {shown}",
+                "in tags `/` scopes a directory and `:` passes arguments: name an inline model "
+                "with letters, digits, `_`, `-` and `.`", at="value"))
+        if name in first_seen:
+            first = first_seen[name]
+            line = source.locate(("models", first, "name"))
+            where = f" (line {line[0]})" if line else ""
+            out.append(source.diagnostic(
+                (*path, "name"), f"duplicate model name `{name}`",
+                f"models[{first}]{where} already declares it; rename one", at="value"))
+        else:
+            first_seen[name] = index
+    return out
+
+
+def _check_targets(targets: dict[Any, Any], source: SourceMap) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for name, target in targets.items():
+        if not isinstance(target, dict):
+            continue
+        seen: dict[tuple[str, int], int] = {}
+        for index, host in _dicts(target.get("hosts")):
+            address, port = host.get("address"), host.get("port", 22)
+            if not isinstance(address, str):
+                continue
+            ident = (address.strip().lower(), port if _is_int(port) else 22)
+            if ident in seen:
+                out.append(source.diagnostic(
+                    ("targets", name, "hosts", index, "address"),
+                    f"duplicate host `{address}` in target `{name}`",
+                    f"hosts[{seen[ident]}] is the same host; list each host once (set `gpus` there)",
+                    at="value"))
+            else:
+                seen[ident] = index
+    return out
+
+
+def _secret_maps(data: Mapping[Any, Any]) -> Iterator[tuple[KeyPath, dict[Any, Any]]]:
+    """Every `name: value` map whose values may end up in an environment or a build."""
+    for index, entry in _dicts(data.get("models")):
+        yield ("models", index, "env_vars"), _mapping(entry.get("env_vars"))
+    for name, context in _mapping(data.get("contexts")).items():
+        if isinstance(context, dict):
+            yield ("contexts", name, "docker_env_vars"), _mapping(context.get("docker_env_vars"))
+            yield ("contexts", name, "docker_build_arg"), _mapping(context.get("docker_build_arg"))
+            for index, tool in _dicts(context.get("tools")):
+                yield ("contexts", name, "tools", index, "env_vars"), _mapping(tool.get("env_vars"))
+
+
+def _hosts(data: Mapping[Any, Any]) -> Iterator[tuple[KeyPath, dict[Any, Any]]]:
+    for name, target in _mapping(data.get("targets")).items():
+        if isinstance(target, dict):
+            for index, host in _dicts(target.get("hosts")):
+                yield ("targets", name, "hosts", index), host
+            if isinstance(target.get("login"), dict):
+                yield ("targets", name, "login"), target["login"]
+
+
+def _check_secrets(data: Mapping[Any, Any], source: SourceMap) -> list[Diagnostic]:
+    # Messages never repeat the value: it may be the secret.
+    out: list[Diagnostic] = []
+    for path, values in _secret_maps(data):
+        for key, value in values.items():
+            if not (isinstance(key, str) and is_secret_name(key) and isinstance(value, str)):
+                continue
+            if not value.strip() or REFERENCE.fullmatch(value.strip()):
+                continue
+            shell = _SHELL_REFERENCE.fullmatch(value.strip())
+            name = shell.group(1) if shell else key
+            out.append(source.diagnostic(
+                (*path, key), f"`{key}` looks like a secret written as a literal value",
+                f"secrets are references resolved at apply time: write `{key}: ${{env:{name}}}`", at="value"))
+    for path, host in _hosts(data):
+        key = host.get("key")
+        if isinstance(key, str) and ("PRIVATE KEY" in key or key.lstrip().startswith("-----BEGIN")):
+            out.append(source.diagnostic(
+                (*path, "key"), "`key` holds a private key itself; it must be the path of a key file",
+                "write the path, e.g. `key: ~/.ssh/id_ed25519`", at="value"))
+    registry = data.get("registry")
+    if isinstance(registry, str) and _CREDENTIALS_IN_URL.search(registry):
+        out.append(source.diagnostic(
+            ("registry",), "`registry` contains credentials",
+            "write only the registry address (e.g. `localhost:5000`) and log in with `docker login`",
+            at="value"))
+    return out
+
+
+def _check_runs(data: Mapping[Any, Any], contexts: dict[Any, Any], targets: dict[Any, Any],
+                source: SourceMap) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    # Without contexts or targets, the madfile has an implicit one of each (DESIGN §2).
+    context_names = [str(n) for n in contexts] or [DEFAULT_CONTEXT]
+    target_names = [str(n) for n in targets] or [DEFAULT_TARGET]
+    for index, run in _dicts(data.get("runs")):
+        path: KeyPath = ("runs", index)
+        for j, name in enumerate(_items(run.get("contexts"))):
+            if isinstance(name, str) and name not in context_names and _valid_section(data, "contexts"):
+                out.append(source.diagnostic((*path, "contexts", j), f"unknown context `{name}`",
+                                             _unknown_hint(name, context_names, "contexts"), at="value"))
+        for j, name in enumerate(_items(run.get("targets"))):
+            if isinstance(name, str) and name not in target_names and _valid_section(data, "targets"):
+                out.append(source.diagnostic((*path, "targets", j), f"unknown target `{name}`",
+                                             _unknown_hint(name, target_names, "targets"), at="value"))
+        repeat = run.get("repeat")
+        if _is_int(repeat) and repeat < 1:
+            out.append(source.diagnostic((*path, "repeat"), f"repeat must be at least 1, found {repeat}",
+                                         "`repeat: 1` runs each job once", at="value"))
+        out += _check_timeout(path, run, source)
+    return out

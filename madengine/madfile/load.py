@@ -1,0 +1,324 @@
+"""Load madfile.yaml with source positions and validate it, reporting every error at once.
+
+The file is read as bytes (to report bad UTF-8 at its position), composed once to find duplicate
+keys (ruamel would stop at the first), then loaded round-trip to keep line/column data, turned into
+plain dicts and lists for pydantic, and validated. Every problem becomes a `Diagnostic` with
+`file:line:col`; they are raised together as one `ConfigError` (exit 5).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.scalarbool import ScalarBoolean
+
+from madengine.errors import ConfigError, Diagnostic
+from madengine.madfile.check import check
+from madengine.madfile.diagnose import describe, validate
+from madengine.madfile.locate import display_path
+from madengine.madfile.model import FORMAT_VERSION, Madfile
+from madengine.madfile.source import ROOT_POS, KeyPath, Pos, SourceMap, format_key_path
+
+_YAML_TAG_PREFIX = "tag:yaml.org,2002:"
+_MERGE_TAG = _YAML_TAG_PREFIX + "merge"
+_STARTER_HINT = "start with `version: 1`, or run `madengine init` to write a starter madfile"
+
+
+@dataclass(frozen=True)
+class LoadedMadfile:
+    """A validated madfile, with what is needed to point at any of its keys."""
+
+    path: Path  # absolute
+    display_path: str  # as the user gave it, or relative to cwd: used in messages
+    root: Path  # the madfile's directory; relative paths in it are relative to this
+    text: str
+    madfile: Madfile
+    data: Any = field(repr=False, compare=False)  # the plain parsed YAML, before pydantic
+    source: SourceMap = field(repr=False, compare=False)
+
+    def locate(self, key_path: KeyPath) -> tuple[int, int] | None:
+        """1-based (line, column) of that key or list item, else of its nearest existing parent."""
+        return self.source.locate(key_path)
+
+    def diagnostic(self, key_path: KeyPath, message: str, hint: str = "",
+                   *, at: Literal["key", "value", "auto"] = "key") -> Diagnostic:
+        """A diagnostic pinned to that key (`at="value"`: to its value; `"auto"`: to its value when
+        that starts on the key's line, else to the key)."""
+        return self.source.diagnostic(key_path, message, hint, at=at)
+
+
+def load_madfile(path: Path) -> LoadedMadfile:
+    """Read, parse and validate against the format (pydantic); raise every error as one ConfigError."""
+    return _load(path, semantic=False)
+
+
+def load_and_check(path: Path) -> LoadedMadfile:
+    """`load_madfile` plus the semantic checks of `check.py`; the errors of both are raised together."""
+    return _load(path, semantic=True)
+
+
+# --- the steps ------------------------------------------------------------------------------------
+
+
+def _load(path: Path, *, semantic: bool) -> LoadedMadfile:
+    shown = display_path(path)
+    absolute = Path(os.path.abspath(path))
+    text = _read_text(absolute, shown)
+    data, source, problems = _parse(text, shown)
+
+    diagnostics = list(problems)
+    version_diags, fatal = _check_version(data, source)
+    diagnostics += version_diags
+    if fatal:
+        # A madfile of another version has keys this one does not know: reporting them is noise.
+        raise ConfigError.many(diagnostics)
+
+    madfile, schema_diags = validate(data, source)
+    diagnostics += schema_diags
+    if semantic:
+        diagnostics += check(data, source)
+    if diagnostics or madfile is None:
+        raise ConfigError.many(_unique(diagnostics))
+    return LoadedMadfile(path=absolute, display_path=shown, root=absolute.parent, text=text,
+                         madfile=madfile, data=data, source=source)
+
+
+def _unique(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    return list(dict.fromkeys(diagnostics))
+
+
+def _read_text(path: Path, shown: str) -> str:
+    if path.is_dir():
+        raise ConfigError(f"{shown} is a directory, not a madfile", file=shown,
+                          hint=f"name the file with -f {shown}/madfile.yaml, or run in it with -C {shown}")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"no madfile: {shown} does not exist", file=shown,
+                          hint="run `madengine init` to write one, or name it with -f FILE") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {shown}: {exc.strerror or exc}", file=shown) from None
+    try:
+        # utf-8-sig: a BOM that some editors write is not an error.
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        start = exc.start
+        line = raw.count(b"\n", 0, start) + 1
+        column = start - (raw.rfind(b"\n", 0, start) + 1) + 1
+        raise ConfigError(f"not valid UTF-8: byte 0x{raw[start]:02x} cannot be decoded", file=shown,
+                          line=line, column=column,
+                          hint="save the file as UTF-8 (madfiles are UTF-8 text)") from None
+
+
+def _parse(text: str, shown: str) -> tuple[Any, SourceMap, list[Diagnostic]]:
+    """Parse YAML into plain data, positions, and non-fatal problems (duplicate keys, custom tags)."""
+    problems: list[Diagnostic] = []
+    composer = YAML(typ="rt")
+    loader = YAML(typ="rt")
+    # Duplicates are found on the composed tree (all of them, with both positions), so the
+    # constructor must not stop at the first one.
+    loader.allow_duplicate_keys = True
+    try:
+        # ruamel warns on stderr about legal oddities (a reused anchor): a user would see a
+        # Python warning instead of a diagnostic, so they are silenced here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            node = composer.compose(text)
+            document = loader.load(text)
+    except MarkedYAMLError as exc:
+        raise ConfigError.many([_syntax_diagnostic(exc, shown)]) from None
+    except ReaderError as exc:
+        line, column = _offset_to_pos(text, exc.position)
+        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+        raise ConfigError(f"invalid YAML: control character U+{char:04X} is not allowed", file=shown,
+                          line=line, column=column,
+                          hint="remove the control character; madfiles are plain text") from None
+    except YAMLError as exc:  # anything else the parser can say, without a position
+        raise ConfigError(f"invalid YAML: {exc}", file=shown) from None
+
+    source_positions: dict[KeyPath, tuple[Pos, Pos]] = {}
+    root_pos = _mark_pos(node.start_mark) if node is not None else ROOT_POS
+    source_positions[()] = (root_pos, root_pos)
+    if node is not None:
+        _find_duplicates(node, (), shown, problems, set())
+    data = _plain(document, (), source_positions, problems, shown, set())
+    source = SourceMap(display_path=shown, positions=source_positions)
+
+    if data is None:
+        raise ConfigError("the madfile is empty", file=shown, line=1, column=1, hint=_STARTER_HINT)
+    if not isinstance(data, dict):
+        raise ConfigError.many([source.file_diagnostic(
+            f"the top level must be a mapping (version, models, contexts, targets, runs), "
+            f"found {_kind(data)}", hint=_STARTER_HINT, pos=root_pos)])
+    return data, source, problems
+
+
+def _check_version(data: dict[Any, Any], source: SourceMap) -> tuple[list[Diagnostic], bool]:
+    """Check `version` first: (diagnostics, fatal). A future version stops everything else."""
+    if "version" not in data:
+        return [source.file_diagnostic(
+            "missing `version`", hint=f"add `version: {FORMAT_VERSION}` as the first line")], False
+    value = data["version"]
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value > FORMAT_VERSION:
+            return [source.diagnostic(
+                ("version",), f"madfile version {value} is newer than this madengine",
+                hint=f"this madengine reads madfile version {FORMAT_VERSION}; upgrade madengine",
+                at="value")], True
+        if value < FORMAT_VERSION:
+            return [source.diagnostic(
+                ("version",), f"unknown madfile version {value}",
+                hint=f"write `version: {FORMAT_VERSION}`", at="value")], False
+        return [], False
+    return [source.diagnostic(
+        ("version",), f"must be the number {FORMAT_VERSION}, found {_kind(value)}",
+        hint=f"write `version: {FORMAT_VERSION}`", at="value")], False
+
+
+# --- YAML helpers ---------------------------------------------------------------------------------
+
+
+def _mark_pos(mark: Any) -> Pos:
+    return (int(mark.line) + 1, int(mark.column) + 1)
+
+
+def _offset_to_pos(text: str, offset: int) -> Pos:
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+_SYNTAX_HINTS = (
+    ("'\\t'", "indent with spaces: YAML does not allow tabs"),
+    ("mapping values are not allowed", "quote a value that contains `: `, or fix the indentation"),
+    ("expected a single document", "a madfile is one YAML document: remove the extra `---`"),
+    ("found undefined alias", "define the anchor (`&name`) before using it (`*name`)"),
+    ("could not find expected ':'", "a key needs `: ` after it; check the indentation and quotes"),
+    ("found unexpected end of stream", "close the quote or bracket that is still open"),
+)
+
+
+def _syntax_diagnostic(exc: MarkedYAMLError, shown: str) -> Diagnostic:
+    mark = exc.problem_mark or exc.context_mark
+    line, column = _mark_pos(mark) if mark is not None else (None, None)
+    problem = exc.problem or exc.context or "syntax error"
+    message = f"invalid YAML: {problem}"
+    if "expected a single document" in str(exc.context):
+        message = "invalid YAML: more than one document"
+    elif exc.context and exc.problem and exc.context_mark is not None:
+        ctx_line, ctx_col = _mark_pos(exc.context_mark)
+        message += f" ({exc.context} started at {ctx_line}:{ctx_col})"
+    hint = next((h for needle, h in _SYNTAX_HINTS if needle in str(problem) + str(exc.context)),
+                "check the indentation, quotes and brackets here")
+    return Diagnostic(file=shown, line=line, column=column, message=message, hint=hint)
+
+
+def _node_key(node: Node) -> str | None:
+    return str(node.value) if isinstance(node, ScalarNode) else None
+
+
+def _find_duplicates(node: Node, path: KeyPath, shown: str, out: list[Diagnostic], seen: set[int]) -> None:
+    if id(node) in seen:  # aliases share nodes; visit each once
+        return
+    seen.add(id(node))
+    if isinstance(node, MappingNode):
+        first: dict[tuple[str, str], Pos] = {}
+        for key_node, value_node in node.value:
+            key = _node_key(key_node)
+            if key is not None and str(key_node.tag) != _MERGE_TAG:
+                ident = (str(key_node.tag), key)
+                pos = _mark_pos(key_node.start_mark)
+                if ident in first:
+                    line, col = first[ident]
+                    out.append(Diagnostic(
+                        file=shown, line=pos[0], column=pos[1],
+                        message=f"duplicate key `{key}` (first defined at {shown}:{line}:{col})",
+                        key_path=format_key_path((*path, key)),
+                        hint="a key may appear once per mapping: remove or merge one of them"))
+                else:
+                    first[ident] = pos
+            _find_duplicates(value_node, path + ((key,) if key is not None else ()), shown, out, seen)
+    elif isinstance(node, SequenceNode):
+        for index, item in enumerate(node.value):
+            _find_duplicates(item, (*path, index), shown, out, seen)
+
+
+def _plain_key(key: Any) -> Any:
+    """A mapping key as a plain value; non-string keys stay what they are so pydantic can name them."""
+    if isinstance(key, str):
+        return str(key)
+    if isinstance(key, bool | ScalarBoolean):
+        return bool(key)
+    if isinstance(key, int | float):
+        return key
+    return str(key)  # a complex key (`? [a, b]`)
+
+
+def _plain(value: Any, path: KeyPath, positions: dict[KeyPath, tuple[Pos, Pos]],
+           problems: list[Diagnostic], shown: str, active: set[int]) -> Any:
+    """ruamel round-trip objects -> plain Python values, recording each key's and item's position."""
+    if isinstance(value, CommentedMap | CommentedSeq):
+        if id(value) in active:  # a recursive alias (`&a [*a]`)
+            problems.append(_at(positions, path, shown, "recursive YAML alias",
+                                "an anchor cannot contain an alias of itself"))
+            return None
+        active = active | {id(value)}
+    if isinstance(value, CommentedMap):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            plain_key = _plain_key(key)
+            child = (*path, plain_key)
+            lc = value.lc.data.get(key)
+            if lc is not None:  # merged (`<<:`) keys have no position of their own
+                positions[child] = ((lc[0] + 1, lc[1] + 1), (lc[2] + 1, lc[3] + 1))
+            out[plain_key] = _plain(item, child, positions, problems, shown, active)
+        return out
+    if isinstance(value, CommentedSeq):
+        items: list[Any] = []
+        for index, item in enumerate(value):
+            child = (*path, index)
+            lc = value.lc.data.get(index)
+            if lc is not None:
+                pos = (lc[0] + 1, lc[1] + 1)
+                positions[child] = (pos, pos)
+            items.append(_plain(item, child, positions, problems, shown, active))
+        return items
+    if isinstance(value, TaggedScalar):
+        tag = str(value.tag.value if hasattr(value.tag, "value") else value.tag)
+        if not tag.startswith(_YAML_TAG_PREFIX):
+            problems.append(_at(positions, path, shown, f"unsupported YAML tag `{tag}`",
+                                "remove the tag: a madfile uses plain YAML values", value_pos=True))
+        return str(value.value)
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, ScalarBoolean):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, datetime.date):  # `2024-01-01` is a date in YAML; keep what was written
+        return value.isoformat()
+    return value
+
+
+def _at(positions: dict[KeyPath, tuple[Pos, Pos]], path: KeyPath, shown: str, message: str,
+        hint: str, *, value_pos: bool = False) -> Diagnostic:
+    source = SourceMap(display_path=shown, positions=positions)
+    return source.diagnostic(path, message, hint, at="value" if value_pos else "key")
+
+
+def _kind(value: Any) -> str:
+    return describe(value)
