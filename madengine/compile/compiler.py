@@ -16,7 +16,7 @@ from pathlib import Path
 
 from madengine.compile.ir import ImageNode, JobNode, Project
 from madengine.errors import ConfigError, Diagnostic
-from madengine.mad.dockerfiles import base_image, find_dockerfiles, select_dockerfiles
+from madengine.mad.dockerfiles import DockerfileIndex, base_image, select_dockerfiles
 from madengine.mad.model import DEFAULT_TIMEOUT, Dockerfile, MadModel, Package, SelectedModel
 from madengine.madfile.load import LoadedMadfile
 from madengine.madfile.model import (
@@ -76,16 +76,16 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
     images: dict[str, ImageNode] = {}
     jobs: dict[str, JobNode] = {}
     job_origin: dict[str, int] = {}
-    dockerfile_cache: dict[tuple[str, str], tuple[Dockerfile, ...]] = {}
+    resolver = _ImageResolver(root)
     for run_index, run in enumerate(runs):
         chosen = _run_models(run, run_index, instances, diags)
+        _check_expect(run, run_index, chosen, diags)
         for ctx_name in run.contexts or list(contexts):
             context = contexts[ctx_name]
             for tgt_name in run.targets or list(targets):
                 target = targets[tgt_name]
                 for inst in chosen:
-                    variants = _images_for(inst, ctx_name, context, target, root, dockerfile_cache,
-                                           run_index, diags)
+                    variants = _images_for(inst, ctx_name, context, target, resolver, run_index, diags)
                     for image in variants:
                         if image is not None:
                             _add_image(images, image, inst, diags)
@@ -140,12 +140,13 @@ def _discover(path: Path, loaded: LoadedMadfile, diags: _Diagnostics) -> Package
 def _model_instances(loaded: LoadedMadfile, package: Package | None, package_path: str | None,
                      diags: _Diagnostics) -> dict[str, ModelInstance]:
     """Every model the madfile selects or declares, expanded by its params matrix, in order."""
-    from madengine.mad.tags import UnknownTagError, resolve_tag
+    from madengine.mad.tags import ModelIndex, UnknownTagError, resolve_tag
 
     out: dict[str, ModelInstance] = {}
+    index = ModelIndex(package.models) if package is not None else None
     for i, entry in enumerate(loaded.madfile.models):
         if isinstance(entry, SelectModels):
-            if package is None:
+            if index is None:
                 if loaded.madfile.package is None:
                     diags.add(("models", i, "select"), "`select` needs a MAD package",
                               "add `package: ./path/to/MAD` to the madfile, or declare the model inline")
@@ -153,7 +154,7 @@ def _model_instances(loaded: LoadedMadfile, package: Package | None, package_pat
             base = package_path or "."
             for tag in entry.tags():
                 try:
-                    selected = resolve_tag(package.models, tag)
+                    selected = resolve_tag(index, tag)
                 except UnknownTagError as exc:
                     diags.add(("models", i, "select"), str(exc), exc.hint)
                     continue
@@ -175,7 +176,7 @@ def _inline_model(entry: InlineModel) -> MadModel:
 def _expand(out: dict[str, ModelInstance], sel: SelectedModel, params: Mapping[str, Scalar | list[Scalar]],
             base_dir: str, at: KeyPath, diags: _Diagnostics) -> None:
     try:
-        base_args = tuple(shlex.split(sel.args))
+        base_args = split_args(sel.args)
     except ValueError as exc:
         diags.add(at, f"model {sel.model.name!r}: args {sel.args!r} cannot be split: {exc}",
                   "close the quote in `args`")
@@ -189,6 +190,16 @@ def _expand(out: dict[str, ModelInstance], sel: SelectedModel, params: Mapping[s
             continue  # a model selected twice is one model
         args = base_args + tuple(a for k, v in combo_params for a in (f"--{k}", v))
         out[key] = ModelInstance(key, sel.model, all_params, args, base_dir, at)
+
+
+def split_args(args: str) -> tuple[str, ...]:
+    """A models.json `args` string as argv, with POSIX shell quoting rules but no shell.
+
+    Most MAD args hold no quote or backslash; those split on whitespace, as shlex would, only faster.
+    """
+    if not any(c in args for c in "'\"\\"):
+        return tuple(args.split())
+    return tuple(shlex.split(args))
 
 
 def _matrix(params: Mapping[str, Scalar | list[Scalar]]) -> Iterator[tuple[tuple[str, Scalar], ...]]:
@@ -220,6 +231,15 @@ def _run_models(run: Run, run_index: int, instances: Mapping[str, ModelInstance]
     return list(chosen.values())
 
 
+def _check_expect(run: Run, run_index: int, chosen: list[ModelInstance], diags: _Diagnostics) -> None:
+    """A gate must name a model (or model[params]) that the run actually runs."""
+    names = {inst.model.name for inst in chosen} | {inst.key for inst in chosen}
+    for model in run.expect:
+        if model not in names:
+            diags.add(("runs", run_index, "expect", model),
+                      f"expect names {model!r}, which this run does not run", _close_hint(model, names))
+
+
 def _close_hint(name: str, candidates: Iterable[str]) -> str:
     import difflib
 
@@ -230,9 +250,42 @@ def _close_hint(name: str, candidates: Iterable[str]) -> str:
 # --- images and jobs ------------------------------------------------------------------------------
 
 
-def _images_for(inst: ModelInstance, ctx_name: str, context: Context, target: Target, root: Path,
-                cache: dict[tuple[str, str], tuple[Dockerfile, ...]], run_index: int,
-                diags: _Diagnostics) -> list[ImageNode | None]:
+@dataclass
+class _ImageResolver:
+    """Dockerfile lookups and image nodes, memoized: thousands of models share a few Dockerfiles."""
+
+    root: Path
+    _indexes: dict[str, DockerfileIndex] = field(default_factory=dict)
+    _nodes: dict[tuple[str, str, str], ImageNode] = field(default_factory=dict)
+
+    def dockerfiles(self, inst: ModelInstance) -> tuple[Dockerfile, ...]:
+        index = self._indexes.get(inst.base_dir)
+        if index is None:
+            index = self._indexes[inst.base_dir] = DockerfileIndex(self.root / inst.base_dir)
+        return index.find(inst.model.dockerfile)
+
+    def node(self, inst: ModelInstance, f: Dockerfile, ctx_name: str, context: Context) -> ImageNode:
+        dockerfile = _join(inst.base_dir, f.path)
+        build_context = _join(inst.base_dir, inst.model.dockercontext) if inst.model.dockercontext \
+            else posixpath.dirname(dockerfile) or "."
+        key = (dockerfile, ctx_name, build_context)
+        if key not in self._nodes:
+            build_args = dict(sorted(context.docker_build_arg.items()))
+            self._nodes[key] = ImageNode(
+                address=f"image:{f.stem}@{ctx_name}",
+                name=f.stem,
+                context=ctx_name,
+                dockerfile=dockerfile,
+                build_context=build_context,
+                build_args=build_args,
+                dockerfile_context=dict(f.context),
+                base=base_image(self.root / dockerfile, build_args),
+            )
+        return self._nodes[key]
+
+
+def _images_for(inst: ModelInstance, ctx_name: str, context: Context, target: Target,
+                resolver: _ImageResolver, run_index: int, diags: _Diagnostics) -> list[ImageNode | None]:
     """The images a model runs in for a context: one per matching Dockerfile; [None] on `local`."""
     if target.backend == "local":
         return [None]
@@ -241,7 +294,7 @@ def _images_for(inst: ModelInstance, ctx_name: str, context: Context, target: Ta
         diags.add(inst.declared_at, f"model {model.name!r} has no `dockerfile` but runs on a "
                   f"{target.backend} target", "give the model a Dockerfile prefix, or run it on `local`")
         return []
-    files = _dockerfiles(inst, root, cache)
+    files = resolver.dockerfiles(inst)
     matching = select_dockerfiles(files, context.match_keys())
     if not matching:
         found = ", ".join(f"{f.path} {dict(f.context)}" for f in files) or "none"
@@ -249,31 +302,7 @@ def _images_for(inst: ModelInstance, ctx_name: str, context: Context, target: Ta
                   f"matches context {ctx_name!r} (found: {found})",
                   "set the context's gpu_vendor/guest_os/match to what a # CONTEXT header says")
         return []
-    build_args = dict(sorted(context.docker_build_arg.items()))
-    images: list[ImageNode | None] = []
-    for f in matching:
-        dockerfile = _join(inst.base_dir, f.path)
-        build_context = _join(inst.base_dir, model.dockercontext) if model.dockercontext \
-            else posixpath.dirname(dockerfile) or "."
-        images.append(ImageNode(
-            address=f"image:{f.stem}@{ctx_name}",
-            name=f.stem,
-            context=ctx_name,
-            dockerfile=dockerfile,
-            build_context=build_context,
-            build_args=build_args,
-            dockerfile_context=dict(f.context),
-            base=base_image(root / dockerfile, build_args),
-        ))
-    return images
-
-
-def _dockerfiles(inst: ModelInstance, root: Path,
-                 cache: dict[tuple[str, str], tuple[Dockerfile, ...]]) -> tuple[Dockerfile, ...]:
-    key = (inst.base_dir, inst.model.dockerfile)
-    if key not in cache:
-        cache[key] = find_dockerfiles(root / inst.base_dir, inst.model.dockerfile)
-    return cache[key]
+    return [resolver.node(inst, f, ctx_name, context) for f in matching]
 
 
 def _add_image(images: dict[str, ImageNode], image: ImageNode, inst: ModelInstance,

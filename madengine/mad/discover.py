@@ -1,0 +1,170 @@
+"""Discover the models of a MAD package, with ROCm madengine's semantics (DESIGN §3).
+
+A package declares models in three places, read in this order:
+
+1. `models.json` at the root: a list of entries;
+2. `scripts/<dir>/models.json`: entries named `<dir>/<name>`, paths relative to `scripts/<dir>/`;
+3. `scripts/<dir>/get_models_json.py`: `list_models()` returns `CustomModel`s, named and resolved the
+   same way.
+
+Directories are visited in sorted order, so discovery does not depend on the file system. Every
+problem found is reported at once, each pinned to a file (and line where there is one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from madengine.errors import ConfigError, Diagnostic
+from madengine.mad.dynamic import load_dynamic_models
+from madengine.mad.entries import EntryReader
+from madengine.mad.fastbuild import gc_paused
+from madengine.mad.jsonlist import NotAListError, parse_list
+from madengine.mad.model import MadModel, Package
+
+MODELS_JSON = "models.json"
+DYNAMIC_SCRIPT = "get_models_json.py"
+
+
+def discover_package(root: Path) -> Package:
+    """Every model of the MAD package at `root`, in discovery order.
+
+    Raises ConfigError with one diagnostic per problem (invalid JSON, malformed entries, failing
+    scripts, duplicate names). Unknown keys are kept and returned as `Package.warnings`.
+    """
+    with gc_paused():
+        return _discover(root)
+
+
+def _discover(root: Path) -> Package:
+    root_dir = os.path.abspath(root)
+    errors: list[Diagnostic] = []
+    warnings: list[Diagnostic] = []
+    models: list[MadModel] = []
+
+    if not os.path.isdir(root_dir):
+        raise ConfigError(f"MAD package directory {str(root)!r} does not exist",
+                          hint="`package:` names a directory holding models.json and scripts/")
+    root_json = os.path.join(root_dir, MODELS_JSON)
+    has_root_json = os.path.isfile(root_json)
+    if has_root_json:
+        _read_models_json(root_dir, root_json, MODELS_JSON, "", models, errors, warnings)
+
+    scripts_dir = os.path.join(root_dir, "scripts")
+    model_dirs = _model_dirs(scripts_dir)
+    if not has_root_json and not model_dirs:
+        raise ConfigError(f"{str(root)!r} is not a MAD package: it has no models.json",
+                          file=MODELS_JSON,
+                          hint="a MAD package has models.json and/or scripts/<dir>/models.json")
+    for name, has_json, has_script in model_dirs:
+        rel_dir = f"scripts/{name}"
+        if has_json and has_script:
+            errors.append(Diagnostic(
+                f"{rel_dir}/{DYNAMIC_SCRIPT}", None, None,
+                f"{rel_dir} has both {MODELS_JSON} and {DYNAMIC_SCRIPT}; a directory declares its models "
+                "one way", hint=f"move the models of {rel_dir}/{MODELS_JSON} into list_models(), or the "
+                "other way round"))
+            continue
+        if has_json:
+            _read_models_json(root_dir, os.path.join(scripts_dir, name, MODELS_JSON),
+                              f"{rel_dir}/{MODELS_JSON}", name, models, errors, warnings)
+        else:
+            _read_dynamic(root_dir, os.path.join(scripts_dir, name, DYNAMIC_SCRIPT),
+                          f"{rel_dir}/{DYNAMIC_SCRIPT}", name, models, errors, warnings)
+
+    errors.extend(_duplicates(models))
+    if errors:
+        raise ConfigError.many(errors)
+    return Package(root=root_dir, models=tuple(models), warnings=tuple(warnings))
+
+
+def _model_dirs(scripts_dir: str) -> list[tuple[str, bool, bool]]:
+    """(name, has models.json, has get_models_json.py) of each scripts/<dir> that declares models."""
+    try:
+        with os.scandir(scripts_dir) as it:
+            names = sorted(entry.name for entry in it if entry.is_dir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = []
+    for name in names:
+        directory = os.path.join(scripts_dir, name)
+        has_json = os.path.isfile(os.path.join(directory, MODELS_JSON))
+        has_script = os.path.isfile(os.path.join(directory, DYNAMIC_SCRIPT))
+        if has_json or has_script:
+            found.append((name, has_json, has_script))
+    return found
+
+
+def _read_text(path: str, rel_file: str, errors: list[Diagnostic]) -> str | None:
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return f.read()
+    except UnicodeDecodeError as exc:
+        errors.append(Diagnostic(rel_file, None, None, f"not UTF-8 text: {exc.reason} at byte {exc.start}"))
+    except OSError as exc:
+        errors.append(Diagnostic(rel_file, None, None, f"cannot read: {exc.strerror}"))
+    return None
+
+
+def _read_models_json(root_dir: str, path: str, rel_file: str, directory: str, models: list[MadModel],
+                      errors: list[Diagnostic], warnings: list[Diagnostic]) -> None:
+    text = _read_text(path, rel_file, errors)
+    if text is None:
+        return
+    try:
+        items = parse_list(text)
+    except json.JSONDecodeError as exc:
+        errors.append(Diagnostic(rel_file, exc.lineno, exc.colno, f"invalid JSON: {exc.msg}",
+                                 hint="check for a missing comma or quote, or a trailing comma"))
+        return
+    except NotAListError as exc:
+        errors.append(Diagnostic(rel_file, 1, 1, f"{MODELS_JSON} must be a list of models; {exc}",
+                                 hint='write [{"name": ..., ...}, ...]'))
+        return
+    reader = EntryReader(root=root_dir, file=rel_file, directory=directory, prefix_names=True,
+                         errors=errors, text=text)
+    read = reader.read
+    for index, (value, offset, line) in enumerate(items):
+        model = read(value, index, line, offset)
+        if model is not None:
+            models.append(model)
+    warnings.extend(reader.warnings())
+
+
+def _read_dynamic(root_dir: str, path: str, rel_file: str, directory: str, models: list[MadModel],
+                  errors: list[Diagnostic], warnings: list[Diagnostic]) -> None:
+    reader = EntryReader(root=root_dir, file=rel_file, directory=directory, prefix_names=False,
+                         errors=errors)
+    for index, entry in load_dynamic_models(path, rel_file, directory, errors):
+        model = reader.read(entry, index, where="list_models()")
+        if model is not None:
+            models.append(model)
+    warnings.extend(reader.warnings())
+
+
+def _duplicates(models: list[MadModel]) -> list[Diagnostic]:
+    """A model name is an address: it must be unique within the package."""
+    if len({model.name for model in models}) == len(models):
+        return []  # the usual case, decided without a Python-level loop body
+    first_seen: dict[str, MadModel] = {}
+    errors = []
+    for model in models:
+        first = first_seen.setdefault(model.name, model)
+        if first is model:
+            continue
+        here = model.origin
+        errors.append(Diagnostic(
+            here.file if here else None, here.line if here else None, None,
+            f"duplicate model name {model.name!r}: also declared at {_place(first)}",
+            key_path=f"[{here.index}].name" if here else "",
+            hint="model names must be unique within a package; rename one of them"))
+    return errors
+
+
+def _place(model: MadModel) -> str:
+    origin = model.origin
+    if origin is None:
+        return "?"
+    return f"{origin.file}:{origin.line}" if origin.line else f"{origin.file} (entry {origin.index})"

@@ -1,0 +1,61 @@
+"""fastbuild: instances identical to the constructor's, and the constructor whenever it does more."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+
+import pytest
+
+from madengine.mad.fastbuild import adopter, frozen_builder, gc_paused
+
+
+@dataclasses.dataclass(frozen=True)
+class Plain:
+    name: str
+    size: int = 1
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Validated:
+    name: str
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("empty name")
+
+
+def test_built_instances_equal_constructed_ones() -> None:
+    build = frozen_builder(Plain)
+
+    built = build({"name": "a"})
+
+    assert built == Plain("a") and repr(built) == repr(Plain("a"))
+    assert build({"name": "b", "size": 2, "labels": {"k": "v"}}) == Plain("b", 2, {"k": "v"})
+    assert build({"name": "c"}).labels is not build({"name": "c"}).labels  # default_factory per instance
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.name = "x"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        build({"size": 3})  # a missing required field goes to the constructor, which says so
+
+
+def test_a_dataclass_with_post_init_is_always_constructed() -> None:
+    with pytest.raises(ValueError, match="empty name"):
+        frozen_builder(Validated)({"name": ""})
+    with pytest.raises(ValueError, match="empty name"):
+        adopter(Validated)({"name": ""})
+
+
+def test_gc_paused_restores_the_collector_state() -> None:
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # it was off before: it stays off
+    finally:
+        gc.enable()
