@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from madengine.cli.options import ChdirOption, JsonOption
+
+if TYPE_CHECKING:
+    from madengine.mad.model import MadModel
 
 
 def register(app: typer.Typer) -> None:
@@ -35,24 +39,21 @@ def discover(
     if as_json:
         output.print_json([_entry(s.model, s.args) for s in selected])
         return
-    rows = [(s.model.name, str(s.model.n_gpus), ",".join(s.model.tags), s.model.dockerfile, s.args.strip())
-            for s in selected]
-    header = ("MODEL", "GPUS", "TAGS", "DOCKERFILE", "ARGS")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    out = [_line(header, widths)] + [_line(r, widths) for r in rows]
-    out.append(f"{len(rows)} model{'s' if len(rows) != 1 else ''} selected")
+    rows = [("MODEL", "GPUS", "TAGS", "DOCKERFILE", "ARGS")]
+    rows += [(s.model.name, str(s.model.n_gpus), ",".join(s.model.tags), s.model.dockerfile, s.args.strip())
+             for s in selected]
+    widths = [max(map(len, column)) for column in list(zip(*rows, strict=True))[:4]]
+    line = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
+    out = [line.format(*r).rstrip() for r in rows]
+    out.append(f"{len(selected)} model{'s' if len(selected) != 1 else ''} selected")
     sys.stdout.write("\n".join(out) + "\n")
 
 
-def _line(row: tuple[str, ...], widths: list[int]) -> str:
-    return "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1]
-
-
-def _entry(model: object, args: str) -> dict[str, object]:
+def _entry(model: MadModel, args: str) -> dict[str, object]:
     """A model as ROCm madengine lists it: the models.json keys, args including tag args."""
     from dataclasses import asdict
 
-    data = asdict(model)  # type: ignore[call-overload]
+    data = asdict(model)
     extra = data.pop("extra", {})
     data.pop("origin", None)
     data["args"] = args

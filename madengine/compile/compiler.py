@@ -322,7 +322,7 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, re
     if timeout > 0:
         timeout = max(1, round(timeout * context.timeout_multiplier))
     env = {
-        "MAD_MODEL_NAME": inst.key,
+        "MAD_MODEL_NAME": model.name,
         "MAD_GPU_VENDOR": context.gpu_vendor,
         "MAD_GUEST_OS": context.guest_os,
         **({"MAD_OUTPUT_CSV": model.multiple_results} if model.multiple_results else {}),

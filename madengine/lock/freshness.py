@@ -36,6 +36,11 @@ def fingerprint(root: Path, madfile_name: str, extra_dirs: Iterable[str], lock_n
     """A digest of the stat data of every entry under root and extra_dirs (relative to root), and the
     newest mtime seen, so that a caller can refuse to record inputs that changed while it read them."""
     h = hashlib.sha256(f"{__version__}\0{madfile_name}".encode())
+    # The code that computes a lock is one of its inputs: an upgrade (or an edit of an editable
+    # install) must not be answered from a record made by other code.
+    code = Path(__file__).resolve().parents[1]
+    for line, _ in _scan(code, code, ""):
+        h.update(line)
     newest = 0
     for top in sorted({root.resolve(), *((root / d).resolve() for d in extra_dirs)}):
         h.update(b"\0top\0" + os.fsencode(top))
