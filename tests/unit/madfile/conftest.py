@@ -46,7 +46,7 @@ runs:                          # what runs where: the cross product becomes jobs
     repeat: 3
     expect:                    # performance gate, per metric
       matmul: {metric: gflops, better: higher, min: 10, tolerance: 5%}
-"""  # noqa: E501
+"""
 
 Write = Callable[[str], Path]
 Errors = Callable[[str], list[Diagnostic]]
