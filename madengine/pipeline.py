@@ -7,8 +7,10 @@ this module only wires them, and reads and writes nothing but the lockfile it is
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from madengine.compile.compiler import compile_project
 from madengine.compile.ir import Project
@@ -23,6 +25,13 @@ from madengine.lock.lockfile import (
     read_lock,
 )
 from madengine.madfile.load import LoadedMadfile, load_and_check
+
+if TYPE_CHECKING:  # kept out of `madengine lock`'s start-up
+    import networkx as nx
+
+    from madengine.backends.base import Backend, Workspace
+    from madengine.plan.model import Plan
+    from madengine.state.store import StateStore
 
 
 @dataclass(frozen=True)
@@ -67,3 +76,73 @@ def lock_project(madfile: Path) -> Locked:
         raise ConfigError.many(problems)
     lock_path = loaded.root / LOCK_NAME
     return Locked(loaded, project, lock, lock_path, read_lock(lock_path))
+
+
+def current_lock(madfile: Path, *, locked: bool) -> Locked:
+    """The lock for plan/apply: refreshed and written when stale, unless `--locked` (cargo's rule)."""
+    from madengine.errors import StaleLockError
+    from madengine.lock.lockfile import write_lock
+
+    result = lock_project(madfile)
+    if result.stale:
+        shown = result.loaded.display_path.rsplit("/", 1)[0] + "/" if "/" in result.loaded.display_path else ""
+        if locked:
+            what = "does not exist" if result.on_disk is None else f"is stale: {result.diff.summary()}"
+            raise StaleLockError(f"{shown}{LOCK_NAME} {what}", hint="run `madengine lock`, or drop --locked")
+        write_lock(result.lock_path, result.lock)
+    return result
+
+
+def lock_digest(lock: Lock) -> str:
+    """The hash a saved plan is tied to: of the lock's canonical text."""
+    from madengine.lock.hashing import digest
+    from madengine.lock.lockfile import render
+
+    return digest(render(lock).encode("utf-8"))
+
+
+@dataclass
+class Realization:
+    """Everything plan and apply work with: the current lock, its graph, the workspace, the backends."""
+
+    locked: Locked
+    lock_hash: str
+    graph: nx.DiGraph  # narrowed by --select/--target
+    workspace: Workspace
+    backends: dict[str, Backend]  # for the targets that the graph's jobs use
+    state_path: Path
+
+
+def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targets: Sequence[str] = (),
+                state: str | None = None) -> Realization:
+    import hashlib
+
+    from madengine.backends.base import Workspace
+    from madengine.backends.registry import make_backends
+    from madengine.graph.build import build_graph
+    from madengine.graph.build import select as select_nodes
+    from madengine.state.store import state_path
+
+    current = current_lock(madfile, locked=locked)
+    graph = select_nodes(build_graph(current.project, current.lock), select, targets)
+    db = state_path(current.loaded.root, state)
+    workspace = Workspace(root=current.loaded.root, state_dir=db.parent,
+                          workspace_id=hashlib.sha256(str(db.resolve()).encode()).hexdigest()[:12])
+    used = {graph.nodes[n]["target"] for n in graph.nodes if graph.nodes[n]["kind"] == "job"}
+    backends = make_backends({t: current.project.targets[t] for t in sorted(used)}, workspace)
+    return Realization(current, lock_digest(current.lock), graph, workspace, backends, db)
+
+
+def make_plan(r: Realization, store: StateStore, replace: Sequence[str] = (), rerun_failed: bool = False) -> Plan:
+    """Observe (read-only) and plan (pure)."""
+    from madengine.errors import UsageError
+    from madengine.plan.observe import observe
+    from madengine.plan.planner import PlanOptions, plan
+
+    unknown = [a for a in replace if a not in r.graph]
+    if unknown:
+        raise UsageError(f"--replace {unknown[0]!r} is not a node of this plan",
+                         hint="addresses are listed by `madengine plan` and `madengine graph`")
+    observed = observe(store, r.graph, r.locked.lock, r.backends, r.locked.project.registry)
+    return plan(r.locked.lock, r.lock_hash, r.graph, observed,
+                PlanOptions(replace=frozenset(replace), rerun_failed=rerun_failed))

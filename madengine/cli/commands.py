@@ -12,7 +12,12 @@ COMMAND_MODULES = (
     "validate",
     "lock",
     "graph",
+    "plan",
+    "apply",
     "discover",
+    "results",
+    "state",
+    "unlock",
 )
 
 

@@ -27,8 +27,19 @@ def build_graph(project: Project, lock: Lock) -> nx.DiGraph:
                        target=node.target, context=node.context)
         for dep in job["depends_on"]:
             graph.add_edge(dep, addr)
+    if project.registry:
+        # With a registry, every image that some job uses is pushed after it is built.
+        for addr, image in lock["images"].items():
+            push = push_address(addr)
+            graph.add_node(push, kind="push", hash=image["hash"], image=addr)
+            graph.add_edge(addr, push)
     check_acyclic(graph)
     return graph
+
+
+def push_address(image_address: str) -> str:
+    """`image:x@cpu` -> `push:x@cpu`."""
+    return "push:" + image_address.removeprefix("image:")
 
 
 def check_acyclic(graph: nx.DiGraph) -> None:
@@ -66,7 +77,11 @@ def select(graph: nx.DiGraph, selectors: Sequence[str] = (), targets: Sequence[s
             if not matched:
                 raise UsageError(f"--select {sel!r} matches nothing",
                                  hint="select by model name, tag, or address glob (see `madengine graph`)")
-            keep.update(m for m in matched if graph.nodes[m]["kind"] != "job" or m in jobs)
+            kept = [m for m in matched if graph.nodes[m]["kind"] != "job" or m in jobs]
+            if not kept:
+                raise UsageError(f"--select {sel!r} matches no job on --target {', '.join(targets)}",
+                                 hint=f"its jobs run on: {', '.join(sorted(_targets_of(graph, matched)))}")
+            keep.update(kept)
     else:
         keep.update(jobs)
         if not targets:
@@ -74,6 +89,8 @@ def select(graph: nx.DiGraph, selectors: Sequence[str] = (), targets: Sequence[s
     closure = set(keep)
     for n in keep:
         closure.update(nx.ancestors(graph, n))
+    # An image that is kept is also pushed (a push is part of realizing it for remote targets).
+    closure.update(s for n in list(closure) for s in graph.successors(n) if graph.nodes[s]["kind"] == "push")
     return graph.subgraph(closure).copy()
 
 
@@ -83,6 +100,10 @@ def _matches(addr: str, data: dict[str, Any], selector: str) -> bool:
     if data["kind"] != "job":
         return False
     return selector in (data["model"], *data["tags"])
+
+
+def _targets_of(graph: nx.DiGraph, nodes: Iterable[str]) -> set[str]:
+    return {graph.nodes[n]["target"] for n in nodes if graph.nodes[n]["kind"] == "job"}
 
 
 def _choices(names: Iterable[str]) -> str:

@@ -147,23 +147,28 @@ class Context(Strict):
 # --- targets --------------------------------------------------------------------------------------
 
 
+def _host_gpus() -> Any:
+    return Field(default=None, ge=0, description="GPUs of the host, for scheduling: a job with n_gpus k "
+                 "waits for k free ones; unset: jobs are not limited by GPUs")
+
+
 class Host(Strict):
     address: str
     user: str | None = None
     port: int = Field(default=22, ge=1, le=65535)
     key: str | None = None
-    gpus: int = Field(default=0, ge=0)
+    gpus: int | None = _host_gpus()
 
 
 class LocalTarget(Strict):
     backend: Literal["local"]
-    gpus: int = Field(default=0, ge=0, description="GPUs of this machine, for scheduling")
+    gpus: int | None = _host_gpus()
     workdir: str | None = None
 
 
 class DockerTarget(Strict):
     backend: Literal["docker"]
-    gpus: int = Field(default=0, ge=0)
+    gpus: int | None = _host_gpus()
     host: str | None = Field(default=None, description="DOCKER_HOST, default: the local engine")
     network: str | None = None
 

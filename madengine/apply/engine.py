@@ -1,0 +1,367 @@
+"""Apply: walk the plan's graph in dependency order and realize each changed node (DESIGN §5).
+
+The only stage with side effects, together with the backends it drives. Work runs on a thread pool
+of `parallelism` workers; this module's loop, on the calling thread, is the only writer of the state
+store, and it commits every node the moment it finishes, so an apply killed at any point resumes
+where it stopped and never reruns a job that already succeeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from madengine.apply.slots import Slot, Slots
+from madengine.apply.specs import image_spec, job_metadata, job_spec
+from madengine.backends.base import Backend, Cancel, JobSpec, Outcome, Workspace, node_file_name
+from madengine.backends.local import ATTEMPT_ENV
+from madengine.compile.ir import Project
+from madengine.errors import ConfigError, Diagnostic, ExitCode
+from madengine.lock.lockfile import Lock
+from madengine.plan.model import Change, Plan
+from madengine.state.model import ImageRecord, PerfRow, Status
+from madengine.state.store import StateStore
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    parallelism: int = 1
+    keep_going: bool = False
+    timeout: int | None = None  # overrides every job's timeout; 0 = none
+    keep_alive: bool = False
+    retries: int = 2  # extra attempts for failures a backend marks transient
+    retry_delay: float = 1.0
+
+
+class Reporter(Protocol):
+    """What apply tells the user as it goes. Called from the apply loop's thread only."""
+
+    def begin(self, total: int) -> None: ...
+    def started(self, change: Change, where: str, log_path: Path) -> None: ...
+    def finished(self, change: Change, status: Status, message: str, seconds: float,
+                 perf: tuple[PerfRow, ...]) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+@dataclass
+class ApplyResult:
+    apply_id: int
+    statuses: dict[str, Status] = field(default_factory=dict)
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
+        failed = [a for a, s in self.statuses.items() if s.failed]
+        if any(not a.startswith("job:") for a in failed):
+            return ExitCode.BUILD_FAILURE
+        if failed:
+            return ExitCode.RUN_FAILURE
+        return ExitCode.OK
+
+    @property
+    def outcome(self) -> str:
+        return {ExitCode.OK: "SUCCESS", ExitCode.INTERRUPTED: "INTERRUPTED"}.get(self.exit_code, "FAILURE")
+
+
+@dataclass
+class _Running:
+    change: Change
+    attempt_id: int
+    started: float
+    log_path: Path
+    slot: Slot | None
+    job: JobSpec | None
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Applier:
+    """One apply of one plan. Construct, then call `run()` once."""
+
+    def __init__(self, plan: Plan, lock: Lock, project: Project, store: StateStore,
+                 backends: Mapping[str, Backend], workspace: Workspace, options: ApplyOptions,
+                 reporter: Reporter, judge: Callable[[JobSpec, Outcome], Outcome] | None = None,
+                 durations: Mapping[str, float] | None = None) -> None:
+        self.plan, self.lock, self.project, self.store = plan, lock, project, store
+        self.backends, self.workspace, self.options, self.reporter = backends, workspace, options, reporter
+        self.judge = judge or judge_job
+        self.durations = durations or {}
+        self.todo = {c.address: c for c in plan.changes if c.action.changes}
+        self.order = {c.address: i for i, c in enumerate(plan.changes)}
+        self.slots = Slots({name: b.hosts() for name, b in backends.items()})
+        self.cancel_event = threading.Event()
+        self.started_handles: queue.Queue[tuple[int, str]] = queue.Queue()
+        self.host = socket.gethostname()
+        self.done: set[str] = set()  # addresses finished in this apply, whatever their status
+        self.tries: dict[str, int] = {}  # retries used, per address
+        self.apply_id = 0
+
+    # --- before anything runs -------------------------------------------------------------------
+
+    def check(self) -> dict[str, JobSpec]:
+        """Everything that can be known wrong before a node runs, all at once (no state is written)."""
+        problems: list[Diagnostic] = []
+        jobs: dict[str, JobSpec] = {}
+        for change in self.todo.values():
+            if change.kind != "job":
+                continue
+            try:
+                job = job_spec(change.address, self.lock, self.project, timeout_override=self.options.timeout,
+                               keep_alive=self.options.keep_alive)
+            except ConfigError as exc:
+                problems.extend(exc.diagnostics)
+                continue
+            backend = self.backends[job.target]
+            problems.extend(backend.validate(job))
+            if not self.slots.fits_ever(job.target, job.n_gpus):
+                problems.append(Diagnostic(None, None, None, f"{job.address} needs {job.n_gpus} GPUs; no host "
+                                           f"of target {job.target!r} has that many",
+                                           hint="set the hosts' `gpus`, or lower the model's n_gpus"))
+            jobs[change.address] = job
+        if problems:
+            raise ConfigError.many(problems)
+        return jobs
+
+    def recover(self) -> None:
+        """Attempts left RUNNING by a killed apply: stop what they left behind, mark them INTERRUPTED."""
+        running = self.store.running_attempts()
+        if not running:
+            return
+        entries = [{"attempt": a.id, "handle": str(a.pid) if a.pid else None, "host": a.host} for a in running]
+        for backend in self.backends.values():
+            for what in backend.cleanup_orphans(entries):
+                self.reporter.note(f"cleaned up {what}")
+        self.store.mark_interrupted([a.id for a in running], "its apply was stopped before it finished")
+        self.reporter.note(f"{len(running)} node(s) of an earlier apply were interrupted; they run again")
+
+    # --- the walk -------------------------------------------------------------------------------
+
+    def run(self) -> ApplyResult:
+        jobs = self.check()
+        self.recover()
+        apply_id = self.apply_id = self.store.begin_apply(self.plan.lock_hash)
+        result = ApplyResult(apply_id)
+        self.reporter.begin(len(self.todo))
+        waiting = dict(self.todo)
+        running: dict[Future[Outcome], _Running] = {}
+        stopping = False
+        with stop_on_signals(self.cancel_event), \
+                ThreadPoolExecutor(max_workers=max(1, self.options.parallelism),
+                                   thread_name_prefix="madengine-apply") as pool:
+            while waiting or running:
+                if self.cancel_event.is_set() and not result.interrupted:
+                    result.interrupted = stopping = True
+                    self.reporter.note("interrupted: stopping the running nodes")
+                if not stopping:
+                    self._dispatch(pool, waiting, running, jobs, result)
+                if not running:
+                    if waiting and not stopping:
+                        raise RuntimeError(f"apply cannot make progress; waiting: {', '.join(sorted(waiting)[:3])}")
+                    break
+                done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+                self._record_handles()
+                for future in done:
+                    entry = running.pop(future)
+                    if entry.slot is not None:
+                        self.slots.give_back(entry.slot)
+                    retry = self._finish(entry, future, result)
+                    if retry is not None:
+                        waiting[retry.address] = retry
+                    elif result.statuses[entry.change.address].failed and not self.options.keep_going:
+                        stopping = True
+        self.store.finish_apply(apply_id, result.outcome)
+        return result
+
+    def _ready(self, waiting: Mapping[str, Change]) -> list[Change]:
+        """Waiting nodes whose dependencies in this plan have all finished, best first."""
+        ready = [c for c in waiting.values() if all(d not in self.todo or d in self.done for d in c.depends_on)]
+
+        def priority(c: Change) -> tuple[int, int, float, int]:
+            # Builds first (they unblock jobs); then large jobs and long ones (history), then plan order.
+            gpus = self.lock["jobs"][c.address]["n_gpus"] if c.kind == "job" else 0
+            return (0 if c.kind != "job" else 1, -(99 if gpus < 0 else gpus),
+                    -self.durations.get(c.address, 0.0), self.order[c.address])
+
+        return sorted(ready, key=priority)
+
+    def _dispatch(self, pool: ThreadPoolExecutor, waiting: dict[str, Change], running: dict[Future[Outcome], _Running],
+                  jobs: Mapping[str, JobSpec], result: ApplyResult) -> None:
+        for change in self._ready(waiting):
+            if len(running) >= max(1, self.options.parallelism):
+                return
+            failed_dep = next((d for d in change.depends_on if result.statuses.get(d) not in (None, Status.SUCCESS)
+                               and d in self.todo), None)
+            if failed_dep is not None:
+                self._skip(change, failed_dep, result, waiting)
+                continue
+            slot = None
+            job = jobs.get(change.address)
+            if job is not None:
+                slot = self.slots.take(job.target, job.n_gpus)
+                if slot is None:
+                    continue  # not enough free GPUs now: a smaller job may fit (backfill)
+            del waiting[change.address]
+            running_entry = self._start(change, job, slot)
+            future = pool.submit(self._work, running_entry)
+            running[future] = running_entry
+
+    def _start(self, change: Change, job: JobSpec | None, slot: Slot | None) -> _Running:
+        log_path = self.workspace.logs / str(self.apply_id) / f"{node_file_name(change.address)}.log"
+        inputs = self._inputs(change)
+        attempt_id = self.store.start_attempt(self.apply_id, change.address, change.node_hash, inputs,
+                                              host=slot.host if slot else None,
+                                              log_path=str(log_path.relative_to(self.workspace.state_dir)))
+        if job is not None:
+            job = replace(job, log_path=log_path, host=slot.host if slot else None,
+                          gpu_ids=slot.gpu_ids if slot else (),
+                          env={**job.env, ATTEMPT_ENV: str(attempt_id)})
+        where = f"{slot.host}" + (f" GPUs {','.join(map(str, slot.gpu_ids))}" if slot and slot.gpu_ids else "") \
+            if slot else ", ".join(change.targets)
+        self.reporter.started(change, where, log_path)
+        return _Running(change, attempt_id, time.monotonic(), log_path, slot, job)
+
+    def _inputs(self, change: Change) -> dict[str, Any]:
+        if change.kind == "job":
+            target = self.lock["jobs"][change.address]["target"]
+            meta = job_metadata(change.address, self.lock, self.project, self.project.targets[target].backend)
+            return {**self.lock["jobs"][change.address], "meta": meta}
+        image = change.address if change.kind == "image" else change.address.replace("push:", "image:", 1)
+        return dict(self.lock["images"][image])
+
+    def _work(self, entry: _Running) -> Outcome:
+        """On a worker thread: one node, start to finish. Never touches the state store."""
+        change = entry.change
+        cancel = Cancel(event=self.cancel_event,
+                        on_start=lambda handle: self.started_handles.put((entry.attempt_id, handle)))
+        entry.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if change.kind == "job":
+            assert entry.job is not None
+            outcome = self.backends[entry.job.target].run(entry.job, cancel)
+            return self.judge(entry.job, outcome)
+        registry = self.project.registry
+        if change.kind == "push":
+            image = image_spec(change.address.replace("push:", "image:", 1), self.lock, registry)
+            builder = next(b for b in self.backends.values() if b.builds_images)
+            return builder.push(image, entry.log_path, cancel)
+        image = image_spec(change.address, self.lock, registry)
+        outcome = Outcome(Status.SUCCESS)
+        for target in change.targets:
+            outcome = self.backends[target].build(image, entry.log_path, cancel)
+            if outcome.status is not Status.SUCCESS:
+                return outcome
+        return outcome
+
+    def _record_handles(self) -> None:
+        while True:
+            try:
+                attempt_id, handle = self.started_handles.get_nowait()
+            except queue.Empty:
+                return
+            if handle.isdigit():
+                self.store.set_attempt_pid(attempt_id, int(handle))
+
+    def _finish(self, entry: _Running, future: Future[Outcome], result: ApplyResult) -> Change | None:
+        """Commit one finished node; return it again when a transient failure earns a retry."""
+        change = entry.change
+        try:
+            outcome = future.result()
+        except Exception as exc:  # a backend bug must not lose what is already recorded
+            outcome = Outcome(Status.FAILURE, message=f"{type(exc).__name__}: {exc}")
+        if self.cancel_event.is_set() and outcome.status is not Status.SUCCESS:
+            outcome = replace(outcome, status=Status.INTERRUPTED, message=outcome.message or "interrupted")
+        tries = self.tries.get(change.address, 0)
+        retry = outcome.transient and outcome.status.failed and tries < self.options.retries \
+            and not self.cancel_event.is_set()
+        message = outcome.message + (" (transient; retrying)" if retry else "")
+        self.store.finish_attempt(entry.attempt_id, outcome.status, exit_code=outcome.exit_code, message=message,
+                                  perf=outcome.perf, image_digest=outcome.digest)
+        if outcome.status is Status.SUCCESS and change.kind != "job":
+            self._record_image(change, outcome)
+        seconds = time.monotonic() - entry.started
+        self.reporter.finished(change, outcome.status, message, seconds, outcome.perf)
+        if retry:
+            self.tries[change.address] = tries + 1
+            time.sleep(self.options.retry_delay * (tries + 1))
+            return change
+        result.statuses[change.address] = outcome.status
+        self.done.add(change.address)
+        return None
+
+    def _record_image(self, change: Change, outcome: Outcome) -> None:
+        image = change.address.replace("push:", "image:", 1)
+        entry = self.lock["images"][image]
+        if change.kind == "image":
+            targets = change.targets
+            previous = {}
+        else:  # a push: the same build, now with its registry digest, on every target that has it
+            previous = {t: r for (a, t), r in self.store.images().items() if a == image}
+            targets = tuple(previous)
+        for target in targets:
+            image_id = outcome.image_id if change.kind == "image" else previous[target].image_id
+            self.store.record_image(ImageRecord(address=image, target=target, node_hash=entry["hash"],
+                                                tag=entry["tag"], image_id=image_id, digest=outcome.digest,
+                                                inputs=dict(entry), built_at=utc_now()), self.apply_id)
+
+    def _skip(self, change: Change, failed: str, result: ApplyResult, waiting: dict[str, Change]) -> None:
+        del waiting[change.address]
+        attempt = self.store.start_attempt(self.apply_id, change.address, change.node_hash, self._inputs(change),
+                                           host=None, log_path=None)
+        message = f"{failed} did not succeed"
+        self.store.finish_attempt(attempt, Status.SKIPPED, message=message)
+        result.statuses[change.address] = Status.SKIPPED
+        self.done.add(change.address)
+        self.reporter.finished(change, Status.SKIPPED, message, 0.0, ())
+
+
+@contextlib.contextmanager
+def stop_on_signals(event: threading.Event) -> Iterator[None]:
+    """Ctrl-C and SIGTERM set `event` instead of raising mid-commit: apply then stops its running
+    nodes (the backends see the event), records them INTERRUPTED, and returns."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if event.is_set():  # a second Ctrl-C: the user really wants out
+            raise KeyboardInterrupt
+        event.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def judge_job(job: JobSpec, outcome: Outcome) -> Outcome:
+    """Turn a finished run into a MAD result: performance from the log, errors in it, CSV rows."""
+    from madengine.results.extract import judge
+
+    if outcome.status in (Status.TIMEOUT, Status.INTERRUPTED) or job.log_path is None:
+        return outcome
+    log_text = job.log_path.read_text(encoding="utf-8", errors="replace") if job.log_path.exists() else ""
+    csv_text = None
+    run_dir = outcome.details.get("run_dir")
+    if job.multiple_results and run_dir:
+        csv_path = Path(run_dir) / job.multiple_results
+        csv_text = csv_path.read_text(encoding="utf-8", errors="replace") if csv_path.exists() else ""
+    status, perf, message = judge(log_text, outcome.exit_code, csv_text, job.model)
+    if outcome.status is Status.FAILURE and not message:
+        message = outcome.message
+    return replace(outcome, status=status, perf=perf, message=message or outcome.message)
+

@@ -1,0 +1,158 @@
+"""The backend protocol (DESIGN §6): `validate` (no I/O), `observe` (read-only), `apply` (mutation).
+
+A backend realizes nodes on one target. It is constructed once per target per command with the
+target's configuration and a `Workspace` (where run directories, logs and the state live), and found
+by name through `madengine.backends.registry` (entry-point group `madengine.backends`).
+
+Rendering what a backend submits (docker run arguments, scripts, manifests) is a pure function kept
+apart from submitting it, so it is tested without the real thing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from madengine.errors import Diagnostic
+from madengine.state.model import PerfRow, Status
+
+
+def node_file_name(address: str) -> str:
+    """A node address as one readable, collision-free file name (for run directories and logs)."""
+    import hashlib
+
+    readable = "".join(c if c.isalnum() or c in "._-" else "_" for c in address)[:80]
+    return f"{readable}-{hashlib.sha256(address.encode()).hexdigest()[:8]}"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where a command works: the project root and its `.madengine/` directory."""
+
+    root: Path  # the madfile's directory
+    state_dir: Path  # `.madengine/` beside the madfile (overridable)
+    workspace_id: str  # stable id of this workspace, put in container labels
+
+    @property
+    def logs(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def runs(self) -> Path:
+        return self.state_dir / "runs"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """An image node, as apply hands it to a backend: the lock entry plus what is needed to build."""
+
+    address: str
+    node_hash: str
+    tag: str  # madengine/<name>:<hash12>
+    dockerfile: str  # project-relative
+    build_context: str  # project-relative
+    build_args: Mapping[str, str]
+    base: str | None
+    base_digest: str | None
+    registry: str | None  # push here when set
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job node, as apply hands it to a backend."""
+
+    address: str
+    node_hash: str
+    model: str
+    context: str
+    target: str
+    script: str  # project-relative path of the run script
+    args: tuple[str, ...]
+    env: Mapping[str, str]  # secrets already resolved here, never recorded
+    n_gpus: int  # -1: all of the host's GPUs
+    timeout: int  # seconds; 0: none
+    image_tag: str | None  # None on `local`
+    image_digest: str | None
+    multiple_results: str = ""
+    gpu_vendor: str = "NONE"
+    guest_os: str = "UBUNTU"
+    pre_scripts: tuple[str, ...] = ()
+    post_scripts: tuple[str, ...] = ()
+    mounts: Mapping[str, str] = field(default_factory=dict)  # host path -> container path
+    docker_options: str = ""  # additional_docker_run_options
+    keep_alive: bool = False
+    log_path: Path | None = None  # where the backend writes the run's log (apply chooses it)
+    host: str | None = None  # which host of the target (apply's GPU scheduler chooses it)
+    gpu_ids: tuple[int, ...] = ()  # which of the host's GPUs this job was given
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened when a backend applied one node."""
+
+    status: Status
+    exit_code: int | None = None
+    message: str = ""  # one line
+    host: str | None = None
+    image_id: str | None = None  # builds: the engine's id
+    digest: str | None = None  # builds/pushes: the registry digest
+    transient: bool = False  # a failure worth retrying (network, engine hiccup)
+    perf: tuple[PerfRow, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Cancel:
+    """Per node: `event` is set by apply on Ctrl-C (backends stop what they run and report
+    INTERRUPTED); `started(handle)` tells apply what to clean up if apply itself is killed
+    (a process group id, a container id), so that it is recorded before the node finishes."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    on_start: Callable[[str], None] | None = None
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        return self.event.wait(timeout)
+
+    def started(self, handle: str) -> None:
+        if self.on_start is not None:
+            self.on_start(handle)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A backend for one target."""
+
+    name: ClassVar[str]
+    builds_images: ClassVar[bool]  # False for `local`: its jobs need no image
+
+    def validate(self, job: JobSpec) -> list[Diagnostic]:
+        """Problems this backend can see without I/O (a job needs more GPUs than a host has...)."""
+        ...
+
+    def observe_image(self, image: ImageSpec, image_id: str | None) -> bool:
+        """Read-only: is the image (recorded with `image_id`) still present on this target?"""
+        ...
+
+    def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        ...
+
+    def push(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        ...
+
+    def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
+        """Run the job to completion, timeout or cancellation; write its log to job.log_path."""
+        ...
+
+    def hosts(self) -> list[tuple[str, int | None]]:
+        """(host name, GPU count or None when not scheduled by GPUs) for apply's scheduler."""
+        ...
+
+    def cleanup_orphans(self, running: list[dict[str, Any]]) -> list[str]:
+        """After a killed apply: stop what its RUNNING attempts left behind; say what was removed."""
+        ...

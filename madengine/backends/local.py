@@ -1,0 +1,192 @@
+"""The `local` backend, the embedded default: a model's script as a host process, no container.
+
+The MAD run protocol without Docker: the script's directory is copied into a private run directory,
+the context's pre-scripts run there, then `bash <script> <args>` with the MAD environment, then the
+post-scripts. Each job is a process group of its own, so a timeout or Ctrl-C stops all it started,
+and an apply killed with SIGKILL leaves a group that the next apply can find and stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar
+
+from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome, Workspace, node_file_name
+from madengine.errors import Diagnostic
+from madengine.madfile.model import LocalTarget
+from madengine.state.model import Status
+
+ATTEMPT_ENV = "MADENGINE_ATTEMPT"  # set in every job's environment: proves a process is ours
+KILL_GRACE_SECONDS = 5.0
+POLL_SECONDS = 0.05
+
+
+class LocalBackend:
+    name: ClassVar[str] = "local"
+    builds_images: ClassVar[bool] = False
+
+    def __init__(self, target_name: str, target: LocalTarget, workspace: Workspace) -> None:
+        self.target_name = target_name
+        self.target = target
+        self.workspace = workspace
+        self.host = socket.gethostname()
+
+    # --- protocol -------------------------------------------------------------------------------
+
+    def validate(self, job: JobSpec) -> list[Diagnostic]:
+        gpus = self.target.gpus
+        if gpus is not None and job.n_gpus > gpus:
+            return [Diagnostic(None, None, None, f"{job.address} needs {job.n_gpus} GPUs; target "
+                               f"{self.target_name!r} has {gpus}", hint="lower n_gpus, or set the target's gpus")]
+        return []
+
+    def hosts(self) -> list[tuple[str, int | None]]:
+        return [(self.host, self.target.gpus)]
+
+    def observe_image(self, image: ImageSpec, image_id: str | None) -> bool:
+        return True  # nothing to observe: local jobs need no image
+
+    def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        return Outcome(Status.FAILURE, message="the local backend builds no images")
+
+    def push(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        return Outcome(Status.FAILURE, message="the local backend pushes no images")
+
+    def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
+        assert job.log_path is not None, "apply chooses the log path"
+        run_dir = self.prepare_run_dir(job)
+        job.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with job.log_path.open("ab") as log:
+            steps = [*(("bash", str(self.workspace.root / s)) for s in job.pre_scripts),
+                     ("bash", Path(job.script).name, *job.args),
+                     *(("bash", str(self.workspace.root / s)) for s in job.post_scripts)]
+            for argv in steps:
+                outcome = self._run_step(job, argv, run_dir, log, cancel)
+                if outcome.status is not Status.SUCCESS:
+                    return outcome
+        return Outcome(Status.SUCCESS, exit_code=0, host=self.host, details={"run_dir": str(run_dir)})
+
+    def cleanup_orphans(self, running: list[dict[str, Any]]) -> list[str]:
+        """Stop the process groups that RUNNING attempts of a killed apply left on this host.
+
+        Each entry: {"attempt": id, "handle": "<pgid>", "host": name}. A group is stopped only if its
+        leader's environment names that attempt, so a recycled pid is never hit.
+        """
+        stopped = []
+        for entry in running:
+            handle, attempt = entry.get("handle"), entry.get("attempt")
+            if entry.get("host") != self.host or not handle or not str(handle).isdigit():
+                continue
+            pgid = int(handle)
+            if _process_env(pgid).get(ATTEMPT_ENV) == str(attempt):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pgid, signal.SIGKILL)
+                    stopped.append(f"process group {pgid} of attempt {attempt}")
+        return stopped
+
+    # --- parts ----------------------------------------------------------------------------------
+
+    def prepare_run_dir(self, job: JobSpec) -> Path:
+        """A fresh copy of the script's directory (MAD copies it so runs cannot touch the package)."""
+        run_dir = self.workspace.runs / node_file_name(job.address)
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        source = self.workspace.root / job.script
+        if source.parent.resolve() == self.workspace.root.resolve():
+            run_dir.mkdir(parents=True)
+            shutil.copy2(source, run_dir / source.name)
+        else:
+            shutil.copytree(source.parent, run_dir, ignore=shutil.ignore_patterns("__pycache__"))
+        return run_dir
+
+    def environment(self, job: JobSpec) -> dict[str, str]:
+        host_gpus = self.target.gpus or 0
+        runtime = host_gpus if job.n_gpus == -1 else max(job.n_gpus, 0)
+        env = {**os.environ, **job.env}
+        env.update({
+            "MAD_SYSTEM_NGPUS": str(host_gpus),
+            "MAD_RUNTIME_NGPUS": str(runtime),
+            ATTEMPT_ENV: job.env.get(ATTEMPT_ENV, ""),
+        })
+        if job.gpu_ids:
+            visible = ",".join(map(str, job.gpu_ids))
+            env["HIP_VISIBLE_DEVICES" if job.gpu_vendor == "AMD" else "CUDA_VISIBLE_DEVICES"] = visible
+        return env
+
+    def _run_step(self, job: JobSpec, argv: tuple[str, ...], run_dir: Path, log: BinaryIO,
+                  cancel: Cancel) -> Outcome:
+        # An argument list, never a shell string: nothing from a model reaches a shell parser.
+        log.write(("+ " + " ".join(_shown(a) for a in argv) + "\n").encode())
+        log.flush()
+        proc = subprocess.Popen(argv, cwd=run_dir, env=self.environment(job), stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        cancel.started(str(proc.pid))
+        deadline = time.monotonic() + job.timeout if job.timeout > 0 else None
+        while True:
+            try:
+                code = proc.wait(timeout=POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if cancel.is_set():
+                _stop_group(proc)
+                return Outcome(Status.INTERRUPTED, exit_code=proc.returncode, host=self.host,
+                               message="interrupted")
+            if deadline is not None and time.monotonic() > deadline:
+                _stop_group(proc)
+                log.write(f"\nmadengine: timed out after {job.timeout} s\n".encode())
+                return Outcome(Status.TIMEOUT, exit_code=proc.returncode, host=self.host,
+                               message=f"timed out after {job.timeout} s")
+        _stop_group(proc)  # whatever the script left running in the background
+        if code != 0:
+            return Outcome(Status.FAILURE, exit_code=code, host=self.host,
+                           message=f"{argv[1]} exited with code {code}")
+        return Outcome(Status.SUCCESS, exit_code=0, host=self.host)
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the job's process group, then SIGKILL what is still there after a grace period."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + KILL_GRACE_SECONDS
+    while time.monotonic() < deadline:
+        if proc.poll() is not None and not _group_alive(proc.pid):
+            return
+        time.sleep(POLL_SECONDS)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _process_env(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def _shown(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)

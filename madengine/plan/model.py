@@ -1,0 +1,87 @@
+"""A plan is plain data: one change per node, with an action and the reason for it (DESIGN §5).
+
+Rendered by `plan/render.py`, saved and loaded by `plan/planfile.py`, executed by `apply/`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Action(str, enum.Enum):
+    BUILD = "build"
+    REBUILD = "rebuild"
+    PUSH = "push"
+    RUN = "run"
+    RERUN = "rerun"
+    NOOP = "noop"
+
+    @property
+    def symbol(self) -> str:
+        return {"build": "+", "push": "+", "run": "+", "rebuild": "~", "rerun": "~", "noop": "="}[self.value]
+
+    @property
+    def changes(self) -> bool:
+        return self is not Action.NOOP
+
+
+@dataclass(frozen=True)
+class Change:
+    """What apply will do to one node, and why. `targets` are where (images may serve several)."""
+
+    address: str
+    kind: str  # "image" or "job"
+    action: Action
+    reason: str  # "Dockerfile changed", "never run", "SUCCESS 2026-11-28, 123 gflops", ...
+    node_hash: str
+    targets: tuple[str, ...]
+    depends_on: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"address": self.address, "kind": self.kind, "action": self.action.value,
+                "reason": self.reason, "hash": self.node_hash, "targets": list(self.targets),
+                "depends_on": list(self.depends_on)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Change:
+        return cls(address=data["address"], kind=data["kind"], action=Action(data["action"]),
+                   reason=data["reason"], node_hash=data["hash"], targets=tuple(data["targets"]),
+                   depends_on=tuple(data.get("depends_on", ())))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every change of one plan, in dependency order, with what it was computed against."""
+
+    lock_hash: str  # sha256 of the lock text the plan was made from
+    serial: int  # the state serial it observed: a saved plan is stale once this moves
+    changes: tuple[Change, ...]
+    options: dict[str, Any] = field(default_factory=dict)  # --replace, --rerun-failed, ... (for show)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.action.changes for c in self.changes)
+
+    def counts(self) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for c in self.changes:
+            if c.action in (Action.BUILD, Action.REBUILD):
+                out["build"] += 1
+            elif c.action is Action.PUSH:
+                out["push"] += 1
+            elif c.action in (Action.RUN, Action.RERUN):
+                out["run"] += 1
+            else:
+                out["unchanged"] += 1
+        return out
+
+    def summary(self) -> str:
+        n = self.counts()
+        parts = [f"{n['build']} to build"]
+        if n["push"]:
+            parts.append(f"{n['push']} to push")
+        parts += [f"{n['run']} to run", f"{n['unchanged']} unchanged"]
+        return "Plan: " + ", ".join(parts) + "."

@@ -1,0 +1,32 @@
+"""Observation: what the state store recorded, checked against the world. Read-only I/O.
+
+An image the store says was built is asked for on its target; if it is gone (removed by hand), the
+planner rebuilds it. Jobs are not re-observed: a recorded result is the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import networkx as nx
+
+from madengine.apply.specs import image_spec
+from madengine.backends.base import Backend
+from madengine.lock.lockfile import Lock
+from madengine.state.model import Observed
+from madengine.state.store import StateStore
+
+
+def observe(store: StateStore, graph: nx.DiGraph, lock: Lock, backends: Mapping[str, Backend],
+            registry: str | None) -> Observed:
+    images = store.images()
+    missing = set()
+    for (address, target), record in images.items():
+        if address not in graph or record.node_hash != lock["images"][address]["hash"]:
+            continue  # not planned, or rebuilt anyway: nothing to ask
+        backend = backends.get(target)
+        if backend is not None and backend.builds_images and \
+                not backend.observe_image(image_spec(address, lock, registry), record.image_id):
+            missing.add((address, target))
+    return Observed(serial=store.serial(), images=images, latest=store.latest_attempts(),
+                    missing_images=frozenset(missing))

@@ -1,0 +1,59 @@
+"""Saved plans (`madengine plan -o plan.json`), checked for staleness before they are applied.
+
+A plan file holds addresses, actions, reasons and hashes: never a secret, never an env value.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from madengine.errors import MadengineError, UsageError
+from madengine.plan.model import Change, Plan
+
+FORMAT = "madengine-plan"
+VERSION = 1
+
+
+class StalePlanError(MadengineError):
+    """The world moved since the plan was saved (exit 1)."""
+
+
+def to_json(plan: Plan, madfile: str) -> dict[str, Any]:
+    return {"format": FORMAT, "version": VERSION, "madfile": madfile, "lock_hash": plan.lock_hash,
+            "serial": plan.serial, "options": plan.options, "summary": plan.summary(),
+            "changes": [c.to_json() for c in plan.changes]}
+
+
+def save(path: Path, plan: Plan, madfile: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(to_json(plan, madfile), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def load(path: Path) -> tuple[Plan, str]:
+    """The plan and the madfile it was made for."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"no plan file {path}", hint="save one with `madengine plan -o FILE`") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path} is not a plan file: {exc.msg}", file=str(path), line=exc.lineno,
+                         column=exc.colno) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
+        raise UsageError(f"{path} is not a madengine plan (version {VERSION})",
+                         hint="save one with `madengine plan -o FILE`")
+    plan = Plan(lock_hash=data["lock_hash"], serial=int(data["serial"]),
+                changes=tuple(Change.from_json(c) for c in data["changes"]), options=data.get("options", {}))
+    return plan, str(data.get("madfile", "madfile.yaml"))
+
+
+def check_current(plan: Plan, lock_hash: str, serial: int) -> None:
+    """Refuse a saved plan made against another lock or another state (Terraform's stale plan)."""
+    if plan.lock_hash != lock_hash:
+        raise StalePlanError("the saved plan is stale: the lock changed since it was made",
+                             hint="run `madengine plan -o FILE` again")
+    if plan.serial != serial:
+        raise StalePlanError(f"the saved plan is stale: the state moved (serial {plan.serial} -> {serial})",
+                             hint="run `madengine plan -o FILE` again")

@@ -1,0 +1,144 @@
+"""The planner: (lock, graph, observed state) -> Plan. A pure function, like DVC's `plan_repro`.
+
+Each node gets one action and the reason for it. A node's hash says whether its inputs changed; the
+inputs recorded with the last realization say which ones, for the reason (`~ rebuild (Dockerfile
+changed)`). Drift found by observation (an image deleted by hand) rebuilds without rerunning: the
+jobs' results are still valid for the same content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+
+from madengine.graph.build import topological_order
+from madengine.lock.lockfile import Lock
+from madengine.plan.model import Action, Change, Plan
+from madengine.state.model import Attempt, Observed, Status
+
+# Lock-entry keys -> how a change of them reads in a reason.
+IMAGE_INPUTS = {"dockerfile": "Dockerfile", "context": "build context", "build_args": "build args",
+                "base": "base image"}
+JOB_INPUTS = {"image_hash": "image", "script": "script", "args": "args", "params": "params", "env": "environment",
+              "context_sha256": "context", "target_sha256": "target", "n_gpus": "n_gpus", "timeout": "timeout",
+              "multiple_results": "multiple_results", "data": "data", "model": "model"}
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    replace: frozenset[str] = frozenset()  # addresses to redo whatever their state
+    rerun_failed: bool = False
+
+
+def plan(lock: Lock, lock_hash: str, graph: nx.DiGraph, observed: Observed,
+         options: PlanOptions = PlanOptions()) -> Plan:
+    changes = []
+    for address in topological_order(graph):
+        kind = graph.nodes[address]["kind"]
+        deps = tuple(sorted(graph.predecessors(address)))
+        if kind == "image":
+            changes.append(_image_change(address, lock["images"][address], _targets_needing(graph, address),
+                                         observed, options))
+        elif kind == "push":
+            image = graph.nodes[address]["image"]
+            changes.append(_push_change(address, image, lock["images"][image], observed, options, deps))
+        else:
+            changes.append(_job_change(address, lock["jobs"][address], observed, options, deps))
+    return Plan(lock_hash=lock_hash, serial=observed.serial, changes=tuple(changes),
+                options={"replace": sorted(options.replace), "rerun_failed": options.rerun_failed})
+
+
+def _targets_needing(graph: nx.DiGraph, image: str) -> tuple[str, ...]:
+    return tuple(sorted({graph.nodes[j]["target"] for j in graph.successors(image)
+                         if graph.nodes[j]["kind"] == "job"}))
+
+
+def _image_change(address: str, entry: Mapping[str, Any], targets: tuple[str, ...], observed: Observed,
+                  options: PlanOptions) -> Change:
+    node_hash = entry["hash"]
+    todo: list[tuple[str, Action, str]] = []
+    built_at = ""
+    for target in targets:
+        record = observed.images.get((address, target))
+        if address in options.replace:
+            todo.append((target, Action.REBUILD, "replaced (--replace)"))
+        elif record is None:
+            todo.append((target, Action.BUILD, "never built" if len(targets) == 1 else f"never built on {target}"))
+        elif record.node_hash != node_hash:
+            todo.append((target, Action.REBUILD, _why(record.inputs, entry, IMAGE_INPUTS)))
+        elif (address, target) in observed.missing_images:
+            todo.append((target, Action.REBUILD, f"image gone from {target} (removed outside madengine)"))
+        else:
+            built_at = built_at or record.built_at
+    if not todo:
+        return Change(address, "image", Action.NOOP, f"built {_day(built_at)}", node_hash, targets)
+    action = Action.REBUILD if any(a is Action.REBUILD for _, a, _ in todo) else Action.BUILD
+    reasons = list(dict.fromkeys(r for _, _, r in todo))
+    return Change(address, "image", action, "; ".join(reasons), node_hash, tuple(t for t, _, _ in todo))
+
+
+def _push_change(address: str, image: str, entry: Mapping[str, Any], observed: Observed, options: PlanOptions,
+                 deps: tuple[str, ...]) -> Change:
+    node_hash = entry["hash"]
+    pushed = [r for (a, _), r in observed.images.items() if a == image and r.node_hash == node_hash and r.digest]
+    if pushed and address not in options.replace and image not in options.replace:
+        return Change(address, "push", Action.NOOP, f"pushed {pushed[0].digest}", node_hash, (), deps)
+    return Change(address, "push", Action.PUSH, "not in the registry" if not pushed else "replaced (--replace)",
+                  node_hash, (), deps)
+
+
+def _job_change(address: str, entry: Mapping[str, Any], observed: Observed, options: PlanOptions,
+                deps: tuple[str, ...]) -> Change:
+    node_hash = entry["hash"]
+    target = (entry["target"],)
+    last = observed.latest.get(address)
+
+    def change(action: Action, reason: str) -> Change:
+        return Change(address, "job", action, reason, node_hash, target, deps)
+
+    if address in options.replace:
+        return change(Action.RERUN if last else Action.RUN, "replaced (--replace)")
+    if last is None:
+        return change(Action.RUN, "never run")
+    if last.node_hash != node_hash:
+        return change(Action.RERUN, _why(last.inputs, entry, JOB_INPUTS))
+    if last.status is Status.SUCCESS:
+        return change(Action.NOOP, describe_result(last))
+    if last.status.failed:
+        if options.rerun_failed:
+            return change(Action.RERUN, f"{describe_result(last)}; --rerun-failed")
+        return change(Action.NOOP, f"{describe_result(last)}; --rerun-failed retries it")
+    # RUNNING (its apply was killed), INTERRUPTED or SKIPPED: it never finished, so it runs.
+    return change(Action.RUN, {Status.SKIPPED: "skipped last time", Status.INTERRUPTED: "interrupted",
+                               Status.RUNNING: "interrupted (its apply was killed)"}[last.status])
+
+
+def describe_result(attempt: Attempt) -> str:
+    """`SUCCESS 2026-11-28, 123 gflops` or `FAILURE 2026-11-28: exit code 2`."""
+    text = f"{attempt.status.value} {_day(attempt.ended_at or attempt.started_at)}"
+    if attempt.status is Status.SUCCESS and attempt.perf:
+        first = attempt.perf[0]
+        more = f" (+{len(attempt.perf) - 1} more)" if len(attempt.perf) > 1 else ""
+        return f"{text}, {_number(first.performance)} {first.metric}{more}"
+    return f"{text}: {attempt.message}" if attempt.message else text
+
+
+def _why(before: Mapping[str, Any], after: Mapping[str, Any], names: Mapping[str, str]) -> str:
+    changed = [label for key, label in names.items() if before.get(key) != after.get(key)]
+    if not changed:
+        return "inputs changed"
+    if len(changed) > 3:
+        changed = [*changed[:3], "more"]
+    return ", ".join(changed) + " changed"
+
+
+def _day(timestamp: str) -> str:
+    return timestamp[:10] if timestamp else "earlier"
+
+
+def _number(value: float | None) -> str:
+    return "?" if value is None else f"{value:g}"
+

@@ -1,0 +1,124 @@
+"""Typed records of the state store (DESIGN §5, §7): what was realized, and what happened.
+
+Plain frozen dataclasses: the planner reads them (pure), the apply stage writes them through
+`StateStore`. Times are UTC ISO-8601 strings with seconds (`2026-11-28T10:15:00Z`).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+
+def utc_now() -> str:
+    """Now, in the store's time format: UTC, ISO-8601, whole seconds, `Z` (`2026-11-28T10:15:00Z`)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Status(str, enum.Enum):
+    RUNNING = "RUNNING"  # started, not finished: after a kill, the next apply marks it INTERRUPTED
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    TIMEOUT = "TIMEOUT"
+    SKIPPED = "SKIPPED"  # not run because something it depends on failed
+    INTERRUPTED = "INTERRUPTED"  # stopped by Ctrl-C, or its apply was killed
+
+    @property
+    def finished_ok(self) -> bool:
+        return self is Status.SUCCESS
+
+    @property
+    def failed(self) -> bool:
+        return self in (Status.FAILURE, Status.TIMEOUT)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """An image realized for a target: built (and perhaps pushed) from the lock entry `inputs`."""
+
+    address: str
+    target: str
+    node_hash: str
+    tag: str
+    image_id: str | None  # the engine's image id (sha256:...)
+    digest: str | None  # the registry digest after a push, else None
+    inputs: dict[str, Any]  # the lock entry it was built from, to explain a later rebuild
+    built_at: str
+    status: Status = Status.SUCCESS
+
+
+@dataclass(frozen=True)
+class PerfRow:
+    """One performance figure of one attempt (a `multiple_results` CSV gives several)."""
+
+    model: str  # `<model>` or `<model>_<row model>` for multiple_results rows
+    performance: float | None
+    metric: str
+    status: Status = Status.SUCCESS
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt at one job (or image build), as recorded."""
+
+    id: int
+    apply_id: int
+    address: str
+    node_hash: str
+    status: Status
+    started_at: str
+    ended_at: str | None = None
+    host: str | None = None
+    exit_code: int | None = None
+    log_path: str | None = None  # relative to the state directory
+    image_digest: str | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)  # the lock entry it ran from
+    pid: int | None = None  # of a local process group, to clean up after a killed apply
+    message: str = ""  # one line: why it failed, timed out or was skipped
+    perf: tuple[PerfRow, ...] = ()
+
+    @property
+    def duration(self) -> float | None:
+        from datetime import datetime
+
+        if self.ended_at is None:
+            return None
+        start = datetime.fromisoformat(self.started_at.replace("Z", "+00:00"))
+        end = datetime.fromisoformat(self.ended_at.replace("Z", "+00:00"))
+        return (end - start).total_seconds()
+
+
+@dataclass(frozen=True)
+class ApplyRecord:
+    id: int
+    lock_hash: str
+    serial: int  # the state serial this apply produced
+    started_at: str
+    ended_at: str | None
+    outcome: str | None  # SUCCESS, FAILURE, INTERRUPTED; None while running (or killed)
+    host: str
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds the workspace lock: named in the error a second apply gets."""
+
+    pid: int
+    host: str
+    since: str
+    command: str = ""
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host} since {self.since}" + (f" ({self.command})" if self.command else "")
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the planner knows of the world: the store's records plus the backends' answers."""
+
+    serial: int
+    images: dict[tuple[str, str], ImageRecord]  # (address, target) -> latest successful build
+    latest: dict[str, Attempt]  # address -> latest finished (or running) attempt of a job
+    missing_images: frozenset[tuple[str, str]] = frozenset()  # recorded, but gone from the engine
