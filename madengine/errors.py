@@ -103,3 +103,15 @@ class StaleLockError(MadengineError):
     """`lock --check` or `--locked` found a lockfile that does not match its inputs (exit 1)."""
 
     exit_code = ExitCode.FAILURE
+
+
+class StateError(MadengineError):
+    """The state store cannot be used: unreadable, or written by a newer madengine (exit 1)."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class StateLockedError(StateError):
+    """Another process holds the workspace lock: one apply at a time per state store (exit 1)."""
+
+    exit_code = ExitCode.FAILURE

@@ -33,6 +33,7 @@ def apply(
 ) -> None:
     """Build, push and run what the plan says; each finished node is recorded at once."""
     import sys
+    from collections import Counter
 
     from rich.console import Console
     from rich.markup import escape
@@ -81,13 +82,8 @@ def apply(
             result = Applier(the_plan, r.locked.lock, r.locked.project, store, r.backends, r.workspace,
                              options, reporter, durations=durations).run()
         console.print(reporter.summary())
-        counts = {s.value: n for s, n in _count(result.statuses).items()}
+        counts = Counter(s.value for s in result.statuses.values())
         console.print(f"Apply {result.outcome.lower()}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     if result.exit_code:
         raise typer.Exit(int(result.exit_code))
 
-
-def _count(statuses: dict[str, object]) -> dict[object, int]:
-    from collections import Counter
-
-    return dict(Counter(statuses.values()))

@@ -25,13 +25,13 @@ def init(
 
     from madengine.errors import UsageError
 
-    base = chdir if chdir is not None else Path.cwd()
+    base = chdir if chdir is not None else Path()  # relative, so that messages show what the user typed
     target = base / (file or Path("madfile.yaml"))
     if target.exists() and not force:
         raise UsageError(f"{target} already exists", hint="pass --force to overwrite it")
     package = None
     if from_package is not None:
-        package_dir = from_package if from_package.is_absolute() else Path.cwd() / from_package
+        package_dir = base / from_package  # like -f, relative to -C (an absolute path replaces base)
         package = Path(os.path.relpath(package_dir.resolve(), target.parent.resolve())).as_posix()
     text = render_starter(target.parent.resolve().name, package, target.parent)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -75,5 +75,11 @@ def _write_hello_script(base: Path) -> None:
 
 
 def _yaml_name(name: str) -> str:
+    """The directory name as a YAML string scalar: quoted when YAML would read it as something else
+    (a directory named `2024`, `true` or `null`)."""
+    import json
+
+    from ruamel.yaml import YAML
+
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-") or "benchmarks"
-    return safe
+    return safe if isinstance(YAML(typ="safe").load(safe), str) else json.dumps(safe)

@@ -46,18 +46,20 @@ def lock(
     images, jobs = len(locked.lock["images"]), len(locked.lock["jobs"])
     diff = locked.diff
     if check:
-        if locked.on_disk is None:
-            raise StaleLockError(f"{name} does not exist", hint="run `madengine lock` and commit the file")
         if locked.stale:
             if as_json:
-                output.print_json({"path": name, "stale": True, "changed": diff.changed, "added": diff.added,
-                                   "removed": diff.removed, "top_level": diff.top_level})
+                output.print_json({"path": name, "stale": True, "exists": locked.on_disk is not None,
+                                   "changed": diff.changed, "added": diff.added, "removed": diff.removed,
+                                   "top_level": diff.top_level})
+            if locked.on_disk is None:
+                raise StaleLockError(f"{name} does not exist", hint="run `madengine lock` and commit the file")
             raise StaleLockError(f"{name} is stale: {diff.summary()}",
                                  hint="run `madengine lock` and commit the result")
         written = False
     else:
         written = write_lock(lock_path, locked.lock)
-    freshness.record(path, lock_path, freshness.outside_dirs(locked.input_dirs()), started, images, jobs)
+    outside = freshness.outside_dirs(path.parent, locked.input_dirs())
+    freshness.record(path, lock_path, outside, started, images, jobs)
     summary = "" if not written or locked.on_disk is None else diff.summary() or "formatting"
     _report(as_json, name, check, written=written, images=images, jobs=jobs, created=locked.on_disk is None,
             summary=summary)

@@ -61,7 +61,15 @@ def _scan(top: Path, path: Path, lock_name: str) -> Iterable[tuple[bytes, int]]:
             continue
         st = entry.stat(follow_symlinks=False)
         line = f"\0{entry.path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_mode}"
-        yield line.encode("utf-8", "surrogateescape"), st.st_mtime_ns
+        mtime = st.st_mtime_ns
+        if entry.is_symlink():  # an input read through a link changes with its target, not the link
+            try:
+                target = os.stat(entry.path)
+                line += f"\0->{os.readlink(entry.path)}\0{target.st_size}\0{target.st_mtime_ns}\0{target.st_ino}"
+                mtime = max(mtime, target.st_mtime_ns)
+            except OSError:
+                line += "\0->dangling"
+        yield line.encode("utf-8", "surrogateescape"), mtime
         if entry.is_dir(follow_symlinks=False):
             yield from _scan(top, Path(entry.path), lock_name)
 
@@ -112,6 +120,14 @@ def record(madfile: Path, lock_path: Path, extra_dirs: Iterable[str], started_ns
         pass  # a cache that cannot be written only costs time
 
 
-def outside_dirs(dirs: Iterable[str]) -> set[str]:
-    """Those of the project-relative input directories that lie outside the project root."""
-    return {d for d in dirs if d == ".." or d.startswith("../")}
+def outside_dirs(root: Path, dirs: Iterable[str]) -> set[str]:
+    """Those input directories (relative to root, or absolute) that the scan of root does not reach:
+    outside it (`../MAD`, `/abs/MAD`) or inside it only through a symlink (`MAD -> ~/src/MAD`),
+    since the scan does not follow links."""
+    top = root.resolve()
+    out = set()
+    for d in dirs:
+        real = (root / d).resolve()
+        if real != top and top not in real.parents:
+            out.add(d)
+    return out
