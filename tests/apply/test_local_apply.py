@@ -1,0 +1,224 @@
+"""plan/apply end to end on the `local` backend: real processes, real state store, the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, RunCli
+
+SCRIPT = """\
+#!/usr/bin/env bash
+# echo each argument on its own line, sleep if asked, then report a figure
+for a in "$@"; do printf 'arg<%s>\\n' "$a"; done
+if [ -n "${SLEEP:-}" ]; then sleep "$SLEEP"; fi
+if [ -n "${FAIL:-}" ]; then echo "RuntimeError: boom"; exit 3; fi
+echo "performance: ${PERF:-42.5} samples_per_second"
+"""
+
+
+def project(root: Path, models: str, extra: str = "") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "run.sh").write_text(SCRIPT)
+    (root / "madfile.yaml").write_text(
+        "version: 1\nmodels:\n" + textwrap.indent(textwrap.dedent(models), "  ")
+        + "contexts: {cpu: {gpu_vendor: NONE}}\ntargets: {here: {backend: local}}\n" + textwrap.dedent(extra))
+    return root
+
+
+def db(root: Path) -> sqlite3.Connection:
+    return sqlite3.connect(root / ".madengine" / "state.db")
+
+
+def statuses(root: Path) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for address, status in db(root).execute("SELECT address, status FROM attempts ORDER BY id"):
+        out.setdefault(address, []).append(status)
+    return out
+
+
+def test_apply_twice_does_nothing_the_second_time(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, """\
+        - {name: a, scripts: run.sh, n_gpus: 0, params: {size: [1, 2]}}
+        - {name: b, scripts: run.sh, n_gpus: 0, env_vars: {PERF: "7"}}
+        """)
+    code, out, err = run_cli("apply", "--yes", cwd=root)
+    assert code == 0, err
+    assert "Plan: 0 to build, 3 to run, 0 unchanged." in out
+    assert statuses(root) == {"job:a[size=1]@cpu/here#1": ["SUCCESS"], "job:a[size=2]@cpu/here#1": ["SUCCESS"],
+                              "job:b@cpu/here#1": ["SUCCESS"]}
+    perf = dict(db(root).execute("SELECT model, performance FROM perf"))
+    assert set(perf.values()) == {42.5, 7.0}
+    code, out, _ = run_cli("plan", "--detailed-exitcode", cwd=root)
+    assert code == 0 and "Plan: 0 to build, 0 to run, 3 unchanged." in out
+    code, out, _ = run_cli("apply", "--yes", cwd=root)
+    assert code == 0 and "Nothing to do." in out
+    assert len(db(root).execute("SELECT * FROM attempts").fetchall()) == 3
+
+
+def test_changed_script_reruns_and_plan_says_why(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "- {name: a, scripts: run.sh, n_gpus: 0}\n")
+    assert run_cli("apply", "--yes", cwd=root).code == 0
+    (root / "run.sh").write_text(SCRIPT.replace("42.5", "43.5"))
+    code, out, _ = run_cli("plan", "--detailed-exitcode", cwd=root)
+    assert code == 2
+    assert "~ rerun job:a@cpu/here#1 (script changed)" in out
+
+
+def test_failure_is_recorded_and_exit_code_is_3(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, """\
+        - {name: bad, scripts: run.sh, n_gpus: 0, env_vars: {FAIL: "1"}}
+        - {name: good, scripts: run.sh, n_gpus: 0}
+        """)
+    code, out, _ = run_cli("apply", "--yes", "--keep-going", cwd=root)
+    assert code == 3
+    assert statuses(root) == {"job:bad@cpu/here#1": ["FAILURE"], "job:good@cpu/here#1": ["SUCCESS"]}
+    message = db(root).execute("SELECT message FROM attempts WHERE address LIKE 'job:bad%'").fetchone()[0]
+    assert message  # why it failed, in one line
+    code, out, _ = run_cli("plan", cwd=root)
+    assert "--rerun-failed retries it" in out
+    code, out, _ = run_cli("plan", "--rerun-failed", "--detailed-exitcode", cwd=root)
+    assert code == 2 and "~ rerun job:bad@cpu/here#1" in out
+
+
+def test_without_keep_going_the_first_failure_stops_the_rest(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, """\
+        - {name: a_bad, scripts: run.sh, n_gpus: 0, env_vars: {FAIL: "1"}}
+        - {name: b_good, scripts: run.sh, n_gpus: 0}
+        """)
+    code, _, _ = run_cli("apply", "--yes", cwd=root)
+    assert code == 3
+    assert statuses(root) == {"job:a_bad@cpu/here#1": ["FAILURE"]}  # b never started
+
+
+def test_timeout_kills_the_job_and_the_others_finish(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, """\
+        - {name: slow, scripts: run.sh, n_gpus: 0, timeout: 1, env_vars: {SLEEP: "30"}}
+        - {name: quick, scripts: run.sh, n_gpus: 0}
+        """)
+    started = time.monotonic()
+    code, _, _ = run_cli("apply", "--yes", "--keep-going", cwd=root)
+    assert time.monotonic() - started < 20
+    assert code == 3
+    assert statuses(root) == {"job:quick@cpu/here#1": ["SUCCESS"], "job:slow@cpu/here#1": ["TIMEOUT"]}
+    leftovers = subprocess.run(["pgrep", "-f", "sleep 30"], capture_output=True, text=True).stdout.split()
+    assert not leftovers
+
+
+def test_arguments_reach_the_script_literally(run_cli: RunCli, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    evil = f"$(touch {marker}); `touch {marker}` ; echo 'q' \"dq\" \\n"
+    root = project(tmp_path / "p", f"""\
+        - name: evil
+          scripts: run.sh
+          n_gpus: 0
+          args: {json.dumps("--x " + json.dumps(evil))}
+          params: {{"p": {json.dumps("a;b $(touch " + str(marker) + ")")}}}
+        """)
+    code, _, err = run_cli("apply", "--yes", cwd=root)
+    assert code == 0, err
+    assert not marker.exists()
+    log = next((root / ".madengine" / "logs").rglob("*.log")).read_text()
+    assert f"arg<{evil}>" in log
+    assert f"arg<a;b $(touch {marker})>" in log
+
+
+def test_saved_plan_is_applied_exactly_and_refused_when_stale(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "- {name: a, scripts: run.sh, n_gpus: 0}\n- {name: b, scripts: run.sh, n_gpus: 0}\n")
+    assert run_cli("plan", "-o", "plan.json", "--select", "a", cwd=root).code == 0
+    code, _, err = run_cli("apply", "plan.json", cwd=root)
+    assert code == 0, err
+    assert set(statuses(root)) == {"job:a@cpu/here#1"}
+    code, _, err = run_cli("apply", "plan.json", cwd=root)  # the state moved since it was saved
+    assert code == 1 and "stale" in err and "serial" in err
+
+
+def test_apply_without_yes_refuses_when_stdin_is_not_a_terminal(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "- {name: a, scripts: run.sh, n_gpus: 0}\n")
+    code, _, err = run_cli("apply", cwd=root)
+    assert code == 4 and "--yes" in err
+    assert not (root / ".madengine" / "state.db").exists() or not statuses(root)
+
+
+def _start_apply(root: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NO_COLOR": "1"}
+    return subprocess.Popen([sys.executable, "-m", "madengine", "apply", "--yes", *args], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _wait_for(predicate: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def _running(root: Path) -> bool:
+    try:
+        return bool(db(root).execute("SELECT 1 FROM attempts WHERE status='RUNNING' AND pid IS NOT NULL")
+                    .fetchall())
+    except sqlite3.OperationalError:
+        return False
+
+
+def test_a_second_apply_stops_at_once_naming_the_holder(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "- {name: a, scripts: run.sh, n_gpus: 0, env_vars: {SLEEP: '5'}}\n")
+    first = _start_apply(root)
+    try:
+        _wait_for(lambda: _running(root))
+        started = time.monotonic()
+        code, _, err = run_cli("apply", "--yes", cwd=root)
+        assert time.monotonic() - started < 5
+        assert code == 1 and f"pid {first.pid}" in err
+    finally:
+        first.wait(timeout=30)
+    assert first.returncode == 0
+    assert db(root).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_ctrl_c_stops_running_jobs_and_records_them_interrupted(tmp_path: Path) -> None:
+    root = project(tmp_path, "- {name: a, scripts: run.sh, n_gpus: 0, env_vars: {SLEEP: '30'}}\n")
+    proc = _start_apply(root)
+    _wait_for(lambda: _running(root))
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=20)
+    assert proc.returncode == 130
+    assert statuses(root) == {"job:a@cpu/here#1": ["INTERRUPTED"]}
+    assert not subprocess.run(["pgrep", "-f", "sleep 30"], capture_output=True, text=True).stdout.split()
+
+
+@pytest.mark.parametrize("kill_after", [1, 2, 3])
+def test_sigkill_then_a_second_apply_finishes_the_rest(tmp_path: Path, kill_after: int) -> None:
+    models = "".join(f"- {{name: m{i}, scripts: run.sh, n_gpus: 0, env_vars: {{SLEEP: '0.3'}}}}\n"
+                     for i in range(5))
+    root = project(tmp_path, models)
+
+    def succeeded() -> int:
+        try:
+            return int(db(root).execute("SELECT count(*) FROM attempts WHERE status='SUCCESS'").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+
+    proc = _start_apply(root)
+    _wait_for(lambda: succeeded() >= kill_after)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = {a for a, s in statuses(root).items() if s[-1] == "SUCCESS"}
+    second = _start_apply(root)
+    second.wait(timeout=60)
+    assert second.returncode == 0, second.stderr.read() if second.stderr else ""
+    final = statuses(root)
+    assert all(final[a] == ["SUCCESS"] for a in done_before)  # nothing that succeeded ran again
+    assert all(s[-1] == "SUCCESS" for s in final.values()) and len(final) == 5
+    assert db(root).execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -1,0 +1,155 @@
+"""The planner is a pure function: every action and reason from (lock, graph, observed state)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import pytest
+
+from madengine.graph.build import build_graph
+from madengine.lock.lockfile import Lock, build_lock
+from madengine.plan.model import Action, Plan
+from madengine.plan.planner import PlanOptions, plan
+from madengine.state.model import Attempt, ImageRecord, Observed, PerfRow, Status
+from tests.unit.compile.conftest import PACKAGE, compile_file, write_tree
+
+MADFILE = """\
+version: 1
+package: pkg
+models: [{select: dummies}]
+contexts: {cpu: {gpu_vendor: NONE}}
+targets: {box: {backend: docker}}
+"""
+IMAGE = "image:dummy.ubuntu.none@cpu"
+JOB = "job:dummy@cpu/box#1"
+JOB2 = "job:dummy2@cpu/box#1"
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path) -> Path:
+    write_tree(tmp_path, {**PACKAGE, "madfile.yaml": MADFILE})
+    return tmp_path
+
+
+def _lock_graph(root: Path, registry: str | None = None) -> tuple[Lock, nx.DiGraph]:
+    if registry:
+        text = (root / "madfile.yaml").read_text()
+        (root / "madfile.yaml").write_text(text.replace("version: 1\n", f"version: 1\nregistry: {registry}\n"))
+    project = compile_file(root / "madfile.yaml")
+    lock = build_lock(project)
+    return lock, build_graph(project, lock)
+
+
+def _image(lock: Lock, address: str = IMAGE, **kw: Any) -> ImageRecord:
+    entry = lock["images"][address]
+    fields: dict[str, Any] = dict(address=address, target="box", node_hash=entry["hash"], tag=entry["tag"],
+                                  image_id="sha256:img", digest=None, inputs=dict(entry),
+                                  built_at="2026-11-28T10:00:00Z")
+    fields.update(kw)
+    return ImageRecord(**fields)
+
+
+def _attempt(lock: Lock, address: str, status: Status = Status.SUCCESS, **kw: Any) -> Attempt:
+    entry = lock["jobs"][address]
+    fields: dict[str, Any] = dict(id=1, apply_id=1, address=address, node_hash=entry["hash"], status=status,
+                                  started_at="2026-11-28T10:00:00Z", ended_at="2026-11-28T10:01:00Z",
+                                  inputs=dict(entry), perf=(PerfRow(address, 123.0, "gflops"),))
+    fields.update(kw)
+    return Attempt(**fields)
+
+
+def _plan(lock: Lock, graph: nx.DiGraph, images: dict[tuple[str, str], ImageRecord] | None = None,
+          latest: dict[str, Attempt] | None = None, missing: frozenset[tuple[str, str]] = frozenset(),
+          **options: Any) -> Plan:
+    observed = Observed(serial=3, images=images or {}, latest=latest or {}, missing_images=missing)
+    return plan(lock, "sha256:lock", graph, observed, PlanOptions(**options))
+
+
+def _actions(p: Plan) -> dict[str, tuple[Action, str]]:
+    return {c.address: (c.action, c.reason) for c in p.changes}
+
+
+def test_empty_state_builds_and_runs_everything(project_dir: Path) -> None:
+    lock, graph = _lock_graph(project_dir)
+    p = _plan(lock, graph)
+    assert _actions(p) == {IMAGE: (Action.BUILD, "never built"), JOB: (Action.RUN, "never run"),
+                           JOB2: (Action.RUN, "never run")}
+    assert [c.address for c in p.changes][0] == IMAGE  # dependencies first
+    assert p.summary() == "Plan: 1 to build, 2 to run, 0 unchanged."
+    assert p.serial == 3 and p.lock_hash == "sha256:lock"
+
+
+def test_everything_recorded_means_no_changes(project_dir: Path) -> None:
+    lock, graph = _lock_graph(project_dir)
+    p = _plan(lock, graph, {(IMAGE, "box"): _image(lock)},
+              {JOB: _attempt(lock, JOB), JOB2: _attempt(lock, JOB2)})
+    assert not p.has_changes
+    assert _actions(p)[JOB] == (Action.NOOP, "SUCCESS 2026-11-28, 123 gflops")
+    assert _actions(p)[IMAGE] == (Action.NOOP, "built 2026-11-28")
+
+
+def test_changed_dockerfile_rebuilds_and_reruns_with_reasons(project_dir: Path) -> None:
+    old_lock, _ = _lock_graph(project_dir)
+    dockerfile = project_dir / "pkg/docker/dummy.ubuntu.none.Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "LABEL x=1\n")
+    lock, graph = _lock_graph(project_dir)
+    p = _plan(lock, graph, {(IMAGE, "box"): _image(old_lock)},
+              {JOB: _attempt(old_lock, JOB), JOB2: _attempt(old_lock, JOB2)})
+    assert _actions(p) == {IMAGE: (Action.REBUILD, "Dockerfile changed"), JOB: (Action.RERUN, "image changed"),
+                           JOB2: (Action.RERUN, "image changed")}
+
+
+def test_an_image_removed_by_hand_is_rebuilt_without_rerunning(project_dir: Path) -> None:
+    lock, graph = _lock_graph(project_dir)
+    p = _plan(lock, graph, {(IMAGE, "box"): _image(lock)},
+              {JOB: _attempt(lock, JOB), JOB2: _attempt(lock, JOB2)}, missing=frozenset({(IMAGE, "box")}))
+    assert _actions(p)[IMAGE] == (Action.REBUILD, "image gone from box (removed outside madengine)")
+    assert _actions(p)[JOB][0] is Action.NOOP
+
+
+def test_failed_jobs_wait_for_rerun_failed(project_dir: Path) -> None:
+    lock, graph = _lock_graph(project_dir)
+    failed = _attempt(lock, JOB, Status.FAILURE, message="exit code 2", perf=())
+    p = _plan(lock, graph, {(IMAGE, "box"): _image(lock)}, {JOB: failed, JOB2: _attempt(lock, JOB2)})
+    assert _actions(p)[JOB] == (Action.NOOP, "FAILURE 2026-11-28: exit code 2; --rerun-failed retries it")
+    p = _plan(lock, graph, {(IMAGE, "box"): _image(lock)}, {JOB: failed, JOB2: _attempt(lock, JOB2)},
+              rerun_failed=True)
+    assert _actions(p)[JOB][0] is Action.RERUN
+
+
+@pytest.mark.parametrize(("status", "reason"), [(Status.INTERRUPTED, "interrupted"),
+                                                (Status.RUNNING, "interrupted (its apply was killed)"),
+                                                (Status.SKIPPED, "skipped last time")])
+def test_unfinished_jobs_run_again(project_dir: Path, status: Status, reason: str) -> None:
+    lock, graph = _lock_graph(project_dir)
+    p = _plan(lock, graph, {(IMAGE, "box"): _image(lock)},
+              {JOB: _attempt(lock, JOB, status), JOB2: _attempt(lock, JOB2)})
+    assert _actions(p)[JOB] == (Action.RUN, reason)
+
+
+def test_replace_forces_one_node(project_dir: Path) -> None:
+    lock, graph = _lock_graph(project_dir)
+    p = _plan(lock, graph, {(IMAGE, "box"): _image(lock)},
+              {JOB: _attempt(lock, JOB), JOB2: _attempt(lock, JOB2)}, replace=frozenset({JOB2}))
+    assert _actions(p)[JOB2] == (Action.RERUN, "replaced (--replace)")
+    assert _actions(p)[JOB][0] is Action.NOOP and _actions(p)[IMAGE][0] is Action.NOOP
+
+
+def test_registry_adds_push_nodes(project_dir: Path) -> None:
+    lock, graph = _lock_graph(project_dir, registry="localhost:5000")
+    push = "push:dummy.ubuntu.none@cpu"
+    assert _actions(_plan(lock, graph))[push] == (Action.PUSH, "not in the registry")
+    pushed = _image(lock, digest="sha256:abc")
+    p = _plan(lock, graph, {(IMAGE, "box"): pushed}, {JOB: _attempt(lock, JOB), JOB2: _attempt(lock, JOB2)})
+    assert _actions(p)[push] == (Action.NOOP, "pushed sha256:abc")
+    assert not p.has_changes
+
+
+def test_plan_is_pure(project_dir: Path) -> None:
+    lock, graph = _lock_graph(project_dir)
+    images = {(IMAGE, "box"): _image(lock)}
+    before = (dict(images), nx.to_dict_of_lists(graph))
+    assert _plan(lock, graph, images) == _plan(lock, graph, images)
+    assert (images, nx.to_dict_of_lists(graph)) == before
