@@ -76,7 +76,7 @@ def test_empty_state_builds_and_runs_everything(project_dir: Path) -> None:
     p = _plan(lock, graph)
     assert _actions(p) == {IMAGE: (Action.BUILD, "never built"), JOB: (Action.RUN, "never run"),
                            JOB2: (Action.RUN, "never run")}
-    assert [c.address for c in p.changes][0] == IMAGE  # dependencies first
+    assert p.changes[0].address == IMAGE  # dependencies first
     assert p.summary() == "Plan: 1 to build, 2 to run, 0 unchanged."
     assert p.serial == 3 and p.lock_hash == "sha256:lock"
 
