@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # kept out of `madengine lock`'s start-up
     import networkx as nx
 
     from madengine.backends.base import Backend, Workspace
+    from madengine.lock.pins import Resolver
     from madengine.plan.model import Plan
     from madengine.state.store import StateStore
 
@@ -67,15 +68,51 @@ def load_project(madfile: Path) -> tuple[LoadedMadfile, Project]:
     return loaded, compile_project(loaded)
 
 
-def lock_project(madfile: Path) -> Locked:
-    """Compile and hash; raise a config error if a file that a node needs is missing."""
+def lock_project(madfile: Path, *, update: Sequence[str] = (), update_all: bool = False,
+                 resolve: Resolver | None = None) -> Locked:
+    """Compile, pin base images, hash; raise a config error if a file that a node needs is missing.
+
+    Pins come from the lock on disk; references new to it (and, with `update`, the ones asked for)
+    are resolved against their registries.
+    """
+    from madengine.lock.pins import pin_bases, previous_pins
+
     loaded, project = load_project(madfile)
-    lock = build_lock(project)
+    lock_path = loaded.root / LOCK_NAME
+    on_disk = read_lock(lock_path)
+    refs = [image.base for image in project.images.values()]
+    pins = pin_bases(refs, previous_pins(on_disk), resolve or _resolve_digest,
+                     update=_update_refs(project, update), update_all=update_all)
+    lock = build_lock(project, {ref: digest for ref, digest in pins.items() if digest})
     problems = missing_inputs(lock, loaded.display_path)
     if problems:
         raise ConfigError.many(problems)
-    lock_path = loaded.root / LOCK_NAME
-    return Locked(loaded, project, lock, lock_path, read_lock(lock_path))
+    return Locked(loaded, project, lock, lock_path, on_disk)
+
+
+def _update_refs(project: Project, update: Sequence[str]) -> set[str]:
+    """`lock --update X`: X is a base image reference or an image address."""
+    from madengine.errors import UsageError
+
+    refs = set()
+    known = {image.base for image in project.images.values() if image.base}
+    for item in update:
+        if item in project.images:
+            base = project.images[item].base
+            if base:
+                refs.add(base)
+        elif item in known:
+            refs.add(item)
+        else:
+            raise UsageError(f"--update {item!r} is neither an image address nor a base image of this lock",
+                             hint="base images: " + (", ".join(sorted(known)) or "none"))
+    return refs
+
+
+def _resolve_digest(ref: str) -> str | None:
+    from madengine.backends.registry_client import resolve_digest
+
+    return resolve_digest(ref)
 
 
 def current_lock(madfile: Path, *, locked: bool) -> Locked:

@@ -17,20 +17,28 @@ def lock(
     file: Path | None = FileOption,
     chdir: Path | None = ChdirOption,
     check: bool = typer.Option(False, "--check", help="Do not write; exit 1 if the lock is stale."),
+    update: bool = typer.Option(False, "--update", help="Re-resolve base image pins (all, or IMAGE's)."),
+    to_update: list[str] = typer.Argument(None, metavar="[IMAGE]...", show_default=False,
+                                       help="With --update: image addresses or base image references."),
     as_json: bool = JsonOption,
 ) -> None:
     """Compile the madfile and write its content-addressed lock (madengine.lock)."""
     import time
 
     from madengine.cli.options import madfile_path
+    from madengine.errors import UsageError
     from madengine.lock import LOCK_NAME, freshness
     from madengine.madfile.locate import display_path
 
+    if to_update and not update:
+        raise UsageError("IMAGE is only taken with --update", hint="madengine lock --update IMAGE")
+    if update and check:
+        raise UsageError("--update and --check do not go together", hint="--check never resolves anything")
     path = madfile_path(file, chdir)
     lock_path = path.parent / LOCK_NAME
     name = display_path(lock_path)
 
-    fresh = freshness.check(path, lock_path)
+    fresh = None if update else freshness.check(path, lock_path)
     if fresh is not None:  # nothing moved since the last lock: skip compiling
         _report(as_json, name, check, written=False, images=fresh.images, jobs=fresh.jobs)
         return
@@ -42,7 +50,7 @@ def lock(
     from madengine.pipeline import lock_project
 
     started = time.time_ns()
-    locked = lock_project(path)
+    locked = lock_project(path, update=to_update or (), update_all=update and not to_update)
     images, jobs = len(locked.lock["images"]), len(locked.lock["jobs"])
     diff = locked.diff
     if check:
