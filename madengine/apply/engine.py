@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,7 +28,7 @@ from madengine.compile.ir import Project
 from madengine.errors import ConfigError, Diagnostic, ExitCode
 from madengine.lock.lockfile import Lock
 from madengine.plan.model import Change, Plan
-from madengine.state.model import ImageRecord, PerfRow, Status
+from madengine.state.model import ImageRecord, PerfRow, Status, utc_now
 from madengine.state.store import StateStore
 
 
@@ -83,10 +82,6 @@ class _Running:
     log_path: Path
     slot: Slot | None
     job: JobSpec | None
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Applier:
@@ -190,11 +185,12 @@ class Applier:
         """Waiting nodes whose dependencies in this plan have all finished, best first."""
         ready = [c for c in waiting.values() if all(d not in self.todo or d in self.done for d in c.depends_on)]
 
-        def priority(c: Change) -> tuple[int, int, float, int]:
-            # Builds first (they unblock jobs); then large jobs and long ones (history), then plan order.
+        def priority(c: Change) -> tuple[int, float, int, int]:
+            # Builds first (they unblock jobs). Then the longest jobs by their last recorded duration
+            # (LPT: the tail of the schedule is left to short jobs), then the ones needing most GPUs.
             gpus = self.lock["jobs"][c.address]["n_gpus"] if c.kind == "job" else 0
-            return (0 if c.kind != "job" else 1, -(99 if gpus < 0 else gpus),
-                    -self.durations.get(c.address, 0.0), self.order[c.address])
+            return (0 if c.kind != "job" else 1, -self.durations.get(c.address, 0.0),
+                    -(1 << 16 if gpus < 0 else gpus), self.order[c.address])
 
         return sorted(ready, key=priority)
 

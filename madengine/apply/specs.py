@@ -82,5 +82,6 @@ def job_metadata(address: str, lock: Lock, project: Project, backend: str) -> di
         "backend": backend,
         "gpu_vendor": project.contexts[node.context].gpu_vendor,
         "additional_docker_run_options": node.additional_docker_run_options,
+        "cred": node.cred,
         "script_dir": posixpath.dirname(entry["script"]["path"]),
     }

@@ -348,6 +348,7 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, re
         owner=model.owner,
         training_precision=model.training_precision,
         additional_docker_run_options=model.additional_docker_run_options,
+        cred=model.cred,
         expect=expect,
     )
 

@@ -57,6 +57,7 @@ class JobNode:
     owner: str = ""
     training_precision: str = ""
     additional_docker_run_options: str = ""
+    cred: str = ""  # the credential.json key the model needs (ROCm's `cred`), never its value
     expect: Expect | None = None
 
 

@@ -1,7 +1,7 @@
 """Typed records of the state store (DESIGN §5, §7): what was realized, and what happened.
 
 Plain frozen dataclasses: the planner reads them (pure), the apply stage writes them through
-`StateStore`. Times are UTC ISO-8601 strings with seconds (`2026-11-28T10:15:00Z`).
+`StateStore`. Times are UTC ISO-8601 strings with milliseconds (`2026-11-28T10:15:00.123Z`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from typing import Any
 
 
 def utc_now() -> str:
-    """Now, in the store's time format: UTC, ISO-8601, whole seconds, `Z` (`2026-11-28T10:15:00Z`)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Now, in the store's time format: UTC, ISO-8601, milliseconds, `Z` (`2026-11-28T10:15:00.123Z`).
+
+    Milliseconds: durations of short jobs feed the scheduler's longest-first order."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Status(str, enum.Enum):

@@ -1,0 +1,400 @@
+"""The state store (DESIGN §5, §7): SQLite in WAL mode at `.madengine/state.db` beside the madfile.
+
+It records each apply (lock hash, serial, outcome), the images realized per target, every attempt of
+every job and its performance rows. Every write is its own committed transaction, so each finished
+node is durable the moment `finish_attempt` returns: an apply killed right after resumes from there.
+
+Durability: `synchronous=NORMAL`. In WAL mode a commit has been written to the WAL file (the OS page
+cache) before it returns, so it survives the process being killed (SIGKILL, OOM, Ctrl-C) and the
+database cannot be corrupted by any crash. Only a power loss or OS crash may drop the last few
+commits, and what they recorded is then simply run again by the next apply. FULL would add an fsync
+per commit for that case alone; `StateStore.open(..., synchronous="FULL")` is there for those who want it.
+
+Threads: one connection per store, in autocommit mode (`isolation_level=None`) with explicit
+`BEGIN IMMEDIATE` around multi-statement writes. Every public method holds the store's mutex, so calls
+from several threads are serialized and never interleave inside a transaction; the intended use is
+still one writer thread per apply. Processes: the workspace lock (`state/lock.py`) keeps applies
+apart; WAL lets readers (`plan`, `state list`) run beside a writer, and `busy_timeout` covers the
+short write transactions of `state forget` or a migration.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import operator
+import os
+import socket
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from madengine.errors import StateError
+from madengine.state.model import ApplyRecord, Attempt, ImageRecord, Observed, PerfRow, Status, utc_now
+from madengine.state.schema import migrate
+
+STATE_DIR = ".madengine"
+STATE_NAME = "state.db"
+STATE_ENV = "MADENGINE_STATE"
+BUSY_TIMEOUT_MS = 10_000
+
+_ATTEMPT_COLUMNS = ("id, apply_id, address, node_hash, status, started_at, ended_at, host, exit_code, log_path, "
+                    "image_digest, inputs, pid, message")
+_IMAGE_COLUMNS = "address, target, node_hash, tag, image_id, digest, inputs, built_at, status"
+# The latest attempt of each address and its perf rows. The (address, id) index answers the inner
+# GROUP BY without reading the table; each attempt and perf row is then one primary-key lookup.
+_LATEST_WITH_PERF = (
+    "SELECT " + ", ".join(f"a.{c.strip()}" for c in _ATTEMPT_COLUMNS.split(",")) +
+    ", p.model, p.performance, p.metric, p.status"
+    " FROM (SELECT max(id) AS id FROM attempts GROUP BY address) AS latest"
+    " JOIN attempts AS a ON a.id = latest.id"
+    " LEFT JOIN perf AS p ON p.attempt_id = a.id"
+    " ORDER BY a.id, p.seq")
+_STATUS = {s.value: s for s in Status}
+
+
+def state_path(madfile_root: Path, override: str | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """Where the state database is: `override` (e.g. `--state`), else $MADENGINE_STATE, else
+    `<madfile dir>/.madengine/state.db`. A relative path is taken from the madfile's directory."""
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    chosen = override or env.get(STATE_ENV) or None
+    if chosen is None:
+        return madfile_root / STATE_DIR / STATE_NAME
+    path = Path(chosen).expanduser()
+    return path if path.is_absolute() else madfile_root / path
+
+
+class StateStore:
+    """The state of one workspace. Open with `StateStore.open(path)`; a context manager."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._mutex = threading.RLock()
+
+    @classmethod
+    def open(cls, path: Path, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> StateStore:
+        """Open (creating it and its directory if needed) and migrate the database at `path`."""
+        path = Path(path)
+        where = str(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"cannot create the state directory {path.parent}: {exc.strerror}") from exc
+        try:
+            # check_same_thread=False: the mutex below serializes threads instead of refusing them.
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                   timeout=BUSY_TIMEOUT_MS / 1000)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open the state database {where}: {exc}") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")  # persistent: a no-op after the first open
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            migrate(conn, where)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StateError(f"{where} is not a usable state database: {exc}",
+                             hint="move it aside; `madengine plan` then starts from empty state") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path)
+
+    def close(self) -> None:
+        with self._mutex:
+            self._conn.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # --- transactions ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, committed on exit: IMMEDIATE takes the write lock up front, so a
+        busy database waits (busy_timeout) at BEGIN rather than failing mid-transaction."""
+        with self._mutex:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:  # still locked after busy_timeout
+                raise StateError(f"the state database {self.path} is busy: {exc}",
+                                 hint="another madengine is writing to it; try again") from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: one WAL snapshot across the several queries of one answer."""
+        with self._mutex:
+            conn = self._conn
+            if conn.in_transaction:  # nested in another read (see `observed`): same snapshot
+                yield conn
+                return
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+
+    # --- applies and the serial -----------------------------------------------------------------
+
+    def serial(self) -> int:
+        """The state serial: moves with every write a planner could see (an apply starting, an image or
+        attempt recorded, state forgotten), as Terraform's does. A plan saved at one serial is stale at
+        another: check it under the workspace lock, before `begin_apply`."""
+        with self._read() as conn:
+            return _serial(conn)
+
+    def begin_apply(self, lock_hash: str) -> int:
+        """Record the start of an apply (host, pid, now) and bump the serial; return the apply id."""
+        with self._write() as conn:
+            serial = _bump_serial(conn)
+            cur = conn.execute(
+                "INSERT INTO applies (lock_hash, serial, started_at, host, pid) VALUES (?, ?, ?, ?, ?)",
+                (lock_hash, serial, utc_now(), socket.gethostname(), os.getpid()))
+            return _lastrowid(cur)
+
+    def finish_apply(self, apply_id: int, outcome: str) -> None:
+        """Record the outcome; the apply's serial becomes the one it leaves the state at."""
+        with self._write() as conn:
+            cur = conn.execute("UPDATE applies SET ended_at = ?, outcome = ?, serial = ? WHERE id = ?",
+                               (utc_now(), outcome, _serial(conn), apply_id))
+            _expect_row(cur, "apply", apply_id)
+
+    def close_abandoned_applies(self, outcome: str = "INTERRUPTED") -> list[int]:
+        """Give applies that never finished (their process died) an outcome; return their ids.
+        Call it holding the workspace lock, before `begin_apply`: then no open apply is alive."""
+        with self._write() as conn:
+            ids = [r[0] for r in conn.execute("SELECT id FROM applies WHERE outcome IS NULL ORDER BY id")]
+            conn.execute("UPDATE applies SET outcome = ? WHERE outcome IS NULL", (outcome,))
+            return ids
+
+    def applies(self) -> list[ApplyRecord]:
+        with self._mutex:
+            rows = self._conn.execute(
+                "SELECT id, lock_hash, serial, started_at, ended_at, outcome, host FROM applies ORDER BY id")
+            return [ApplyRecord(id=r[0], lock_hash=r[1], serial=r[2], started_at=r[3], ended_at=r[4],
+                                outcome=r[5], host=r[6]) for r in rows]
+
+    # --- images ---------------------------------------------------------------------------------
+
+    def record_image(self, rec: ImageRecord, apply_id: int) -> None:
+        with self._write() as conn:
+            conn.execute(
+                f"INSERT INTO images ({_IMAGE_COLUMNS}, apply_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (rec.address, rec.target, rec.node_hash, rec.tag, rec.image_id, rec.digest, _dumps(rec.inputs),
+                 rec.built_at, Status(rec.status).value, apply_id))
+            _bump_serial(conn)
+
+    def images(self) -> dict[tuple[str, str], ImageRecord]:
+        """The latest successful build of each (address, target)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id IN "
+                "(SELECT max(id) FROM images WHERE status = 'SUCCESS' GROUP BY address, target)")
+            return {(r[0], r[1]): _image(r) for r in rows}
+
+    def image_records(self, address: str) -> list[ImageRecord]:
+        """Every recorded build of one image address (all targets, failures too), oldest first."""
+        with self._mutex:
+            rows = self._conn.execute(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE address = ? ORDER BY id",
+                                      (address,))
+            return [_image(r) for r in rows]
+
+    def forget_image(self, address: str, target: str) -> int:
+        """Drop the records of one image on one target (it is gone: the next plan builds it).
+        Returns the number of records removed."""
+        with self._write() as conn:
+            removed = conn.execute("DELETE FROM images WHERE address = ? AND target = ?", (address, target)).rowcount
+            if removed:
+                _bump_serial(conn)
+            return removed
+
+    # --- attempts -------------------------------------------------------------------------------
+
+    def start_attempt(self, apply_id: int, address: str, node_hash: str, inputs: dict[str, Any],
+                      host: str | None, log_path: str | None, pid: int | None = None) -> int:
+        """Record a RUNNING attempt (committed before the job starts); return its id."""
+        model = inputs.get("model")
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO attempts (apply_id, address, node_hash, model, status, started_at, host, log_path, "
+                "inputs, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (apply_id, address, node_hash, model if isinstance(model, str) else None, Status.RUNNING.value,
+                 utc_now(), host, log_path, _dumps(inputs), pid))
+            _bump_serial(conn)
+            return _lastrowid(cur)
+
+    def set_attempt_pid(self, attempt_id: int, pid: int | None) -> None:
+        with self._write() as conn:
+            _expect_row(conn.execute("UPDATE attempts SET pid = ? WHERE id = ?", (pid, attempt_id)),
+                        "attempt", attempt_id)
+
+    def finish_attempt(self, attempt_id: int, status: Status, *, exit_code: int | None = None, message: str = "",
+                       perf: Sequence[PerfRow] = (), image_digest: str | None = None) -> None:
+        """Record how an attempt ended, with its performance rows, in one committed transaction."""
+        status = Status(status)
+        if status is Status.RUNNING:
+            raise ValueError("finish_attempt needs a final status, not RUNNING")
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE attempts SET status = ?, ended_at = ?, exit_code = ?, message = ?, "
+                "image_digest = coalesce(?, image_digest) WHERE id = ?",
+                (status.value, utc_now(), exit_code, message, image_digest, attempt_id))
+            _expect_row(cur, "attempt", attempt_id)
+            conn.execute("DELETE FROM perf WHERE attempt_id = ?", (attempt_id,))
+            conn.executemany(
+                "INSERT INTO perf (attempt_id, seq, model, performance, metric, status) VALUES (?, ?, ?, ?, ?, ?)",
+                [(attempt_id, i, p.model, p.performance, p.metric, Status(p.status).value)
+                 for i, p in enumerate(perf)])
+            _bump_serial(conn)
+
+    def mark_interrupted(self, attempt_ids: Sequence[int], message: str) -> int:
+        """Mark still-RUNNING attempts INTERRUPTED (Ctrl-C, or left by a killed apply); return how many."""
+        if not attempt_ids:
+            return 0
+        now = utc_now()
+        with self._write() as conn:
+            marked = sum(conn.execute(
+                "UPDATE attempts SET status = ?, ended_at = coalesce(ended_at, ?), message = ? "
+                "WHERE id = ? AND status = ?",
+                (Status.INTERRUPTED.value, now, message, i, Status.RUNNING.value)).rowcount for i in attempt_ids)
+            if marked:
+                _bump_serial(conn)
+            return marked
+
+    def running_attempts(self) -> list[Attempt]:
+        with self._read() as conn:
+            return _attempts(conn, "WHERE status = 'RUNNING'", ())
+
+    def latest_attempts(self) -> dict[str, Attempt]:
+        """The latest attempt (finished or running) of every address, with its perf rows, in one query."""
+        with self._read() as conn:
+            rows = conn.execute(_LATEST_WITH_PERF).fetchall()
+        # One row per perf row (or one with NULL perf columns), grouped by attempt.
+        groups = [list(g) for _, g in itertools.groupby(rows, key=operator.itemgetter(0))]
+        # One JSON parse for all the inputs: about twice as fast as one `json.loads` per attempt.
+        inputs = json.loads("[" + ",".join(g[0][11] for g in groups) + "]")
+        out: dict[str, Attempt] = {}
+        for group, data in zip(groups, inputs, strict=True):
+            perf = tuple(PerfRow(r[14], r[15], r[16], _STATUS[r[17]]) for r in group if r[14] is not None)
+            attempt = _attempt(group[0], perf, data)
+            out[attempt.address] = attempt
+        return out
+
+    def attempts(self, address: str | None = None, apply_id: int | None = None,
+                 model: str | None = None) -> list[Attempt]:
+        """Attempts, oldest first, with their perf rows. `model` matches the job's model or a perf row's
+        model name (`<model>_<row>` of a multiple_results CSV)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if address is not None:
+            clauses.append("address = ?")
+            params.append(address)
+        if apply_id is not None:
+            clauses.append("apply_id = ?")
+            params.append(apply_id)
+        if model is not None:
+            clauses.append("(model = ? OR id IN (SELECT attempt_id FROM perf WHERE model = ?))")
+            params += [model, model]
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        with self._read() as conn:
+            return _attempts(conn, where, tuple(params))
+
+    def addresses(self) -> list[str]:
+        """Every address with a recorded attempt or image, sorted."""
+        with self._mutex:
+            rows = self._conn.execute("SELECT address FROM attempts UNION SELECT address FROM images ORDER BY 1")
+            return [r[0] for r in rows]
+
+    def observed(self) -> Observed:
+        """What the planner reads, from one snapshot: serial, realized images, latest attempts."""
+        with self._read():
+            return Observed(serial=self.serial(), images=self.images(), latest=self.latest_attempts())
+
+    # --- maintenance ----------------------------------------------------------------------------
+
+    def forget(self, address: str) -> int:
+        """Remove every image record and attempt (with its perf rows) of `address`, so the next plan
+        treats it as never realized; bump the serial. Returns the number of records removed."""
+        with self._write() as conn:
+            images = conn.execute("DELETE FROM images WHERE address = ?", (address,)).rowcount
+            attempts = conn.execute("DELETE FROM attempts WHERE address = ?", (address,)).rowcount
+            if images or attempts:
+                _bump_serial(conn)
+            return images + attempts
+
+    def integrity_check(self) -> str:
+        """`PRAGMA integrity_check`: "ok", or the problems found, one per line."""
+        with self._mutex:
+            return "\n".join(str(r[0]) for r in self._conn.execute("PRAGMA integrity_check"))
+
+
+# --- rows -> records ---------------------------------------------------------------------------
+
+
+def _serial(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'serial'").fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def _bump_serial(conn: sqlite3.Connection) -> int:
+    conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial'")
+    return _serial(conn)
+
+
+def _lastrowid(cur: sqlite3.Cursor) -> int:
+    if cur.lastrowid is None:  # pragma: no cover - an INSERT always sets it
+        raise RuntimeError("INSERT without a row id")
+    return cur.lastrowid
+
+
+def _expect_row(cur: sqlite3.Cursor, kind: str, ident: int) -> None:
+    if cur.rowcount == 0:
+        raise StateError(f"no {kind} {ident} in the state store",
+                         hint="was it removed by `madengine state forget` during the apply?")
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def _image(r: sqlite3.Row | tuple[Any, ...]) -> ImageRecord:
+    return ImageRecord(address=r[0], target=r[1], node_hash=r[2], tag=r[3], image_id=r[4], digest=r[5],
+                       inputs=json.loads(r[6]), built_at=r[7], status=Status(r[8]))
+
+
+def _attempts(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[Attempt]:
+    """Attempts matching `where`, oldest first, each with its perf rows (fetched in one more query)."""
+    rows = conn.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts {where} ORDER BY id", params).fetchall()
+    if not rows:
+        return []
+    perf: dict[int, list[PerfRow]] = {}
+    for attempt_id, model, performance, metric, status in conn.execute(
+            f"SELECT attempt_id, model, performance, metric, status FROM perf WHERE attempt_id IN "
+            f"(SELECT id FROM attempts {where}) ORDER BY attempt_id, seq", params):
+        perf.setdefault(attempt_id, []).append(PerfRow(model, performance, metric, _STATUS[status]))
+    return [_attempt(r, tuple(perf.get(r[0], ()))) for r in rows]
+
+
+def _attempt(r: tuple[Any, ...], perf: tuple[PerfRow, ...], inputs: dict[str, Any] | None = None) -> Attempt:
+    """An attempt from a row of `_ATTEMPT_COLUMNS` (further columns are ignored)."""
+    return Attempt(id=r[0], apply_id=r[1], address=r[2], node_hash=r[3], status=_STATUS[r[4]], started_at=r[5],
+                   ended_at=r[6], host=r[7], exit_code=r[8], log_path=r[9], image_digest=r[10],
+                   inputs=json.loads(r[11]) if inputs is None else inputs, pid=r[12], message=r[13], perf=perf)

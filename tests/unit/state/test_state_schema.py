@@ -1,0 +1,134 @@
+"""Schema versions and migrations of the state database, on real SQLite files."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from madengine.errors import StateError
+from madengine.state.schema import MIGRATIONS, SCHEMA_VERSION, _statements, migrate, schema_version
+from madengine.state.store import StateStore
+
+TABLES = {"meta", "applies", "images", "attempts", "perf"}
+
+
+def tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} - {
+            "sqlite_sequence"}
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def test_fresh_file_is_migrated_to_the_current_version(db: Path) -> None:
+    assert not db.parent.exists()
+    with StateStore.open(db) as store:
+        assert store.serial() == 0
+        assert store.integrity_check() == "ok"
+    assert tables(db) == TABLES
+    conn = raw(db)
+    assert schema_version(conn) == SCHEMA_VERSION == len(MIGRATIONS)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent in the file
+    index = {r[1] for r in conn.execute("PRAGMA index_list(attempts)")}
+    assert "attempts_by_address" in index
+    assert [r[2] for r in conn.execute("PRAGMA index_info(attempts_by_address)")] == ["address", "id"]
+
+
+def test_reopening_is_idempotent_and_keeps_the_data(db: Path) -> None:
+    with StateStore.open(db) as store:
+        store.begin_apply("sha256:lock")
+    before = db.read_bytes() if db.exists() else b""
+    for _ in range(3):
+        with StateStore.open(db) as store:
+            assert store.serial() == 1
+            assert [a.lock_hash for a in store.applies()] == ["sha256:lock"]
+    assert tables(db) == TABLES
+    conn = raw(db)
+    assert migrate(conn, str(db)) == SCHEMA_VERSION  # nothing left to do
+    assert before  # the file exists and reopening it did not fail
+
+
+def test_a_newer_schema_is_refused(db: Path) -> None:
+    StateStore.open(db).close()
+    raw(db).execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(StateError) as info:
+        StateStore.open(db)
+    message = info.value.diagnostics[0]
+    assert f"schema version {SCHEMA_VERSION + 1}, newer than this madengine knows ({SCHEMA_VERSION})" in str(
+        info.value)
+    assert "upgrade madengine" in message.hint
+
+
+def test_forward_migrations_apply_in_order_and_keep_data(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    conn = raw(path)
+    assert migrate(conn, "m.db", MIGRATIONS) == 0
+    conn.execute("INSERT INTO applies (lock_hash, serial, started_at, host, pid) VALUES ('h', 1, 't', 'x', 1)")
+    v2 = "ALTER TABLE applies ADD COLUMN note TEXT NOT NULL DEFAULT 'v2';"
+    v3 = "UPDATE applies SET note = note || '+v3'; CREATE TABLE extra (x TEXT); INSERT INTO extra VALUES ('a;b');"
+    assert migrate(conn, "m.db", (*MIGRATIONS, v2, v3)) == SCHEMA_VERSION
+    assert schema_version(conn) == SCHEMA_VERSION + 2
+    assert conn.execute("SELECT lock_hash, note FROM applies").fetchall() == [("h", "v2+v3")]
+    assert conn.execute("SELECT x FROM extra").fetchall() == [("a;b",)]
+
+
+def test_a_failing_migration_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    conn = raw(path)
+    migrate(conn, "m.db")
+    broken = "CREATE TABLE half (x TEXT); INSERT INTO no_such_table VALUES (1);"
+    with pytest.raises(sqlite3.OperationalError):
+        migrate(conn, "m.db", (*MIGRATIONS, broken))
+    assert not conn.in_transaction
+    assert schema_version(conn) == SCHEMA_VERSION
+    assert "half" not in tables(path)
+
+
+def test_another_sqlite_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    raw(path).execute("CREATE TABLE photos (id INTEGER)")
+    with pytest.raises(StateError, match="not madengine's state"):
+        StateStore.open(path)
+    assert tables(path) == {"photos"}
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    path.write_bytes(b"this is not sqlite\n" * 100)
+    with pytest.raises(StateError, match="is not a usable state database"):
+        StateStore.open(path)
+
+
+def test_two_first_opens_at_once_migrate_once(db: Path) -> None:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def open_it() -> None:
+        try:
+            barrier.wait()
+            StateStore.open(db).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with StateStore.open(db) as store:
+        assert store.serial() == 0
+    assert raw(db).execute("SELECT count(*) FROM meta WHERE key = 'serial'").fetchone()[0] == 1
+
+
+def test_statements_split_on_semicolons_outside_strings_and_comments() -> None:
+    script = "-- a comment; with a semicolon\nCREATE TABLE t (x TEXT);\nINSERT INTO t VALUES ('a;b');\n-- tail\n"
+    assert _statements(script) == ["-- a comment; with a semicolon\nCREATE TABLE t (x TEXT);",
+                                   "INSERT INTO t VALUES ('a;b');"]
+    with pytest.raises(ValueError, match="incomplete"):
+        _statements("CREATE TABLE t (x TEXT)")
