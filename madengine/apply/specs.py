@@ -31,6 +31,7 @@ def job_spec(address: str, lock: Lock, project: Project, *, timeout_override: in
     node = project.jobs[address]
     context = project.contexts[node.context]
     image = lock["images"][entry["image"]] if entry["image"] else None
+    # The lock holds what the node hashes; the node holds the same, typed: take the typed values.
     return JobSpec(
         address=address,
         node_hash=entry["hash"],
@@ -47,8 +48,11 @@ def job_spec(address: str, lock: Lock, project: Project, *, timeout_override: in
         multiple_results=entry["multiple_results"] or "",
         gpu_vendor=context.gpu_vendor,
         guest_os=context.guest_os,
-        pre_scripts=tuple(context.pre_scripts),
-        post_scripts=tuple(context.post_scripts),
+        package_dir=project.package_path or ".",
+        pre_scripts=node.pre_scripts,
+        post_scripts=node.post_scripts,
+        cmd_prefix=node.cmd_prefix,
+        data_mounts=node.data_mounts,
         mounts=dict(context.docker_mounts),
         docker_options=node.additional_docker_run_options,
         keep_alive=keep_alive,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from madengine.compile.ir import DataMount, ScriptCall
 from madengine.errors import Diagnostic
 from madengine.state.model import PerfRow, Status
 
@@ -79,8 +80,11 @@ class JobSpec:
     multiple_results: str = ""
     gpu_vendor: str = "NONE"
     guest_os: str = "UBUNTU"
-    pre_scripts: tuple[str, ...] = ()
-    post_scripts: tuple[str, ...] = ()
+    package_dir: str = "."  # project-relative MAD package root: what `../` means from the run directory
+    pre_scripts: tuple[ScriptCall, ...] = ()  # each copied into the run dir, run as `bash <name> <args>`
+    post_scripts: tuple[ScriptCall, ...] = ()
+    cmd_prefix: tuple[str, ...] = ()  # tools' wrappers, put before `bash <script> <args>`
+    data_mounts: tuple[DataMount, ...] = ()
     mounts: Mapping[str, str] = field(default_factory=dict)  # host path -> container path
     docker_options: str = ""  # additional_docker_run_options
     keep_alive: bool = False

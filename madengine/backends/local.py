@@ -64,10 +64,7 @@ class LocalBackend:
         run_dir = self.prepare_run_dir(job)
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
         with job.log_path.open("ab") as log:
-            steps = [*(("bash", str(self.workspace.root / s)) for s in job.pre_scripts),
-                     ("bash", Path(job.script).name, *job.args),
-                     *(("bash", str(self.workspace.root / s)) for s in job.post_scripts)]
-            for argv in steps:
+            for argv in run_steps(job):
                 outcome = self._run_step(job, argv, run_dir, log, cancel)
                 if outcome.status is not Status.SUCCESS:
                     return outcome
@@ -94,22 +91,31 @@ class LocalBackend:
     # --- parts ----------------------------------------------------------------------------------
 
     def prepare_run_dir(self, job: JobSpec) -> Path:
-        """A fresh copy of the script's directory (MAD copies it so runs cannot touch the package)."""
-        run_dir = self.workspace.runs / node_file_name(job.address)
+        """A fresh copy of the script's directory and of the pre/post scripts (MAD copies them, so a
+        run cannot touch the package). Its parent mirrors the package root, so that `../scripts/...`
+        in a tool's command means what it means in ROCm madengine's run_directory."""
+        runs = self.workspace.runs
+        run_dir = runs / node_file_name(job.address)
         if run_dir.exists():
             shutil.rmtree(run_dir)
+        _mirror(self.workspace.root / job.package_dir, runs)
         source = self.workspace.root / job.script
         if source.parent.resolve() == self.workspace.root.resolve():
             run_dir.mkdir(parents=True)
             shutil.copy2(source, run_dir / source.name)
         else:
             shutil.copytree(source.parent, run_dir, ignore=shutil.ignore_patterns("__pycache__"))
+        for call in (*job.pre_scripts, *job.post_scripts):
+            shutil.copy2(self.workspace.root / call.path, run_dir / Path(call.path).name)
         return run_dir
 
     def environment(self, job: JobSpec) -> dict[str, str]:
         host_gpus = self.target.gpus or 0
         runtime = host_gpus if job.n_gpus == -1 else max(job.n_gpus, 0)
         env = {**os.environ, **job.env}
+        if job.data_mounts:  # no container: the data is where it is on this host
+            homes = [str(self.workspace.root / m.host_path) if m.in_project else m.host_path for m in job.data_mounts]
+            env["MAD_DATAHOME"] = ",".join(homes)
         env.update({
             "MAD_SYSTEM_NGPUS": str(host_gpus),
             "MAD_RUNTIME_NGPUS": str(runtime),
@@ -149,6 +155,25 @@ class LocalBackend:
             return Outcome(Status.FAILURE, exit_code=code, host=self.host,
                            message=f"{argv[1]} exited with code {code}")
         return Outcome(Status.SUCCESS, exit_code=0, host=self.host)
+
+
+def run_steps(job: JobSpec) -> list[tuple[str, ...]]:
+    """The MAD run protocol in the run directory: pre-scripts, the (wrapped) model, post-scripts."""
+    return [*(("bash", Path(c.path).name, *c.args) for c in job.pre_scripts),
+            (*job.cmd_prefix, "bash", Path(job.script).name, *job.args),
+            *(("bash", Path(c.path).name, *c.args) for c in job.post_scripts)]
+
+
+def _mirror(package_root: Path, runs: Path) -> None:
+    """Links in `runs/` to the package root's entries (not replacing anything that is there)."""
+    runs.mkdir(parents=True, exist_ok=True)
+    for entry in package_root.iterdir():
+        if entry.name.startswith("."):
+            continue
+        link = runs / entry.name
+        if not link.exists() and not link.is_symlink():
+            with contextlib.suppress(FileExistsError):
+                link.symlink_to(entry.resolve())
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:

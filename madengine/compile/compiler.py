@@ -10,14 +10,16 @@ from __future__ import annotations
 import itertools
 import posixpath
 import shlex
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from madengine.compile.ir import ImageNode, JobNode, Project
+from madengine.compile.ir import DataMount, ImageNode, JobNode, Project, ScriptCall
 from madengine.errors import ConfigError, Diagnostic
+from madengine.mad.data import DataBinding, DataProvider, load_data, resolve_data
 from madengine.mad.dockerfiles import DockerfileIndex, base_image, select_dockerfiles
 from madengine.mad.model import DEFAULT_TIMEOUT, Dockerfile, MadModel, Package, SelectedModel
+from madengine.mad.tools import ResolvedTools, Tool, check_tool_files, load_tools, resolve_tools
 from madengine.madfile.load import LoadedMadfile
 from madengine.madfile.model import (
     Context,
@@ -69,6 +71,7 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
             package = _discover(root / mf.package, loaded, diags)
 
     instances = _model_instances(loaded, package, package_path, diags)
+    extras = _PackageExtras.load(root, package_path if package is not None else None, diags)
     contexts: dict[str, Context] = dict(mf.contexts) or {DEFAULT_CONTEXT: Context()}
     targets: dict[str, Target] = dict(mf.targets) or {DEFAULT_TARGET: LocalTarget(backend="local")}
     runs = list(mf.runs) or [Run(models=["all"])]
@@ -93,7 +96,7 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
                         variant = f"~{image.name}" if image is not None and len(variants) > 1 else ""
                         for repeat in range(1, run.repeat + 1):
                             job = _job(inst, ctx_name, context, tgt_name, repeat, image, variant, run,
-                                       run.expect.get(inst.model.name) or run.expect.get(inst.key))
+                                       run.expect.get(inst.model.name) or run.expect.get(inst.key), extras)
                             if job.address in jobs:
                                 first = job_origin[job.address]
                                 if first != run_index:
@@ -116,7 +119,7 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
         targets=targets,
         images=dict(sorted(images.items())),
         jobs=dict(sorted(jobs.items())),
-        warnings=tuple(package.warnings) if package else (),
+        warnings=(*(package.warnings if package else ()), *extras.warnings),
     )
 
 
@@ -314,21 +317,31 @@ def _add_image(images: dict[str, ImageNode], image: ImageNode, inst: ModelInstan
 
 
 def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, repeat: int,
-         image: ImageNode | None, variant: str, run: Run, expect: Expect | None) -> JobNode:
+         image: ImageNode | None, variant: str, run: Run, expect: Expect | None, extras: _PackageExtras) -> JobNode:
     model = inst.model
     timeout = run.timeout if run.timeout is not None else model.timeout
     if timeout == -1:
         timeout = DEFAULT_TIMEOUT
     if timeout > 0:
         timeout = max(1, round(timeout * context.timeout_multiplier))
+    tools = extras.context_tools(ctx_name, context)
+    data = extras.data_for(inst)
+    # ROCm madengine's precedence: data, then tools, then the context's env, then the model's own.
     env = {
         "MAD_MODEL_NAME": model.name,
         "MAD_GPU_VENDOR": context.gpu_vendor,
         "MAD_GUEST_OS": context.guest_os,
         **({"MAD_OUTPUT_CSV": model.multiple_results} if model.multiple_results else {}),
+        **(data.env if data else {}),
+        **(tools.env_vars if tools else {}),
         **context.docker_env_vars,
         **model.env_vars,
     }
+    package = extras.package_path or "."
+    tool_pre = tuple(ScriptCall(_join(package, c.path), c.args) for c in tools.pre_scripts) if tools else ()
+    tool_post = tuple(ScriptCall(_join(package, c.path), c.args) for c in tools.post_scripts) if tools else ()
+    # As in ROCm madengine, a `scripts` value that is not a .sh file is a directory whose run.sh runs.
+    script = model.scripts if model.scripts.endswith(".sh") else posixpath.join(model.scripts, "run.sh")
     return JobNode(
         address=f"job:{inst.key}{variant}@{ctx_name}/{tgt_name}#{repeat}",
         model=model.name,
@@ -337,7 +350,7 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, re
         target=tgt_name,
         repeat=repeat,
         image=image.address if image else None,
-        script=_join(inst.base_dir, model.scripts),
+        script=_join(inst.base_dir, script),
         args=inst.args,
         env=dict(sorted(env.items())),
         n_gpus=model.n_gpus,
@@ -349,8 +362,73 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, re
         training_precision=model.training_precision,
         additional_docker_run_options=model.additional_docker_run_options,
         cred=model.cred,
+        tools=tools.names if tools else (),
+        pre_scripts=tool_pre + tuple(ScriptCall(_relpath(p)) for p in context.pre_scripts),
+        post_scripts=tuple(ScriptCall(_relpath(p)) for p in context.post_scripts) + tool_post,
+        cmd_prefix=tools.cmd_prefix if tools else (),
+        data_mounts=tuple(DataMount(_join(package, m.host_path) if m.in_package else m.host_path,
+                                    m.container_path, m.readwrite, m.in_package) for m in data.mounts)
+        if data else (),
+        data_provider=data.provider_type if data else "",
         expect=expect,
     )
+
+
+@dataclass
+class _PackageExtras:
+    """The package's tools.json and data.json, resolved per context and per model, each once."""
+
+    package_path: str | None
+    root: Path
+    diags: _Diagnostics
+    tools: Mapping[str, Tool]
+    data: Mapping[str, Sequence[DataProvider]]
+    warnings: list[Diagnostic]
+    _contexts: dict[str, ResolvedTools | None] = field(default_factory=dict)
+    _models: dict[str, DataBinding | None] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, root: Path, package_path: str | None, diags: _Diagnostics) -> _PackageExtras:
+        warnings: list[Diagnostic] = []
+        tools: Mapping[str, Tool] = {}
+        data: Mapping[str, Sequence[DataProvider]] = {}
+        if package_path is not None:
+            try:
+                tools = load_tools(root / package_path, warnings=warnings)
+                data = load_data(root / package_path, warnings=warnings)
+            except ConfigError as exc:
+                diags.items.extend(exc.diagnostics)
+        return cls(package_path, root, diags, tools, data, warnings)
+
+    def context_tools(self, name: str, context: Context) -> ResolvedTools | None:
+        if not context.tools:
+            return None
+        if name not in self._contexts:
+            self._contexts[name] = None
+            where = f"contexts.{name}.tools"
+            try:
+                resolved = resolve_tools([t.model_dump() for t in context.tools], self.tools, where)
+                if self.package_path is not None:
+                    check_tool_files(resolved, self.root / self.package_path, where)
+                self.warnings.extend(resolved.warnings)
+                self._contexts[name] = resolved
+            except ConfigError as exc:
+                for d in exc.diagnostics:
+                    self.diags.add(("contexts", name, "tools"), d.message, d.hint)
+        return self._contexts[name]
+
+    def data_for(self, inst: ModelInstance) -> DataBinding | None:
+        model = inst.model
+        if not model.data:
+            return None
+        if model.name not in self._models:
+            self._models[model.name] = None
+            try:
+                self._models[model.name] = resolve_data(model.data, self.data, f"models[{model.name}].data")
+            except ConfigError as exc:
+                for d in exc.diagnostics:
+                    self.diags.add(inst.declared_at, f"model {model.name!r}: {d.message}", d.hint)
+        return self._models[model.name]
 
 
 def _relpath(path: str) -> str:

@@ -31,6 +31,24 @@ class ImageNode:
 
 
 @dataclass(frozen=True)
+class ScriptCall:
+    """A pre/post script: copied into the run directory and run there as `bash <name> <args>`."""
+
+    path: str  # project-relative
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DataMount:
+    """A data directory a job sees at `container_path` (and as MAD_DATAHOME)."""
+
+    host_path: str  # project-relative when in the package, else as data.json gives it
+    container_path: str
+    readwrite: bool = False
+    in_project: bool = False
+
+
+@dataclass(frozen=True)
 class JobNode:
     """One run of one model (with one combination of params) in one context on one target.
 
@@ -58,6 +76,12 @@ class JobNode:
     training_precision: str = ""
     additional_docker_run_options: str = ""
     cred: str = ""  # the credential.json key the model needs (ROCm's `cred`), never its value
+    tools: tuple[str, ...] = ()  # the context's tools, by name
+    pre_scripts: tuple[ScriptCall, ...] = ()  # tools' pre_scripts, then the context's
+    post_scripts: tuple[ScriptCall, ...] = ()  # the context's post_scripts, then the tools'
+    cmd_prefix: tuple[str, ...] = ()  # the tools' `cmd` wrappers, outermost first, before `bash <script>`
+    data_mounts: tuple[DataMount, ...] = ()
+    data_provider: str = ""
     expect: Expect | None = None
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from madengine.compile.ir import ImageNode, JobNode, Project
+from madengine.compile.ir import ImageNode, JobNode, Project, ScriptCall
 from madengine.errors import ConfigError, Diagnostic
 from madengine.lock.hashing import FileHasher, hash_value
 
@@ -93,10 +93,32 @@ def _job_entry(node: JobNode, definitions: Mapping[tuple[str, str], str], hasher
         "n_gpus": node.n_gpus,
         "timeout": node.timeout,
         "multiple_results": node.multiple_results or None,
-        "data": node.data or None,
+        "data": _data_entry(node, hasher),
+        "tools": _tools_entry(node, hasher),
         "depends_on": [node.image] if node.image else [],
     }
     return {**inputs, "hash": hash_value(inputs)}
+
+
+def _tools_entry(node: JobNode, hasher: FileHasher) -> dict[str, Any] | None:
+    """What the context's tools and scripts add to a run: each script's content is hashed."""
+    if not (node.tools or node.pre_scripts or node.post_scripts or node.cmd_prefix):
+        return None
+
+    def calls(items: tuple[ScriptCall, ...]) -> list[dict[str, Any]]:
+        return [{"path": c.path, "args": list(c.args), "sha256": hasher.file(c.path)} for c in items]
+
+    return {"names": list(node.tools), "pre_scripts": calls(node.pre_scripts),
+            "post_scripts": calls(node.post_scripts), "cmd": list(node.cmd_prefix)}
+
+
+def _data_entry(node: JobNode, hasher: FileHasher) -> dict[str, Any] | None:
+    """The model's data: mounts inside the project are hashed as trees (data outside is not)."""
+    if not node.data:
+        return None
+    return {"name": node.data, "provider_type": node.data_provider or None,
+            "mounts": [{"host_path": m.host_path, "container_path": m.container_path, "readwrite": m.readwrite,
+                        "sha256": hasher.tree(m.host_path) if m.in_project else None} for m in node.data_mounts]}
 
 
 def _package_entry(project: Project, hasher: FileHasher) -> dict[str, Any] | None:

@@ -98,7 +98,7 @@ def _model_info(address: str, entry: Mapping[str, Any], image_address: str) -> d
         "args": args_string(entry.get("args")),
         "multiple_results": str(entry.get("multiple_results") or ""),
         "timeout": timeout if isinstance(timeout, int) else -1,
-        "data": entry.get("data") or "",
+        "data": _data_name(entry.get("data")),
         "cred": str(meta.get("cred") or entry.get("cred") or ""),
         "additional_docker_run_options": str(meta.get("additional_docker_run_options") or ""),
         "madengine": {"address": address, "image": image_address, "context": entry.get("context"),
@@ -228,3 +228,10 @@ def write_build_manifest(path: str | os.PathLike[str], manifest: Mapping[str, An
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def _data_name(data: object) -> str:
+    """The models.json `data` value: the lock keeps it as `{"name": ..., ...}`."""
+    if isinstance(data, Mapping):
+        return str(data.get("name") or "")
+    return str(data or "")
