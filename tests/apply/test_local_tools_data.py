@@ -61,7 +61,7 @@ def test_the_lock_hashes_tool_scripts_and_in_package_data(run_cli: RunCli, tmp_p
     assert reader["data"]["provider_type"] == "local" and reader["data"]["mounts"][0]["sha256"]
     (root / "pkg/scripts/common/post_scripts/trace_stop.sh").write_text("echo changed\n")
     (root / "pkg/data/sample/values.csv").write_text("changed\n")
-    code, out, err = run_cli("lock", "--check", cwd=root)
+    code, _, err = run_cli("lock", "--check", cwd=root)
     assert code == 1
     assert "job:dummy@traced/here#1" in err and "job:reader@traced/here#1" in err
 
