@@ -60,7 +60,7 @@ class ApplyResult:
 
     @property
     def exit_code(self) -> ExitCode:
-        if self.interrupted:
+        if self.interrupted or Status.INTERRUPTED in self.statuses.values():
             return ExitCode.INTERRUPTED
         failed = [a for a, s in self.statuses.items() if s.failed]
         if any(not a.startswith("job:") for a in failed):
@@ -133,6 +133,7 @@ class Applier:
 
     def recover(self) -> None:
         """Attempts left RUNNING by a killed apply: stop what they left behind, mark them INTERRUPTED."""
+        self.store.close_abandoned_applies()
         running = self.store.running_attempts()
         if not running:
             return
@@ -178,6 +179,8 @@ class Applier:
                         waiting[retry.address] = retry
                     elif result.statuses[entry.change.address].failed and not self.options.keep_going:
                         stopping = True
+        # A signal can land while the last node finishes, after the loop's last look at the event.
+        result.interrupted = result.interrupted or self.cancel_event.is_set()
         self.store.finish_apply(apply_id, result.outcome)
         return result
 

@@ -46,6 +46,14 @@ def statuses(root: Path) -> dict[str, list[str]]:
     return out
 
 
+def assert_gone(root: Path, address: str) -> None:
+    """The job's process group (its pid is recorded with the attempt) has no process left."""
+    (pid,) = db(root).execute("SELECT pid FROM attempts WHERE address=? ORDER BY id DESC", (address,)).fetchone()
+    assert pid
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)
+
+
 def test_apply_twice_does_nothing_the_second_time(run_cli: RunCli, tmp_path: Path) -> None:
     root = project(tmp_path, """\
         - {name: a, scripts: run.sh, n_gpus: 0, params: {size: [1, 2]}}
@@ -110,8 +118,7 @@ def test_timeout_kills_the_job_and_the_others_finish(run_cli: RunCli, tmp_path: 
     assert time.monotonic() - started < 20
     assert code == 3
     assert statuses(root) == {"job:quick@cpu/here#1": ["SUCCESS"], "job:slow@cpu/here#1": ["TIMEOUT"]}
-    leftovers = subprocess.run(["pgrep", "-f", "sleep 30"], capture_output=True, text=True).stdout.split()
-    assert not leftovers
+    assert_gone(root, "job:slow@cpu/here#1")
 
 
 def test_arguments_reach_the_script_literally(run_cli: RunCli, tmp_path: Path) -> None:
@@ -192,10 +199,10 @@ def test_ctrl_c_stops_running_jobs_and_records_them_interrupted(tmp_path: Path) 
     proc = _start_apply(root)
     _wait_for(lambda: _running(root))
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=20)
-    assert proc.returncode == 130
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, out + err
     assert statuses(root) == {"job:a@cpu/here#1": ["INTERRUPTED"]}
-    assert not subprocess.run(["pgrep", "-f", "sleep 30"], capture_output=True, text=True).stdout.split()
+    assert_gone(root, "job:a@cpu/here#1")
 
 
 @pytest.mark.parametrize("kill_after", [1, 2, 3])
