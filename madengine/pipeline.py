@@ -63,13 +63,13 @@ class Locked:
         return dirs
 
 
-def load_project(madfile: Path) -> tuple[LoadedMadfile, Project]:
-    loaded = load_and_check(madfile)
+def load_project(madfile: Path, text: str | None = None) -> tuple[LoadedMadfile, Project]:
+    loaded = load_and_check(madfile, text)
     return loaded, compile_project(loaded)
 
 
 def lock_project(madfile: Path, *, update: Sequence[str] = (), update_all: bool = False,
-                 resolve: Resolver | None = None) -> Locked:
+                 resolve: Resolver | None = None, text: str | None = None) -> Locked:
     """Compile, pin base images, hash; raise a config error if a file that a node needs is missing.
 
     Pins come from the lock on disk; references new to it (and, with `update`, the ones asked for)
@@ -77,9 +77,9 @@ def lock_project(madfile: Path, *, update: Sequence[str] = (), update_all: bool 
     """
     from madengine.lock.pins import pin_bases, previous_pins
 
-    loaded, project = load_project(madfile)
+    loaded, project = load_project(madfile, text)
     lock_path = loaded.root / LOCK_NAME
-    on_disk = read_lock(lock_path)
+    on_disk = read_lock(lock_path) if text is None else None  # a generated madfile has no lock file
     refs = [image.base for image in project.images.values()]
     pins = pin_bases(refs, previous_pins(on_disk), resolve or _resolve_digest,
                      update=_update_refs(project, update), update_all=update_all)
@@ -115,12 +115,17 @@ def _resolve_digest(ref: str) -> str | None:
     return resolve_digest(ref)
 
 
-def current_lock(madfile: Path, *, locked: bool) -> Locked:
-    """The lock for plan/apply: refreshed and written when stale, unless `--locked` (cargo's rule)."""
+def current_lock(madfile: Path, *, locked: bool, text: str | None = None) -> Locked:
+    """The lock for plan/apply: refreshed and written when stale, unless `--locked` (cargo's rule).
+
+    A madfile given as `text` (the ROCm-style commands' generated one) keeps its lock in memory.
+    """
     from madengine.errors import StaleLockError
     from madengine.lock.lockfile import write_lock
 
-    result = lock_project(madfile)
+    result = lock_project(madfile, text=text)
+    if text is not None:
+        return result
     if result.stale:
         shown = result.loaded.display_path.rsplit("/", 1)[0] + "/" if "/" in result.loaded.display_path else ""
         if locked:
@@ -151,7 +156,7 @@ class Realization:
 
 
 def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targets: Sequence[str] = (),
-                state: str | None = None) -> Realization:
+                state: str | None = None, text: str | None = None) -> Realization:
     import hashlib
 
     from madengine.backends.base import Workspace
@@ -160,7 +165,7 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
     from madengine.graph.build import select as select_nodes
     from madengine.state.store import state_path
 
-    current = current_lock(madfile, locked=locked)
+    current = current_lock(madfile, locked=locked, text=text)
     graph = select_nodes(build_graph(current.project, current.lock), select, targets)
     db = state_path(current.loaded.root, state)
     workspace = Workspace(root=current.loaded.root, state_dir=db.parent,

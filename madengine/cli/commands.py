@@ -15,6 +15,8 @@ COMMAND_MODULES = (
     "plan",
     "apply",
     "discover",
+    "run",
+    "build",
     "results",
     "state",
     "unlock",

@@ -63,18 +63,23 @@ def load_madfile(path: Path) -> LoadedMadfile:
     return _load(path, semantic=False)
 
 
-def load_and_check(path: Path) -> LoadedMadfile:
-    """`load_madfile` plus the semantic checks of `check.py`; the errors of both are raised together."""
-    return _load(path, semantic=True)
+def load_and_check(path: Path, text: str | None = None) -> LoadedMadfile:
+    """`load_madfile` plus the semantic checks of `check.py`; the errors of both are raised together.
+
+    With `text`, that is the madfile's content and `path` only says where it stands (its directory
+    is the root for relative paths): `madengine run --tags` compiles a madfile it never writes.
+    """
+    return _load(path, semantic=True, text=text)
 
 
 # --- the steps ------------------------------------------------------------------------------------
 
 
-def _load(path: Path, *, semantic: bool) -> LoadedMadfile:
+def _load(path: Path, *, semantic: bool, text: str | None = None) -> LoadedMadfile:
     shown = display_path(path)
     absolute = Path(os.path.abspath(path))
-    text = _read_text(absolute, shown)
+    if text is None:
+        text = _read_text(absolute, shown)
     data, source, problems = _parse(text, shown)
 
     diagnostics = list(problems)

@@ -1,0 +1,80 @@
+"""`madengine run --tags ...`: ROCm madengine's run, in a MAD package, over the declarative core."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from madengine.cli.options import ChdirOption
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+
+
+def run(
+    tags: list[str] = typer.Option([], "--tags", "-t", help="MAD tags (repeat, or comma-separated)."),
+    additional_context: str | None = typer.Option(None, "--additional-context", "-a",
+                                                  help="Context as JSON, e.g. '{\"gpu_vendor\": \"AMD\"}'."),
+    additional_context_file: Path | None = typer.Option(None, "--additional-context-file",
+                                                        help="Context from a JSON file."),
+    timeout: int | None = typer.Option(None, "--timeout", min=0, help="Seconds per model; 0 = none."),
+    live_output: bool = typer.Option(False, "--live-output", help="Stream the models' logs."),
+    keep_alive: bool = typer.Option(False, "--keep-alive", help="Keep containers after their runs."),
+    keep_model_dir: bool = typer.Option(False, "--keep-model-dir",
+                                        help="Accepted for compatibility: run directories are always kept "
+                                        "under .madengine/runs."),
+    skip_model_run: bool = typer.Option(False, "--skip-model-run", help="Build the images, run nothing."),
+    manifest_file: Path | None = typer.Option(None, "--manifest-file",
+                                              help="A build_manifest.json: run its models (with --tags unset)."),
+    output: Path = typer.Option(Path("perf.csv"), "--output", "-o", help="Append the results here."),
+    backend: str = typer.Option("docker", "--backend", help="docker (ROCm's way) or local (no container)."),
+    gpus: int | None = typer.Option(None, "--gpus", min=0, help="GPUs of this host, for scheduling."),
+    parallelism: int = typer.Option(1, "--parallelism", "-j", min=1, help="Models to run at once."),
+    resume: bool = typer.Option(False, "--resume", help="Run only models without a recorded result for these "
+                                "inputs (as `apply` does); by default every selected model runs, as in ROCm."),
+    chdir: Path | None = ChdirOption,
+) -> None:
+    """Build and run the models the tags select, recording results and appending them to perf.csv."""
+    from madengine.apply.engine import ApplyOptions, ApplyResult
+    from madengine.cli.applying import ApplyRequest, apply_realization, exit_with
+    from madengine.compat.rocm import RocmArgs, generated_path, madfile_text, parse_context
+    from madengine.pipeline import realization
+    from madengine.results.export import append_perf_csv
+    from madengine.state.store import StateStore
+
+    base = chdir if chdir is not None else Path()
+    if manifest_file is not None and not tags:
+        tags = _manifest_models(base / manifest_file)
+    args = RocmArgs(tags=[t for tag in tags for t in tag.split(",") if t.strip()], backend=backend, gpus=gpus,
+                    additional_context=parse_context(additional_context, additional_context_file))
+    path = generated_path(base)
+    r = realization(path, locked=False, text=madfile_text(args), select=["image:*"] if skip_model_run else ())
+    # Images are reused when unchanged either way: they are content-addressed.
+    replace = [] if resume else [n for n in r.graph.nodes if n.startswith("job:")]
+    request = ApplyRequest(yes=True, live_output=live_output, replace=replace,
+                           options=ApplyOptions(parallelism=parallelism, timeout=timeout, keep_alive=keep_alive,
+                                                keep_going=True))
+
+    def export(store: StateStore, result: ApplyResult | None) -> None:
+        if result is not None and not skip_model_run:
+            count = append_perf_csv(base / output, store, result.apply_id)
+            typer.echo(f"{count} result row(s) appended to {base / output}")
+
+    exit_with(apply_realization(r, request, "madengine run", after=export))
+
+
+def _manifest_models(path: Path) -> list[str]:
+    import json
+
+    from madengine.errors import UsageError
+
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the build manifest {path}: {exc}") from None
+    models = sorted({m.get("name", k) for k, m in manifest.get("built_models", {}).items() if isinstance(m, dict)})
+    if not models:
+        raise UsageError(f"{path} lists no built models", hint="pass --tags")
+    return models

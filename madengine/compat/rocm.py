@@ -1,0 +1,134 @@
+"""ROCm madengine's command line, translated into a madfile (DESIGN §8: the familiar commands are
+front ends over the declarative core). Pure: arguments in, madfile text out.
+
+`madengine run --tags dummy --additional-context '{"gpu_vendor": "AMD"}'` in a MAD package becomes
+
+    version: 1
+    package: .
+    models: [{select: [dummy]}]
+    contexts: {default: {gpu_vendor: AMD, ...}}
+    targets: {docker: {backend: docker}}
+
+which is then validated, compiled, locked (in memory), planned and applied like any madfile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from madengine.errors import UsageError
+
+# Keys of --additional-context that are context fields; any other key is a free-form CONTEXT key
+# that Dockerfiles' `# CONTEXT {...}` headers test (ROCm's `ctx_test`, ...).
+CONTEXT_FIELDS = ("gpu_vendor", "guest_os", "docker_build_arg", "docker_env_vars", "docker_mounts",
+                  "docker_gpus", "tools", "pre_scripts", "post_scripts", "timeout_multiplier")
+GENERATED_NAME = "madengine-run.yaml"  # where the in-memory madfile says it stands: the package root
+
+
+@dataclass(frozen=True)
+class RocmArgs:
+    tags: Sequence[str]
+    additional_context: Mapping[str, Any] = field(default_factory=dict)
+    backend: str = "docker"
+    registry: str | None = None
+    gpus: int | None = None
+
+
+def parse_context(text: str | None, file: Path | None) -> dict[str, Any]:
+    """--additional-context-file first, then --additional-context on top (ROCm's order)."""
+    merged: dict[str, Any] = {}
+    if file is not None:
+        try:
+            merged.update(_json_object(file.read_text(encoding="utf-8"), str(file)))
+        except OSError as exc:
+            raise UsageError(f"cannot read --additional-context-file {file}: {exc.strerror}") from None
+    if text:
+        merged.update(_json_object(text, "--additional-context"))
+    return merged
+
+
+def _json_object(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:  # ROCm madengine also takes a Python dict literal
+            import ast
+
+            data = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise UsageError(f"{where} is neither JSON nor a Python dict", hint="""e.g. '{"gpu_vendor": "AMD"}'""") \
+                from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{where} must be an object of context keys", hint="""e.g. '{"gpu_vendor": "AMD"}'""")
+    return data
+
+
+def detect_gpu_vendor(dev: Path = Path("/dev")) -> str:
+    """What ROCm madengine would detect on this host: AMD with /dev/kfd, NVIDIA with nvidia-smi."""
+    if (dev / "kfd").exists():
+        return "AMD"
+    if shutil.which("nvidia-smi"):
+        return "NVIDIA"
+    return "NONE"
+
+
+def context_of(additional: Mapping[str, Any], detect: bool = True) -> dict[str, Any]:
+    """A madfile context from ROCm's additional context."""
+    context: dict[str, Any] = {}
+    match: dict[str, Any] = {}
+    for key, value in additional.items():
+        if key in ("pre_scripts", "post_scripts"):
+            # ROCm writes [{"path": ..., "args": ...}]; a madfile context lists paths.
+            context[key] = [v["path"] if isinstance(v, Mapping) else v for v in value]
+        elif key in CONTEXT_FIELDS:
+            context[key] = value
+        else:
+            match[key] = value
+    if "gpu_vendor" not in context and detect:
+        context["gpu_vendor"] = detect_gpu_vendor()
+    context.setdefault("guest_os", "UBUNTU")
+    if match:
+        context["match"] = match
+    return context
+
+
+def madfile_text(args: RocmArgs) -> str:
+    """The madfile the ROCm-style command means. JSON is YAML: the loader reads it as any madfile."""
+    if not args.tags:
+        raise UsageError("no --tags given", hint="name models by tag, e.g. --tags dummy (or --tags all)")
+    target: dict[str, Any] = {"backend": args.backend}
+    if args.gpus is not None:
+        target["gpus"] = args.gpus
+    madfile: dict[str, Any] = {
+        "version": 1,
+        "name": "run",
+        "package": ".",
+        "models": [{"select": list(args.tags)}],
+        "contexts": {"default": context_of(args.additional_context)},
+        "targets": {args.backend: target},
+    }
+    if args.registry:
+        madfile["registry"] = args.registry
+    return json.dumps(madfile, indent=2) + "\n"
+
+
+def generated_path(package_dir: Path) -> Path:
+    return Path(os.path.normpath(package_dir)) / GENERATED_NAME
+
+
+def batch_models(path: Path) -> list[str]:
+    """ROCm's --batch-manifest: a JSON list of {"model_name": ..., "build_new": bool}; the models to build."""
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the batch manifest {path}: {exc}") from None
+    if not isinstance(entries, list):
+        raise UsageError(f"{path} must be a JSON list of {{\"model_name\": ..., \"build_new\": ...}}")
+    return [str(e["model_name"]) for e in entries
+            if isinstance(e, dict) and e.get("model_name") and e.get("build_new", True)]
