@@ -1,0 +1,613 @@
+"""The `docker` backend: build, push and run on a Docker engine through the Docker SDK (DESIGN §3, §6).
+
+One backend per target; apply calls it from worker threads (one node per call, several at once). The
+SDK client is shared (its connection pool is thread-safe); a build gets a client of its own so that a
+cancelled build can be cut off at its socket without touching other calls.
+
+Contracts the apply engine relies on:
+
+- `run` returns the container's exit code as the status (SUCCESS on 0, FAILURE otherwise) and no
+  performance: apply judges the log with `madengine.results`. `Outcome.details["run_dir"]` is the host
+  run directory (where a `multiple_results` CSV lands), `details["container"]` the container id.
+- Every container is labelled with the node hash, address, workspace id, attempt id and target; a
+  finished container is removed unless the job keeps it alive (then it stays, stopped, labelled
+  `madengine.keep-alive=1`). A timed-out or cancelled container is always removed.
+- The attempt id comes from the job's env (`MADENGINE_ATTEMPT`, set by apply as for `local`); `run`
+  reports the container id through `cancel.started` as soon as the container exists.
+- `cleanup_orphans(running)` removes the containers of this workspace (any state) whose attempt label
+  or container id is among the `running` entries ({"attempt", "handle", "host"}, as apply lists the
+  RUNNING attempts of a killed apply). `cleanup_orphans(None)` removes every container of this
+  workspace except kept-alive ones: for the start of an apply, when the workspace lock is held and so
+  no other apply can be running.
+- Network: the target's `network`, or `--network` in additional_docker_run_options; without either,
+  `none` on an engine that has no `bridge` network (`dockerd --bridge=none`), else the engine default.
+- Registry credentials come from `credential.json` beside the madfile or `MAD_DOCKERHUB_*`; they go to
+  the engine per request (`auth_config`), never to a config file, a log or a message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from madengine.backends import docker_render as render
+from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome, Workspace, node_file_name
+from madengine.backends.credentials import (
+    CREDENTIAL_FILE,
+    RegistryCredentials,
+    all_secrets,
+    for_registry,
+    load_credentials,
+    redact,
+)
+from madengine.backends.registry_client import parse_reference, resolve_digest
+from madengine.errors import Diagnostic, MadengineError
+from madengine.madfile.model import DockerTarget
+from madengine.state.model import Status
+
+POLL = 0.05  # seconds between checks of timeout / cancel while a container runs (no I/O per check)
+MAX_POOL = 64  # connections to the engine: a running job holds two (wait + logs)
+_TRANSIENT_HINTS = ("connection refused", "connection reset", "i/o timeout", "timeout", "eof",
+                    "tls handshake", "no such host", "temporary failure", "500 internal", "502 bad",
+                    "503 service", "504 gateway", "too many requests", "429")
+
+
+class EngineUnavailable(MadengineError):
+    """The Docker engine of a target cannot be reached."""
+
+
+def _engine_errors() -> tuple[type[BaseException], ...]:
+    """What talking to the engine can raise: the SDK's errors, and requests'/urllib3's underneath."""
+    import docker
+    import requests
+    import urllib3
+
+    return (docker.errors.DockerException, requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
+            OSError)
+
+
+def _is_transient_text(text: str) -> bool:
+    low = text.lower()
+    if any(w in low for w in ("denied", "unauthorized", "authentication required", "forbidden")):
+        return False
+    return any(w in low for w in _TRANSIENT_HINTS)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    line = lines[-1] if lines else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class DockerBackend:
+    name: ClassVar[str] = "docker"
+    builds_images: ClassVar[bool] = True
+
+    def __init__(self, target_name: str, target: DockerTarget, workspace: Workspace, *,
+                 credentials: Mapping[str, RegistryCredentials] | None = None) -> None:
+        self.target_name = target_name
+        self.target = target
+        self.workspace = workspace
+        self._credentials = dict(credentials) if credentials is not None else None
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._has_bridge: bool | None = None
+
+    # --- the engine ---------------------------------------------------------------------------------
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        import docker
+
+        if self.target.host:
+            return {"base_url": self.target.host}
+        kwargs: dict[str, Any] = docker.utils.kwargs_from_env()
+        return kwargs
+
+    def client(self) -> Any:
+        """The shared SDK client, created on first use (its API version is negotiated once)."""
+        with self._lock:
+            if self._client is None:
+                import docker
+
+                try:
+                    self._client = docker.DockerClient(**self._client_kwargs(), version="auto",
+                                                       max_pool_size=MAX_POOL)
+                except docker.errors.DockerException as e:
+                    raise EngineUnavailable(
+                        f"target {self.target_name}: cannot reach the Docker engine "
+                        f"({self.target.host or os.environ.get('DOCKER_HOST') or 'the local socket'}): "
+                        f"{_one_line(str(e))}",
+                        hint="start dockerd (for the tests: dev/services start), or set the target's host",
+                    ) from None
+            return self._client
+
+    def _api_for_one_call(self) -> Any:
+        """A client of its own (same engine and API version), closed after one streamed call."""
+        import docker
+
+        return docker.APIClient(**self._client_kwargs(), version=self.client().api.api_version)
+
+    def network(self) -> str | None:
+        """The network for runs and build steps: the target's, else `none` on an engine without a bridge."""
+        if self.target.network:
+            return self.target.network
+        if self._has_bridge is None:
+            self._has_bridge = bool(self.client().networks.list(names=["bridge"]))
+        return None if self._has_bridge else "none"
+
+    def credentials(self) -> Mapping[str, RegistryCredentials]:
+        with self._lock:
+            if self._credentials is None:
+                self._credentials = load_credentials(self.workspace.root)
+            return self._credentials
+
+    def _secrets(self) -> tuple[str, ...]:
+        return all_secrets(self.credentials().values())
+
+    # --- validate / observe ---------------------------------------------------------------------------
+
+    def validate(self, job: JobSpec) -> list[Diagnostic]:
+        problems = []
+        gpus = self.target.gpus
+        if gpus is not None and job.n_gpus > gpus:
+            problems.append((f"needs {job.n_gpus} GPUs but target {self.target_name} has {gpus}",
+                             f"lower the model's n_gpus, or set targets.{self.target_name}.gpus"))
+        problems += [(p, "") for p in render.validate_options(job)]
+        return [Diagnostic(file=None, line=None, column=None, message=f"{job.address}: {msg}", hint=hint)
+                for msg, hint in problems]
+
+    def observe_image(self, image: ImageSpec, image_id: str | None) -> bool:
+        """Is the image present: by id when one was recorded (and still tagged as the lock says)."""
+        import docker
+
+        try:
+            found = self.client().images.get(image_id or image.tag)
+        except docker.errors.ImageNotFound:
+            return False
+        except _engine_errors() as e:
+            raise EngineUnavailable(f"target {self.target_name}: cannot ask the Docker engine about "
+                                    f"{image.tag}: {_one_line(str(e))}") from None
+        # The tag is what runs use: if it was moved to another image, this build is not what runs.
+        return image.tag in (found.tags or []) or not image_id
+
+    # --- build / push ---------------------------------------------------------------------------------
+
+    def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+
+        root = self.workspace.root
+        context_dir = root / image.build_context
+        dockerfile = root / image.dockerfile
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with _RedactingLog(log_path, self._secrets()) as log:
+            if not context_dir.is_dir() or not dockerfile.is_file():
+                missing = image.build_context if not context_dir.is_dir() else image.dockerfile
+                log.write(f"error: {missing} not found\n")
+                return Outcome(Status.FAILURE, message=f"{missing} not found")
+            try:
+                self._ensure_base(image, log)
+                api = self._api_for_one_call()
+                network = self.network()
+            except EngineUnavailable as e:
+                log.write(f"error: {e}\n")
+                return Outcome(Status.FAILURE, message=str(e), transient=True)
+            except _engine_errors() as e:
+                return self._api_failure("build", e, log)
+            response = _ResponseCatcher(api)
+            error: str | None = None
+            image_id: str | None = None
+            try:
+                with _cut_on_cancel(cancel, response.shutdown):
+                    stream = api.build(
+                        path=str(context_dir), dockerfile=str(dockerfile), tag=image.tag,
+                        buildargs=dict(image.build_args), rm=True, forcerm=True, decode=True,
+                        labels={render.LABEL_NODE: image.node_hash},  # one label: each is a build step
+                        network_mode=network,
+                    )
+                    for item in stream:
+                        if "stream" in item:
+                            log.write(str(item["stream"]))
+                        elif "status" in item:
+                            log.write(f"{item['status']} {item.get('progress', '')}".rstrip() + "\n")
+                        if "error" in item:
+                            error = str(item["error"])
+                            log.write(f"error: {error}\n")
+                        aux = item.get("aux")
+                        if isinstance(aux, dict) and "ID" in aux:
+                            image_id = str(aux["ID"])
+            except Exception as e:
+                if cancel.is_set():  # the cut socket surfaces as any of several errors
+                    log.write("interrupted\n")
+                    return Outcome(Status.INTERRUPTED, message="build interrupted")
+                if not isinstance(e, _engine_errors()):
+                    raise
+                return self._api_failure("build", e, log)
+            finally:
+                api.close()
+            if cancel.is_set():
+                log.write("interrupted\n")
+                return Outcome(Status.INTERRUPTED, message="build interrupted")
+            if error is not None:
+                return Outcome(Status.FAILURE, message=redact(_one_line(error), self._secrets()),
+                               transient=_is_transient_text(error) and "returned a non-zero code" not in error)
+            try:
+                image_id = self.client().images.get(image.tag).id
+            except _engine_errors() as e:
+                return self._api_failure("build", e, log)
+            log.write(f"built {image.tag} ({image_id})\n")
+            return Outcome(Status.SUCCESS, image_id=image_id, message=f"built {image.tag}")
+
+    def _ensure_base(self, image: ImageSpec, log: _RedactingLog) -> None:
+        """With a pinned base digest, make the base tag locally name exactly that digest before building.
+
+        The builder does not pull a base it has, so this is what makes the build use the pinned base.
+        Best effort: when the registry cannot be reached the builder uses (or pulls) the base by tag.
+        """
+        import docker
+
+        if not image.base or not image.base_digest or "@" in image.base:
+            return
+        client = self.client()
+        try:
+            ref = parse_reference(image.base)
+        except ValueError:
+            return
+        repo = image.base.rsplit(":", 1)[0] if ":" in image.base.rsplit("/", 1)[-1] else image.base
+        pinned = f"{repo}@{image.base_digest}"
+        try:
+            have = client.images.get(image.base)
+            if pinned in (have.attrs.get("RepoDigests") or []):
+                return
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.DockerException as e:
+            raise EngineUnavailable(f"target {self.target_name}: {_one_line(str(e))}") from None
+        creds = for_registry(self.credentials(), ref.registry)
+        try:
+            pulled = client.images.pull(pinned, auth_config=creds.auth_config() if creds else None)
+            pulled.tag(image.base)
+            log.write(f"base {image.base} pinned to {image.base_digest}\n")
+        except docker.errors.DockerException as e:
+            log.write(f"warning: could not pull the pinned base {pinned}: {_one_line(str(e))}\n")
+
+    def push_reference(self, image: ImageSpec) -> tuple[str, str]:
+        """(repository, tag) the image is pushed as: `<registry>/<image tag>`.
+
+        With credentials that name a repository (Docker Hub's `repository`, as ROCm madengine uses it),
+        every image goes to that one repository, tagged `<name>-<hash12>`.
+        """
+        if not image.registry:
+            raise ValueError(f"{image.address}: no registry to push to")
+        registry = image.registry.rstrip("/")
+        name, _, tag = image.tag.rpartition(":")
+        creds = for_registry(self.credentials(), registry)
+        if creds is not None and creds.repository:
+            return f"{registry}/{creds.repository}", f"{name.rsplit('/', 1)[-1]}-{tag}"
+        return f"{registry}/{name}", tag
+
+    def push(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with _RedactingLog(log_path, self._secrets()) as log:
+            if not image.registry:
+                return Outcome(Status.FAILURE, message=f"{image.address}: no registry to push to")
+            repository, tag = self.push_reference(image)
+            creds = for_registry(self.credentials(), image.registry)
+            digest: str | None = None
+            error: str | None = None
+            try:
+                self.client().api.tag(image.tag, repository, tag)
+                api = self._api_for_one_call()
+            except EngineUnavailable as e:
+                return Outcome(Status.FAILURE, message=str(e), transient=True)
+            except _engine_errors() as e:
+                return self._api_failure("push", e, log)
+            response = _ResponseCatcher(api)
+            try:
+                with _cut_on_cancel(cancel, response.shutdown):
+                    stream = api.push(repository, tag=tag, stream=True, decode=True,
+                                      auth_config=creds.auth_config() if creds else None)
+                    for item in stream:
+                        if "status" in item:
+                            log.write(f"{item.get('id', '')} {item['status']}".strip() + "\n")
+                        if "error" in item:
+                            error = str(item["error"])
+                            log.write(f"error: {error}\n")
+                        aux = item.get("aux")
+                        if isinstance(aux, dict) and aux.get("Digest"):
+                            digest = str(aux["Digest"])
+            except Exception as e:
+                if cancel.is_set():  # the cut socket surfaces as any of several errors
+                    return Outcome(Status.INTERRUPTED, message="push interrupted")
+                if not isinstance(e, _engine_errors()):
+                    raise
+                return self._api_failure("push", e, log)
+            finally:
+                api.close()
+            if cancel.is_set():
+                return Outcome(Status.INTERRUPTED, message="push interrupted")
+            ref = f"{repository}:{tag}"
+            if error is not None:
+                msg = redact(_one_line(error), self._secrets())
+                return Outcome(Status.FAILURE, message=f"push {ref}: {msg}", transient=_is_transient_text(error))
+            digest = digest or resolve_digest(ref, credentials=creds)
+            log.write(f"pushed {ref}@{digest}\n")
+            return Outcome(Status.SUCCESS, digest=digest, message=f"pushed {ref}",
+                           details={"reference": ref})
+
+    def _api_failure(self, what: str, e: BaseException, log: _RedactingLog) -> Outcome:
+        """An engine or connection error: transient unless the engine said the request itself was wrong."""
+        import docker
+
+        text = redact(_one_line(str(e)), self._secrets())
+        log.write(f"error: {text}\n")
+        transient = True
+        if isinstance(e, docker.errors.APIError) and e.status_code is not None and 400 <= e.status_code < 500:
+            transient = e.status_code in (408, 429)
+        return Outcome(Status.FAILURE, message=f"{what}: {text}", transient=transient)
+
+    # --- run ----------------------------------------------------------------------------------------
+
+    def run_dir(self, job: JobSpec) -> Path:
+        return self.workspace.runs / node_file_name(job.address)
+
+    def prepare_run_dir(self, job: JobSpec) -> Path:
+        """A fresh copy of the script's directory and of the pre/post scripts, as the local backend makes.
+
+        (MAD copies them, so a run cannot touch the package; a script at the project root is copied
+        alone, never the project with its state directory.)
+        """
+        root = self.workspace.root
+        run_dir = self.run_dir(job)
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        source = root / job.script
+        if source.parent.resolve() == root.resolve():
+            run_dir.mkdir(parents=True)
+            shutil.copy2(source, run_dir / source.name)
+        else:
+            shutil.copytree(source.parent, run_dir, ignore=shutil.ignore_patterns("__pycache__", ".git"))
+        for call in (*job.pre_scripts, *job.post_scripts):
+            shutil.copy2(root / call.path, run_dir / Path(call.path).name)
+        return run_dir
+
+    def package_entries(self, job: JobSpec) -> tuple[tuple[str, str], ...]:
+        """The MAD package root's top-level entries, mounted read-only beside the run directory.
+
+        Not hidden entries (.git, the state dir) and never credential.json: a model gets no registry password.
+        """
+        package = (self.workspace.root / job.package_dir).resolve()
+        state_dir = self.workspace.state_dir.resolve()
+        return tuple((e.name, str(e.resolve())) for e in sorted(package.iterdir())
+                     if not e.name.startswith(".") and e.name != CREDENTIAL_FILE and e.resolve() != state_dir)
+
+    def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
+        import docker
+
+        log_path = job.log_path or self.workspace.logs / f"{node_file_name(job.address)}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            client = self.client()
+            network = self.network()
+        except EngineUnavailable as e:
+            return Outcome(Status.FAILURE, message=str(e), host=self.target_name, transient=True)
+        except _engine_errors() as e:
+            return Outcome(Status.FAILURE, message=_one_line(str(e)), host=self.target_name, transient=True)
+        try:
+            run_dir = self.prepare_run_dir(job)
+            entries = self.package_entries(job)
+        except OSError as e:
+            return Outcome(Status.FAILURE, message=f"cannot prepare the run directory: {e}", host=self.target_name)
+        ctx = render.RunContext(workspace_id=self.workspace.workspace_id, run_dir_host=str(run_dir.resolve()),
+                                project_root=str(self.workspace.root.resolve()), package_entries=entries,
+                                network=network, system_gpus=self.target.gpus, target=self.target_name)
+        try:
+            kwargs = render.run_arguments(job, ctx)
+        except ValueError as e:  # validate() reports these before apply; here only if it was skipped
+            return Outcome(Status.FAILURE, message=f"{job.address}: {e}", host=self.target_name)
+        details: dict[str, Any] = {"run_dir": str(run_dir)}
+        with open(log_path, "ab") as log:  # appended, as the local backend does: apply owns the path
+            try:
+                container = client.containers.create(**kwargs)
+            except docker.errors.ImageNotFound:
+                return Outcome(Status.FAILURE, message=f"image {job.image_tag} not found on target "
+                                                       f"{self.target_name}", host=self.target_name)
+            except _engine_errors() as e:
+                return self._run_failure(e, log)
+            details["container"] = container.id
+            cancel.started(container.id)  # recorded by apply, for the clean-up after a killed apply
+            try:
+                return self._run_container(job, container, log, cancel, details)
+            except _engine_errors() as e:
+                with contextlib.suppress(*_engine_errors()):
+                    _remove(container)
+                return self._run_failure(e, log)
+
+    def _run_container(self, job: JobSpec, container: Any, log: io.BufferedWriter, cancel: Cancel,
+                       details: dict[str, Any]) -> Outcome:
+        host = self.target_name
+        started = time.monotonic()
+        try:
+            container.start()
+        except Exception:
+            _remove(container)
+            raise
+        result: dict[str, Any] = {}
+        done = threading.Event()
+
+        def wait() -> None:
+            try:
+                result.update(container.wait())
+            except Exception as e:  # the container was removed under us (timeout, cancel): said below
+                result["error"] = e
+            finally:
+                done.set()
+
+        def copy_logs() -> None:
+            with contextlib.suppress(Exception):  # the stream ends with the container, or with its removal
+                for chunk in container.logs(stream=True, follow=True):
+                    log.write(chunk)
+                    log.flush()
+
+        waiter = threading.Thread(target=wait, name=f"wait {job.address}", daemon=True)
+        logger = threading.Thread(target=copy_logs, name=f"logs {job.address}", daemon=True)
+        waiter.start()
+        logger.start()
+        deadline = started + job.timeout if job.timeout > 0 else None
+        stopped: tuple[Status, str] | None = None
+        while not done.wait(POLL):
+            if cancel.is_set():
+                stopped = (Status.INTERRUPTED, "interrupted")
+            elif deadline is not None and time.monotonic() >= deadline:
+                stopped = (Status.TIMEOUT, f"timed out after {job.timeout}s")
+            if stopped:
+                _remove(container)
+                break
+        waiter.join(10)
+        logger.join(10)
+        details["duration"] = round(time.monotonic() - started, 3)
+        if stopped:
+            log.write(f"\nmadengine: {stopped[1]}; container removed\n".encode())
+            return Outcome(stopped[0], message=stopped[1], host=host, details=details)
+        if "error" in result:
+            raise result["error"]
+        code = int(result.get("StatusCode", -1))
+        if not job.keep_alive:
+            _remove(container)
+        else:
+            details["kept"] = True
+        status = Status.SUCCESS if code == 0 else Status.FAILURE
+        message = "" if code == 0 else f"exit code {code}"
+        if result.get("Error"):
+            message = f"{message}: {result['Error'].get('Message', '')}".strip(": ")
+        return Outcome(status, exit_code=code, message=message, host=host, details=details)
+
+    def _run_failure(self, e: BaseException, log: io.BufferedWriter) -> Outcome:
+        import docker
+
+        text = _one_line(str(e))
+        log.write(f"madengine: {text}\n".encode())
+        transient = True
+        if isinstance(e, docker.errors.APIError) and e.status_code is not None and 400 <= e.status_code < 500:
+            transient = e.status_code in (408, 429)
+        return Outcome(Status.FAILURE, message=text, host=self.target_name, transient=transient)
+
+    # --- scheduling and clean-up ------------------------------------------------------------------------
+
+    def hosts(self) -> list[tuple[str, int | None]]:
+        return [(self.target_name, self.target.gpus)]
+
+    def containers(self) -> list[Any]:
+        """Every container (running or not) labelled with this workspace, on this target's engine."""
+        label = f"{render.LABEL_WORKSPACE}={self.workspace.workspace_id}"
+        return list(self.client().containers.list(all=True, filters={"label": label}))
+
+    def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
+        """Remove what killed applies left: see the module docstring for the contract.
+
+        `running` entries are apply's: {"attempt": id, "handle": container id or None, "host": ...}.
+        """
+        wanted: Callable[[Any], bool]
+        if running is None:
+            def wanted(c: Any) -> bool:
+                return (c.labels or {}).get(render.LABEL_KEEP_ALIVE) != "1"
+        else:
+            attempts = {str(e["attempt"]) for e in running if e.get("attempt") is not None}
+            handles = {str(e["handle"]) for e in running if e.get("handle")}
+
+            def wanted(c: Any) -> bool:
+                return (c.labels or {}).get(render.LABEL_ATTEMPT) in attempts or c.id in handles
+        removed = []
+        try:
+            for c in self.containers():  # only this workspace's: a handle cannot reach anyone else's
+                if not wanted(c):
+                    continue
+                _remove(c)
+                labels = c.labels or {}
+                removed.append(f"container {c.short_id} ({labels.get(render.LABEL_ADDRESS, '?')}, "
+                               f"attempt {labels.get(render.LABEL_ATTEMPT) or '?'})")
+        except _engine_errors() as e:
+            raise EngineUnavailable(f"target {self.target_name}: cannot list containers: {_one_line(str(e))}") from None
+        return removed
+
+
+# --- helpers ------------------------------------------------------------------------------------------
+
+
+def _remove(container: Any) -> None:
+    """Kill and remove; a container already gone is fine."""
+    import docker
+
+    with contextlib.suppress(docker.errors.NotFound):
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError as e:
+            if "already in progress" not in str(e):
+                raise
+
+
+class _RedactingLog:
+    """A text log that never receives a registry secret (engine messages could echo one)."""
+
+    def __init__(self, path: Path, secrets: tuple[str, ...]) -> None:
+        self._file = open(path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed by __exit__)
+        self._secrets = secrets
+
+    def write(self, text: str) -> None:
+        self._file.write(redact(text, self._secrets) if self._secrets else text)
+        self._file.flush()
+
+    def __enter__(self) -> _RedactingLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+
+class _ResponseCatcher:
+    """Keeps the streamed HTTP response of a one-call client, so a cancel can cut its socket."""
+
+    def __init__(self, api: Any) -> None:
+        self.response: Any = None
+        api.hooks["response"].append(self._catch)
+
+    def _catch(self, response: Any, *args: Any, **kwargs: Any) -> Any:
+        self.response = response
+        return response
+
+    def shutdown(self) -> None:
+        resp = self.response
+        if resp is None:
+            return
+        # Shutting the socket down wakes the thread blocked reading it; the engine sees the client
+        # go away and stops the build or push.
+        with contextlib.suppress(Exception):
+            raw = resp.raw._fp.fp.raw
+            sock = getattr(raw, "_sock", raw)
+            sock.shutdown(socket.SHUT_RDWR)  # not close(): the reading thread still owns the response
+
+
+@contextlib.contextmanager
+def _cut_on_cancel(cancel: Cancel, cut: Callable[[], None]) -> Iterator[None]:
+    """While the block runs, a watcher calls `cut` as soon as `cancel` is set."""
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.is_set():
+            if cancel.wait(POLL * 2):
+                cut()
+                return
+
+    watcher = threading.Thread(target=watch, name="cancel watcher", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        finished.set()  # the watcher ends within one poll; not joined, so no call waits for it
