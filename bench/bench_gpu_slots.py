@@ -59,7 +59,7 @@ class SimBackend:
     def push(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         raise NotImplementedError
 
-    def cleanup_orphans(self, running: list[dict[str, Any]]) -> list[str]:
+    def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
         return []
 
     def run(self, job: JobSpec, cancel: Cancel) -> Outcome:

@@ -144,11 +144,22 @@ class Applier:
         self.store.mark_interrupted([a.id for a in running], "its apply was stopped before it finished")
         self.reporter.note(f"{len(running)} node(s) of an earlier apply were interrupted; they run again")
 
+    def _sweep(self) -> None:
+        """Nothing of this apply runs now: remove what a killed apply was still creating when it died
+        (a container the engine finished creating after its client was gone)."""
+        for backend in self.backends.values():
+            try:
+                for what in backend.cleanup_orphans(None):
+                    self.reporter.note(f"cleaned up {what}")
+            except Exception as exc:  # a sweep that fails must not turn a finished apply into a crash
+                self.reporter.note(f"could not clean up on {backend.name}: {exc}")
+
     # --- the walk -------------------------------------------------------------------------------
 
     def run(self) -> ApplyResult:
         jobs = self.check()
         self.recover()
+        self._sweep()
         apply_id = self.apply_id = self.store.begin_apply(self.plan.lock_hash)
         result = ApplyResult(apply_id)
         self.reporter.begin(len(self.todo))
@@ -181,6 +192,7 @@ class Applier:
                         stopping = True
         # A signal can land while the last node finishes, after the loop's last look at the event.
         result.interrupted = result.interrupted or self.cancel_event.is_set()
+        self._sweep()
         self.store.finish_apply(apply_id, result.outcome)
         return result
 

@@ -21,6 +21,11 @@ from madengine.errors import Diagnostic
 from madengine.state.model import PerfRow, Status
 
 
+def interpreter(script: str) -> str:
+    """How MAD runs a model script: python3 for `.py`, bash for the rest."""
+    return "python3" if script.endswith(".py") else "bash"
+
+
 def node_file_name(address: str) -> str:
     """A node address as one readable, collision-free file name (for run directories and logs)."""
     import hashlib
@@ -157,6 +162,11 @@ class Backend(Protocol):
         """(host name, GPU count or None when not scheduled by GPUs) for apply's scheduler."""
         ...
 
-    def cleanup_orphans(self, running: list[dict[str, Any]]) -> list[str]:
-        """After a killed apply: stop what its RUNNING attempts left behind; say what was removed."""
+    def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
+        """Stop what killed applies left behind; say what was removed.
+
+        `running`: the RUNNING attempts of a killed apply ({"attempt", "handle", "host"}). None: sweep
+        everything of this workspace that is not kept alive; apply calls that, holding the workspace
+        lock, when nothing of its own runs (at its end), for what a dying apply was still creating.
+        """
         ...

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from madengine.backends.base import JobSpec
+from madengine.backends.base import JobSpec, interpreter
 
 WORKSPACE_IN_CONTAINER = "/myworkspace"
 RUN_DIR_IN_CONTAINER = f"{WORKSPACE_IN_CONTAINER}/run_directory"
@@ -147,11 +147,6 @@ def _ulimit(spec: str) -> dict[str, Any]:
 
 
 # --- the command ---------------------------------------------------------------------------------
-
-
-def interpreter(script: str) -> str:
-    """How MAD runs a model script: python3 for `.py`, bash for the rest."""
-    return "python3" if script.endswith(".py") else "bash"
 
 
 def run_steps(job: JobSpec) -> list[str]:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
-from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome, Workspace, node_file_name
+from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome, Workspace, interpreter, node_file_name
 from madengine.errors import Diagnostic
 from madengine.madfile.model import LocalTarget
 from madengine.state.model import Status
@@ -70,14 +70,15 @@ class LocalBackend:
                     return outcome
         return Outcome(Status.SUCCESS, exit_code=0, host=self.host, details={"run_dir": str(run_dir)})
 
-    def cleanup_orphans(self, running: list[dict[str, Any]]) -> list[str]:
+    def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
         """Stop the process groups that RUNNING attempts of a killed apply left on this host.
 
         Each entry: {"attempt": id, "handle": "<pgid>", "host": name}. A group is stopped only if its
-        leader's environment names that attempt, so a recycled pid is never hit.
+        leader's environment names that attempt, so a recycled pid is never hit. A sweep (None) has
+        nothing to find: a process group is only known through its attempt.
         """
-        stopped = []
-        for entry in running:
+        stopped: list[str] = []
+        for entry in running or ():
             handle, attempt = entry.get("handle"), entry.get("attempt")
             if entry.get("host") != self.host or not handle or not str(handle).isdigit():
                 continue
@@ -160,7 +161,7 @@ class LocalBackend:
 def run_steps(job: JobSpec) -> list[tuple[str, ...]]:
     """The MAD run protocol in the run directory: pre-scripts, the (wrapped) model, post-scripts."""
     return [*(("bash", Path(c.path).name, *c.args) for c in job.pre_scripts),
-            (*job.cmd_prefix, "bash", Path(job.script).name, *job.args),
+            (*job.cmd_prefix, interpreter(job.script), Path(job.script).name, *job.args),
             *(("bash", Path(c.path).name, *c.args) for c in job.post_scripts)]
 
 
