@@ -100,6 +100,7 @@ def test_one_dockerfile_changed_rebuilds_one_image_and_reruns_its_jobs(
     with (root / "docker/b.ubuntu.Dockerfile").open("a") as f:
         f.write("LABEL changed=1\n")
     code, out, _ = run_cli("plan", "--changes-only", cwd=root, env=env)
+    assert code == 0, out
     changes = [line for line in out.splitlines() if line[:1] in "+~"]
     assert changes == ["~ rebuild image:b.ubuntu@cpu (Dockerfile changed)",
                        "~ rerun job:m3@cpu/box#1 (image changed)"], out
