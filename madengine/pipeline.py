@@ -170,7 +170,8 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
     db = state_path(current.loaded.root, state)
     workspace = Workspace(root=current.loaded.root, state_dir=db.parent,
                           workspace_id=hashlib.sha256(str(db.resolve()).encode()).hexdigest()[:12])
-    used = {graph.nodes[n]["target"] for n in graph.nodes if graph.nodes[n]["kind"] == "job"}
+    used = {t for n, data in graph.nodes(data=True)
+            for t in ((data["target"],) if data["kind"] == "job" else data.get("targets", ()))}
     backends = make_backends({t: current.project.targets[t] for t in sorted(used)}, workspace)
     return Realization(current, lock_digest(current.lock), graph, workspace, backends, db)
 

@@ -266,8 +266,7 @@ class Applier:
         registry = self.project.registry
         if change.kind == "push":
             image = image_spec(change.address.replace("push:", "image:", 1), self.lock, registry)
-            builder = next(b for b in self.backends.values() if b.builds_images)
-            return builder.push(image, entry.log_path, cancel)
+            return self.backends[change.targets[0]].push(image, entry.log_path, cancel)
         image = image_spec(change.address, self.lock, registry)
         outcome = Outcome(Status.SUCCESS)
         for target in change.targets:

@@ -27,6 +27,9 @@ def build_graph(project: Project, lock: Lock) -> nx.DiGraph:
                        target=node.target, context=node.context)
         for dep in job["depends_on"]:
             graph.add_edge(dep, addr)
+    for addr in lock["images"]:
+        # Where the image must exist, from every job that uses it (kept when --select drops the jobs).
+        graph.nodes[addr]["targets"] = tuple(sorted({graph.nodes[j]["target"] for j in graph.successors(addr)}))
     if project.registry:
         # With a registry, every image that some job uses is pushed after it is built.
         for addr, image in lock["images"].items():

@@ -40,20 +40,16 @@ def plan(lock: Lock, lock_hash: str, graph: nx.DiGraph, observed: Observed,
         kind = graph.nodes[address]["kind"]
         deps = tuple(sorted(graph.predecessors(address)))
         if kind == "image":
-            changes.append(_image_change(address, lock["images"][address], _targets_needing(graph, address),
+            changes.append(_image_change(address, lock["images"][address], graph.nodes[address]["targets"],
                                          observed, options))
         elif kind == "push":
             image = graph.nodes[address]["image"]
-            changes.append(_push_change(address, image, lock["images"][image], observed, options, deps))
+            changes.append(_push_change(address, image, lock["images"][image], graph.nodes[image]["targets"],
+                                        observed, options, deps))
         else:
             changes.append(_job_change(address, lock["jobs"][address], observed, options, deps))
     return Plan(lock_hash=lock_hash, serial=observed.serial, changes=tuple(changes),
                 options={"replace": sorted(options.replace), "rerun_failed": options.rerun_failed})
-
-
-def _targets_needing(graph: nx.DiGraph, image: str) -> tuple[str, ...]:
-    return tuple(sorted({graph.nodes[j]["target"] for j in graph.successors(image)
-                         if graph.nodes[j]["kind"] == "job"}))
 
 
 def _image_change(address: str, entry: Mapping[str, Any], targets: tuple[str, ...], observed: Observed,
@@ -80,14 +76,15 @@ def _image_change(address: str, entry: Mapping[str, Any], targets: tuple[str, ..
     return Change(address, "image", action, "; ".join(reasons), node_hash, tuple(t for t, _, _ in todo))
 
 
-def _push_change(address: str, image: str, entry: Mapping[str, Any], observed: Observed, options: PlanOptions,
-                 deps: tuple[str, ...]) -> Change:
+def _push_change(address: str, image: str, entry: Mapping[str, Any], targets: tuple[str, ...],
+                 observed: Observed, options: PlanOptions, deps: tuple[str, ...]) -> Change:
+    """A push is done from where the image was built: its first target's engine."""
     node_hash = entry["hash"]
     pushed = [r for (a, _), r in observed.images.items() if a == image and r.node_hash == node_hash and r.digest]
     if pushed and address not in options.replace and image not in options.replace:
-        return Change(address, "push", Action.NOOP, f"pushed {pushed[0].digest}", node_hash, (), deps)
+        return Change(address, "push", Action.NOOP, f"pushed {pushed[0].digest}", node_hash, targets[:1], deps)
     return Change(address, "push", Action.PUSH, "not in the registry" if not pushed else "replaced (--replace)",
-                  node_hash, (), deps)
+                  node_hash, targets[:1], deps)
 
 
 def _job_change(address: str, entry: Mapping[str, Any], observed: Observed, options: PlanOptions,
