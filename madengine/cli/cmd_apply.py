@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from madengine.cli.options import ChdirOption, FileOption
+from madengine.cli.options import (
+    ChdirOption,
+    FileOption,
+    LockedOption,
+    ReplaceOption,
+    RerunFailedOption,
+    SelectOption,
+    StateOption,
+    TargetOption,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -24,12 +33,12 @@ def apply(
                                        "models' timeouts; 0 = none."),
     live_output: bool = typer.Option(False, "--live-output", help="Stream the jobs' logs."),
     keep_alive: bool = typer.Option(False, "--keep-alive", help="Keep containers after their runs."),
-    target: list[str] = typer.Option([], "--target", help="Only jobs on this target (repeatable)."),
-    select: list[str] = typer.Option([], "--select", help="Only jobs matching a model name, tag or address glob."),
-    replace: list[str] = typer.Option([], "--replace", help="Redo this node whatever its state (repeatable)."),
-    rerun_failed: bool = typer.Option(False, "--rerun-failed", help="Run again the jobs that failed or timed out."),
-    locked: bool = typer.Option(False, "--locked", help="Fail if madengine.lock is stale instead of refreshing it."),
-    state: str | None = typer.Option(None, "--state", help="The state database (default .madengine/state.db)."),
+    target: list[str] = TargetOption,
+    select: list[str] = SelectOption,
+    replace: list[str] = ReplaceOption,
+    rerun_failed: bool = RerunFailedOption,
+    locked: bool = LockedOption,
+    state: str | None = StateOption,
 ) -> None:
     """Build, push and run what the plan says; each finished node is recorded at once."""
     from madengine.apply.engine import ApplyOptions

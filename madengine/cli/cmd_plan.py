@@ -6,7 +6,17 @@ from pathlib import Path
 
 import typer
 
-from madengine.cli.options import ChdirOption, FileOption, JsonOption
+from madengine.cli.options import (
+    ChdirOption,
+    FileOption,
+    JsonOption,
+    LockedOption,
+    ReplaceOption,
+    RerunFailedOption,
+    SelectOption,
+    StateOption,
+    TargetOption,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -19,12 +29,12 @@ def plan(
     out: Path | None = typer.Option(None, "-o", "--out", help="Save the plan here, for `madengine apply FILE`."),
     detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode",
                                            help="Exit 0 with no changes, 2 with changes, 1 on error."),
-    target: list[str] = typer.Option([], "--target", help="Only jobs on this target (repeatable)."),
-    select: list[str] = typer.Option([], "--select", help="Only jobs matching a model name, tag or address glob."),
-    replace: list[str] = typer.Option([], "--replace", help="Redo this node whatever its state (repeatable)."),
-    rerun_failed: bool = typer.Option(False, "--rerun-failed", help="Run again the jobs that failed or timed out."),
-    locked: bool = typer.Option(False, "--locked", help="Fail if madengine.lock is stale instead of refreshing it."),
-    state: str | None = typer.Option(None, "--state", help="The state database (default .madengine/state.db)."),
+    target: list[str] = TargetOption,
+    select: list[str] = SelectOption,
+    replace: list[str] = ReplaceOption,
+    rerun_failed: bool = RerunFailedOption,
+    locked: bool = LockedOption,
+    state: str | None = StateOption,
     show_unchanged: bool = typer.Option(True, "--show-unchanged/--changes-only", help="List up-to-date nodes too."),
     as_json: bool = JsonOption,
 ) -> None:

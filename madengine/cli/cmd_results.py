@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from madengine.cli.options import ChdirOption, FileOption, JsonOption
+from madengine.cli.options import ChdirOption, FileOption, JsonOption, StateOption
 
 NO_RESULTS = "no results yet; run `madengine apply`"
 
@@ -24,9 +24,7 @@ def results(
     history: str | None = typer.Option(None, "--history", metavar="MODEL",
                                        help="Every attempt of MODEL over time, instead of the latest of each job."),
     apply_id: int | None = typer.Option(None, "--apply", metavar="N", help="Only what apply N ran."),
-    state: str | None = typer.Option(None, "--state", metavar="PATH",
-                                     help="The state database (default $MADENGINE_STATE, else "
-                                          ".madengine/state.db beside the madfile)."),
+    state: str | None = StateOption,
 ) -> None:
     """Show the latest result of every job (performance, status, duration), or a model's history."""
     import os

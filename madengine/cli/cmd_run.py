@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from madengine.cli.options import ChdirOption
+from madengine.cli.options import ChdirOption, ContextFileOption, ContextOption, TagsOption
 
 
 def register(app: typer.Typer) -> None:
@@ -14,11 +14,9 @@ def register(app: typer.Typer) -> None:
 
 
 def run(
-    tags: list[str] = typer.Option([], "--tags", "-t", help="MAD tags (repeat, or comma-separated)."),
-    additional_context: str | None = typer.Option(None, "--additional-context", "-a",
-                                                  help="Context as JSON, e.g. '{\"gpu_vendor\": \"AMD\"}'."),
-    additional_context_file: Path | None = typer.Option(None, "--additional-context-file",
-                                                        help="Context from a JSON file."),
+    tags: list[str] = TagsOption,
+    additional_context: str | None = ContextOption,
+    additional_context_file: Path | None = ContextFileOption,
     timeout: int | None = typer.Option(None, "--timeout", min=0, help="Seconds per model; 0 = none."),
     live_output: bool = typer.Option(False, "--live-output", help="Stream the models' logs."),
     keep_alive: bool = typer.Option(False, "--keep-alive", help="Keep containers after their runs."),

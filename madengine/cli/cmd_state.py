@@ -7,15 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from madengine.cli.options import ChdirOption, FileOption, JsonOption
+from madengine.cli.options import ChdirOption, FileOption, JsonOption, StateOption
 
 if TYPE_CHECKING:
     from madengine.state.model import Attempt, ImageRecord
     from madengine.state.store import StateStore
 
-StateOption = typer.Option(None, "--state", metavar="PATH",
-                           help="The state database (default: .madengine/state.db beside the madfile; "
-                                "or $MADENGINE_STATE).")
 
 
 

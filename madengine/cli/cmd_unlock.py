@@ -6,8 +6,7 @@ from pathlib import Path
 
 import typer
 
-from madengine.cli.cmd_state import StateOption
-from madengine.cli.options import ChdirOption, FileOption
+from madengine.cli.options import ChdirOption, FileOption, StateOption
 
 
 def register(app: typer.Typer) -> None:

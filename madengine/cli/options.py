@@ -11,6 +11,22 @@ FileOption = typer.Option(None, "-f", "--file",
 ChdirOption = typer.Option(None, "-C", "--chdir", help="Run as if started in DIR.")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
 VerboseOption = typer.Option(False, "-v", "--verbose", help="Show more detail.")
+StateOption = typer.Option(None, "--state", metavar="PATH",
+                           help="The state database (default .madengine/state.db beside the madfile; "
+                           "or $MADENGINE_STATE).")
+
+# plan and apply
+TargetOption = typer.Option([], "--target", help="Only jobs on this target (repeatable).")
+SelectOption = typer.Option([], "--select", help="Only jobs matching a model name, tag or address glob.")
+ReplaceOption = typer.Option([], "--replace", help="Redo this node whatever its state (repeatable).")
+RerunFailedOption = typer.Option(False, "--rerun-failed", help="Run again the jobs that failed or timed out.")
+LockedOption = typer.Option(False, "--locked", help="Fail if madengine.lock is stale instead of refreshing it.")
+
+# ROCm madengine's run and build
+TagsOption = typer.Option([], "--tags", "-t", help="MAD tags (repeat, or comma-separated).")
+ContextOption = typer.Option(None, "--additional-context", "-a",
+                             help="Context as JSON, e.g. '{\"gpu_vendor\": \"AMD\"}'.")
+ContextFileOption = typer.Option(None, "--additional-context-file", help="Context from a JSON file.")
 
 
 def madfile_path(file: Path | None, chdir: Path | None) -> Path:
