@@ -507,7 +507,8 @@ class DockerBackend:
     def containers(self) -> list[Any]:
         """Every container (running or not) labelled with this workspace, on this target's engine."""
         label = f"{render.LABEL_WORKSPACE}={self.workspace.workspace_id}"
-        return list(self.client().containers.list(all=True, filters={"label": label}))
+        # The SDK lists, then inspects each: one removed in between (by hand, or by its own run) is no error.
+        return list(self.client().containers.list(all=True, filters={"label": label}, ignore_removed=True))
 
     def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
         """Remove what killed applies left: see the module docstring for the contract.

@@ -2,8 +2,9 @@
 
 The MAD run protocol without Docker: the script's directory is copied into a private run directory,
 the context's pre-scripts run there, then `bash <script> <args>` with the MAD environment, then the
-post-scripts. Each job is a process group of its own, so a timeout or Ctrl-C stops all it started,
-and an apply killed with SIGKILL leaves a group that the next apply can find and stop.
+post-scripts (after a failure too, as in the docker backend). Each job is a process group of its own,
+so a timeout or Ctrl-C stops all it started, and an apply killed with SIGKILL leaves a group that the
+next apply can find and stop.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
@@ -63,12 +65,23 @@ class LocalBackend:
         assert job.log_path is not None, "apply chooses the log path"
         run_dir = self.prepare_run_dir(job)
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
+        details = {"run_dir": str(run_dir)}
+        failed: Outcome | None = None
+        deadline = time.monotonic() + job.timeout if job.timeout > 0 else None  # for the whole job
         with job.log_path.open("ab") as log:
-            for argv in run_steps(job):
-                outcome = self._run_step(job, argv, run_dir, log, cancel)
-                if outcome.status is not Status.SUCCESS:
-                    return outcome
-        return Outcome(Status.SUCCESS, exit_code=0, host=self.host, details={"run_dir": str(run_dir)})
+            # As the docker backend's driver: after a failure the remaining pre/main steps are skipped,
+            # post steps still run (they stop what pre steps started); the first failure is the outcome.
+            for kind, argv in run_steps(job):
+                if failed is not None and kind != "post":
+                    continue
+                outcome = self._run_step(job, argv, run_dir, log, cancel, deadline)
+                if outcome.status in (Status.TIMEOUT, Status.INTERRUPTED):
+                    return replace(outcome, details=details)
+                if outcome.status is not Status.SUCCESS and failed is None:
+                    failed = outcome
+        if failed is not None:
+            return replace(failed, details=details)
+        return Outcome(Status.SUCCESS, exit_code=0, host=self.host, details=details)
 
     def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
         """Stop the process groups that RUNNING attempts of a killed apply left on this host.
@@ -113,7 +126,11 @@ class LocalBackend:
     def environment(self, job: JobSpec) -> dict[str, str]:
         host_gpus = self.target.gpus or 0
         runtime = host_gpus if job.n_gpus == -1 else max(job.n_gpus, 0)
-        env = {**os.environ, **job.env}
+        # The MAD variables from the spec (as the docker backend sets them), under the job's own env.
+        mad = {"MAD_MODEL_NAME": job.model, "MAD_GPU_VENDOR": job.gpu_vendor, "MAD_GUEST_OS": job.guest_os}
+        if job.multiple_results:
+            mad["MAD_OUTPUT_CSV"] = job.multiple_results
+        env = {**os.environ, **mad, **job.env}
         if job.data_mounts:  # no container: the data is where it is on this host
             homes = [str(self.workspace.root / m.host_path) if m.in_project else m.host_path for m in job.data_mounts]
             env["MAD_DATAHOME"] = ",".join(homes)
@@ -128,14 +145,18 @@ class LocalBackend:
         return env
 
     def _run_step(self, job: JobSpec, argv: tuple[str, ...], run_dir: Path, log: BinaryIO,
-                  cancel: Cancel) -> Outcome:
-        # An argument list, never a shell string: nothing from a model reaches a shell parser.
-        log.write(("+ " + " ".join(_shown(a) for a in argv) + "\n").encode())
-        log.flush()
-        proc = subprocess.Popen(argv, cwd=run_dir, env=self.environment(job), stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                  cancel: Cancel, deadline: float | None) -> Outcome:
+        # An argument list, never a shell string: nothing from a model reaches a shell parser. The
+        # command is not echoed into the log: an argument reading `performance: 1 x` would be taken
+        # for the model's result.
+        try:
+            proc = subprocess.Popen(argv, cwd=run_dir, env=self.environment(job), stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as e:  # the program is missing or not executable: as a shell says it (127/126)
+            code = 127 if isinstance(e, FileNotFoundError) else 126
+            log.write(f"madengine: {argv[0]}: {e.strerror or e}\n".encode())
+            return Outcome(Status.FAILURE, exit_code=code, host=self.host, message=f"{argv[0]}: {e.strerror or e}")
         cancel.started(str(proc.pid))
-        deadline = time.monotonic() + job.timeout if job.timeout > 0 else None
         while True:
             try:
                 code = proc.wait(timeout=POLL_SECONDS)
@@ -158,11 +179,12 @@ class LocalBackend:
         return Outcome(Status.SUCCESS, exit_code=0, host=self.host)
 
 
-def run_steps(job: JobSpec) -> list[tuple[str, ...]]:
-    """The MAD run protocol in the run directory: pre-scripts, the (wrapped) model, post-scripts."""
-    return [*(("bash", Path(c.path).name, *c.args) for c in job.pre_scripts),
-            (*job.cmd_prefix, interpreter(job.script), Path(job.script).name, *job.args),
-            *(("bash", Path(c.path).name, *c.args) for c in job.post_scripts)]
+def run_steps(job: JobSpec) -> list[tuple[str, tuple[str, ...]]]:
+    """The MAD run protocol in the run directory: pre-scripts, the (wrapped) model, post-scripts,
+    each step with its kind (`pre`, `main` or `post`)."""
+    return [*(("pre", ("bash", Path(c.path).name, *c.args)) for c in job.pre_scripts),
+            ("main", (*job.cmd_prefix, interpreter(job.script), Path(job.script).name, *job.args)),
+            *(("post", ("bash", Path(c.path).name, *c.args)) for c in job.post_scripts)]
 
 
 def _mirror(package_root: Path, runs: Path) -> None:
@@ -210,9 +232,3 @@ def _process_env(pid: int) -> dict[str, str]:
         return {}
     pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
-
-
-def _shown(arg: str) -> str:
-    import shlex
-
-    return shlex.quote(arg)

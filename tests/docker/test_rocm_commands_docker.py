@@ -49,7 +49,7 @@ def test_build_pushes_and_writes_the_manifest_then_run_uses_the_image(
 
 def _push(docker_client: Any, registry: Registry, repo: str, label: str) -> str:
     """Push a new image (the base plus a label) as `repo`; its registry digest."""
-    image, _ = docker_client.images.build(fileobj=_dockerfile(f"FROM {registry.base_image}\nLABEL v={label}\n"),
+    docker_client.images.build(fileobj=_dockerfile(f"FROM {registry.base_image}\nLABEL v={label}\n"),
                                           tag=repo, rm=True)
     docker_client.images.push(repo)
     return str(docker_client.images.get_registry_data(repo).id)
