@@ -384,6 +384,7 @@ class _PackageExtras:
     tools: Mapping[str, Tool]
     data: Mapping[str, Sequence[DataProvider]]
     warnings: list[Diagnostic]
+    data_declared: bool = False  # the package has a data.json
     _contexts: dict[str, ResolvedTools | None] = field(default_factory=dict)
     _models: dict[str, DataBinding | None] = field(default_factory=dict)
 
@@ -398,7 +399,8 @@ class _PackageExtras:
                 data = load_data(root / package_path, warnings=warnings)
             except ConfigError as exc:
                 diags.items.extend(exc.diagnostics)
-        return cls(package_path, root, diags, tools, data, warnings)
+        declared = package_path is not None and (root / package_path / "data.json").is_file()
+        return cls(package_path, root, diags, tools, data, warnings, declared)
 
     def context_tools(self, name: str, context: Context) -> ResolvedTools | None:
         if not context.tools:
@@ -423,6 +425,12 @@ class _PackageExtras:
             return None
         if model.name not in self._models:
             self._models[model.name] = None
+            if not self.data_declared:
+                # As ROCm madengine: without a data.json the model fetches its own data (most of MAD's
+                # `huggingface` models); only the name is passed on.
+                self._models[model.name] = DataBinding(name=model.data.strip(),
+                                                       env={"MAD_DATANAME": model.data.strip()})
+                return self._models[model.name]
             try:
                 self._models[model.name] = resolve_data(model.data, self.data, f"models[{model.name}].data")
             except ConfigError as exc:

@@ -76,3 +76,14 @@ def test_unknown_tool_and_network_data_fail_at_validate(run_cli: RunCli, tmp_pat
     assert "timr" in err and "timer" in err  # close match
     assert "minio" in err and "network" in err
     assert "Traceback" not in err
+
+
+def test_without_data_json_a_models_data_is_only_passed_on(run_cli: RunCli, tmp_path: Path) -> None:
+    root = setup(tmp_path)
+    (root / "pkg" / "data.json").unlink()
+    (root / "madfile.yaml").write_text(MADFILE.replace("data: sample", "data: huggingface"))
+    (root / "read.sh").write_text('echo "dataname=$MAD_DATANAME"\necho "performance: 1 x"\n')
+    code, out, err = run_cli("apply", "--yes", "--select", "reader", cwd=root)
+    assert code == 0, out + err
+    log = next((root / ".madengine" / "logs").rglob("job_reader*.log")).read_text()
+    assert "dataname=huggingface" in log

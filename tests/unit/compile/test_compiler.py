@@ -180,3 +180,17 @@ def test_expect_must_name_a_model_the_run_runs(make_project: MakeProject) -> Non
         """)
     (error,) = _errors(path)
     assert "madfile.yaml:8:" in error and "'dumy'" in error and "did you mean dummy" in error
+
+
+def test_the_real_mad_models_json_compiles(tmp_path: Path) -> None:
+    """ROCm MAD's root models.json (134 models; `data: huggingface` without a data.json) on `local`."""
+    import shutil
+
+    fixture = Path(__file__).resolve().parents[2] / "fixtures" / "mad" / "mad-models.json"
+    (tmp_path / "MAD").mkdir()
+    shutil.copy(fixture, tmp_path / "MAD" / "models.json")
+    (tmp_path / "madfile.yaml").write_text("version: 1\npackage: MAD\nmodels: [{select: all}]\n")
+    project = compile_file(tmp_path / "madfile.yaml")
+    assert len(project.jobs) == 134
+    vllm = next(j for j in project.jobs.values() if j.model == "pyt_vllm_deepseek-r1")
+    assert vllm.env["MAD_DATANAME"] == "huggingface" and vllm.timeout == 7200 and vllm.n_gpus == -1
