@@ -318,7 +318,8 @@ class Applier:
             targets = change.targets
             previous = {}
         else:  # a push: the same build, now with its registry digest, on every target that has it
-            previous = {t: r for (a, t), r in self.store.images().items() if a == image}
+            previous = {t: r for (a, t), r in self.store.images().items()
+                        if a == image and r.node_hash == entry["hash"]}
             targets = tuple(previous)
         for target in targets:
             image_id = outcome.image_id if change.kind == "image" else previous[target].image_id
