@@ -20,7 +20,7 @@ from typing import Any
 
 from madengine.errors import Diagnostic
 from madengine.mad.fastbuild import adopter, static_defaults
-from madengine.mad.jsonlist import line_of
+from madengine.mad.jsonlist import json_type_name, line_of
 from madengine.mad.model import KNOWN_KEYS, MadModel, Origin
 
 
@@ -147,14 +147,14 @@ class EntryReader:
         """
         if type(entry) is not dict and not isinstance(entry, Mapping):  # the ABC check is slow
             label = f"{where}[{index}]" if where else f"entry {index}"
-            self._error(line, offset, None, f"{label} is a JSON {_type_name(entry)}, not an object",
+            self._error(line, offset, None, f"{label} is a JSON {json_type_name(entry)}, not an object",
                         "each entry is an object such as {\"name\": ..., \"scripts\": ...}")
             return None
         name = entry.get("name")
         if type(name) is not str or not name or name.isspace():
             label = f"{where}[{index}]" if where else f"entry {index}"
             problem = "has no `name`" if name is None or name == "" else \
-                f"has a `name` that is a {_type_name(name)}, not a string"
+                f"has a `name` that is a {json_type_name(name)}, not a string"
             self._error(line, offset, "name" if "name" in entry else None, f"{label} {problem}",
                         "every model needs a unique string name", key_path=f"[{index}].name")
             return None
@@ -223,7 +223,7 @@ class EntryReader:
             except _Invalid as exc:
                 ok = False
                 self._error(line, offset, key,
-                            f"model {name!r}: `{key}` must be {exc.expected}, not {_type_name(value)} "
+                            f"model {name!r}: `{key}` must be {exc.expected}, not {json_type_name(value)} "
                             f"{_short_repr(value)}", key_path=f"[{index}].{key}")
         return ok
 
@@ -291,22 +291,6 @@ def _entry_end(text: str, offset: int) -> int:
         return json.JSONDecoder().raw_decode(text, offset)[1]
     except json.JSONDecodeError:
         return len(text)
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, (list, tuple)):
-        return "list"
-    if isinstance(value, Mapping):
-        return "object"
-    if value is None:
-        return "null"
-    return type(value).__name__
 
 
 def _short_repr(value: Any, limit: int = 60) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
@@ -38,7 +38,7 @@ def parse_list(text: str) -> list[ListItem]:
     """
     pos = _skip_whitespace(text, 0)
     if text[pos:pos + 1] != "[":
-        raise NotAListError(_json_type_name(json.loads(text)))
+        raise NotAListError(json_type_name(json.loads(text)))
     pos = _skip_whitespace(text, pos + 1)
     items: list[ListItem] = []
     if text[pos:pos + 1] == "]":
@@ -96,13 +96,18 @@ def _raise_canonical_error(text: str) -> None:
     json.loads(text)
 
 
-def _json_type_name(value: Any) -> str:
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, str):
-        return "string"
+def json_type_name(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words (`object`, `list`, `string`...), for messages."""
     if isinstance(value, bool):
         return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, Mapping):
+        return "object"
     if value is None:
         return "null"
-    return "number"
+    return type(value).__name__

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from madengine.errors import ConfigError, Diagnostic
+from madengine.mad.jsonlist import json_type_name, line_of
 
 TOOLS_JSON = "scripts/common/tools.json"
 
@@ -502,21 +503,13 @@ def key_position(text: str, keys: Sequence[str | None]) -> tuple[int, int]:
         if found is None:
             break
         offset = found.start()
-    line = text.count("\n", 0, offset) + 1
-    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return line_of(text, offset)
 
 
 def type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "an object"
-    if value is None:
-        return "null"
-    return type(value).__name__
+    """`a string`, `an object`, `null`: a JSON value's kind, as a message says it."""
+    name = json_type_name(value)
+    if name == "null":
+        return name
+    return ("an " if name[0] in "aeiou" else "a ") + name
+
