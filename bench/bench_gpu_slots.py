@@ -108,8 +108,8 @@ def main() -> int:
         makespans = []
         with StateStore.open(r.state_path) as store:
             for replace in ((), tuple(r.locked.lock["jobs"])):
-                plan = make_plan(r, store, replace=replace)
-                durations = {a: t.duration for a, t in store.latest_attempts().items() if t.duration}
+                plan, observed = make_plan(r, store, replace=replace)
+                durations = {a: t.duration for a, t in observed.latest.items() if t.duration}
                 applier = Applier(plan, r.locked.lock, r.locked.project, store, {"sim": backend}, r.workspace,
                                   ApplyOptions(parallelism=len(jobs)), Quiet(), durations=durations)
                 started = time.monotonic()

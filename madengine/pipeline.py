@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # kept out of `madengine lock`'s start-up
     from madengine.backends.base import Backend, Workspace
     from madengine.lock.pins import Resolver
     from madengine.plan.model import Plan
+    from madengine.state.model import Observed
     from madengine.state.store import StateStore
 
 
@@ -176,8 +177,9 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
     return Realization(current, lock_digest(current.lock), graph, workspace, backends, db)
 
 
-def make_plan(r: Realization, store: StateStore, replace: Sequence[str] = (), rerun_failed: bool = False) -> Plan:
-    """Observe (read-only) and plan (pure)."""
+def make_plan(r: Realization, store: StateStore, replace: Sequence[str] = (),
+              rerun_failed: bool = False) -> tuple[Plan, Observed]:
+    """Observe (read-only) and plan (pure); what was observed comes back too, for apply's scheduler."""
     from madengine.errors import UsageError
     from madengine.plan.observe import observe
     from madengine.plan.planner import PlanOptions, plan
@@ -188,4 +190,4 @@ def make_plan(r: Realization, store: StateStore, replace: Sequence[str] = (), re
                          hint="addresses are listed by `madengine plan` and `madengine graph`")
     observed = observe(store, r.graph, r.locked.lock, r.backends, r.locked.project.registry)
     return plan(r.locked.lock, r.lock_hash, r.graph, observed,
-                PlanOptions(replace=frozenset(replace), rerun_failed=rerun_failed))
+                PlanOptions(replace=frozenset(replace), rerun_failed=rerun_failed)), observed

@@ -42,9 +42,10 @@ def apply_realization(r: Realization, request: ApplyRequest, command: str,
     with WorkspaceLock.for_store(r.state_path).acquire(command), StateStore.open(r.state_path) as store:
         if request.saved is not None:
             plans.check_current(request.saved, r.lock_hash, store.serial())
-            the_plan = request.saved
+            the_plan, latest = request.saved, store.latest_attempts()
         else:
-            the_plan = make_plan(r, store, request.replace, request.rerun_failed)
+            the_plan, observed = make_plan(r, store, request.replace, request.rerun_failed)
+            latest = observed.latest
             for style, text in plan_lines(the_plan, show_unchanged=False):
                 console.print(f"[{style}]{escape(text)}[/]")
             console.print(the_plan.summary())
@@ -53,7 +54,7 @@ def apply_realization(r: Realization, request: ApplyRequest, command: str,
         if not the_plan.has_changes:
             console.print("Nothing to do.")
         else:
-            durations = {a: t.duration for a, t in store.latest_attempts().items() if t.duration}
+            durations = {a: t.duration for a, t in latest.items() if t.duration}
             with RichReporter(console, live_output=request.live_output) as reporter:
                 result = Applier(the_plan, r.locked.lock, r.locked.project, store, r.backends, r.workspace,
                                  request.options, reporter, durations=durations).run()

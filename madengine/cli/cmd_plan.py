@@ -50,7 +50,7 @@ def plan(
     try:
         r = realization(path, locked=locked, select=select, targets=target, state=state)
         with StateStore.open(r.state_path) as store:
-            the_plan = make_plan(r, store, replace, rerun_failed)
+            the_plan, _ = make_plan(r, store, replace, rerun_failed)
     except Exception:
         if detailed_exitcode:  # Terraform's contract: 1 is an error whatever the error was
             _exit_one_on_error()
