@@ -256,6 +256,9 @@ class Applier:
     def _work(self, entry: _Running) -> Outcome:
         """On a worker thread: one node, start to finish. Never touches the state store."""
         change = entry.change
+        retries = self.tries.get(change.address, 0)
+        if retries and self.cancel_event.wait(self.options.retry_delay * retries):
+            return Outcome(Status.INTERRUPTED, message="interrupted")  # backing off, on this worker
         cancel = Cancel(event=self.cancel_event,
                         on_start=lambda handle: self.started_handles.put((entry.attempt_id, handle)))
         entry.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -305,7 +308,6 @@ class Applier:
         self.reporter.finished(change, outcome.status, message, seconds, outcome.perf)
         if retry:
             self.tries[change.address] = tries + 1
-            time.sleep(self.options.retry_delay * (tries + 1))
             return change
         result.statuses[change.address] = outcome.status
         self.done.add(change.address)
@@ -364,6 +366,8 @@ def judge_job(job: JobSpec, outcome: Outcome) -> Outcome:
     from madengine.results.extract import judge
 
     if outcome.status in (Status.TIMEOUT, Status.INTERRUPTED) or job.log_path is None:
+        return outcome
+    if outcome.exit_code is None:  # the script never ran to an end (an engine error): its message says why
         return outcome
     log_text = job.log_path.read_text(encoding="utf-8", errors="replace") if job.log_path.exists() else ""
     csv_text = None

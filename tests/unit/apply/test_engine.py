@@ -1,0 +1,80 @@
+"""The apply engine with a scripted backend (the unit layer): retries of transient failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from madengine.apply.engine import Applier, ApplyOptions
+from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome
+from madengine.errors import Diagnostic, ExitCode
+from madengine.pipeline import make_plan, realization
+from madengine.state.model import Status
+from madengine.state.store import StateStore
+
+
+class Flaky:
+    """Fails each job transiently `failures` times, then succeeds."""
+
+    name: ClassVar[str] = "flaky"
+    builds_images: ClassVar[bool] = False
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls: dict[str, int] = {}
+
+    def validate(self, job: JobSpec) -> list[Diagnostic]:
+        return []
+
+    def hosts(self) -> list[tuple[str, int | None]]:
+        return [("h", None)]
+
+    def observe_image(self, image: ImageSpec, image_id: str | None) -> bool:
+        return True
+
+    def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        raise AssertionError("no images here")
+
+    push = build
+
+    def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
+        return []
+
+    def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
+        assert job.log_path is not None
+        n = self.calls[job.address] = self.calls.get(job.address, 0) + 1
+        if n <= self.failures:
+            return Outcome(Status.FAILURE, message="engine hiccup", transient=True)
+        job.log_path.write_text("performance: 2 x\n")
+        return Outcome(Status.SUCCESS, exit_code=0)
+
+
+class Quiet:
+    def begin(self, total: int) -> None: ...
+    def started(self, change: Any, where: str, log_path: Path) -> None: ...
+    def finished(self, change: Any, status: Status, message: str, seconds: float, perf: Any) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+def _apply(tmp_path: Path, backend: Flaky, retries: int) -> tuple[ExitCode, list[tuple[str, str]]]:
+    (tmp_path / "run.sh").write_text("true\n")
+    (tmp_path / "madfile.yaml").write_text("version: 1\nmodels: [{name: m, scripts: run.sh, n_gpus: 0}]\n"
+                                           "targets: {t: {backend: local}}\n")
+    r = realization(tmp_path / "madfile.yaml", locked=False)
+    with StateStore.open(r.state_path) as store:
+        plan, _ = make_plan(r, store)
+        result = Applier(plan, r.locked.lock, r.locked.project, store, {"t": backend}, r.workspace,
+                         ApplyOptions(retries=retries, retry_delay=0.01), Quiet()).run()
+        return result.exit_code, [(a.status.value, a.message) for a in store.attempts()]
+
+
+def test_a_transient_failure_is_retried_and_both_attempts_are_recorded(tmp_path: Path) -> None:
+    code, attempts = _apply(tmp_path, Flaky(failures=1), retries=2)
+    assert code is ExitCode.OK
+    assert attempts == [("FAILURE", "engine hiccup (transient; retrying)"), ("SUCCESS", "")]
+
+
+def test_retries_run_out(tmp_path: Path) -> None:
+    code, attempts = _apply(tmp_path, Flaky(failures=5), retries=1)
+    assert code is ExitCode.RUN_FAILURE
+    assert [s for s, _ in attempts] == ["FAILURE", "FAILURE"]
