@@ -7,30 +7,21 @@ this module only wires them, and reads and writes nothing but the lockfile it is
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from madengine.compile.compiler import compile_project
-from madengine.compile.ir import Project
 from madengine.errors import ConfigError
 from madengine.lock import LOCK_NAME
-from madengine.lock.lockfile import (
-    Lock,
-    LockDiff,
-    build_lock,
-    diff_locks,
-    missing_inputs,
-    read_lock,
-)
-from madengine.madfile.load import LoadedMadfile, load_and_check
+from madengine.lock.lockfile import Lock, LockDiff, diff_locks
 
-if TYPE_CHECKING:  # kept out of `madengine lock`'s start-up
-    import networkx as nx
-
+if TYPE_CHECKING:  # the compiler (and pydantic) load only when something is compiled
     from madengine.backends.base import Backend, Workspace
+    from madengine.compile.ir import Project
+    from madengine.graph.dag import Dag
     from madengine.lock.pins import Resolver
+    from madengine.madfile.load import LoadedMadfile
     from madengine.plan.model import Plan
     from madengine.state.model import Observed
     from madengine.state.store import StateStore
@@ -65,6 +56,9 @@ class Locked:
 
 
 def load_project(madfile: Path, text: str | None = None) -> tuple[LoadedMadfile, Project]:
+    from madengine.compile.compiler import compile_project
+    from madengine.madfile.load import load_and_check
+
     loaded = load_and_check(madfile, text)
     return loaded, compile_project(loaded)
 
@@ -76,6 +70,7 @@ def lock_project(madfile: Path, *, update: Sequence[str] = (), update_all: bool 
     Pins come from the lock on disk; references new to it (and, with `update`, the ones asked for)
     are resolved against their registries.
     """
+    from madengine.lock.lockfile import build_lock, missing_inputs, read_lock
     from madengine.lock.pins import pin_bases, previous_pins
 
     loaded, project = load_project(madfile, text)
@@ -116,14 +111,28 @@ def _resolve_digest(ref: str) -> str | None:
     return resolve_digest(ref)
 
 
+def remember_fresh(locked: Locked, started_ns: int) -> None:
+    """Record that the lock on disk is what the inputs give (`lock.freshness`), once it is written."""
+    from madengine.lock import freshness
+
+    root = locked.loaded.root
+    freshness.record(root / locked.project.madfile_path, locked.lock_path,
+                     freshness.outside_dirs(root, locked.input_dirs()), started_ns,
+                     images=len(locked.lock["images"]), jobs=len(locked.lock["jobs"]),
+                     registry=locked.project.registry, tags=locked.project.model_tags())
+
+
 def current_lock(madfile: Path, *, locked: bool, text: str | None = None) -> Locked:
     """The lock for plan/apply: refreshed and written when stale, unless `--locked` (cargo's rule).
 
     A madfile given as `text` (the ROCm-style commands' generated one) keeps its lock in memory.
     """
+    import time
+
     from madengine.errors import StaleLockError
     from madengine.lock.lockfile import write_lock
 
+    started = time.time_ns()
     result = lock_project(madfile, text=text)
     if text is not None:
         return result
@@ -133,6 +142,7 @@ def current_lock(madfile: Path, *, locked: bool, text: str | None = None) -> Loc
             what = "does not exist" if result.on_disk is None else f"is stale: {result.diff.summary()}"
             raise StaleLockError(f"{shown}{LOCK_NAME} {what}", hint="run `madengine lock`, or drop --locked")
         write_lock(result.lock_path, result.lock)
+    remember_fresh(result, started)
     return result
 
 
@@ -148,33 +158,68 @@ def lock_digest(lock: Lock) -> str:
 class Realization:
     """Everything plan and apply work with: the current lock, its graph, the workspace, the backends."""
 
-    locked: Locked
+    display_path: str  # of the madfile, for messages and plan files
+    lock: Lock
     lock_hash: str
-    graph: nx.DiGraph  # narrowed by --select/--target
+    registry: str | None
+    graph: Dag  # narrowed by --select/--target
     workspace: Workspace
-    backends: dict[str, Backend]  # for the targets that the graph's jobs use
+    backends: Mapping[str, Backend]  # for the targets that the graph's jobs use, made on first use
     state_path: Path
+    project: Project | None  # None when a fresh lock stood for it (`realization(compile=False)`)
+
+    def compiled(self) -> Project:
+        if self.project is None:
+            raise AssertionError("this realization was planned from a fresh lock: it cannot be applied")
+        return self.project
 
 
 def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targets: Sequence[str] = (),
-                state: str | None = None, text: str | None = None) -> Realization:
+                state: str | None = None, text: str | None = None, compile: bool = True) -> Realization:
+    """The lock (refreshed unless `locked`), its graph narrowed by select/targets, and the backends.
+
+    With `compile=False` a lock that `lock.freshness` knows fresh is taken as it is, and nothing is
+    compiled: enough to plan, not to apply (which needs the compiled project's jobs).
+    """
     import hashlib
 
     from madengine.backends.base import Workspace
-    from madengine.backends.registry import make_backends
+    from madengine.backends.registry import LazyBackends
     from madengine.graph.build import build_graph
     from madengine.graph.build import select as select_nodes
+    from madengine.lock import freshness
+    from madengine.lock.lockfile import parse_lock
+    from madengine.madfile.locate import display_path
     from madengine.state.store import state_path
 
-    current = current_lock(madfile, locked=locked, text=text)
-    graph = select_nodes(build_graph(current.project, current.lock), select, targets)
-    db = state_path(current.loaded.root, state)
-    workspace = Workspace(root=current.loaded.root, state_dir=db.parent,
+    root = Path(madfile).absolute().parent
+    fresh = None if compile or text is not None else freshness.check(madfile, root / LOCK_NAME)
+    project: Project | None
+    if fresh is not None:
+        lock, registry, tags, project = parse_lock(fresh.lock_text, root / LOCK_NAME), fresh.registry, fresh.tags, None
+        shown = display_path(madfile)
+    else:
+        current = current_lock(madfile, locked=locked, text=text)
+        lock, project = current.lock, current.project
+        registry, tags, shown = project.registry, project.model_tags(), current.loaded.display_path
+    graph = select_nodes(build_graph(lock, registry=registry, tags=tags), select, targets)
+    db = state_path(root, state)
+    workspace = Workspace(root=root, state_dir=db.parent,
                           workspace_id=hashlib.sha256(str(db.resolve()).encode()).hexdigest()[:12])
-    used = {t for n, data in graph.nodes(data=True)
+    used = {t for data in graph.nodes.values()
             for t in ((data["target"],) if data["kind"] == "job" else data.get("targets", ()))}
-    backends = make_backends({t: current.project.targets[t] for t in sorted(used)}, workspace)
-    return Realization(current, lock_digest(current.lock), graph, workspace, backends, db)
+    backends = LazyBackends(used, lambda: _targets(madfile, project, text), workspace)
+    return Realization(shown, lock, lock_digest(lock), registry, graph, workspace, backends, db, project)
+
+
+def _targets(madfile: Path, project: Project | None, text: str | None) -> Mapping[str, Any]:
+    """The targets' configuration: the compiled project's, or, planning from a fresh lock, the madfile's."""
+    if project is not None:
+        return project.targets
+    from madengine.compile.compiler import targets_of
+    from madengine.madfile.load import load_and_check
+
+    return targets_of(load_and_check(madfile, text).madfile)
 
 
 def make_plan(r: Realization, store: StateStore, replace: Sequence[str] = (),
@@ -188,6 +233,6 @@ def make_plan(r: Realization, store: StateStore, replace: Sequence[str] = (),
     if unknown:
         raise UsageError(f"--replace {unknown[0]!r} is not a node of this plan",
                          hint="addresses are listed by `madengine plan` and `madengine graph`")
-    observed = observe(store, r.graph, r.locked.lock, r.backends, r.locked.project.registry)
-    return plan(r.locked.lock, r.lock_hash, r.graph, observed,
+    observed = observe(store, r.graph, r.lock, r.backends, r.registry)
+    return plan(r.lock, r.lock_hash, r.graph, observed,
                 PlanOptions(replace=frozenset(replace), rerun_failed=rerun_failed)), observed

@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TYPE_CHECKING
 
 from madengine.backends import docker_render as render
 from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome, Workspace, node_file_name
@@ -50,8 +50,10 @@ from madengine.backends.credentials import (
 )
 from madengine.backends.registry_client import parse_reference, resolve_digest
 from madengine.errors import Diagnostic, MadengineError
-from madengine.madfile.model import DockerTarget
 from madengine.state.model import Status
+
+if TYPE_CHECKING:  # the target's type only: pydantic is not needed to run a job
+    from madengine.madfile.model import DockerTarget
 
 POLL = 0.05  # seconds between checks of timeout / cancel while a container runs (no I/O per check)
 MAX_POOL = 64  # connections to the engine: a running job holds two (wait + logs)

@@ -18,12 +18,14 @@ import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar, TYPE_CHECKING
 
 from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome, Workspace, interpreter, node_file_name
 from madengine.errors import Diagnostic
-from madengine.madfile.model import LocalTarget
 from madengine.state.model import Status
+
+if TYPE_CHECKING:  # the target's type only: pydantic is not needed to run a job
+    from madengine.madfile.model import LocalTarget
 
 ATTEMPT_ENV = "MADENGINE_ATTEMPT"  # set in every job's environment: proves a process is ours
 KILL_GRACE_SECONDS = 5.0

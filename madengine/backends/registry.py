@@ -7,7 +7,7 @@ a plugin package adds one with `[project.entry-points."madengine.backends"] name
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from madengine.backends.base import Backend, Workspace
@@ -44,3 +44,34 @@ def make_backends(targets: Mapping[str, Any], workspace: Workspace) -> dict[str,
     """One backend per target, constructed with the target's configuration."""
     return {name: backend_class(t.backend)(name, t, workspace)  # type: ignore[call-arg]
             for name, t in targets.items()}
+
+
+class LazyBackends(Mapping[str, Backend]):
+    """The backends of these targets, each constructed on first use.
+
+    A plan asks a backend something only about images it built; a no-op plan of `local` jobs asks
+    nothing, and so never imports a backend, nor reads the targets' configuration.
+    """
+
+    def __init__(self, names: Iterable[str], targets: Callable[[], Mapping[str, Any]],
+                 workspace: Workspace) -> None:
+        self._names = sorted(names)
+        self._read_targets = targets
+        self._targets: Mapping[str, Any] | None = None
+        self._workspace = workspace
+        self._made: dict[str, Backend] = {}
+
+    def __getitem__(self, name: str) -> Backend:
+        if name not in self._names:
+            raise KeyError(name)
+        if name not in self._made:
+            if self._targets is None:
+                self._targets = self._read_targets()
+            self._made.update(make_backends({name: self._targets[name]}, self._workspace))
+        return self._made[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)

@@ -56,7 +56,7 @@ def apply_realization(r: Realization, request: ApplyRequest, command: str,
         else:
             durations = {a: t.duration for a, t in latest.items() if t.duration}
             with RichReporter(console, live_output=request.live_output) as reporter:
-                result = Applier(the_plan, r.locked.lock, r.locked.project, store, r.backends, r.workspace,
+                result = Applier(the_plan, r.lock, r.compiled(), store, r.backends, r.workspace,
                                  request.options, reporter, durations=durations).run()
             console.print(reporter.summary())
             counts = Counter(s.value for s in result.statuses.values())

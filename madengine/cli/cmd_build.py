@@ -48,7 +48,7 @@ def build(
                            options=ApplyOptions(parallelism=parallelism, keep_going=True))
 
     def export(store: StateStore, result: ApplyResult | None) -> None:
-        manifest = export_build_manifest(base / manifest_output, store, r.locked.lock["jobs"], registry)
+        manifest = export_build_manifest(base / manifest_output, store, r.lock["jobs"], registry)
         typer.echo(f"wrote {base / manifest_output} ({len(manifest['built_images'])} images)")
         if summary_output is not None:
             (base / summary_output).write_text(json.dumps(manifest["summary"], indent=2, sort_keys=True) + "\n")

@@ -14,6 +14,7 @@ class GraphFormat(str, Enum):
     dot = "dot"
     mermaid = "mermaid"
     json = "json"
+    graphml = "graphml"
 
 
 def register(app: typer.Typer) -> None:
@@ -34,7 +35,7 @@ def graph(
     from madengine.cli.options import madfile_path
     from madengine.graph.build import build_graph
     from madengine.graph.build import select as select_nodes
-    from madengine.graph.render import to_dot, to_json, to_mermaid
+    from madengine.graph.render import to_dot, to_graphml, to_json, to_mermaid
     from madengine.lock import LOCK_NAME
     from madengine.lock.lockfile import build_lock, read_lock
     from madengine.lock.pins import pin_bases, previous_pins
@@ -46,9 +47,11 @@ def graph(
     pins = pin_bases([i.base for i in project.images.values()], previous_pins(read_lock(loaded.root / LOCK_NAME)),
                      resolve=lambda ref: None)
     lock = build_lock(project, {ref: digest for ref, digest in pins.items() if digest})
-    g = select_nodes(build_graph(project, lock), select, target)
+    g = select_nodes(build_graph(lock, registry=project.registry, tags=project.model_tags()), select, target)
     if as_json or fmt is GraphFormat.json:
         output.print_json(to_json(g))
+    elif fmt is GraphFormat.graphml:
+        typer.echo(to_graphml(g), nl=False)
     elif fmt is GraphFormat.mermaid:
         typer.echo(to_mermaid(g), nl=False)
     else:

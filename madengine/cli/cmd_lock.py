@@ -47,7 +47,7 @@ def lock(
     from madengine.cli import output
     from madengine.errors import StaleLockError
     from madengine.lock.lockfile import write_lock
-    from madengine.pipeline import lock_project
+    from madengine.pipeline import lock_project, remember_fresh
 
     started = time.time_ns()
     locked = lock_project(path, update=to_update or (), update_all=update and not to_update)
@@ -66,8 +66,7 @@ def lock(
         written = False
     else:
         written = write_lock(lock_path, locked.lock)
-    outside = freshness.outside_dirs(path.parent, locked.input_dirs())
-    freshness.record(path, lock_path, outside, started, images, jobs)
+    remember_fresh(locked, started)
     summary = "" if not written or locked.on_disk is None else diff.summary() or "formatting"
     _report(as_json, name, check, written=written, images=images, jobs=jobs, created=locked.on_disk is None,
             summary=summary)

@@ -48,7 +48,7 @@ def plan(
 
     path = madfile_path(file, chdir)
     try:
-        r = realization(path, locked=locked, select=select, targets=target, state=state)
+        r = realization(path, locked=locked, select=select, targets=target, state=state, compile=False)
         with StateStore.open(r.state_path) as store:
             the_plan, _ = make_plan(r, store, replace, rerun_failed)
     except Exception:
@@ -56,9 +56,9 @@ def plan(
             _exit_one_on_error()
         raise
     if out is not None:
-        planfile.save(out, the_plan, r.locked.loaded.display_path)
+        planfile.save(out, the_plan, r.display_path)
     if as_json:
-        output.print_json(planfile.to_json(the_plan, r.locked.loaded.display_path))
+        output.print_json(planfile.to_json(the_plan, r.display_path))
     else:
         typer.echo(render_text(the_plan, show_unchanged), nl=False)
         if out is not None:

@@ -58,6 +58,11 @@ class _Diagnostics:
         self.items.append(self.loaded.diagnostic(key_path, message, hint))
 
 
+def targets_of(mf: Madfile) -> dict[str, Target]:
+    """The madfile's targets; none declared means the embedded default, `local`."""
+    return dict(mf.targets) or {DEFAULT_TARGET: LocalTarget(backend="local")}
+
+
 def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Project:
     """Compile a checked madfile. `package` may be passed in when the caller discovered it already."""
     diags = _Diagnostics(loaded)
@@ -73,7 +78,7 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
     instances = _model_instances(loaded, package, package_path, diags)
     extras = _PackageExtras.load(root, package_path if package is not None else None, diags)
     contexts: dict[str, Context] = dict(mf.contexts) or {DEFAULT_CONTEXT: Context()}
-    targets: dict[str, Target] = dict(mf.targets) or {DEFAULT_TARGET: LocalTarget(backend="local")}
+    targets = targets_of(mf)
     runs = list(mf.runs) or [Run(models=["all"])]
 
     images: dict[str, ImageNode] = {}

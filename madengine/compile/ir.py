@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from madengine.madfile.model import Context, Expect, Target
+if TYPE_CHECKING:  # pydantic stays out of what imports the IR's dataclasses (a no-op plan does)
+    from madengine.madfile.model import Context, Expect, Target
 
 
 @dataclass(frozen=True)
@@ -99,3 +100,7 @@ class Project:
     images: Mapping[str, ImageNode]
     jobs: Mapping[str, JobNode]
     warnings: tuple[Any, ...] = field(default=())
+
+    def model_tags(self) -> dict[str, tuple[str, ...]]:
+        """Each model's tags, by model name: what the graph needs besides the lock."""
+        return {job.model: job.tags for job in self.jobs.values()}

@@ -1,36 +1,36 @@
-"""The dependency graph: a networkx DiGraph over node addresses, built from the lock (DESIGN §1).
+"""The dependency graph over node addresses, built from the lock (DESIGN §1).
 
 Edges point from a dependency to its dependent (image -> job). Each node carries its kind, hash and,
-for jobs, the model, tags and target that `--select` and `--target` filter on.
+for jobs, the model, tags and target that `--select` and `--target` filter on. The lock holds all of
+it but the tags and the registry, which the caller passes: from the compiled project, or from the
+record `lock.freshness` keeps of it when the lock is fresh.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import networkx as nx
-
-from madengine.compile.ir import Project
 from madengine.errors import ConfigError, UsageError
+from madengine.graph.dag import Dag
 from madengine.lock.lockfile import Lock
 
 
-def build_graph(project: Project, lock: Lock) -> nx.DiGraph:
-    graph = nx.DiGraph()
+def build_graph(lock: Lock, *, registry: str | None, tags: Mapping[str, Sequence[str]]) -> Dag:
+    """`tags`: each model's tags, by model name."""
+    graph = Dag()
     for addr, image in lock["images"].items():
         graph.add_node(addr, kind="image", hash=image["hash"], tag=image["tag"])
     for addr, job in lock["jobs"].items():
-        node = project.jobs[addr]
-        graph.add_node(addr, kind="job", hash=job["hash"], model=node.model, tags=node.tags,
-                       target=node.target, context=node.context)
+        graph.add_node(addr, kind="job", hash=job["hash"], model=job["model"], tags=tuple(tags.get(job["model"], ())),
+                       target=job["target"], context=job["context"])
         for dep in job["depends_on"]:
             graph.add_edge(dep, addr)
     for addr in lock["images"]:
         # Where the image must exist, from every job that uses it (kept when --select drops the jobs).
         graph.nodes[addr]["targets"] = tuple(sorted({graph.nodes[j]["target"] for j in graph.successors(addr)}))
-    if project.registry:
+    if registry:
         # With a registry, every image that some job uses is pushed after it is built.
         for addr, image in lock["images"].items():
             push = push_address(addr)
@@ -45,34 +45,32 @@ def push_address(image_address: str) -> str:
     return "push:" + image_address.removeprefix("image:")
 
 
-def check_acyclic(graph: nx.DiGraph) -> None:
-    try:
-        cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
-        return
-    raise ConfigError("dependency cycle: " + " -> ".join(str(u) for u, _ in cycle) + f" -> {cycle[0][0]}",
-                      hint="remove one of the depends_on edges in the cycle")
+def check_acyclic(graph: Dag) -> None:
+    cycle = graph.find_cycle()
+    if cycle:
+        raise ConfigError("dependency cycle: " + " -> ".join([*cycle, cycle[0]]),
+                          hint="remove one of the depends_on edges in the cycle")
 
 
-def topological_order(graph: nx.DiGraph) -> list[str]:
+def topological_order(graph: Dag) -> list[str]:
     """Dependencies first; ties broken by address, so the order is the same on every run."""
-    return list(nx.lexicographical_topological_sort(graph))
+    return graph.topological_order()
 
 
-def select(graph: nx.DiGraph, selectors: Sequence[str] = (), targets: Sequence[str] = ()) -> nx.DiGraph:
+def select(graph: Dag, selectors: Sequence[str] = (), targets: Sequence[str] = ()) -> Dag:
     """The subgraph of the jobs matching every filter, with everything they depend on.
 
     A selector matches a job by model name, tag, or address glob (`job:dummy*@cpu/*`), and an image by
     address glob; `--target` keeps only jobs on those targets. A selector that matches nothing is an
     error, so a typo never silently plans nothing.
     """
-    jobs = [n for n, d in graph.nodes(data=True) if d["kind"] == "job"]
+    jobs = {n for n, d in graph.nodes.items() if d["kind"] == "job"}
     if targets:
         known = {graph.nodes[n]["target"] for n in jobs}
         unknown = [t for t in targets if t not in known]
         if unknown:
             raise UsageError(f"--target {unknown[0]!r} has no jobs", hint=_choices(known))
-        jobs = [n for n in jobs if graph.nodes[n]["target"] in targets]
+        jobs = {n for n in jobs if graph.nodes[n]["target"] in targets}
     keep: set[str] = set()
     if selectors:
         for sel in selectors:
@@ -91,10 +89,10 @@ def select(graph: nx.DiGraph, selectors: Sequence[str] = (), targets: Sequence[s
             keep.update(graph.nodes)
     closure = set(keep)
     for n in keep:
-        closure.update(nx.ancestors(graph, n))
+        closure.update(graph.ancestors(n))
     # An image that is kept is also pushed (a push is part of realizing it for remote targets).
     closure.update(s for n in list(closure) for s in graph.successors(n) if graph.nodes[s]["kind"] == "push")
-    return graph.subgraph(closure).copy()
+    return graph.subgraph(closure)
 
 
 def _matches(addr: str, data: dict[str, Any], selector: str) -> bool:
@@ -105,7 +103,7 @@ def _matches(addr: str, data: dict[str, Any], selector: str) -> bool:
     return selector in (data["model"], *data["tags"])
 
 
-def _targets_of(graph: nx.DiGraph, nodes: Iterable[str]) -> set[str]:
+def _targets_of(graph: Dag, nodes: Iterable[str]) -> set[str]:
     return {graph.nodes[n]["target"] for n in nodes if graph.nodes[n]["kind"] == "job"}
 
 

@@ -1,15 +1,14 @@
-"""Text forms of the dependency graph: Graphviz dot, Mermaid, and JSON. Pure functions."""
+"""Text forms of the dependency graph: Graphviz dot, Mermaid, JSON and GraphML. Pure functions."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import networkx as nx
-
 from madengine.graph.build import topological_order
+from madengine.graph.dag import Dag
 
 
-def to_json(graph: nx.DiGraph) -> dict[str, Any]:
+def to_json(graph: Dag) -> dict[str, Any]:
     order = topological_order(graph)
     return {
         "nodes": [{"address": n, **_plain(graph.nodes[n])} for n in order],
@@ -18,7 +17,7 @@ def to_json(graph: nx.DiGraph) -> dict[str, Any]:
     }
 
 
-def to_dot(graph: nx.DiGraph) -> str:
+def to_dot(graph: Dag) -> str:
     lines = ["digraph madengine {", "  rankdir=LR;", '  node [fontname="monospace"];']
     for n in topological_order(graph):
         shape = "box3d" if graph.nodes[n]["kind"] == "image" else "box"
@@ -29,7 +28,7 @@ def to_dot(graph: nx.DiGraph) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_mermaid(graph: nx.DiGraph) -> str:
+def to_mermaid(graph: Dag) -> str:
     order = topological_order(graph)
     ids = {n: f"n{i}" for i, n in enumerate(order)}
     lines = ["flowchart LR"]
@@ -42,6 +41,16 @@ def to_mermaid(graph: nx.DiGraph) -> str:
     for u, v in sorted(graph.edges):
         lines.append(f"  {ids[u]} --> {ids[v]}")
     return "\n".join(lines) + "\n"
+
+
+def to_graphml(graph: Dag) -> str:
+    """GraphML (yEd, Gephi, Cytoscape), written by networkx; tuples become comma-separated text."""
+    import networkx as nx
+
+    g = graph.to_networkx()
+    for _, data in g.nodes(data=True):
+        data.update({k: ",".join(v) for k, v in data.items() if isinstance(v, tuple)})
+    return "\n".join(nx.generate_graphml(g)) + "\n"
 
 
 def _dot_quote(text: str) -> str:

@@ -5,6 +5,9 @@ file under the project and the package (and of any input outside them) are recor
 the lock text. If nothing moved since and the lock file holds those bytes, the lock is fresh; anything
 else, including a missing or unreadable record, means "compute it". The record lives in `.madengine/`
 and never changes what a lock contains.
+
+The record also keeps the little that the dependency graph needs besides the lock (the registry and
+each model's tags), so that a no-op `plan` reads the lock and the state and compiles nothing.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from madengine import __version__
@@ -30,6 +33,9 @@ class Fresh:
 
     images: int
     jobs: int
+    lock_text: bytes = field(repr=False)  # the lock file's bytes, those the record was checked against
+    registry: str | None = None
+    tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # model name -> its tags
 
 
 def fingerprint(root: Path, madfile_name: str, extra_dirs: Iterable[str], lock_name: str) -> tuple[str, int]:
@@ -74,11 +80,15 @@ def _scan(top: Path, path: Path, lock_name: str) -> Iterable[tuple[bytes, int]]:
             yield from _scan(top, Path(entry.path), lock_name)
 
 
-def _lock_digest(lock_path: Path) -> str | None:
+def _read(lock_path: Path) -> bytes | None:
     try:
-        return hashlib.sha256(lock_path.read_bytes()).hexdigest()
+        return lock_path.read_bytes()
     except OSError:
         return None
+
+
+def _digest(text: bytes | None) -> str | None:
+    return None if text is None else hashlib.sha256(text).hexdigest()
 
 
 def check(madfile: Path, lock_path: Path) -> Fresh | None:
@@ -87,17 +97,21 @@ def check(madfile: Path, lock_path: Path) -> Fresh | None:
     try:
         rec = json.loads((root / RECORD).read_text(encoding="utf-8"))
         extra = [str(d) for d in rec["extra"]]
-        if rec["lock"] != _lock_digest(lock_path):
+        lock_text = _read(lock_path)
+        if lock_text is None or rec["lock"] != _digest(lock_text):
             return None
         if rec["inputs"] != fingerprint(root, madfile.name, extra, lock_path.name)[0]:
             return None
-        return Fresh(images=int(rec["images"]), jobs=int(rec["jobs"]))
-    except (OSError, ValueError, KeyError, TypeError):
+        registry = rec["registry"]
+        return Fresh(images=int(rec["images"]), jobs=int(rec["jobs"]), lock_text=lock_text,
+                     registry=registry if isinstance(registry, str) else None,
+                     tags={str(m): tuple(map(str, t)) for m, t in rec["tags"].items()})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
-def record(madfile: Path, lock_path: Path, extra_dirs: Iterable[str], started_ns: int,
-           images: int, jobs: int) -> None:
+def record(madfile: Path, lock_path: Path, extra_dirs: Iterable[str], started_ns: int, *,
+           images: int, jobs: int, registry: str | None, tags: Mapping[str, Sequence[str]]) -> None:
     """Remember that the lock at lock_path is what its current inputs give. Never raises.
 
     Nothing is recorded when an input is newer than `started_ns` (when the caller began reading):
@@ -109,8 +123,8 @@ def record(madfile: Path, lock_path: Path, extra_dirs: Iterable[str], started_ns
         inputs, newest = fingerprint(root, madfile.name, extra, lock_path.name)
         if newest >= started_ns - _CLOCK_SLACK_NS:
             return
-        data = {"inputs": inputs, "lock": _lock_digest(lock_path), "extra": extra,
-                "images": images, "jobs": jobs}
+        data = {"inputs": inputs, "lock": _digest(_read(lock_path)), "extra": extra,
+                "images": images, "jobs": jobs, "registry": registry, "tags": {m: list(t) for m, t in tags.items()}}
         path = root / RECORD
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")

@@ -153,11 +153,15 @@ def render(lock: Lock) -> str:
 def read_lock(path: Path) -> Lock | None:
     """The lock at `path`, None if there is none; a corrupt lock is a config error."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes()
     except FileNotFoundError:
         return None
+    return parse_lock(text, path)
+
+
+def parse_lock(text: bytes, path: Path) -> Lock:
     try:
-        data = json.loads(text)
+        data = json.loads(text)  # not orjson: json's messages say what is wrong
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path.name} is not valid JSON: {exc.msg}", file=str(path), line=exc.lineno,
                           column=exc.colno, hint="delete it and run `madengine lock`") from None

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import networkx as nx
-
 from madengine.apply.specs import image_spec
 from madengine.backends.base import Backend
+from madengine.graph.dag import Dag
 from madengine.lock.lockfile import Lock
 from madengine.state.model import Observed
 from madengine.state.store import StateStore
 
 
-def observe(store: StateStore, graph: nx.DiGraph, lock: Lock, backends: Mapping[str, Backend],
+def observe(store: StateStore, graph: Dag, lock: Lock, backends: Mapping[str, Backend],
             registry: str | None) -> Observed:
     images = store.images()
     missing = set()

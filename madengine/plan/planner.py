@@ -12,9 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import networkx as nx
-
 from madengine.graph.build import topological_order
+from madengine.graph.dag import Dag
 from madengine.lock.lockfile import Lock
 from madengine.plan.model import Action, Change, Plan
 from madengine.state.model import Attempt, Observed, Status
@@ -33,7 +32,7 @@ class PlanOptions:
     rerun_failed: bool = False
 
 
-def plan(lock: Lock, lock_hash: str, graph: nx.DiGraph, observed: Observed,
+def plan(lock: Lock, lock_hash: str, graph: Dag, observed: Observed,
          options: PlanOptions = PlanOptions()) -> Plan:
     changes = []
     for address in topological_order(graph):

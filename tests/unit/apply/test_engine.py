@@ -63,7 +63,7 @@ def _apply(tmp_path: Path, backend: Flaky, retries: int) -> tuple[ExitCode, list
     r = realization(tmp_path / "madfile.yaml", locked=False)
     with StateStore.open(r.state_path) as store:
         plan, _ = make_plan(r, store)
-        result = Applier(plan, r.locked.lock, r.locked.project, store, {"t": backend}, r.workspace,
+        result = Applier(plan, r.lock, r.compiled(), store, {"t": backend}, r.workspace,
                          ApplyOptions(retries=retries, retry_delay=0.01), Quiet()).run()
         return result.exit_code, [(a.status.value, a.message) for a in store.attempts()]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 import pytest
 
 from madengine.graph.build import build_graph
+from madengine.graph.dag import Dag
 from madengine.lock.lockfile import Lock, build_lock
 from madengine.plan.model import Action, Plan
 from madengine.plan.planner import PlanOptions, plan
@@ -33,13 +33,13 @@ def project_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _lock_graph(root: Path, registry: str | None = None) -> tuple[Lock, nx.DiGraph]:
+def _lock_graph(root: Path, registry: str | None = None) -> tuple[Lock, Dag]:
     if registry:
         text = (root / "madfile.yaml").read_text()
         (root / "madfile.yaml").write_text(text.replace("version: 1\n", f"version: 1\nregistry: {registry}\n"))
     project = compile_file(root / "madfile.yaml")
     lock = build_lock(project)
-    return lock, build_graph(project, lock)
+    return lock, build_graph(lock, registry=project.registry, tags=project.model_tags())
 
 
 def _image(lock: Lock, address: str = IMAGE, **kw: Any) -> ImageRecord:
@@ -60,7 +60,7 @@ def _attempt(lock: Lock, address: str, status: Status = Status.SUCCESS, **kw: An
     return Attempt(**fields)
 
 
-def _plan(lock: Lock, graph: nx.DiGraph, images: dict[tuple[str, str], ImageRecord] | None = None,
+def _plan(lock: Lock, graph: Dag, images: dict[tuple[str, str], ImageRecord] | None = None,
           latest: dict[str, Attempt] | None = None, missing: frozenset[tuple[str, str]] = frozenset(),
           **options: Any) -> Plan:
     observed = Observed(serial=3, images=images or {}, latest=latest or {}, missing_images=missing)
@@ -150,6 +150,6 @@ def test_registry_adds_push_nodes(project_dir: Path) -> None:
 def test_plan_is_pure(project_dir: Path) -> None:
     lock, graph = _lock_graph(project_dir)
     images = {(IMAGE, "box"): _image(lock)}
-    before = (dict(images), nx.to_dict_of_lists(graph))
+    before = (dict(images), graph.edges, {n: dict(d) for n, d in graph.nodes.items()})
     assert _plan(lock, graph, images) == _plan(lock, graph, images)
-    assert (images, nx.to_dict_of_lists(graph)) == before
+    assert (images, graph.edges, graph.nodes) == before
