@@ -216,10 +216,9 @@ def _targets(madfile: Path, project: Project | None, text: str | None) -> Mappin
     """The targets' configuration: the compiled project's, or, planning from a fresh lock, the madfile's."""
     if project is not None:
         return project.targets
-    from madengine.compile.compiler import targets_of
     from madengine.madfile.load import load_and_check
 
-    return targets_of(load_and_check(madfile, text).madfile)
+    return load_and_check(madfile, text).madfile.effective_targets()
 
 
 def make_plan(r: Realization, store: StateStore, replace: Sequence[str] = (),

@@ -36,8 +36,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from madengine.backends import docker_probe as probe
 from madengine.backends import docker_render as render
 from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome, Workspace, node_file_name
 from madengine.backends.credentials import (
@@ -168,17 +169,31 @@ class DockerBackend:
 
     def observe_image(self, image: ImageSpec, image_id: str | None) -> bool:
         """Is the image present: by id when one was recorded (and still tagged as the lock says)."""
+        try:
+            tags = probe.image_tags(self.target.host, image_id or image.tag)
+        except probe.Unsupported:
+            tags = self._image_tags_by_sdk(image_id or image.tag)
+        except OSError as e:
+            raise self._unreachable(image, e) from None
+        if tags is None:
+            return False
+        # The tag is what runs use: if it was moved to another image, this build is not what runs.
+        return image.tag in tags or not image_id
+
+    def _image_tags_by_sdk(self, name: str) -> list[str] | None:
         import docker
 
         try:
-            found = self.client().images.get(image_id or image.tag)
+            return list(self.client().images.get(name).tags or [])
         except docker.errors.ImageNotFound:
-            return False
+            return None
         except _engine_errors() as e:
-            raise EngineUnavailable(f"target {self.target_name}: cannot ask the Docker engine about "
-                                    f"{image.tag}: {_one_line(str(e))}") from None
-        # The tag is what runs use: if it was moved to another image, this build is not what runs.
-        return image.tag in (found.tags or []) or not image_id
+            raise self._unreachable(name, e) from None
+
+    def _unreachable(self, image: ImageSpec | str, error: BaseException) -> EngineUnavailable:
+        name = image if isinstance(image, str) else image.tag
+        return EngineUnavailable(f"target {self.target_name}: cannot ask the Docker engine about "
+                                 f"{name}: {_one_line(str(error))}")
 
     # --- build / push ---------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome, Workspace, interpreter, node_file_name
 from madengine.errors import Diagnostic

@@ -22,18 +22,16 @@ from madengine.mad.model import DEFAULT_TIMEOUT, Dockerfile, MadModel, Package, 
 from madengine.mad.tools import ResolvedTools, Tool, check_tool_files, load_tools, resolve_tools
 from madengine.madfile.load import LoadedMadfile
 from madengine.madfile.model import (
+    DEFAULT_CONTEXT,
     Context,
     Expect,
     InlineModel,
-    LocalTarget,
     Run,
     Scalar,
     SelectModels,
     Target,
 )
 
-DEFAULT_CONTEXT = "default"
-DEFAULT_TARGET = "local"
 KeyPath = tuple[str | int, ...]
 
 
@@ -58,11 +56,6 @@ class _Diagnostics:
         self.items.append(self.loaded.diagnostic(key_path, message, hint))
 
 
-def targets_of(mf: Madfile) -> dict[str, Target]:
-    """The madfile's targets; none declared means the embedded default, `local`."""
-    return dict(mf.targets) or {DEFAULT_TARGET: LocalTarget(backend="local")}
-
-
 def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Project:
     """Compile a checked madfile. `package` may be passed in when the caller discovered it already."""
     diags = _Diagnostics(loaded)
@@ -78,7 +71,7 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
     instances = _model_instances(loaded, package, package_path, diags)
     extras = _PackageExtras.load(root, package_path if package is not None else None, diags)
     contexts: dict[str, Context] = dict(mf.contexts) or {DEFAULT_CONTEXT: Context()}
-    targets = targets_of(mf)
+    targets = mf.effective_targets()
     runs = list(mf.runs) or [Run(models=["all"])]
 
     images: dict[str, ImageNode] = {}

@@ -257,3 +257,7 @@ class Madfile(Strict):
     contexts: dict[str, Context] = Field(default_factory=dict)
     targets: dict[str, Target] = Field(default_factory=dict)
     runs: list[Run] = Field(default_factory=list)
+
+    def effective_targets(self) -> dict[str, Target]:
+        """The declared targets; none declared means the embedded default, `local`."""
+        return dict(self.targets) or {DEFAULT_TARGET: LocalTarget(backend="local")}

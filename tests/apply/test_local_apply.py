@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -229,3 +230,58 @@ def test_sigkill_then_a_second_apply_finishes_the_rest(tmp_path: Path, kill_afte
     assert all(final[a] == ["SUCCESS"] for a in done_before)  # nothing that succeeded ran again
     assert all(s[-1] == "SUCCESS" for s in final.values()) and len(final) == 5
     assert db(root).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+# --- planning from a fresh lock ---------------------------------------------------------------------
+
+PLAN_MODULES = """\
+import runpy, sys
+sys.argv = ["madengine", *sys.argv[1:]]
+try:
+    runpy.run_module("madengine", run_name="__main__")
+except SystemExit as e:
+    code = e.code
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"pydantic", "networkx", "ruamel", "docker"}
+               | {m for m in sys.modules if m == "madengine.compile.compiler"})
+print("IMPORTED", ",".join(heavy))
+sys.exit(code)
+"""
+
+
+def _plan_imports(root: Path, *args: str) -> tuple[int, str, list[str]]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NO_COLOR": "1", "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-c", PLAN_MODULES, "plan", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    out, _, imported = proc.stdout.rpartition("IMPORTED ")
+    return proc.returncode, out, [m for m in imported.strip().split(",") if m]
+
+
+def test_a_no_op_plan_from_a_fresh_lock_compiles_nothing(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, """\
+        - {name: a, scripts: run.sh, n_gpus: 0, tags: [nightly]}
+        - {name: b, scripts: run.sh, n_gpus: 0}
+        """)
+    assert run_cli("apply", "--yes", cwd=root).code == 0
+    code, out, imported = _plan_imports(root, "--detailed-exitcode", "--select", "nightly")
+    assert (code, imported) == (0, []), out
+    assert "= up to date job:a@cpu/here#1" in out and "job:b" not in out  # tags: from the record
+    # Anything that moves makes the plan compile again, and see the change.
+    (root / "run.sh").write_text(SCRIPT.replace("42.5", "43.5"))
+    code, out, imported = _plan_imports(root, "--detailed-exitcode")
+    assert code == 2 and "madengine.compile.compiler" in imported
+    assert "~ rerun job:a@cpu/here#1 (script changed)" in out and "~ rerun job:b@cpu/here#1" in out
+    # That plan wrote the lock and the record: the next one is fresh again, and says the same.
+    code, again, imported = _plan_imports(root, "--detailed-exitcode")
+    assert (code, imported, again) == (2, [], out)
+
+
+def test_a_fresh_plan_is_the_plan_a_compile_gives(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, """\
+        - {name: a, scripts: run.sh, n_gpus: 0, tags: [nightly], params: {size: [1, 2]}}
+        """, extra="registry: localhost:5000\n")
+    assert run_cli("lock", cwd=root).code == 0
+    fresh = run_cli("plan", "--json", cwd=root)
+    shutil.rmtree(root / ".madengine" / "cache")
+    compiled = run_cli("plan", "--json", cwd=root)
+    assert fresh.code == compiled.code == 0
+    assert json.loads(fresh.stdout) == json.loads(compiled.stdout)

@@ -134,4 +134,5 @@ def test_selection_errors(run_cli: RunCli, project: Path, args: list[str], messa
 def test_unknown_format_is_a_usage_error(run_cli: RunCli, project: Path) -> None:
     code, out, err = run_cli("graph", "--format", "svg", cwd=project)
     assert (code, out) == (USAGE, "")
-    assert err.endswith("Error: Invalid value for '--format': 'svg' is not one of 'dot', 'mermaid', 'json', 'graphml'.\n")
+    assert err.endswith("Error: Invalid value for '--format': 'svg' is not one of "
+                        "'dot', 'mermaid', 'json', 'graphml'.\n")

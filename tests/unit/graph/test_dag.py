@@ -47,7 +47,7 @@ def test_a_cycle_is_found_exactly_when_networkx_finds_one(seed: int) -> None:
         assert cycle is None
         return
     assert cycle, "networkx found a cycle"
-    for u, v in zip(cycle, cycle[1:] + cycle[:1]):
+    for u, v in zip(cycle, cycle[1:] + cycle[:1], strict=True):
         assert ref.has_edge(u, v)
     with pytest.raises(ValueError, match="cycle"):
         dag.topological_order()

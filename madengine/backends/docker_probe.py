@@ -1,0 +1,73 @@
+"""A read-only look at a Docker engine without the SDK: which tags an image has, if it exists.
+
+`plan` asks this about every image it recorded. The Docker SDK imports `requests`, which alone costs
+more than the rest of a no-op plan; one `GET /images/{name}/json` over the engine's socket needs only
+the standard library. Plain `unix://` and `tcp://` engines are probed here; anything else (TLS, ssh://)
+raises `Unsupported`, and the caller asks the SDK instead. Everything that changes the engine uses the SDK.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+from urllib.parse import quote, urlsplit
+
+DEFAULT_SOCKET = "/var/run/docker.sock"
+TIMEOUT = 30.0
+
+
+class Unsupported(Exception):
+    """An engine this probe does not speak to (TLS, ssh://, npipe://): use the SDK."""
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def engine_connection(host: str | None, timeout: float = TIMEOUT) -> http.client.HTTPConnection:
+    """A connection to the engine at `host` (a DOCKER_HOST value; None: the environment's, else the
+    local socket). Raises Unsupported for an engine that needs TLS or another transport."""
+    if host is None:
+        if os.environ.get("DOCKER_TLS_VERIFY"):
+            raise Unsupported("DOCKER_TLS_VERIFY is set")
+        host = os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+    url = urlsplit(host)
+    if url.scheme in ("unix", "http+unix"):
+        return _UnixConnection(url.path or DEFAULT_SOCKET, timeout)
+    if url.scheme in ("tcp", "http") and url.hostname and url.port and url.port != 2376:  # 2376: TLS
+        return http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+    raise Unsupported(f"engine {host!r}")
+
+
+def image_tags(host: str | None, name: str) -> list[str] | None:
+    """The repository tags of the image `name` (an id or a reference), None if the engine has no such
+    image. Raises OSError when the engine cannot be reached or answers with an error."""
+    conn = engine_connection(host)
+    try:
+        conn.request("GET", f"/images/{quote(name, safe='/:')}/json")  # quoted as the SDK quotes it
+        response = conn.getresponse()
+        body = response.read()
+    except http.client.HTTPException as e:
+        raise OSError(f"bad answer from the engine: {e!r}") from None
+    finally:
+        conn.close()
+    if response.status == 404:
+        return None
+    if response.status != 200:
+        raise OSError(f"{response.status} {response.reason}: {body[:200].decode('utf-8', 'replace').strip()}")
+    tags = json.loads(body).get("RepoTags") or []
+    return [str(t) for t in tags]
