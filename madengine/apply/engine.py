@@ -40,6 +40,7 @@ class ApplyOptions:
     keep_alive: bool = False
     retries: int = 2  # extra attempts for failures a backend marks transient
     retry_delay: float = 1.0
+    no_cache: bool = False  # builds reuse no cached layer (ROCm's --clean-docker-cache)
 
 
 class Reporter(Protocol):
@@ -270,7 +271,7 @@ class Applier:
         if change.kind == "push":
             image = image_spec(change.address.replace("push:", "image:", 1), self.lock, registry)
             return self.backends[change.targets[0]].push(image, entry.log_path, cancel)
-        image = image_spec(change.address, self.lock, registry)
+        image = image_spec(change.address, self.lock, registry, no_cache=self.options.no_cache)
         outcome = Outcome(Status.SUCCESS)
         for target in change.targets:
             outcome = self.backends[target].build(image, entry.log_path, cancel)

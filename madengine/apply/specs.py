@@ -16,12 +16,12 @@ from madengine.lock.lockfile import Lock
 _ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def image_spec(address: str, lock: Lock, registry: str | None) -> ImageSpec:
+def image_spec(address: str, lock: Lock, registry: str | None, *, no_cache: bool = False) -> ImageSpec:
     entry = lock["images"][address]
     return ImageSpec(address=address, node_hash=entry["hash"], tag=entry["tag"],
                      dockerfile=entry["dockerfile"]["path"], build_context=entry["context"]["path"],
                      build_args=dict(entry["build_args"]), base=entry["base"]["ref"],
-                     base_digest=entry["base"]["digest"], registry=registry)
+                     base_digest=entry["base"]["digest"], registry=registry, no_cache=no_cache)
 
 
 def job_spec(address: str, lock: Lock, project: Project, *, timeout_override: int | None = None,

@@ -64,6 +64,7 @@ class ImageSpec:
     base: str | None
     base_digest: str | None
     registry: str | None  # push here when set
+    no_cache: bool = False  # build every step again, reusing no cached layer
 
 
 @dataclass(frozen=True)

@@ -224,7 +224,7 @@ class DockerBackend:
                 with _cut_on_cancel(cancel, response.shutdown):
                     stream = api.build(
                         path=str(context_dir), dockerfile=str(dockerfile), tag=image.tag,
-                        buildargs=dict(image.build_args), rm=True, forcerm=True, decode=True,
+                        buildargs=dict(image.build_args), rm=True, forcerm=True, decode=True, nocache=image.no_cache,
                         labels={render.LABEL_NODE: image.node_hash},  # one label: each is a build step
                         network_mode=network,
                     )

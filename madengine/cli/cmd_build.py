@@ -20,7 +20,8 @@ def build(
     registry: str | None = typer.Option(None, "--registry", help="Push the images here."),
     batch_manifest: Path | None = typer.Option(None, "--batch-manifest",
                                                help="ROCm's batch build list: models with build_new true."),
-    clean_docker_cache: bool = typer.Option(False, "--clean-docker-cache", help="Rebuild every image."),
+    clean_docker_cache: bool = typer.Option(False, "--clean-docker-cache",
+                                            help="Rebuild every image, reusing no cached layer."),
     manifest_output: Path = typer.Option(Path("build_manifest.json"), "--manifest-output",
                                          help="Where to write build_manifest.json."),
     summary_output: Path | None = typer.Option(None, "--summary-output", help="Also write a JSON summary."),
@@ -45,7 +46,7 @@ def build(
     r = realization(generated_path(base), locked=False, text=madfile_text(args), select=["image:*"])
     replace = [n for n in r.graph.nodes if n.startswith("image:")] if clean_docker_cache else []
     request = ApplyRequest(yes=True, replace=replace,
-                           options=ApplyOptions(parallelism=parallelism, keep_going=True))
+                           options=ApplyOptions(parallelism=parallelism, keep_going=True, no_cache=clean_docker_cache))
 
     def export(store: StateStore, result: ApplyResult | None) -> None:
         manifest = export_build_manifest(base / manifest_output, store, r.lock["jobs"], registry)

@@ -130,6 +130,17 @@ def test_build_labels_the_image_and_observe_sees_it(project: Project, docker_cli
     assert project.backend.observe_image(spec, None) is False
 
 
+def test_no_cache_builds_every_step_again(project: Project, docker_client: Any) -> None:
+    tag = f"madengine/tiny-test:{uuid.uuid4().hex[:12]}"
+    logs = [project.workspace.logs / f"build{i}.log" for i in range(3)]
+    for log, no_cache in zip(logs, (False, False, True), strict=True):
+        spec = replace(image_spec(tag, mark="cache-test"), no_cache=no_cache)
+        assert project.backend.build(spec, log, Cancel()).status is Status.SUCCESS, log.read_text()
+    assert "Using cache" in logs[1].read_text()
+    assert "Using cache" not in logs[2].read_text()
+    docker_client.images.remove(tag, force=True)
+
+
 def test_build_failure_gives_the_error_line(project: Project) -> None:
     (project.root / "docker" / "tiny.Dockerfile").write_text(
         "FROM localhost:5000/madengine/busybox:1\nRUN echo about to fail; exit 7\n")
