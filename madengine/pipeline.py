@@ -158,6 +158,7 @@ def lock_digest(lock: Lock) -> str:
 class Realization:
     """Everything plan and apply work with: the current lock, its graph, the workspace, the backends."""
 
+    madfile: Path
     display_path: str  # of the madfile, for messages and plan files
     lock: Lock
     lock_hash: str
@@ -166,12 +167,22 @@ class Realization:
     workspace: Workspace
     backends: Mapping[str, Backend]  # for the targets that the graph's jobs use, made on first use
     state_path: Path
-    project: Project | None  # None when a fresh lock stood for it (`realization(compile=False)`)
+    project: Project | None  # None until needed when a fresh lock stood for it (`realization(compile=False)`)
 
     def compiled(self) -> Project:
+        """The compiled project, which apply needs for the jobs' specs: compiled now if a fresh lock
+        stood for it, so that an apply with nothing to do compiles nothing."""
         if self.project is None:
-            raise AssertionError("this realization was planned from a fresh lock: it cannot be applied")
+            _, self.project = load_project(self.madfile)
         return self.project
+
+    def target_configs(self) -> Mapping[str, Any]:
+        """The targets' configuration, for making backends: the madfile's, read alone if not compiled."""
+        if self.project is not None:
+            return self.project.targets
+        from madengine.madfile.load import load_and_check
+
+        return load_and_check(self.madfile).madfile.effective_targets()
 
 
 def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targets: Sequence[str] = (),
@@ -179,7 +190,7 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
     """The lock (refreshed unless `locked`), its graph narrowed by select/targets, and the backends.
 
     With `compile=False` a lock that `lock.freshness` knows fresh is taken as it is, and nothing is
-    compiled: enough to plan, not to apply (which needs the compiled project's jobs).
+    compiled until `Realization.compiled()` is asked for.
     """
     import hashlib
 
@@ -208,17 +219,9 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
                           workspace_id=hashlib.sha256(str(db.resolve()).encode()).hexdigest()[:12])
     used = {t for data in graph.nodes.values()
             for t in ((data["target"],) if data["kind"] == "job" else data.get("targets", ()))}
-    backends = LazyBackends(used, lambda: _targets(madfile, project, text), workspace)
-    return Realization(shown, lock, lock_digest(lock), registry, graph, workspace, backends, db, project)
-
-
-def _targets(madfile: Path, project: Project | None, text: str | None) -> Mapping[str, Any]:
-    """The targets' configuration: the compiled project's, or, planning from a fresh lock, the madfile's."""
-    if project is not None:
-        return project.targets
-    from madengine.madfile.load import load_and_check
-
-    return load_and_check(madfile, text).madfile.effective_targets()
+    r = Realization(madfile, shown, lock, lock_digest(lock), registry, graph, workspace,
+                    LazyBackends(used, lambda: r.target_configs(), workspace), db, project)
+    return r
 
 
 def make_plan(r: Realization, store: StateStore, replace: Sequence[str] = (),

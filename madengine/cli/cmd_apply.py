@@ -53,7 +53,8 @@ def apply(
         path = madfile_path(Path(madfile) if file is None else file, chdir)
     else:
         path = madfile_path(file, chdir)
-    r = realization(path, locked=locked or saved is not None, select=select, targets=target, state=state)
+    r = realization(path, locked=locked or saved is not None, select=select, targets=target, state=state,
+                    compile=False)
     options = ApplyOptions(parallelism=parallelism, keep_going=keep_going, timeout=timeout, keep_alive=keep_alive)
     request = ApplyRequest(saved=saved, replace=replace, rerun_failed=rerun_failed, yes=yes,
                            live_output=live_output, options=options)

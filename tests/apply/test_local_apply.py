@@ -248,31 +248,37 @@ sys.exit(code)
 """
 
 
-def _plan_imports(root: Path, *args: str) -> tuple[int, str, list[str]]:
+def _imports(root: Path, *args: str) -> tuple[int, str, list[str]]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NO_COLOR": "1", "COLUMNS": "200"}
-    proc = subprocess.run([sys.executable, "-c", PLAN_MODULES, "plan", *args], cwd=root, env=env,
+    proc = subprocess.run([sys.executable, "-c", PLAN_MODULES, *args], cwd=root, env=env,
                           capture_output=True, text=True, timeout=60, check=False)
     out, _, imported = proc.stdout.rpartition("IMPORTED ")
     return proc.returncode, out, [m for m in imported.strip().split(",") if m]
 
 
-def test_a_no_op_plan_from_a_fresh_lock_compiles_nothing(run_cli: RunCli, tmp_path: Path) -> None:
+def test_a_no_op_plan_or_apply_from_a_fresh_lock_compiles_nothing(run_cli: RunCli, tmp_path: Path) -> None:
     root = project(tmp_path, """\
         - {name: a, scripts: run.sh, n_gpus: 0, tags: [nightly]}
         - {name: b, scripts: run.sh, n_gpus: 0}
         """)
     assert run_cli("apply", "--yes", cwd=root).code == 0
-    code, out, imported = _plan_imports(root, "--detailed-exitcode", "--select", "nightly")
+    code, out, imported = _imports(root, "plan", "--detailed-exitcode", "--select", "nightly")
     assert (code, imported) == (0, []), out
     assert "= up to date job:a@cpu/here#1" in out and "job:b" not in out  # tags: from the record
     # Anything that moves makes the plan compile again, and see the change.
     (root / "run.sh").write_text(SCRIPT.replace("42.5", "43.5"))
-    code, out, imported = _plan_imports(root, "--detailed-exitcode")
+    code, out, imported = _imports(root, "plan", "--detailed-exitcode")
     assert code == 2 and "madengine.compile.compiler" in imported
     assert "~ rerun job:a@cpu/here#1 (script changed)" in out and "~ rerun job:b@cpu/here#1" in out
     # That plan wrote the lock and the record: the next one is fresh again, and says the same.
-    code, again, imported = _plan_imports(root, "--detailed-exitcode")
+    code, again, imported = _imports(root, "plan", "--detailed-exitcode")
     assert (code, imported, again) == (2, [], out)
+    # apply compiles only because it has work to do; then there is none.
+    code, out, imported = _imports(root, "apply", "--yes")
+    assert (code, imported) == (0, ["madengine.compile.compiler", "pydantic", "ruamel"]), out
+    assert "Plan: 0 to build, 2 to run, 0 unchanged." in out
+    code, out, imported = _imports(root, "apply", "--yes")
+    assert (code, imported) == (0, []) and "Nothing to do." in out
 
 
 def test_a_fresh_plan_is_the_plan_a_compile_gives(run_cli: RunCli, tmp_path: Path) -> None:
