@@ -27,7 +27,7 @@ from madengine.backends.local import ATTEMPT_ENV
 from madengine.compile.ir import Project
 from madengine.errors import ConfigError, Diagnostic, ExitCode
 from madengine.lock.lockfile import Lock
-from madengine.plan.model import Change, Plan
+from madengine.plan.model import Action, Change, Plan
 from madengine.state.model import ImageRecord, PerfRow, Status, utc_now
 from madengine.state.store import StateStore
 
@@ -274,7 +274,9 @@ class Applier:
         image = image_spec(change.address, self.lock, registry, no_cache=self.options.no_cache)
         outcome = Outcome(Status.SUCCESS)
         for target in change.targets:
-            outcome = self.backends[target].build(image, entry.log_path, cancel)
+            backend = self.backends[target]
+            realize = backend.pull if change.action is Action.PULL else backend.build
+            outcome = realize(image, entry.log_path, cancel)
             if outcome.status is not Status.SUCCESS:
                 return outcome
         return outcome

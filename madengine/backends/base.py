@@ -149,10 +149,20 @@ class Backend(Protocol):
         """Read-only: is the image (recorded with `image_id`) still present on this target?"""
         ...
 
+    def observe_registry(self, image: ImageSpec) -> str | None:
+        """Read-only: the digest of this image in `image.registry`, if some machine pushed it there.
+
+        Tags are content-addressed, so a registry is a cache of builds (as Nix's binary caches are)."""
+        ...
+
     def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         ...
 
     def push(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        ...
+
+    def pull(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        """Fetch the image from `image.registry` instead of building it; refuse one not built from this node."""
         ...
 
     def run(self, job: JobSpec, cancel: Cancel) -> Outcome:

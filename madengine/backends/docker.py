@@ -49,7 +49,7 @@ from madengine.backends.credentials import (
     load_credentials,
     redact,
 )
-from madengine.backends.registry_client import parse_reference, resolve_digest
+from madengine.backends.registry_client import lookup_digest, parse_reference, resolve_digest
 from madengine.errors import Diagnostic, MadengineError
 from madengine.state.model import Status
 
@@ -103,6 +103,7 @@ class DockerBackend:
         self._lock = threading.Lock()
         self._client: Any = None
         self._has_bridge: bool | None = None
+        self._silent_registries: set[str] = set()  # registries that did not answer observe_registry
 
     # --- the engine ---------------------------------------------------------------------------------
 
@@ -310,54 +311,109 @@ class DockerBackend:
         return f"{registry}/{name}", tag
 
     def push(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
-
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with _RedactingLog(log_path, self._secrets()) as log:
             if not image.registry:
                 return Outcome(Status.FAILURE, message=f"{image.address}: no registry to push to")
             repository, tag = self.push_reference(image)
             creds = for_registry(self.credentials(), image.registry)
-            digest: str | None = None
-            error: str | None = None
             try:
                 self.client().api.tag(image.tag, repository, tag)
-                api = self._api_for_one_call()
             except EngineUnavailable as e:
                 return Outcome(Status.FAILURE, message=str(e), transient=True)
             except _engine_errors() as e:
                 return self._api_failure("push", e, log)
-            response = _ResponseCatcher(api)
-            try:
-                with _cut_on_cancel(cancel, response.shutdown):
-                    stream = api.push(repository, tag=tag, stream=True, decode=True,
-                                      auth_config=creds.auth_config() if creds else None)
-                    for item in stream:
-                        if "status" in item:
-                            log.write(f"{item.get('id', '')} {item['status']}".strip() + "\n")
-                        if "error" in item:
-                            error = str(item["error"])
-                            log.write(f"error: {error}\n")
-                        aux = item.get("aux")
-                        if isinstance(aux, dict) and aux.get("Digest"):
-                            digest = str(aux["Digest"])
-            except Exception as e:
-                if cancel.is_set():  # the cut socket surfaces as any of several errors
-                    return Outcome(Status.INTERRUPTED, message="push interrupted")
-                if not isinstance(e, _engine_errors()):
-                    raise
-                return self._api_failure("push", e, log)
-            finally:
-                api.close()
-            if cancel.is_set():
-                return Outcome(Status.INTERRUPTED, message="push interrupted")
             ref = f"{repository}:{tag}"
-            if error is not None:
-                msg = redact(_one_line(error), self._secrets())
-                return Outcome(Status.FAILURE, message=f"push {ref}: {msg}", transient=_is_transient_text(error))
+            failed, digest = self._registry_call("push", ref, lambda api: api.push(
+                repository, tag=tag, stream=True, decode=True, auth_config=creds.auth_config() if creds else None),
+                log, cancel)
+            if failed is not None:
+                return failed
             digest = digest or resolve_digest(ref, credentials=creds)
             log.write(f"pushed {ref}@{digest}\n")
-            return Outcome(Status.SUCCESS, digest=digest, message=f"pushed {ref}",
+            return Outcome(Status.SUCCESS, digest=digest, message=f"pushed {ref}", details={"reference": ref})
+
+    def observe_registry(self, image: ImageSpec) -> str | None:
+        if not image.registry or image.registry in self._silent_registries:
+            return None  # one timeout per registry and plan, not one per image
+        repository, tag = self.push_reference(image)
+        answered, digest = lookup_digest(f"{repository}:{tag}",
+                                         credentials=for_registry(self.credentials(), image.registry))
+        if not answered:
+            self._silent_registries.add(image.registry)
+        return digest
+
+    def pull(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        import docker
+
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with _RedactingLog(log_path, self._secrets()) as log:
+            if not image.registry:
+                return Outcome(Status.FAILURE, message=f"{image.address}: no registry to pull from")
+            repository, tag = self.push_reference(image)
+            creds = for_registry(self.credentials(), image.registry)
+            ref = f"{repository}:{tag}"
+            failed, _ = self._registry_call("pull", ref, lambda api: api.pull(
+                repository, tag=tag, stream=True, decode=True, auth_config=creds.auth_config() if creds else None),
+                log, cancel)
+            if failed is not None:
+                return failed
+            try:
+                pulled = self.client().images.get(ref)
+                # The tag says which inputs; the label, set by the build, says so too. A registry is not
+                # trusted to hold what a tag claims: an image from other inputs is refused.
+                built_from = (pulled.labels or {}).get(render.LABEL_NODE)
+                if built_from != image.node_hash:
+                    self.client().images.remove(ref)
+                    message = f"{ref} was not built from this node ({render.LABEL_NODE} is {built_from})"
+                    log.write(f"error: {message}\n")
+                    return Outcome(Status.FAILURE, message=message)
+                pulled.tag(image.tag)
+            except docker.errors.DockerException as e:
+                return self._api_failure("pull", e, log)
+            digest = next((d.split("@", 1)[1] for d in pulled.attrs.get("RepoDigests") or []
+                           if d.startswith(repository + "@")), None)
+            log.write(f"pulled {ref}@{digest} as {image.tag}\n")
+            return Outcome(Status.SUCCESS, image_id=pulled.id, digest=digest, message=f"pulled {ref}",
                            details={"reference": ref})
+
+    def _registry_call(self, what: str, ref: str, call: Callable[[Any], Iterator[dict[str, Any]]],
+                       log: _RedactingLog, cancel: Cancel) -> tuple[Outcome | None, str | None]:
+        """Stream one push or pull into the log: (a failed outcome or None, the digest the engine told)."""
+        try:
+            api = self._api_for_one_call()
+        except EngineUnavailable as e:
+            return Outcome(Status.FAILURE, message=str(e), transient=True), None
+        except _engine_errors() as e:
+            return self._api_failure(what, e, log), None
+        response = _ResponseCatcher(api)
+        digest: str | None = None
+        error: str | None = None
+        try:
+            with _cut_on_cancel(cancel, response.shutdown):
+                for item in call(api):
+                    if "status" in item:
+                        log.write(f"{item.get('id', '')} {item['status']}".strip() + "\n")
+                    if "error" in item:
+                        error = str(item["error"])
+                        log.write(f"error: {error}\n")
+                    aux = item.get("aux")
+                    if isinstance(aux, dict) and aux.get("Digest"):
+                        digest = str(aux["Digest"])
+        except Exception as e:
+            if cancel.is_set():  # the cut socket surfaces as any of several errors
+                return Outcome(Status.INTERRUPTED, message=f"{what} interrupted"), None
+            if not isinstance(e, _engine_errors()):
+                raise
+            return self._api_failure(what, e, log), None
+        finally:
+            api.close()
+        if cancel.is_set():
+            return Outcome(Status.INTERRUPTED, message=f"{what} interrupted"), None
+        if error is not None:
+            msg = redact(_one_line(error), self._secrets())
+            return Outcome(Status.FAILURE, message=f"{what} {ref}: {msg}", transient=_is_transient_text(error)), None
+        return None, digest
 
     def _api_failure(self, what: str, e: BaseException, log: _RedactingLog) -> Outcome:
         """An engine or connection error: transient unless the engine said the request itself was wrong."""

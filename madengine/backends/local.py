@@ -63,6 +63,12 @@ class LocalBackend:
     def push(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         return Outcome(Status.FAILURE, message="the local backend pushes no images")
 
+    def observe_registry(self, image: ImageSpec) -> str | None:
+        return None
+
+    def pull(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        return Outcome(Status.FAILURE, message="the local backend pulls no images")
+
     def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
         assert job.log_path is not None, "apply chooses the log path"
         run_dir = self.prepare_run_dir(job)

@@ -90,14 +90,20 @@ def resolve_digest(ref: str, timeout: float = 2.0, credentials: RegistryCredenti
 
     A reference that already names a digest answers that digest without asking anyone.
     """
+    return lookup_digest(ref, timeout, credentials)[1]
+
+
+def lookup_digest(ref: str, timeout: float = 2.0,
+                  credentials: RegistryCredentials | None = None) -> tuple[bool, str | None]:
+    """(did the registry answer, the digest of `ref` if it has it): "not there" apart from "not asked"."""
     try:
         parsed = parse_reference(ref)
     except ValueError:
-        return None
+        return True, None
     if parsed.digest:
-        return parsed.digest
+        return True, parsed.digest
     status, digest = _head_manifest(parsed, parsed.tag or "latest", timeout, credentials)
-    return digest if status == 200 else None
+    return status is not None, digest if status == 200 else None
 
 
 def manifest_exists(ref_with_digest: str, timeout: float = 2.0,

@@ -47,7 +47,7 @@ def apply_realization(r: Realization, request: ApplyRequest, command: str,
             the_plan, observed = make_plan(r, store, request.replace, request.rerun_failed)
             latest = observed.latest
             for style, text in plan_lines(the_plan, show_unchanged=False):
-                console.print(f"[{style}]{escape(text)}[/]")
+                console.print(f"[{style}]{escape(text)}[/]", soft_wrap=True)  # one line per node, as `plan`
             console.print(the_plan.summary())
             if the_plan.has_changes and not request.yes and not _confirmed(console):
                 return None

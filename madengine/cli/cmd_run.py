@@ -25,7 +25,8 @@ def run(
                                         "under .madengine/runs."),
     skip_model_run: bool = typer.Option(False, "--skip-model-run", help="Build the images, run nothing."),
     manifest_file: Path | None = typer.Option(None, "--manifest-file",
-                                              help="A build_manifest.json: run its models (with --tags unset)."),
+                                              help="A build_manifest.json: run its models (with --tags unset), "
+                                              "pulling its pushed images instead of building them."),
     output: Path = typer.Option(Path("perf.csv"), "--output", "-o", help="Append the results here."),
     backend: str = typer.Option("docker", "--backend", help="docker (ROCm's way) or local (no container)."),
     gpus: int | None = typer.Option(None, "--gpus", min=0, help="GPUs of this host, for scheduling."),
@@ -43,10 +44,13 @@ def run(
     from madengine.state.store import StateStore
 
     base = chdir if chdir is not None else Path()
-    if manifest_file is not None and not tags:
-        tags = _manifest_models(base / manifest_file)
+    registry = None
+    if manifest_file is not None:
+        manifest_tags, registry = _read_manifest(base / manifest_file)
+        tags = tags or manifest_tags
+    # With the manifest's registry, an image built and pushed elsewhere is pulled (its tag is its inputs' hash).
     args = RocmArgs(tags=[t for tag in tags for t in tag.split(",") if t.strip()], backend=backend, gpus=gpus,
-                    additional_context=parse_context(additional_context, additional_context_file))
+                    registry=registry, additional_context=parse_context(additional_context, additional_context_file))
     path = generated_path(base)
     r = realization(path, locked=False, text=madfile_text(args), select=["image:*"] if skip_model_run else ())
     # Images are reused when unchanged either way: they are content-addressed.
@@ -63,16 +67,23 @@ def run(
     exit_with(apply_realization(r, request, "madengine run", after=export))
 
 
-def _manifest_models(path: Path) -> list[str]:
+def _read_manifest(path: Path) -> tuple[list[str], str | None]:
+    """The models a build manifest lists, and the registry its images were pushed to (if any)."""
     import json
 
     from madengine.errors import UsageError
 
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        built_models, built_images = manifest.get("built_models", {}), manifest.get("built_images", {})
+    except (OSError, ValueError, AttributeError) as exc:
         raise UsageError(f"cannot read the build manifest {path}: {exc}") from None
-    models = sorted({m.get("name", k) for k, m in manifest.get("built_models", {}).items() if isinstance(m, dict)})
+    models = sorted({m.get("name", k) for k, m in built_models.items() if isinstance(m, dict)})
     if not models:
         raise UsageError(f"{path} lists no built models", hint="pass --tags")
-    return models
+    registries = sorted({str(image["registry"]) for image in built_images.values()
+                         if isinstance(image, dict) and image.get("registry")})
+    if len(registries) > 1:
+        raise UsageError(f"{path} names several registries: {', '.join(registries)}",
+                         hint="build into one registry, or run with --tags")
+    return models, registries[0] if registries else None

@@ -14,6 +14,7 @@ from typing import Any
 class Action(str, enum.Enum):
     BUILD = "build"
     REBUILD = "rebuild"
+    PULL = "pull"  # an image another machine built and pushed: fetched instead of built
     PUSH = "push"
     RUN = "run"
     RERUN = "rerun"
@@ -21,7 +22,8 @@ class Action(str, enum.Enum):
 
     @property
     def symbol(self) -> str:
-        return {"build": "+", "push": "+", "run": "+", "rebuild": "~", "rerun": "~", "noop": "="}[self.value]
+        return {"build": "+", "pull": "+", "push": "+", "run": "+", "rebuild": "~", "rerun": "~",
+                "noop": "="}[self.value]
 
     @property
     def changes(self) -> bool:
@@ -70,6 +72,8 @@ class Plan:
         for c in self.changes:
             if c.action in (Action.BUILD, Action.REBUILD):
                 out["build"] += 1
+            elif c.action is Action.PULL:
+                out["pull"] += 1
             elif c.action is Action.PUSH:
                 out["push"] += 1
             elif c.action in (Action.RUN, Action.RERUN):
@@ -81,6 +85,8 @@ class Plan:
     def summary(self) -> str:
         n = self.counts()
         parts = [f"{n['build']} to build"]
+        if n["pull"]:
+            parts.append(f"{n['pull']} to pull")
         if n["push"]:
             parts.append(f"{n['push']} to push")
         parts += [f"{n['run']} to run", f"{n['unchanged']} unchanged"]

@@ -1,7 +1,9 @@
 """Observation: what the state store recorded, checked against the world. Read-only I/O.
 
 An image the store says was built is asked for on its target; if it is gone (removed by hand), the
-planner rebuilds it. Jobs are not re-observed: a recorded result is the result.
+planner rebuilds it. An image that is not here, with a registry set, is looked for in the registry: if
+another machine built and pushed it, the planner pulls it instead of building it. Jobs are not
+re-observed: a recorded result is the result.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from madengine.apply.specs import image_spec
 from madengine.backends.base import Backend
 from madengine.graph.dag import Dag
 from madengine.lock.lockfile import Lock
-from madengine.state.model import Observed
+from madengine.state.model import ImageRecord, Observed
 from madengine.state.store import StateStore
 
 
@@ -27,5 +29,20 @@ def observe(store: StateStore, graph: Dag, lock: Lock, backends: Mapping[str, Ba
         if backend is not None and backend.builds_images and \
                 not backend.observe_image(image_spec(address, lock, registry), record.image_id):
             missing.add((address, target))
+    in_registry = {}
+    if registry:
+        for address, data in graph.nodes.items():
+            targets = data.get("targets", ()) if data["kind"] == "image" else ()
+            node_hash = lock["images"][address]["hash"] if targets else ""
+            absent = [t for t in targets if (address, t) in missing or not _built(images.get((address, t)), node_hash)]
+            backend = backends.get(absent[0]) if absent else None
+            if backend is not None and backend.builds_images:
+                digest = backend.observe_registry(image_spec(address, lock, registry))
+                if digest:
+                    in_registry[address] = digest
     return Observed(serial=store.serial(), images=images, latest=store.latest_attempts(),
-                    missing_images=frozenset(missing))
+                    missing_images=frozenset(missing), in_registry=in_registry)
+
+
+def _built(record: ImageRecord | None, node_hash: str) -> bool:
+    return record is not None and record.node_hash == node_hash

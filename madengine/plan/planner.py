@@ -72,6 +72,10 @@ def _image_change(address: str, entry: Mapping[str, Any], targets: tuple[str, ..
         return Change(address, "image", Action.NOOP, f"built {_day(built_at)}", node_hash, targets)
     action = Action.REBUILD if any(a is Action.REBUILD for _, a, _ in todo) else Action.BUILD
     reasons = list(dict.fromkeys(r for _, _, r in todo))
+    digest = observed.in_registry.get(address)
+    if digest and address not in options.replace:  # built elsewhere from the same inputs: fetch it
+        action = Action.PULL
+        reasons.append(f"in the registry as {digest}")
     return Change(address, "image", action, "; ".join(reasons), node_hash, tuple(t for t, _, _ in todo))
 
 
@@ -79,9 +83,11 @@ def _push_change(address: str, image: str, entry: Mapping[str, Any], targets: tu
                  observed: Observed, options: PlanOptions, deps: tuple[str, ...]) -> Change:
     """A push is done from where the image was built: its first target's engine."""
     node_hash = entry["hash"]
-    pushed = [r for (a, _), r in observed.images.items() if a == image and r.node_hash == node_hash and r.digest]
+    pushed = [r.digest for (a, _), r in observed.images.items() if a == image and r.node_hash == node_hash and r.digest]
+    if image in observed.in_registry:
+        pushed.append(observed.in_registry[image])
     if pushed and address not in options.replace and image not in options.replace:
-        return Change(address, "push", Action.NOOP, f"pushed {pushed[0].digest}", node_hash, targets[:1], deps)
+        return Change(address, "push", Action.NOOP, f"pushed {pushed[0]}", node_hash, targets[:1], deps)
     return Change(address, "push", Action.PUSH, "not in the registry" if not pushed else "replaced (--replace)",
                   node_hash, targets[:1], deps)
 

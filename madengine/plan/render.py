@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from madengine.plan.model import Action, Plan
 
-VERB = {Action.BUILD: "build", Action.REBUILD: "rebuild", Action.PUSH: "push", Action.RUN: "run",
+VERB = {Action.BUILD: "build", Action.REBUILD: "rebuild", Action.PULL: "pull", Action.PUSH: "push", Action.RUN: "run",
         Action.RERUN: "rerun", Action.NOOP: "up to date"}
 STYLE = {"+": "green", "~": "yellow", "=": "dim"}
 

@@ -124,3 +124,4 @@ class Observed:
     images: dict[tuple[str, str], ImageRecord]  # (address, target) -> latest successful build
     latest: dict[str, Attempt]  # address -> latest finished (or running) attempt of a job
     missing_images: frozenset[tuple[str, str]] = frozenset()  # recorded, but gone from the engine
+    in_registry: dict[str, str] = field(default_factory=dict)  # image address -> digest, for images not here

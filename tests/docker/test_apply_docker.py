@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,8 @@ def test_credentials_never_written_anywhere(run_cli: RunCli, tmp_path: Path, reg
     root = make(tmp_path, registry.base_image, [model("m1")],
                 extra=f"registry: {registry.address}\n")
     (root / "credential.json").write_text(json.dumps({registry.address: {"username": "u", "password": secret}}))
+    with (root / "docker" / "a.ubuntu.Dockerfile").open("a") as f:  # an image no other test pushed
+        f.write(f"# {uuid.uuid4()}\n")
     creds = {**env, "MAD_DOCKERHUB_USER": "u", "MAD_DOCKERHUB_PASSWORD": secret}
     code, out, err = run_cli("plan", "-o", "plan.json", cwd=root, env=creds)
     assert code == 0, out + err

@@ -6,6 +6,7 @@ its own (a unique workspace id labels its containers), so tests can run in paral
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -341,6 +342,44 @@ def test_push_returns_the_registry_digest(project: Project, registry: Registry, 
     assert manifest_exists(f"{registry.address}/{tag.split(':')[0]}@{outcome.digest}") is True
     docker_client.images.remove(tag, force=True)
     docker_client.images.remove(ref, force=True)
+
+
+def test_pull_fetches_a_pushed_build_and_refuses_one_of_other_inputs(
+        project: Project, registry: Registry, docker_client: Any) -> None:
+    tag = f"madengine/pulled:{uuid.uuid4().hex[:12]}"
+    spec = image_spec(tag, registry=registry.address)
+    assert project.backend.observe_registry(spec) is None
+    assert project.backend.build(spec, project.workspace.logs / "b.log", Cancel()).status is Status.SUCCESS
+    pushed = project.backend.push(spec, project.workspace.logs / "p.log", Cancel())
+    assert project.backend.observe_registry(spec) == pushed.digest
+    ref = f"{registry.address}/{tag}"
+    image_id = docker_client.images.get(tag).id
+    docker_client.images.remove(image_id, force=True)  # as on a machine that never built it
+    log = project.workspace.logs / "pull.log"
+    outcome = project.backend.pull(spec, log, Cancel())
+    assert outcome.status is Status.SUCCESS, log.read_text()
+    assert (outcome.image_id, outcome.digest) == (image_id, pushed.digest)
+    assert docker_client.images.get(tag).id == image_id and project.backend.observe_image(spec, image_id)
+    # The same tag claimed by other inputs (a node hash the image was not built from) is refused.
+    other = replace(spec, node_hash="sha256:" + "00" * 32)
+    docker_client.images.remove(image_id, force=True)
+    outcome = project.backend.pull(other, log, Cancel())
+    assert outcome.status is Status.FAILURE and "was not built from this node" in outcome.message
+    with pytest.raises(Exception, match=r"No such image|not found"):
+        docker_client.images.get(tag)
+    missing = replace(spec, tag=f"madengine/pulled:{uuid.uuid4().hex[:12]}")
+    outcome = project.backend.pull(missing, log, Cancel())
+    assert outcome.status is Status.FAILURE and not outcome.transient, outcome
+    with contextlib.suppress(Exception):
+        docker_client.images.remove(ref, force=True)
+
+
+def test_an_unreachable_registry_is_asked_once_per_plan(project: Project, tiny_image: str) -> None:
+    spec = replace(image_spec(tiny_image), registry="127.0.0.1:9")
+    started = time.monotonic()
+    assert [project.backend.observe_registry(spec) for _ in range(5)] == [None] * 5
+    assert time.monotonic() - started < 2 * 2.0, "one timeout at most (refused is immediate here)"
+    assert project.backend._silent_registries == {"127.0.0.1:9"}
 
 
 def test_push_to_an_unreachable_registry_is_transient(project: Project, docker_client: Any, tiny_image: str) -> None:

@@ -47,6 +47,31 @@ def test_build_pushes_and_writes_the_manifest_then_run_uses_the_image(
     assert rows["dummy"]["docker_image"].startswith("madengine/dummy.ubuntu.none:")
 
 
+def test_run_from_a_manifest_pulls_what_another_machine_built(
+        run_cli: RunCli, tmp_path: Path, registry: Registry, docker_client: Any, env: dict[str, str]) -> None:
+    builder = mad_package(tmp_path / "builder")
+    with (builder / "docker" / "dummy.ubuntu.none.Dockerfile").open("a") as f:
+        f.write(f"# an image of this test's own: {uuid.uuid4()}\n")  # removed below, used by no other test
+    context = ["--additional-context", '{"gpu_vendor": "NONE", "guest_os": "UBUNTU"}']
+    code, out, err = run_cli("build", "--tags", "dummy", "--registry", registry.address, *context,
+                             cwd=builder, env=env)
+    assert code == 0, out + err
+    (built,) = [i for i in json.loads((builder / "build_manifest.json").read_text())["built_images"].values()]
+    # Another machine: its own workspace, and an engine that never had the image.
+    docker_client.images.remove(built["madengine"]["image_id"], force=True)
+    runner = tmp_path / "runner"
+    shutil.copytree(builder, runner, ignore=shutil.ignore_patterns(".madengine", "perf.csv"))
+    code, out, err = run_cli("run", "--manifest-file", "build_manifest.json", *context, cwd=runner, env=env)
+    assert code == 0, out + err
+    assert f"+ pull {built['madengine']['address']} (never built; in the registry as sha256:" in out
+    assert "Plan: 0 to build, 1 to pull, 1 to run, 1 unchanged." in out  # the push: already there
+    assert docker_client.images.get(built["docker_image"]).labels["madengine.node"] == built["madengine"]["node_hash"]
+    rows = list(csv.DictReader((runner / "perf.csv").open()))
+    assert [(r["model"], r["status"]) for r in rows] == [("dummy", "SUCCESS")]
+    code, out, _ = run_cli("run", "--manifest-file", "build_manifest.json", *context, cwd=runner, env=env)
+    assert code == 0 and "Plan: 0 to build, 1 to run, 2 unchanged." in out  # pulled once, then recorded
+
+
 def _push(docker_client: Any, registry: Registry, repo: str, label: str) -> str:
     """Push a new image (the base plus a label) as `repo`; its registry digest."""
     docker_client.images.build(fileobj=_dockerfile(f"FROM {registry.base_image}\nLABEL v={label}\n"),

@@ -62,8 +62,9 @@ def _attempt(lock: Lock, address: str, status: Status = Status.SUCCESS, **kw: An
 
 def _plan(lock: Lock, graph: Dag, images: dict[tuple[str, str], ImageRecord] | None = None,
           latest: dict[str, Attempt] | None = None, missing: frozenset[tuple[str, str]] = frozenset(),
-          **options: Any) -> Plan:
-    observed = Observed(serial=3, images=images or {}, latest=latest or {}, missing_images=missing)
+          in_registry: dict[str, str] | None = None, **options: Any) -> Plan:
+    observed = Observed(serial=3, images=images or {}, latest=latest or {}, missing_images=missing,
+                        in_registry=in_registry or {})
     return plan(lock, "sha256:lock", graph, observed, PlanOptions(**options))
 
 
@@ -145,6 +146,21 @@ def test_registry_adds_push_nodes(project_dir: Path) -> None:
     p = _plan(lock, graph, {(IMAGE, "box"): pushed}, {JOB: _attempt(lock, JOB), JOB2: _attempt(lock, JOB2)})
     assert _actions(p)[push] == (Action.NOOP, "pushed sha256:abc")
     assert not p.has_changes
+
+
+def test_an_image_in_the_registry_is_pulled_not_built(project_dir: Path) -> None:
+    lock, graph = _lock_graph(project_dir, registry="localhost:5000")
+    push = "push:dummy.ubuntu.none@cpu"
+    found = {IMAGE: "sha256:" + "cd" * 32}
+    p = _plan(lock, graph, in_registry=found)
+    assert _actions(p)[IMAGE] == (Action.PULL, f"never built; in the registry as {found[IMAGE]}")
+    assert _actions(p)[push] == (Action.NOOP, f"pushed {found[IMAGE]}")
+    assert p.summary() == "Plan: 0 to build, 1 to pull, 2 to run, 1 unchanged."
+    gone = _plan(lock, graph, {(IMAGE, "box"): _image(lock)}, missing=frozenset({(IMAGE, "box")}), in_registry=found)
+    assert _actions(gone)[IMAGE][0] is Action.PULL
+    forced = _plan(lock, graph, in_registry=found, replace=frozenset({IMAGE}))
+    assert _actions(forced)[IMAGE] == (Action.REBUILD, "replaced (--replace)")
+    assert _actions(forced)[push][0] is Action.PUSH
 
 
 def test_plan_is_pure(project_dir: Path) -> None:
