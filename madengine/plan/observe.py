@@ -30,16 +30,17 @@ def observe(store: StateStore, graph: Dag, lock: Lock, backends: Mapping[str, Ba
                 not backend.observe_image(image_spec(address, lock, registry), record.image_id):
             missing.add((address, target))
     in_registry = {}
-    if registry:
-        for address, data in graph.nodes.items():
-            targets = data.get("targets", ()) if data["kind"] == "image" else ()
-            node_hash = lock["images"][address]["hash"] if targets else ""
-            absent = [t for t in targets if (address, t) in missing or not _built(images.get((address, t)), node_hash)]
-            backend = backends.get(absent[0]) if absent else None
-            if backend is not None and backend.builds_images:
-                digest = backend.observe_registry(image_spec(address, lock, registry))
-                if digest:
-                    in_registry[address] = digest
+    for address, data in graph.nodes.items():
+        if not registry or data["kind"] != "image":
+            continue
+        node_hash = lock["images"][address]["hash"]
+        absent = [t for t in data["targets"]
+                  if (address, t) in missing or not _built(images.get((address, t)), node_hash)]
+        backend = backends.get(absent[0]) if absent else None  # asked only about images not here
+        if backend is not None and backend.builds_images:
+            digest = backend.observe_registry(image_spec(address, lock, registry))
+            if digest:
+                in_registry[address] = digest
     return Observed(serial=store.serial(), images=images, latest=store.latest_attempts(),
                     missing_images=frozenset(missing), in_registry=in_registry)
 
