@@ -56,6 +56,7 @@ from madengine.state.model import Status
 if TYPE_CHECKING:  # the target's type only: pydantic is not needed to run a job
     from madengine.madfile.model import DockerTarget
 
+_ENGINE_HINT = "start dockerd (for the tests: dev/services start), or set the target's host"
 POLL = 0.05  # seconds between checks of timeout / cancel while a container runs (no I/O per check)
 MAX_POOL = 64  # connections to the engine: a running job holds two (wait + logs)
 _TRANSIENT_HINTS = ("connection refused", "connection reset", "i/o timeout", "timeout", "eof",
@@ -129,7 +130,7 @@ class DockerBackend:
                         f"target {self.target_name}: cannot reach the Docker engine "
                         f"({self.target.host or os.environ.get('DOCKER_HOST') or 'the local socket'}): "
                         f"{_one_line(str(e))}",
-                        hint="start dockerd (for the tests: dev/services start), or set the target's host",
+                        hint=_ENGINE_HINT,
                     ) from None
             return self._client
 
@@ -194,7 +195,8 @@ class DockerBackend:
     def _unreachable(self, image: ImageSpec | str, error: BaseException) -> EngineUnavailable:
         name = image if isinstance(image, str) else image.tag
         return EngineUnavailable(f"target {self.target_name}: cannot ask the Docker engine about "
-                                 f"{name}: {_one_line(str(error))}")
+                                 f"{name}: {_one_line(str(error))}",
+                                 hint=_ENGINE_HINT)
 
     # --- build / push ---------------------------------------------------------------------------------
 
