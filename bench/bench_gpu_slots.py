@@ -107,10 +107,10 @@ def main() -> int:
         backend = SimBackend([(f"node{i}", 8) for i in range(args.hosts)])
         makespans = []
         with StateStore.open(r.state_path) as store:
-            for replace in ((), tuple(r.locked.lock["jobs"])):
+            for replace in ((), tuple(r.lock["jobs"])):
                 plan, observed = make_plan(r, store, replace=replace)
                 durations = {a: t.duration for a, t in observed.latest.items() if t.duration}
-                applier = Applier(plan, r.locked.lock, r.locked.project, store, {"sim": backend}, r.workspace,
+                applier = Applier(plan, r.lock, r.compiled(), store, {"sim": backend}, r.workspace,
                                   ApplyOptions(parallelism=len(jobs)), Quiet(), durations=durations)
                 started = time.monotonic()
                 result = applier.run()
