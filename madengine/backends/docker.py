@@ -367,7 +367,8 @@ class DockerBackend:
                 built_from = (pulled.labels or {}).get(render.LABEL_NODE)
                 if built_from != image.node_hash:
                     self.client().images.remove(ref)
-                    message = f"{ref} was not built from this node ({render.LABEL_NODE} is {built_from})"
+                    message = (f"{ref} was not built from this node ({render.LABEL_NODE} is {built_from}); "
+                               f"build it here with --replace {image.address}")
                     log.write(f"error: {message}\n")
                     return Outcome(Status.FAILURE, message=message)
                 pulled.tag(image.tag)
