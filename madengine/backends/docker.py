@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from madengine.backends import docker_probe as probe
 from madengine.backends import docker_render as render
@@ -318,7 +318,6 @@ class DockerBackend:
             if not image.registry:
                 return Outcome(Status.FAILURE, message=f"{image.address}: no registry to push to")
             repository, tag = self.push_reference(image)
-            creds = for_registry(self.credentials(), image.registry)
             try:
                 self.client().api.tag(image.tag, repository, tag)
             except EngineUnavailable as e:
@@ -326,12 +325,10 @@ class DockerBackend:
             except _engine_errors() as e:
                 return self._api_failure("push", e, log)
             ref = f"{repository}:{tag}"
-            failed, digest = self._registry_call("push", ref, lambda api: api.push(
-                repository, tag=tag, stream=True, decode=True, auth_config=creds.auth_config() if creds else None),
-                log, cancel)
+            failed, digest = self._registry_call("push", image, log, cancel)
             if failed is not None:
                 return failed
-            digest = digest or resolve_digest(ref, credentials=creds)
+            digest = digest or resolve_digest(ref, credentials=for_registry(self.credentials(), image.registry))
             log.write(f"pushed {ref}@{digest}\n")
             return Outcome(Status.SUCCESS, digest=digest, message=f"pushed {ref}", details={"reference": ref})
 
@@ -353,11 +350,8 @@ class DockerBackend:
             if not image.registry:
                 return Outcome(Status.FAILURE, message=f"{image.address}: no registry to pull from")
             repository, tag = self.push_reference(image)
-            creds = for_registry(self.credentials(), image.registry)
             ref = f"{repository}:{tag}"
-            failed, _ = self._registry_call("pull", ref, lambda api: api.pull(
-                repository, tag=tag, stream=True, decode=True, auth_config=creds.auth_config() if creds else None),
-                log, cancel)
+            failed, _ = self._registry_call("pull", image, log, cancel)
             if failed is not None:
                 return failed
             try:
@@ -380,9 +374,13 @@ class DockerBackend:
             return Outcome(Status.SUCCESS, image_id=pulled.id, digest=digest, message=f"pulled {ref}",
                            details={"reference": ref})
 
-    def _registry_call(self, what: str, ref: str, call: Callable[[Any], Iterator[dict[str, Any]]],
-                       log: _RedactingLog, cancel: Cancel) -> tuple[Outcome | None, str | None]:
-        """Stream one push or pull into the log: (a failed outcome or None, the digest the engine told)."""
+    def _registry_call(self, what: Literal["push", "pull"], image: ImageSpec, log: _RedactingLog,
+                       cancel: Cancel) -> tuple[Outcome | None, str | None]:
+        """Push or pull the image as `push_reference` names it, streaming the engine's progress into the
+        log: (a failed outcome or None, the digest the engine told)."""
+        repository, tag = self.push_reference(image)
+        ref = f"{repository}:{tag}"
+        creds = for_registry(self.credentials(), image.registry or "")
         try:
             api = self._api_for_one_call()
         except EngineUnavailable as e:
@@ -394,7 +392,9 @@ class DockerBackend:
         error: str | None = None
         try:
             with _cut_on_cancel(cancel, response.shutdown):
-                for item in call(api):
+                stream = getattr(api, what)(repository, tag=tag, stream=True, decode=True,
+                                            auth_config=creds.auth_config() if creds else None)
+                for item in stream:
                     if "status" in item:
                         log.write(f"{item.get('id', '')} {item['status']}".strip() + "\n")
                     if "error" in item:
