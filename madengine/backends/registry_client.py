@@ -9,6 +9,7 @@ that cannot be reached answers None quickly: pinning is best-effort, and there m
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 import json
@@ -141,12 +142,18 @@ def _head_manifest(ref: Reference, tag_or_digest: str, timeout: float,
     return None, None
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One context for every request: loading the CA bundle takes tens of milliseconds. Shareable."""
+    return ssl.create_default_context()
+
+
 def _opener(url: str) -> urllib.request.OpenerDirector:
     handlers: list[urllib.request.BaseHandler] = []
     host = urllib.parse.urlsplit(url).netloc
     if is_loopback(host):
         handlers.append(urllib.request.ProxyHandler({}))  # a loopback registry is never behind a proxy
-    handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context()))
+    handlers.append(urllib.request.HTTPSHandler(context=_ssl_context()))
     return urllib.request.build_opener(*handlers)
 
 
