@@ -22,8 +22,7 @@ from typing import Any, Protocol
 
 from madengine.apply.slots import Slot, Slots
 from madengine.apply.specs import image_spec, job_metadata, job_spec
-from madengine.backends.base import Backend, Cancel, JobSpec, Outcome, Workspace, node_file_name
-from madengine.backends.local import ATTEMPT_ENV
+from madengine.backends.base import ATTEMPT_ENV, Backend, Cancel, JobSpec, Outcome, Workspace, node_file_name
 from madengine.compile.ir import Project
 from madengine.errors import ConfigError, Diagnostic, ExitCode
 from madengine.lock.lockfile import Lock

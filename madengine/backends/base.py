@@ -10,6 +10,7 @@ apart from submitting it, so it is tested without the real thing.
 
 from __future__ import annotations
 
+import posixpath
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from madengine.compile.ir import DataMount, ScriptCall
 from madengine.errors import Diagnostic
 from madengine.state.model import PerfRow, Status
+
+ATTEMPT_ENV = "MADENGINE_ATTEMPT"  # apply puts the attempt id in every job's env: proves a process is ours
 
 
 def interpreter(script: str) -> str:
@@ -132,6 +135,15 @@ class Cancel:
     def started(self, handle: str) -> None:
         if self.on_start is not None:
             self.on_start(handle)
+
+
+def run_steps(job: JobSpec) -> list[tuple[str, tuple[str, ...]]]:
+    """The MAD run protocol in the run directory, for every backend: pre-scripts, the (wrapped) model,
+    post-scripts, each step with its kind (`pre`, `main` or `post`). Pre/post scripts are copied into
+    the run directory under their own names."""
+    return [*(("pre", ("bash", posixpath.basename(c.path), *c.args)) for c in job.pre_scripts),
+            ("main", (*job.cmd_prefix, interpreter(job.script), posixpath.basename(job.script), *job.args)),
+            *(("post", ("bash", posixpath.basename(c.path), *c.args)) for c in job.post_scripts)]
 
 
 @runtime_checkable

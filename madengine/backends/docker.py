@@ -67,6 +67,9 @@ _TRANSIENT_HINTS = ("connection refused", "connection reset", "i/o timeout", "ti
 class EngineUnavailable(MadengineError):
     """The Docker engine of a target cannot be reached."""
 
+    def __init__(self, message: str, *, hint: str = _ENGINE_HINT) -> None:
+        super().__init__(message, hint=hint)
+
 
 def _engine_errors() -> tuple[type[BaseException], ...]:
     """What talking to the engine can raise: the SDK's errors, and requests'/urllib3's underneath."""
@@ -76,6 +79,15 @@ def _engine_errors() -> tuple[type[BaseException], ...]:
 
     return (docker.errors.DockerException, requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
             OSError)
+
+
+def _is_transient_error(e: BaseException) -> bool:
+    """Worth retrying, unless the engine said the request itself was wrong (a 4xx other than 408/429)."""
+    import docker
+
+    if isinstance(e, docker.errors.APIError) and e.status_code is not None and 400 <= e.status_code < 500:
+        return e.status_code in (408, 429)
+    return True
 
 
 def _is_transient_text(text: str) -> bool:
@@ -130,7 +142,6 @@ class DockerBackend:
                         f"target {self.target_name}: cannot reach the Docker engine "
                         f"({self.target.host or os.environ.get('DOCKER_HOST') or 'the local socket'}): "
                         f"{_one_line(str(e))}",
-                        hint=_ENGINE_HINT,
                     ) from None
             return self._client
 
@@ -176,7 +187,7 @@ class DockerBackend:
         except probe.Unsupported:
             tags = self._image_tags_by_sdk(image_id or image.tag)
         except OSError as e:
-            raise self._unreachable(image, e) from None
+            raise self._unreachable(image_id or image.tag, e) from None
         if tags is None:
             return False
         # The tag is what runs use: if it was moved to another image, this build is not what runs.
@@ -192,11 +203,9 @@ class DockerBackend:
         except _engine_errors() as e:
             raise self._unreachable(name, e) from None
 
-    def _unreachable(self, image: ImageSpec | str, error: BaseException) -> EngineUnavailable:
-        name = image if isinstance(image, str) else image.tag
+    def _unreachable(self, name: str, error: BaseException) -> EngineUnavailable:
         return EngineUnavailable(f"target {self.target_name}: cannot ask the Docker engine about "
-                                 f"{name}: {_one_line(str(error))}",
-                                 hint=_ENGINE_HINT)
+                                 f"{name}: {_one_line(str(error))}")
 
     # --- build / push ---------------------------------------------------------------------------------
 
@@ -318,6 +327,7 @@ class DockerBackend:
             if not image.registry:
                 return Outcome(Status.FAILURE, message=f"{image.address}: no registry to push to")
             repository, tag = self.push_reference(image)
+            creds = for_registry(self.credentials(), image.registry)
             try:
                 self.client().api.tag(image.tag, repository, tag)
             except EngineUnavailable as e:
@@ -325,10 +335,10 @@ class DockerBackend:
             except _engine_errors() as e:
                 return self._api_failure("push", e, log)
             ref = f"{repository}:{tag}"
-            failed, digest = self._registry_call("push", image, log, cancel)
+            failed, digest = self._registry_call("push", repository, tag, creds, log, cancel)
             if failed is not None:
                 return failed
-            digest = digest or resolve_digest(ref, credentials=for_registry(self.credentials(), image.registry))
+            digest = digest or resolve_digest(ref, credentials=creds)
             log.write(f"pushed {ref}@{digest}\n")
             return Outcome(Status.SUCCESS, digest=digest, message=f"pushed {ref}", details={"reference": ref})
 
@@ -351,7 +361,8 @@ class DockerBackend:
                 return Outcome(Status.FAILURE, message=f"{image.address}: no registry to pull from")
             repository, tag = self.push_reference(image)
             ref = f"{repository}:{tag}"
-            failed, _ = self._registry_call("pull", image, log, cancel)
+            creds = for_registry(self.credentials(), image.registry)
+            failed, _ = self._registry_call("pull", repository, tag, creds, log, cancel)
             if failed is not None:
                 return failed
             try:
@@ -374,13 +385,12 @@ class DockerBackend:
             return Outcome(Status.SUCCESS, image_id=pulled.id, digest=digest, message=f"pulled {ref}",
                            details={"reference": ref})
 
-    def _registry_call(self, what: Literal["push", "pull"], image: ImageSpec, log: _RedactingLog,
+    def _registry_call(self, what: Literal["push", "pull"], repository: str, tag: str,
+                       creds: RegistryCredentials | None, log: _RedactingLog,
                        cancel: Cancel) -> tuple[Outcome | None, str | None]:
-        """Push or pull the image as `push_reference` names it, streaming the engine's progress into the
-        log: (a failed outcome or None, the digest the engine told)."""
-        repository, tag = self.push_reference(image)
+        """Push or pull `repository:tag`, streaming the engine's progress into the log:
+        (a failed outcome or None, the digest the engine told)."""
         ref = f"{repository}:{tag}"
-        creds = for_registry(self.credentials(), image.registry or "")
         try:
             api = self._api_for_one_call()
         except EngineUnavailable as e:
@@ -420,14 +430,9 @@ class DockerBackend:
 
     def _api_failure(self, what: str, e: BaseException, log: _RedactingLog) -> Outcome:
         """An engine or connection error: transient unless the engine said the request itself was wrong."""
-        import docker
-
         text = redact(_one_line(str(e)), self._secrets())
         log.write(f"error: {text}\n")
-        transient = True
-        if isinstance(e, docker.errors.APIError) and e.status_code is not None and 400 <= e.status_code < 500:
-            transient = e.status_code in (408, 429)
-        return Outcome(Status.FAILURE, message=f"{what}: {text}", transient=transient)
+        return Outcome(Status.FAILURE, message=f"{what}: {text}", transient=_is_transient_error(e))
 
     # --- run ----------------------------------------------------------------------------------------
 
@@ -467,7 +472,8 @@ class DockerBackend:
     def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
         import docker
 
-        log_path = job.log_path or self.workspace.logs / f"{node_file_name(job.address)}.log"
+        assert job.log_path is not None, "apply chooses the log path"
+        log_path = job.log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             client = self.client()
@@ -483,7 +489,7 @@ class DockerBackend:
             return Outcome(Status.FAILURE, message=f"cannot prepare the run directory: {e}", host=self.target_name)
         ctx = render.RunContext(workspace_id=self.workspace.workspace_id, run_dir_host=str(run_dir.resolve()),
                                 project_root=str(self.workspace.root.resolve()), package_entries=entries,
-                                network=network, system_gpus=self.target.gpus, target=self.target_name)
+                                network=network, system_gpus=self.target.gpus)
         try:
             kwargs = render.run_arguments(job, ctx)
         except ValueError as e:  # validate() reports these before apply; here only if it was skipped
@@ -566,14 +572,9 @@ class DockerBackend:
         return Outcome(status, exit_code=code, message=message, host=host, details=details)
 
     def _run_failure(self, e: BaseException, log: io.BufferedWriter) -> Outcome:
-        import docker
-
         text = _one_line(str(e))
         log.write(f"madengine: {text}\n".encode())
-        transient = True
-        if isinstance(e, docker.errors.APIError) and e.status_code is not None and 400 <= e.status_code < 500:
-            transient = e.status_code in (408, 429)
-        return Outcome(Status.FAILURE, message=text, host=self.target_name, transient=transient)
+        return Outcome(Status.FAILURE, message=text, host=self.target_name, transient=_is_transient_error(e))
 
     # --- scheduling and clean-up ------------------------------------------------------------------------
 

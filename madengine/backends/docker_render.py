@@ -20,14 +20,14 @@ import posixpath
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from madengine.backends.base import JobSpec, interpreter
+from madengine.backends import base
+from madengine.backends.base import ATTEMPT_ENV, JobSpec
 
 WORKSPACE_IN_CONTAINER = "/myworkspace"
 RUN_DIR_IN_CONTAINER = f"{WORKSPACE_IN_CONTAINER}/run_directory"
-ATTEMPT_ENV = "MADENGINE_ATTEMPT"  # apply puts the attempt id in every job's env (as for `local`)
 
 # Container labels: how cleanup finds what an apply left behind, and how a user finds a job's container.
 LABEL_NODE = "madengine.node"
@@ -150,17 +150,9 @@ def _ulimit(spec: str) -> dict[str, Any]:
 
 
 def run_steps(job: JobSpec) -> list[str]:
-    """The driver's positional parameters after the run dir: pre scripts, the model, post scripts.
-
-    Pre/post scripts are copied into the run dir under their own names, as the local backend does.
-    """
-    steps: list[str] = []
-    for kind, argv in [*(("pre", ["bash", posixpath.basename(c.path), *c.args]) for c in job.pre_scripts),
-                       ("main", [*job.cmd_prefix, interpreter(job.script), posixpath.basename(job.script),
-                                 *job.args]),
-                       *(("post", ["bash", posixpath.basename(c.path), *c.args]) for c in job.post_scripts)]:
-        steps += [kind, str(len(argv)), *argv]
-    return steps
+    """The driver's positional parameters after the run dir: each step of `base.run_steps` as its kind,
+    its word count and its words."""
+    return [word for kind, argv in base.run_steps(job) for word in (kind, str(len(argv)), *argv)]
 
 
 def run_command(job: JobSpec, run_dir_in_container: str = RUN_DIR_IN_CONTAINER) -> tuple[list[str], list[str]]:
@@ -257,8 +249,6 @@ class RunContext:
     package_entries: tuple[tuple[str, str], ...] = ()  # (name, absolute host path) of the MAD package root
     network: str | None = None  # target's network, or `none` on an engine without a bridge
     system_gpus: int | None = None
-    target: str = ""
-    extra_labels: Mapping[str, str] = field(default_factory=dict)
 
 
 def labels(job: JobSpec, ctx: RunContext) -> dict[str, str]:
@@ -267,11 +257,10 @@ def labels(job: JobSpec, ctx: RunContext) -> dict[str, str]:
         LABEL_ADDRESS: job.address,
         LABEL_WORKSPACE: ctx.workspace_id,
         LABEL_ATTEMPT: job.env.get(ATTEMPT_ENV, ""),
-        LABEL_TARGET: ctx.target or job.target,
+        LABEL_TARGET: job.target,
     }
     if job.keep_alive:
         out[LABEL_KEEP_ALIVE] = "1"
-    out.update(ctx.extra_labels)
     return out
 
 

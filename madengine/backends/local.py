@@ -20,14 +20,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome, Workspace, interpreter, node_file_name
+from madengine.backends.base import (
+    ATTEMPT_ENV,
+    Cancel,
+    ImageSpec,
+    JobSpec,
+    Outcome,
+    Workspace,
+    node_file_name,
+    run_steps,
+)
 from madengine.errors import Diagnostic
 from madengine.state.model import Status
 
 if TYPE_CHECKING:  # the target's type only: pydantic is not needed to run a job
     from madengine.madfile.model import LocalTarget
 
-ATTEMPT_ENV = "MADENGINE_ATTEMPT"  # set in every job's environment: proves a process is ours
 KILL_GRACE_SECONDS = 5.0
 POLL_SECONDS = 0.05
 
@@ -76,13 +84,14 @@ class LocalBackend:
         details = {"run_dir": str(run_dir)}
         failed: Outcome | None = None
         deadline = time.monotonic() + job.timeout if job.timeout > 0 else None  # for the whole job
+        env = self.environment(job)
         with job.log_path.open("ab") as log:
             # As the docker backend's driver: after a failure the remaining pre/main steps are skipped,
             # post steps still run (they stop what pre steps started); the first failure is the outcome.
             for kind, argv in run_steps(job):
                 if failed is not None and kind != "post":
                     continue
-                outcome = self._run_step(job, argv, run_dir, log, cancel, deadline)
+                outcome = self._run_step(job, argv, env, run_dir, log, cancel, deadline)
                 if outcome.status in (Status.TIMEOUT, Status.INTERRUPTED):
                     return replace(outcome, details=details)
                 if outcome.status is not Status.SUCCESS and failed is None:
@@ -152,13 +161,13 @@ class LocalBackend:
             env["HIP_VISIBLE_DEVICES" if job.gpu_vendor == "AMD" else "CUDA_VISIBLE_DEVICES"] = visible
         return env
 
-    def _run_step(self, job: JobSpec, argv: tuple[str, ...], run_dir: Path, log: BinaryIO,
+    def _run_step(self, job: JobSpec, argv: tuple[str, ...], env: dict[str, str], run_dir: Path, log: BinaryIO,
                   cancel: Cancel, deadline: float | None) -> Outcome:
         # An argument list, never a shell string: nothing from a model reaches a shell parser. The
         # command is not echoed into the log: an argument reading `performance: 1 x` would be taken
         # for the model's result.
         try:
-            proc = subprocess.Popen(argv, cwd=run_dir, env=self.environment(job), stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(argv, cwd=run_dir, env=env, stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as e:  # the program is missing or not executable: as a shell says it (127/126)
             code = 127 if isinstance(e, FileNotFoundError) else 126
@@ -185,14 +194,6 @@ class LocalBackend:
             return Outcome(Status.FAILURE, exit_code=code, host=self.host,
                            message=f"{argv[1]} exited with code {code}")
         return Outcome(Status.SUCCESS, exit_code=0, host=self.host)
-
-
-def run_steps(job: JobSpec) -> list[tuple[str, tuple[str, ...]]]:
-    """The MAD run protocol in the run directory: pre-scripts, the (wrapped) model, post-scripts,
-    each step with its kind (`pre`, `main` or `post`)."""
-    return [*(("pre", ("bash", Path(c.path).name, *c.args)) for c in job.pre_scripts),
-            ("main", (*job.cmd_prefix, interpreter(job.script), Path(job.script).name, *job.args)),
-            *(("post", ("bash", Path(c.path).name, *c.args)) for c in job.post_scripts)]
 
 
 def _mirror(package_root: Path, runs: Path) -> None:

@@ -27,8 +27,7 @@ from typing import Any
 
 import pytest
 
-from madengine.backends.base import Backend, JobSpec, Workspace
-from madengine.backends.local import ATTEMPT_ENV
+from madengine.backends.base import ATTEMPT_ENV, Backend, JobSpec, Workspace
 from tests.infra.services import Registry, docker_client, registry  # noqa: F401 (fixtures)
 
 MARKER_ENV = "MADENGINE_CONFORMANCE"  # in every job's env: the workspace id, to find what a job left

@@ -27,8 +27,7 @@ from typing import Any
 import pytest
 
 from madengine.backends import registry as backend_registry
-from madengine.backends.base import Backend, Cancel, JobSpec, Outcome
-from madengine.backends.local import ATTEMPT_ENV
+from madengine.backends.base import ATTEMPT_ENV, Backend, Cancel, JobSpec, Outcome
 from madengine.compile.ir import ScriptCall
 from madengine.state.model import Status
 from tests.backends.conftest import Harness
