@@ -120,9 +120,11 @@ class Applier:
             except ConfigError as exc:
                 problems.extend(exc.diagnostics)
                 continue
-            backend = self.backends[job.target]
-            problems.extend(backend.validate(job))
-            if not self.slots.fits_ever(job.target, job.n_gpus):
+            found = self.backends[job.target].validate(job)
+            problems.extend(found)
+            # The scheduler's own check, so that a job no host can take never waits forever; said only
+            # when the backend did not already say what is wrong with the job.
+            if not found and not self.slots.fits_ever(job.target, job.n_gpus):
                 problems.append(Diagnostic(None, None, None, f"{job.address} needs {job.n_gpus} GPUs; no host "
                                            f"of target {job.target!r} has that many",
                                            hint="set the hosts' `gpus`, or lower the model's n_gpus"))
