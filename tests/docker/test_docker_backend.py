@@ -142,9 +142,9 @@ def test_no_cache_builds_every_step_again(project: Project, docker_client: Any) 
     docker_client.images.remove(tag, force=True)
 
 
-def test_build_failure_gives_the_error_line(project: Project) -> None:
+def test_build_failure_gives_the_error_line(project: Project, registry: Registry) -> None:
     (project.root / "docker" / "tiny.Dockerfile").write_text(
-        "FROM localhost:5000/madengine/busybox:1\nRUN echo about to fail; exit 7\n")
+        f"FROM {registry.base_image}\nRUN echo about to fail; exit 7\n")
     outcome = project.backend.build(image_spec(f"madengine/broken:{uuid.uuid4().hex[:12]}"),
                                     project.workspace.logs / "b.log", Cancel())
     assert outcome.status is Status.FAILURE and not outcome.transient
@@ -158,9 +158,9 @@ def test_build_of_a_missing_dockerfile_fails_clearly(project: Project) -> None:
     assert outcome.status is Status.FAILURE and "docker/missing.Dockerfile not found" in outcome.message
 
 
-def test_build_can_be_cancelled(project: Project, docker_client: Any) -> None:
+def test_build_can_be_cancelled(project: Project, registry: Registry, docker_client: Any) -> None:
     (project.root / "docker" / "tiny.Dockerfile").write_text(
-        f"FROM localhost:5000/madengine/busybox:1\nRUN echo {uuid.uuid4().hex}; sleep 30\n")
+        f"FROM {registry.base_image}\nRUN echo {uuid.uuid4().hex}; sleep 30\n")
     cancel = Cancel()
     threading.Timer(1.0, cancel.event.set).start()
     started = time.monotonic()

@@ -49,10 +49,6 @@ class Registry:
     address: str  # host:port, e.g. 127.0.0.1:5000
     base_image: str  # the busybox base image pushed there, e.g. localhost:5000/madengine/busybox:1
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}"
-
 
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[Any]:

@@ -28,7 +28,7 @@ def job(**changes: Any) -> JobSpec:
 
 CTX = render.RunContext(workspace_id="ws1", run_dir_host="/p/.madengine/runs/r1", project_root="/p",
                         package_entries=(("scripts", "/p/scripts"), ("models.json", "/p/models.json")),
-                        network="none", system_gpus=8, target="box")
+                        network="none", system_gpus=8)
 
 
 def test_golden_amd_job() -> None:
@@ -200,7 +200,8 @@ def test_driver_failure_skips_the_rest_but_runs_post_scripts(tmp_path: Path) -> 
 def test_driver_fails_when_the_run_dir_is_missing(tmp_path: Path) -> None:
     entrypoint, command = render.run_command(job(script="run.sh"), str(tmp_path / "missing"))
     proc = subprocess.run([*entrypoint, *command], capture_output=True, text=True, timeout=30, check=False)
-    assert proc.returncode != 0
+    assert proc.returncode == 2, proc.stderr  # cd's failure, not a syntax error of the driver
+    assert f"can't cd to {tmp_path / 'missing'}" in proc.stderr
 
 
 def test_mount_specs() -> None:

@@ -100,7 +100,6 @@ def test_the_example_package_is_a_working_mad_package() -> None:
     assert not list(EXAMPLE.rglob("__pycache__"))
 
 
-@pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX sh")
 def test_the_example_scripts_print_performance_under_posix_sh(tmp_path: Path) -> None:
     package = discover_package(EXAMPLE)
     results: dict[str, tuple[float, str]] = {}
