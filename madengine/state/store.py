@@ -27,6 +27,7 @@ import os
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -93,7 +94,7 @@ class StateStore:
             raise StateError(f"cannot open the state database {where}: {exc}") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")  # persistent: a no-op after the first open
+            _enable_wal(conn)
             conn.execute(f"PRAGMA synchronous = {synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
             migrate(conn, where)
@@ -398,3 +399,18 @@ def _attempt(r: tuple[Any, ...], perf: tuple[PerfRow, ...], inputs: dict[str, An
     return Attempt(id=r[0], apply_id=r[1], address=r[2], node_hash=r[3], status=_STATUS[r[4]], started_at=r[5],
                    ended_at=r[6], host=r[7], exit_code=r[8], log_path=r[9], image_digest=r[10],
                    inputs=json.loads(r[11]) if inputs is None else inputs, pid=r[12], message=r[13], perf=perf)
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """`PRAGMA journal_mode = WAL` (persistent: a no-op after the first open). Switching a new database
+    needs its exclusive lock, and SQLite answers "locked" at once instead of waiting as busy_timeout
+    does: several processes opening a fresh store together retry here, within the same timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
