@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import queue
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -25,6 +24,7 @@ from madengine.apply.specs import image_spec, job_metadata, job_spec
 from madengine.backends.base import ATTEMPT_ENV, Backend, Cancel, JobSpec, Outcome, Workspace, node_file_name
 from madengine.compile.ir import Project
 from madengine.errors import ConfigError, Diagnostic, ExitCode
+from madengine.graph.build import image_address
 from madengine.lock.lockfile import Lock
 from madengine.plan.model import Action, Change, Plan
 from madengine.state.model import ImageRecord, PerfRow, Status, utc_now
@@ -100,7 +100,6 @@ class Applier:
         self.slots = Slots({name: b.hosts() for name, b in backends.items()})
         self.cancel_event = threading.Event()
         self.started_handles: queue.Queue[tuple[int, str]] = queue.Queue()
-        self.host = socket.gethostname()
         self.done: set[str] = set()  # addresses finished in this apply, whatever their status
         self.tries: dict[str, int] = {}  # retries used, per address
         self.apply_id = 0
@@ -213,6 +212,8 @@ class Applier:
 
     def _dispatch(self, pool: ThreadPoolExecutor, waiting: dict[str, Change], running: dict[Future[Outcome], _Running],
                   jobs: Mapping[str, JobSpec], result: ApplyResult) -> None:
+        if len(running) >= max(1, self.options.parallelism):
+            return  # every worker is busy: nothing to look at
         for change in self._ready(waiting):
             if len(running) >= max(1, self.options.parallelism):
                 return
@@ -252,7 +253,7 @@ class Applier:
             target = self.lock["jobs"][change.address]["target"]
             meta = job_metadata(change.address, self.lock, self.project, self.project.targets[target].backend)
             return {**self.lock["jobs"][change.address], "meta": meta}
-        image = change.address if change.kind == "image" else change.address.replace("push:", "image:", 1)
+        image = image_address(change.address)
         return dict(self.lock["images"][image])
 
     def _work(self, entry: _Running) -> Outcome:
@@ -270,7 +271,7 @@ class Applier:
             return self.judge(entry.job, outcome)
         registry = self.project.registry
         if change.kind == "push":
-            image = image_spec(change.address.replace("push:", "image:", 1), self.lock, registry)
+            image = image_spec(image_address(change.address), self.lock, registry)
             return self.backends[change.targets[0]].push(image, entry.log_path, cancel)
         image = image_spec(change.address, self.lock, registry, no_cache=self.options.no_cache)
         outcome = Outcome(Status.SUCCESS)
@@ -318,7 +319,7 @@ class Applier:
         return None
 
     def _record_image(self, change: Change, outcome: Outcome) -> None:
-        image = change.address.replace("push:", "image:", 1)
+        image = image_address(change.address)
         entry = self.lock["images"][image]
         if change.kind == "image":
             targets = change.targets

@@ -7,7 +7,7 @@ the one with the fewest free GPUs is taken (best fit), which keeps whole hosts f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -58,6 +58,3 @@ class Slots:
 
     def free_gpus(self, target: str) -> int:
         return sum(len(h.free) for h in self._hosts[target])
-
-    def targets(self) -> Iterable[str]:
-        return self._hosts.keys()

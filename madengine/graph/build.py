@@ -45,6 +45,11 @@ def push_address(image_address: str) -> str:
     return "push:" + image_address.removeprefix("image:")
 
 
+def image_address(address: str) -> str:
+    """The image a node realizes: `push:x@cpu` -> `image:x@cpu`; an image address is its own."""
+    return "image:" + address.removeprefix("push:") if address.startswith("push:") else address
+
+
 def check_acyclic(graph: Dag) -> None:
     cycle = graph.find_cycle()
     if cycle:
@@ -64,6 +69,8 @@ def select(graph: Dag, selectors: Sequence[str] = (), targets: Sequence[str] = (
     address glob; `--target` keeps only jobs on those targets. A selector that matches nothing is an
     error, so a typo never silently plans nothing.
     """
+    if not selectors and not targets:
+        return graph  # everything: nothing to narrow (callers never change the graph they get)
     jobs = {n for n, d in graph.nodes.items() if d["kind"] == "job"}
     if targets:
         known = {graph.nodes[n]["target"] for n in jobs}

@@ -8,6 +8,7 @@ re-observed: a recorded result is the result.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 from madengine.apply.specs import image_spec
@@ -20,7 +21,8 @@ from madengine.state.store import StateStore
 
 def observe(store: StateStore, graph: Dag, lock: Lock, backends: Mapping[str, Backend],
             registry: str | None) -> Observed:
-    images = store.images()
+    base = store.observed()  # serial, images and latest attempts from one snapshot
+    images = base.images
     missing = set()
     for (address, target), record in images.items():
         if address not in graph or record.node_hash != lock["images"][address]["hash"]:
@@ -41,8 +43,7 @@ def observe(store: StateStore, graph: Dag, lock: Lock, backends: Mapping[str, Ba
             digest = backend.observe_registry(image_spec(address, lock, registry))
             if digest:
                 in_registry[address] = digest
-    return Observed(serial=store.serial(), images=images, latest=store.latest_attempts(),
-                    missing_images=frozenset(missing), in_registry=in_registry)
+    return dataclasses.replace(base, missing_images=frozenset(missing), in_registry=in_registry)
 
 
 def _built(record: ImageRecord | None, node_hash: str) -> bool:

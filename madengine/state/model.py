@@ -28,10 +28,6 @@ class Status(str, enum.Enum):
     INTERRUPTED = "INTERRUPTED"  # stopped by Ctrl-C, or its apply was killed
 
     @property
-    def finished_ok(self) -> bool:
-        return self is Status.SUCCESS
-
-    @property
     def failed(self) -> bool:
         return self in (Status.FAILURE, Status.TIMEOUT)
 
