@@ -635,7 +635,9 @@ class _RedactingLog:
     """A text log that never receives a registry secret (engine messages could echo one)."""
 
     def __init__(self, path: Path, secrets: tuple[str, ...]) -> None:
-        self._file = open(path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed by __exit__)
+        # Appended to, as `run` appends: a retry, or the same image built on a second target, writes
+        # into the same node log, and must not erase what the first attempt wrote.
+        self._file = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed by __exit__)
         self._secrets = secrets
 
     def write(self, text: str) -> None:
