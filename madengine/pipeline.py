@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,7 +119,8 @@ def remember_fresh(locked: Locked, started_ns: int) -> None:
     freshness.record(root / locked.project.madfile_path, locked.lock_path,
                      freshness.outside_dirs(root, locked.input_dirs()), started_ns,
                      images=len(locked.lock["images"]), jobs=len(locked.lock["jobs"]),
-                     registry=locked.project.registry, tags=locked.project.model_tags())
+                     lock_hash=lock_digest(locked.lock), registry=locked.project.registry,
+                     tags=locked.project.model_tags())
 
 
 def current_lock(madfile: Path, *, locked: bool, text: str | None = None) -> Locked:
@@ -168,21 +169,29 @@ class Realization:
     backends: Mapping[str, Backend]  # for the targets that the graph's jobs use, made on first use
     state_path: Path
     project: Project | None  # None until needed when a fresh lock stood for it (`realization(compile=False)`)
+    _loaded: LoadedMadfile | None = field(default=None, repr=False)  # the madfile, once read for either
 
     def compiled(self) -> Project:
         """The compiled project, which apply needs for the jobs' specs: compiled now if a fresh lock
         stood for it, so that an apply with nothing to do compiles nothing."""
         if self.project is None:
-            _, self.project = load_project(self.madfile)
+            from madengine.compile.compiler import compile_project
+
+            self.project = compile_project(self._madfile())
         return self.project
 
     def target_configs(self) -> Mapping[str, Any]:
         """The targets' configuration, for making backends: the madfile's, read alone if not compiled."""
         if self.project is not None:
             return self.project.targets
-        from madengine.madfile.load import load_and_check
+        return self._madfile().madfile.effective_targets()
 
-        return load_and_check(self.madfile).madfile.effective_targets()
+    def _madfile(self) -> LoadedMadfile:
+        if self._loaded is None:
+            from madengine.madfile.load import load_and_check
+
+            self._loaded = load_and_check(self.madfile)
+        return self._loaded
 
 
 def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targets: Sequence[str] = (),
@@ -207,11 +216,11 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
     fresh = None if compile or text is not None else freshness.check(madfile, root / LOCK_NAME)
     project: Project | None
     if fresh is not None:
-        lock, registry, tags, project = parse_lock(fresh.lock_text, root / LOCK_NAME), fresh.registry, fresh.tags, None
-        shown = display_path(madfile)
+        lock, lock_hash, project = parse_lock(fresh.lock_text, root / LOCK_NAME), fresh.lock_hash, None
+        registry, tags, shown = fresh.registry, fresh.tags, display_path(madfile)
     else:
         current = current_lock(madfile, locked=locked, text=text)
-        lock, project = current.lock, current.project
+        lock, lock_hash, project = current.lock, lock_digest(current.lock), current.project
         registry, tags, shown = project.registry, project.model_tags(), current.loaded.display_path
     graph = select_nodes(build_graph(lock, registry=registry, tags=tags), select, targets)
     db = state_path(root, state)
@@ -219,7 +228,7 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
                           workspace_id=hashlib.sha256(str(db.resolve()).encode()).hexdigest()[:12])
     used = {t for data in graph.nodes.values()
             for t in ((data["target"],) if data["kind"] == "job" else data.get("targets", ()))}
-    r = Realization(madfile, shown, lock, lock_digest(lock), registry, graph, workspace,
+    r = Realization(madfile, shown, lock, lock_hash, registry, graph, workspace,
                     LazyBackends(used, lambda: r.target_configs(), workspace), db, project)
     return r
 

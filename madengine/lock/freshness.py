@@ -34,6 +34,7 @@ class Fresh:
     images: int
     jobs: int
     lock_text: bytes = field(repr=False)  # the lock file's bytes, those the record was checked against
+    lock_hash: str = ""  # the lock's canonical hash (`pipeline.lock_digest`), which plans are tied to
     registry: str | None = None
     tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # model name -> its tags
 
@@ -104,6 +105,7 @@ def check(madfile: Path, lock_path: Path) -> Fresh | None:
             return None
         registry = rec["registry"]
         return Fresh(images=int(rec["images"]), jobs=int(rec["jobs"]), lock_text=lock_text,
+                     lock_hash=str(rec["lock_hash"]),
                      registry=registry if isinstance(registry, str) else None,
                      tags={str(m): tuple(map(str, t)) for m, t in rec["tags"].items()})
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -111,7 +113,8 @@ def check(madfile: Path, lock_path: Path) -> Fresh | None:
 
 
 def record(madfile: Path, lock_path: Path, extra_dirs: Iterable[str], started_ns: int, *,
-           images: int, jobs: int, registry: str | None, tags: Mapping[str, Sequence[str]]) -> None:
+           images: int, jobs: int, lock_hash: str, registry: str | None,
+           tags: Mapping[str, Sequence[str]]) -> None:
     """Remember that the lock at lock_path is what its current inputs give. Never raises.
 
     Nothing is recorded when an input is newer than `started_ns` (when the caller began reading):
@@ -123,7 +126,7 @@ def record(madfile: Path, lock_path: Path, extra_dirs: Iterable[str], started_ns
         inputs, newest = fingerprint(root, madfile.name, extra, lock_path.name)
         if newest >= started_ns - _CLOCK_SLACK_NS:
             return
-        data = {"inputs": inputs, "lock": _digest(_read(lock_path)), "extra": extra,
+        data = {"inputs": inputs, "lock": _digest(_read(lock_path)), "lock_hash": lock_hash, "extra": extra,
                 "images": images, "jobs": jobs, "registry": registry, "tags": {m: list(t) for m, t in tags.items()}}
         path = root / RECORD
         path.parent.mkdir(parents=True, exist_ok=True)
