@@ -129,18 +129,17 @@ def _read_text(path: Path, shown: str) -> str:
 def _parse(text: str, shown: str) -> tuple[Any, SourceMap, list[Diagnostic]]:
     """Parse YAML into plain data, positions, and non-fatal problems (duplicate keys, custom tags)."""
     problems: list[Diagnostic] = []
-    composer = YAML(typ="rt")
-    loader = YAML(typ="rt")
+    yaml = YAML(typ="rt")
     # Duplicates are found on the composed tree (all of them, with both positions), so the
     # constructor must not stop at the first one.
-    loader.allow_duplicate_keys = True
+    yaml.allow_duplicate_keys = True
     try:
         # ruamel warns on stderr about legal oddities (a reused anchor): a user would see a
         # Python warning instead of a diagnostic, so they are silenced here.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            node = composer.compose(text)
-            document = loader.load(text)
+            node = yaml.compose(text)  # parsed once: the tree for positions, then the data built from it
+            document = yaml.constructor.construct_document(node) if node is not None else None
     except MarkedYAMLError as exc:
         raise ConfigError.many([_syntax_diagnostic(exc, shown)]) from None
     except ReaderError as exc:
