@@ -34,6 +34,7 @@ def build(
     from madengine.apply.engine import ApplyOptions, ApplyResult
     from madengine.cli.applying import ApplyRequest, apply_realization, exit_with
     from madengine.compat.rocm import RocmArgs, batch_models, generated_path, madfile_text, parse_context
+    from madengine.mad.tags import split_tags
     from madengine.pipeline import realization
     from madengine.results.export import export_build_manifest
     from madengine.state.store import StateStore
@@ -41,7 +42,7 @@ def build(
     base = chdir if chdir is not None else Path()
     if batch_manifest is not None:
         tags = [*tags, *batch_models(base / batch_manifest)]
-    args = RocmArgs(tags=[t for tag in tags for t in tag.split(",") if t.strip()], registry=registry,
+    args = RocmArgs(tags=split_tags(tags), registry=registry,
                     additional_context=parse_context(additional_context, additional_context_file))
     r = realization(generated_path(base), locked=False, text=madfile_text(args), select=["image:*"])
     replace = [n for n in r.graph.nodes if n.startswith("image:")] if clean_docker_cache else []

@@ -39,6 +39,7 @@ def run(
     from madengine.apply.engine import ApplyOptions, ApplyResult
     from madengine.cli.applying import ApplyRequest, apply_realization, exit_with
     from madengine.compat.rocm import RocmArgs, generated_path, madfile_text, parse_context
+    from madengine.mad.tags import split_tags
     from madengine.pipeline import realization
     from madengine.results.export import append_perf_csv
     from madengine.state.store import StateStore
@@ -49,7 +50,7 @@ def run(
         manifest_tags, registry = _read_manifest(base / manifest_file)
         tags = tags or manifest_tags
     # With the manifest's registry, an image built and pushed elsewhere is pulled (its tag is its inputs' hash).
-    args = RocmArgs(tags=[t for tag in tags for t in tag.split(",") if t.strip()], backend=backend, gpus=gpus,
+    args = RocmArgs(tags=split_tags(tags), backend=backend, gpus=gpus,
                     registry=registry, additional_context=parse_context(additional_context, additional_context_file))
     path = generated_path(base)
     r = realization(path, locked=False, text=madfile_text(args), select=["image:*"] if skip_model_run else ())

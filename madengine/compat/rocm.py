@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from madengine.errors import UsageError
+from madengine.madfile.model import Context
 
 # Keys of --additional-context that are context fields; any other key is a free-form CONTEXT key
-# that Dockerfiles' `# CONTEXT {...}` headers test (ROCm's `ctx_test`, ...).
-CONTEXT_FIELDS = ("gpu_vendor", "guest_os", "docker_build_arg", "docker_env_vars", "docker_mounts",
-                  "docker_gpus", "tools", "pre_scripts", "post_scripts", "timeout_multiplier")
+# that Dockerfiles' `# CONTEXT {...}` headers test (ROCm's `ctx_test`, ...), so it goes under `match`.
+CONTEXT_FIELDS = tuple(name for name in Context.model_fields if name != "match")
 GENERATED_NAME = "madengine-run.yaml"  # where the in-memory madfile says it stands: the package root
 
 
@@ -78,7 +78,7 @@ def detect_gpu_vendor(dev: Path = Path("/dev")) -> str:
     return "NONE"
 
 
-def context_of(additional: Mapping[str, Any], detect: bool = True) -> dict[str, Any]:
+def context_of(additional: Mapping[str, Any]) -> dict[str, Any]:
     """A madfile context from ROCm's additional context."""
     context: dict[str, Any] = {}
     match: dict[str, Any] = {}
@@ -90,7 +90,7 @@ def context_of(additional: Mapping[str, Any], detect: bool = True) -> dict[str, 
             context[key] = value
         else:
             match[key] = value
-    if "gpu_vendor" not in context and detect:
+    if "gpu_vendor" not in context:
         context["gpu_vendor"] = detect_gpu_vendor()
     context.setdefault("guest_os", "UBUNTU")
     if match:

@@ -76,6 +76,7 @@ class ModelIndex:
     def __init__(self, models: Sequence[MadModel]) -> None:
         self.models = tuple(models)
         self._indexed = False  # the dictionaries are built on the first selector other than `all`
+        self._scanned = False  # one lookup was answered by a scan: the next ones use the index
         self._by_name: dict[str, int] = {}
         self._by_tag: dict[str, list[int]] = {}
         self._by_scope: dict[str, list[int]] = {}  # `<dir>` of `<dir>/<name>` -> models
@@ -134,7 +135,10 @@ class ModelIndex:
     def resolve(self, tag: str) -> list[SelectedModel]:
         """The models one tag selects; UnknownTagError if none."""
         selector, args = parse_tag(tag)
-        positions = self.positions(selector) if self._indexed else self.scan(selector)
+        # A first lookup is answered by a scan (cheaper than building the index for it); a caller
+        # resolving tag after tag, as the compiler does, gets the index from the second one on.
+        positions = self.positions(selector) if self._indexed or self._scanned else self.scan(selector)
+        self._scanned = True
         if not positions:
             raise UnknownTagError(tag, self.suggestions(selector))
         return [_new_selected({"model": self.models[p], "tag_args": args}) for p in positions]
