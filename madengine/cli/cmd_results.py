@@ -31,12 +31,12 @@ def results(
     import sys
 
     from madengine.cli import output
-    from madengine.cli.options import madfile_path
+    from madengine.cli.options import state_db
     from madengine.errors import UsageError
     from madengine.results import perfcsv, table
-    from madengine.state.store import STATE_ENV, StateStore, state_path
+    from madengine.state.store import STATE_ENV, StateStore
 
-    db = state_path(madfile_path(file, chdir).parent, state)
+    db = state_db(file, chdir, state)
     if csv_file is not None and chdir is not None:
         csv_file = chdir / csv_file  # "as if started in DIR", like -f (an absolute FILE stays as it is)
     if not db.is_file():

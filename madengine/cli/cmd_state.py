@@ -7,13 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from madengine.cli.options import ChdirOption, FileOption, JsonOption, StateOption
+from madengine.cli.options import ChdirOption, FileOption, JsonOption, StateOption, state_db
 
 if TYPE_CHECKING:
-    from madengine.state.model import Attempt, ImageRecord
+    from madengine.state.model import Attempt, ImageRecord, Observed
     from madengine.state.store import StateStore
-
-
 
 
 def register(app: typer.Typer) -> None:
@@ -23,14 +21,6 @@ def register(app: typer.Typer) -> None:
     state_app.command("show")(show)
     state_app.command("forget")(forget)
     app.add_typer(state_app, name="state")
-
-
-def state_db(file: Path | None, chdir: Path | None, state: str | None) -> Path:
-    """The state database of the madfile that -f/-C name (the madfile itself need not exist)."""
-    from madengine.cli.options import madfile_path
-    from madengine.state.store import state_path
-
-    return state_path(madfile_path(file, chdir).parent, state)
 
 
 def list_(
@@ -53,8 +43,8 @@ def list_(
             sys.stdout.write(f"0 addresses ({display_path(db)} does not exist yet)\n")
         return
     with _open(db) as store:
-        entries = _entries(store)
-        serial = store.serial()
+        observed = store.observed()  # one snapshot: the rows and the serial printed under them agree
+    entries, serial = _entries(observed), observed.serial
     if as_json:
         output.print_json(entries)
         return
@@ -157,11 +147,11 @@ def _open_known(db: Path, address: str) -> StateStore:
     raise UsageError(f"no state recorded for {address}", hint=hint)
 
 
-def _entries(store: StateStore) -> list[dict[str, Any]]:
+def _entries(observed: Observed) -> list[dict[str, Any]]:
     """The `state list` rows: the latest attempt of each address, else its latest image records."""
-    latest = store.latest_attempts()
+    latest = observed.latest
     by_address: dict[str, list[ImageRecord]] = {}
-    for (address, _), rec in sorted(store.images().items()):
+    for (address, _), rec in sorted(observed.images.items()):
         by_address.setdefault(address, []).append(rec)
     entries: list[dict[str, Any]] = []
     for address in sorted(set(latest) | set(by_address)):

@@ -21,7 +21,7 @@ def unlock(
 ) -> None:
     """Clear the lock a dead apply left (--force: even a live one)."""
     from madengine.cli import output
-    from madengine.cli.cmd_state import state_db
+    from madengine.cli.options import state_db
     from madengine.errors import Diagnostic
     from madengine.state.lock import WorkspaceLock
 

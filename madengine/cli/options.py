@@ -10,7 +10,6 @@ FileOption = typer.Option(None, "-f", "--file",
                           help="The madfile (default ./madfile.yaml, then ./madfile.yml).")
 ChdirOption = typer.Option(None, "-C", "--chdir", help="Run as if started in DIR.")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
-VerboseOption = typer.Option(False, "-v", "--verbose", help="Show more detail.")
 StateOption = typer.Option(None, "--state", metavar="PATH",
                            help="The state database (default .madengine/state.db beside the madfile; "
                            "or $MADENGINE_STATE).")
@@ -35,3 +34,10 @@ def madfile_path(file: Path | None, chdir: Path | None) -> Path:
 
     base = chdir if chdir is not None else Path.cwd()
     return find_madfile(base, file)
+
+
+def state_db(file: Path | None, chdir: Path | None, state: str | None) -> Path:
+    """The state database of the madfile that -f/-C name (the madfile itself need not exist)."""
+    from madengine.state.store import state_path
+
+    return state_path(madfile_path(file, chdir).parent, state)
