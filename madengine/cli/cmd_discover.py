@@ -39,14 +39,10 @@ def discover(
     if as_json:
         output.print_json([_entry(s.model, s.args) for s in selected])
         return
-    rows = [("MODEL", "GPUS", "TAGS", "DOCKERFILE", "ARGS")]
-    rows += [(s.model.name, str(s.model.n_gpus), ",".join(s.model.tags), s.model.dockerfile, s.args.strip())
-             for s in selected]
-    widths = [max(map(len, column)) for column in list(zip(*rows, strict=True))[:4]]
-    line = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
-    out = [line.format(*r).rstrip() for r in rows]
-    out.append(f"{len(selected)} model{'s' if len(selected) != 1 else ''} selected")
-    sys.stdout.write("\n".join(out) + "\n")
+    rows = [(s.model.name, str(s.model.n_gpus), ",".join(s.model.tags), s.model.dockerfile, s.args.strip())
+            for s in selected]
+    sys.stdout.write(output.columns(("MODEL", "GPUS", "TAGS", "DOCKERFILE", "ARGS"), rows))
+    sys.stdout.write(f"{len(selected)} model{'s' if len(selected) != 1 else ''} selected\n")
 
 
 def _entry(model: MadModel, args: str) -> dict[str, object]:

@@ -73,7 +73,7 @@ def results(
     else:
         header = table.HISTORY_HEADER if history is not None else table.HEADER
         rows = table.table_rows(selected, every, with_apply=history is not None)
-        sys.stdout.write(table.render(header, rows))
+        sys.stdout.write(output.columns(header, rows))
         sys.stdout.write(table.summary(selected, history=history) + "\n")
     if csv_file is not None:
         from madengine.madfile.locate import display_path

@@ -48,13 +48,10 @@ def list_(
     if as_json:
         output.print_json(entries)
         return
-    rows = [("ADDRESS", "STATUS", "WHEN", "HASH", "RESULT")]
-    rows += [(e["address"], e["status"], e["when"] or "", _short(e["node_hash"]), e["result"]) for e in entries]
-    widths = [max(map(len, column)) for column in list(zip(*rows, strict=True))[:4]]
-    line = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
-    out = [line.format(*r).rstrip() for r in rows]
-    out.append(f"{len(entries)} address{'es' if len(entries) != 1 else ''} ({display_path(db)}, serial {serial})")
-    sys.stdout.write("\n".join(out) + "\n")
+    rows = [(e["address"], e["status"], e["when"] or "", _short(e["node_hash"]), e["result"]) for e in entries]
+    sys.stdout.write(output.columns(("ADDRESS", "STATUS", "WHEN", "HASH", "RESULT"), rows))
+    sys.stdout.write(f"{len(entries)} address{'es' if len(entries) != 1 else ''} ({display_path(db)}, "
+                     f"serial {serial})\n")
 
 
 def show(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from madengine.errors import Diagnostic
@@ -21,6 +21,14 @@ def error(message: str, hint: str = "") -> None:
 
 def warn(diagnostics: Iterable[Diagnostic]) -> None:
     print_diagnostics(diagnostics)
+
+
+def columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Aligned plain-text columns (discover, results, state list): greppable, stable in logs and tests."""
+    table = [tuple(header), *(tuple(r) for r in rows)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+                     for r in table) + "\n"
 
 
 def print_json(data: Any) -> None:

@@ -80,14 +80,6 @@ def table_rows(selected: Sequence[Attempt], history: Iterable[Attempt], *,
     return rows
 
 
-def render(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Aligned plain-text columns, like `madengine discover`: greppable, stable in logs and tests."""
-    table = [tuple(header), *(tuple(r) for r in rows)]
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-                     for r in table) + "\n"
-
-
 def summary(selected: Sequence[Attempt], *, history: str | None = None) -> str:
     counts = Counter(a.status.value for a in selected)
     parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))

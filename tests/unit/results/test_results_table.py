@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from madengine.results.table import HEADER, models_with_results, render, select, summary, table_rows, to_json
+from madengine.cli.output import columns as render
+from madengine.results.table import HEADER, models_with_results, select, summary, table_rows, to_json
 from madengine.state.model import Attempt, Status
 from tests.unit.results.conftest import attempt, build_attempt, job_address, job_inputs, perf
 
