@@ -25,6 +25,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def registry_image(tag: str, registry: str) -> str:
 
 def _latest(attempts: Iterable[Attempt]) -> dict[str, Attempt]:
     latest: dict[str, Attempt] = {}
-    for attempt in sorted(attempts, key=lambda a: (a.started_at, a.id)):
+    for attempt in sorted(attempts, key=attrgetter("chronology")):
         if attempt.status is not Status.RUNNING:
             latest[attempt.address] = attempt
     return latest

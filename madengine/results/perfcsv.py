@@ -13,6 +13,7 @@ import os
 import shlex
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +73,6 @@ def args_string(args: object) -> str:
     return ""
 
 
-def _order(attempt: Attempt) -> tuple[str, int]:
-    return (attempt.started_at, attempt.id)
-
-
 def _series_key(attempt: Attempt, row_model: str, metric: str) -> tuple[str, ...]:
     """What relative_change compares across: the same figure of the same model, params, context and target.
 
@@ -95,7 +92,7 @@ def relative_changes(attempts: Iterable[Attempt], history: Iterable[Attempt]) ->
     wanted = {a.id for a in attempts}
     previous: dict[tuple[str, ...], float] = {}
     out: dict[tuple[int, int], str] = {}
-    for attempt in sorted((a for a in history if is_job(a)), key=_order):
+    for attempt in sorted((a for a in history if is_job(a)), key=attrgetter("chronology")):
         for i, row in enumerate(attempt.perf):
             key = _series_key(attempt, row.model, row.metric)
             if attempt.id in wanted and row.performance is not None:
@@ -110,7 +107,7 @@ def relative_changes(attempts: Iterable[Attempt], history: Iterable[Attempt]) ->
 def _build_durations(history: Iterable[Attempt]) -> dict[tuple[str, str], float]:
     """(image address, node hash) and (image address, "") -> duration of its latest successful build."""
     out: dict[tuple[str, str], float] = {}
-    for attempt in sorted((a for a in history if not is_job(a)), key=_order):
+    for attempt in sorted((a for a in history if not is_job(a)), key=attrgetter("chronology")):
         if attempt.status is Status.SUCCESS and attempt.duration is not None:
             out[(attempt.address, attempt.node_hash)] = attempt.duration
             out[(attempt.address, "")] = attempt.duration

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 from typing import Any
 
 from madengine.results.perfcsv import format_number, is_job, relative_changes
@@ -14,17 +15,13 @@ HISTORY_HEADER = ("APPLY", *HEADER)
 _MAX_NOTE = 80
 
 
-def _order(attempt: Attempt) -> tuple[str, int]:
-    return (attempt.started_at, attempt.id)
-
-
 def select(attempts: Iterable[Attempt], *, history: str | None = None, apply_id: int | None = None) -> list[Attempt]:
     """The job attempts to show, oldest first.
 
     By default the latest attempt of every job (within apply `apply_id` if given); with `history`,
     every attempt of that model (or of that multiple_results row name).
     """
-    jobs = sorted((a for a in attempts if is_job(a)), key=_order)
+    jobs = sorted((a for a in attempts if is_job(a)), key=attrgetter("chronology"))
     if apply_id is not None:
         jobs = [a for a in jobs if a.apply_id == apply_id]
     if history is not None:

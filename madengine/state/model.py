@@ -78,6 +78,11 @@ class Attempt:
     perf: tuple[PerfRow, ...] = ()
 
     @property
+    def chronology(self) -> tuple[str, int]:
+        """The order attempts happened in: by start, ties broken by id."""
+        return (self.started_at, self.id)
+
+    @property
     def duration(self) -> float | None:
         from datetime import datetime
 
