@@ -42,12 +42,13 @@ def run(
     from madengine.mad.tags import split_tags
     from madengine.pipeline import realization
     from madengine.results.export import append_perf_csv
+    from madengine.results.manifest import read_build_manifest
     from madengine.state.store import StateStore
 
     base = chdir if chdir is not None else Path()
     registry = None
     if manifest_file is not None:
-        manifest_tags, registry = _read_manifest(base / manifest_file)
+        manifest_tags, registry = read_build_manifest(base / manifest_file)
         tags = tags or manifest_tags
     # With the manifest's registry, an image built and pushed elsewhere is pulled (its tag is its inputs' hash).
     args = RocmArgs(tags=split_tags(tags), backend=backend, gpus=gpus,
@@ -66,25 +67,3 @@ def run(
             typer.echo(f"{count} result row(s) appended to {base / output}")
 
     exit_with(apply_realization(r, request, "madengine run", after=export))
-
-
-def _read_manifest(path: Path) -> tuple[list[str], str | None]:
-    """The models a build manifest lists, and the registry its images were pushed to (if any)."""
-    import json
-
-    from madengine.errors import UsageError
-
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        built_models, built_images = manifest.get("built_models", {}), manifest.get("built_images", {})
-    except (OSError, ValueError, AttributeError) as exc:
-        raise UsageError(f"cannot read the build manifest {path}: {exc}") from None
-    models = sorted({m.get("name", k) for k, m in built_models.items() if isinstance(m, dict)})
-    if not models:
-        raise UsageError(f"{path} lists no built models", hint="pass --tags")
-    registries = sorted({str(image["registry"]) for image in built_images.values()
-                         if isinstance(image, dict) and image.get("registry")})
-    if len(registries) > 1:
-        raise UsageError(f"{path} names several registries: {', '.join(registries)}",
-                         hint="build into one registry, or run with --tags")
-    return models, registries[0] if registries else None

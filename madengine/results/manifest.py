@@ -231,6 +231,27 @@ def write_build_manifest(path: str | os.PathLike[str], manifest: Mapping[str, An
     target.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
+def read_build_manifest(path: Path) -> tuple[list[str], str | None]:
+    """What `run --manifest-file` takes from a build manifest: the models it lists, and the registry its
+    images were pushed to (if any)."""
+    from madengine.errors import UsageError
+
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        built_models, built_images = manifest.get("built_models", {}), manifest.get("built_images", {})
+    except (OSError, ValueError, AttributeError) as exc:
+        raise UsageError(f"cannot read the build manifest {path}: {exc}") from None
+    models = sorted({m.get("name", k) for k, m in built_models.items() if isinstance(m, dict)})
+    if not models:
+        raise UsageError(f"{path} lists no built models", hint="pass --tags")
+    registries = sorted({str(image["registry"]) for image in built_images.values()
+                         if isinstance(image, dict) and image.get("registry")})
+    if len(registries) > 1:
+        raise UsageError(f"{path} names several registries: {', '.join(registries)}",
+                         hint="build into one registry, or run with --tags")
+    return models, registries[0] if registries else None
+
+
 def _data_name(data: object) -> str:
     """The models.json `data` value: the lock keeps it as `{"name": ..., ...}`."""
     if isinstance(data, Mapping):
