@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from madengine.errors import ConfigError, Diagnostic
-from madengine.mad.tools import in_order, key_position, read_json_object, split_args, type_name
+from madengine.mad.tools import in_order, key_position, known_names_hint, read_json_object, split_args, type_name
 
 DATA_JSON = "data.json"
 
@@ -337,9 +337,4 @@ def _unsupported(name: str, candidates: Sequence[DataProvider], where: str) -> D
 def _unknown_hint(name: str, data: Mapping[str, Sequence[DataProvider]]) -> str:
     if not data:
         return f"the package has no {DATA_JSON} (or an empty one); declare {name!r} there"
-    import difflib  # only on this error path
-
-    known = sorted(data)
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    listed = ", ".join(known[:20]) + (f", ... ({len(known)} in all)" if len(known) > 20 else "")
-    return (f"did you mean {' or '.join(close)}? " if close else "") + f"declared data: {listed}"
+    return known_names_hint(name, data, "declared data")

@@ -452,13 +452,17 @@ def _known_hint(available: Mapping[str, Tool], name: str = "") -> str:
     if not available:
         return (f"the package has no {TOOLS_JSON}; ROCm madengine ships its own tools.json, so copy the "
                 "tools you use (and their scripts) into the package's scripts/common/")
+    return known_names_hint(name, available, "known tools")
+
+
+def known_names_hint(name: str, known: Iterable[str], label: str) -> str:
+    """`did you mean x or y? <label>: a, b, c` for a name that is not among `known` (shared with data)."""
     import difflib  # only on this error path
 
-    known = sorted(available)
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6) if name else []
-    listed = ", ".join(known[:20]) + (f", ... ({len(known)} in all)" if len(known) > 20 else "")
-    hint = f"known tools: {listed}"
-    return f"did you mean {' or '.join(close)}? {hint}" if close else hint
+    names = sorted(known)
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6) if name else []
+    listed = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+    return (f"did you mean {' or '.join(close)}? " if close else "") + f"{label}: {listed}"
 
 
 # --- small JSON helpers shared with madengine.mad.data --------------------------------------------
