@@ -392,8 +392,12 @@ class _PackageExtras:
         tools: Mapping[str, Tool] = {}
         data: Mapping[str, Sequence[DataProvider]] = {}
         if package_path is not None:
+            # Separately: a broken tools.json must not hide what is wrong in data.json.
             try:
                 tools = load_tools(root / package_path, warnings=warnings)
+            except ConfigError as exc:
+                diags.items.extend(exc.diagnostics)
+            try:
                 data = load_data(root / package_path, warnings=warnings)
             except ConfigError as exc:
                 diags.items.extend(exc.diagnostics)
