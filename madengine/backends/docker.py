@@ -210,7 +210,6 @@ class DockerBackend:
     # --- build / push ---------------------------------------------------------------------------------
 
     def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
-
         root = self.workspace.root
         context_dir = root / image.build_context
         dockerfile = root / image.dockerfile
@@ -222,8 +221,8 @@ class DockerBackend:
                 return Outcome(Status.FAILURE, message=f"{missing} not found")
             try:
                 self._ensure_base(image, log)
-                api = self._api_for_one_call()
                 network = self.network()
+                api = self._api_for_one_call()  # last: nothing that can raise comes between it and its close
             except EngineUnavailable as e:
                 log.write(f"error: {e}\n")
                 return Outcome(Status.FAILURE, message=str(e), transient=True)
