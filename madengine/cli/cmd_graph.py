@@ -36,18 +36,13 @@ def graph(
     from madengine.graph.build import build_graph
     from madengine.graph.build import select as select_nodes
     from madengine.graph.render import to_dot, to_graphml, to_json, to_mermaid
-    from madengine.lock import LOCK_NAME
-    from madengine.lock.lockfile import build_lock, read_lock
-    from madengine.lock.pins import pin_bases, previous_pins
-    from madengine.pipeline import load_project
+    from madengine.pipeline import lock_project
 
-    loaded, project = load_project(madfile_path(file, chdir))
     # The lock's own hashes: base images pinned as madengine.lock pins them, but never resolved over
     # the network here (a reference new to the lock stays unpinned until `madengine lock`).
-    pins = pin_bases([i.base for i in project.images.values()], previous_pins(read_lock(loaded.root / LOCK_NAME)),
-                     resolve=lambda ref: None)
-    lock = build_lock(project, {ref: digest for ref, digest in pins.items() if digest})
-    g = select_nodes(build_graph(lock, registry=project.registry, tags=project.model_tags()), select, target)
+    locked = lock_project(madfile_path(file, chdir), resolve=lambda ref: None)
+    project = locked.project
+    g = select_nodes(build_graph(locked.lock, registry=project.registry, tags=project.model_tags()), select, target)
     if as_json or fmt is GraphFormat.json:
         output.print_json(to_json(g))
     elif fmt is GraphFormat.graphml:
