@@ -34,7 +34,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -222,46 +222,25 @@ class DockerBackend:
             try:
                 self._ensure_base(image, log)
                 network = self.network()
-                api = self._api_for_one_call()  # last: nothing that can raise comes between it and its close
             except EngineUnavailable as e:
                 log.write(f"error: {e}\n")
                 return Outcome(Status.FAILURE, message=str(e), transient=True)
             except _engine_errors() as e:
                 return self._api_failure("build", e, log)
-            response = _ResponseCatcher(api)
-            error: str | None = None
-            image_id: str | None = None
-            try:
-                with _cut_on_cancel(cancel, response.shutdown):
-                    stream = api.build(
-                        path=str(context_dir), dockerfile=str(dockerfile), tag=image.tag,
-                        buildargs=dict(image.build_args), rm=True, forcerm=True, decode=True, nocache=image.no_cache,
-                        labels={render.LABEL_NODE: image.node_hash},  # one label: each is a build step
-                        network_mode=network,
-                    )
-                    for item in stream:
-                        if "stream" in item:
-                            log.write(str(item["stream"]))
-                        elif "status" in item:
-                            log.write(f"{item['status']} {item.get('progress', '')}".rstrip() + "\n")
-                        if "error" in item:
-                            error = str(item["error"])
-                            log.write(f"error: {error}\n")
-                        aux = item.get("aux")
-                        if isinstance(aux, dict) and "ID" in aux:
-                            image_id = str(aux["ID"])
-            except Exception as e:
-                if cancel.is_set():  # the cut socket surfaces as any of several errors
-                    log.write("interrupted\n")
-                    return Outcome(Status.INTERRUPTED, message="build interrupted")
-                if not isinstance(e, _engine_errors()):
-                    raise
-                return self._api_failure("build", e, log)
-            finally:
-                api.close()
-            if cancel.is_set():
-                log.write("interrupted\n")
-                return Outcome(Status.INTERRUPTED, message="build interrupted")
+
+            def progress(item: dict[str, Any]) -> None:
+                if "stream" in item:
+                    log.write(str(item["stream"]))
+                elif "status" in item:
+                    log.write(f"{item['status']} {item.get('progress', '')}".rstrip() + "\n")
+
+            stopped, error = self._stream("build", lambda api: api.build(
+                path=str(context_dir), dockerfile=str(dockerfile), tag=image.tag,
+                buildargs=dict(image.build_args), rm=True, forcerm=True, decode=True, nocache=image.no_cache,
+                labels={render.LABEL_NODE: image.node_hash},  # one label: each is a build step
+                network_mode=network), progress, log, cancel)
+            if stopped is not None:
+                return stopped
             if error is not None:
                 return Outcome(Status.FAILURE, message=redact(_one_line(error), self._secrets()),
                                transient=_is_transient_text(error) and "returned a non-zero code" not in error)
@@ -387,45 +366,60 @@ class DockerBackend:
     def _registry_call(self, what: Literal["push", "pull"], repository: str, tag: str,
                        creds: RegistryCredentials | None, log: _RedactingLog,
                        cancel: Cancel) -> tuple[Outcome | None, str | None]:
-        """Push or pull `repository:tag`, streaming the engine's progress into the log:
-        (a failed outcome or None, the digest the engine told)."""
-        ref = f"{repository}:{tag}"
+        """Push or pull `repository:tag`: (a failed outcome or None, the digest the engine told)."""
+        digests: list[str] = []
+
+        def progress(item: dict[str, Any]) -> None:
+            if "status" in item:
+                log.write(f"{item.get('id', '')} {item['status']}".strip() + "\n")
+            aux = item.get("aux")
+            if isinstance(aux, dict) and aux.get("Digest"):
+                digests.append(str(aux["Digest"]))
+
+        stopped, error = self._stream(what, lambda api: getattr(api, what)(
+            repository, tag=tag, stream=True, decode=True, auth_config=creds.auth_config() if creds else None),
+            progress, log, cancel)
+        if stopped is not None:
+            return stopped, None
+        if error is not None:
+            msg = redact(_one_line(error), self._secrets())
+            return Outcome(Status.FAILURE, message=f"{what} {repository}:{tag}: {msg}",
+                           transient=_is_transient_text(error)), None
+        return None, digests[-1] if digests else None
+
+    def _stream(self, what: str, call: Callable[[Any], Iterable[dict[str, Any]]],
+                progress: Callable[[dict[str, Any]], None], log: _RedactingLog,
+                cancel: Cancel) -> tuple[Outcome | None, str | None]:
+        """One streamed engine call (build, push, pull) on a client of its own, which a cancel cuts. Each
+        item goes to `progress`; returns (an outcome when the call did not run to its end, the error the
+        stream reported)."""
         try:
             api = self._api_for_one_call()
         except EngineUnavailable as e:
+            log.write(f"error: {e}\n")
             return Outcome(Status.FAILURE, message=str(e), transient=True), None
         except _engine_errors() as e:
             return self._api_failure(what, e, log), None
         response = _ResponseCatcher(api)
-        digest: str | None = None
         error: str | None = None
         try:
             with _cut_on_cancel(cancel, response.shutdown):
-                stream = getattr(api, what)(repository, tag=tag, stream=True, decode=True,
-                                            auth_config=creds.auth_config() if creds else None)
-                for item in stream:
-                    if "status" in item:
-                        log.write(f"{item.get('id', '')} {item['status']}".strip() + "\n")
+                for item in call(api):
+                    progress(item)
                     if "error" in item:
                         error = str(item["error"])
                         log.write(f"error: {error}\n")
-                    aux = item.get("aux")
-                    if isinstance(aux, dict) and aux.get("Digest"):
-                        digest = str(aux["Digest"])
         except Exception as e:
-            if cancel.is_set():  # the cut socket surfaces as any of several errors
-                return Outcome(Status.INTERRUPTED, message=f"{what} interrupted"), None
-            if not isinstance(e, _engine_errors()):
-                raise
-            return self._api_failure(what, e, log), None
+            if not cancel.is_set():  # a cancel cuts the socket, which surfaces as any of several errors
+                if not isinstance(e, _engine_errors()):
+                    raise
+                return self._api_failure(what, e, log), None
         finally:
             api.close()
         if cancel.is_set():
+            log.write("interrupted\n")
             return Outcome(Status.INTERRUPTED, message=f"{what} interrupted"), None
-        if error is not None:
-            msg = redact(_one_line(error), self._secrets())
-            return Outcome(Status.FAILURE, message=f"{what} {ref}: {msg}", transient=_is_transient_text(error)), None
-        return None, digest
+        return None, error
 
     def _api_failure(self, what: str, e: BaseException, log: _RedactingLog) -> Outcome:
         """An engine or connection error: transient unless the engine said the request itself was wrong."""
