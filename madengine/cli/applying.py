@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import typer
@@ -20,8 +20,9 @@ from madengine.pipeline import Realization, make_plan
 from madengine.plan import planfile as plans
 from madengine.plan.model import Plan
 from madengine.plan.render import plan_lines
-from madengine.results.gates import Verdict
+from madengine.results.gates import Verdict, check_gates
 from madengine.state.lock import WorkspaceLock
+from madengine.state.model import Attempt
 from madengine.state.store import StateStore
 
 
@@ -79,21 +80,20 @@ def apply_realization(r: Realization, request: ApplyRequest, command: str,
             console.print(reporter.summary())
             counts = Counter(s.value for s in result.statuses.values())
             console.print(f"Apply {result.outcome.lower()}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-        unmet = _check_gates(console, r, store)
+        # The results as they are now: re-read only if this apply recorded any.
+        unmet = _check_gates(console, r, latest if result is None else store.latest_attempts())
         if after is not None:
             after(store, result)
     return Applied(result, unmet)
 
 
-def _check_gates(console: Console, r: Realization, store: StateStore) -> tuple[Verdict, ...]:
+def _check_gates(console: Console, r: Realization, latest: Mapping[str, Attempt]) -> tuple[Verdict, ...]:
     """The gates of every selected job on its latest result, up to date or just run: a no-op apply over
     results that fail a gate still fails it (what a CI gate needs). Prints one line per unmet gate."""
     gates = r.gates()
     if not gates:
         return ()
-    from madengine.results.gates import check_gates
-
-    verdicts = check_gates(gates, store.latest_attempts())
+    verdicts = check_gates(gates, latest)
     unmet = tuple(v for v in verdicts if not v.met)
     met = len(verdicts) - len(unmet)
     console.print(f"Expect gates: {met} met, {len(unmet)} unmet" if unmet else f"Expect gates: {met} met",
