@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunCli
+from tests.conftest import REPO_ROOT, RunCli
 
 EXPECTATION, RUN_FAILURE, CONFIG = 6, 3, 5
 JOB = "job:bench@cpu/here#1"
@@ -130,3 +130,14 @@ def test_a_gate_on_a_model_the_run_does_not_run_is_a_config_error(run_cli: RunCl
     assert (code, out) == (CONFIG, "")
     assert err.startswith("madfile.yaml:9:7: error: runs[0].expect.bnch: expect names 'bnch', which this run "
                           "does not run"), err
+
+
+def test_the_readme_quickstart_passes_its_gates(run_cli: RunCli, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "quickstart"
+    shutil.copytree(REPO_ROOT / "examples" / "quickstart", root, ignore=shutil.ignore_patterns(".madengine"))
+    code, out = apply(run_cli, root)
+    assert (code, out.splitlines()[-1]) == (0, "Expect gates: 4 met")
+    code, out, _ = run_cli("results", cwd=root)
+    assert code == 0 and out.splitlines()[-1] == "4 jobs: 4 SUCCESS; gates: 4 met"
