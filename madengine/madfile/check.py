@@ -30,6 +30,8 @@ _CREDENTIALS_IN_URL = re.compile(r"(?:^|//)[^/@\s:]+:[^/@\s]+@")
 # Node addresses are `job:<model>[k=v]@<context>/<target>#<n>`: names must not contain the separators.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _MODEL_NAME_FORBIDDEN = "/:,@#[] \t"
+# What the performance line's metric group (`results.extract.PERFORMANCE_RE`) can capture.
+_METRIC = re.compile(r"[^\s,]+")
 
 
 def check(data: Mapping[Any, Any], source: SourceMap) -> list[Diagnostic]:
@@ -252,9 +254,14 @@ def _is_number(value: Any) -> TypeGuard[int | float]:
 
 
 def _check_gate(path: KeyPath, gate: dict[Any, Any], source: SourceMap) -> list[Diagnostic]:
-    """Bounds that no result can meet, and a sole bound on the better side (`better: higher, max: 10`
-    fails only when the result improves: almost always a `min` written as `max`)."""
-    low, high, better = gate.get("min"), gate.get("max"), gate.get("better")
+    """A metric or bounds that no result can meet, and a sole bound on the better side (`better: higher,
+    max: 10` fails only when the result improves: almost always a `min` written as `max`)."""
+    low, high, better, metric = gate.get("min"), gate.get("max"), gate.get("better"), gate.get("metric")
+    if isinstance(metric, str) and not _METRIC.fullmatch(metric):
+        what = f"metric `{metric}`" if metric else "an empty metric"
+        return [source.diagnostic((*path, "metric"), f"{what} can never be reported",
+                                  "a performance line names its metric in one word, without spaces or commas "
+                                  "(`performance: 9.5 gflops`)", at="value")]
     if _is_number(low) and _is_number(high) and low > high:
         return [source.diagnostic((*path, "min"), f"min {low} is above max {high}: no result can meet this gate",
                                   "swap them", at="value")]

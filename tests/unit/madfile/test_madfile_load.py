@@ -421,6 +421,8 @@ def test_tolerance_is_refused_until_compare_exists(errors: Errors) -> None:
     ("{metric: x, better: lower, min: 1}", "a gate on a lower-is-better metric with only a `min` fails only "
                                           "when the result improves"),
     ("{metric: x, min: .nan}", "input should be a finite number"),
+    ("{metric: 'giga flops'}", "metric `giga flops` can never be reported"),
+    ("{metric: ''}", "an empty metric can never be reported"),
 ])
 def test_gates_no_result_can_meet_or_that_catch_only_improvements(errors: Errors, gate: str, message: str) -> None:
     d = one(errors(f"version: 1\nruns:\n  - models: [m]\n    expect:\n      m: {gate}\n"))
