@@ -227,8 +227,9 @@ class Expect(Strict):
         default=None, description="which way is an improvement (default: `lower` when the gate has only a "
         "`max`, else `higher`); a gate whose only bound is on the better side is refused as a likely slip "
         "(`min` is the floor of a higher-is-better metric, `max` the ceiling of a lower-is-better one)")
-    min: float | None = Field(default=None, allow_inf_nan=False, description="the lowest acceptable value")
-    max: float | None = Field(default=None, allow_inf_nan=False, description="the highest acceptable value")
+    # strict: `min: true` or `min: '5'` is a slip to point at, not a number to guess.
+    min: float | None = Field(default=None, strict=True, allow_inf_nan=False, description="the lowest allowed value")
+    max: float | None = Field(default=None, strict=True, allow_inf_nan=False, description="the highest allowed value")
 
     def direction(self) -> Literal["higher", "lower"]:
         """`better`, or what the bounds imply when it is not given."""

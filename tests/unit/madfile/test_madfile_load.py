@@ -421,6 +421,8 @@ def test_tolerance_is_refused_until_compare_exists(errors: Errors) -> None:
     ("{metric: x, better: lower, min: 1}", "a gate on a lower-is-better metric with only a `min` fails only "
                                           "when the result improves"),
     ("{metric: x, min: .nan}", "input should be a finite number"),
+    ("{metric: x, min: true}", "expected a number, found `true`"),
+    ("{metric: x, max: '5'}", "expected a number, found the string '5'"),
     ("{metric: 'giga flops'}", "metric `giga flops` can never be reported"),
     ("{metric: ''}", "an empty metric can never be reported"),
 ])
