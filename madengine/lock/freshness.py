@@ -107,11 +107,14 @@ def check(madfile: Path, lock_path: Path) -> Fresh | None:
         if rec["inputs"] != fingerprint(root, madfile.name, extra, lock_path.name)[0]:
             return None
         registry = rec["registry"]
+        gates = {str(a): dict(g) for a, g in rec["gates"].items()}
+        if not all(isinstance(g.get("metric"), str) for g in gates.values()):
+            return None  # not a record this code wrote: compute it
         return Fresh(images=int(rec["images"]), jobs=int(rec["jobs"]), lock_text=lock_text,
                      lock_hash=str(rec["lock_hash"]),
                      registry=registry if isinstance(registry, str) else None,
                      tags={str(m): tuple(map(str, t)) for m, t in rec["tags"].items()},
-                     gates={str(a): dict(g) for a, g in rec["gates"].items()})
+                     gates=gates)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 

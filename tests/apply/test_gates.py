@@ -141,3 +141,17 @@ def test_the_readme_quickstart_passes_its_gates(run_cli: RunCli, tmp_path: Path)
     assert (code, out.splitlines()[-1]) == (0, "Expect gates: 4 met")
     code, out, _ = run_cli("results", cwd=root)
     assert code == 0 and out.splitlines()[-1] == "4 jobs: 4 SUCCESS; gates: 4 met"
+
+
+def test_a_garbled_gate_in_the_lock_record_is_recomputed_not_trusted(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "{metric: mflops, min: 1e9}")
+    apply(run_cli, root)
+    apply(run_cli, root)  # the record now holds the gate
+    record = root / ".madengine" / "cache" / "lock-fingerprint.json"
+    data = json.loads(record.read_text())
+    assert data["gates"] == {JOB: {"metric": "mflops", "better": "higher", "min": 1e9, "max": None,
+                                   "where": "madfile.yaml:9:7"}}
+    for garbled in ({JOB: {"min": 1}}, {JOB: [1]}, [1]):
+        record.write_text(json.dumps({**data, "gates": garbled}))
+        code, out = apply(run_cli, root)
+        assert code == EXPECTATION and f"{JOB}: mflops 9 is below min 1e9" in out
