@@ -247,7 +247,8 @@ class Run(Strict):
     repeat: int = Field(default=1, description="how many times each job runs",
                         json_schema_extra={"minimum": 1})
     timeout: int | None = Field(default=None, description="seconds; overrides the model's; -1 = default")
-    expect: dict[str, Expect] = Field(default_factory=dict, description="per model: a performance gate")
+    expect: dict[str, Expect] = Field(default_factory=dict, description="a performance gate per model of this "
+                                      "run: by name, or `name[k=v]` for one params combination (which wins)")
 
 
 # --- the file -------------------------------------------------------------------------------------
