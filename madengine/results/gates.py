@@ -72,11 +72,11 @@ def judge_gate(address: str, gate: Gate, status: Status | None, perf: Sequence[P
     for name, value in figures:
         label = f"{gate.metric} of {name}" if named else gate.metric
         if gate.min is not None and value < gate.min:
-            return Verdict(address, gate, met=False, value=value,
-                           reason=f"{label} {_pair(value, gate.min)[0]} is below min {_pair(value, gate.min)[1]}")
+            shown, limit = _pair(value, gate.min)
+            return Verdict(address, gate, met=False, value=value, reason=f"{label} {shown} is below min {limit}")
         if gate.max is not None and value > gate.max:
-            return Verdict(address, gate, met=False, value=value,
-                           reason=f"{label} {_pair(value, gate.max)[0]} is above max {_pair(value, gate.max)[1]}")
+            shown, limit = _pair(value, gate.max)
+            return Verdict(address, gate, met=False, value=value, reason=f"{label} {shown} is above max {limit}")
     values = [v for _, v in figures]
     return Verdict(address, gate, met=True, value=min(values) if gate.better == "higher" else max(values))
 
