@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the compiler (and pydantic) load only when something is com
     from madengine.lock.pins import Resolver
     from madengine.madfile.load import LoadedMadfile
     from madengine.plan.model import Plan
+    from madengine.results.gates import Gate
     from madengine.state.model import Observed
     from madengine.state.store import StateStore
 
@@ -120,7 +121,13 @@ def remember_fresh(locked: Locked, started_ns: int) -> None:
                      freshness.outside_dirs(root, locked.input_dirs()), started_ns,
                      images=len(locked.lock["images"]), jobs=len(locked.lock["jobs"]),
                      lock_hash=lock_digest(locked.lock), registry=locked.project.registry,
-                     tags=locked.project.model_tags())
+                     tags=locked.project.model_tags(),
+                     gates={a: g.to_json() for a, g in project_gates(locked.project).items()})
+
+
+def project_gates(project: Project) -> dict[str, Gate]:
+    """The `expect:` gate of every gated job, by address."""
+    return {address: job.expect for address, job in project.jobs.items() if job.expect is not None}
 
 
 def current_lock(madfile: Path, *, locked: bool, text: str | None = None) -> Locked:
@@ -170,6 +177,18 @@ class Realization:
     state_path: Path
     project: Project | None  # None until needed when a fresh lock stood for it (`realization(compile=False)`)
     _loaded: LoadedMadfile | None = field(default=None, repr=False)  # the madfile, once read for either
+    _fresh_gates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)  # when project is None
+
+    def gates(self) -> dict[str, Gate]:
+        """The `expect:` gates of the graph's jobs (those --select/--target left), by address: from the
+        compiled project, or from the freshness record when a fresh lock stood for it."""
+        if self.project is not None:
+            every = project_gates(self.project)
+        else:
+            from madengine.results.gates import Gate
+
+            every = {a: Gate.from_json(g) for a, g in self._fresh_gates.items()}
+        return {a: g for a, g in every.items() if a in self.graph}
 
     def compiled(self) -> Project:
         """The compiled project, which apply needs for the jobs' specs: compiled now if a fresh lock
@@ -217,11 +236,11 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
     project: Project | None
     if fresh is not None:
         lock, lock_hash, project = parse_lock(fresh.lock_text, root / LOCK_NAME), fresh.lock_hash, None
-        registry, tags, shown = fresh.registry, fresh.tags, display_path(madfile)
+        registry, tags, shown, gates = fresh.registry, fresh.tags, display_path(madfile), fresh.gates
     else:
         current = current_lock(madfile, locked=locked, text=text)
         lock, lock_hash, project = current.lock, lock_digest(current.lock), current.project
-        registry, tags, shown = project.registry, project.model_tags(), current.loaded.display_path
+        registry, tags, shown, gates = project.registry, project.model_tags(), current.loaded.display_path, {}
     graph = select_nodes(build_graph(lock, registry=registry, tags=tags), select, targets)
     db = state_path(root, state)
     workspace = Workspace(root=root, state_dir=db.parent,
@@ -229,7 +248,7 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
     used = {t for data in graph.nodes.values()
             for t in ((data["target"],) if data["kind"] == "job" else data.get("targets", ()))}
     r = Realization(madfile, shown, lock, lock_hash, registry, graph, workspace,
-                    LazyBackends(used, lambda: r.target_configs(), workspace), db, project)
+                    LazyBackends(used, lambda: r.target_configs(), workspace), db, project, _fresh_gates=gates)
     return r
 
 

@@ -27,6 +27,7 @@ from madengine.errors import ConfigError, Diagnostic, ExitCode
 from madengine.graph.build import image_address
 from madengine.lock.lockfile import Lock
 from madengine.plan.model import Action, Change, Plan
+from madengine.results.gates import judge_gate
 from madengine.state.model import ImageRecord, PerfRow, Status, utc_now
 from madengine.state.store import StateStore
 
@@ -306,7 +307,8 @@ class Applier:
             and not self.cancel_event.is_set()
         message = outcome.message + (" (transient; retrying)" if retry else "")
         self.store.finish_attempt(entry.attempt_id, outcome.status, exit_code=outcome.exit_code, message=message,
-                                  perf=outcome.perf, image_digest=outcome.digest)
+                                  perf=outcome.perf, image_digest=outcome.digest,
+                                  gate=self._verdict(change, outcome.status, outcome.perf))
         if outcome.status is Status.SUCCESS and change.kind != "job":
             self._record_image(change, outcome)
         seconds = time.monotonic() - entry.started
@@ -317,6 +319,13 @@ class Applier:
         result.statuses[change.address] = outcome.status
         self.done.add(change.address)
         return None
+
+    def _verdict(self, change: Change, status: Status, perf: tuple[PerfRow, ...]) -> dict[str, Any] | None:
+        """The job's `expect:` gate judged on this result, recorded with it (None: no gate)."""
+        node = self.project.jobs.get(change.address) if change.kind == "job" else None
+        if node is None or node.expect is None:
+            return None
+        return judge_gate(change.address, node.expect, status, perf).to_json()
 
     def _record_image(self, change: Change, outcome: Outcome) -> None:
         image = image_address(change.address)
@@ -339,7 +348,8 @@ class Applier:
         attempt = self.store.start_attempt(self.apply_id, change.address, change.node_hash, self._inputs(change),
                                            host=None, log_path=None)
         message = f"{failed} did not succeed"
-        self.store.finish_attempt(attempt, Status.SKIPPED, message=message)
+        self.store.finish_attempt(attempt, Status.SKIPPED, message=message,
+                                  gate=self._verdict(change, Status.SKIPPED, ()))
         result.statuses[change.address] = Status.SKIPPED
         self.done.add(change.address)
         self.reporter.finished(change, Status.SKIPPED, message, 0.0, ())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import typer
@@ -15,12 +15,14 @@ from rich.markup import escape
 
 from madengine.apply.engine import Applier, ApplyOptions, ApplyResult
 from madengine.cli.progress import RichReporter
-from madengine.errors import UsageError
+from madengine.errors import ExitCode, UsageError
 from madengine.pipeline import Realization, make_plan
 from madengine.plan import planfile as plans
 from madengine.plan.model import Plan
 from madengine.plan.render import plan_lines
+from madengine.results.gates import Verdict, check_gates
 from madengine.state.lock import WorkspaceLock
+from madengine.state.model import Attempt
 from madengine.state.store import StateStore
 
 
@@ -34,11 +36,28 @@ class ApplyRequest:
     options: ApplyOptions = field(default_factory=ApplyOptions)
 
 
+@dataclass(frozen=True)
+class Applied:
+    """What an apply flow ended with: the apply (None when there was nothing to do or the user said no)
+    and the `expect:` gates that the latest results of the selected jobs do not meet."""
+
+    result: ApplyResult | None
+    unmet: tuple[Verdict, ...] = ()
+
+    @property
+    def exit_code(self) -> ExitCode:
+        # A failed, skipped or interrupted apply wins over an unmet gate (2, 3 or 130 over 6): a job that
+        # did not run to the end is the first thing to fix, and its gate is unmet only because of it.
+        code = self.result.exit_code if self.result is not None else ExitCode.OK
+        return ExitCode.EXPECTATION if code is ExitCode.OK and self.unmet else code
+
+
 def apply_realization(r: Realization, request: ApplyRequest, command: str,
-                      after: Callable[[StateStore, ApplyResult | None], None] | None = None) -> ApplyResult | None:
-    """Plan and apply; None when there was nothing to do or the user said no. Raises on refusal."""
+                      after: Callable[[StateStore, ApplyResult | None], None] | None = None) -> Applied:
+    """Plan and apply, then check the gates; raises on refusal."""
     console = Console(highlight=False)
     result: ApplyResult | None = None
+    unmet: tuple[Verdict, ...] = ()
     with WorkspaceLock.for_store(r.state_path).acquire(command), StateStore.open(r.state_path) as store:
         if request.saved is not None:
             plans.check_current(request.saved, r.lock_hash, store.serial())
@@ -50,7 +69,7 @@ def apply_realization(r: Realization, request: ApplyRequest, command: str,
                 console.print(f"[{style}]{escape(text)}[/]", soft_wrap=True)  # one line per node, as `plan`
             console.print(the_plan.summary())
             if the_plan.has_changes and not request.yes and not _confirmed(console):
-                return None
+                return Applied(None)
         if not the_plan.has_changes:
             console.print("Nothing to do.")
         else:
@@ -61,9 +80,27 @@ def apply_realization(r: Realization, request: ApplyRequest, command: str,
             console.print(reporter.summary())
             counts = Counter(s.value for s in result.statuses.values())
             console.print(f"Apply {result.outcome.lower()}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        # The results as they are now: re-read only if this apply recorded any.
+        unmet = _check_gates(console, r, latest if result is None else store.latest_attempts())
         if after is not None:
             after(store, result)
-    return result
+    return Applied(result, unmet)
+
+
+def _check_gates(console: Console, r: Realization, latest: Mapping[str, Attempt]) -> tuple[Verdict, ...]:
+    """The gates of every selected job on its latest result, up to date or just run: a no-op apply over
+    results that fail a gate still fails it (what a CI gate needs). Prints one line per unmet gate."""
+    gates = r.gates()
+    if not gates:
+        return ()
+    verdicts = check_gates(gates, latest)
+    unmet = tuple(v for v in verdicts if not v.met)
+    met = len(verdicts) - len(unmet)
+    console.print(f"Expect gates: {met} met, {len(unmet)} unmet" if unmet else f"Expect gates: {met} met",
+                  style="red" if unmet else "green")
+    for verdict in unmet:
+        console.print(f"[red]{escape(verdict.line())}[/]", soft_wrap=True)
+    return unmet
 
 
 def _confirmed(console: Console) -> bool:
@@ -76,6 +113,6 @@ def _confirmed(console: Console) -> bool:
     return False
 
 
-def exit_with(result: ApplyResult | None) -> None:
-    if result is not None and result.exit_code:
-        raise typer.Exit(int(result.exit_code))
+def exit_with(applied: Applied) -> None:
+    if applied.exit_code:
+        raise typer.Exit(int(applied.exit_code))

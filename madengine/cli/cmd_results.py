@@ -71,7 +71,7 @@ def results(
         else:
             sys.stderr.write((NO_RESULTS if apply_id is None else f"apply {apply_id} ran no jobs") + "\n")
     else:
-        header = table.HISTORY_HEADER if history is not None else table.HEADER
+        header = table.header(selected, history=history is not None)
         rows = table.table_rows(selected, every, with_apply=history is not None)
         sys.stdout.write(output.columns(header, rows))
         sys.stdout.write(table.summary(selected, history=history) + "\n")

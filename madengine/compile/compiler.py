@@ -24,13 +24,13 @@ from madengine.madfile.load import LoadedMadfile
 from madengine.madfile.model import (
     DEFAULT_CONTEXT,
     Context,
-    Expect,
     InlineModel,
     Run,
     Scalar,
     SelectModels,
     Target,
 )
+from madengine.results.gates import Gate
 
 KeyPath = tuple[str | int, ...]
 
@@ -81,6 +81,7 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
     for run_index, run in enumerate(runs):
         chosen = _run_models(run, run_index, instances, diags)
         _check_expect(run, run_index, chosen, diags)
+        gates = _gates(loaded, run, run_index, chosen)
         for ctx_name in run.contexts or list(contexts):
             context = contexts[ctx_name]
             for tgt_name in run.targets or list(targets):
@@ -94,7 +95,7 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
                         variant = f"~{image.name}" if image is not None and len(variants) > 1 else ""
                         for repeat in range(1, run.repeat + 1):
                             job = _job(inst, ctx_name, context, tgt_name, repeat, image, variant, run,
-                                       run.expect.get(inst.model.name) or run.expect.get(inst.key), extras)
+                                       gates.get(inst.key), extras)
                             if job.address in jobs:
                                 first = job_origin[job.address]
                                 if first != run_index:
@@ -241,6 +242,21 @@ def _check_expect(run: Run, run_index: int, chosen: list[ModelInstance], diags: 
                       f"expect names {model!r}, which this run does not run", _close_hint(model, names))
 
 
+def _gates(loaded: LoadedMadfile, run: Run, run_index: int, chosen: list[ModelInstance]) -> dict[str, Gate]:
+    """Each chosen model's gate, by model key: `name[k=v]` names one instance and wins over `name`."""
+    out: dict[str, Gate] = {}
+    for inst in chosen:
+        key = inst.key if inst.key in run.expect else inst.model.name
+        expect = run.expect.get(key)
+        if expect is None:
+            continue
+        pos = loaded.locate(("runs", run_index, "expect", key))
+        where = loaded.path.name + (f":{pos[0]}:{pos[1]}" if pos else "")
+        out[inst.key] = Gate(metric=expect.metric, better=expect.direction(), min=expect.min, max=expect.max,
+                             where=where)
+    return out
+
+
 def _close_hint(name: str, candidates: Iterable[str]) -> str:
     import difflib
 
@@ -315,7 +331,7 @@ def _add_image(images: dict[str, ImageNode], image: ImageNode, inst: ModelInstan
 
 
 def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, repeat: int,
-         image: ImageNode | None, variant: str, run: Run, expect: Expect | None, extras: _PackageExtras) -> JobNode:
+         image: ImageNode | None, variant: str, run: Run, expect: Gate | None, extras: _PackageExtras) -> JobNode:
     model = inst.model
     timeout = run.timeout if run.timeout is not None else model.timeout
     if timeout == -1:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pydantic stays out of what imports the IR's dataclasses (a no-op plan does)
-    from madengine.madfile.model import Context, Expect, Target
+    from madengine.madfile.model import Context, Target
+    from madengine.results.gates import Gate
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class JobNode:
     cmd_prefix: tuple[str, ...] = ()  # the tools' `cmd` wrappers, outermost first, before `bash <script>`
     data_mounts: tuple[DataMount, ...] = ()
     data_provider: str = ""
-    expect: Expect | None = None
+    expect: Gate | None = None  # the run's `expect:` gate for this model; not an input (not in the lock)
 
 
 @dataclass(frozen=True)

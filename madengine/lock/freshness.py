@@ -7,7 +7,8 @@ else, including a missing or unreadable record, means "compute it". The record l
 and never changes what a lock contains.
 
 The record also keeps the little that the dependency graph needs besides the lock (the registry and
-each model's tags), so that a no-op `plan` reads the lock and the state and compiles nothing.
+each model's tags), and the jobs' `expect:` gates (not inputs, so not in the lock), so that a no-op
+`plan` or `apply` reads the lock and the state and compiles nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from madengine import __version__
 
@@ -37,6 +39,7 @@ class Fresh:
     lock_hash: str = ""  # the lock's canonical hash (`pipeline.lock_digest`), which plans are tied to
     registry: str | None = None
     tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # model name -> its tags
+    gates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # job address -> `Gate.to_json()`
 
 
 def fingerprint(root: Path, madfile_name: str, extra_dirs: Iterable[str], lock_name: str) -> tuple[str, int]:
@@ -104,17 +107,21 @@ def check(madfile: Path, lock_path: Path) -> Fresh | None:
         if rec["inputs"] != fingerprint(root, madfile.name, extra, lock_path.name)[0]:
             return None
         registry = rec["registry"]
+        gates = {str(a): dict(g) for a, g in rec["gates"].items()}
+        if not all(isinstance(g.get("metric"), str) for g in gates.values()):
+            return None  # not a record this code wrote: compute it
         return Fresh(images=int(rec["images"]), jobs=int(rec["jobs"]), lock_text=lock_text,
                      lock_hash=str(rec["lock_hash"]),
                      registry=registry if isinstance(registry, str) else None,
-                     tags={str(m): tuple(map(str, t)) for m, t in rec["tags"].items()})
+                     tags={str(m): tuple(map(str, t)) for m, t in rec["tags"].items()},
+                     gates=gates)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def record(madfile: Path, lock_path: Path, extra_dirs: Iterable[str], started_ns: int, *,
            images: int, jobs: int, lock_hash: str, registry: str | None,
-           tags: Mapping[str, Sequence[str]]) -> None:
+           tags: Mapping[str, Sequence[str]], gates: Mapping[str, Mapping[str, Any]]) -> None:
     """Remember that the lock at lock_path is what its current inputs give. Never raises.
 
     Nothing is recorded when an input is newer than `started_ns` (when the caller began reading):
@@ -127,7 +134,8 @@ def record(madfile: Path, lock_path: Path, extra_dirs: Iterable[str], started_ns
         if newest >= started_ns - _CLOCK_SLACK_NS:
             return
         data = {"inputs": inputs, "lock": _digest(_read(lock_path)), "lock_hash": lock_hash, "extra": extra,
-                "images": images, "jobs": jobs, "registry": registry, "tags": {m: list(t) for m, t in tags.items()}}
+                "images": images, "jobs": jobs, "registry": registry, "tags": {m: list(t) for m, t in tags.items()},
+                "gates": {a: dict(g) for a, g in gates.items()}}
         path = root / RECORD
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")

@@ -30,6 +30,8 @@ _CREDENTIALS_IN_URL = re.compile(r"(?:^|//)[^/@\s:]+:[^/@\s]+@")
 # Node addresses are `job:<model>[k=v]@<context>/<target>#<n>`: names must not contain the separators.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _MODEL_NAME_FORBIDDEN = "/:,@#[] \t"
+# What the performance line's metric group (`results.extract.PERFORMANCE_RE`) can capture.
+_METRIC = re.compile(r"[^\s,]+")
 
 
 def check(data: Mapping[Any, Any], source: SourceMap) -> list[Diagnostic]:
@@ -241,4 +243,34 @@ def _check_runs(data: Mapping[Any, Any], contexts: dict[Any, Any], targets: dict
             out.append(source.diagnostic((*path, "repeat"), f"repeat must be at least 1, found {repeat}",
                                          "`repeat: 1` runs each job once", at="value"))
         out += _check_timeout(path, run, source)
+        for model, gate in _mapping(run.get("expect")).items():
+            if isinstance(gate, dict):
+                out += _check_gate((*path, "expect", model), gate, source)
     return out
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_gate(path: KeyPath, gate: dict[Any, Any], source: SourceMap) -> list[Diagnostic]:
+    """A metric or bounds that no result can meet, and a sole bound on the better side (`better: higher,
+    max: 10` fails only when the result improves: almost always a `min` written as `max`)."""
+    low, high, better, metric = gate.get("min"), gate.get("max"), gate.get("better"), gate.get("metric")
+    if isinstance(metric, str) and not _METRIC.fullmatch(metric):
+        what = f"metric `{metric}`" if metric else "an empty metric"
+        return [source.diagnostic((*path, "metric"), f"{what} can never be reported",
+                                  "a performance line names its metric in one word, without spaces or commas "
+                                  "(`performance: 9.5 gflops`)", at="value")]
+    if _is_number(low) and _is_number(high) and low > high:
+        return [source.diagnostic((*path, "min"), f"min {low} is above max {high}: no result can meet this gate",
+                                  "swap them", at="value")]
+    if better == "higher" and _is_number(high) and low is None:
+        return [source.diagnostic((*path, "max"), "a gate on a higher-is-better metric with only a `max` "
+                                  "fails only when the result improves",
+                                  "a floor is `min:`; for a range give both `min` and `max`", at="key")]
+    if better == "lower" and _is_number(low) and high is None:
+        return [source.diagnostic((*path, "min"), "a gate on a lower-is-better metric with only a `min` "
+                                  "fails only when the result improves",
+                                  "a ceiling is `max:`; for a range give both `min` and `max`", at="key")]
+    return []

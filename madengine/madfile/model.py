@@ -217,18 +217,25 @@ Target = Annotated[
 
 
 class Expect(Strict):
-    metric: str
-    better: Literal["higher", "lower"] = "higher"
-    min: float | None = None
-    max: float | None = None
-    tolerance: str | float | None = Field(default=None, description="allowed regression, `5%` or absolute")
+    """A performance gate on one model's jobs, checked when each result is recorded and at the end of
+    `apply`: the job must report `metric`, within `min`/`max`; an unmet gate makes apply exit 6.
+    (Tolerances against a baseline or the previous apply come with `madengine compare`.)"""
 
-    @field_validator("tolerance")
-    @classmethod
-    def _tolerance_form(cls, v: str | float | None) -> str | float | None:
-        if isinstance(v, str) and not re.fullmatch(r"\d+(\.\d+)?%", v.strip()):
-            raise ValueError("tolerance must be a number or a percentage such as `5%`")
-        return v
+    metric: str = Field(description="the metric the job must report (`performance: <value> <metric>`); "
+                                    "a gate with no bound only requires that it is reported")
+    better: Literal["higher", "lower"] | None = Field(
+        default=None, description="which way is an improvement (default: `lower` when the gate has only a "
+        "`max`, else `higher`); a gate whose only bound is on the better side is refused as a likely slip "
+        "(`min` is the floor of a higher-is-better metric, `max` the ceiling of a lower-is-better one)")
+    # strict: `min: true` or `min: '5'` is a slip to point at, not a number to guess.
+    min: float | None = Field(default=None, strict=True, allow_inf_nan=False, description="the lowest allowed value")
+    max: float | None = Field(default=None, strict=True, allow_inf_nan=False, description="the highest allowed value")
+
+    def direction(self) -> Literal["higher", "lower"]:
+        """`better`, or what the bounds imply when it is not given."""
+        if self.better is not None:
+            return self.better
+        return "lower" if self.max is not None and self.min is None else "higher"
 
 
 class Run(Strict):
@@ -240,7 +247,8 @@ class Run(Strict):
     repeat: int = Field(default=1, description="how many times each job runs",
                         json_schema_extra={"minimum": 1})
     timeout: int | None = Field(default=None, description="seconds; overrides the model's; -1 = default")
-    expect: dict[str, Expect] = Field(default_factory=dict, description="per model: a performance gate")
+    expect: dict[str, Expect] = Field(default_factory=dict, description="a performance gate per model of this "
+                                      "run: by name, or `name[k=v]` for one params combination (which wins)")
 
 
 # --- the file -------------------------------------------------------------------------------------

@@ -76,6 +76,7 @@ class Attempt:
     pid: int | None = None  # of a local process group, to clean up after a killed apply
     message: str = ""  # one line: why it failed, timed out or was skipped
     perf: tuple[PerfRow, ...] = ()
+    gate: dict[str, Any] | None = None  # its `expect:` gate's verdict when recorded (`results.gates.Verdict`)
 
     @property
     def chronology(self) -> tuple[str, int]:

@@ -81,7 +81,12 @@ CREATE TABLE perf (
 CREATE INDEX perf_by_model ON perf (model);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+# Version 2: the verdict of a job's `expect:` gate (JSON), recorded with its result; NULL without a gate.
+_V2 = """
+ALTER TABLE attempts ADD COLUMN gate TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

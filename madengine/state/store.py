@@ -44,7 +44,7 @@ STATE_ENV = "MADENGINE_STATE"
 BUSY_TIMEOUT_MS = 10_000
 
 _ATTEMPT_COLUMNS = ("id, apply_id, address, node_hash, status, started_at, ended_at, host, exit_code, log_path, "
-                    "image_digest, inputs, pid, message")
+                    "image_digest, inputs, pid, message, gate")
 _IMAGE_COLUMNS = "address, target, node_hash, tag, image_id, digest, inputs, built_at, status"
 # The latest attempt of each address and its perf rows. The (address, id) index answers the inner
 # GROUP BY without reading the table; each attempt and perf row is then one primary-key lookup.
@@ -248,16 +248,19 @@ class StateStore:
                         "attempt", attempt_id)
 
     def finish_attempt(self, attempt_id: int, status: Status, *, exit_code: int | None = None, message: str = "",
-                       perf: Sequence[PerfRow] = (), image_digest: str | None = None) -> None:
-        """Record how an attempt ended, with its performance rows, in one committed transaction."""
+                       perf: Sequence[PerfRow] = (), image_digest: str | None = None,
+                       gate: Mapping[str, Any] | None = None) -> None:
+        """Record how an attempt ended, with its performance rows and its gate's verdict (`results.gates`),
+        in one committed transaction."""
         status = Status(status)
         if status is Status.RUNNING:
             raise ValueError("finish_attempt needs a final status, not RUNNING")
         with self._write() as conn:
             cur = conn.execute(
                 "UPDATE attempts SET status = ?, ended_at = ?, exit_code = ?, message = ?, "
-                "image_digest = coalesce(?, image_digest) WHERE id = ?",
-                (status.value, utc_now(), exit_code, message, image_digest, attempt_id))
+                "image_digest = coalesce(?, image_digest), gate = ? WHERE id = ?",
+                (status.value, utc_now(), exit_code, message, image_digest,
+                 _dumps(dict(gate)) if gate is not None else None, attempt_id))
             _expect_row(cur, "attempt", attempt_id)
             conn.execute("DELETE FROM perf WHERE attempt_id = ?", (attempt_id,))
             conn.executemany(
@@ -294,7 +297,7 @@ class StateStore:
         inputs = json.loads("[" + ",".join(g[0][11] for g in groups) + "]")
         out: dict[str, Attempt] = {}
         for group, data in zip(groups, inputs, strict=True):
-            perf = tuple(PerfRow(r[14], r[15], r[16], _STATUS[r[17]]) for r in group if r[14] is not None)
+            perf = tuple(PerfRow(r[15], r[16], r[17], _STATUS[r[18]]) for r in group if r[15] is not None)
             attempt = _attempt(group[0], perf, data)
             out[attempt.address] = attempt
         return out
@@ -398,7 +401,8 @@ def _attempt(r: tuple[Any, ...], perf: tuple[PerfRow, ...], inputs: dict[str, An
     """An attempt from a row of `_ATTEMPT_COLUMNS` (further columns are ignored)."""
     return Attempt(id=r[0], apply_id=r[1], address=r[2], node_hash=r[3], status=_STATUS[r[4]], started_at=r[5],
                    ended_at=r[6], host=r[7], exit_code=r[8], log_path=r[9], image_digest=r[10],
-                   inputs=json.loads(r[11]) if inputs is None else inputs, pid=r[12], message=r[13], perf=perf)
+                   inputs=json.loads(r[11]) if inputs is None else inputs, pid=r[12], message=r[13], perf=perf,
+                   gate=json.loads(r[14]) if r[14] else None)
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:

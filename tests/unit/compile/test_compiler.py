@@ -194,3 +194,25 @@ def test_the_real_mad_models_json_compiles(tmp_path: Path) -> None:
     assert len(project.jobs) == 134
     vllm = next(j for j in project.jobs.values() if j.model == "pyt_vllm_deepseek-r1")
     assert vllm.env["MAD_DATANAME"] == "huggingface" and vllm.timeout == 7200 and vllm.n_gpus == -1
+
+
+def test_each_job_carries_its_gate_and_where_it_is_written(make_project: MakeProject) -> None:
+    from madengine.results.gates import Gate
+
+    path = make_project("""\
+        version: 1
+        models: [{name: m, scripts: r.sh, params: {size: [1, 2]}}, {name: free, scripts: r.sh}]
+        runs:
+          - models: [m, free]
+            repeat: 2
+            expect:
+              m: {metric: gflops, min: 1}
+              "m[size=2]": {metric: gflops, max: 5}
+        """, {"r.sh": ""})
+    jobs = compile_file(path).jobs
+    gates = {address: job.expect for address, job in jobs.items()}
+    one = Gate(metric="gflops", better="higher", min=1.0, where="madfile.yaml:7:7")
+    two = Gate(metric="gflops", better="lower", max=5.0, where="madfile.yaml:8:7")  # the instance's own wins
+    assert gates == {"job:free@default/local#1": None, "job:free@default/local#2": None,
+                     "job:m[size=1]@default/local#1": one, "job:m[size=1]@default/local#2": one,
+                     "job:m[size=2]@default/local#1": two, "job:m[size=2]@default/local#2": two}

@@ -59,7 +59,7 @@ def test_design_example_loads(load: Load, tmp_path: Path) -> None:
     lab = mf.targets["lab"]
     assert isinstance(lab, SshTarget) and lab.hosts[0].gpus == 8
     assert mf.contexts["mi300x"].docker_env_vars == {"HSA_ENABLE_SDMA": "0"}
-    assert mf.runs[0].expect["matmul"].tolerance == "5%"
+    assert mf.runs[0].expect["matmul"].min == 10
 
 
 def test_load_madfile_is_frozen_and_plain(load: Load) -> None:
@@ -407,9 +407,34 @@ def test_empty_list_where_one_is_needed(errors: Errors) -> None:
     assert d.message == "must not be empty" and d.key_path == "runs[0].models"
 
 
-def test_validator_message(errors: Errors) -> None:
-    d = one(errors("version: 1\nruns:\n  - models: [m]\n    expect: {m: {metric: x, tolerance: '5'}}\n"))
-    assert d.message == "tolerance must be a number or a percentage such as `5%`"
+def test_tolerance_is_refused_until_compare_exists(errors: Errors) -> None:
+    d = one(errors("version: 1\nruns:\n  - models: [m]\n    expect: {m: {metric: x, min: 1, tolerance: 5%}}\n"))
+    assert (d.line, d.column, d.key_path) == (4, 37, "runs[0].expect.m.tolerance")
+    assert d.message.startswith("`tolerance` is not supported yet")
+    assert d.hint == "gate on absolute bounds for now: `min:` and/or `max:`"
+
+
+@pytest.mark.parametrize(("gate", "message"), [
+    ("{metric: x, min: 5, max: 1}", "min 5 is above max 1: no result can meet this gate"),
+    ("{metric: x, better: higher, max: 1}", "a gate on a higher-is-better metric with only a `max` fails only "
+                                           "when the result improves"),
+    ("{metric: x, better: lower, min: 1}", "a gate on a lower-is-better metric with only a `min` fails only "
+                                          "when the result improves"),
+    ("{metric: x, min: .nan}", "input should be a finite number"),
+    ("{metric: x, min: true}", "expected a number, found `true`"),
+    ("{metric: x, max: '5'}", "expected a number, found the string '5'"),
+    ("{metric: 'giga flops'}", "metric `giga flops` can never be reported"),
+    ("{metric: ''}", "an empty metric can never be reported"),
+])
+def test_gates_no_result_can_meet_or_that_catch_only_improvements(errors: Errors, gate: str, message: str) -> None:
+    d = one(errors(f"version: 1\nruns:\n  - models: [m]\n    expect:\n      m: {gate}\n"))
+    assert d.message == message and d.line == 5 and d.key_path.startswith("runs[0].expect.m")
+
+
+@pytest.mark.parametrize("gate", ["{metric: x}", "{metric: x, max: 1}", "{metric: x, better: lower, max: 1}",
+                                  "{metric: x, better: higher, min: 1, max: 9}", "{metric: x, min: 1}"])
+def test_gates_that_can_be_met(load: Load, gate: str) -> None:
+    assert load(f"version: 1\nruns:\n  - models: [m]\n    expect:\n      m: {gate}\n").madfile.runs[0].expect
 
 
 def test_non_string_key(errors: Errors) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from madengine.errors import StateError
+from madengine.state.model import Status
 from madengine.state.schema import MIGRATIONS, SCHEMA_VERSION, _statements, migrate, schema_version
 from madengine.state.store import StateStore
 
@@ -132,3 +133,22 @@ def test_statements_split_on_semicolons_outside_strings_and_comments() -> None:
                                    "INSERT INTO t VALUES ('a;b');"]
     with pytest.raises(ValueError, match="incomplete"):
         _statements("CREATE TABLE t (x TEXT)")
+
+
+def test_a_version_1_store_gains_gate_verdicts_and_keeps_its_attempts(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    conn = raw(db)
+    migrate(conn, str(db), MIGRATIONS[:1])
+    conn.execute("INSERT INTO applies (lock_hash, serial, started_at, host, pid) VALUES ('h', 1, 't', 'x', 1)")
+    conn.execute("INSERT INTO attempts (apply_id, address, node_hash, status, started_at, inputs) "
+                 "VALUES (1, 'job:a@c/t#1', 'sha256:a', 'SUCCESS', '2026-12-01T00:00:00Z', '{}')")
+    conn.close()
+    with StateStore.open(db) as store:
+        (old,) = store.latest_attempts().values()
+        assert (old.address, old.gate) == ("job:a@c/t#1", None)
+        attempt = store.start_attempt(1, "job:b@c/t#1", "sha256:b", {"model": "b"}, None, None)
+        verdict = {"met": False, "metric": "gflops", "min": 1e9, "reason": "gflops 9 is below min 1e9"}
+        store.finish_attempt(attempt, Status.SUCCESS, gate=verdict)
+        assert store.latest_attempts()["job:b@c/t#1"].gate == verdict
+        assert store.attempts(address="job:b@c/t#1")[0].gate == verdict
+    assert schema_version(raw(db)) == SCHEMA_VERSION == 2

@@ -1,0 +1,157 @@
+"""`expect:` gates, end to end on the `local` backend: real processes, state store and CLI (exit 6, DESIGN §9)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, RunCli
+
+EXPECTATION, RUN_FAILURE, CONFIG = 6, 3, 5
+JOB = "job:bench@cpu/here#1"
+
+
+def project(root: Path, gate: str, *, script: str = 'echo "performance: 9 mflops"', repeat: int = 1) -> Path:
+    """One model whose run prints `performance: 9 mflops`, gated by `gate` (the madfile's line 9)."""
+    (root / "run.sh").write_text(f"#!/bin/sh\n{script}\n")
+    (root / "madfile.yaml").write_text(textwrap.dedent(f"""\
+        version: 1
+        models: [{{name: bench, scripts: run.sh, n_gpus: 0}}]
+        contexts: {{cpu: {{gpu_vendor: NONE}}}}
+        targets: {{here: {{backend: local}}}}
+        runs:
+          - models: [bench]
+            repeat: {repeat}
+            expect:
+              bench: {gate}
+        """))
+    return root
+
+
+def apply(run_cli: RunCli, root: Path, *args: str) -> tuple[int, str]:
+    code, out, err = run_cli("apply", "--yes", *args, cwd=root)
+    assert "Traceback" not in err
+    return code, out
+
+
+def test_a_failing_gate_exits_6_naming_job_metric_value_and_bound(run_cli: RunCli, tmp_path: Path) -> None:
+    code, out = apply(run_cli, project(tmp_path, "{metric: mflops, min: 1e9}"))
+    assert code == EXPECTATION
+    assert "Apply success: 1 SUCCESS" in out  # the job ran fine: only its gate is unmet
+    assert "Expect gates: 0 met, 1 unmet" in out
+    assert f"{JOB}: mflops 9 is below min 1e9 (expect in madfile.yaml:9:7)" in out.splitlines()
+
+
+def test_a_met_gate_exits_0(run_cli: RunCli, tmp_path: Path) -> None:
+    code, out = apply(run_cli, project(tmp_path, "{metric: mflops, min: 1, max: 10}"))
+    assert (code, "Expect gates: 1 met") == (0, out.splitlines()[-1])
+
+
+def test_a_max_gate(run_cli: RunCli, tmp_path: Path) -> None:
+    code, out = apply(run_cli, project(tmp_path, "{metric: mflops, max: 5}"))
+    assert code == EXPECTATION and f"{JOB}: mflops 9 is above max 5 (expect in madfile.yaml:9:7)" in out
+
+
+def test_a_metric_never_reported_is_unmet(run_cli: RunCli, tmp_path: Path) -> None:
+    code, out = apply(run_cli, project(tmp_path, "{metric: gflops}"))
+    assert code == EXPECTATION
+    assert f"{JOB}: reported no gflops (it reported mflops) (expect in madfile.yaml:9:7)" in out
+
+
+def test_a_no_op_apply_still_exits_6_and_a_gate_edit_needs_no_rerun(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "{metric: mflops, min: 1e9}", repeat=2)
+    assert apply(run_cli, root)[0] == EXPECTATION
+    for _ in range(2):  # the second no-op plans from the fresh lock, without compiling: its gates too
+        code, out = apply(run_cli, root)
+        assert (code, "Nothing to do.") == (EXPECTATION, out.splitlines()[1])
+        assert f"{JOB}: mflops 9 is below min 1e9 (expect in madfile.yaml:9:7)" in out
+        assert "job:bench@cpu/here#2: mflops 9 is below min 1e9" in out
+    # A gate is not an input of the job: loosening it reruns nothing, and the same results now pass.
+    project(root, "{metric: mflops, min: 1}", repeat=2)
+    for _ in range(2):
+        code, out = apply(run_cli, root)
+        assert (code, out.splitlines()[1:]) == (0, ["Nothing to do.", "Expect gates: 2 met"])
+
+
+def test_only_the_selected_jobs_are_checked(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "{metric: mflops, min: 1e9}")
+    text = (root / "madfile.yaml").read_text()
+    (root / "madfile.yaml").write_text(text.replace("models: [{name: bench, scripts: run.sh, n_gpus: 0}]",
+                                                    "models: [{name: bench, scripts: run.sh, n_gpus: 0},\n"
+                                                    "         {name: free, scripts: run.sh, n_gpus: 0}]")
+                                       .replace("models: [bench]", "models: [bench, free]"))
+    code, out = apply(run_cli, root, "--select", "job:free*")
+    assert (code, "Expect gates" in out) == (0, False)
+    code, out = apply(run_cli, root)  # free is up to date; bench runs and fails its gate
+    assert code == EXPECTATION and out.count("is below min 1e9") == 1
+
+
+def test_a_run_failure_wins_over_the_gate(run_cli: RunCli, tmp_path: Path) -> None:
+    code, out = apply(run_cli, project(tmp_path, "{metric: mflops, min: 1}", script="exit 1"))
+    assert code == RUN_FAILURE
+    assert f"{JOB}: reported no mflops (its latest attempt is FAILURE) (expect in madfile.yaml:9:7)" in out
+
+
+def test_results_show_the_recorded_verdict(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "{metric: mflops, min: 1e9}")
+    apply(run_cli, root)
+    code, out, _ = run_cli("results", cwd=root)
+    header, row, total = out.splitlines()
+    assert code == 0 and header.split()[-2:] == ["GATE", "NOTE"]
+    assert row.split()[-7:] == ["UNMET", "mflops", "9", "is", "below", "min", "1e9"]
+    assert total == "1 job: 1 SUCCESS; gates: 0 met, 1 unmet"
+    (data,) = json.loads(run_cli("results", "--json", cwd=root).stdout)
+    assert data["gate"] == {"met": False, "value": 9.0, "reason": "mflops 9 is below min 1e9", "metric": "mflops",
+                            "better": "higher", "min": 1e9, "max": None, "where": "madfile.yaml:9:7"}
+
+
+@pytest.mark.parametrize(("gate", "message"), [
+    ("{metric: mflops, min: 1, tolerance: 5%}", "madfile.yaml:9:39: error: runs[0].expect.bench.tolerance: "
+                                                "`tolerance` is not supported yet"),
+    ("{metric: mflops, better: higher, max: 5}", "madfile.yaml:9:47: error: runs[0].expect.bench.max: a gate on "
+                                                 "a higher-is-better metric with only a `max`"),
+])
+def test_gates_that_would_be_ignored_or_misread_are_config_errors(run_cli: RunCli, tmp_path: Path, gate: str,
+                                                                  message: str) -> None:
+    root = project(tmp_path, gate)
+    for command in ("validate", "apply"):
+        code, out, err = run_cli(command, *(("--yes",) if command == "apply" else ()), cwd=root)
+        assert (code, out) == (CONFIG, "") and err.startswith(message), err
+    assert not (root / ".madengine" / "state.db").exists()
+
+
+def test_a_gate_on_a_model_the_run_does_not_run_is_a_config_error(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "{metric: mflops}")
+    (root / "madfile.yaml").write_text((root / "madfile.yaml").read_text().replace("bench: {", "bnch: {"))
+    code, out, err = run_cli("validate", cwd=root)
+    assert (code, out) == (CONFIG, "")
+    assert err.startswith("madfile.yaml:9:7: error: runs[0].expect.bnch: expect names 'bnch', which this run "
+                          "does not run"), err
+
+
+def test_the_readme_quickstart_passes_its_gates(run_cli: RunCli, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "quickstart"
+    shutil.copytree(REPO_ROOT / "examples" / "quickstart", root, ignore=shutil.ignore_patterns(".madengine"))
+    code, out = apply(run_cli, root)
+    assert (code, out.splitlines()[-1]) == (0, "Expect gates: 4 met")
+    code, out, _ = run_cli("results", cwd=root)
+    assert code == 0 and out.splitlines()[-1] == "4 jobs: 4 SUCCESS; gates: 4 met"
+
+
+def test_a_garbled_gate_in_the_lock_record_is_recomputed_not_trusted(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "{metric: mflops, min: 1e9}")
+    apply(run_cli, root)
+    apply(run_cli, root)  # the record now holds the gate
+    record = root / ".madengine" / "cache" / "lock-fingerprint.json"
+    data = json.loads(record.read_text())
+    assert data["gates"] == {JOB: {"metric": "mflops", "better": "higher", "min": 1e9, "max": None,
+                                   "where": "madfile.yaml:9:7"}}
+    for garbled in ({JOB: {"min": 1}}, {JOB: [1]}, [1]):
+        record.write_text(json.dumps({**data, "gates": garbled}))
+        code, out = apply(run_cli, root)
+        assert code == EXPECTATION and f"{JOB}: mflops 9 is below min 1e9" in out
