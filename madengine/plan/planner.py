@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from madengine.errors import ConfigError, Diagnostic
 from madengine.graph.build import topological_order
 from madengine.graph.dag import Dag
 from madengine.lock.lockfile import Lock
@@ -47,8 +48,26 @@ def plan(lock: Lock, lock_hash: str, graph: Dag, observed: Observed,
                                         observed, options, deps))
         else:
             changes.append(_job_change(address, lock["jobs"][address], observed, options, deps))
+    _refuse_what_cannot_run(changes, observed)
     return Plan(lock_hash=lock_hash, serial=observed.serial, changes=tuple(changes),
                 options={"replace": sorted(options.replace), "rerun_failed": options.rerun_failed})
+
+
+def _refuse_what_cannot_run(changes: list[Change], observed: Observed) -> None:
+    """A job its target cannot run (an AMD context where the engine's host has no /dev/kfd) is refused
+    here, with why and what to do, rather than failing at apply as an engine error. One line per reason."""
+    blocked: dict[tuple[str, str], list[str]] = {}
+    for c in changes:
+        if c.kind == "job" and c.action.changes and c.address in observed.cannot_run:
+            blocked.setdefault(observed.cannot_run[c.address], []).append(c.address)
+    if not blocked:
+        return
+    problems = []
+    for (why, hint), addresses in blocked.items():
+        addresses.sort()
+        shown = ", ".join(addresses[:3]) + (f" (+{len(addresses) - 3} more)" if len(addresses) > 3 else "")
+        problems.append(Diagnostic(None, None, None, f"{shown}: {why}", hint=hint))
+    raise ConfigError.many(problems)
 
 
 def _image_change(address: str, entry: Mapping[str, Any], targets: tuple[str, ...], observed: Observed,
@@ -112,7 +131,12 @@ def _job_change(address: str, entry: Mapping[str, Any], observed: Observed, opti
     if last.status.failed:
         if options.rerun_failed:
             return change(Action.RERUN, f"{describe_result(last)}; --rerun-failed")
-        return change(Action.NOOP, f"{describe_result(last)}; --rerun-failed retries it")
+        # Not rerun by default (a result is a result, as cargo and terraform keep one), but never
+        # shown as up to date: the plan says it failed and how to run it again.
+        return change(Action.FAILED, f"{describe_failure(last)}; rerun with --rerun-failed")
+    if last.status is Status.RUNNING and observed.live_apply is not None:
+        holder = observed.live_apply
+        return change(Action.WAIT, f"apply pid {holder.pid} on {holder.host} since {holder.since}")
     # RUNNING (its apply was killed), INTERRUPTED or SKIPPED: it never finished, so it runs.
     return change(Action.RUN, {Status.SKIPPED: "skipped last time", Status.INTERRUPTED: "interrupted",
                                Status.RUNNING: "interrupted (its apply was killed)"}[last.status])
@@ -126,6 +150,16 @@ def describe_result(attempt: Attempt) -> str:
         more = f" (+{len(attempt.perf) - 1} more)" if len(attempt.perf) > 1 else ""
         return f"{text}, {_number(first.performance)} {first.metric}{more}"
     return f"{text}: {attempt.message}" if attempt.message else text
+
+
+def describe_failure(attempt: Attempt) -> str:
+    """`FAILURE 2026-11-28, exit 1` or `TIMEOUT 2026-11-28: timed out after 60s`: what ended it."""
+    text = f"{attempt.status.value} {_day(attempt.ended_at or attempt.started_at)}"
+    if attempt.exit_code is not None:
+        text += f", exit {attempt.exit_code}"
+    if attempt.message and attempt.message != f"exit code {attempt.exit_code}":
+        text += f": {attempt.message}"
+    return text
 
 
 def _why(before: Mapping[str, Any], after: Mapping[str, Any], names: Mapping[str, str]) -> str:
