@@ -32,6 +32,7 @@ def build(
     import json
 
     from madengine.apply.engine import ApplyOptions, ApplyResult
+    from madengine.apply.specs import job_metadata
     from madengine.cli.applying import ApplyRequest, apply_realization, exit_with
     from madengine.compat.rocm import RocmArgs, batch_models, generated_path, madfile_text, parse_context
     from madengine.mad.tags import split_tags
@@ -50,7 +51,12 @@ def build(
                            options=ApplyOptions(parallelism=parallelism, keep_going=True, no_cache=clean_docker_cache))
 
     def export(store: StateStore, result: ApplyResult | None) -> None:
-        manifest = export_build_manifest(base / manifest_output, store, r.lock["jobs"], registry)
+        # This command's jobs with their metadata: the manifest describes them, never an earlier run's.
+        project = r.compiled()
+        jobs = {address: {**entry, "meta": job_metadata(address, r.lock, project,
+                                                        project.targets[entry["target"]].backend)}
+                for address, entry in r.lock["jobs"].items()}
+        manifest = export_build_manifest(base / manifest_output, store, jobs, registry)
         typer.echo(f"wrote {base / manifest_output} ({len(manifest['built_images'])} images)")
         if summary_output is not None:
             (base / summary_output).write_text(json.dumps(manifest["summary"], indent=2, sort_keys=True) + "\n")
