@@ -28,6 +28,7 @@ from madengine.state.store import StateStore
 class ApplyRequest:
     saved: Plan | None = None
     replace: Sequence[str] = ()
+    replace_reason: str | None = None  # why `replace` nodes are redone, when not --replace (run, build)
     rerun_failed: bool = False
     yes: bool = False
     live_output: bool = False
@@ -38,13 +39,15 @@ def apply_realization(r: Realization, request: ApplyRequest, command: str,
                       after: Callable[[StateStore, ApplyResult | None], None] | None = None) -> ApplyResult | None:
     """Plan and apply; None when there was nothing to do or the user said no. Raises on refusal."""
     console = Console(highlight=False)
+    if r.lock_note:  # the lock was refreshed for this apply: said on stderr, as `plan` says it
+        typer.echo(r.lock_note, err=True)
     result: ApplyResult | None = None
     with WorkspaceLock.for_store(r.state_path).acquire(command), StateStore.open(r.state_path) as store:
         if request.saved is not None:
             plans.check_current(request.saved, r.lock_hash, store.serial())
             the_plan, latest = request.saved, store.latest_attempts()
         else:
-            the_plan, observed = make_plan(r, store, request.replace, request.rerun_failed)
+            the_plan, observed = make_plan(r, store, request.replace, request.rerun_failed, request.replace_reason)
             latest = observed.latest
             for style, text in plan_lines(the_plan, show_unchanged=False):
                 console.print(f"[{style}]{escape(text)}[/]", soft_wrap=True)  # one line per node, as `plan`

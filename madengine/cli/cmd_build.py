@@ -47,7 +47,7 @@ def build(
                     additional_context=parse_context(additional_context, additional_context_file))
     r = realization(generated_path(base), locked=False, text=madfile_text(args), select=["image:*"])
     replace = [n for n in r.graph.nodes if n.startswith("image:")] if clean_docker_cache else []
-    request = ApplyRequest(yes=True, replace=replace,
+    request = ApplyRequest(yes=True, replace=replace, replace_reason="--clean-docker-cache",
                            options=ApplyOptions(parallelism=parallelism, keep_going=True, no_cache=clean_docker_cache))
 
     def export(store: StateStore, result: ApplyResult | None) -> None:

@@ -27,10 +27,14 @@ JOB_INPUTS = {"image_hash": "image", "script": "script", "args": "args", "params
               "multiple_results": "multiple_results", "data": "data", "model": "model"}
 
 
+REPLACED = "replaced (--replace)"
+
+
 @dataclass(frozen=True)
 class PlanOptions:
     replace: frozenset[str] = frozenset()  # addresses to redo whatever their state
     rerun_failed: bool = False
+    replace_reason: str = REPLACED  # why they are redone, as the command that asked says it
 
 
 def plan(lock: Lock, lock_hash: str, graph: Dag, observed: Observed,
@@ -78,7 +82,7 @@ def _image_change(address: str, entry: Mapping[str, Any], targets: tuple[str, ..
     for target in targets:
         record = observed.images.get((address, target))
         if address in options.replace:
-            todo.append((target, Action.REBUILD, "replaced (--replace)"))
+            todo.append((target, Action.REBUILD, options.replace_reason))
         elif record is None:
             todo.append((target, Action.BUILD, "never built" if len(targets) == 1 else f"never built on {target}"))
         elif record.node_hash != node_hash:
@@ -107,7 +111,7 @@ def _push_change(address: str, image: str, entry: Mapping[str, Any], targets: tu
         pushed.append(observed.in_registry[image])
     if pushed and address not in options.replace and image not in options.replace:
         return Change(address, "push", Action.NOOP, f"pushed {pushed[0]}", node_hash, targets[:1], deps)
-    return Change(address, "push", Action.PUSH, "not in the registry" if not pushed else "replaced (--replace)",
+    return Change(address, "push", Action.PUSH, "not in the registry" if not pushed else options.replace_reason,
                   node_hash, targets[:1], deps)
 
 
@@ -120,10 +124,10 @@ def _job_change(address: str, entry: Mapping[str, Any], observed: Observed, opti
     def change(action: Action, reason: str) -> Change:
         return Change(address, "job", action, reason, node_hash, target, deps)
 
-    if address in options.replace:
-        return change(Action.RERUN if last else Action.RUN, "replaced (--replace)")
     if last is None:
         return change(Action.RUN, "never run")
+    if address in options.replace:
+        return change(Action.RERUN, options.replace_reason)
     if last.node_hash != node_hash:
         return change(Action.RERUN, _why(last.inputs, entry, JOB_INPUTS))
     if last.status is Status.SUCCESS:
