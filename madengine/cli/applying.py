@@ -63,10 +63,30 @@ def apply_realization(r: Realization, request: ApplyRequest, command: str,
                                  request.options, reporter, durations=durations).run()
             console.print(reporter.summary())
             counts = Counter(s.value for s in result.statuses.values())
+            not_started = _not_started(the_plan, result, console)
+            if not_started:
+                counts["NOT STARTED"] = not_started
             console.print(f"Apply {result.outcome.lower()}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
         if after is not None:
             after(store, result)
     return result
+
+
+_NAMED = 20  # not-started nodes named in the summary; `madengine plan` lists them all
+
+
+def _not_started(plan: Plan, result: ApplyResult, console: Console) -> int:
+    """Name the planned nodes that apply never started (it stopped after a failure, or was interrupted):
+    they are in no table row and no state record, and would otherwise go unmentioned."""
+    missing = [c.address for c in plan.changes if c.action.changes and c.address not in result.statuses]
+    if missing:
+        why = "interrupted" if result.interrupted else "apply stopped at the first failure; --keep-going runs them"
+        console.print(f"Not started ({why}):", soft_wrap=True)
+        for address in missing[:_NAMED]:
+            console.print(f"  {escape(address)}", soft_wrap=True)
+        if len(missing) > _NAMED:
+            console.print(f"  … and {len(missing) - _NAMED} more (`madengine plan` lists them)")
+    return len(missing)
 
 
 def _confirmed(console: Console) -> bool:
