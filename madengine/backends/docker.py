@@ -28,7 +28,6 @@ Contracts the apply engine relies on:
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import shutil
 import socket
@@ -36,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal
 
 from madengine.backends import docker_probe as probe
 from madengine.backends import docker_render as render
@@ -563,7 +562,9 @@ class DockerBackend:
                 text_log.write(f"madengine: {message}\n")
             return Outcome(Status.FAILURE, message=message, host=self.target_name)
         details: dict[str, Any] = {"run_dir": str(run_dir)}
-        with open(log_path, "ab") as log:  # appended, as the local backend does: apply owns the path
+        # Appended, as the local backend does (apply owns the path); unbuffered, so a write that fails
+        # (a full disk) fails where it is made, and is said, never again at close.
+        with open(log_path, "ab", buffering=0) as log:
             try:
                 container = client.containers.create(**kwargs)
             except docker.errors.ImageNotFound:
@@ -587,7 +588,7 @@ class DockerBackend:
             return []
         return [d for d in render.device_paths(job) if not os.path.exists(d)]
 
-    def _run_container(self, job: JobSpec, container: Any, log: io.BufferedWriter, cancel: Cancel,
+    def _run_container(self, job: JobSpec, container: Any, log: BinaryIO, cancel: Cancel,
                        details: dict[str, Any]) -> Outcome:
         host = self.target_name
         started = time.monotonic()
@@ -607,11 +608,15 @@ class DockerBackend:
             finally:
                 done.set()
 
+        lost: list[str] = []
+
         def copy_logs() -> None:
-            with contextlib.suppress(Exception):  # the stream ends with the container, or with its removal
+            try:
                 for chunk in container.logs(stream=True, follow=True):
                     log.write(chunk)
                     log.flush()
+            except Exception as e:  # said below, unless the container was removed under it (timeout, cancel)
+                lost.append(_one_line(str(e)) or type(e).__name__)
 
         waiter = threading.Thread(target=wait, name=f"wait {job.address}", daemon=True)
         logger = threading.Thread(target=copy_logs, name=f"logs {job.address}", daemon=True)
@@ -631,10 +636,13 @@ class DockerBackend:
         logger.join(10)
         details["duration"] = round(time.monotonic() - started, 3)
         if stopped:
-            log.write(f"\nmadengine: {stopped[1]}; container removed\n".encode())
+            with contextlib.suppress(OSError):
+                log.write(f"\nmadengine: {stopped[1]}; container removed\n".encode())
             return Outcome(stopped[0], message=stopped[1], host=host, details=details)
         if "error" in result:
             raise result["error"]
+        if logger.is_alive():
+            lost.append("it did not end with the container")
         code = int(result.get("StatusCode", -1))
         if not job.keep_alive:
             _remove(container)
@@ -644,11 +652,18 @@ class DockerBackend:
         message = "" if code == 0 else f"exit code {code}"
         if result.get("Error"):
             message = f"{message}: {result['Error'].get('Message', '')}".strip(": ")
+        if lost:  # the log is incomplete: whatever is judged from it must say so, not just "no performance"
+            details["log_lost"] = f"the container's log stream was lost ({lost[0]}): the log is incomplete"
+            message = "; ".join(m for m in (message, details["log_lost"]) if m)
+            with contextlib.suppress(OSError, ValueError):  # the log itself may be what failed
+                log.write(f"\nmadengine: {details['log_lost']}\n".encode())
+                log.flush()
         return Outcome(status, exit_code=code, message=message, host=host, details=details)
 
-    def _run_failure(self, e: BaseException, log: io.BufferedWriter) -> Outcome:
+    def _run_failure(self, e: BaseException, log: BinaryIO) -> Outcome:
         text = _one_line(str(e))
-        log.write(f"madengine: {text}\n".encode())
+        with contextlib.suppress(OSError):  # the outcome says it either way
+            log.write(f"madengine: {text}\n".encode())
         return Outcome(Status.FAILURE, message=text, host=self.target_name, transient=_is_transient_error(e))
 
     # --- scheduling and clean-up ------------------------------------------------------------------------

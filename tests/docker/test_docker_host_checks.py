@@ -92,6 +92,21 @@ def test_a_dead_docker_socket_is_named_at_plan_not_retried(run_cli: RunCli, tmp_
     for command in (["plan"], ["apply", "--yes"]):
         code, out, err = run_cli(*command, cwd=root, env=env)
         assert code == 1, out + err
-        assert err.startswith(f"error: target box: no Docker engine at unix://{sock}: "), err
-        assert why in err and str(sock) in err and "hint: start dockerd" in err
+        [error] = [line for line in err.splitlines() if line.startswith("error:")]
+        assert error.startswith(f"error: target box: no Docker engine at unix://{sock}: "), err
+        assert why in error and "hint: start dockerd" in error
     assert attempts(root) == 0
+
+
+@pytest.mark.usefixtures("tiny_image")
+def test_a_lost_log_stream_is_recorded_in_the_outcome_not_silent(tmp_path: Path, registry: Registry,
+                                                                 docker_client: Any) -> None:
+    project: Project = make_project(tmp_path, registry.base_image)
+    # The log cannot be written (a full disk: /dev/full answers every write with ENOSPC): the container's
+    # output is lost, and the outcome says so, where before it said nothing and "no performance" followed.
+    job = project.job("perf", log_path=Path("/dev/full"))
+    outcome = project.backend.run(job, Cancel())
+    assert outcome.exit_code == 0, outcome
+    assert "log stream was lost" in outcome.message and "No space left on device" in outcome.message
+    assert outcome.details["log_lost"] in outcome.message
+    assert project.containers() == []
