@@ -535,32 +535,33 @@ class DockerBackend:
         assert job.log_path is not None, "apply chooses the log path"
         log_path = job.log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        where = job.host or self.target_name  # the host apply's scheduler put it on
         try:
             client = self.client()
             network = self.network()
         except EngineUnavailable as e:
-            return Outcome(Status.FAILURE, message=str(e), host=self.target_name, transient=e.transient)
+            return Outcome(Status.FAILURE, message=str(e), host=where, transient=e.transient)
         except _engine_errors() as e:
             down = self._engine_down(e)
-            return Outcome(Status.FAILURE, message=str(down), host=self.target_name, transient=down.transient)
+            return Outcome(Status.FAILURE, message=str(down), host=where, transient=down.transient)
         try:
             run_dir = self.prepare_run_dir(job)
             entries = self.package_entries(job)
         except OSError as e:
-            return Outcome(Status.FAILURE, message=f"cannot prepare the run directory: {e}", host=self.target_name)
+            return Outcome(Status.FAILURE, message=f"cannot prepare the run directory: {e}", host=where)
         ctx = render.RunContext(workspace_id=self.workspace.workspace_id, run_dir_host=str(run_dir.resolve()),
                                 project_root=str(self.workspace.root.resolve()), package_entries=entries,
                                 network=network, system_gpus=self.target.gpus)
         try:
             kwargs = render.run_arguments(job, ctx)
         except ValueError as e:  # validate() reports these before apply; here only if it was skipped
-            return Outcome(Status.FAILURE, message=f"{job.address}: {e}", host=self.target_name)
+            return Outcome(Status.FAILURE, message=f"{job.address}: {e}", host=where)
         missing = self._missing_devices(job)
         if missing:  # plan says so for the vendor's devices; `--device` options and saved plans land here
             message = f"{', '.join(missing)}: no such device on this host (the container would need it)"
             with open(log_path, "a", encoding="utf-8") as text_log:
                 text_log.write(f"madengine: {message}\n")
-            return Outcome(Status.FAILURE, message=message, host=self.target_name)
+            return Outcome(Status.FAILURE, message=message, host=where)
         details: dict[str, Any] = {"run_dir": str(run_dir)}
         # Appended, as the local backend does (apply owns the path); unbuffered, so a write that fails
         # (a full disk) fails where it is made, and is said, never again at close.
@@ -569,9 +570,9 @@ class DockerBackend:
                 container = client.containers.create(**kwargs)
             except docker.errors.ImageNotFound:
                 return Outcome(Status.FAILURE, message=f"image {job.image_tag} not found on target "
-                                                       f"{self.target_name}", host=self.target_name)
+                                                       f"{self.target_name}", host=where)
             except _engine_errors() as e:
-                return self._run_failure(e, log)
+                return self._run_failure(e, log, where)
             details["container"] = container.id
             cancel.started(container.id)  # recorded by apply, for the clean-up after a killed apply
             try:
@@ -579,7 +580,7 @@ class DockerBackend:
             except _engine_errors() as e:
                 with contextlib.suppress(*_engine_errors()):
                     _remove(container)
-                return self._run_failure(e, log)
+                return self._run_failure(e, log, where)
 
     def _missing_devices(self, job: JobSpec) -> list[str]:
         """Devices the job's container is given that do not exist, for an engine on this host (else none
@@ -590,7 +591,7 @@ class DockerBackend:
 
     def _run_container(self, job: JobSpec, container: Any, log: BinaryIO, cancel: Cancel,
                        details: dict[str, Any]) -> Outcome:
-        host = self.target_name
+        host = job.host or self.target_name  # where apply's scheduler put it
         started = time.monotonic()
         try:
             container.start()
@@ -660,11 +661,11 @@ class DockerBackend:
                 log.flush()
         return Outcome(status, exit_code=code, message=message, host=host, details=details)
 
-    def _run_failure(self, e: BaseException, log: BinaryIO) -> Outcome:
+    def _run_failure(self, e: BaseException, log: BinaryIO, where: str) -> Outcome:
         text = _one_line(str(e))
         with contextlib.suppress(OSError):  # the outcome says it either way
             log.write(f"madengine: {text}\n".encode())
-        return Outcome(Status.FAILURE, message=text, host=self.target_name, transient=_is_transient_error(e))
+        return Outcome(Status.FAILURE, message=text, host=where, transient=_is_transient_error(e))
 
     # --- scheduling and clean-up ------------------------------------------------------------------------
 
