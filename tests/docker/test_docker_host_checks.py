@@ -29,20 +29,31 @@ def attempts(root: Path) -> int:
         return 0
 
 
-@pytest.mark.skipif(Path("/dev/kfd").exists(), reason="this host has AMD GPUs: an AMD context can run here")
-def test_an_amd_context_on_a_host_without_dev_kfd_is_refused_at_plan(
-        run_cli: RunCli, tmp_path: Path, registry: Registry, docker_client: Any) -> None:
-    root = make(tmp_path, registry.base_image, [model("m1", "amd")])
-    (root / "docker/amd.ubuntu.Dockerfile").write_text(
-        f"# CONTEXT {{'gpu_vendor': 'AMD'}}\nFROM {registry.base_image}\n")
+def engine_runtimes(docker_client: Any) -> set[str]:
+    return set(docker_client.info().get("Runtimes") or {})
+
+
+@pytest.mark.parametrize(("vendor", "n_gpus", "why", "hint"), [
+    ("AMD", "0", "target box cannot run AMD containers: /dev/kfd", "run AMD contexts on a host with AMD GPUs"),
+    ("NVIDIA", "1", "target box cannot give NVIDIA GPUs to containers: the engine has no nvidia runtime",
+     "install the NVIDIA Container Toolkit")])
+def test_a_context_needing_a_device_the_host_lacks_is_refused_at_plan(
+        run_cli: RunCli, tmp_path: Path, registry: Registry, docker_client: Any, vendor: str, n_gpus: str,
+        why: str, hint: str) -> None:
+    can = Path("/dev/kfd").exists() if vendor == "AMD" else "nvidia" in engine_runtimes(docker_client)
+    if can:
+        pytest.skip(f"this host can run {vendor} containers")
+    root = make(tmp_path, registry.base_image, [model("m1", "gpu", n_gpus=n_gpus)])
+    (root / "docker/gpu.ubuntu.Dockerfile").write_text(
+        f"# CONTEXT {{'gpu_vendor': '{vendor}'}}\nFROM {registry.base_image}\n")
     madfile = root / "madfile.yaml"
-    madfile.write_text(madfile.read_text().replace("gpu_vendor: NONE", "gpu_vendor: AMD"))
+    madfile.write_text(madfile.read_text().replace("gpu_vendor: NONE", f"gpu_vendor: {vendor}"))
     env = service_env()
     for command in (["plan"], ["apply", "--yes"]):
         code, out, err = run_cli(*command, cwd=root, env=env)
         assert code == 5, out + err
-        assert "job:m1@cpu/box#1: target box cannot run AMD containers: /dev/kfd" in err
-        assert "hint: run AMD contexts on a host with AMD GPUs" in err and "500" not in out + err
+        assert f"job:m1@cpu/box#1: {why}" in err
+        assert f"hint: {hint}" in err and "500" not in out + err
     assert attempts(root) == 0  # nothing was tried, so nothing was retried
 
 
