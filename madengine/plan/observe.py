@@ -61,8 +61,9 @@ def _live_apply(store: StateStore, base: Observed) -> Holder | None:
         return None
     lock = WorkspaceLock.for_store(store.path)
     holder = lock.holder()
-    if holder is None or holder.pid == os.getpid() or not lock.is_held():
-        return None
+    if holder is None or holder.pid == os.getpid() or holder.command.startswith("madengine state") \
+            or not lock.is_held():
+        return None  # no one, this very apply, or `state forget` (which runs nothing)
     return holder
 
 

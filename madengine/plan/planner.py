@@ -139,8 +139,9 @@ def _job_change(address: str, entry: Mapping[str, Any], observed: Observed, opti
         # shown as up to date: the plan says it failed and how to run it again.
         return change(Action.FAILED, f"{describe_failure(last)}; rerun with --rerun-failed")
     if last.status is Status.RUNNING and observed.live_apply is not None:
-        holder = observed.live_apply
-        return change(Action.WAIT, f"apply pid {holder.pid} on {holder.host} since {holder.since}")
+        holder = observed.live_apply  # `madengine run` and `build` apply too: named as the user typed them
+        verb = holder.command.removeprefix("madengine ").split(" ", 1)[0] or "apply"
+        return change(Action.WAIT, f"{verb} pid {holder.pid} on {holder.host} since {holder.since}")
     # RUNNING (its apply was killed), INTERRUPTED or SKIPPED: it never finished, so it runs.
     return change(Action.RUN, {Status.SKIPPED: "skipped last time", Status.INTERRUPTED: "interrupted",
                                Status.RUNNING: "interrupted (its apply was killed)"}[last.status])
