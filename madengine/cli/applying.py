@@ -55,7 +55,9 @@ def apply_realization(r: Realization, request: ApplyRequest, command: str,
             if the_plan.has_changes and not request.yes and not _confirmed(console):
                 return None
         if not the_plan.has_changes:
-            console.print("Nothing to do.")
+            failed = the_plan.counts()["failed"]  # left failed, as plan said: not silently "done"
+            console.print("Nothing to do." + (f" {failed} failed job(s) stay failed; --rerun-failed reruns them."
+                                              if failed else ""))
         else:
             durations = {a: t.duration for a, t in latest.items() if t.duration}
             with RichReporter(console, live_output=request.live_output) as reporter:
