@@ -65,7 +65,7 @@ _TRANSIENT_HINTS = ("connection refused", "connection reset", "i/o timeout", "ti
 
 # What an engine says when a container asks for what its host does not have: retrying cannot help.
 _HOST_LACKS = ("error gathering device information", "could not select device driver",
-               "unknown or invalid runtime name", "no such file or directory")
+               "unknown or invalid runtime name", "nvidia-container-cli", "no such file or directory")
 
 
 class EngineUnavailable(MadengineError):
