@@ -21,6 +21,11 @@ Contracts the apply engine relies on:
   no other apply can be running.
 - Network: the target's `network`, or `--network` in additional_docker_run_options; without either,
   `none` on an engine that has no `bridge` network (`dockerd --bridge=none`), else the engine default.
+- `observe_runnable` (plan) asks the engine once per target: an engine that does not answer is named
+  (with its socket file, for a local one); for an engine on this host, the devices a GPU vendor's
+  containers are given must exist (AMD: /dev/kfd, /dev/dri) and NVIDIA jobs with GPUs need its runtime.
+  A failure because the host lacks a device or runtime, or because the local socket is gone, is never
+  marked transient: no retry can fix it. A run whose log stream is lost says so in its outcome.
 - Registry credentials come from `credential.json` beside the madfile or `MAD_DOCKERHUB_*`; they go to
   the engine per request (`auth_config`), never to a config file, a log or a message.
 """
