@@ -6,7 +6,7 @@ another machine built and pushed it, the planner pulls it instead of building it
 re-observed: a recorded result is the result; but a job recorded RUNNING is asked about: if the
 workspace lock is held by a live process other than this one, an apply is running it now.
 
-A job that would run is checked against its target (`Backend.observe_devices`): a context that
+A job that would run is checked against its target (`Backend.observe_runnable`): a context that
 needs a device the engine's host lacks (AMD's /dev/kfd) is a problem of the plan, said before
 anything runs, not an engine error at apply.
 """
