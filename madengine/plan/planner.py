@@ -28,6 +28,7 @@ JOB_INPUTS = {"image_hash": "image", "script": "script", "args": "args", "params
 
 
 REPLACED = "replaced (--replace)"
+_MAX_WHY = 160  # characters of a failure's message in a plan line
 
 
 @dataclass(frozen=True)
@@ -160,11 +161,16 @@ def describe_result(attempt: Attempt) -> str:
 def describe_failure(attempt: Attempt) -> str:
     """`FAILURE 2026-11-28, exit 1` or `TIMEOUT 2026-11-28: timed out after 60s`: what ended it."""
     text = f"{attempt.status.value} {_day(attempt.ended_at or attempt.started_at)}"
+    message = attempt.message
     if attempt.exit_code is not None:
         text += f", exit {attempt.exit_code}"
-    if attempt.message and attempt.message != f"exit code {attempt.exit_code}":
-        text += f": {attempt.message}"
-    return text
+        if message.startswith(f"exit code {attempt.exit_code}"):  # said already: keep what it adds
+            message = message[len(f"exit code {attempt.exit_code}"):].strip(" :;")
+            if message.startswith("(") and message.endswith(")"):
+                message = message[1:-1]
+    if len(message) > _MAX_WHY:  # the whole of it is in `madengine state show`
+        message = message[:_MAX_WHY - 1] + "…"
+    return f"{text}: {message}" if message else text
 
 
 def _why(before: Mapping[str, Any], after: Mapping[str, Any], names: Mapping[str, str]) -> str:

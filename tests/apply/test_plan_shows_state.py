@@ -15,7 +15,8 @@ def test_a_failed_job_is_planned_as_failed_with_the_hint(run_cli: RunCli, tmp_pa
     code, out, _ = run_cli("plan", "--detailed-exitcode", cwd=root)
     assert code == 0, out  # apply leaves a failed job failed (terraform- and cargo-like) ...
     [line] = [ln for ln in out.splitlines() if "job:bad" in ln]
-    assert line.startswith("! failed job:bad@cpu/here#1 (FAILURE ") and ", exit 3" in line
+    assert line.startswith("! failed job:bad@cpu/here#1 (FAILURE ")
+    assert ", exit 3: error pattern 'RuntimeError:' at line 1: RuntimeError: boom;" in line  # said once
     assert line.endswith("; rerun with --rerun-failed)")
     assert "up to date" not in out  # ... and says so, instead of "everything is up to date"
     assert out.splitlines()[-1] == "Plan: 0 to build, 0 to run, 0 unchanged, 1 failed."
