@@ -252,14 +252,14 @@ class DockerBackend:
         if missing:
             return (f"target {self.target_name} cannot run {vendor} containers: {', '.join(missing)} "
                     f"{'does' if len(missing) == 1 else 'do'} not exist on this host",
-                    f"run {vendor} contexts on a host with {vendor} GPUs and their driver, or leave them "
-                    "out with --select or --target")
+                    f"run {vendor} contexts on a host with {vendor} GPUs and their driver, or leave these "
+                    "jobs out (a madfile's plan: --select or --target; `run`: another context)")
         if vendor == "NVIDIA" and n_gpus != 0 and render.NVIDIA_RUNTIME not in runtimes \
                 and not shutil.which("nvidia-container-runtime-hook"):
             return (f"target {self.target_name} cannot give NVIDIA GPUs to containers: the engine has no "
                     f"{render.NVIDIA_RUNTIME} runtime",
-                    "install the NVIDIA Container Toolkit and restart dockerd, or leave these jobs out with "
-                    "--select or --target")
+                    "install the NVIDIA Container Toolkit and restart dockerd, or leave these jobs out "
+                    "(a madfile's plan: --select or --target; `run`: another context)")
         return None
 
     def _image_tags_by_sdk(self, name: str) -> list[str] | None:
