@@ -6,6 +6,7 @@ this module only wires them, and reads and writes nothing but the lockfile it is
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class Locked:
     lock: Lock
     lock_path: Path
     on_disk: Lock | None
+    note: str = ""  # what plan/apply did to the lock file, to say so: `madengine.lock updated: 1 changed (...)`
 
     @property
     def diff(self) -> LockDiff:
@@ -149,7 +151,11 @@ def current_lock(madfile: Path, *, locked: bool, text: str | None = None) -> Loc
         if locked:
             what = "does not exist" if result.on_disk is None else f"is stale: {result.diff.summary()}"
             raise StaleLockError(f"{shown}{LOCK_NAME} {what}", hint="run `madengine lock`, or drop --locked")
-        write_lock(result.lock_path, result.lock)
+        if write_lock(result.lock_path, result.lock):
+            counts = f"{len(result.lock['images'])} images, {len(result.lock['jobs'])} jobs"
+            note = f"written ({counts})" if result.on_disk is None else \
+                f"updated: {result.diff.summary() or 'formatting'}"
+            result = dataclasses.replace(result, note=f"{shown}{LOCK_NAME} {note}")
     remember_fresh(result, started)
     return result
 
@@ -178,6 +184,7 @@ class Realization:
     project: Project | None  # None until needed when a fresh lock stood for it (`realization(compile=False)`)
     _loaded: LoadedMadfile | None = field(default=None, repr=False)  # the madfile, once read for either
     _fresh_gates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)  # when project is None
+    lock_note: str = ""  # `madengine.lock updated: ...` when it was rewritten for this command
 
     def gates(self) -> dict[str, Gate]:
         """The `expect:` gates of the graph's jobs (those --select/--target left), by address: from the
@@ -234,6 +241,7 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
     root = Path(madfile).absolute().parent
     fresh = None if compile or text is not None else freshness.check(madfile, root / LOCK_NAME)
     project: Project | None
+    note = ""
     if fresh is not None:
         lock, lock_hash, project = parse_lock(fresh.lock_text, root / LOCK_NAME), fresh.lock_hash, None
         registry, tags, shown, gates = fresh.registry, fresh.tags, display_path(madfile), fresh.gates
@@ -241,6 +249,7 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
         current = current_lock(madfile, locked=locked, text=text)
         lock, lock_hash, project = current.lock, lock_digest(current.lock), current.project
         registry, tags, shown, gates = project.registry, project.model_tags(), current.loaded.display_path, {}
+        note = current.note
     graph = select_nodes(build_graph(lock, registry=registry, tags=tags), select, targets)
     db = state_path(root, state)
     workspace = Workspace(root=root, state_dir=db.parent,
@@ -248,16 +257,17 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
     used = {t for data in graph.nodes.values()
             for t in ((data["target"],) if data["kind"] == "job" else data.get("targets", ()))}
     r = Realization(madfile, shown, lock, lock_hash, registry, graph, workspace,
-                    LazyBackends(used, lambda: r.target_configs(), workspace), db, project, _fresh_gates=gates)
+                    LazyBackends(used, lambda: r.target_configs(), workspace), db, project,
+                    _fresh_gates=gates, lock_note=note)
     return r
 
 
 def make_plan(r: Realization, store: StateStore, replace: Sequence[str] = (),
-              rerun_failed: bool = False) -> tuple[Plan, Observed]:
+              rerun_failed: bool = False, replace_reason: str | None = None) -> tuple[Plan, Observed]:
     """Observe (read-only) and plan (pure); what was observed comes back too, for apply's scheduler."""
     from madengine.errors import UsageError
     from madengine.plan.observe import observe
-    from madengine.plan.planner import PlanOptions, plan
+    from madengine.plan.planner import REPLACED, PlanOptions, plan
 
     unknown = [a for a in replace if a not in r.graph]
     if unknown:
@@ -265,4 +275,5 @@ def make_plan(r: Realization, store: StateStore, replace: Sequence[str] = (),
                          hint="addresses are listed by `madengine plan` and `madengine graph`")
     observed = observe(store, r.graph, r.lock, r.backends, r.registry)
     return plan(r.lock, r.lock_hash, r.graph, observed,
-                PlanOptions(replace=frozenset(replace), rerun_failed=rerun_failed)), observed
+                PlanOptions(replace=frozenset(replace), rerun_failed=rerun_failed,
+                            replace_reason=replace_reason or REPLACED)), observed

@@ -393,5 +393,8 @@ def judge_job(job: JobSpec, outcome: Outcome) -> Outcome:
     status, perf, message = judge(log_text, outcome.exit_code, csv_text, job.model)
     if outcome.status is Status.FAILURE and not message:
         message = outcome.message
+    lost = outcome.details.get("log_lost")  # a backend that lost part of the log: why it may lack a result
+    if lost and status is not Status.SUCCESS and lost not in message:
+        message = f"{message}; {lost}" if message else str(lost)
     return replace(outcome, status=status, perf=perf, message=message or outcome.message)
 

@@ -167,6 +167,11 @@ class Backend(Protocol):
         Tags are content-addressed, so a registry is a cache of builds (as Nix's binary caches are)."""
         ...
 
+    def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
+        """Read-only, at plan: why this target cannot take a job of this GPU vendor now, with what to do
+        ((why, hint): a device the vendor needs is missing), or None. Raises when it cannot be reached."""
+        ...
+
     def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         ...
 

@@ -21,6 +21,11 @@ Contracts the apply engine relies on:
   no other apply can be running.
 - Network: the target's `network`, or `--network` in additional_docker_run_options; without either,
   `none` on an engine that has no `bridge` network (`dockerd --bridge=none`), else the engine default.
+- `observe_runnable` (plan) asks the engine once per target: an engine that does not answer is named
+  (with its socket file, for a local one); for an engine on this host, the devices a GPU vendor's
+  containers are given must exist (AMD: /dev/kfd, /dev/dri) and NVIDIA jobs with GPUs need its runtime.
+  A failure because the host lacks a device or runtime, or because the local socket is gone, is never
+  marked transient: no retry can fix it. A run whose log stream is lost says so in its outcome.
 - Registry credentials come from `credential.json` beside the madfile or `MAD_DOCKERHUB_*`; they go to
   the engine per request (`auth_config`), never to a config file, a log or a message.
 """
@@ -28,7 +33,6 @@ Contracts the apply engine relies on:
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import shutil
 import socket
@@ -36,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal
 
 from madengine.backends import docker_probe as probe
 from madengine.backends import docker_render as render
@@ -64,11 +68,18 @@ _TRANSIENT_HINTS = ("connection refused", "connection reset", "i/o timeout", "ti
                     "503 service", "504 gateway", "too many requests", "429")
 
 
-class EngineUnavailable(MadengineError):
-    """The Docker engine of a target cannot be reached."""
+# What an engine says when a container asks for what its host does not have: retrying cannot help.
+_HOST_LACKS = ("error gathering device information", "could not select device driver",
+               "unknown or invalid runtime name", "nvidia-container-cli", "no such file or directory")
 
-    def __init__(self, message: str, *, hint: str = _ENGINE_HINT) -> None:
+
+class EngineUnavailable(MadengineError):
+    """The Docker engine of a target cannot be reached. Not `transient` when its socket file is missing
+    or nothing listens on it: no retry brings a dead local engine back."""
+
+    def __init__(self, message: str, *, hint: str = _ENGINE_HINT, transient: bool = True) -> None:
         super().__init__(message, hint=hint)
+        self.transient = transient
 
 
 def _engine_errors() -> tuple[type[BaseException], ...]:
@@ -82,12 +93,17 @@ def _engine_errors() -> tuple[type[BaseException], ...]:
 
 
 def _is_transient_error(e: BaseException) -> bool:
-    """Worth retrying, unless the engine said the request itself was wrong (a 4xx other than 408/429)."""
+    """Worth retrying, unless the engine said the request itself was wrong (a 4xx other than 408/429),
+    or that the host lacks what the container asks for (a device, a runtime: a 500 that stays a 500),
+    or the engine's local socket is gone."""
     import docker
 
+    if isinstance(e, EngineUnavailable):
+        return e.transient
     if isinstance(e, docker.errors.APIError) and e.status_code is not None and 400 <= e.status_code < 500:
         return e.status_code in (408, 429)
-    return True
+    text = str(e).lower()
+    return not any(w in text for w in _HOST_LACKS) and "connection refused" not in text
 
 
 def _is_transient_text(text: str) -> bool:
@@ -117,6 +133,7 @@ class DockerBackend:
         self._client: Any = None
         self._has_bridge: bool | None = None
         self._silent_registries: set[str] = set()  # registries that did not answer observe_registry
+        self._info: dict[str, Any] | None = None  # the engine's /info, once it answered
 
     # --- the engine ---------------------------------------------------------------------------------
 
@@ -138,11 +155,7 @@ class DockerBackend:
                     self._client = docker.DockerClient(**self._client_kwargs(), version="auto",
                                                        max_pool_size=MAX_POOL)
                 except docker.errors.DockerException as e:
-                    raise EngineUnavailable(
-                        f"target {self.target_name}: cannot reach the Docker engine "
-                        f"({self.target.host or os.environ.get('DOCKER_HOST') or 'the local socket'}): "
-                        f"{_one_line(str(e))}",
-                    ) from None
+                    raise self._engine_down(e) from None
             return self._client
 
     def _api_for_one_call(self) -> Any:
@@ -193,6 +206,62 @@ class DockerBackend:
         # The tag is what runs use: if it was moved to another image, this build is not what runs.
         return image.tag in tags or not image_id
 
+    def engine_info(self) -> dict[str, Any]:
+        """The engine's /info (its host's name, its runtimes), asked once; raises EngineUnavailable naming
+        the engine (and its socket file) when it does not answer."""
+        if self._info is None:
+            try:
+                self._info = probe.info(self.target.host)
+            except probe.Unsupported:
+                self._info = dict(self._sdk_call(lambda: self.client().info()))
+            except OSError as e:
+                raise self._engine_down(e) from None
+        return self._info
+
+    def _sdk_call(self, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except EngineUnavailable:
+            raise
+        except _engine_errors() as e:
+            raise self._engine_down(e) from None
+
+    def _engine_down(self, error: BaseException) -> EngineUnavailable:
+        """The engine does not answer: say which one, and for a local socket what is wrong with it."""
+        path = probe.socket_path(self.target.host)
+        where = probe.engine_address(self.target.host)
+        if path is not None and not os.path.exists(path):
+            return EngineUnavailable(f"target {self.target_name}: no Docker engine at {where}: the socket "
+                                     f"{path} does not exist", transient=False)
+        if path is not None and "refused" in str(error).lower():
+            return EngineUnavailable(f"target {self.target_name}: no Docker engine at {where}: nothing "
+                                     f"listens on the socket {path}", transient=False)
+        return EngineUnavailable(f"target {self.target_name}: the Docker engine at {where} does not answer: "
+                                 f"{_one_line(str(error))}")
+
+    def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
+        """Can this target take a job of this GPU vendor now: the engine answers (else EngineUnavailable),
+        and, for an engine on this host (a unix socket), the devices the vendor's containers are given
+        exist, and NVIDIA's runtime is there for a job with GPUs. A remote engine's host is not looked at:
+        its answer comes at apply, as a failure that is not retried."""
+        runtimes = self.engine_info().get("Runtimes") or {}
+        if probe.socket_path(self.target.host) is None:
+            return None
+        vendor = gpu_vendor.upper()
+        missing = [d for d in render.VENDOR_DEVICES.get(vendor, ()) if not os.path.exists(d)]
+        if missing:
+            return (f"target {self.target_name} cannot run {vendor} containers: {', '.join(missing)} "
+                    f"{'does' if len(missing) == 1 else 'do'} not exist on this host",
+                    f"run {vendor} contexts on a host with {vendor} GPUs and their driver, or leave these "
+                    "jobs out (a madfile's plan: --select or --target; `run`: another context)")
+        if vendor == "NVIDIA" and n_gpus != 0 and render.NVIDIA_RUNTIME not in runtimes \
+                and not shutil.which("nvidia-container-runtime-hook"):
+            return (f"target {self.target_name} cannot give NVIDIA GPUs to containers: the engine has no "
+                    f"{render.NVIDIA_RUNTIME} runtime",
+                    "install the NVIDIA Container Toolkit and restart dockerd, or leave these jobs out "
+                    "(a madfile's plan: --select or --target; `run`: another context)")
+        return None
+
     def _image_tags_by_sdk(self, name: str) -> list[str] | None:
         import docker
 
@@ -204,8 +273,11 @@ class DockerBackend:
             raise self._unreachable(name, e) from None
 
     def _unreachable(self, name: str, error: BaseException) -> EngineUnavailable:
-        return EngineUnavailable(f"target {self.target_name}: cannot ask the Docker engine about "
-                                 f"{name}: {_one_line(str(error))}")
+        down = self._engine_down(error)
+        if not down.transient:  # a dead local socket: named, whichever image was asked about
+            return down
+        return EngineUnavailable(f"target {self.target_name}: cannot ask the Docker engine at "
+                                 f"{probe.engine_address(self.target.host)} about {name}: {_one_line(str(error))}")
 
     # --- build / push ---------------------------------------------------------------------------------
 
@@ -224,7 +296,7 @@ class DockerBackend:
                 network = self.network()
             except EngineUnavailable as e:
                 log.write(f"error: {e}\n")
-                return Outcome(Status.FAILURE, message=str(e), transient=True)
+                return Outcome(Status.FAILURE, message=str(e), transient=e.transient)
             except _engine_errors() as e:
                 return self._api_failure("build", e, log)
 
@@ -309,7 +381,7 @@ class DockerBackend:
             try:
                 self.client().api.tag(image.tag, repository, tag)
             except EngineUnavailable as e:
-                return Outcome(Status.FAILURE, message=str(e), transient=True)
+                return Outcome(Status.FAILURE, message=str(e), transient=e.transient)
             except _engine_errors() as e:
                 return self._api_failure("push", e, log)
             ref = f"{repository}:{tag}"
@@ -397,7 +469,7 @@ class DockerBackend:
             api = self._api_for_one_call()
         except EngineUnavailable as e:
             log.write(f"error: {e}\n")
-            return Outcome(Status.FAILURE, message=str(e), transient=True), None
+            return Outcome(Status.FAILURE, message=str(e), transient=e.transient), None
         except _engine_errors() as e:
             return self._api_failure(what, e, log), None
         response = _ResponseCatcher(api)
@@ -468,34 +540,44 @@ class DockerBackend:
         assert job.log_path is not None, "apply chooses the log path"
         log_path = job.log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        where = job.host or self.target_name  # the host apply's scheduler put it on
         try:
             client = self.client()
             network = self.network()
         except EngineUnavailable as e:
-            return Outcome(Status.FAILURE, message=str(e), host=self.target_name, transient=True)
+            return Outcome(Status.FAILURE, message=str(e), host=where, transient=e.transient)
         except _engine_errors() as e:
-            return Outcome(Status.FAILURE, message=_one_line(str(e)), host=self.target_name, transient=True)
+            down = self._engine_down(e)
+            return Outcome(Status.FAILURE, message=str(down), host=where, transient=down.transient)
         try:
             run_dir = self.prepare_run_dir(job)
             entries = self.package_entries(job)
         except OSError as e:
-            return Outcome(Status.FAILURE, message=f"cannot prepare the run directory: {e}", host=self.target_name)
+            return Outcome(Status.FAILURE, message=f"cannot prepare the run directory: {e}", host=where)
         ctx = render.RunContext(workspace_id=self.workspace.workspace_id, run_dir_host=str(run_dir.resolve()),
                                 project_root=str(self.workspace.root.resolve()), package_entries=entries,
                                 network=network, system_gpus=self.target.gpus)
         try:
             kwargs = render.run_arguments(job, ctx)
         except ValueError as e:  # validate() reports these before apply; here only if it was skipped
-            return Outcome(Status.FAILURE, message=f"{job.address}: {e}", host=self.target_name)
+            return Outcome(Status.FAILURE, message=f"{job.address}: {e}", host=where)
+        missing = self._missing_devices(job)
+        if missing:  # plan says so for the vendor's devices; `--device` options and saved plans land here
+            message = f"{', '.join(missing)}: no such device on this host (the container would need it)"
+            with open(log_path, "a", encoding="utf-8") as text_log:
+                text_log.write(f"madengine: {message}\n")
+            return Outcome(Status.FAILURE, message=message, host=where)
         details: dict[str, Any] = {"run_dir": str(run_dir)}
-        with open(log_path, "ab") as log:  # appended, as the local backend does: apply owns the path
+        # Appended, as the local backend does (apply owns the path); unbuffered, so a write that fails
+        # (a full disk) fails where it is made, and is said, never again at close.
+        with open(log_path, "ab", buffering=0) as log:
             try:
                 container = client.containers.create(**kwargs)
             except docker.errors.ImageNotFound:
                 return Outcome(Status.FAILURE, message=f"image {job.image_tag} not found on target "
-                                                       f"{self.target_name}", host=self.target_name)
+                                                       f"{self.target_name}", host=where)
             except _engine_errors() as e:
-                return self._run_failure(e, log)
+                return self._run_failure(e, log, where)
             details["container"] = container.id
             cancel.started(container.id)  # recorded by apply, for the clean-up after a killed apply
             try:
@@ -503,11 +585,18 @@ class DockerBackend:
             except _engine_errors() as e:
                 with contextlib.suppress(*_engine_errors()):
                     _remove(container)
-                return self._run_failure(e, log)
+                return self._run_failure(e, log, where)
 
-    def _run_container(self, job: JobSpec, container: Any, log: io.BufferedWriter, cancel: Cancel,
+    def _missing_devices(self, job: JobSpec) -> list[str]:
+        """Devices the job's container is given that do not exist, for an engine on this host (else none
+        known: a remote engine's host is not looked at)."""
+        if probe.socket_path(self.target.host) is None:
+            return []
+        return [d for d in render.device_paths(job) if not os.path.exists(d)]
+
+    def _run_container(self, job: JobSpec, container: Any, log: BinaryIO, cancel: Cancel,
                        details: dict[str, Any]) -> Outcome:
-        host = self.target_name
+        host = job.host or self.target_name  # where apply's scheduler put it
         started = time.monotonic()
         try:
             container.start()
@@ -525,11 +614,15 @@ class DockerBackend:
             finally:
                 done.set()
 
+        lost: list[str] = []
+
         def copy_logs() -> None:
-            with contextlib.suppress(Exception):  # the stream ends with the container, or with its removal
+            try:
                 for chunk in container.logs(stream=True, follow=True):
                     log.write(chunk)
                     log.flush()
+            except Exception as e:  # said below, unless the container was removed under it (timeout, cancel)
+                lost.append(_one_line(str(e)) or type(e).__name__)
 
         waiter = threading.Thread(target=wait, name=f"wait {job.address}", daemon=True)
         logger = threading.Thread(target=copy_logs, name=f"logs {job.address}", daemon=True)
@@ -549,10 +642,13 @@ class DockerBackend:
         logger.join(10)
         details["duration"] = round(time.monotonic() - started, 3)
         if stopped:
-            log.write(f"\nmadengine: {stopped[1]}; container removed\n".encode())
+            with contextlib.suppress(OSError):
+                log.write(f"\nmadengine: {stopped[1]}; container removed\n".encode())
             return Outcome(stopped[0], message=stopped[1], host=host, details=details)
         if "error" in result:
             raise result["error"]
+        if logger.is_alive():
+            lost.append("it did not end with the container")
         code = int(result.get("StatusCode", -1))
         if not job.keep_alive:
             _remove(container)
@@ -562,17 +658,28 @@ class DockerBackend:
         message = "" if code == 0 else f"exit code {code}"
         if result.get("Error"):
             message = f"{message}: {result['Error'].get('Message', '')}".strip(": ")
+        if lost:  # the log is incomplete: whatever is judged from it must say so, not just "no performance"
+            details["log_lost"] = f"the container's log stream was lost ({lost[0]}): the log is incomplete"
+            message = "; ".join(m for m in (message, details["log_lost"]) if m)
+            with contextlib.suppress(OSError, ValueError):  # the log itself may be what failed
+                log.write(f"\nmadengine: {details['log_lost']}\n".encode())
+                log.flush()
         return Outcome(status, exit_code=code, message=message, host=host, details=details)
 
-    def _run_failure(self, e: BaseException, log: io.BufferedWriter) -> Outcome:
+    def _run_failure(self, e: BaseException, log: BinaryIO, where: str) -> Outcome:
         text = _one_line(str(e))
-        log.write(f"madengine: {text}\n".encode())
-        return Outcome(Status.FAILURE, message=text, host=self.target_name, transient=_is_transient_error(e))
+        with contextlib.suppress(OSError):  # the outcome says it either way
+            log.write(f"madengine: {text}\n".encode())
+        return Outcome(Status.FAILURE, message=text, host=where, transient=_is_transient_error(e))
 
     # --- scheduling and clean-up ------------------------------------------------------------------------
 
     def hosts(self) -> list[tuple[str, int | None]]:
-        return [(self.target_name, self.target.gpus)]
+        """One host: the engine's, by its host name (recorded with each run, as local records its own):
+        this machine's for a local socket, else the name the engine gives itself."""
+        if probe.socket_path(self.target.host) is not None:
+            return [(socket.gethostname(), self.target.gpus)]
+        return [(str(self.engine_info().get("Name") or self.target_name), self.target.gpus)]
 
     def containers(self) -> list[Any]:
         """Every container (running or not) labelled with this workspace, on this target's engine."""

@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import socket
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -38,13 +39,23 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+def engine_address(host: str | None) -> str:
+    """The engine a target talks to: its `host`, else DOCKER_HOST, else the local socket."""
+    return host or os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+
+
+def socket_path(host: str | None) -> str | None:
+    """The socket file of a `unix://` engine (whose host is this machine), None for any other."""
+    url = urlsplit(engine_address(host))
+    return (url.path or DEFAULT_SOCKET) if url.scheme in ("unix", "http+unix") else None
+
+
 def engine_connection(host: str | None, timeout: float = TIMEOUT) -> http.client.HTTPConnection:
     """A connection to the engine at `host` (a DOCKER_HOST value; None: the environment's, else the
     local socket). Raises Unsupported for an engine that needs TLS or another transport."""
-    if host is None:
-        if os.environ.get("DOCKER_TLS_VERIFY"):
-            raise Unsupported("DOCKER_TLS_VERIFY is set")
-        host = os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+    if host is None and os.environ.get("DOCKER_TLS_VERIFY"):
+        raise Unsupported("DOCKER_TLS_VERIFY is set")
+    host = engine_address(host)
     url = urlsplit(host)
     if url.scheme in ("unix", "http+unix"):
         return _UnixConnection(url.path or DEFAULT_SOCKET, timeout)
@@ -53,21 +64,35 @@ def engine_connection(host: str | None, timeout: float = TIMEOUT) -> http.client
     raise Unsupported(f"engine {host!r}")
 
 
-def image_tags(host: str | None, name: str) -> list[str] | None:
-    """The repository tags of the image `name` (an id or a reference), None if the engine has no such
-    image. Raises OSError when the engine cannot be reached or answers with an error."""
+def _get(host: str | None, path: str) -> tuple[int, str, bytes]:
     conn = engine_connection(host)
     try:
-        conn.request("GET", f"/images/{quote(name, safe='/:')}/json")  # quoted as the SDK quotes it
+        conn.request("GET", path)
         response = conn.getresponse()
-        body = response.read()
+        return response.status, response.reason, response.read()
     except http.client.HTTPException as e:
         raise OSError(f"bad answer from the engine: {e!r}") from None
     finally:
         conn.close()
-    if response.status == 404:
+
+
+def info(host: str | None) -> dict[str, Any]:
+    """The engine's `GET /info` (its host's `Name`, its `Runtimes`...). Raises OSError when the engine
+    cannot be reached, Unsupported for an engine this probe does not speak to."""
+    status, reason, body = _get(host, "/info")
+    if status != 200:
+        raise OSError(f"{status} {reason}: {body[:200].decode('utf-8', 'replace').strip()}")
+    data = json.loads(body)
+    return data if isinstance(data, dict) else {}
+
+
+def image_tags(host: str | None, name: str) -> list[str] | None:
+    """The repository tags of the image `name` (an id or a reference), None if the engine has no such
+    image. Raises OSError when the engine cannot be reached or answers with an error."""
+    status, reason, body = _get(host, f"/images/{quote(name, safe='/:')}/json")  # quoted as the SDK quotes it
+    if status == 404:
         return None
-    if response.status != 200:
-        raise OSError(f"{response.status} {response.reason}: {body[:200].decode('utf-8', 'replace').strip()}")
+    if status != 200:
+        raise OSError(f"{status} {reason}: {body[:200].decode('utf-8', 'replace').strip()}")
     tags = json.loads(body).get("RepoTags") or []
     return [str(t) for t in tags]

@@ -171,11 +171,17 @@ def runtime_gpus(job: JobSpec, system_gpus: int | None) -> int:
     return job.n_gpus
 
 
+# The host devices each GPU vendor's containers are given (DESIGN §3); NVIDIA's come through its runtime.
+VENDOR_DEVICES = {"AMD": ("/dev/kfd", "/dev/dri"), "INTEL": ("/dev/dri",)}
+NVIDIA_RUNTIME = "nvidia"
+
+
 def vendor_arguments(job: JobSpec) -> dict[str, Any]:
     """The per-vendor container options of DESIGN §3."""
     vendor = job.gpu_vendor.upper()
+    devices = [f"{d}:{d}:rwm" for d in VENDOR_DEVICES.get(vendor, ())]
     if vendor == "AMD":
-        return {"devices": ["/dev/kfd:/dev/kfd:rwm", "/dev/dri:/dev/dri:rwm"], "group_add": ["video"],
+        return {"devices": devices, "group_add": ["video"],
                 "ipc_mode": "host", "security_opt": ["seccomp=unconfined"]}
     if vendor == "NVIDIA":
         if job.gpu_ids:
@@ -186,8 +192,15 @@ def vendor_arguments(job: JobSpec) -> dict[str, Any]:
             req = {"count": -1 if job.n_gpus < 0 else job.n_gpus}
         return {"device_requests": [{**req, "capabilities": [["gpu"]]}]}
     if vendor == "INTEL":
-        return {"devices": ["/dev/dri:/dev/dri:rwm"]}
+        return {"devices": devices}
     return {}
+
+
+def device_paths(job: JobSpec) -> list[str]:
+    """The host paths of every device a job's container is given: its vendor's and `--device` options'."""
+    opts = parse_docker_options(job.docker_options) if job.docker_options.strip() else {}
+    specs = [*vendor_arguments(job).get("devices", []), *opts.get("devices", [])]
+    return list(dict.fromkeys(spec.split(":", 1)[0] for spec in specs))
 
 
 def environment(job: JobSpec, system_gpus: int | None) -> dict[str, str]:

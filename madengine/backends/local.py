@@ -74,6 +74,9 @@ class LocalBackend:
     def observe_registry(self, image: ImageSpec) -> str | None:
         return None
 
+    def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
+        return None  # a host process is given no devices: what it finds on the host is the model's business
+
     def pull(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         return Outcome(Status.FAILURE, message="the local backend pulls no images")
 

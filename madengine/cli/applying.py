@@ -30,6 +30,7 @@ from madengine.state.store import StateStore
 class ApplyRequest:
     saved: Plan | None = None
     replace: Sequence[str] = ()
+    replace_reason: str | None = None  # why `replace` nodes are redone, when not --replace (run, build)
     rerun_failed: bool = False
     yes: bool = False
     live_output: bool = False
@@ -56,6 +57,8 @@ def apply_realization(r: Realization, request: ApplyRequest, command: str,
                       after: Callable[[StateStore, ApplyResult | None], None] | None = None) -> Applied:
     """Plan and apply, then check the gates; raises on refusal."""
     console = Console(highlight=False)
+    if r.lock_note:  # the lock was refreshed for this apply: said on stderr, as `plan` says it
+        typer.echo(r.lock_note, err=True)
     result: ApplyResult | None = None
     unmet: tuple[Verdict, ...] = ()
     with WorkspaceLock.for_store(r.state_path).acquire(command), StateStore.open(r.state_path) as store:
@@ -63,7 +66,7 @@ def apply_realization(r: Realization, request: ApplyRequest, command: str,
             plans.check_current(request.saved, r.lock_hash, store.serial())
             the_plan, latest = request.saved, store.latest_attempts()
         else:
-            the_plan, observed = make_plan(r, store, request.replace, request.rerun_failed)
+            the_plan, observed = make_plan(r, store, request.replace, request.rerun_failed, request.replace_reason)
             latest = observed.latest
             for style, text in plan_lines(the_plan, show_unchanged=False):
                 console.print(f"[{style}]{escape(text)}[/]", soft_wrap=True)  # one line per node, as `plan`
@@ -71,7 +74,9 @@ def apply_realization(r: Realization, request: ApplyRequest, command: str,
             if the_plan.has_changes and not request.yes and not _confirmed(console):
                 return Applied(None)
         if not the_plan.has_changes:
-            console.print("Nothing to do.")
+            failed = the_plan.counts()["failed"]  # left failed, as plan said: not silently "done"
+            console.print("Nothing to do." + (f" {failed} failed job(s) stay failed; --rerun-failed reruns them."
+                                              if failed else ""))
         else:
             durations = {a: t.duration for a, t in latest.items() if t.duration}
             with RichReporter(console, live_output=request.live_output) as reporter:
@@ -79,6 +84,9 @@ def apply_realization(r: Realization, request: ApplyRequest, command: str,
                                  request.options, reporter, durations=durations).run()
             console.print(reporter.summary())
             counts = Counter(s.value for s in result.statuses.values())
+            not_started = _not_started(the_plan, result, console)
+            if not_started:
+                counts["NOT STARTED"] = not_started
             console.print(f"Apply {result.outcome.lower()}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
         # The results as they are now: re-read only if this apply recorded any.
         unmet = _check_gates(console, r, latest if result is None else store.latest_attempts())
@@ -101,6 +109,23 @@ def _check_gates(console: Console, r: Realization, latest: Mapping[str, Attempt]
     for verdict in unmet:
         console.print(f"[red]{escape(verdict.line())}[/]", soft_wrap=True)
     return unmet
+
+
+_NAMED = 20  # not-started nodes named in the summary; `madengine plan` lists them all
+
+
+def _not_started(plan: Plan, result: ApplyResult, console: Console) -> int:
+    """Name the planned nodes that apply never started (it stopped after a failure, or was interrupted):
+    they are in no table row and no state record, and would otherwise go unmentioned."""
+    missing = [c.address for c in plan.changes if c.action.changes and c.address not in result.statuses]
+    if missing:
+        why = "interrupted" if result.interrupted else "apply stopped at the first failure; --keep-going runs them"
+        console.print(f"Not started ({why}):", soft_wrap=True)
+        for address in missing[:_NAMED]:
+            console.print(f"  {escape(address)}", soft_wrap=True)
+        if len(missing) > _NAMED:
+            console.print(f"  … and {len(missing) - _NAMED} more (`madengine plan` lists them)")
+    return len(missing)
 
 
 def _confirmed(console: Console) -> bool:

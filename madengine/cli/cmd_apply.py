@@ -44,6 +44,7 @@ def apply(
     from madengine.apply.engine import ApplyOptions
     from madengine.cli.applying import ApplyRequest, apply_realization, exit_with
     from madengine.cli.options import madfile_path
+    from madengine.errors import StaleLockError
     from madengine.pipeline import realization
     from madengine.plan import planfile as plans
 
@@ -53,8 +54,14 @@ def apply(
         path = madfile_path(Path(madfile) if file is None else file, chdir)
     else:
         path = madfile_path(file, chdir)
-    r = realization(path, locked=locked or saved is not None, select=select, targets=target, state=state,
-                    compile=False)
+    try:  # a saved plan is applied from the lock it was made from: never refreshed
+        r = realization(path, locked=locked or saved is not None, select=select, targets=target, state=state,
+                        compile=False)
+    except StaleLockError as exc:
+        if saved is None or locked:
+            raise
+        raise StaleLockError(f"{exc.diagnostics[0].message}; the saved plan {planfile} was made before that",
+                             hint=f"plan again (`madengine plan -o {planfile}`), then apply that") from None
     options = ApplyOptions(parallelism=parallelism, keep_going=keep_going, timeout=timeout, keep_alive=keep_alive)
     request = ApplyRequest(saved=saved, replace=replace, rerun_failed=rerun_failed, yes=yes,
                            live_output=live_output, options=options)

@@ -32,6 +32,7 @@ def build(
     import json
 
     from madengine.apply.engine import ApplyOptions, ApplyResult
+    from madengine.apply.specs import job_metadata
     from madengine.cli.applying import ApplyRequest, apply_realization, exit_with
     from madengine.compat.rocm import RocmArgs, batch_models, generated_path, madfile_text, parse_context
     from madengine.mad.tags import split_tags
@@ -46,11 +47,16 @@ def build(
                     additional_context=parse_context(additional_context, additional_context_file))
     r = realization(generated_path(base), locked=False, text=madfile_text(args), select=["image:*"])
     replace = [n for n in r.graph.nodes if n.startswith("image:")] if clean_docker_cache else []
-    request = ApplyRequest(yes=True, replace=replace,
+    request = ApplyRequest(yes=True, replace=replace, replace_reason="--clean-docker-cache",
                            options=ApplyOptions(parallelism=parallelism, keep_going=True, no_cache=clean_docker_cache))
 
     def export(store: StateStore, result: ApplyResult | None) -> None:
-        manifest = export_build_manifest(base / manifest_output, store, r.lock["jobs"], registry)
+        # This command's jobs with their metadata: the manifest describes them, never an earlier run's.
+        project = r.compiled()
+        jobs = {address: {**entry, "meta": job_metadata(address, r.lock, project,
+                                                        project.targets[entry["target"]].backend)}
+                for address, entry in r.lock["jobs"].items()}
+        manifest = export_build_manifest(base / manifest_output, store, jobs, registry)
         typer.echo(f"wrote {base / manifest_output} ({len(manifest['built_images'])} images)")
         if summary_output is not None:
             (base / summary_output).write_text(json.dumps(manifest["summary"], indent=2, sort_keys=True) + "\n")

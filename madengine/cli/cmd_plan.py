@@ -49,6 +49,8 @@ def plan(
     path = madfile_path(file, chdir)
     try:
         r = realization(path, locked=locked, select=select, targets=target, state=state, compile=False)
+        if r.lock_note:  # the lock was refreshed: said, as cargo says `Updating`, on stderr
+            typer.echo(r.lock_note, err=True)
         with StateStore.open(r.state_path) as store:
             the_plan, _ = make_plan(r, store, replace, rerun_failed)
     except Exception:

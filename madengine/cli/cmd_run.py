@@ -58,6 +58,7 @@ def run(
     # Images are reused when unchanged either way: they are content-addressed.
     replace = [] if resume else [n for n in r.graph.nodes if n.startswith("job:")]
     request = ApplyRequest(yes=True, live_output=live_output, replace=replace,
+                           replace_reason="run runs every selected model again; --resume keeps recorded results",
                            options=ApplyOptions(parallelism=parallelism, timeout=timeout, keep_alive=keep_alive,
                                                 keep_going=True))
 

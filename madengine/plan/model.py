@@ -19,15 +19,19 @@ class Action(str, enum.Enum):
     RUN = "run"
     RERUN = "rerun"
     NOOP = "noop"
+    # Nothing is done to these either, but they are not "up to date": a job whose last run failed
+    # (rerun with --rerun-failed), and one that a live apply is running now.
+    FAILED = "failed"
+    WAIT = "wait"
 
     @property
     def symbol(self) -> str:
         return {"build": "+", "pull": "+", "push": "+", "run": "+", "rebuild": "~", "rerun": "~",
-                "noop": "="}[self.value]
+                "noop": "=", "failed": "!", "wait": "*"}[self.value]
 
     @property
     def changes(self) -> bool:
-        return self is not Action.NOOP
+        return self not in (Action.NOOP, Action.FAILED, Action.WAIT)
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,10 @@ class Plan:
                 out["push"] += 1
             elif c.action in (Action.RUN, Action.RERUN):
                 out["run"] += 1
+            elif c.action is Action.FAILED:
+                out["failed"] += 1
+            elif c.action is Action.WAIT:
+                out["running"] += 1
             else:
                 out["unchanged"] += 1
         return out
@@ -90,4 +98,5 @@ class Plan:
         if n["push"]:
             parts.append(f"{n['push']} to push")
         parts += [f"{n['run']} to run", f"{n['unchanged']} unchanged"]
+        parts += [f"{n[k]} {k}" for k in ("failed", "running") if n[k]]
         return "Plan: " + ", ".join(parts) + "."

@@ -3,19 +3,26 @@
 An image the store says was built is asked for on its target; if it is gone (removed by hand), the
 planner rebuilds it. An image that is not here, with a registry set, is looked for in the registry: if
 another machine built and pushed it, the planner pulls it instead of building it. Jobs are not
-re-observed: a recorded result is the result.
+re-observed: a recorded result is the result; but a job recorded RUNNING is asked about: if the
+workspace lock is held by a live process other than this one, an apply is running it now.
+
+A job that would run is checked against its target (`Backend.observe_runnable`): a context that
+needs a device the engine's host lacks (AMD's /dev/kfd) is a problem of the plan, said before
+anything runs, not an engine error at apply.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 
 from madengine.apply.specs import image_spec
 from madengine.backends.base import Backend
 from madengine.graph.dag import Dag
 from madengine.lock.lockfile import Lock
-from madengine.state.model import ImageRecord, Observed
+from madengine.state.lock import WorkspaceLock
+from madengine.state.model import Holder, ImageRecord, Observed, Status
 from madengine.state.store import StateStore
 
 
@@ -43,7 +50,57 @@ def observe(store: StateStore, graph: Dag, lock: Lock, backends: Mapping[str, Ba
             digest = backend.observe_registry(image_spec(address, lock, registry))
             if digest:
                 in_registry[address] = digest
-    return dataclasses.replace(base, missing_images=frozenset(missing), in_registry=in_registry)
+    return dataclasses.replace(base, missing_images=frozenset(missing), in_registry=in_registry,
+                               live_apply=_live_apply(store, base), cannot_run=_cannot_run(graph, lock, backends, base))
+
+
+def _live_apply(store: StateStore, base: Observed) -> Holder | None:
+    """The holder of the workspace lock, if it is alive and not this process; asked only when some job
+    is recorded RUNNING (the probe is a shared flock, which for its microseconds blocks an acquire)."""
+    if not any(a.status is Status.RUNNING for a in base.latest.values()):
+        return None
+    lock = WorkspaceLock.for_store(store.path)
+    holder = lock.holder()
+    if holder is None or holder.pid == os.getpid() or holder.command.startswith("madengine state") \
+            or not lock.is_held():
+        return None  # no one, this very apply, or `state forget` (which runs nothing)
+    return holder
+
+
+def _cannot_run(graph: Dag, lock: Lock, backends: Mapping[str, Backend],
+                base: Observed) -> dict[str, tuple[str, str]]:
+    """Jobs that may run (not already done with these inputs) whose target lacks a device they need.
+    Asked once per (target, vendor, GPUs or not), and for a target with an image to build: a target whose
+    engine is down is named here (the backend raises), not at apply. A no-op plan asks nothing."""
+    answers: dict[tuple[str, str, bool], tuple[str, str] | None] = {}
+
+    def ask(target: str, vendor: str, n_gpus: int) -> tuple[str, str] | None:
+        backend = backends.get(target)
+        key = (target, vendor, n_gpus != 0)
+        if backend is None:
+            return None
+        if key not in answers:
+            answers[key] = backend.observe_runnable(vendor, n_gpus)
+        return answers[key]
+
+    out = {}
+    for address, data in graph.nodes.items():
+        if data["kind"] == "image":
+            node_hash = lock["images"][address]["hash"]
+            for target in data["targets"]:
+                if not _built(base.images.get((address, target)), node_hash):
+                    ask(target, "NONE", 0)
+            continue
+        if data["kind"] != "job":
+            continue
+        entry = lock["jobs"][address]
+        last = base.latest.get(address)
+        if last is not None and last.status is Status.SUCCESS and last.node_hash == entry["hash"]:
+            continue
+        problem = ask(entry["target"], str(entry["env"].get("MAD_GPU_VENDOR", "NONE")), entry["n_gpus"])
+        if problem is not None:
+            out[address] = problem
+    return out
 
 
 def _built(record: ImageRecord | None, node_hash: str) -> bool:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from madengine.errors import ConfigError, Diagnostic
 from madengine.graph.build import topological_order
 from madengine.graph.dag import Dag
 from madengine.lock.lockfile import Lock
@@ -26,10 +27,15 @@ JOB_INPUTS = {"image_hash": "image", "script": "script", "args": "args", "params
               "multiple_results": "multiple_results", "data": "data", "model": "model"}
 
 
+REPLACED = "replaced (--replace)"
+_MAX_WHY = 160  # characters of a failure's message in a plan line
+
+
 @dataclass(frozen=True)
 class PlanOptions:
     replace: frozenset[str] = frozenset()  # addresses to redo whatever their state
     rerun_failed: bool = False
+    replace_reason: str = REPLACED  # why they are redone, as the command that asked says it
 
 
 def plan(lock: Lock, lock_hash: str, graph: Dag, observed: Observed,
@@ -47,8 +53,26 @@ def plan(lock: Lock, lock_hash: str, graph: Dag, observed: Observed,
                                         observed, options, deps))
         else:
             changes.append(_job_change(address, lock["jobs"][address], observed, options, deps))
+    _refuse_what_cannot_run(changes, observed)
     return Plan(lock_hash=lock_hash, serial=observed.serial, changes=tuple(changes),
                 options={"replace": sorted(options.replace), "rerun_failed": options.rerun_failed})
+
+
+def _refuse_what_cannot_run(changes: list[Change], observed: Observed) -> None:
+    """A job its target cannot run (an AMD context where the engine's host has no /dev/kfd) is refused
+    here, with why and what to do, rather than failing at apply as an engine error. One line per reason."""
+    blocked: dict[tuple[str, str], list[str]] = {}
+    for c in changes:
+        if c.kind == "job" and c.action.changes and c.address in observed.cannot_run:
+            blocked.setdefault(observed.cannot_run[c.address], []).append(c.address)
+    if not blocked:
+        return
+    problems = []
+    for (why, hint), addresses in blocked.items():
+        addresses.sort()
+        shown = ", ".join(addresses[:3]) + (f" (+{len(addresses) - 3} more)" if len(addresses) > 3 else "")
+        problems.append(Diagnostic(None, None, None, f"{shown}: {why}", hint=hint))
+    raise ConfigError.many(problems)
 
 
 def _image_change(address: str, entry: Mapping[str, Any], targets: tuple[str, ...], observed: Observed,
@@ -59,7 +83,7 @@ def _image_change(address: str, entry: Mapping[str, Any], targets: tuple[str, ..
     for target in targets:
         record = observed.images.get((address, target))
         if address in options.replace:
-            todo.append((target, Action.REBUILD, "replaced (--replace)"))
+            todo.append((target, Action.REBUILD, options.replace_reason))
         elif record is None:
             todo.append((target, Action.BUILD, "never built" if len(targets) == 1 else f"never built on {target}"))
         elif record.node_hash != node_hash:
@@ -88,7 +112,7 @@ def _push_change(address: str, image: str, entry: Mapping[str, Any], targets: tu
         pushed.append(observed.in_registry[image])
     if pushed and address not in options.replace and image not in options.replace:
         return Change(address, "push", Action.NOOP, f"pushed {pushed[0]}", node_hash, targets[:1], deps)
-    return Change(address, "push", Action.PUSH, "not in the registry" if not pushed else "replaced (--replace)",
+    return Change(address, "push", Action.PUSH, "not in the registry" if not pushed else options.replace_reason,
                   node_hash, targets[:1], deps)
 
 
@@ -101,10 +125,10 @@ def _job_change(address: str, entry: Mapping[str, Any], observed: Observed, opti
     def change(action: Action, reason: str) -> Change:
         return Change(address, "job", action, reason, node_hash, target, deps)
 
-    if address in options.replace:
-        return change(Action.RERUN if last else Action.RUN, "replaced (--replace)")
     if last is None:
         return change(Action.RUN, "never run")
+    if address in options.replace:
+        return change(Action.RERUN, options.replace_reason)
     if last.node_hash != node_hash:
         return change(Action.RERUN, _why(last.inputs, entry, JOB_INPUTS))
     if last.status is Status.SUCCESS:
@@ -112,7 +136,13 @@ def _job_change(address: str, entry: Mapping[str, Any], observed: Observed, opti
     if last.status.failed:
         if options.rerun_failed:
             return change(Action.RERUN, f"{describe_result(last)}; --rerun-failed")
-        return change(Action.NOOP, f"{describe_result(last)}; --rerun-failed retries it")
+        # Not rerun by default (a result is a result, as cargo and terraform keep one), but never
+        # shown as up to date: the plan says it failed and how to run it again.
+        return change(Action.FAILED, f"{describe_failure(last)}; rerun with --rerun-failed")
+    if last.status is Status.RUNNING and observed.live_apply is not None:
+        holder = observed.live_apply  # `madengine run` and `build` apply too: named as the user typed them
+        verb = holder.command.removeprefix("madengine ").split(" ", 1)[0] or "apply"
+        return change(Action.WAIT, f"{verb} pid {holder.pid} on {holder.host} since {holder.since}")
     # RUNNING (its apply was killed), INTERRUPTED or SKIPPED: it never finished, so it runs.
     return change(Action.RUN, {Status.SKIPPED: "skipped last time", Status.INTERRUPTED: "interrupted",
                                Status.RUNNING: "interrupted (its apply was killed)"}[last.status])
@@ -126,6 +156,21 @@ def describe_result(attempt: Attempt) -> str:
         more = f" (+{len(attempt.perf) - 1} more)" if len(attempt.perf) > 1 else ""
         return f"{text}, {_number(first.performance)} {first.metric}{more}"
     return f"{text}: {attempt.message}" if attempt.message else text
+
+
+def describe_failure(attempt: Attempt) -> str:
+    """`FAILURE 2026-11-28, exit 1` or `TIMEOUT 2026-11-28: timed out after 60s`: what ended it."""
+    text = f"{attempt.status.value} {_day(attempt.ended_at or attempt.started_at)}"
+    message = attempt.message
+    if attempt.exit_code is not None:
+        text += f", exit {attempt.exit_code}"
+        if message.startswith(f"exit code {attempt.exit_code}"):  # said already: keep what it adds
+            message = message[len(f"exit code {attempt.exit_code}"):].strip(" :;")
+            if message.startswith("(") and message.endswith(")"):
+                message = message[1:-1]
+    if len(message) > _MAX_WHY:  # the whole of it is in `madengine state show`
+        message = message[:_MAX_WHY - 1] + "…"
+    return f"{text}: {message}" if message else text
 
 
 def _why(before: Mapping[str, Any], after: Mapping[str, Any], names: Mapping[str, str]) -> str:

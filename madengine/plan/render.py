@@ -5,8 +5,8 @@ from __future__ import annotations
 from madengine.plan.model import Action, Plan
 
 VERB = {Action.BUILD: "build", Action.REBUILD: "rebuild", Action.PULL: "pull", Action.PUSH: "push", Action.RUN: "run",
-        Action.RERUN: "rerun", Action.NOOP: "up to date"}
-STYLE = {"+": "green", "~": "yellow", "=": "dim"}
+        Action.RERUN: "rerun", Action.NOOP: "up to date", Action.FAILED: "failed", Action.WAIT: "running"}
+STYLE = {"+": "green", "~": "yellow", "=": "dim", "!": "red", "*": "cyan"}
 
 
 def plan_lines(plan: Plan, show_unchanged: bool = True) -> list[tuple[str, str]]:
@@ -23,5 +23,17 @@ def plan_lines(plan: Plan, show_unchanged: bool = True) -> list[tuple[str, str]]
 def render_text(plan: Plan, show_unchanged: bool = True) -> str:
     body = [text for _, text in plan_lines(plan, show_unchanged)]
     if not plan.has_changes:
-        body.append("No changes: everything is up to date.")
+        body.append(_no_changes(plan))
     return "\n".join([*body, plan.summary()]) + "\n"
+
+
+def _no_changes(plan: Plan) -> str:
+    n = plan.counts()
+    if not n["failed"] and not n["running"]:
+        return "No changes: everything is up to date."
+    notes = []
+    if n["failed"]:
+        notes.append(f"{n['failed']} failed job(s) stay failed until rerun with --rerun-failed")
+    if n["running"]:
+        notes.append(f"{n['running']} job(s) are running in another apply")
+    return "No changes to apply: " + "; ".join(notes) + "."

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import csv
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from madengine.results.manifest import build_manifest, write_build_manifest
 from madengine.results.perfcsv import PERF_CSV_COLUMNS, perf_rows, write_perf_csv
+from madengine.results.table import select
 from madengine.state.store import StateStore
 
 
 def append_perf_csv(path: Path, store: StateStore, apply_id: int) -> int:
-    """Add this apply's rows to perf.csv (ROCm madengine appends); return how many were added."""
+    """Add this apply's rows to perf.csv (ROCm madengine appends); return how many were added.
+
+    One job, one result: of a job that apply retried (transient failures), only its last attempt."""
     history = store.attempts()
-    rows = perf_rows([a for a in history if a.apply_id == apply_id], store.images(), history)
+    final = sorted(select(history, apply_id=apply_id), key=attrgetter("chronology"))
+    rows = perf_rows(final, store.images(), history)
     existing: list[dict[str, str]] = []
     if path.exists():
         with path.open(encoding="utf-8", newline="") as f:

@@ -67,18 +67,25 @@ def _latest(attempts: Iterable[Attempt]) -> dict[str, Attempt]:
 
 def _job_entries(attempts: Mapping[str, Attempt], jobs: Mapping[str, Mapping[str, Any]] | None
                  ) -> dict[str, dict[str, Any]]:
-    """Job address -> its lock entry: from `jobs` (the current lock) first, else from its latest attempt.
+    """Job address -> its lock entry: exactly `jobs` (the command's own, with their `meta`) when given,
+    else every job's latest attempt.
 
-    A lock entry has no `meta` (owner, tags, precision...): it is borrowed from the latest attempt.
+    Given `jobs` are never mixed with history: an earlier run in the same directory (another context
+    under the same address, other models) must not leak into the manifest of this command. A given
+    entry without `meta` (owner, tags, precision...) borrows it only from an attempt of the same inputs.
     """
-    entries: dict[str, dict[str, Any]] = {addr: dict(entry) for addr, entry in (jobs or {}).items()}
+    if jobs is not None:
+        entries = {addr: dict(entry) for addr, entry in jobs.items()}
+        for address, entry in entries.items():
+            attempt = attempts.get(address)
+            if "meta" not in entry and attempt is not None and attempt.node_hash == entry.get("hash") \
+                    and "meta" in attempt.inputs:
+                entry["meta"] = attempt.inputs["meta"]
+        return entries
+    entries = {}
     for address, attempt in attempts.items():
-        if not is_job(attempt):
-            continue
-        if address not in entries:
+        if is_job(attempt):
             entries[address] = dict(attempt.inputs)
-        elif "meta" not in entries[address] and "meta" in attempt.inputs:
-            entries[address]["meta"] = attempt.inputs["meta"]
     return entries
 
 
@@ -176,6 +183,7 @@ def build_manifest(images: Mapping[tuple[str, str], ImageRecord], attempts: Iter
     built_models: dict[str, dict[str, Any]] = {}
     contexts: dict[str, dict[str, Any]] = {}
     models_of_image: dict[str, list[str]] = {}
+    image_hashes: set[str] = set()  # of the given jobs' images: a failed build of other inputs is not theirs
     for address in sorted(entries):
         entry = entries[address]
         image_address = entry.get("image")
@@ -183,7 +191,11 @@ def build_manifest(images: Mapping[tuple[str, str], ImageRecord], attempts: Iter
             continue  # a local-backend job: no image
         model = str(entry.get("model", ""))
         models_of_image.setdefault(str(image_address), []).append(model)
+        if entry.get("image_hash"):
+            image_hashes.add(str(entry["image_hash"]))
         image = images.get((str(image_address), str(entry.get("target", ""))))
+        if image is not None and entry.get("image_hash") not in (None, image.node_hash):
+            image = None  # an earlier build of that address, from other inputs: not this job's image
         contexts.setdefault(str(entry.get("context", "")), _context_of(entry, image))
         if image is None:
             continue
@@ -199,6 +211,8 @@ def build_manifest(images: Mapping[tuple[str, str], ImageRecord], attempts: Iter
     for address, attempt in sorted(latest.items()):
         if is_job(attempt) or attempt.status is Status.SUCCESS:
             continue
+        if jobs is not None and (address not in models_of_image or attempt.node_hash not in image_hashes):
+            continue  # an image of other jobs, or of other inputs: not this command's
         for model in sorted(set(models_of_image.get(address, []))) or [address]:
             failed_builds.append({"model": model, "error": attempt.message or attempt.status.value, "image": address})
 

@@ -94,7 +94,7 @@ def test_failure_is_recorded_and_exit_code_is_3(run_cli: RunCli, tmp_path: Path)
     message = db(root).execute("SELECT message FROM attempts WHERE address LIKE 'job:bad%'").fetchone()[0]
     assert message  # why it failed, in one line
     code, out, _ = run_cli("plan", cwd=root)
-    assert "--rerun-failed retries it" in out
+    assert "! failed job:bad@cpu/here#1 (FAILURE " in out and "rerun with --rerun-failed" in out
     code, out, _ = run_cli("plan", "--rerun-failed", "--detailed-exitcode", cwd=root)
     assert code == 2 and "~ rerun job:bad@cpu/here#1" in out
 

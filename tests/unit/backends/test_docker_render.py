@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -239,9 +240,10 @@ def test_validate_without_io() -> None:
     assert "absolute" in bad_mount.message
 
 
-def test_hosts() -> None:
-    assert backend(gpus=8).hosts() == [("box", 8)]
-    assert backend().hosts() == [("box", None)]
+def test_hosts_are_named_as_the_engines_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")  # an engine on this host: its name
+    assert backend(gpus=8).hosts() == [(socket.gethostname(), 8)]
+    assert backend().hosts() == [(socket.gethostname(), None)]
 
 
 def test_push_reference() -> None:

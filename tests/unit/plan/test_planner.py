@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 
+from madengine.errors import ConfigError
 from madengine.graph.build import build_graph
 from madengine.graph.dag import Dag
 from madengine.lock.lockfile import Lock, build_lock
 from madengine.plan.model import Action, Plan
 from madengine.plan.planner import PlanOptions, plan
-from madengine.state.model import Attempt, ImageRecord, Observed, PerfRow, Status
+from madengine.plan.render import render_text
+from madengine.state.model import Attempt, Holder, ImageRecord, Observed, PerfRow, Status
 from tests.unit.compile.conftest import PACKAGE, compile_file, write_tree
 
 MADFILE = """\
@@ -62,9 +64,10 @@ def _attempt(lock: Lock, address: str, status: Status = Status.SUCCESS, **kw: An
 
 def _plan(lock: Lock, graph: Dag, images: dict[tuple[str, str], ImageRecord] | None = None,
           latest: dict[str, Attempt] | None = None, missing: frozenset[tuple[str, str]] = frozenset(),
-          in_registry: dict[str, str] | None = None, **options: Any) -> Plan:
+          in_registry: dict[str, str] | None = None, live_apply: Holder | None = None,
+          cannot_run: dict[str, tuple[str, str]] | None = None, **options: Any) -> Plan:
     observed = Observed(serial=3, images=images or {}, latest=latest or {}, missing_images=missing,
-                        in_registry=in_registry or {})
+                        in_registry=in_registry or {}, live_apply=live_apply, cannot_run=cannot_run or {})
     return plan(lock, "sha256:lock", graph, observed, PlanOptions(**options))
 
 
@@ -114,10 +117,54 @@ def test_failed_jobs_wait_for_rerun_failed(project_dir: Path) -> None:
     lock, graph = _lock_graph(project_dir)
     failed = _attempt(lock, JOB, Status.FAILURE, message="exit code 2", perf=())
     p = _plan(lock, graph, {(IMAGE, "box"): _image(lock)}, {JOB: failed, JOB2: _attempt(lock, JOB2)})
-    assert _actions(p)[JOB] == (Action.NOOP, "FAILURE 2026-11-28: exit code 2; --rerun-failed retries it")
+    assert _actions(p)[JOB] == (Action.FAILED, "FAILURE 2026-11-28: exit code 2; rerun with --rerun-failed")
     p = _plan(lock, graph, {(IMAGE, "box"): _image(lock)}, {JOB: failed, JOB2: _attempt(lock, JOB2)},
               rerun_failed=True)
     assert _actions(p)[JOB][0] is Action.RERUN
+
+
+@pytest.mark.parametrize(("status", "shown"), [
+    (Status.FAILURE, "! failed job:dummy@cpu/box#1 (FAILURE 2026-11-28, exit 1; rerun with --rerun-failed)"),
+    (Status.TIMEOUT, "! failed job:dummy@cpu/box#1 (TIMEOUT 2026-11-28: timed out after 5s; rerun with "
+                     "--rerun-failed)")])
+def test_a_failed_job_is_shown_failed_and_counted_never_up_to_date(project_dir: Path, status: Status,
+                                                                    shown: str) -> None:
+    lock, graph = _lock_graph(project_dir)
+    ended: dict[str, Any] = {"exit_code": 1, "message": "exit code 1"} if status is Status.FAILURE \
+        else {"message": "timed out after 5s"}
+    failed = _attempt(lock, JOB, status, perf=(), **ended)
+    p = _plan(lock, graph, {(IMAGE, "box"): _image(lock)}, {JOB: failed, JOB2: _attempt(lock, JOB2)})
+    assert not p.has_changes  # apply leaves it failed (a result is a result) ...
+    text = render_text(p)
+    assert shown in text.splitlines()  # ... but never calls it up to date
+    assert "up to date job:dummy@" not in text and "everything is up to date" not in text
+    assert "1 failed job(s) stay failed until rerun with --rerun-failed" in text
+    assert p.summary() == "Plan: 0 to build, 0 to run, 2 unchanged, 1 failed."
+
+
+def test_a_job_a_live_apply_is_running_is_shown_running_not_interrupted(project_dir: Path) -> None:
+    lock, graph = _lock_graph(project_dir)
+    running = _attempt(lock, JOB, Status.RUNNING, ended_at=None, perf=())
+    holder = Holder(pid=4242, host="box1", since="2026-11-28T10:00:00.000Z", command="madengine apply")
+    p = _plan(lock, graph, {(IMAGE, "box"): _image(lock)}, {JOB: running, JOB2: _attempt(lock, JOB2)},
+              live_apply=holder)
+    assert _actions(p)[JOB] == (Action.WAIT, "apply pid 4242 on box1 since 2026-11-28T10:00:00.000Z")
+    assert "* running job:dummy@cpu/box#1 (apply pid 4242 on box1" in render_text(p)
+    assert p.summary() == "Plan: 0 to build, 0 to run, 2 unchanged, 1 running." and not p.has_changes
+
+
+def test_a_job_its_target_cannot_run_is_refused_at_plan_with_the_reason(project_dir: Path) -> None:
+    lock, graph = _lock_graph(project_dir)
+    why = ("target box cannot run AMD containers: /dev/kfd does not exist on this host", "run it elsewhere")
+    with pytest.raises(ConfigError) as refused:
+        _plan(lock, graph, cannot_run={JOB: why, JOB2: why})
+    [diagnostic] = refused.value.diagnostics  # one line per reason, naming the jobs
+    assert diagnostic.message == f"{JOB2}, {JOB}: {why[0]}" and diagnostic.hint == why[1]
+    # A job that is not going to run is no reason to refuse the plan.
+    failed = _attempt(lock, JOB, Status.FAILURE, perf=())
+    p = _plan(lock, graph, {(IMAGE, "box"): _image(lock)}, {JOB: failed, JOB2: _attempt(lock, JOB2)},
+              cannot_run={JOB: why})
+    assert _actions(p)[JOB][0] is Action.FAILED
 
 
 @pytest.mark.parametrize(("status", "reason"), [(Status.INTERRUPTED, "interrupted"),

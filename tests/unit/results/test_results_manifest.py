@@ -183,3 +183,19 @@ def test_write_build_manifest(tmp_path: Path) -> None:
     text = path.read_text()
     assert text.endswith("}\n") and text.startswith('{\n  "built_images"')
     assert json.loads(text) == manifest
+
+
+def test_the_manifest_of_a_command_describes_its_jobs_only_never_an_earlier_run() -> None:
+    # An earlier run here: the same address in another context (AMD, another hash), and another model.
+    earlier = [build_attempt(1),
+               attempt(2, job_address(), job_inputs(gpu_vendor="AMD", dockerfile="docker/dummy.ubuntu.amd"),
+                       node_hash="sha256:amd"),
+               attempt(3, job_address("other"), job_inputs("other", gpu_vendor="AMD"))]
+    entry = job_inputs(gpu_vendor="NONE")  # this command's job, with its own metadata
+    manifest = build_manifest(IMAGES, earlier, None, jobs={job_address(): entry})
+    assert [m["name"] for m in manifest["built_models"].values()] == ["dummy"]
+    assert manifest["context"]["gpu_vendor"] == "NONE" and "contexts" not in manifest
+    assert [m["dockerfile"] for m in manifest["built_models"].values()] == ["docker/dummy"]
+    # Without its own metadata, a job borrows only that of an attempt of the same inputs.
+    bare = {k: v for k, v in entry.items() if k != "meta"}
+    assert build_manifest(IMAGES, earlier, None, jobs={job_address(): bare})["context"]["gpu_vendor"] == "NONE"
