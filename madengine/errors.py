@@ -78,7 +78,9 @@ class MadengineError(Exception):
 
     @classmethod
     def many(cls, diagnostics: Iterable[Diagnostic]) -> MadengineError:
-        diags = sorted(diagnostics, key=_diagnostic_order)
+        # One line per distinct problem: a check repeated per context, target or repeat (the
+        # compiler's loops) says the same thing each time.
+        diags = sorted(dict.fromkeys(diagnostics), key=_diagnostic_order)
         first = diags[0].message if diags else "error"
         return cls(first, diagnostics=diags)
 

@@ -51,9 +51,14 @@ class ModelInstance:
 class _Diagnostics:
     loaded: LoadedMadfile
     items: list[Diagnostic] = field(default_factory=list)
+    _seen: set[Diagnostic] = field(default_factory=set)
 
     def add(self, key_path: KeyPath, message: str, hint: str = "") -> None:
-        self.items.append(self.loaded.diagnostic(key_path, message, hint))
+        # The job loop meets a model's problem once per context, target and repeat: keep it once.
+        d = self.loaded.diagnostic(key_path, message, hint)
+        if d not in self._seen:
+            self._seen.add(d)
+            self.items.append(d)
 
 
 def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Project:
