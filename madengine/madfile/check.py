@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from madengine.errors import Diagnostic
-from madengine.madfile.diagnose import close_match
+from madengine.madfile.diagnose import backends, close_match
 from madengine.madfile.model import DEFAULT_CONTEXT, DEFAULT_TARGET, is_secret_name
 from madengine.madfile.source import KeyPath, SourceMap
 
@@ -42,6 +42,7 @@ def check(data: Mapping[Any, Any], source: SourceMap) -> list[Diagnostic]:
     out += _check_section_names("targets", "target", targets, source)
     out += _check_models(models, source)
     out += _check_targets(targets, source)
+    out += _check_backends(targets, source)
     out += _check_secrets(data, source)
     out += _check_runs(data, contexts, targets, source)
     return out
@@ -168,6 +169,23 @@ def _check_targets(targets: dict[Any, Any], source: SourceMap) -> list[Diagnosti
             else:
                 seen[ident] = index
     return out
+
+
+def _check_backends(targets: dict[Any, Any], source: SourceMap) -> list[Diagnostic]:
+    """A target whose backend is not installed would fail only at apply: it is an error now.
+
+    Only the names are looked up (built in, or entry points of `madengine.backends`): no backend
+    module is imported. An unknown name is the schema's error, not this one."""
+    declared = {name: t["backend"] for name, t in targets.items()
+                if isinstance(t, dict) and isinstance(t.get("backend"), str) and t["backend"] in backends()}
+    if not declared:
+        return []
+    from madengine.backends.registry import installed
+
+    names = installed(declared.values())
+    return [source.diagnostic(("targets", name, "backend"), f"backend `{backend}` is not installed",
+                              f"installed backends: {', '.join(sorted(names))}", at="value")
+            for name, backend in declared.items() if backend not in names]
 
 
 def _secret_maps(data: Mapping[Any, Any]) -> Iterator[tuple[KeyPath, dict[Any, Any]]]:

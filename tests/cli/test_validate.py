@@ -6,10 +6,12 @@ import json
 import textwrap
 from pathlib import Path
 
-from tests.conftest import CliResult, RunCli
-from tests.unit.madfile.conftest import DESIGN_EXAMPLE
+from tests.conftest import REPO_ROOT, CliResult, RunCli
+from tests.unit.madfile.conftest import DESIGN_EXAMPLE, FUTURE_BACKENDS
 
 CONFIG = 5
+# The DESIGN example has ssh, slurm and kubernetes targets: these runs have them registered.
+WITH_FUTURE_BACKENDS = {"PYTHONPATH": f"{REPO_ROOT}:{FUTURE_BACKENDS}"}
 
 
 def write(path: Path, text: str) -> Path:
@@ -48,14 +50,14 @@ def test_design_example_is_valid(run_cli: RunCli, tmp_path: Path) -> None:
     write(tmp_path / "madfile.yaml", DESIGN_EXAMPLE)
     for rel, text in DESIGN_PACKAGE.items():
         write(tmp_path / rel, text)
-    code, out, err = run_cli("validate", cwd=tmp_path)
+    code, out, err = run_cli("validate", cwd=tmp_path, env=WITH_FUTURE_BACKENDS)
     assert (code, err) == (0, "")
     assert out == "madfile.yaml: ok (3 model entries, 2 contexts, 5 targets -> 2 images, 9 jobs)\n"
 
 
 def test_design_example_without_its_package(run_cli: RunCli, tmp_path: Path) -> None:
     write(tmp_path / "madfile.yaml", DESIGN_EXAMPLE)
-    code, out, err = run_cli("validate", cwd=tmp_path)
+    code, out, err = run_cli("validate", cwd=tmp_path, env=WITH_FUTURE_BACKENDS)
     assert code == CONFIG and out == ""
     assert err.startswith("madfile.yaml:3:1: error: package: package directory")
 
@@ -64,11 +66,24 @@ def test_valid_json(run_cli: RunCli, tmp_path: Path) -> None:
     write(tmp_path / "madfile.yaml", DESIGN_EXAMPLE)
     for rel, text in DESIGN_PACKAGE.items():
         write(tmp_path / rel, text)
-    code, out, err = run_cli("validate", "--json", cwd=tmp_path)
+    code, out, err = run_cli("validate", "--json", cwd=tmp_path, env=WITH_FUTURE_BACKENDS)
     assert (code, err) == (0, "")
     assert json.loads(out) == {"ok": True, "file": "madfile.yaml", "diagnostics": [],
                                "counts": {"models": 3, "contexts": 2, "targets": 5, "runs": 1,
                                           "images": 2, "jobs": 9}}
+
+
+def test_targets_of_backends_not_installed(run_cli: RunCli, tmp_path: Path) -> None:
+    write(tmp_path / "madfile.yaml", DESIGN_EXAMPLE)
+    for rel, text in DESIGN_PACKAGE.items():
+        write(tmp_path / rel, text)
+    hint = "(hint: installed backends: docker, local)"
+    for command in ("validate", "lock", "plan"):
+        assert_config_error(
+            run_cli(command, cwd=tmp_path),
+            f"madfile.yaml:25:20: error: targets.lab.backend: backend `ssh` is not installed {hint}",
+            f"madfile.yaml:26:20: error: targets.hpc.backend: backend `slurm` is not installed {hint}",
+            f"madfile.yaml:27:20: error: targets.k8s.backend: backend `kubernetes` is not installed {hint}")
 
 
 def test_yml_fallback_and_chdir(run_cli: RunCli, tmp_path: Path) -> None:
@@ -215,7 +230,7 @@ def test_many_errors_all_reported(run_cli: RunCli, tmp_path: Path) -> None:
 
 def test_errors_as_json(run_cli: RunCli, tmp_path: Path) -> None:
     write(tmp_path / "madfile.yaml", "version: 1\nbogus: 1\nname: [x]\n")
-    code, out, err = run_cli("validate", "--json", cwd=tmp_path)
+    code, out, err = run_cli("validate", "--json", cwd=tmp_path, env=WITH_FUTURE_BACKENDS)
     assert code == CONFIG and "Traceback" not in err
     doc = json.loads(out)
     assert doc["ok"] is False and doc["file"] == "madfile.yaml"
@@ -231,3 +246,22 @@ def test_chdir_to_missing_directory(run_cli: RunCli, tmp_path: Path) -> None:
         run_cli("validate", "-C", "nowhere", cwd=tmp_path),
         "nowhere/madfile.yaml: error: no madfile: nowhere/madfile.yaml does not exist "
         "(hint: run `madengine init` to write one, or name it with -f FILE)")
+
+
+def test_a_problem_met_in_every_context_and_repeat_is_reported_once(run_cli: RunCli, tmp_path: Path) -> None:
+    write(tmp_path / "madfile.yaml", """\
+        version: 1
+        models:
+          - {name: a, scripts: a.sh}
+          - {name: b, scripts: b.sh}
+        contexts: {c1: {}, c2: {}, c3: {}}
+        targets: {box: {backend: docker}}
+        runs: [{models: [all], repeat: 2}]
+        """)
+    write(tmp_path / "a.sh", "")
+    write(tmp_path / "b.sh", "")
+    hint = "(hint: give the model a Dockerfile prefix, or run it on `local`)"
+    assert_config_error(
+        run_cli("validate", cwd=tmp_path),
+        f"madfile.yaml:3:5: error: models[0]: model 'a' has no `dockerfile` but runs on a docker target {hint}",
+        f"madfile.yaml:4:5: error: models[1]: model 'b' has no `dockerfile` but runs on a docker target {hint}")
