@@ -60,7 +60,14 @@ class Diagnostic:
         text = " ".join(parts)
         if self.hint:
             text += f" (hint: {self.hint})"
+        return _one_line(text)
+
+
+def _one_line(text: str) -> str:
+    """A diagnostic is one line: a newline or other control character from a value is shown escaped."""
+    if text.isprintable():
         return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class MadengineError(Exception):

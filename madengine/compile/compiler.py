@@ -8,7 +8,9 @@ All problems are collected and raised together, each pinned to the madfile posit
 from __future__ import annotations
 
 import itertools
+import json
 import posixpath
+import re
 import shlex
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from madengine.compile.ir import DataMount, ImageNode, JobNode, Project, ScriptC
 from madengine.errors import ConfigError, Diagnostic
 from madengine.mad.data import DataBinding, DataProvider, load_data, resolve_data
 from madengine.mad.dockerfiles import DockerfileIndex, base_image, select_dockerfiles
-from madengine.mad.model import DEFAULT_TIMEOUT, Dockerfile, MadModel, Package, SelectedModel
+from madengine.mad.model import DEFAULT_TIMEOUT, INT64_MAX, Dockerfile, MadModel, Package, SelectedModel
 from madengine.mad.tools import ResolvedTools, Tool, check_tool_files, load_tools, resolve_tools
 from madengine.madfile.load import LoadedMadfile
 from madengine.madfile.model import (
@@ -97,6 +99,12 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
                             _add_image(images, image, inst, diags)
                         # several Dockerfiles for one context: each job is told apart by `~<stem>`
                         variant = f"~{image.name}" if image is not None and len(variants) > 1 else ""
+                        if _timeout(inst, run, context) > INT64_MAX:
+                            diags.add(("contexts", ctx_name, "timeout_multiplier"),
+                                      f"model {inst.model.name!r}: its timeout times timeout_multiplier "
+                                      "does not fit in 64 bits", "give a smaller timeout_multiplier, or "
+                                      "timeout 0 for none")
+                            continue
                         for repeat in range(1, run.repeat + 1):
                             job = _job(inst, ctx_name, context, tgt_name, repeat, image, variant, run,
                                        run.expect.get(inst.model.name) or run.expect.get(inst.key), extras)
@@ -190,12 +198,22 @@ def _expand(out: dict[str, ModelInstance], sel: SelectedModel, params: Mapping[s
     for combo in _matrix(params):
         combo_params = tuple((k, _render(v)) for k, v in combo)
         all_params: tuple[tuple[str, str | None], ...] = sel.tag_args + combo_params
-        shown = ",".join(k if v is None else f"{k}={v}" for k, v in all_params)
+        shown = ",".join(_address_part(k) if v is None else f"{_address_part(k)}={_address_part(v)}"
+                         for k, v in all_params)
         key = sel.model.name + (f"[{shown}]" if all_params else "")
         if key in out:
             continue  # a model selected twice is one model
         args = base_args + tuple(a for k, v in combo_params for a in (f"--{k}", v))
         out[key] = ModelInstance(key, sel.model, all_params, args, base_dir, at)
+
+
+# A param key or value is written into the job address as it is only when it cannot be mistaken for
+# the address's own separators (`,` `]` `@` `#`) or break a line; otherwise it is quoted as a JSON string.
+_PLAIN_PARAM = re.compile(r"[A-Za-z0-9_.+\-/:=%~]+")
+
+
+def _address_part(text: str) -> str:
+    return text if _PLAIN_PARAM.fullmatch(text) else json.dumps(text, ensure_ascii=False)
 
 
 def split_args(args: str) -> tuple[str, ...]:
@@ -322,11 +340,7 @@ def _add_image(images: dict[str, ImageNode], image: ImageNode, inst: ModelInstan
 def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, repeat: int,
          image: ImageNode | None, variant: str, run: Run, expect: Expect | None, extras: _PackageExtras) -> JobNode:
     model = inst.model
-    timeout = run.timeout if run.timeout is not None else model.timeout
-    if timeout == -1:
-        timeout = DEFAULT_TIMEOUT
-    if timeout > 0:
-        timeout = max(1, round(timeout * context.timeout_multiplier))
+    timeout = _timeout(inst, run, context)
     tools = extras.context_tools(ctx_name, context)
     data = extras.data_for(inst)
     # ROCm madengine's precedence: data, then tools, then the context's env, then the model's own.
@@ -375,6 +389,18 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, re
         data_provider=data.provider_type if data else "",
         expect=expect,
     )
+
+
+def _timeout(inst: ModelInstance, run: Run, context: Context) -> int:
+    """The job's timeout in seconds (0: none): the run's or the model's, times the context's multiplier."""
+    timeout = run.timeout if run.timeout is not None else inst.model.timeout
+    if timeout == -1:
+        timeout = DEFAULT_TIMEOUT
+    if timeout > 0:
+        scaled = timeout * context.timeout_multiplier
+        # A product past 64 bits (or past a float's range) is reported by the caller, not rounded.
+        timeout = max(1, round(scaled)) if scaled <= INT64_MAX else INT64_MAX + 1
+    return timeout
 
 
 @dataclass

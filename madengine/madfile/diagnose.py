@@ -44,6 +44,7 @@ _EXPECTED = {
     "int_from_float": "a whole number",
     "float_type": "a number",
     "float_parsing": "a number",
+    "finite_number": "a finite number",
     "bool_type": "true or false",
     "bool_parsing": "true or false",
     "list_type": "a list",
@@ -358,6 +359,8 @@ def _type_hint(e: _Located, value: Any) -> str:
     kind = e.err["type"]
     if value is None and e.path:
         return f"give `{e.path[-1]}` a value, or remove it"
+    if kind == "finite_number":
+        return "give a finite number (.inf and .nan are not)"
     if kind in ("string_type", "string_sub_type") and isinstance(value, bool | int | float):
         return f'quote it: "{_yaml_text(value)}"'
     if kind == "list_type" and isinstance(value, str | int | float):

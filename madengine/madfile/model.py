@@ -30,7 +30,7 @@ Scalar = str | int | float | bool
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False, defer_build=True, strict=True)
 
 
 # --- models ---------------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ class Context(Strict):
     tools: list[Tool] = Field(default_factory=list)
     pre_scripts: list[str] = Field(default_factory=list)
     post_scripts: list[str] = Field(default_factory=list)
-    timeout_multiplier: float = Field(default=1.0, gt=0)
+    timeout_multiplier: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     match: dict[str, Scalar] = Field(default_factory=dict,
                                      description="free-form keys tested by Dockerfiles' # CONTEXT headers")
 
