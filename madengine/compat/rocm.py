@@ -83,10 +83,7 @@ def context_of(additional: Mapping[str, Any]) -> dict[str, Any]:
     context: dict[str, Any] = {}
     match: dict[str, Any] = {}
     for key, value in additional.items():
-        if key in ("pre_scripts", "post_scripts"):
-            # ROCm writes [{"path": ..., "args": ...}]; a madfile context lists paths.
-            context[key] = [v["path"] if isinstance(v, Mapping) else v for v in value]
-        elif key in CONTEXT_FIELDS:
+        if key in CONTEXT_FIELDS:  # pre/post_scripts: ROCm's [{"path": ..., "args": ...}] is a madfile form too
             context[key] = value
         else:
             match[key] = value

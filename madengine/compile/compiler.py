@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import posixpath
 import re
 import shlex
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from madengine.compile.ir import DataMount, ImageNode, JobNode, Project, ScriptCall
+from madengine.compile.ir import DataMount, ImageNode, JobNode, Project, ScriptCall, run_dir_names
 from madengine.errors import ConfigError, Diagnostic
 from madengine.mad.data import DataBinding, DataProvider, load_data, resolve_data
 from madengine.mad.dockerfiles import DockerfileIndex, base_image, select_dockerfiles
@@ -57,7 +58,9 @@ class _Diagnostics:
 
     def add(self, key_path: KeyPath, message: str, hint: str = "") -> None:
         # The job loop meets a model's problem once per context, target and repeat: keep it once.
-        d = self.loaded.diagnostic(key_path, message, hint)
+        self.append(self.loaded.diagnostic(key_path, message, hint))
+
+    def append(self, d: Diagnostic) -> None:
         if d not in self._seen:
             self._seen.add(d)
             self.items.append(d)
@@ -85,6 +88,7 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
     jobs: dict[str, JobNode] = {}
     job_origin: dict[str, int] = {}
     resolver = _ImageResolver(root)
+    inputs = _Inputs(root, package_path if package is not None else None, diags)
     for run_index, run in enumerate(runs):
         chosen = _run_models(run, run_index, instances, diags)
         _check_expect(run, run_index, chosen, diags)
@@ -94,9 +98,11 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
                 target = targets[tgt_name]
                 for inst in chosen:
                     variants = _images_for(inst, ctx_name, context, target, resolver, run_index, diags)
+                    scripts = inputs.job_scripts(inst, ctx_name, context, extras)
                     for image in variants:
                         if image is not None:
                             _add_image(images, image, inst, diags)
+                            inputs.build_context(inst, image)
                         # several Dockerfiles for one context: each job is told apart by `~<stem>`
                         variant = f"~{image.name}" if image is not None and len(variants) > 1 else ""
                         if _timeout(inst, run, context) > INT64_MAX:
@@ -107,7 +113,8 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
                             continue
                         for repeat in range(1, run.repeat + 1):
                             job = _job(inst, ctx_name, context, tgt_name, repeat, image, variant, run,
-                                       run.expect.get(inst.model.name) or run.expect.get(inst.key), extras)
+                                       run.expect.get(inst.model.name) or run.expect.get(inst.key), extras,
+                                       scripts)
                             if job.address in jobs:
                                 first = job_origin[job.address]
                                 if first != run_index:
@@ -338,7 +345,8 @@ def _add_image(images: dict[str, ImageNode], image: ImageNode, inst: ModelInstan
 
 
 def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, repeat: int,
-         image: ImageNode | None, variant: str, run: Run, expect: Expect | None, extras: _PackageExtras) -> JobNode:
+         image: ImageNode | None, variant: str, run: Run, expect: Expect | None, extras: _PackageExtras,
+         scripts: _JobScripts) -> JobNode:
     model = inst.model
     timeout = _timeout(inst, run, context)
     tools = extras.context_tools(ctx_name, context)
@@ -355,10 +363,6 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, re
         **model.env_vars,
     }
     package = extras.package_path or "."
-    tool_pre = tuple(ScriptCall(_join(package, c.path), c.args) for c in tools.pre_scripts) if tools else ()
-    tool_post = tuple(ScriptCall(_join(package, c.path), c.args) for c in tools.post_scripts) if tools else ()
-    # As in ROCm madengine, a `scripts` value that is not a .sh file is a directory whose run.sh runs.
-    script = model.scripts if model.scripts.endswith(".sh") else posixpath.join(model.scripts, "run.sh")
     return JobNode(
         address=f"job:{inst.key}{variant}@{ctx_name}/{tgt_name}#{repeat}",
         model=model.name,
@@ -367,7 +371,7 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, re
         target=tgt_name,
         repeat=repeat,
         image=image.address if image else None,
-        script=_join(inst.base_dir, script),
+        script=scripts.script,
         args=inst.args,
         env=dict(sorted(env.items())),
         n_gpus=model.n_gpus,
@@ -380,8 +384,8 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, re
         additional_docker_run_options=model.additional_docker_run_options,
         cred=model.cred,
         tools=tools.names if tools else (),
-        pre_scripts=tool_pre + tuple(ScriptCall(_relpath(p)) for p in context.pre_scripts),
-        post_scripts=tuple(ScriptCall(_relpath(p)) for p in context.post_scripts) + tool_post,
+        pre_scripts=scripts.pre,
+        post_scripts=scripts.post,
         cmd_prefix=tools.cmd_prefix if tools else (),
         data_mounts=tuple(DataMount(_join(package, m.host_path) if m.in_package else m.host_path,
                                     m.container_path, m.readwrite, m.in_package) for m in data.mounts)
@@ -389,6 +393,166 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, re
         data_provider=data.provider_type if data else "",
         expect=expect,
     )
+
+
+def model_script(model: MadModel) -> str:
+    """The script a model runs: as in ROCm madengine, a `scripts` value that is not a .sh file is a
+    directory whose run.sh runs."""
+    return model.scripts if model.scripts.endswith(".sh") else posixpath.join(model.scripts, "run.sh")
+
+
+@dataclass(frozen=True)
+class _JobScripts:
+    """A job's script and pre/post scripts (project-relative), each once checked."""
+
+    script: str
+    pre: tuple[ScriptCall, ...]
+    post: tuple[ScriptCall, ...]
+
+
+@dataclass
+class _Inputs:
+    """The files a job needs, checked as the lock will need them (existence) and as a run directory
+    will hold them (inside the project or the package; no copy replacing another), each problem
+    pinned to the madfile or models.json line that named the file. Memoized: thousands of jobs
+    share a few scripts."""
+
+    root: Path
+    package_path: str | None
+    diags: _Diagnostics
+    _roots: tuple[str, ...] = ()
+    _checked: dict[str, str | None] = field(default_factory=dict)  # script -> its checked path (None: bad)
+    _contexts: dict[str, tuple[tuple[tuple[ScriptCall, KeyPath], ...], ...]] = field(default_factory=dict)
+    _jobs: dict[tuple[str, str], _JobScripts] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        roots = [self.root] + ([self.root / self.package_path] if self.package_path is not None else [])
+        self._roots = tuple(os.path.realpath(r) for r in roots)
+
+    def inside(self, path: str) -> bool:
+        """Whether the project-relative `path` resolves (symlinks and `..` followed) inside the project
+        or the package."""
+        real = os.path.realpath(self.root / path)
+        return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in self._roots)
+
+    def project_path(self, path: str, base_dir: str = ".") -> str:
+        """A path as written, relative to `base_dir`, as a normalized project-relative path (an absolute
+        path is made relative to the project, so that no absolute path reaches the lock)."""
+        if posixpath.isabs(path):
+            return posixpath.normpath(os.path.relpath(path, self.root).replace(os.sep, "/"))
+        return _join(base_dir, path)
+
+    def job_scripts(self, inst: ModelInstance, ctx_name: str, context: Context,
+                    extras: _PackageExtras) -> _JobScripts:
+        script = self.project_path(model_script(inst.model), inst.base_dir)
+        key = (script, ctx_name)
+        if key not in self._jobs:
+            self._model_script(inst, script)
+            tools = extras.context_tools(ctx_name, context)
+            package = extras.package_path or "."
+            tool_at: KeyPath = ("contexts", ctx_name, "tools")
+            tool_pre = tuple((ScriptCall(_join(package, c.path), c.args), tool_at) for c in tools.pre_scripts) \
+                if tools else ()
+            tool_post = tuple((ScriptCall(_join(package, c.path), c.args), tool_at) for c in tools.post_scripts) \
+                if tools else ()
+            own_pre, own_post = self._context_calls(ctx_name, context)
+            pre, post = tool_pre + own_pre, own_post + tool_post
+            for call, at in (*tool_pre, *tool_post):
+                self._call_inside(call, at)
+            self._collisions(script, pre, post)
+            self._jobs[key] = _JobScripts(script, tuple(c for c, _ in pre), tuple(c for c, _ in post))
+        return self._jobs[key]
+
+    def build_context(self, inst: ModelInstance, image: ImageNode) -> None:
+        path = image.build_context
+        if path in self._checked:
+            return
+        self._checked[path] = path
+        if not (self.root / path).is_dir():
+            self._model_error(inst, "dockercontext", f"model {inst.model.name!r}: build context {path!r} is "
+                              "not a directory", "`dockercontext` names a directory of the package")
+
+    # --- parts ------------------------------------------------------------------------------------
+
+    def _model_script(self, inst: ModelInstance, script: str) -> None:
+        if script in self._checked:
+            return
+        self._checked[script] = script
+        if not self.inside(script):
+            self._model_error(inst, "scripts", f"model {inst.model.name!r}: script {script!r} is outside the "
+                              "project and the package", _OUTSIDE_HINT)
+        elif not (self.root / script).is_file():
+            self._model_error(inst, "scripts", f"model {inst.model.name!r}: script {script!r} does not exist",
+                              "paths are relative to the madfile (or, for packaged models, to the "
+                              "models.json that declares them)")
+
+    def _model_error(self, inst: ModelInstance, key: str, message: str, hint: str) -> None:
+        origin = inst.model.origin
+        if origin is None:  # an inline model: its key in the madfile
+            self.diags.add((*inst.declared_at, key), message, hint)
+            return
+        # A packaged model: its entry in the package's models.json (files named as discovery names them).
+        self.diags.append(Diagnostic(file=origin.file, line=origin.line, column=None, message=message,
+                                     key_path=f"[{origin.index}].{key}", hint=hint))
+
+    def _context_calls(self, ctx_name: str, context: Context) -> tuple[tuple[tuple[ScriptCall, KeyPath], ...], ...]:
+        """The context's own pre/post scripts as calls, checked (each once per context)."""
+        if ctx_name not in self._contexts:
+            out = []
+            for key, entries in (("pre_scripts", context.pre_scripts), ("post_scripts", context.post_scripts)):
+                calls = []
+                for i, entry in enumerate(entries):
+                    at: KeyPath = ("contexts", ctx_name, key, i)
+                    raw_path, raw_args = (entry, "") if isinstance(entry, str) else (entry.path, entry.args)
+                    args = self._split(raw_args, (*at, "args"))
+                    call = ScriptCall(self.project_path(raw_path.strip().replace("\\", "/")), args)
+                    if self._call_inside(call, at) and not (self.root / call.path).is_file():
+                        self.diags.add(at, f"{key[:-1].replace('_', '-')} {call.path!r} does not exist",
+                                       "paths are relative to the madfile")
+                    calls.append((call, at))
+                out.append(tuple(calls))
+            self._contexts[ctx_name] = (out[0], out[1])
+        return self._contexts[ctx_name]
+
+    def _split(self, args: str | list[str], at: KeyPath) -> tuple[str, ...]:
+        if isinstance(args, list):
+            return tuple(args)
+        try:
+            return split_args(args)
+        except ValueError as exc:
+            self.diags.add(at, f"args {args!r} cannot be split into arguments: {exc}", "close the quote")
+            return ()
+
+    def _call_inside(self, call: ScriptCall, at: KeyPath) -> bool:
+        if self.inside(call.path):
+            return True
+        self.diags.add(at, f"script {call.path!r} is outside the project and the package", _OUTSIDE_HINT)
+        return False
+
+    def _collisions(self, script: str, pre: tuple[tuple[ScriptCall, KeyPath], ...],
+                    post: tuple[tuple[ScriptCall, KeyPath], ...]) -> None:
+        """No pre/post script may take the name of a file of the run directory: the model's directory
+        is copied there first (`backends.base.fill_run_dir`), so one named `run.sh` would run instead
+        of the model."""
+        directory = posixpath.dirname(script) or "."
+        if os.path.realpath(self.root / directory) == self._roots[0]:
+            present = {posixpath.basename(script)}  # a script at the project root is copied alone
+        else:
+            try:
+                present = set(os.listdir(self.root / directory))
+            except OSError:
+                return  # a missing script is reported as such
+        names = run_dir_names(tuple(c for c, _ in pre), tuple(c for c, _ in post))
+        for (call, at), name in zip((*pre, *post), (*names[0], *names[1]), strict=True):
+            mine = os.path.realpath(self.root / directory / name)
+            if name in present and os.path.realpath(self.root / call.path) != mine:
+                self.diags.add(at, f"script {call.path!r} would replace {name} of the run directory, "
+                               f"a copy of {directory}/", "rename the script: the run directory holds the "
+                               "model's directory and the pre/post scripts side by side")
+
+
+_OUTSIDE_HINT = ("scripts must be files of the project (the madfile's directory) or of the MAD package; "
+                 "symlinks and `..` are followed")
 
 
 def _timeout(inst: ModelInstance, run: Run, context: Context) -> int:

@@ -29,6 +29,7 @@ _PLACES: tuple[tuple[type[BaseModel], str], ...] = (
     (m.InlineModel, "an inline model (a models entry with `name:` and no `select:`)"),
     (m.Context, "a context (contexts.<name>)"),
     (m.Tool, "a context's tool (tools: [{name: ...}])"),
+    (m.Script, "a pre/post script (pre_scripts: [{path: ..., args: ...}])"),
     (m.Host, "a host (hosts: [{address: ...}])"),
     (m.Run, "a run (runs: [...])"),
     (m.Expect, "an expect gate (expect: {<model>: {...}})"),

@@ -119,10 +119,15 @@ class Tool(Strict):
     env_vars: dict[str, str] = Field(default_factory=dict)
 
 
-class Mount(Strict):
-    source: str
-    target: str
-    readonly: bool = True
+class Script(Strict):
+    """A pre/post script with arguments, as ROCm madengine's additional context and tools.json write it."""
+
+    path: str = Field(description="relative to the madfile's directory; inside the project or the package")
+    args: str | list[str] = Field(default="", description="a string split like a shell would (without one), "
+                                                          "or a list of arguments")
+
+
+ScriptEntry = str | Script
 
 
 class Context(Strict):
@@ -133,8 +138,10 @@ class Context(Strict):
     docker_mounts: dict[str, str] = Field(default_factory=dict, description="host path -> container path")
     docker_gpus: str | None = None
     tools: list[Tool] = Field(default_factory=list)
-    pre_scripts: list[str] = Field(default_factory=list)
-    post_scripts: list[str] = Field(default_factory=list)
+    pre_scripts: list[ScriptEntry] = Field(default_factory=list, description="run before the model, in its "
+                                           "run directory: a path, or {path, args}")
+    post_scripts: list[ScriptEntry] = Field(default_factory=list, description="run after the model (after a "
+                                            "failure too): a path, or {path, args}")
     timeout_multiplier: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     match: dict[str, Scalar] = Field(default_factory=dict,
                                      description="free-form keys tested by Dockerfiles' # CONTEXT headers")
@@ -163,7 +170,8 @@ class Host(Strict):
 class LocalTarget(Strict):
     backend: Literal["local"]
     gpus: int | None = _host_gpus()
-    workdir: str | None = None
+    workdir: str | None = Field(default=None, description="where run directories go, relative to this file "
+                                "(`~` expanded); default: .madengine/runs")
 
 
 class DockerTarget(Strict):

@@ -265,3 +265,51 @@ def test_a_problem_met_in_every_context_and_repeat_is_reported_once(run_cli: Run
         run_cli("validate", cwd=tmp_path),
         f"madfile.yaml:3:5: error: models[0]: model 'a' has no `dockerfile` but runs on a docker target {hint}",
         f"madfile.yaml:4:5: error: models[1]: model 'b' has no `dockerfile` but runs on a docker target {hint}")
+
+
+# --- what lock checks on inputs, validate checks first, at the line that named the file ---------------
+
+
+def test_inline_model_script_missing(run_cli: RunCli, tmp_path: Path) -> None:
+    write(tmp_path / "madfile.yaml", "version: 1\nmodels:\n  - name: m\n    scripts: scripts/nope/run.sh\n")
+    assert_config_error(
+        run_cli("validate", cwd=tmp_path),
+        "madfile.yaml:4:5: error: models[0].scripts: model 'm': script 'scripts/nope/run.sh' does not exist "
+        "(hint: paths are relative to the madfile (or, for packaged models, to the models.json that declares them))")
+
+
+def test_packaged_model_script_missing(run_cli: RunCli, tmp_path: Path) -> None:
+    write(tmp_path / "madfile.yaml", "version: 1\npackage: MAD\nmodels: [{select: all}]\n")
+    write(tmp_path / "MAD/scripts/b/models.json", """\
+        [
+          {"name": "ok", "scripts": "run.sh"},
+          {"name": "gone", "scripts": "gone.sh"}
+        ]
+        """)
+    write(tmp_path / "MAD/scripts/b/run.sh", "")
+    assert_config_error(
+        run_cli("validate", cwd=tmp_path),
+        "scripts/b/models.json:3: error: [1].scripts: model 'b/gone': script 'MAD/scripts/b/gone.sh' does not exist "
+        "(hint: paths are relative to the madfile (or, for packaged models, to the models.json that declares them))")
+
+
+def test_pre_script_missing(run_cli: RunCli, tmp_path: Path) -> None:
+    write(tmp_path / "madfile.yaml", "version: 1\nmodels: [{name: m, scripts: run.sh}]\n"
+                                     "contexts: {c: {pre_scripts: [{path: pre.sh, args: -x}]}}\n")
+    write(tmp_path / "run.sh", "")
+    assert_config_error(
+        run_cli("validate", cwd=tmp_path),
+        "madfile.yaml:3:30: error: contexts.c.pre_scripts[0]: pre-script 'pre.sh' does not exist "
+        "(hint: paths are relative to the madfile)")
+
+
+def test_build_context_missing(run_cli: RunCli, tmp_path: Path) -> None:
+    write(tmp_path / "madfile.yaml", "version: 1\nmodels:\n  - name: m\n    scripts: run.sh\n"
+                                     "    dockerfile: docker/m\n    dockercontext: nowhere\n"
+                                     "targets: {box: {backend: docker}}\n")
+    write(tmp_path / "run.sh", "")
+    write(tmp_path / "docker/m.ubuntu.Dockerfile", "FROM scratch\n")
+    assert_config_error(
+        run_cli("validate", cwd=tmp_path),
+        "madfile.yaml:6:5: error: models[0].dockercontext: model 'm': build context 'nowhere' is not a directory "
+        "(hint: `dockercontext` names a directory of the package)")

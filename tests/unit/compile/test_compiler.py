@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -189,6 +190,11 @@ def test_the_real_mad_models_json_compiles(tmp_path: Path) -> None:
     fixture = Path(__file__).resolve().parents[2] / "fixtures" / "mad" / "mad-models.json"
     (tmp_path / "MAD").mkdir()
     shutil.copy(fixture, tmp_path / "MAD" / "models.json")
+    for entry in json.loads(fixture.read_text()):  # the scripts the models run (compile checks they exist)
+        script = tmp_path / "MAD" / entry["scripts"]
+        script = script if script.suffix == ".sh" else script / "run.sh"
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.touch()
     (tmp_path / "madfile.yaml").write_text("version: 1\npackage: MAD\nmodels: [{select: all}]\n")
     project = compile_file(tmp_path / "madfile.yaml")
     assert len(project.jobs) == 134
