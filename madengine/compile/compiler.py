@@ -189,7 +189,6 @@ def _model_instances(loaded: LoadedMadfile, package: Package | None, package_pat
 def _inline_model(entry: InlineModel) -> MadModel:
     data = entry.model_dump(exclude={"params"})
     data["tags"] = tuple(data["tags"])
-    data["skip_gpu_arch"] = tuple(data["skip_gpu_arch"])
     data["dockerfile"] = data["dockerfile"] or ""
     return MadModel(**data)
 

@@ -399,7 +399,18 @@ def _fields(cls: type[BaseModel]) -> list[str]:
     return list(cls.model_fields)
 
 
+# Keys of ROCm's formats that a madfile refuses because madengine would ignore them.
+_NOT_HONOURED: dict[tuple[type[BaseModel] | None, str], str] = {
+    (m.InlineModel, "url"): "`url` is not read by madengine; keep it in a comment",
+    (m.InlineModel, "skip_gpu_arch"): "madengine does not detect GPU architectures, so it cannot skip one; "
+                                      "leave the model out of the run instead",
+    (m.Context, "docker_gpus"): "madengine gives each job free GPUs itself; set the target's `gpus`",
+}
+
+
 def _unknown_key_hint(key: str, owner: type[BaseModel] | None) -> str:
+    if (owner, key) in _NOT_HONOURED:
+        return _NOT_HONOURED[owner, key]
     allowed = _fields(owner) if owner is not None else []
     candidates = [*allowed, "select"] if owner is m.InlineModel else allowed
     guess = close_match(key, candidates)

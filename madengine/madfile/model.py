@@ -62,10 +62,9 @@ class InlineModel(Strict):
     owner: str = ""
     training_precision: str = ""
     multiple_results: str = ""
-    url: str = ""
     data: str = ""
-    skip_gpu_arch: list[str] = Field(default_factory=list, description="GPU architectures to skip; "
-                                                                       "a list or a comma-separated string")
+    # Not here, though models.json has them: `url` (read by nothing) and `skip_gpu_arch` (madengine does
+    # not detect GPU architectures, so it could not skip one): a madfile accepts nothing it ignores.
     dockercontext: str = ""
     additional_docker_run_options: str = ""
     env_vars: dict[str, str] = Field(default_factory=dict)
@@ -77,14 +76,6 @@ class InlineModel(Strict):
         # models.json writes n_gpus as a string ("-1"); accept the same in a madfile.
         if isinstance(v, str) and re.fullmatch(r"-?\d+", v.strip()):
             return int(v)
-        return v
-
-    @field_validator("skip_gpu_arch", mode="before", json_schema_input_type=list[str] | str)
-    @classmethod
-    def _skip_gpu_arch_from_string(cls, v: Any) -> Any:
-        # models.json writes skip_gpu_arch as a comma list ("gfx90a,gfx942"); accept the same.
-        if isinstance(v, str):
-            return [a.strip() for a in v.split(",") if a.strip()]
         return v
 
 
@@ -136,7 +127,6 @@ class Context(Strict):
     docker_build_arg: dict[str, str] = Field(default_factory=dict)
     docker_env_vars: dict[str, str] = Field(default_factory=dict)
     docker_mounts: dict[str, str] = Field(default_factory=dict, description="host path -> container path")
-    docker_gpus: str | None = None
     tools: list[Tool] = Field(default_factory=list)
     pre_scripts: list[ScriptEntry] = Field(default_factory=list, description="run before the model, in its "
                                            "run directory: a path, or {path, args}")
@@ -258,7 +248,7 @@ class Madfile(Strict):
     """A madfile.yaml: which models to benchmark, in which contexts, on which targets."""
 
     version: Literal[1]
-    name: str | None = None
+    name: str | None = Field(default=None, description="the project's name (shown by `validate --json`)")
     package: str | None = Field(default=None, description="a MAD package directory, relative to this file")
     registry: str | None = None
     models: list[ModelEntry] = Field(default_factory=list)

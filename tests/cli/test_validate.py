@@ -68,7 +68,7 @@ def test_valid_json(run_cli: RunCli, tmp_path: Path) -> None:
         write(tmp_path / rel, text)
     code, out, err = run_cli("validate", "--json", cwd=tmp_path, env=WITH_FUTURE_BACKENDS)
     assert (code, err) == (0, "")
-    assert json.loads(out) == {"ok": True, "file": "madfile.yaml", "diagnostics": [],
+    assert json.loads(out) == {"ok": True, "file": "madfile.yaml", "name": "nightly", "diagnostics": [],
                                "counts": {"models": 3, "contexts": 2, "targets": 5, "runs": 1,
                                           "images": 2, "jobs": 9}}
 
@@ -313,3 +313,22 @@ def test_build_context_missing(run_cli: RunCli, tmp_path: Path) -> None:
         run_cli("validate", cwd=tmp_path),
         "madfile.yaml:6:5: error: models[0].dockercontext: model 'm': build context 'nowhere' is not a directory "
         "(hint: `dockercontext` names a directory of the package)")
+
+
+def test_fields_that_nothing_would_read_are_refused(run_cli: RunCli, tmp_path: Path) -> None:
+    write(tmp_path / "madfile.yaml", """\
+        version: 1
+        models:
+          - {name: m, scripts: run.sh, url: "https://x", skip_gpu_arch: gfx90a}
+        contexts:
+          c: {docker_gpus: "0,1"}
+        """)
+    write(tmp_path / "run.sh", "")
+    assert_config_error(
+        run_cli("validate", cwd=tmp_path),
+        "madfile.yaml:3:32: error: models[0].url: unknown key `url` (hint: `url` is not read by madengine; "
+        "keep it in a comment)",
+        "madfile.yaml:3:50: error: models[0].skip_gpu_arch: unknown key `skip_gpu_arch` (hint: madengine does not "
+        "detect GPU architectures, so it cannot skip one; leave the model out of the run instead)",
+        "madfile.yaml:5:7: error: contexts.c.docker_gpus: unknown key `docker_gpus` (hint: madengine gives each "
+        "job free GPUs itself; set the target's `gpus`)")

@@ -50,3 +50,8 @@ def test_batch_manifest(tmp_path: Path) -> None:
     f.write_text(json.dumps([{"model_name": "a", "build_new": True}, {"model_name": "b", "build_new": False},
                              {"model_name": "c"}]))
     assert batch_models(f) == ["a", "c"]
+
+
+def test_docker_gpus_is_refused_not_ignored() -> None:
+    with pytest.raises(UsageError, match="'docker_gpus' is not supported"):
+        context_of({"gpu_vendor": "AMD", "docker_gpus": "0,1"})
