@@ -423,6 +423,7 @@ class _Inputs:
     _checked: dict[str, str | None] = field(default_factory=dict)  # script -> its checked path (None: bad)
     _contexts: dict[str, tuple[tuple[tuple[ScriptCall, KeyPath], ...], ...]] = field(default_factory=dict)
     _jobs: dict[tuple[str, str], _JobScripts] = field(default_factory=dict)
+    _listings: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         roots = [self.root] + ([self.root / self.package_path] if self.package_path is not None else [])
@@ -485,6 +486,15 @@ class _Inputs:
                               "paths are relative to the madfile (or, for packaged models, to the "
                               "models.json that declares them)")
 
+    def _listing(self, directory: str) -> frozenset[str]:
+        """The names in a project directory, read once (a missing one is empty: its script is reported)."""
+        if directory not in self._listings:
+            try:
+                self._listings[directory] = frozenset(os.listdir(self.root / directory))
+            except OSError:
+                self._listings[directory] = frozenset()
+        return self._listings[directory]
+
     def _model_error(self, inst: ModelInstance, key: str, message: str, hint: str) -> None:
         origin = inst.model.origin
         if origin is None:  # an inline model: its key in the madfile
@@ -533,14 +543,14 @@ class _Inputs:
         """No pre/post script may take the name of a file of the run directory: the model's directory
         is copied there first (`backends.base.fill_run_dir`), so one named `run.sh` would run instead
         of the model."""
+        if not (pre or post):
+            return
         directory = posixpath.dirname(script) or "."
+        present: frozenset[str]
         if os.path.realpath(self.root / directory) == self._roots[0]:
-            present = {posixpath.basename(script)}  # a script at the project root is copied alone
+            present = frozenset((posixpath.basename(script),))  # a script at the project root is copied alone
         else:
-            try:
-                present = set(os.listdir(self.root / directory))
-            except OSError:
-                return  # a missing script is reported as such
+            present = self._listing(directory)
         names = run_dir_names(tuple(c for c, _ in pre), tuple(c for c, _ in post))
         for (call, at), name in zip((*pre, *post), (*names[0], *names[1]), strict=True):
             mine = os.path.realpath(self.root / directory / name)
