@@ -451,10 +451,10 @@ class _Inputs:
             tools = extras.context_tools(ctx_name, context)
             package = extras.package_path or "."
             tool_at: KeyPath = ("contexts", ctx_name, "tools")
-            tool_pre = tuple((ScriptCall(_join(package, c.path), c.args), tool_at) for c in tools.pre_scripts) \
-                if tools else ()
-            tool_post = tuple((ScriptCall(_join(package, c.path), c.args), tool_at) for c in tools.post_scripts) \
-                if tools else ()
+            tool_pre = tuple((ScriptCall(self.project_path(c.path, package), c.args), tool_at)
+                             for c in tools.pre_scripts) if tools else ()
+            tool_post = tuple((ScriptCall(self.project_path(c.path, package), c.args), tool_at)
+                              for c in tools.post_scripts) if tools else ()
             own_pre, own_post = self._context_calls(ctx_name, context)
             pre, post = tool_pre + own_pre, own_post + tool_post
             for call, at in (*tool_pre, *tool_post):

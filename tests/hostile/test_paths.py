@@ -99,3 +99,15 @@ def test_packaged_model_script_symlinked_outside(run_cli: RunCli, tmp_path: Path
     (root / "MAD/scripts/m").symlink_to(tmp_path / "outside")
     assert errors(run_cli, root) == [f"models.json:2: error: [0].scripts: model 'm': script 'MAD/scripts/m/run.sh' "
                                      f"is outside the project and the package {OUTSIDE}"]
+
+
+def test_tool_script_symlinked_outside_the_package(run_cli: RunCli, tmp_path: Path) -> None:
+    project(tmp_path, "", {"outside.sh": "echo outside\n"})
+    tools = {"tools": {"t": {"pre_scripts": [{"path": "scripts/common/pre.sh"}]}}}
+    root = project(tmp_path / "proj", "version: 1\npackage: .\nmodels: [{select: m}]\n"
+                                      "contexts: {c: {tools: [{name: t}]}}\n",
+                   {"models.json": '[{"name": "m", "scripts": "scripts/m/run.sh"}]',
+                    "scripts/common/tools.json": json.dumps(tools)})
+    (root / "scripts/common/pre.sh").symlink_to(tmp_path / "outside.sh")
+    assert errors(run_cli, root) == [f"madfile.yaml:4:16: error: contexts.c.tools: script 'scripts/common/pre.sh' "
+                                     f"is outside the project and the package {OUTSIDE}"]
