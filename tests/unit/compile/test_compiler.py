@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from madengine.errors import ConfigError
+from madengine.compile.ir import ScriptCall, run_dir_names
+from madengine.errors import ConfigError, Diagnostic
 from tests.unit.compile.conftest import MakeProject, compile_file
 
 
@@ -200,3 +201,14 @@ def test_the_real_mad_models_json_compiles(tmp_path: Path) -> None:
     assert len(project.jobs) == 134
     vllm = next(j for j in project.jobs.values() if j.model == "pyt_vllm_deepseek-r1")
     assert vllm.env["MAD_DATANAME"] == "huggingface" and vllm.timeout == 7200 and vllm.n_gpus == -1
+
+
+def test_run_dir_names_never_give_two_scripts_one_name() -> None:
+    pre = (ScriptCall("common/pre/trace.sh", ("rpd",)), ScriptCall("a/x.sh"), ScriptCall("b/x.sh"))
+    post = (ScriptCall("a/x.sh"), ScriptCall("common/post/trace.sh"), ScriptCall("c/x.sh"))
+    assert run_dir_names(pre, post) == (("trace.sh", "x.sh", "pre-x.sh"), ("x.sh", "post-trace.sh", "post-x.sh"))
+
+
+def test_many_reports_each_distinct_problem_once() -> None:
+    a, b = Diagnostic("f", 2, 1, "b"), Diagnostic("f", 1, 1, "a")
+    assert ConfigError.many([a, b, a, b, a]).diagnostics == (b, a)
