@@ -14,7 +14,7 @@ import posixpath
 import re
 import shlex
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from madengine.compile.ir import DataMount, ImageNode, JobNode, Project, ScriptCall, run_dir_names
@@ -96,6 +96,8 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
             context = contexts[ctx_name]
             for tgt_name in run.targets or list(targets):
                 target = targets[tgt_name]
+                if target.backend == "local" and context.docker_mounts and chosen:
+                    _note_unused_mounts(ctx_name, tgt_name, loaded, extras.warnings)
                 for inst in chosen:
                     variants = _images_for(inst, ctx_name, context, target, resolver, run_index, diags)
                     scripts = inputs.job_scripts(inst, ctx_name, context, extras)
@@ -562,6 +564,15 @@ class _Inputs:
 
 _OUTSIDE_HINT = ("scripts must be files of the project (the madfile's directory) or of the MAD package; "
                  "symlinks and `..` are followed")
+
+
+def _note_unused_mounts(ctx_name: str, tgt_name: str, loaded: LoadedMadfile, warnings: list[Diagnostic]) -> None:
+    """A local job has no container to mount into: say so rather than accept the mounts silently."""
+    d = replace(loaded.diagnostic(("contexts", ctx_name, "docker_mounts"),
+                                  f"docker_mounts are not used by jobs on local target `{tgt_name}`",
+                                  "a local job sees the host's files where they are"), severity="warning")
+    if d not in warnings:
+        warnings.append(d)
 
 
 def _timeout(inst: ModelInstance, run: Run, context: Context) -> int:

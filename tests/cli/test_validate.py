@@ -332,3 +332,18 @@ def test_fields_that_nothing_would_read_are_refused(run_cli: RunCli, tmp_path: P
         "detect GPU architectures, so it cannot skip one; leave the model out of the run instead)",
         "madfile.yaml:5:7: error: contexts.c.docker_gpus: unknown key `docker_gpus` (hint: madengine gives each "
         "job free GPUs itself; set the target's `gpus`)")
+
+
+def test_docker_mounts_on_a_local_target_are_named_not_ignored(run_cli: RunCli, tmp_path: Path) -> None:
+    write(tmp_path / "madfile.yaml", """\
+        version: 1
+        models: [{name: m, scripts: run.sh}]
+        contexts: {c: {docker_mounts: {/data: /data}}}
+        targets: {here: {backend: local}, box: {backend: docker}}
+        runs: [{models: [m], targets: [here], repeat: 2}]
+        """)
+    write(tmp_path / "run.sh", "")
+    code, out, err = run_cli("validate", cwd=tmp_path)
+    assert (code, out) == (0, "madfile.yaml: ok (1 model entries, 1 contexts, 2 targets -> 0 images, 2 jobs)\n")
+    assert err == ("madfile.yaml:3:16: warning: contexts.c.docker_mounts: docker_mounts are not used by jobs on "
+                   "local target `here` (hint: a local job sees the host's files where they are)\n")
