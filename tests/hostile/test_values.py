@@ -64,6 +64,8 @@ def test_negative_n_gpus(run_cli: RunCli, tmp_path: Path) -> None:
     err = config_error(run_cli, project(tmp_path, "version: 1\nmodels: [{name: m, scripts: run.sh, n_gpus: -5}]\n"))
     assert err.startswith("madfile.yaml:2:45: error: models[0].n_gpus: n_gpus must be -1 or at least 0, "
                           "found -5 (hint: "), err
+    (tmp_path / "madfile.yaml").write_text('version: 1\nmodels: [{name: m, scripts: run.sh, n_gpus: "-5"}]\n')
+    assert "n_gpus must be -1 or at least 0, found -5" in config_error(run_cli, tmp_path)  # models.json's string form
     (tmp_path / "madfile.yaml").write_text("version: 1\nmodels: [{name: m, scripts: run.sh, n_gpus: -1}]\n")
     assert run_cli("validate", cwd=tmp_path)[0] == 0  # -1: all of the host's GPUs
 
@@ -100,6 +102,8 @@ def test_huge_n_gpus_and_timeout(run_cli: RunCli, tmp_path: Path) -> None:
                                                   f"timeout: {2**64}, n_gpus: {2**70}}}]\n"))
     assert "models[0].timeout: the number is too large (65 bits; numbers must fit in 64 bits)" in err
     assert "models[0].n_gpus: the number is too large (71 bits;" in err
+    (tmp_path / "madfile.yaml").write_text(f'version: 1\nmodels: [{{name: m, scripts: run.sh, n_gpus: "{2**70}"}}]\n')
+    assert "models[0].n_gpus: the number is too large (71 bits;" in config_error(run_cli, tmp_path)
 
 
 def test_number_too_long_to_read(run_cli: RunCli, tmp_path: Path) -> None:
