@@ -49,7 +49,9 @@ def _integer(value: Any, expected: str) -> int:
         try:
             return int(value)  # int() ignores surrounding whitespace
         except ValueError:
-            raise _Invalid(expected) from None
+            # thousands of digits, which int() refuses to convert: a number, but not one that fits
+            digits = value.strip().removeprefix("-")
+            raise _Invalid("a number that fits in 64 bits" if digits.isdecimal() else expected) from None
     if isinstance(value, float) and value.is_integer():
         return int(value)
     raise _Invalid(expected)
@@ -176,7 +178,8 @@ class EntryReader:
             ok = self._coerce(state, _STRING_KEYS, name, index, line, offset)
         # The usual shapes are converted inline; anything else goes through _coerce.
         n_gpus = state["n_gpus"]
-        if type(n_gpus) is str and (n_gpus.isdecimal() or (n_gpus[:1] == "-" and n_gpus[1:].isdecimal())):
+        if type(n_gpus) is str and len(n_gpus) < 20 and (n_gpus.isdecimal() or
+                                                         (n_gpus[:1] == "-" and n_gpus[1:].isdecimal())):
             state["n_gpus"] = int(n_gpus)
         elif type(n_gpus) is not int:
             ok = self._coerce(state, ("n_gpus",), name, index, line, offset) and ok

@@ -154,3 +154,9 @@ def test_param_values_with_spaces_and_newlines_are_one_argument(run_cli: RunCli,
     rows = [line.split("  ")[0] for line in out.splitlines()[1:-1]]
     assert rows == jobs, out
     assert all(" 2 " in line and "args" in line for line in out.splitlines()[1:-1])  # `--msg <value>`: 2 arguments
+
+
+def test_models_json_n_gpus_string_too_long_to_read(run_cli: RunCli, tmp_path: Path) -> None:
+    err = config_error(run_cli, packaged(tmp_path, n_gpus="9" * 5000))
+    assert err.startswith("models.json:5:3: error: [0].n_gpus: model 'm': `n_gpus` must be a number that fits in "
+                          "64 bits, not string '9999"), err
