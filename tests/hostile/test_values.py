@@ -160,3 +160,10 @@ def test_models_json_n_gpus_string_too_long_to_read(run_cli: RunCli, tmp_path: P
     err = config_error(run_cli, packaged(tmp_path, n_gpus="9" * 5000))
     assert err.startswith("models.json:5:3: error: [0].n_gpus: model 'm': `n_gpus` must be a number that fits in "
                           "64 bits, not string '9999"), err
+
+
+def test_a_huge_integer_param_is_passed_as_text(run_cli: RunCli, tmp_path: Path) -> None:
+    root = inline(tmp_path, f"params: {{seed: [{2**70}]}}")
+    assert run_cli("validate", cwd=root)[0] == 0
+    code, out, err = run_cli("apply", "--yes", cwd=root)
+    assert code == 0 and f"job:m[seed={2**70}]@default/local#1" in out, (out, err)
