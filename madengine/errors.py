@@ -60,7 +60,14 @@ class Diagnostic:
         text = " ".join(parts)
         if self.hint:
             text += f" (hint: {self.hint})"
+        return _one_line(text)
+
+
+def _one_line(text: str) -> str:
+    """A diagnostic is one line: a newline or other control character from a value is shown escaped."""
+    if text.isprintable():
         return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class MadengineError(Exception):
@@ -78,7 +85,9 @@ class MadengineError(Exception):
 
     @classmethod
     def many(cls, diagnostics: Iterable[Diagnostic]) -> MadengineError:
-        diags = sorted(diagnostics, key=_diagnostic_order)
+        # One line per distinct problem: a check repeated per context, target or repeat (the
+        # compiler's loops) says the same thing each time.
+        diags = sorted(dict.fromkeys(diagnostics), key=_diagnostic_order)
         first = diags[0].message if diags else "error"
         return cls(first, diagnostics=diags)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from madengine.compile.ir import DataMount, ScriptCall
+from madengine.compile.ir import DataMount, ScriptCall, run_dir_names
 from madengine.errors import Diagnostic
 from madengine.state.model import PerfRow, Status
 
@@ -140,10 +140,47 @@ class Cancel:
 def run_steps(job: JobSpec) -> list[tuple[str, tuple[str, ...]]]:
     """The MAD run protocol in the run directory, for every backend: pre-scripts, the (wrapped) model,
     post-scripts, each step with its kind (`pre`, `main` or `post`). Pre/post scripts are copied into
-    the run directory under their own names."""
-    return [*(("pre", ("bash", posixpath.basename(c.path), *c.args)) for c in job.pre_scripts),
+    the run directory under the names `run_dir_names` gives them."""
+    pre, post = run_dir_names(job.pre_scripts, job.post_scripts)
+    return [*(("pre", ("bash", name, *c.args)) for c, name in zip(job.pre_scripts, pre, strict=True)),
             ("main", (*job.cmd_prefix, interpreter(job.script), posixpath.basename(job.script), *job.args)),
-            *(("post", ("bash", posixpath.basename(c.path), *c.args)) for c in job.post_scripts)]
+            *(("post", ("bash", name, *c.args)) for c, name in zip(job.post_scripts, post, strict=True))]
+
+
+class RunDirConflict(OSError):
+    """A pre/post script would replace another file of the run directory (validate reports it first)."""
+
+
+def fill_run_dir(root: Path, job: JobSpec, run_dir: Path) -> None:
+    """A fresh copy of the script's directory, then the pre/post scripts under their own names.
+
+    MAD copies them, so a run cannot touch the package; a script at the project root is copied alone,
+    never the project with its state directory. Nothing copied may replace another file: a pre-script
+    named like the model's script would run instead of it (RunDirConflict); the same file listed twice
+    (a script of the model's directory, or one script both pre and post) is copied once.
+    """
+    import shutil
+
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    source = root / job.script
+    if source.parent.resolve() == root.resolve():
+        run_dir.mkdir(parents=True)
+        shutil.copy2(source, run_dir / source.name)
+        origins = {source.name: source.resolve()}
+    else:
+        shutil.copytree(source.parent, run_dir, ignore=shutil.ignore_patterns("__pycache__", ".git"))
+        origins = {p.name: p.resolve() for p in source.parent.iterdir()}
+    pre, post = run_dir_names(job.pre_scripts, job.post_scripts)
+    for call, name in zip((*job.pre_scripts, *job.post_scripts), (*pre, *post), strict=True):
+        script = root / call.path
+        if name in origins or (run_dir / name).exists():
+            if origins.get(name) == script.resolve():
+                continue  # the same file: a script of the model's directory, or listed twice
+            raise RunDirConflict(f"{call.path} would replace {name} of the run directory (a copy of "
+                                 f"{posixpath.dirname(job.script) or '.'}/); rename one of them")
+        shutil.copy2(script, run_dir / name)
+        origins[name] = script.resolve()
 
 
 @runtime_checkable

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal
 
 from madengine.backends import docker_probe as probe
 from madengine.backends import docker_render as render
-from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome, Workspace, node_file_name
+from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome, Workspace, fill_run_dir, node_file_name
 from madengine.backends.credentials import (
     CREDENTIAL_FILE,
     RegistryCredentials,
@@ -505,23 +505,9 @@ class DockerBackend:
         return self.workspace.runs / node_file_name(job.address)
 
     def prepare_run_dir(self, job: JobSpec) -> Path:
-        """A fresh copy of the script's directory and of the pre/post scripts, as the local backend makes.
-
-        (MAD copies them, so a run cannot touch the package; a script at the project root is copied
-        alone, never the project with its state directory.)
-        """
-        root = self.workspace.root
+        """The run directory, filled as the local backend fills its own (`base.fill_run_dir`)."""
         run_dir = self.run_dir(job)
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        source = root / job.script
-        if source.parent.resolve() == root.resolve():
-            run_dir.mkdir(parents=True)
-            shutil.copy2(source, run_dir / source.name)
-        else:
-            shutil.copytree(source.parent, run_dir, ignore=shutil.ignore_patterns("__pycache__", ".git"))
-        for call in (*job.pre_scripts, *job.post_scripts):
-            shutil.copy2(root / call.path, run_dir / Path(call.path).name)
+        fill_run_dir(self.workspace.root, job, run_dir)
         return run_dir
 
     def package_entries(self, job: JobSpec) -> tuple[tuple[str, str], ...]:

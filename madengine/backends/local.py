@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +26,7 @@ from madengine.backends.base import (
     JobSpec,
     Outcome,
     Workspace,
+    fill_run_dir,
     node_file_name,
     run_steps,
 )
@@ -82,7 +82,10 @@ class LocalBackend:
 
     def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
         assert job.log_path is not None, "apply chooses the log path"
-        run_dir = self.prepare_run_dir(job)
+        try:
+            run_dir = self.prepare_run_dir(job)
+        except OSError as e:  # RunDirConflict included: a script would replace another
+            return Outcome(Status.FAILURE, message=f"cannot prepare the run directory: {e}", host=self.host)
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
         details = {"run_dir": str(run_dir)}
         failed: Outcome | None = None
@@ -125,23 +128,23 @@ class LocalBackend:
     # --- parts ----------------------------------------------------------------------------------
 
     def prepare_run_dir(self, job: JobSpec) -> Path:
-        """A fresh copy of the script's directory and of the pre/post scripts (MAD copies them, so a
-        run cannot touch the package). Its parent mirrors the package root, so that `../scripts/...`
-        in a tool's command means what it means in ROCm madengine's run_directory."""
-        runs = self.workspace.runs
-        run_dir = runs / node_file_name(job.address)
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
+        """A fresh copy of the script's directory and of the pre/post scripts (`base.fill_run_dir`), in
+        the target's `workdir` (default: the workspace's runs directory). Its parent mirrors the package
+        root, so that `../scripts/...` in a tool's command means what it means in ROCm madengine's
+        run_directory."""
+        runs = self.runs_dir()
         _mirror(self.workspace.root / job.package_dir, runs)
-        source = self.workspace.root / job.script
-        if source.parent.resolve() == self.workspace.root.resolve():
-            run_dir.mkdir(parents=True)
-            shutil.copy2(source, run_dir / source.name)
-        else:
-            shutil.copytree(source.parent, run_dir, ignore=shutil.ignore_patterns("__pycache__"))
-        for call in (*job.pre_scripts, *job.post_scripts):
-            shutil.copy2(self.workspace.root / call.path, run_dir / Path(call.path).name)
+        run_dir = runs / node_file_name(job.address)
+        fill_run_dir(self.workspace.root, job, run_dir)
         return run_dir
+
+    def runs_dir(self) -> Path:
+        """Where run directories go: the target's `workdir` (relative to the madfile's directory, `~`
+        expanded), else `.madengine/runs`."""
+        workdir = self.target.workdir
+        if workdir is None:
+            return self.workspace.runs
+        return self.workspace.root / Path(workdir).expanduser()
 
     def environment(self, job: JobSpec) -> dict[str, str]:
         host_gpus = self.target.gpus or 0

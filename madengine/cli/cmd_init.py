@@ -47,9 +47,11 @@ def render_starter(name: str, package: str | None, base: Path) -> str:
 
     import jinja2
 
+    from madengine.backends.registry import available
     from madengine.mad.discover import discover_package
 
-    values: dict[str, object] = {"name": _yaml_name(name), "package": package}
+    # Only backends that are installed are suggested: a target of another one would not validate.
+    values: dict[str, object] = {"name": _yaml_name(name), "package": package, "backends": sorted(available())}
     if package is not None:
         pkg = discover_package(base / package)
         counts = Counter(t for m in pkg.models for t in m.tags)

@@ -42,7 +42,8 @@ def validate(
     counts = {"models": len(mf.models), "contexts": len(project.contexts), "targets": len(project.targets),
               "runs": len(mf.runs), "images": len(project.images), "jobs": len(project.jobs)}
     if as_json:
-        output.print_json({"ok": True, "file": loaded.display_path, "diagnostics": [], "counts": counts})
+        output.print_json({"ok": True, "file": loaded.display_path, "name": mf.name, "diagnostics": [],
+                           "counts": counts})
         return
     typer.echo(f"{loaded.display_path}: ok ({counts['models']} model entries, {counts['contexts']} contexts, "
                f"{counts['targets']} targets -> {counts['images']} images, {counts['jobs']} jobs)")

@@ -28,6 +28,9 @@ from madengine.madfile.model import Context
 # Keys of --additional-context that are context fields; any other key is a free-form CONTEXT key
 # that Dockerfiles' `# CONTEXT {...}` headers test (ROCm's `ctx_test`, ...), so it goes under `match`.
 CONTEXT_FIELDS = tuple(name for name in Context.model_fields if name != "match")
+# ROCm context keys madengine does not honour: refused, rather than passed on as a CONTEXT match key
+# that nothing reads.
+UNSUPPORTED = {"docker_gpus": "madengine gives each job free GPUs itself; pass --gpus with the host's GPU count"}
 GENERATED_NAME = "madengine-run.yaml"  # where the in-memory madfile says it stands: the package root
 
 
@@ -83,10 +86,9 @@ def context_of(additional: Mapping[str, Any]) -> dict[str, Any]:
     context: dict[str, Any] = {}
     match: dict[str, Any] = {}
     for key, value in additional.items():
-        if key in ("pre_scripts", "post_scripts"):
-            # ROCm writes [{"path": ..., "args": ...}]; a madfile context lists paths.
-            context[key] = [v["path"] if isinstance(v, Mapping) else v for v in value]
-        elif key in CONTEXT_FIELDS:
+        if key in UNSUPPORTED:
+            raise UsageError(f"--additional-context {key!r} is not supported", hint=UNSUPPORTED[key])
+        if key in CONTEXT_FIELDS:  # pre/post_scripts: ROCm's [{"path": ..., "args": ...}] is a madfile form too
             context[key] = value
         else:
             match[key] = value

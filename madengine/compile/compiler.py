@@ -8,17 +8,20 @@ All problems are collected and raised together, each pinned to the madfile posit
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import posixpath
+import re
 import shlex
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from madengine.compile.ir import DataMount, ImageNode, JobNode, Project, ScriptCall
+from madengine.compile.ir import DataMount, ImageNode, JobNode, Project, ScriptCall, run_dir_names
 from madengine.errors import ConfigError, Diagnostic
 from madengine.mad.data import DataBinding, DataProvider, load_data, resolve_data
 from madengine.mad.dockerfiles import DockerfileIndex, base_image, select_dockerfiles
-from madengine.mad.model import DEFAULT_TIMEOUT, Dockerfile, MadModel, Package, SelectedModel
+from madengine.mad.model import DEFAULT_TIMEOUT, INT64_MAX, Dockerfile, MadModel, Package, SelectedModel
 from madengine.mad.tools import ResolvedTools, Tool, check_tool_files, load_tools, resolve_tools
 from madengine.madfile.load import LoadedMadfile
 from madengine.madfile.model import (
@@ -51,9 +54,16 @@ class ModelInstance:
 class _Diagnostics:
     loaded: LoadedMadfile
     items: list[Diagnostic] = field(default_factory=list)
+    _seen: set[Diagnostic] = field(default_factory=set)
 
     def add(self, key_path: KeyPath, message: str, hint: str = "") -> None:
-        self.items.append(self.loaded.diagnostic(key_path, message, hint))
+        # The job loop meets a model's problem once per context, target and repeat: keep it once.
+        self.append(self.loaded.diagnostic(key_path, message, hint))
+
+    def append(self, d: Diagnostic) -> None:
+        if d not in self._seen:
+            self._seen.add(d)
+            self.items.append(d)
 
 
 def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Project:
@@ -78,6 +88,7 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
     jobs: dict[str, JobNode] = {}
     job_origin: dict[str, int] = {}
     resolver = _ImageResolver(root)
+    inputs = _Inputs(root, package_path if package is not None else None, diags)
     for run_index, run in enumerate(runs):
         chosen = _run_models(run, run_index, instances, diags)
         _check_expect(run, run_index, chosen, diags)
@@ -86,16 +97,26 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
             context = contexts[ctx_name]
             for tgt_name in run.targets or list(targets):
                 target = targets[tgt_name]
+                if target.backend == "local" and context.docker_mounts and chosen:
+                    _note_unused_mounts(ctx_name, tgt_name, loaded, extras.warnings)
                 for inst in chosen:
                     variants = _images_for(inst, ctx_name, context, target, resolver, run_index, diags)
+                    scripts = inputs.job_scripts(inst, ctx_name, context, extras)
                     for image in variants:
                         if image is not None:
                             _add_image(images, image, inst, diags)
+                            inputs.build_context(inst, image)
                         # several Dockerfiles for one context: each job is told apart by `~<stem>`
                         variant = f"~{image.name}" if image is not None and len(variants) > 1 else ""
+                        if _timeout(inst, run, context) > INT64_MAX:
+                            diags.add(("contexts", ctx_name, "timeout_multiplier"),
+                                      f"model {inst.model.name!r}: its timeout times timeout_multiplier "
+                                      "does not fit in 64 bits", "give a smaller timeout_multiplier, or "
+                                      "timeout 0 for none")
+                            continue
                         for repeat in range(1, run.repeat + 1):
                             job = _job(inst, ctx_name, context, tgt_name, repeat, image, variant, run,
-                                       gates.get(inst.key), extras)
+                                       gates.get(inst.key), extras, scripts)
                             if job.address in jobs:
                                 first = job_origin[job.address]
                                 if first != run_index:
@@ -170,7 +191,6 @@ def _model_instances(loaded: LoadedMadfile, package: Package | None, package_pat
 def _inline_model(entry: InlineModel) -> MadModel:
     data = entry.model_dump(exclude={"params"})
     data["tags"] = tuple(data["tags"])
-    data["skip_gpu_arch"] = tuple(data["skip_gpu_arch"])
     data["dockerfile"] = data["dockerfile"] or ""
     return MadModel(**data)
 
@@ -186,12 +206,22 @@ def _expand(out: dict[str, ModelInstance], sel: SelectedModel, params: Mapping[s
     for combo in _matrix(params):
         combo_params = tuple((k, _render(v)) for k, v in combo)
         all_params: tuple[tuple[str, str | None], ...] = sel.tag_args + combo_params
-        shown = ",".join(k if v is None else f"{k}={v}" for k, v in all_params)
+        shown = ",".join(_address_part(k) if v is None else f"{_address_part(k)}={_address_part(v)}"
+                         for k, v in all_params)
         key = sel.model.name + (f"[{shown}]" if all_params else "")
         if key in out:
             continue  # a model selected twice is one model
         args = base_args + tuple(a for k, v in combo_params for a in (f"--{k}", v))
         out[key] = ModelInstance(key, sel.model, all_params, args, base_dir, at)
+
+
+# A param key or value is written into the job address as it is only when it cannot be mistaken for
+# the address's own separators (`,` `]` `@` `#`) or break a line; otherwise it is quoted as a JSON string.
+_PLAIN_PARAM = re.compile(r"[A-Za-z0-9_.+\-/:=%~]+")
+
+
+def _address_part(text: str) -> str:
+    return text if _PLAIN_PARAM.fullmatch(text) else json.dumps(text, ensure_ascii=False)
 
 
 def split_args(args: str) -> tuple[str, ...]:
@@ -331,13 +361,10 @@ def _add_image(images: dict[str, ImageNode], image: ImageNode, inst: ModelInstan
 
 
 def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, repeat: int,
-         image: ImageNode | None, variant: str, run: Run, expect: Gate | None, extras: _PackageExtras) -> JobNode:
+         image: ImageNode | None, variant: str, run: Run, expect: Gate | None, extras: _PackageExtras,
+         scripts: _JobScripts) -> JobNode:
     model = inst.model
-    timeout = run.timeout if run.timeout is not None else model.timeout
-    if timeout == -1:
-        timeout = DEFAULT_TIMEOUT
-    if timeout > 0:
-        timeout = max(1, round(timeout * context.timeout_multiplier))
+    timeout = _timeout(inst, run, context)
     tools = extras.context_tools(ctx_name, context)
     data = extras.data_for(inst)
     # ROCm madengine's precedence: data, then tools, then the context's env, then the model's own.
@@ -352,10 +379,6 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, re
         **model.env_vars,
     }
     package = extras.package_path or "."
-    tool_pre = tuple(ScriptCall(_join(package, c.path), c.args) for c in tools.pre_scripts) if tools else ()
-    tool_post = tuple(ScriptCall(_join(package, c.path), c.args) for c in tools.post_scripts) if tools else ()
-    # As in ROCm madengine, a `scripts` value that is not a .sh file is a directory whose run.sh runs.
-    script = model.scripts if model.scripts.endswith(".sh") else posixpath.join(model.scripts, "run.sh")
     return JobNode(
         address=f"job:{inst.key}{variant}@{ctx_name}/{tgt_name}#{repeat}",
         model=model.name,
@@ -364,7 +387,7 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, re
         target=tgt_name,
         repeat=repeat,
         image=image.address if image else None,
-        script=_join(inst.base_dir, script),
+        script=scripts.script,
         args=inst.args,
         env=dict(sorted(env.items())),
         n_gpus=model.n_gpus,
@@ -377,8 +400,8 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, re
         additional_docker_run_options=model.additional_docker_run_options,
         cred=model.cred,
         tools=tools.names if tools else (),
-        pre_scripts=tool_pre + tuple(ScriptCall(_relpath(p)) for p in context.pre_scripts),
-        post_scripts=tuple(ScriptCall(_relpath(p)) for p in context.post_scripts) + tool_post,
+        pre_scripts=scripts.pre,
+        post_scripts=scripts.post,
         cmd_prefix=tools.cmd_prefix if tools else (),
         data_mounts=tuple(DataMount(_join(package, m.host_path) if m.in_package else m.host_path,
                                     m.container_path, m.readwrite, m.in_package) for m in data.mounts)
@@ -386,6 +409,197 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, re
         data_provider=data.provider_type if data else "",
         expect=expect,
     )
+
+
+def model_script(model: MadModel) -> str:
+    """The script a model runs: as in ROCm madengine, a `scripts` value that is not a .sh file is a
+    directory whose run.sh runs."""
+    return model.scripts if model.scripts.endswith(".sh") else posixpath.join(model.scripts, "run.sh")
+
+
+@dataclass(frozen=True)
+class _JobScripts:
+    """A job's script and pre/post scripts (project-relative), each once checked."""
+
+    script: str
+    pre: tuple[ScriptCall, ...]
+    post: tuple[ScriptCall, ...]
+
+
+@dataclass
+class _Inputs:
+    """The files a job needs, checked as the lock will need them (existence) and as a run directory
+    will hold them (inside the project or the package; no copy replacing another), each problem
+    pinned to the madfile or models.json line that named the file. Memoized: thousands of jobs
+    share a few scripts."""
+
+    root: Path
+    package_path: str | None
+    diags: _Diagnostics
+    _roots: tuple[str, ...] = ()
+    _checked: dict[str, str | None] = field(default_factory=dict)  # script -> its checked path (None: bad)
+    _contexts: dict[str, tuple[tuple[tuple[ScriptCall, KeyPath], ...], ...]] = field(default_factory=dict)
+    _jobs: dict[tuple[str, str], _JobScripts] = field(default_factory=dict)
+    _listings: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        roots = [self.root] + ([self.root / self.package_path] if self.package_path is not None else [])
+        self._roots = tuple(os.path.realpath(r) for r in roots)
+
+    def inside(self, path: str) -> bool:
+        """Whether the project-relative `path` resolves (symlinks and `..` followed) inside the project
+        or the package."""
+        real = os.path.realpath(self.root / path)
+        return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in self._roots)
+
+    def project_path(self, path: str, base_dir: str = ".") -> str:
+        """A path as written, relative to `base_dir`, as a normalized project-relative path (an absolute
+        path is made relative to the project, so that no absolute path reaches the lock)."""
+        if posixpath.isabs(path):
+            return posixpath.normpath(os.path.relpath(path, self.root).replace(os.sep, "/"))
+        return _join(base_dir, path)
+
+    def job_scripts(self, inst: ModelInstance, ctx_name: str, context: Context,
+                    extras: _PackageExtras) -> _JobScripts:
+        script = self.project_path(model_script(inst.model), inst.base_dir)
+        key = (script, ctx_name)
+        if key not in self._jobs:
+            self._model_script(inst, script)
+            tools = extras.context_tools(ctx_name, context)
+            package = extras.package_path or "."
+            tool_at: KeyPath = ("contexts", ctx_name, "tools")
+            tool_pre = tuple((ScriptCall(self.project_path(c.path, package), c.args), tool_at)
+                             for c in tools.pre_scripts) if tools else ()
+            tool_post = tuple((ScriptCall(self.project_path(c.path, package), c.args), tool_at)
+                              for c in tools.post_scripts) if tools else ()
+            own_pre, own_post = self._context_calls(ctx_name, context)
+            pre, post = tool_pre + own_pre, own_post + tool_post
+            for call, at in (*tool_pre, *tool_post):
+                self._call_inside(call, at)
+            self._collisions(script, pre, post)
+            self._jobs[key] = _JobScripts(script, tuple(c for c, _ in pre), tuple(c for c, _ in post))
+        return self._jobs[key]
+
+    def build_context(self, inst: ModelInstance, image: ImageNode) -> None:
+        path = image.build_context
+        if path in self._checked:
+            return
+        self._checked[path] = path
+        if not (self.root / path).is_dir():
+            self._model_error(inst, "dockercontext", f"model {inst.model.name!r}: build context {path!r} is "
+                              "not a directory", "`dockercontext` names a directory of the package")
+
+    # --- parts ------------------------------------------------------------------------------------
+
+    def _model_script(self, inst: ModelInstance, script: str) -> None:
+        if script in self._checked:
+            return
+        self._checked[script] = script
+        if not self.inside(script):
+            self._model_error(inst, "scripts", f"model {inst.model.name!r}: script {script!r} is outside the "
+                              "project and the package", _OUTSIDE_HINT)
+        elif not (self.root / script).is_file():
+            self._model_error(inst, "scripts", f"model {inst.model.name!r}: script {script!r} does not exist",
+                              "paths are relative to the madfile (or, for packaged models, to the "
+                              "models.json that declares them)")
+
+    def _listing(self, directory: str) -> frozenset[str]:
+        """The names in a project directory, read once (a missing one is empty: its script is reported)."""
+        if directory not in self._listings:
+            try:
+                self._listings[directory] = frozenset(os.listdir(self.root / directory))
+            except OSError:
+                self._listings[directory] = frozenset()
+        return self._listings[directory]
+
+    def _model_error(self, inst: ModelInstance, key: str, message: str, hint: str) -> None:
+        origin = inst.model.origin
+        if origin is None:  # an inline model: its key in the madfile
+            self.diags.add((*inst.declared_at, key), message, hint)
+            return
+        # A packaged model: its entry in the package's models.json (files named as discovery names them).
+        self.diags.append(Diagnostic(file=origin.file, line=origin.line, column=None, message=message,
+                                     key_path=f"[{origin.index}].{key}", hint=hint))
+
+    def _context_calls(self, ctx_name: str, context: Context) -> tuple[tuple[tuple[ScriptCall, KeyPath], ...], ...]:
+        """The context's own pre/post scripts as calls, checked (each once per context)."""
+        if ctx_name not in self._contexts:
+            out = []
+            for key, entries in (("pre_scripts", context.pre_scripts), ("post_scripts", context.post_scripts)):
+                calls = []
+                for i, entry in enumerate(entries):
+                    at: KeyPath = ("contexts", ctx_name, key, i)
+                    raw_path, raw_args = (entry, "") if isinstance(entry, str) else (entry.path, entry.args)
+                    args = self._split(raw_args, (*at, "args"))
+                    call = ScriptCall(self.project_path(raw_path.strip().replace("\\", "/")), args)
+                    if self._call_inside(call, at) and not (self.root / call.path).is_file():
+                        self.diags.add(at, f"{key[:-1].replace('_', '-')} {call.path!r} does not exist",
+                                       "paths are relative to the madfile")
+                    calls.append((call, at))
+                out.append(tuple(calls))
+            self._contexts[ctx_name] = (out[0], out[1])
+        return self._contexts[ctx_name]
+
+    def _split(self, args: str | list[str], at: KeyPath) -> tuple[str, ...]:
+        if isinstance(args, list):
+            return tuple(args)
+        try:
+            return split_args(args)
+        except ValueError as exc:
+            self.diags.add(at, f"args {args!r} cannot be split into arguments: {exc}", "close the quote")
+            return ()
+
+    def _call_inside(self, call: ScriptCall, at: KeyPath) -> bool:
+        if self.inside(call.path):
+            return True
+        self.diags.add(at, f"script {call.path!r} is outside the project and the package", _OUTSIDE_HINT)
+        return False
+
+    def _collisions(self, script: str, pre: tuple[tuple[ScriptCall, KeyPath], ...],
+                    post: tuple[tuple[ScriptCall, KeyPath], ...]) -> None:
+        """No pre/post script may take the name of a file of the run directory: the model's directory
+        is copied there first (`backends.base.fill_run_dir`), so one named `run.sh` would run instead
+        of the model."""
+        if not (pre or post):
+            return
+        directory = posixpath.dirname(script) or "."
+        present: frozenset[str]
+        if os.path.realpath(self.root / directory) == self._roots[0]:
+            present = frozenset((posixpath.basename(script),))  # a script at the project root is copied alone
+        else:
+            present = self._listing(directory)
+        names = run_dir_names(tuple(c for c, _ in pre), tuple(c for c, _ in post))
+        for (call, at), name in zip((*pre, *post), (*names[0], *names[1]), strict=True):
+            mine = os.path.realpath(self.root / directory / name)
+            if name in present and os.path.realpath(self.root / call.path) != mine:
+                self.diags.add(at, f"script {call.path!r} would replace {name} of the run directory, "
+                               f"a copy of {directory}/", "rename the script: the run directory holds the "
+                               "model's directory and the pre/post scripts side by side")
+
+
+_OUTSIDE_HINT = ("scripts must be files of the project (the madfile's directory) or of the MAD package; "
+                 "symlinks and `..` are followed")
+
+
+def _note_unused_mounts(ctx_name: str, tgt_name: str, loaded: LoadedMadfile, warnings: list[Diagnostic]) -> None:
+    """A local job has no container to mount into: say so rather than accept the mounts silently."""
+    d = replace(loaded.diagnostic(("contexts", ctx_name, "docker_mounts"),
+                                  f"docker_mounts are not used by jobs on local target `{tgt_name}`",
+                                  "a local job sees the host's files where they are"), severity="warning")
+    if d not in warnings:
+        warnings.append(d)
+
+
+def _timeout(inst: ModelInstance, run: Run, context: Context) -> int:
+    """The job's timeout in seconds (0: none): the run's or the model's, times the context's multiplier."""
+    timeout = run.timeout if run.timeout is not None else inst.model.timeout
+    if timeout == -1:
+        timeout = DEFAULT_TIMEOUT
+    if timeout > 0:
+        scaled = timeout * context.timeout_multiplier
+        # A product past 64 bits (or past a float's range) is reported by the caller, not rounded.
+        timeout = max(1, round(scaled)) if scaled <= INT64_MAX else INT64_MAX + 1
+    return timeout
 
 
 @dataclass

@@ -6,6 +6,7 @@ project root (the madfile's directory) with POSIX separators, so the lock is the
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,26 @@ class ScriptCall:
 
     path: str  # project-relative
     args: tuple[str, ...] = ()
+
+
+def run_dir_names(pre: tuple[ScriptCall, ...], post: tuple[ScriptCall, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The names the pre and post scripts get in the run directory: their own, unless a different
+    script already has that name (ROCm's rpd tool has a pre_scripts/trace.sh and a post_scripts/trace.sh):
+    then `<pre|post>-<name>`, so no copy replaces another. One script listed twice keeps one name."""
+    taken: dict[str, str] = {}
+    out: list[tuple[str, ...]] = []
+    for kind, calls in (("pre", pre), ("post", post)):
+        names = []
+        for call in calls:
+            base = posixpath.basename(call.path)
+            name, n = base, 1
+            while taken.get(name, call.path) != call.path:
+                n += 1
+                name = f"{kind}-{base}" if n == 2 else f"{kind}{n - 1}-{base}"
+            taken[name] = call.path
+            names.append(name)
+        out.append(tuple(names))
+    return out[0], out[1]
 
 
 @dataclass(frozen=True)

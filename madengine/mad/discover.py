@@ -23,6 +23,7 @@ from madengine.mad.entries import EntryReader
 from madengine.mad.fastbuild import gc_paused
 from madengine.mad.jsonlist import NotAListError, parse_list
 from madengine.mad.model import MadModel, Package
+from madengine.madfile.source import huge_number_diagnostic
 
 MODELS_JSON = "models.json"
 DYNAMIC_SCRIPT = "get_models_json.py"
@@ -122,6 +123,12 @@ def _read_models_json(root_dir: str, path: str, rel_file: str, directory: str, m
     except NotAListError as exc:
         errors.append(Diagnostic(rel_file, 1, 1, f"{MODELS_JSON} must be a list of models; {exc}",
                                  hint='write [{"name": ..., ...}, ...]'))
+        return
+    except ValueError:  # a number of thousands of digits, which Python refuses to convert
+        huge = huge_number_diagnostic(text, rel_file)
+        if huge is None:
+            raise
+        errors.append(huge)
         return
     reader = EntryReader(root=root_dir, file=rel_file, directory=directory, prefix_names=True,
                          errors=errors, text=text)

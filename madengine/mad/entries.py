@@ -21,7 +21,7 @@ from typing import Any
 from madengine.errors import Diagnostic
 from madengine.mad.fastbuild import adopter, static_defaults
 from madengine.mad.jsonlist import json_type_name, line_of
-from madengine.mad.model import KNOWN_KEYS, MadModel, Origin
+from madengine.mad.model import ENV_NAME, INT64_MAX, KNOWN_KEYS, MadModel, Origin
 
 
 class _Invalid(ValueError):
@@ -49,7 +49,9 @@ def _integer(value: Any, expected: str) -> int:
         try:
             return int(value)  # int() ignores surrounding whitespace
         except ValueError:
-            raise _Invalid(expected) from None
+            # thousands of digits, which int() refuses to convert: a number, but not one that fits
+            digits = value.strip().removeprefix("-")
+            raise _Invalid("a number that fits in 64 bits" if digits.isdecimal() else expected) from None
     if isinstance(value, float) and value.is_integer():
         return int(value)
     raise _Invalid(expected)
@@ -169,12 +171,15 @@ class EntryReader:
                     self._note_unknown(key, line)
         ok = True
         try:
-            "".join(_string_values(state))  # every plain-string field is a string: checked in C
+            # every plain-string field is a string, and none holds a NUL byte: checked in C
+            if "\0" in "".join(_string_values(state)) or "\0" in name:
+                ok = self._no_nul(state, name, index, line, offset)
         except TypeError:
             ok = self._coerce(state, _STRING_KEYS, name, index, line, offset)
         # The usual shapes are converted inline; anything else goes through _coerce.
         n_gpus = state["n_gpus"]
-        if type(n_gpus) is str and (n_gpus.isdecimal() or (n_gpus[:1] == "-" and n_gpus[1:].isdecimal())):
+        if type(n_gpus) is str and len(n_gpus) < 20 and (n_gpus.isdecimal() or
+                                                         (n_gpus[:1] == "-" and n_gpus[1:].isdecimal())):
             state["n_gpus"] = int(n_gpus)
         elif type(n_gpus) is not int:
             ok = self._coerce(state, ("n_gpus",), name, index, line, offset) and ok
@@ -201,6 +206,10 @@ class EntryReader:
             ok = self._coerce(state, ("env_vars",), name, index, line, offset) and ok
         if not ok:
             return None
+        # What validates must run: values a job could not be started with are errors here.
+        usual = -1 <= state["n_gpus"] <= INT64_MAX and -1 <= state["timeout"] <= INT64_MAX
+        if not (usual and not state["env_vars"]) and not self._in_range(state, name, index, line, offset):
+            return None
         resolved = self._resolved
         for key in _PATH_KEYS:  # most models share a few paths: resolve each once
             path = state[key]
@@ -226,6 +235,39 @@ class EntryReader:
                             f"model {name!r}: `{key}` must be {exc.expected}, not {json_type_name(value)} "
                             f"{_short_repr(value)}", key_path=f"[{index}].{key}")
         return ok
+
+    def _no_nul(self, state: dict[str, Any], name: str, index: int, line: int | None,
+                offset: int | None) -> bool:
+        """Report each string of the entry that holds a NUL byte (no argv, path or name can): False."""
+        for key in ("name", *_STRING_KEYS):
+            value = name if key == "name" else state[key]
+            if isinstance(value, str) and "\0" in value:
+                self._error(line, offset, key, f"model {name!r}: `{key}` contains a NUL byte",
+                            "remove the NUL (\\u0000) character", key_path=f"[{index}].{key}")
+        return False
+
+    def _in_range(self, state: dict[str, Any], name: str, index: int, line: int | None,
+                  offset: int | None) -> bool:
+        """n_gpus and timeout within -1..2^63-1, environment names and values a process can take."""
+        problems: list[tuple[str, str, str]] = []
+        for key, what in (("n_gpus", "the number of GPUs, or -1 for all of the host's"),
+                          ("timeout", "seconds, 0 for none, or -1 for the default")):
+            value = state[key]
+            if value < -1:
+                problems.append((key, f"`{key}` must be -1 or at least 0, not {value}", f"give {what}"))
+            elif value > INT64_MAX:
+                problems.append((key, f"`{key}` is too large ({value.bit_length()} bits; numbers must fit "
+                                      "in 64 bits)", f"give {what}"))
+        for env_name, env_value in state["env_vars"].items():
+            if not ENV_NAME.match(env_name):
+                problems.append(("env_vars", f"`env_vars` has an invalid variable name {env_name!r}",
+                                 "use letters, digits and `_`, not starting with a digit"))
+            elif "\0" in env_value:
+                problems.append(("env_vars", f"`env_vars.{env_name}` contains a NUL byte",
+                                 "remove the NUL (\\u0000) character"))
+        for key, message, hint in problems:
+            self._error(line, offset, key, f"model {name!r}: {message}", hint, key_path=f"[{index}].{key}")
+        return not problems
 
     def warnings(self) -> list[Diagnostic]:
         """One warning per unknown key of this file: MAD evolves, so they are kept, not rejected."""

@@ -6,6 +6,7 @@ fast, and MAD files are lenient by design (unknown keys are kept and warned abou
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,12 @@ KNOWN_KEYS: tuple[str, ...] = (
 )
 
 DEFAULT_TIMEOUT = 7200  # seconds; a models.json `timeout` of -1 (or none) means this
+
+# What an environment variable may be called (docker's --env, ROCm's container_runner.py; and any
+# name with `=` or NUL cannot be put in a process's environment at all).
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Integers are stored as SQLite and JSON 64-bit integers: a number beyond that is an input error.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from typing import Any
 
 from madengine.errors import ConfigError, Diagnostic
 from madengine.mad.jsonlist import json_type_name, line_of
+from madengine.mad.model import ENV_NAME
 
 TOOLS_JSON = "scripts/common/tools.json"
 
@@ -58,8 +59,6 @@ SCRIPT_KEYS: tuple[str, ...] = ("path", "args")
 # Keys of a context's `tools:` entry that ROCm madengine reads.
 REQUEST_KEYS: tuple[str, ...] = ("name", "cmd", "env_vars")
 
-# What docker accepts as an --env name (ROCm's container_runner.py checks the same at run time).
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Tokens that only mean something to a shell; in an argument list they are literal text.
 _SHELL_OPERATORS = frozenset({"&&", "||", ";", ";;", "|", "&", ">", ">>", "<", "<<", "2>", "2>&1", "(", ")"})
 
@@ -303,7 +302,7 @@ def read_env(raw: Any, error: Callable[[str], None]) -> dict[str, str]:
         return {}
     env: dict[str, str] = {}
     for key, value in raw.items():
-        if not isinstance(key, str) or not _ENV_NAME.match(key):
+        if not isinstance(key, str) or not ENV_NAME.match(key):
             error(f"`env_vars` has an invalid variable name {key!r}")
         elif isinstance(value, str):
             env[key] = value
@@ -486,6 +485,13 @@ def read_json_object(path: Path, rel_file: str) -> tuple[dict[str, Any], str] | 
     except json.JSONDecodeError as exc:
         raise ConfigError(f"invalid JSON: {exc.msg}", file=rel_file, line=exc.lineno, column=exc.colno,
                           hint="check for a missing comma or quote, or a trailing comma") from None
+    except ValueError:  # a number of thousands of digits, which Python refuses to convert
+        from madengine.madfile.source import huge_number_diagnostic
+
+        huge = huge_number_diagnostic(text, rel_file)
+        if huge is None:
+            raise
+        raise ConfigError.many([huge]) from None
     if not isinstance(document, dict):
         raise ConfigError(f"the top level must be a JSON object, not {type_name(document)}",
                           file=rel_file, line=1, column=1)

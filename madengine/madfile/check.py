@@ -15,7 +15,8 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from madengine.errors import Diagnostic
-from madengine.madfile.diagnose import close_match
+from madengine.mad.model import ENV_NAME, INT64_MAX, INT64_MIN
+from madengine.madfile.diagnose import backends, close_match
 from madengine.madfile.model import DEFAULT_CONTEXT, DEFAULT_TARGET, is_secret_name
 from madengine.madfile.source import KeyPath, SourceMap
 
@@ -29,7 +30,7 @@ _CREDENTIALS_IN_URL = re.compile(r"(?:^|//)[^/@\s:]+:[^/@\s]+@")
 
 # Node addresses are `job:<model>[k=v]@<context>/<target>#<n>`: names must not contain the separators.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_MODEL_NAME_FORBIDDEN = "/:,@#[] \t"
+_MODEL_NAME_FORBIDDEN = frozenset("/:,@#[] ") | {chr(c) for c in range(1, 32)} | {"\x7f"}  # NUL: _check_values
 # What the performance line's metric group (`results.extract.PERFORMANCE_RE`) can capture.
 _METRIC = re.compile(r"[^\s,]+")
 
@@ -44,8 +45,11 @@ def check(data: Mapping[Any, Any], source: SourceMap) -> list[Diagnostic]:
     out += _check_section_names("targets", "target", targets, source)
     out += _check_models(models, source)
     out += _check_targets(targets, source)
+    out += _check_backends(targets, source)
     out += _check_secrets(data, source)
+    out += _check_env_names(data, source)
     out += _check_runs(data, contexts, targets, source)
+    out += _check_values(data, source)
     return out
 
 
@@ -110,6 +114,21 @@ def _check_timeout(path: KeyPath, entry: dict[Any, Any], source: SourceMap) -> l
     return []
 
 
+def _check_n_gpus(path: KeyPath, entry: dict[Any, Any], source: SourceMap) -> list[Diagnostic]:
+    value = entry.get("n_gpus")
+    # models.json's string form ("-1"), read as the model reads it
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,4000}\s*", value):
+        value = int(value)
+        if not INT64_MIN <= value <= INT64_MAX:  # the numbers of _check_values, written as a string
+            return [source.diagnostic((*path, "n_gpus"), f"the number is too large ({value.bit_length()} bits; "
+                                      "numbers must fit in 64 bits)", "give a smaller number", at="value")]
+    if _is_int(value) and value < -1:
+        return [source.diagnostic((*path, "n_gpus"), f"n_gpus must be -1 or at least 0, found {value}",
+                                  "give the number of GPUs the model needs, 0 for none, or -1 for all of "
+                                  "the host's", at="value")]
+    return []
+
+
 def _check_params(path: KeyPath, entry: dict[Any, Any], source: SourceMap) -> list[Diagnostic]:
     return [
         source.diagnostic((*path, "params", key), f"empty matrix: `{key}` has no values",
@@ -128,12 +147,14 @@ def _check_models(models: list[Any], source: SourceMap) -> list[Diagnostic]:
         if "select" in entry:
             continue
         out += _check_timeout(path, entry, source)
+        out += _check_n_gpus(path, entry, source)
         name = entry.get("name")
         if not isinstance(name, str):
             continue
         bad = sorted({c for c in name if c in _MODEL_NAME_FORBIDDEN})
         if bad or not name.strip():
-            shown = " ".join(f"`{c}`" if c.strip() else "whitespace" for c in bad) or "nothing"
+            shown = " ".join(f"`{c}`" if c.isprintable() and c.strip() else repr(c)[1:-1] if c != " " else
+                             "whitespace" for c in bad) or "nothing"
             out.append(source.diagnostic(
                 (*path, "name"), f"model name `{name}` contains {shown}",
                 "in tags `/` scopes a directory and `:` passes arguments: name an inline model "
@@ -172,8 +193,25 @@ def _check_targets(targets: dict[Any, Any], source: SourceMap) -> list[Diagnosti
     return out
 
 
-def _secret_maps(data: Mapping[Any, Any]) -> Iterator[tuple[KeyPath, dict[Any, Any]]]:
-    """Every `name: value` map whose values may end up in an environment or a build."""
+def _check_backends(targets: dict[Any, Any], source: SourceMap) -> list[Diagnostic]:
+    """A target whose backend is not installed would fail only at apply: it is an error now.
+
+    Only the names are looked up (built in, or entry points of `madengine.backends`): no backend
+    module is imported. An unknown name is the schema's error, not this one."""
+    declared = {name: t["backend"] for name, t in targets.items()
+                if isinstance(t, dict) and isinstance(t.get("backend"), str) and t["backend"] in backends()}
+    if not declared:
+        return []
+    from madengine.backends.registry import installed
+
+    names = installed(declared.values())
+    return [source.diagnostic(("targets", name, "backend"), f"backend `{backend}` is not installed",
+                              f"installed backends: {', '.join(sorted(names))}", at="value")
+            for name, backend in declared.items() if backend not in names]
+
+
+def _env_maps(data: Mapping[Any, Any]) -> Iterator[tuple[KeyPath, dict[Any, Any]]]:
+    """Every `name: value` map whose values end up in an environment or a build."""
     for index, entry in _dicts(data.get("models")):
         yield ("models", index, "env_vars"), _mapping(entry.get("env_vars"))
     for name, context in _mapping(data.get("contexts")).items():
@@ -196,7 +234,7 @@ def _hosts(data: Mapping[Any, Any]) -> Iterator[tuple[KeyPath, dict[Any, Any]]]:
 def _check_secrets(data: Mapping[Any, Any], source: SourceMap) -> list[Diagnostic]:
     # Messages never repeat the value: it may be the secret.
     out: list[Diagnostic] = []
-    for path, values in _secret_maps(data):
+    for path, values in _env_maps(data):
         for key, value in values.items():
             if not (isinstance(key, str) and is_secret_name(key) and isinstance(value, str)):
                 continue
@@ -219,6 +257,43 @@ def _check_secrets(data: Mapping[Any, Any], source: SourceMap) -> list[Diagnosti
             ("registry",), "`registry` contains credentials",
             "write only the registry address (e.g. `localhost:5000`) and log in with `docker login`",
             at="value"))
+    return out
+
+
+def _check_env_names(data: Mapping[Any, Any], source: SourceMap) -> list[Diagnostic]:
+    # A name with `=` (or none at all) cannot be put in a process's environment: an error at apply.
+    return [source.diagnostic((*path, key), f"`{key}` is not a valid environment variable name" if key
+                              else "an environment variable name is empty",
+                              "use letters, digits and `_`, not starting with a digit")
+            for path, values in _env_maps(data) for key in values
+            if isinstance(key, str) and not ENV_NAME.match(key)]
+
+
+def _check_values(data: Mapping[Any, Any], source: SourceMap) -> list[Diagnostic]:
+    """Values no run can use, wherever they are: a NUL byte (no argument, path or environment can
+    hold one) and integers beyond 64 bits (no JSON lock or SQLite store holds them)."""
+    out: list[Diagnostic] = []
+    stack: list[tuple[KeyPath, Any]] = [((), data)]
+    while stack:  # iterative: a deeply nested value is the loader's limit to report, not a RecursionError
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\0" in value:
+                out.append(source.diagnostic(path, "contains a NUL byte", "remove the NUL (\\0) character",
+                                             at="value"))
+        elif _is_int(value):
+            # A param is passed on as text (`--seed 123...`): only the numbers madengine stores are bounded.
+            if not INT64_MIN <= value <= INT64_MAX and "params" not in path[2:3]:
+                out.append(source.diagnostic(path, f"the number is too large ({value.bit_length()} bits; "
+                                                   "numbers must fit in 64 bits)",
+                                             "give a smaller number", at="value"))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and "\0" in key:
+                    out.append(source.diagnostic((*path, key), "the key contains a NUL byte",
+                                                 "remove the NUL (\\0) character"))
+                stack.append(((*path, key), item))
+        elif isinstance(value, list):
+            stack.extend(((*path, index), item) for index, item in enumerate(value))
     return out
 
 

@@ -29,6 +29,7 @@ _PLACES: tuple[tuple[type[BaseModel], str], ...] = (
     (m.InlineModel, "an inline model (a models entry with `name:` and no `select:`)"),
     (m.Context, "a context (contexts.<name>)"),
     (m.Tool, "a context's tool (tools: [{name: ...}])"),
+    (m.Script, "a pre/post script (pre_scripts: [{path: ..., args: ...}])"),
     (m.Host, "a host (hosts: [{address: ...}])"),
     (m.Run, "a run (runs: [...])"),
     (m.Expect, "an expect gate (expect: {<model>: {...}})"),
@@ -50,6 +51,7 @@ _EXPECTED = {
     "int_from_float": "a whole number",
     "float_type": "a number",
     "float_parsing": "a number",
+    "finite_number": "a finite number",
     "bool_type": "true or false",
     "bool_parsing": "true or false",
     "list_type": "a list",
@@ -367,6 +369,8 @@ def _type_hint(e: _Located, value: Any) -> str:
     kind = e.err["type"]
     if value is None and e.path:
         return f"give `{e.path[-1]}` a value, or remove it"
+    if kind == "finite_number":
+        return "give a finite number (.inf and .nan are not)"
     if kind in ("string_type", "string_sub_type") and isinstance(value, bool | int | float):
         return f'quote it: "{_yaml_text(value)}"'
     if kind == "list_type" and isinstance(value, str | int | float):
@@ -404,7 +408,18 @@ def _fields(cls: type[BaseModel]) -> list[str]:
     return list(cls.model_fields)
 
 
+# Keys of ROCm's formats that a madfile refuses because madengine would ignore them.
+_NOT_HONOURED: dict[tuple[type[BaseModel] | None, str], str] = {
+    (m.InlineModel, "url"): "`url` is not read by madengine; keep it in a comment",
+    (m.InlineModel, "skip_gpu_arch"): "madengine does not detect GPU architectures, so it cannot skip one; "
+                                      "leave the model out of the run instead",
+    (m.Context, "docker_gpus"): "madengine gives each job free GPUs itself; set the target's `gpus`",
+}
+
+
 def _unknown_key_hint(key: str, owner: type[BaseModel] | None) -> str:
+    if (owner, key) in _NOT_HONOURED:
+        return _NOT_HONOURED[owner, key]
     allowed = _fields(owner) if owner is not None else []
     candidates = [*allowed, "select"] if owner is m.InlineModel else allowed
     guess = close_match(key, candidates)

@@ -28,7 +28,7 @@ from madengine.madfile.check import check
 from madengine.madfile.diagnose import describe, validate
 from madengine.madfile.locate import display_path
 from madengine.madfile.model import FORMAT_VERSION, Madfile
-from madengine.madfile.source import ROOT_POS, KeyPath, Pos, SourceMap, format_key_path
+from madengine.madfile.source import ROOT_POS, KeyPath, Pos, SourceMap, format_key_path, huge_number_diagnostic
 
 _YAML_TAG_PREFIX = "tag:yaml.org,2002:"
 _MERGE_TAG = _YAML_TAG_PREFIX + "merge"
@@ -150,6 +150,11 @@ def _parse(text: str, shown: str) -> tuple[Any, SourceMap, list[Diagnostic]]:
                           hint="remove the control character; madfiles are plain text") from None
     except YAMLError as exc:  # anything else the parser can say, without a position
         raise ConfigError(f"invalid YAML: {exc}", file=shown) from None
+    except ValueError:  # a number of thousands of digits, which Python refuses to convert
+        huge = huge_number_diagnostic(text, shown)
+        if huge is None:
+            raise
+        raise ConfigError.many([huge]) from None
 
     source_positions: dict[KeyPath, tuple[Pos, Pos]] = {}
     root_pos = _mark_pos(node.start_mark) if node is not None else ROOT_POS

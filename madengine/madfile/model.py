@@ -30,7 +30,7 @@ Scalar = str | int | float | bool
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False, defer_build=True, strict=True)
 
 
 # --- models ---------------------------------------------------------------------------------------
@@ -62,10 +62,9 @@ class InlineModel(Strict):
     owner: str = ""
     training_precision: str = ""
     multiple_results: str = ""
-    url: str = ""
     data: str = ""
-    skip_gpu_arch: list[str] = Field(default_factory=list, description="GPU architectures to skip; "
-                                                                       "a list or a comma-separated string")
+    # Not here, though models.json has them: `url` (read by nothing) and `skip_gpu_arch` (madengine does
+    # not detect GPU architectures, so it could not skip one): a madfile accepts nothing it ignores.
     dockercontext: str = ""
     additional_docker_run_options: str = ""
     env_vars: dict[str, str] = Field(default_factory=dict)
@@ -77,14 +76,6 @@ class InlineModel(Strict):
         # models.json writes n_gpus as a string ("-1"); accept the same in a madfile.
         if isinstance(v, str) and re.fullmatch(r"-?\d+", v.strip()):
             return int(v)
-        return v
-
-    @field_validator("skip_gpu_arch", mode="before", json_schema_input_type=list[str] | str)
-    @classmethod
-    def _skip_gpu_arch_from_string(cls, v: Any) -> Any:
-        # models.json writes skip_gpu_arch as a comma list ("gfx90a,gfx942"); accept the same.
-        if isinstance(v, str):
-            return [a.strip() for a in v.split(",") if a.strip()]
         return v
 
 
@@ -119,10 +110,15 @@ class Tool(Strict):
     env_vars: dict[str, str] = Field(default_factory=dict)
 
 
-class Mount(Strict):
-    source: str
-    target: str
-    readonly: bool = True
+class Script(Strict):
+    """A pre/post script with arguments, as ROCm madengine's additional context and tools.json write it."""
+
+    path: str = Field(description="relative to the madfile's directory; inside the project or the package")
+    args: str | list[str] = Field(default="", description="a string split like a shell would (without one), "
+                                                          "or a list of arguments")
+
+
+ScriptEntry = str | Script
 
 
 class Context(Strict):
@@ -131,11 +127,12 @@ class Context(Strict):
     docker_build_arg: dict[str, str] = Field(default_factory=dict)
     docker_env_vars: dict[str, str] = Field(default_factory=dict)
     docker_mounts: dict[str, str] = Field(default_factory=dict, description="host path -> container path")
-    docker_gpus: str | None = None
     tools: list[Tool] = Field(default_factory=list)
-    pre_scripts: list[str] = Field(default_factory=list)
-    post_scripts: list[str] = Field(default_factory=list)
-    timeout_multiplier: float = Field(default=1.0, gt=0)
+    pre_scripts: list[ScriptEntry] = Field(default_factory=list, description="run before the model, in its "
+                                           "run directory: a path, or {path, args}")
+    post_scripts: list[ScriptEntry] = Field(default_factory=list, description="run after the model (after a "
+                                            "failure too): a path, or {path, args}")
+    timeout_multiplier: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     match: dict[str, Scalar] = Field(default_factory=dict,
                                      description="free-form keys tested by Dockerfiles' # CONTEXT headers")
 
@@ -163,7 +160,8 @@ class Host(Strict):
 class LocalTarget(Strict):
     backend: Literal["local"]
     gpus: int | None = _host_gpus()
-    workdir: str | None = None
+    workdir: str | None = Field(default=None, description="where run directories go, relative to this file "
+                                "(`~` expanded); default: .madengine/runs")
 
 
 class DockerTarget(Strict):
@@ -258,7 +256,7 @@ class Madfile(Strict):
     """A madfile.yaml: which models to benchmark, in which contexts, on which targets."""
 
     version: Literal[1]
-    name: str | None = None
+    name: str | None = Field(default=None, description="the project's name (shown by `validate --json`)")
     package: str | None = Field(default=None, description="a MAD package directory, relative to this file")
     registry: str | None = None
     models: list[ModelEntry] = Field(default_factory=list)

@@ -22,6 +22,24 @@ ROOT_POS: Pos = (1, 1)
 _PLAIN_KEY = re.compile(r"[^\s.\[\]\"]+")
 
 
+# Python refuses to turn more digits than this into an int (sys.get_int_max_str_digits, 4300 by default).
+_HUGE_NUMBER = re.compile(r"[0-9]{4000,}")
+
+
+def huge_number_diagnostic(text: str, file: str) -> Diagnostic | None:
+    """The error for a YAML or JSON document with a number too long to be read (Python raises a
+    ValueError while parsing it): pinned to the first such number."""
+    found = _HUGE_NUMBER.search(text)
+    if found is None:
+        return None
+    offset = found.start()
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return Diagnostic(file=file, line=line, column=column,
+                      message=f"a number of {found.end() - found.start()} digits is too large "
+                              "(numbers must fit in 64 bits)", hint="give a smaller number")
+
+
 def format_key_path(key_path: KeyPath) -> str:
     """`("targets", "lab", "hosts", 0, "gpus")` -> `targets.lab.hosts[0].gpus`."""
     text = ""

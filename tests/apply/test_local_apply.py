@@ -291,3 +291,34 @@ def test_a_fresh_plan_is_the_plan_a_compile_gives(run_cli: RunCli, tmp_path: Pat
     compiled = run_cli("plan", "--json", cwd=root)
     assert fresh.code == compiled.code == 0
     assert json.loads(fresh.stdout) == json.loads(compiled.stdout)
+
+
+def test_context_pre_and_post_scripts_with_args(run_cli: RunCli, tmp_path: Path) -> None:
+    """ROCm's {path, args} form (and the plain path form): the args reach the script, as one argument each
+    where a shell would split them, and are part of the job's hash."""
+    root = tmp_path
+    (root / "run.sh").write_text(SCRIPT)
+    (root / "pre.sh").write_text('for a in "$@"; do printf "pre<%s>\\n" "$a"; done\n')
+    (root / "post.sh").write_text('printf "post<%s>\\n" "$#"\n')
+    madfile = ("version: 1\nmodels: [{name: a, scripts: run.sh, n_gpus: 0}]\ntargets: {here: {backend: local}}\n"
+               "contexts: {cpu: {pre_scripts: [{path: pre.sh, args: \"-m 'two words'\"}], post_scripts: [post.sh]}}\n")
+    (root / "madfile.yaml").write_text(madfile)
+    assert run_cli("apply", "--yes", cwd=root).code == 0
+    log = "".join(p.read_text() for p in (root / ".madengine" / "logs").rglob("*.log"))
+    assert "pre<-m>\npre<two words>\n" in log and "post<0>" in log, log
+    lock = json.loads((root / "madengine.lock").read_text())
+    job = lock["jobs"]["job:a@cpu/here#1"]
+    assert job["tools"]["pre_scripts"][0]["args"] == ["-m", "two words"]
+    (root / "madfile.yaml").write_text(madfile.replace("'two words'", "other"))
+    assert run_cli("lock", cwd=root).code == 0
+    assert json.loads((root / "madengine.lock").read_text())["jobs"]["job:a@cpu/here#1"]["hash"] != job["hash"]
+
+
+def test_local_target_workdir_holds_the_run_directories(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "- {name: a, scripts: run.sh, n_gpus: 0}\n")
+    text = (root / "madfile.yaml").read_text().replace("{backend: local}", "{backend: local, workdir: scratch/runs}")
+    (root / "madfile.yaml").write_text(text)
+    assert run_cli("apply", "--yes", cwd=root).code == 0
+    runs = [p for p in (root / "scratch" / "runs").iterdir() if p.name.startswith("job_a")]
+    assert len(runs) == 1 and (runs[0] / "run.sh").is_file()
+    assert not (root / ".madengine" / "runs").exists()

@@ -76,6 +76,9 @@ FILES = {
     "scripts/common/pre.sh": 'echo "step: pre $*"\necho "pre output" > pre.out\n',
     "scripts/common/pre_fail.sh": 'echo "step: pre failing"\nexit 4\n',
     "scripts/common/post.sh": 'echo "step: post $*"\n',
+    "scripts/common/pre/trace.sh": 'echo "step: trace-pre $*"\n',  # ROCm's rpd tool: a pre and a post script
+    "scripts/common/post/trace.sh": 'echo "step: trace-post $*"\n',  # of one name
+    "scripts/other/run.sh": 'echo "step: impostor"\n',  # named like the model's script
     "scripts/common/nap.sh": 'echo "step: nap $1"\nsleep "$1"\n',
     "scripts/common/wrap.sh": 'echo "step: wrap-begin"\n"$@"\nrc=$?\necho "step: wrap-end $rc"\nexit "$rc"\n',
 }

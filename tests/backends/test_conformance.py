@@ -197,6 +197,23 @@ def test_run_protocol_order_files_and_wrapper(harness: Harness) -> None:
     assert not (harness.root / "scripts" / "m" / "pre.out").exists()
 
 
+def test_pre_and_post_scripts_of_one_name_each_run_their_own(harness: Harness) -> None:
+    job = harness.job("perf", pre_scripts=(ScriptCall("scripts/common/pre/trace.sh", ("rpd",)),),
+                      post_scripts=(ScriptCall("scripts/common/post/trace.sh", ("rpd", "two words")),))
+    outcome = run(harness.backend, job)
+    assert outcome.status is Status.SUCCESS, (outcome, log_of(job))
+    assert steps(job) == ["trace-pre rpd", "trace-post rpd two words"]
+
+
+def test_a_script_that_would_replace_a_file_of_the_run_directory_is_refused(harness: Harness) -> None:
+    """validate reports it first; a backend handed such a job refuses it rather than run the wrong script."""
+    job = harness.job("perf", pre_scripts=(ScriptCall("scripts/other/run.sh"),))
+    outcome = run(harness.backend, job)
+    assert outcome.status is Status.FAILURE and not outcome.transient, outcome
+    assert "scripts/other/run.sh would replace run.sh of the run directory" in outcome.message, outcome
+    assert "impostor" not in (log_of(job) if job.log_path and job.log_path.exists() else "")
+
+
 def test_mad_environment_and_job_env(harness: Harness) -> None:
     before = dict(os.environ)
     job = harness.job("env", model="my_model", gpu_vendor="NONE", guest_os="CENTOS", n_gpus=1,

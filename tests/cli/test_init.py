@@ -3,6 +3,7 @@ without --force; --from-package selects from a real package."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -27,6 +28,19 @@ def test_starter_validates_and_locks(run_cli: RunCli, tmp_path: Path) -> None:
     assert run_cli("validate", cwd=tmp_path) == (
         0, "madfile.yaml: ok (1 model entries, 1 contexts, 1 targets -> 0 images, 1 jobs)\n", "")
     assert run_cli("lock", cwd=tmp_path) == (0, "madengine.lock: written (0 images, 1 jobs)\n", "")
+
+
+def test_suggests_only_installed_backends(run_cli: RunCli, tmp_path: Path) -> None:
+    assert run_cli("init", cwd=tmp_path)[0] == 0
+    text = (tmp_path / "madfile.yaml").read_text(encoding="utf-8")
+    suggested = re.findall(r"^  # (\w+: \{backend: .*)$", text, flags=re.MULTILINE)
+    assert suggested, text
+    # Every commented-out target, uncommented, validates.
+    targets = "".join(f"  {line}\n" for line in suggested)
+    (tmp_path / "madfile.yaml").write_text(f"version: 1\ntargets:\n{targets}", encoding="utf-8")
+    code, out, err = run_cli("validate", cwd=tmp_path)
+    assert (code, err) == (0, ""), err
+    assert f"1 contexts, {len(suggested)} targets" in out
 
 
 def test_refuses_to_overwrite_without_force(run_cli: RunCli, tmp_path: Path) -> None:

@@ -205,8 +205,9 @@ def test_missing_script_names_the_node_and_path(run_cli: RunCli, tmp_path: Path)
     files = {k: v for k, v in FILES.items() if k != "scripts/mm/run.sh"}
     make_project(tmp_path, files)
     assert run_cli("lock", cwd=tmp_path) == (
-        CONFIG, "", "madfile.yaml: error: job:mm@cpu/here#1: script 'scripts/mm/run.sh' does not exist "
-                    "(hint: paths are relative to the madfile (or, for packaged models, the package))\n")
+        CONFIG, "", "madfile.yaml:7:5: error: models[1].scripts: model 'mm': script 'scripts/mm/run.sh' does not "
+                    "exist (hint: paths are relative to the madfile (or, for packaged models, to the models.json "
+                    "that declares them))\n")
     assert not (tmp_path / "madengine.lock").exists()
 
 

@@ -6,10 +6,12 @@ import json
 import textwrap
 from pathlib import Path
 
-from tests.conftest import CliResult, RunCli
-from tests.unit.madfile.conftest import DESIGN_EXAMPLE
+from tests.conftest import REPO_ROOT, CliResult, RunCli
+from tests.unit.madfile.conftest import DESIGN_EXAMPLE, FUTURE_BACKENDS
 
 CONFIG = 5
+# The DESIGN example has ssh, slurm and kubernetes targets: these runs have them registered.
+WITH_FUTURE_BACKENDS = {"PYTHONPATH": f"{REPO_ROOT}:{FUTURE_BACKENDS}"}
 
 
 def write(path: Path, text: str) -> Path:
@@ -48,14 +50,14 @@ def test_design_example_is_valid(run_cli: RunCli, tmp_path: Path) -> None:
     write(tmp_path / "madfile.yaml", DESIGN_EXAMPLE)
     for rel, text in DESIGN_PACKAGE.items():
         write(tmp_path / rel, text)
-    code, out, err = run_cli("validate", cwd=tmp_path)
+    code, out, err = run_cli("validate", cwd=tmp_path, env=WITH_FUTURE_BACKENDS)
     assert (code, err) == (0, "")
     assert out == "madfile.yaml: ok (3 model entries, 2 contexts, 5 targets -> 2 images, 9 jobs)\n"
 
 
 def test_design_example_without_its_package(run_cli: RunCli, tmp_path: Path) -> None:
     write(tmp_path / "madfile.yaml", DESIGN_EXAMPLE)
-    code, out, err = run_cli("validate", cwd=tmp_path)
+    code, out, err = run_cli("validate", cwd=tmp_path, env=WITH_FUTURE_BACKENDS)
     assert code == CONFIG and out == ""
     assert err.startswith("madfile.yaml:3:1: error: package: package directory")
 
@@ -64,11 +66,24 @@ def test_valid_json(run_cli: RunCli, tmp_path: Path) -> None:
     write(tmp_path / "madfile.yaml", DESIGN_EXAMPLE)
     for rel, text in DESIGN_PACKAGE.items():
         write(tmp_path / rel, text)
-    code, out, err = run_cli("validate", "--json", cwd=tmp_path)
+    code, out, err = run_cli("validate", "--json", cwd=tmp_path, env=WITH_FUTURE_BACKENDS)
     assert (code, err) == (0, "")
-    assert json.loads(out) == {"ok": True, "file": "madfile.yaml", "diagnostics": [],
+    assert json.loads(out) == {"ok": True, "file": "madfile.yaml", "name": "nightly", "diagnostics": [],
                                "counts": {"models": 3, "contexts": 2, "targets": 5, "runs": 1,
                                           "images": 2, "jobs": 9}}
+
+
+def test_targets_of_backends_not_installed(run_cli: RunCli, tmp_path: Path) -> None:
+    write(tmp_path / "madfile.yaml", DESIGN_EXAMPLE)
+    for rel, text in DESIGN_PACKAGE.items():
+        write(tmp_path / rel, text)
+    hint = "(hint: installed backends: docker, local)"
+    for command in ("validate", "lock", "plan"):
+        assert_config_error(
+            run_cli(command, cwd=tmp_path),
+            f"madfile.yaml:25:20: error: targets.lab.backend: backend `ssh` is not installed {hint}",
+            f"madfile.yaml:26:20: error: targets.hpc.backend: backend `slurm` is not installed {hint}",
+            f"madfile.yaml:27:20: error: targets.k8s.backend: backend `kubernetes` is not installed {hint}")
 
 
 def test_yml_fallback_and_chdir(run_cli: RunCli, tmp_path: Path) -> None:
@@ -215,7 +230,7 @@ def test_many_errors_all_reported(run_cli: RunCli, tmp_path: Path) -> None:
 
 def test_errors_as_json(run_cli: RunCli, tmp_path: Path) -> None:
     write(tmp_path / "madfile.yaml", "version: 1\nbogus: 1\nname: [x]\n")
-    code, out, err = run_cli("validate", "--json", cwd=tmp_path)
+    code, out, err = run_cli("validate", "--json", cwd=tmp_path, env=WITH_FUTURE_BACKENDS)
     assert code == CONFIG and "Traceback" not in err
     doc = json.loads(out)
     assert doc["ok"] is False and doc["file"] == "madfile.yaml"
@@ -231,3 +246,104 @@ def test_chdir_to_missing_directory(run_cli: RunCli, tmp_path: Path) -> None:
         run_cli("validate", "-C", "nowhere", cwd=tmp_path),
         "nowhere/madfile.yaml: error: no madfile: nowhere/madfile.yaml does not exist "
         "(hint: run `madengine init` to write one, or name it with -f FILE)")
+
+
+def test_a_problem_met_in_every_context_and_repeat_is_reported_once(run_cli: RunCli, tmp_path: Path) -> None:
+    write(tmp_path / "madfile.yaml", """\
+        version: 1
+        models:
+          - {name: a, scripts: a.sh}
+          - {name: b, scripts: b.sh}
+        contexts: {c1: {}, c2: {}, c3: {}}
+        targets: {box: {backend: docker}}
+        runs: [{models: [all], repeat: 2}]
+        """)
+    write(tmp_path / "a.sh", "")
+    write(tmp_path / "b.sh", "")
+    hint = "(hint: give the model a Dockerfile prefix, or run it on `local`)"
+    assert_config_error(
+        run_cli("validate", cwd=tmp_path),
+        f"madfile.yaml:3:5: error: models[0]: model 'a' has no `dockerfile` but runs on a docker target {hint}",
+        f"madfile.yaml:4:5: error: models[1]: model 'b' has no `dockerfile` but runs on a docker target {hint}")
+
+
+# --- what lock checks on inputs, validate checks first, at the line that named the file ---------------
+
+
+def test_inline_model_script_missing(run_cli: RunCli, tmp_path: Path) -> None:
+    write(tmp_path / "madfile.yaml", "version: 1\nmodels:\n  - name: m\n    scripts: scripts/nope/run.sh\n")
+    assert_config_error(
+        run_cli("validate", cwd=tmp_path),
+        "madfile.yaml:4:5: error: models[0].scripts: model 'm': script 'scripts/nope/run.sh' does not exist "
+        "(hint: paths are relative to the madfile (or, for packaged models, to the models.json that declares them))")
+
+
+def test_packaged_model_script_missing(run_cli: RunCli, tmp_path: Path) -> None:
+    write(tmp_path / "madfile.yaml", "version: 1\npackage: MAD\nmodels: [{select: all}]\n")
+    write(tmp_path / "MAD/scripts/b/models.json", """\
+        [
+          {"name": "ok", "scripts": "run.sh"},
+          {"name": "gone", "scripts": "gone.sh"}
+        ]
+        """)
+    write(tmp_path / "MAD/scripts/b/run.sh", "")
+    assert_config_error(
+        run_cli("validate", cwd=tmp_path),
+        "scripts/b/models.json:3: error: [1].scripts: model 'b/gone': script 'MAD/scripts/b/gone.sh' does not exist "
+        "(hint: paths are relative to the madfile (or, for packaged models, to the models.json that declares them))")
+
+
+def test_pre_script_missing(run_cli: RunCli, tmp_path: Path) -> None:
+    write(tmp_path / "madfile.yaml", "version: 1\nmodels: [{name: m, scripts: run.sh}]\n"
+                                     "contexts: {c: {pre_scripts: [{path: pre.sh, args: -x}]}}\n")
+    write(tmp_path / "run.sh", "")
+    assert_config_error(
+        run_cli("validate", cwd=tmp_path),
+        "madfile.yaml:3:30: error: contexts.c.pre_scripts[0]: pre-script 'pre.sh' does not exist "
+        "(hint: paths are relative to the madfile)")
+
+
+def test_build_context_missing(run_cli: RunCli, tmp_path: Path) -> None:
+    write(tmp_path / "madfile.yaml", "version: 1\nmodels:\n  - name: m\n    scripts: run.sh\n"
+                                     "    dockerfile: docker/m\n    dockercontext: nowhere\n"
+                                     "targets: {box: {backend: docker}}\n")
+    write(tmp_path / "run.sh", "")
+    write(tmp_path / "docker/m.ubuntu.Dockerfile", "FROM scratch\n")
+    assert_config_error(
+        run_cli("validate", cwd=tmp_path),
+        "madfile.yaml:6:5: error: models[0].dockercontext: model 'm': build context 'nowhere' is not a directory "
+        "(hint: `dockercontext` names a directory of the package)")
+
+
+def test_fields_that_nothing_would_read_are_refused(run_cli: RunCli, tmp_path: Path) -> None:
+    write(tmp_path / "madfile.yaml", """\
+        version: 1
+        models:
+          - {name: m, scripts: run.sh, url: "https://x", skip_gpu_arch: gfx90a}
+        contexts:
+          c: {docker_gpus: "0,1"}
+        """)
+    write(tmp_path / "run.sh", "")
+    assert_config_error(
+        run_cli("validate", cwd=tmp_path),
+        "madfile.yaml:3:32: error: models[0].url: unknown key `url` (hint: `url` is not read by madengine; "
+        "keep it in a comment)",
+        "madfile.yaml:3:50: error: models[0].skip_gpu_arch: unknown key `skip_gpu_arch` (hint: madengine does not "
+        "detect GPU architectures, so it cannot skip one; leave the model out of the run instead)",
+        "madfile.yaml:5:7: error: contexts.c.docker_gpus: unknown key `docker_gpus` (hint: madengine gives each "
+        "job free GPUs itself; set the target's `gpus`)")
+
+
+def test_docker_mounts_on_a_local_target_are_named_not_ignored(run_cli: RunCli, tmp_path: Path) -> None:
+    write(tmp_path / "madfile.yaml", """\
+        version: 1
+        models: [{name: m, scripts: run.sh}]
+        contexts: {c: {docker_mounts: {/data: /data}}}
+        targets: {here: {backend: local}, box: {backend: docker}}
+        runs: [{models: [m], targets: [here], repeat: 2}]
+        """)
+    write(tmp_path / "run.sh", "")
+    code, out, err = run_cli("validate", cwd=tmp_path)
+    assert (code, out) == (0, "madfile.yaml: ok (1 model entries, 1 contexts, 2 targets -> 0 images, 2 jobs)\n")
+    assert err == ("madfile.yaml:3:16: warning: contexts.c.docker_mounts: docker_mounts are not used by jobs on "
+                   "local target `here` (hint: a local job sees the host's files where they are)\n")

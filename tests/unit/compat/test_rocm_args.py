@@ -15,7 +15,7 @@ def test_context_fields_and_free_keys() -> None:
     ctx = context_of({"gpu_vendor": "AMD", "docker_env_vars": {"A": "1"}, "ctx_test": "1",
                       "pre_scripts": [{"path": "scripts/common/pre.sh", "args": "-x"}]})
     assert ctx == {"gpu_vendor": "AMD", "guest_os": "UBUNTU", "docker_env_vars": {"A": "1"},
-                   "pre_scripts": ["scripts/common/pre.sh"], "match": {"ctx_test": "1"}}
+                   "pre_scripts": [{"path": "scripts/common/pre.sh", "args": "-x"}], "match": {"ctx_test": "1"}}
 
 
 def test_gpu_vendor_is_detected_when_absent(tmp_path: Path) -> None:
@@ -50,3 +50,8 @@ def test_batch_manifest(tmp_path: Path) -> None:
     f.write_text(json.dumps([{"model_name": "a", "build_new": True}, {"model_name": "b", "build_new": False},
                              {"model_name": "c"}]))
     assert batch_models(f) == ["a", "c"]
+
+
+def test_docker_gpus_is_refused_not_ignored() -> None:
+    with pytest.raises(UsageError, match="'docker_gpus' is not supported"):
+        context_of({"gpu_vendor": "AMD", "docker_gpus": "0,1"})

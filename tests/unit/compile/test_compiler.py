@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from madengine.errors import ConfigError
+from madengine.compile.ir import ScriptCall, run_dir_names
+from madengine.errors import ConfigError, Diagnostic
 from tests.unit.compile.conftest import MakeProject, compile_file
 
 
@@ -189,6 +191,11 @@ def test_the_real_mad_models_json_compiles(tmp_path: Path) -> None:
     fixture = Path(__file__).resolve().parents[2] / "fixtures" / "mad" / "mad-models.json"
     (tmp_path / "MAD").mkdir()
     shutil.copy(fixture, tmp_path / "MAD" / "models.json")
+    for entry in json.loads(fixture.read_text()):  # the scripts the models run (compile checks they exist)
+        script = tmp_path / "MAD" / entry["scripts"]
+        script = script if script.suffix == ".sh" else script / "run.sh"
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.touch()
     (tmp_path / "madfile.yaml").write_text("version: 1\npackage: MAD\nmodels: [{select: all}]\n")
     project = compile_file(tmp_path / "madfile.yaml")
     assert len(project.jobs) == 134
@@ -216,3 +223,14 @@ def test_each_job_carries_its_gate_and_where_it_is_written(make_project: MakePro
     assert gates == {"job:free@default/local#1": None, "job:free@default/local#2": None,
                      "job:m[size=1]@default/local#1": one, "job:m[size=1]@default/local#2": one,
                      "job:m[size=2]@default/local#1": two, "job:m[size=2]@default/local#2": two}
+
+
+def test_run_dir_names_never_give_two_scripts_one_name() -> None:
+    pre = (ScriptCall("common/pre/trace.sh", ("rpd",)), ScriptCall("a/x.sh"), ScriptCall("b/x.sh"))
+    post = (ScriptCall("a/x.sh"), ScriptCall("common/post/trace.sh"), ScriptCall("c/x.sh"))
+    assert run_dir_names(pre, post) == (("trace.sh", "x.sh", "pre-x.sh"), ("x.sh", "post-trace.sh", "post-x.sh"))
+
+
+def test_many_reports_each_distinct_problem_once() -> None:
+    a, b = Diagnostic("f", 2, 1, "b"), Diagnostic("f", 1, 1, "a")
+    assert ConfigError.many([a, b, a, b, a]).diagnostics == (b, a)

@@ -48,6 +48,16 @@ runs:                          # what runs where: the cross product becomes jobs
       matmul: {metric: gflops, better: higher, min: 10}
 """
 
+# Metadata that registers the backends the format describes but madengine does not ship (ssh, slurm...).
+FUTURE_BACKENDS = Path(__file__).resolve().parents[2] / "fixtures" / "plugins"
+
+
+@pytest.fixture(autouse=True)
+def future_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the format: targets of every backend it describes count as installed."""
+    monkeypatch.syspath_prepend(str(FUTURE_BACKENDS))
+
+
 Write = Callable[[str], Path]
 Errors = Callable[[str], list[Diagnostic]]
 Load = Callable[[str], LoadedMadfile]

@@ -204,3 +204,33 @@ def test_schema_errors_never_echo_a_secret_value(errors: Errors) -> None:
     assert d.message == "expected a string, found a number" and "9876543" not in d.render()
     d = one(errors("version: 1\nmodels:\n  - {select: a, params: {api_key: [{x: 1}]}}\n"))
     assert "found a mapping" in d.message
+
+
+@pytest.mark.parametrize(("name", "shown"), [("a\\nb", "\\n"), ("a\\tb", "\\t"), ("a\\x7fb", "\\x7f")])
+def test_inline_model_name_with_a_control_character(errors: Errors, name: str, shown: str) -> None:
+    d = one(errors(f'version: 1\nmodels:\n  - name: "{name}"\n    scripts: s\n'))
+    assert d.message.endswith(f"contains {shown}") and at(d) == (3, 11)
+    assert "\n" not in d.render()  # a diagnostic is one line, whatever the value holds
+
+
+@pytest.mark.parametrize("where", [
+    "contexts: {c: {docker_build_arg: {KEY: v}}}",
+    "contexts: {c: {tools: [{name: t, env_vars: {KEY: v}}]}}",
+    "models: [{name: m, scripts: s, env_vars: {KEY: v}}]",
+])
+@pytest.mark.parametrize("key", ["A=B", "", "1X", "A B"])
+def test_environment_names_in_every_environment_map(errors: Errors, where: str, key: str) -> None:
+    d = one(errors("version: 1\n" + where.replace("KEY", f'"{key}"') + "\n"))
+    assert d.message in (f"`{key}` is not a valid environment variable name", "an environment variable name is empty")
+    assert d.line == 2 and d.hint == "use letters, digits and `_`, not starting with a digit"
+
+
+def test_nul_and_64_bit_limits_anywhere(errors: Errors) -> None:
+    diags = errors(f'version: 1\nname: "a\\0"\ncontexts: {{c: {{match: {{k: {2**63}, "\\0": 1}}}}}}\n'
+                   f"runs: [{{models: [m], repeat: {-2**63 - 1}}}]\n")
+    assert sorted((d.key_path, d.message.split(" (")[0]) for d in diags) == [
+        ("contexts.c.match.\x00", "the key contains a NUL byte"),
+        ("contexts.c.match.k", "the number is too large"),
+        ("name", "contains a NUL byte"),
+        ("runs[0].repeat", "repeat must be at least 1, found -9223372036854775809"),
+        ("runs[0].repeat", "the number is too large")]
