@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from madengine.apply.engine import Applier, ApplyOptions, ApplyResult
+from madengine.cli import output
 from madengine.cli.progress import RichReporter
 from madengine.errors import UsageError
 from madengine.pipeline import Realization, make_plan
@@ -37,7 +38,7 @@ class ApplyRequest:
 def apply_realization(r: Realization, request: ApplyRequest, command: str,
                       after: Callable[[StateStore, ApplyResult | None], None] | None = None) -> ApplyResult | None:
     """Plan and apply; None when there was nothing to do or the user said no. Raises on refusal."""
-    console = Console(highlight=False)
+    console = output.console()
     result: ApplyResult | None = None
     with WorkspaceLock.for_store(r.state_path).acquire(command), StateStore.open(r.state_path) as store:
         if request.saved is not None:

@@ -300,3 +300,17 @@ def test_a_fresh_plan_is_the_plan_a_compile_gives(run_cli: RunCli, tmp_path: Pat
     compiled = run_cli("plan", "--json", cwd=root)
     assert fresh.code == compiled.code == 0
     assert json.loads(fresh.stdout) == json.loads(compiled.stdout)
+
+
+def test_apply_into_a_pipe_does_not_wrap_addresses(run_cli: RunCli, tmp_path: Path) -> None:
+    """Into a pipe (no terminal, no COLUMNS), a long address stays on one line: greppable in a CI log."""
+    name = "a_model_with_a_name_long_enough_that_its_address_is_wider_than_eighty_columns"
+    root = project(tmp_path, f"- {{name: {name}, scripts: run.sh, n_gpus: 0, params: {{size: [1]}}}}\n")
+    address = f"job:{name}[size=1]@cpu/here#1"
+    assert len(address) > 80
+    code, out, err = run_cli("apply", "--yes", cwd=root, env={"COLUMNS": None})
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if address in line]
+    assert len(lines) == 3, out  # the plan, the result line and the summary table's row
+    assert any(line.startswith("SUCCESS") and "42.5 samples_per_second" in line for line in lines)
+    assert any("SUCCESS" in line and line.startswith("│ " + address) for line in lines), out
