@@ -7,7 +7,8 @@ else, including a missing or unreadable record, means "compute it". The record l
 and never changes what a lock contains.
 
 The record also keeps the little that the dependency graph needs besides the lock (the registry and
-each model's tags), so that a no-op `plan` reads the lock and the state and compiles nothing.
+each model's tags), and the targets' configuration that backends are made from, so that a no-op `plan`
+reads the lock and the state and neither compiles nor reads the madfile.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from madengine import __version__
 
@@ -37,6 +39,7 @@ class Fresh:
     lock_hash: str = ""  # the lock's canonical hash (`pipeline.lock_digest`), which plans are tied to
     registry: str | None = None
     tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # model name -> its tags
+    targets: Mapping[str, Any] | None = None  # target name -> its configuration as JSON (None: not recorded)
 
 
 def fingerprint(root: Path, madfile_name: str, extra_dirs: Iterable[str], lock_name: str) -> tuple[str, int]:
@@ -103,18 +106,19 @@ def check(madfile: Path, lock_path: Path) -> Fresh | None:
             return None
         if rec["inputs"] != fingerprint(root, madfile.name, extra, lock_path.name)[0]:
             return None
-        registry = rec["registry"]
+        registry, targets = rec["registry"], rec.get("targets")
         return Fresh(images=int(rec["images"]), jobs=int(rec["jobs"]), lock_text=lock_text,
                      lock_hash=str(rec["lock_hash"]),
                      registry=registry if isinstance(registry, str) else None,
-                     tags={str(m): tuple(map(str, t)) for m, t in rec["tags"].items()})
+                     tags={str(m): tuple(map(str, t)) for m, t in rec["tags"].items()},
+                     targets=targets if isinstance(targets, dict) else None)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def record(madfile: Path, lock_path: Path, extra_dirs: Iterable[str], started_ns: int, *,
            images: int, jobs: int, lock_hash: str, registry: str | None,
-           tags: Mapping[str, Sequence[str]]) -> None:
+           tags: Mapping[str, Sequence[str]], targets: Mapping[str, Any] | None = None) -> None:
     """Remember that the lock at lock_path is what its current inputs give. Never raises.
 
     Nothing is recorded when an input is newer than `started_ns` (when the caller began reading):
@@ -127,7 +131,8 @@ def record(madfile: Path, lock_path: Path, extra_dirs: Iterable[str], started_ns
         if newest >= started_ns - _CLOCK_SLACK_NS:
             return
         data = {"inputs": inputs, "lock": _digest(_read(lock_path)), "lock_hash": lock_hash, "extra": extra,
-                "images": images, "jobs": jobs, "registry": registry, "tags": {m: list(t) for m, t in tags.items()}}
+                "images": images, "jobs": jobs, "registry": registry, "tags": {m: list(t) for m, t in tags.items()},
+                "targets": targets}
         path = root / RECORD
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")

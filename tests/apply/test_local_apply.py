@@ -314,3 +314,30 @@ def test_apply_into_a_pipe_does_not_wrap_addresses(run_cli: RunCli, tmp_path: Pa
     assert len(lines) == 3, out  # the plan, the result line and the summary table's row
     assert any(line.startswith("SUCCESS") and "42.5 samples_per_second" in line for line in lines)
     assert any("SUCCESS" in line and line.startswith("│ " + address) for line in lines), out
+
+
+def test_a_fresh_lock_gives_the_targets_without_reading_the_madfile(run_cli: RunCli, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A docker target's no-op plan needs its backend, hence the target's configuration: a fresh lock's
+    record has it, so the madfile is not read (nor compiled) for it."""
+    from madengine import pipeline
+    from madengine.madfile import load
+
+    root = project(tmp_path, "- {name: a, scripts: run.sh, n_gpus: 0}\n")
+    (root / "madfile.yaml").write_text((root / "madfile.yaml").read_text().replace(
+        "targets: {here: {backend: local}}",
+        "targets: {here: {backend: local}, box: {backend: docker, host: 'unix:///x.sock', gpus: 2}}\n"
+        "runs: [{models: [a], targets: [here]}]"))
+    past = time.time() - 60  # older than the lock, so that the record is not refused as "racy"
+    for path in (root / "madfile.yaml", root / "run.sh", root):
+        os.utime(path, (past, past))
+    assert run_cli("lock", cwd=root).code == 0
+
+    def no_reading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the madfile was read")
+
+    monkeypatch.setattr(load, "load_and_check", no_reading)
+    r = pipeline.realization(root / "madfile.yaml", locked=False, compile=False)
+    assert r.project is None
+    box = r.target_configs()["box"]
+    assert (box.backend, box.host, box.gpus, box.network) == ("docker", "unix:///x.sock", 2, None)
