@@ -68,3 +68,14 @@ def run_cli(*args: str | os.PathLike[str], cwd: str | os.PathLike[str] | None = 
 def run_cli_fixture() -> RunCli:
     """The `run_cli` helper as a fixture: `code, out, err = run_cli("validate", cwd=tmp_path)`."""
     return run_cli
+
+
+# Fixtures that talk to the real dockerd: a test that uses one, directly or through another fixture, is a
+# `docker` test, so that `-m 'not docker'` runs everything that does not need the engine.
+DOCKERD_FIXTURES = frozenset({"docker_client", "conformance_image", "tiny_image"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if DOCKERD_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.docker)
