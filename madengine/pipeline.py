@@ -124,7 +124,8 @@ def remember_fresh(locked: Locked, started_ns: int) -> None:
                      images=len(locked.lock["images"]), jobs=len(locked.lock["jobs"]),
                      lock_hash=lock_digest(locked.lock), registry=locked.project.registry,
                      tags=locked.project.model_tags(),
-                     gates={a: g.to_json() for a, g in project_gates(locked.project).items()})
+                     gates={a: g.to_json() for a, g in project_gates(locked.project).items()},
+                     targets={name: t.model_dump(mode="json") for name, t in locked.project.targets.items()})
 
 
 def project_gates(project: Project) -> dict[str, Gate]:
@@ -184,6 +185,7 @@ class Realization:
     project: Project | None  # None until needed when a fresh lock stood for it (`realization(compile=False)`)
     _loaded: LoadedMadfile | None = field(default=None, repr=False)  # the madfile, once read for either
     _fresh_gates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)  # when project is None
+    _fresh_targets: Mapping[str, Any] | None = field(default=None, repr=False)  # as a fresh lock's record has them
     lock_note: str = ""  # `madengine.lock updated: ...` when it was rewritten for this command
 
     def gates(self) -> dict[str, Gate]:
@@ -210,6 +212,10 @@ class Realization:
         """The targets' configuration, for making backends: the madfile's, read alone if not compiled."""
         if self.project is not None:
             return self.project.targets
+        if self._loaded is None and self._fresh_targets is not None:
+            recorded = _recorded_targets(self._fresh_targets)
+            if recorded is not None:
+                return recorded
         return self._madfile().madfile.effective_targets()
 
     def _madfile(self) -> LoadedMadfile:
@@ -218,6 +224,28 @@ class Realization:
 
             self._loaded = load_and_check(self.madfile)
         return self._loaded
+
+
+def _recorded_targets(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The targets as a fresh lock's record has them (None if this code cannot read them), for a docker
+    target's no-op plan, which needs its backend, hence its configuration: far cheaper than reading the
+    madfile. The record is a dump of validated targets by this very code (its fingerprint covers the
+    code), so flat ones are constructed as they are; nested ones are validated again."""
+    from typing import get_args
+
+    from madengine.madfile.model import Target
+
+    by_backend = {get_args(cls.model_fields["backend"].annotation)[0]: cls for cls in get_args(get_args(Target)[0])}
+    targets = {}
+    try:
+        for name, config in data.items():
+            cls = by_backend[config["backend"]]
+            flat = set(config) == set(cls.model_fields) and not any(isinstance(v, dict | list)
+                                                                    for v in config.values())
+            targets[name] = cls.model_construct(**config) if flat else cls.model_validate(config)
+    except (LookupError, TypeError, ValueError):
+        return None
+    return targets
 
 
 def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targets: Sequence[str] = (),
@@ -242,9 +270,11 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
     fresh = None if compile or text is not None else freshness.check(madfile, root / LOCK_NAME)
     project: Project | None
     note = ""
+    fresh_targets = None
     if fresh is not None:
         lock, lock_hash, project = parse_lock(fresh.lock_text, root / LOCK_NAME), fresh.lock_hash, None
         registry, tags, shown, gates = fresh.registry, fresh.tags, display_path(madfile), fresh.gates
+        fresh_targets = fresh.targets
     else:
         current = current_lock(madfile, locked=locked, text=text)
         lock, lock_hash, project = current.lock, lock_digest(current.lock), current.project
@@ -258,7 +288,7 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
             for t in ((data["target"],) if data["kind"] == "job" else data.get("targets", ()))}
     r = Realization(madfile, shown, lock, lock_hash, registry, graph, workspace,
                     LazyBackends(used, lambda: r.target_configs(), workspace), db, project,
-                    _fresh_gates=gates, lock_note=note)
+                    _fresh_gates=gates, _fresh_targets=fresh_targets, lock_note=note)
     return r
 
 

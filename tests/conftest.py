@@ -28,14 +28,15 @@ class CliResult(NamedTuple):
 
 class RunCli(Protocol):
     def __call__(self, *args: str | os.PathLike[str], cwd: str | os.PathLike[str] | None = None,
-                 env: Mapping[str, str] | None = None, input: str | None = None,
+                 env: Mapping[str, str | None] | None = None, input: str | None = None,
                  timeout: float = 120) -> CliResult: ...
 
 
 def run_cli(*args: str | os.PathLike[str], cwd: str | os.PathLike[str] | None = None,
-            env: Mapping[str, str] | None = None, input: str | None = None,
+            env: Mapping[str, str | None] | None = None, input: str | None = None,
             timeout: float = 120) -> CliResult:
-    """Run `python -m madengine *args` in `cwd`; `env` entries are added to (and override) os.environ.
+    """Run `python -m madengine *args` in `cwd`; `env` entries are added to (and override) os.environ,
+    and an entry of None removes the variable (e.g. `env={"COLUMNS": None}`: what a pipe gets).
 
     The checkout is put first on PYTHONPATH so the code under test runs whether or not it is
     installed. stdin is closed (or given `input`), so nothing can wait for a terminal.
@@ -45,8 +46,11 @@ def run_cli(*args: str | os.PathLike[str], cwd: str | os.PathLike[str] | None = 
         p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     full_env.setdefault("NO_COLOR", "1")
     full_env.setdefault("COLUMNS", "200")  # stable wrapping of help and tables
-    if env:
-        full_env.update(env)
+    for name, value in (env or {}).items():
+        if value is None:
+            full_env.pop(name, None)
+        else:
+            full_env[name] = value
     proc = subprocess.run(
         [sys.executable, "-m", "madengine", *(os.fspath(a) for a in args)],
         cwd=os.fspath(cwd) if cwd is not None else None,
@@ -64,3 +68,14 @@ def run_cli(*args: str | os.PathLike[str], cwd: str | os.PathLike[str] | None = 
 def run_cli_fixture() -> RunCli:
     """The `run_cli` helper as a fixture: `code, out, err = run_cli("validate", cwd=tmp_path)`."""
     return run_cli
+
+
+# Fixtures that talk to the real dockerd: a test that uses one, directly or through another fixture, is a
+# `docker` test, so that `-m 'not docker'` runs everything that does not need the engine.
+DOCKERD_FIXTURES = frozenset({"docker_client", "conformance_image", "tiny_image"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if DOCKERD_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.docker)

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from madengine.apply.engine import Applier, ApplyOptions, ApplyResult
+from madengine.cli import output
 from madengine.cli.progress import RichReporter
 from madengine.errors import ExitCode, UsageError
 from madengine.pipeline import Realization, make_plan
@@ -56,7 +57,7 @@ class Applied:
 def apply_realization(r: Realization, request: ApplyRequest, command: str,
                       after: Callable[[StateStore, ApplyResult | None], None] | None = None) -> Applied:
     """Plan and apply, then check the gates; raises on refusal."""
-    console = Console(highlight=False)
+    console = output.console()
     if r.lock_note:  # the lock was refreshed for this apply: said on stderr, as `plan` says it
         typer.echo(r.lock_note, err=True)
     result: ApplyResult | None = None

@@ -23,13 +23,14 @@ def register(app: typer.Typer) -> None:
 
 
 def apply(
-    planfile: Path | None = typer.Argument(None, help="A plan saved by `madengine plan -o FILE`."),
+    planfile: Path | None = typer.Argument(None, metavar="PLANFILE", help="A plan saved by `madengine plan -o FILE`."),
     file: Path | None = FileOption,
     chdir: Path | None = ChdirOption,
     yes: bool = typer.Option(False, "--yes", "--auto-approve", "-y", help="Do not ask before applying."),
-    parallelism: int = typer.Option(1, "--parallelism", "-j", min=1, help="Nodes to run at once."),
+    parallelism: int = typer.Option(1, "--parallelism", "-j", min=1, metavar="N", help="Nodes to run at once."),
     keep_going: bool = typer.Option(False, "--keep-going", "-k", help="After a failure, run everything else."),
-    timeout: int | None = typer.Option(None, "--timeout", min=0, help="Seconds per job, overriding the "
+    timeout: int | None = typer.Option(None, "--timeout", min=0, metavar="SECONDS",
+                                       help="Seconds per job, overriding the "
                                        "models' timeouts; 0 = none."),
     live_output: bool = typer.Option(False, "--live-output", help="Stream the jobs' logs."),
     keep_alive: bool = typer.Option(False, "--keep-alive", help="Keep containers after their runs."),

@@ -18,9 +18,10 @@ def register(app: typer.Typer) -> None:
 
 
 def discover(
-    tags: list[str] = typer.Option([], "--tags", "-t", help="MAD tags (repeat, or comma-separated); "
+    tags: list[str] = typer.Option([], "--tags", "-t", metavar="TAGS", help="MAD tags (repeat, or comma-separated); "
                                    "default: all."),
-    package: Path | None = typer.Option(None, "--package", "-p", help="The MAD package (default: here)."),
+    package: Path | None = typer.Option(None, "--package", "-p", metavar="DIR",
+                                        help="The MAD package (default: here)."),
     chdir: Path | None = ChdirOption,
     as_json: bool = JsonOption,
 ) -> None:

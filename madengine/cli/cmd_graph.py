@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
 import typer
 
 from madengine.cli.options import ChdirOption, FileOption, JsonOption
 
+FORMATS = ("dot", "mermaid", "graphml")  # and JSON with --json, as every command that prints data
 
-class GraphFormat(str, Enum):
-    dot = "dot"
-    mermaid = "mermaid"
-    json = "json"
-    graphml = "graphml"
+
+def _check_format(value: str) -> str:
+    """The format, checked here so that the message is madengine's with any typer."""
+    if value in FORMATS:
+        return value
+    hint = "; for JSON, pass --json" if value == "json" else ""
+    raise typer.BadParameter(f"{value!r} is not one of {', '.join(FORMATS)}{hint}.")
+
+
+def _complete_format(incomplete: str) -> list[str]:
+    return [f for f in FORMATS if f.startswith(incomplete)]
 
 
 def register(app: typer.Typer) -> None:
@@ -24,10 +30,12 @@ def register(app: typer.Typer) -> None:
 def graph(
     file: Path | None = FileOption,
     chdir: Path | None = ChdirOption,
-    fmt: GraphFormat = typer.Option(GraphFormat.dot, "--format", help="Output format."),
-    select: list[str] = typer.Option([], "--select", help="Only jobs matching a model name, tag or "
+    fmt: str = typer.Option("dot", "--format", metavar="|".join(FORMATS), callback=_check_format,
+                            autocompletion=_complete_format,
+                            help="Output format (JSON: --json)."),
+    select: list[str] = typer.Option([], "--select", metavar="PATTERN", help="Only jobs matching a model name, tag or "
                                      "address glob, and what they depend on."),
-    target: list[str] = typer.Option([], "--target", help="Only jobs on this target."),
+    target: list[str] = typer.Option([], "--target", metavar="TARGET", help="Only jobs on this target."),
     as_json: bool = JsonOption,
 ) -> None:
     """Print the dependency graph (images -> jobs) in dependency order."""
@@ -43,11 +51,11 @@ def graph(
     locked = lock_project(madfile_path(file, chdir), resolve=lambda ref: None)
     project = locked.project
     g = select_nodes(build_graph(locked.lock, registry=project.registry, tags=project.model_tags()), select, target)
-    if as_json or fmt is GraphFormat.json:
+    if as_json:
         output.print_json(to_json(g))
-    elif fmt is GraphFormat.graphml:
+    elif fmt == "graphml":
         typer.echo(to_graphml(g), nl=False)
-    elif fmt is GraphFormat.mermaid:
+    elif fmt == "mermaid":
         typer.echo(to_mermaid(g), nl=False)
     else:
         typer.echo(to_dot(g), nl=False)

@@ -16,11 +16,11 @@ def register(app: typer.Typer) -> None:
 def init(
     file: Path | None = FileOption,
     chdir: Path | None = ChdirOption,
-    from_package: Path | None = typer.Option(None, "--from-package", help="Select models from this "
+    from_package: Path | None = typer.Option(None, "--from-package", metavar="DIR", help="Select models from this "
                                              "MAD package directory."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing madfile."),
 ) -> None:
-    """Write a commented starter madfile.yaml."""
+    """Write a commented starter madfile.yaml, and add .madengine/ to the .gitignore beside it."""
     import os
 
     from madengine.errors import UsageError
@@ -38,7 +38,8 @@ def init(
     target.write_text(text, encoding="utf-8")
     if package is None:
         _write_hello_script(target.parent)
-    typer.echo(f"wrote {target}; next: `madengine validate`, then `madengine lock`")
+    ignored = " (and added .madengine/ to .gitignore)" if _ignore_workspace(target.parent) else ""
+    typer.echo(f"wrote {target}{ignored}; next: `madengine validate`, then `madengine lock`")
 
 
 def render_starter(name: str, package: str | None, base: Path) -> str:
@@ -74,6 +75,22 @@ def _write_hello_script(base: Path) -> None:
     if not script.exists():
         script.parent.mkdir(parents=True, exist_ok=True)
         script.write_text(HELLO_SCRIPT, encoding="utf-8")
+
+
+IGNORED = ".madengine/"  # the state, caches and logs beside the madfile: never committed
+
+
+def _ignore_workspace(base: Path) -> bool:
+    """Add .madengine/ to the .gitignore beside the madfile (appended to one that exists); False when it
+    is already there."""
+    path = base / ".gitignore"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if any(line.strip().strip("/") == IGNORED.strip("/") for line in text.splitlines()):
+        return False
+    separator = "" if not text or text.endswith("\n") else "\n"
+    with path.open("a", encoding="utf-8") as f:
+        f.write(f"{separator}{IGNORED}\n")
+    return True
 
 
 def _yaml_name(name: str) -> str:

@@ -18,7 +18,7 @@ def lock(
     chdir: Path | None = ChdirOption,
     check: bool = typer.Option(False, "--check", help="Do not write; exit 1 if the lock is stale."),
     update: bool = typer.Option(False, "--update", help="Re-resolve base image pins (all, or IMAGE's)."),
-    to_update: list[str] = typer.Argument(None, metavar="[IMAGE]...", show_default=False,
+    to_update: list[str] = typer.Argument(None, metavar="IMAGE", show_default=False,
                                        help="With --update: image addresses or base image references."),
     as_json: bool = JsonOption,
 ) -> None:

@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
 def plan(
     file: Path | None = FileOption,
     chdir: Path | None = ChdirOption,
-    out: Path | None = typer.Option(None, "-o", "--out", help="Save the plan here, for `madengine apply FILE`."),
+    out: Path | None = typer.Option(None, "-o", "--out", metavar="FILE",
+                                    help="Save the plan here, for `madengine apply FILE`."),
     detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode",
                                            help="Exit 0 with no changes, 2 with changes, 1 on error."),
     target: list[str] = TargetOption,

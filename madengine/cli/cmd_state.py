@@ -55,7 +55,7 @@ def list_(
 
 
 def show(
-    address: str = typer.Argument(..., help="A node address, as `state list` prints it."),
+    address: str = typer.Argument(..., metavar="ADDRESS", help="A node address, as `state list` prints it."),
     file: Path | None = FileOption,
     chdir: Path | None = ChdirOption,
     state: str | None = StateOption,
@@ -98,7 +98,7 @@ def show(
 
 
 def forget(
-    address: str = typer.Argument(..., help="A node address, as `state list` prints it."),
+    address: str = typer.Argument(..., metavar="ADDRESS", help="A node address, as `state list` prints it."),
     file: Path | None = FileOption,
     chdir: Path | None = ChdirOption,
     state: str | None = StateOption,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import typer
+from typer.core import TyperCommand
 
 # Order here is the order of `madengine --help`.
 COMMAND_MODULES = (
@@ -22,7 +24,78 @@ COMMAND_MODULES = (
     "unlock",
 )
 
+# The end of each command's --help: a command line to start from. Keys are command paths.
+EXAMPLES = {
+    "init": ["madengine init", "madengine init --from-package ../MAD"],
+    "validate": ["madengine validate", "madengine validate -f nightly.yaml --json"],
+    "lock": ["madengine lock", "madengine lock --check", "madengine lock --update image:dummy.ubuntu.none@cpu"],
+    "graph": ["madengine graph --format mermaid --select nightly", "madengine graph --json"],
+    "plan": ["madengine plan --select nightly", "madengine plan -o plan.json && madengine apply plan.json"],
+    "apply": ["madengine apply --yes", "madengine apply --yes -j 4 --target box --select 'job:dummy*'"],
+    "discover": ["madengine discover -p ../MAD --tags dummy", "madengine discover --json"],
+    "run": ["madengine run --tags dummy", "madengine run --tags dummy --backend local --timeout 600"],
+    "build": ["madengine build --tags dummy --registry localhost:5000"],
+    "results": ["madengine results", "madengine results --history dummy --csv perf.csv"],
+    "state": ["madengine state list", "madengine state forget 'job:dummy@cpu/box#1'"],
+    "state list": ["madengine state list --json"],
+    "state show": ["madengine state show 'job:dummy@cpu/box#1'"],
+    "state forget": ["madengine state forget 'image:dummy.ubuntu.none@cpu'"],
+    "unlock": ["madengine unlock", "madengine unlock --force"],
+}
+
+
+def epilog(path: str) -> str:
+    lines = EXAMPLES[path]
+    # \b keeps click from re-wrapping the lines below it.
+    return ("Examples:" if len(lines) > 1 else "Example:") + "\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
+
+
+class Command(TyperCommand):
+    """Every command's help in madengine's words, the same with any typer: arguments read NAME, [NAME] or
+    [NAME]... and show no Python type (typer 0.2x prints `IMAGE <list[str]>` and `[[IMAGE]...]...`)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                pieces.append(_argument_usage(param))
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        params = self.get_params(ctx)
+        arguments = [(_argument_name(p), getattr(p, "help", None) or "")
+                     for p in params if p.param_type_name == "argument" and not getattr(p, "hidden", False)]
+        options = [record for p in params if p.param_type_name == "option" and (record := p.get_help_record(ctx))]
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _argument_name(param: Any) -> str:
+    return str(param.metavar or param.name.upper())
+
+
+def _argument_usage(param: Any) -> str:
+    name = _argument_name(param)
+    name = name if param.required else f"[{name}]"
+    return f"{name}..." if param.nargs != 1 else name
+
 
 def register(app: typer.Typer) -> None:
     for name in COMMAND_MODULES:
         importlib.import_module(f"madengine.cli.cmd_{name}").register(app)
+    _finish(app, "")
+
+
+def _finish(app: typer.Typer, prefix: str) -> None:
+    """Every command with madengine's help layout and its examples."""
+    for info in app.registered_commands:
+        info.cls = Command  # every command is ours (typer's default is a placeholder, not None)
+        info.epilog = epilog(prefix + str(info.name))
+    for group in app.registered_groups:
+        group.epilog = epilog(prefix + str(group.name))
+        if group.typer_instance is not None:
+            _finish(group.typer_instance, f"{prefix}{group.name} ")

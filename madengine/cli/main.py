@@ -20,7 +20,7 @@ app = typer.Typer(
     name="madengine",
     help="Declarative, reproducible benchmarking of AI models: madfile.yaml -> lock -> plan -> apply.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (typer imports that code anyway: ~2 ms)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -69,7 +69,7 @@ def run(argv: list[str] | None = None) -> None:
     _register()
     try:
         # With standalone_mode=False click returns a `typer.Exit(n)` code instead of raising it.
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="madengine", standalone_mode=False)
     except MadengineError as exc:
         output.print_diagnostics(exc.diagnostics)
         sys.exit(int(exc.exit_code))
@@ -103,7 +103,43 @@ def _handle_click_exception(exc: BaseException) -> int:
 
         output.error("aborted")
         return int(ExitCode.INTERRUPTED)
+    _reword(exc)
     show = getattr(exc, "show", None)
     if callable(show):
         show()
     return int(ExitCode.USAGE)
+
+
+def _reword(exc: BaseException) -> None:
+    """A bad value in madengine's words: typer (0.2x on) converts values with pydantic, whose wording
+    ("Value error, ...", "Input should be a valid integer, unable to parse string as an integer") it passes
+    through as the message of the usage error."""
+    errors = getattr(exc.__cause__, "errors", None)
+    if not callable(errors) or not isinstance(getattr(exc, "message", None), str):
+        return
+    try:
+        first = errors()[0]
+        message = _bad_value(first["type"], first.get("input"), first.get("ctx") or {}, str(first["msg"]))
+    except (LookupError, TypeError, ValueError):
+        return
+    exc.message = message  # type: ignore[attr-defined]  # a click UsageError: checked above
+
+
+def _bad_value(kind: str, value: object, ctx: dict[str, object], msg: str) -> str:
+    if "error" in ctx:  # a ValueError raised by a converter: its own words
+        return str(ctx["error"])
+    shown = repr(value) if isinstance(value, str) else str(value)
+    bounds = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "more than"),
+              "less_than_equal": ("le", "at most"), "less_than": ("lt", "less than")}
+    if kind in bounds:
+        key, words = bounds[kind]
+        return f"{value} is out of range: it must be {words} {ctx[key]}."
+    if kind.startswith("int_"):
+        return f"{shown} is not a whole number."
+    if kind.startswith("float_"):
+        return f"{shown} is not a number."
+    if kind.startswith("bool_"):
+        return f"{shown} is not a boolean (true or false)."
+    if kind in ("enum", "literal_error") and "expected" in ctx:
+        return f"{shown} is not one of {ctx['expected']}."
+    return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")

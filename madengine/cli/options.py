@@ -6,26 +6,27 @@ from pathlib import Path
 
 import typer
 
-FileOption = typer.Option(None, "-f", "--file",
+FileOption = typer.Option(None, "-f", "--file", metavar="FILE",
                           help="The madfile (default ./madfile.yaml, then ./madfile.yml).")
-ChdirOption = typer.Option(None, "-C", "--chdir", help="Run as if started in DIR.")
+ChdirOption = typer.Option(None, "-C", "--chdir", metavar="DIR", help="Run as if started in DIR.")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
 StateOption = typer.Option(None, "--state", metavar="PATH",
                            help="The state database (default .madengine/state.db beside the madfile; "
                            "or $MADENGINE_STATE).")
 
 # plan and apply
-TargetOption = typer.Option([], "--target", help="Only jobs on this target (repeatable).")
-SelectOption = typer.Option([], "--select", help="Only jobs matching a model name, tag or address glob.")
-ReplaceOption = typer.Option([], "--replace", help="Redo this node whatever its state (repeatable).")
+TargetOption = typer.Option([], "--target", metavar="TARGET", help="Only jobs on this target (repeatable).")
+SelectOption = typer.Option([], "--select", metavar="PATTERN",
+                            help="Only jobs matching a model name, tag or address glob (repeatable).")
+ReplaceOption = typer.Option([], "--replace", metavar="ADDRESS", help="Redo this node whatever its state (repeatable).")
 RerunFailedOption = typer.Option(False, "--rerun-failed", help="Run again the jobs that failed or timed out.")
 LockedOption = typer.Option(False, "--locked", help="Fail if madengine.lock is stale instead of refreshing it.")
 
 # ROCm madengine's run and build
-TagsOption = typer.Option([], "--tags", "-t", help="MAD tags (repeat, or comma-separated).")
-ContextOption = typer.Option(None, "--additional-context", "-a",
+TagsOption = typer.Option([], "--tags", "-t", metavar="TAGS", help="MAD tags (repeat, or comma-separated).")
+ContextOption = typer.Option(None, "--additional-context", "-a", metavar="JSON",
                              help="Context as JSON, e.g. '{\"gpu_vendor\": \"AMD\"}'.")
-ContextFileOption = typer.Option(None, "--additional-context-file", help="Context from a JSON file.")
+ContextFileOption = typer.Option(None, "--additional-context-file", metavar="FILE", help="Context from a JSON file.")
 
 
 def madfile_path(file: Path | None, chdir: Path | None) -> Path:

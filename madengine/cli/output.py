@@ -5,9 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from madengine.errors import Diagnostic
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# rich's width when stdout is not a terminal: wide enough that nothing wraps (rich would wrap at 80 columns).
+UNWRAPPED = 100_000
 
 
 def print_diagnostics(diagnostics: Iterable[Diagnostic]) -> None:
@@ -33,3 +39,12 @@ def columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def console() -> Console:
+    """rich's console for apply's progress, result lines and summary table. On a terminal it fits the
+    window; into a pipe or a CI log, lines and table cells never wrap, so an address stays on one line
+    (greppable), whatever COLUMNS says."""
+    from rich.console import Console
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else UNWRAPPED)

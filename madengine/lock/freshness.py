@@ -7,8 +7,9 @@ else, including a missing or unreadable record, means "compute it". The record l
 and never changes what a lock contains.
 
 The record also keeps the little that the dependency graph needs besides the lock (the registry and
-each model's tags), and the jobs' `expect:` gates (not inputs, so not in the lock), so that a no-op
-`plan` or `apply` reads the lock and the state and compiles nothing.
+each model's tags), the targets' configuration that backends are made from, and the jobs' `expect:`
+gates (not inputs, so not in the lock), so that a no-op `plan` or `apply` reads the lock and the state
+and neither compiles nor reads the madfile.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Fresh:
     registry: str | None = None
     tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # model name -> its tags
     gates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # job address -> `Gate.to_json()`
+    targets: Mapping[str, Any] | None = None  # target name -> its configuration as JSON (None: not recorded)
 
 
 def fingerprint(root: Path, madfile_name: str, extra_dirs: Iterable[str], lock_name: str) -> tuple[str, int]:
@@ -106,7 +108,7 @@ def check(madfile: Path, lock_path: Path) -> Fresh | None:
             return None
         if rec["inputs"] != fingerprint(root, madfile.name, extra, lock_path.name)[0]:
             return None
-        registry = rec["registry"]
+        registry, targets = rec["registry"], rec.get("targets")
         gates = {str(a): dict(g) for a, g in rec["gates"].items()}
         if not all(isinstance(g.get("metric"), str) for g in gates.values()):
             return None  # not a record this code wrote: compute it
@@ -114,14 +116,15 @@ def check(madfile: Path, lock_path: Path) -> Fresh | None:
                      lock_hash=str(rec["lock_hash"]),
                      registry=registry if isinstance(registry, str) else None,
                      tags={str(m): tuple(map(str, t)) for m, t in rec["tags"].items()},
-                     gates=gates)
+                     gates=gates, targets=targets if isinstance(targets, dict) else None)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def record(madfile: Path, lock_path: Path, extra_dirs: Iterable[str], started_ns: int, *,
            images: int, jobs: int, lock_hash: str, registry: str | None,
-           tags: Mapping[str, Sequence[str]], gates: Mapping[str, Mapping[str, Any]]) -> None:
+           tags: Mapping[str, Sequence[str]], gates: Mapping[str, Mapping[str, Any]],
+           targets: Mapping[str, Any] | None = None) -> None:
     """Remember that the lock at lock_path is what its current inputs give. Never raises.
 
     Nothing is recorded when an input is newer than `started_ns` (when the caller began reading):
@@ -135,7 +138,7 @@ def record(madfile: Path, lock_path: Path, extra_dirs: Iterable[str], started_ns
             return
         data = {"inputs": inputs, "lock": _digest(_read(lock_path)), "lock_hash": lock_hash, "extra": extra,
                 "images": images, "jobs": jobs, "registry": registry, "tags": {m: list(t) for m, t in tags.items()},
-                "gates": {a: dict(g) for a, g in gates.items()}}
+                "gates": {a: dict(g) for a, g in gates.items()}, "targets": targets}
         path = root / RECORD
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
