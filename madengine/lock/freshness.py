@@ -19,7 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from madengine import __version__
+from madengine import __version__, shape
+from madengine.shape import ListOf, MapOf, Opt
 
 RECORD = Path(".madengine") / "cache" / "lock-fingerprint.json"
 # File mtimes come from the kernel's coarse clock, which may lag the wall clock by a tick.
@@ -92,24 +93,32 @@ def _digest(text: bytes | None) -> str | None:
     return None if text is None else hashlib.sha256(text).hexdigest()
 
 
+# The record's shape: a record that does not fit it (edited, truncated, from another version) is ignored.
+_SHAPE = {"inputs": str, "lock": str, "lock_hash": str, "extra": ListOf(str), "images": int, "jobs": int,
+          "registry": Opt(str), "tags": MapOf(ListOf(str))}
+
+
 def check(madfile: Path, lock_path: Path) -> Fresh | None:
-    """The recorded counts if the lock is known fresh, else None (then compute it)."""
+    """The recorded counts if the lock is known fresh, else None (then compute it). The record is a
+    cache: one that cannot be read or does not have its shape is no record."""
     root = madfile.parent
     try:
-        rec = json.loads((root / RECORD).read_text(encoding="utf-8"))
-        extra = [str(d) for d in rec["extra"]]
-        lock_text = _read(lock_path)
-        if lock_text is None or rec["lock"] != _digest(lock_text):
-            return None
-        if rec["inputs"] != fingerprint(root, madfile.name, extra, lock_path.name)[0]:
-            return None
-        registry = rec["registry"]
-        return Fresh(images=int(rec["images"]), jobs=int(rec["jobs"]), lock_text=lock_text,
-                     lock_hash=str(rec["lock_hash"]),
-                     registry=registry if isinstance(registry, str) else None,
-                     tags={str(m): tuple(map(str, t)) for m, t in rec["tags"].items()})
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        rec = json.loads((root / RECORD).read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
+    if shape.problems(rec, _SHAPE, limit=1):
+        return None
+    lock_text = _read(lock_path)
+    if lock_text is None or rec["lock"] != _digest(lock_text):
+        return None
+    try:
+        inputs = fingerprint(root, madfile.name, rec["extra"], lock_path.name)[0]
+    except (OSError, ValueError):  # a file vanished mid-scan; a NUL in a recorded directory name
+        return None
+    if rec["inputs"] != inputs:
+        return None
+    return Fresh(images=rec["images"], jobs=rec["jobs"], lock_text=lock_text, lock_hash=rec["lock_hash"],
+                 registry=rec["registry"], tags={m: tuple(t) for m, t in rec["tags"].items()})
 
 
 def record(madfile: Path, lock_path: Path, extra_dirs: Iterable[str], started_ns: int, *,
