@@ -49,7 +49,7 @@ def plan(
     path = madfile_path(file, chdir)
     try:
         r = realization(path, locked=locked, select=select, targets=target, state=state, compile=False)
-        with StateStore.open(r.state_path) as store:
+        with StateStore.open(r.state_path, readonly=True) as store:
             the_plan, _ = make_plan(r, store, replace, rerun_failed)
     except Exception:
         if detailed_exitcode:  # Terraform's contract: 1 is an error whatever the error was

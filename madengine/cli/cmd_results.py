@@ -47,7 +47,7 @@ def results(
         _empty(as_json, csv_file, f"no results yet ({db} does not exist); run `madengine apply`" if chosen
                else NO_RESULTS)
         return
-    with StateStore.open(db) as store:
+    with StateStore.open(db, readonly=True) as store:
         every = store.attempts()
         known = [a.id for a in store.applies()]
         if apply_id is not None and apply_id not in known:
