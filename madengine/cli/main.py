@@ -10,6 +10,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -69,7 +70,7 @@ def run(argv: list[str] | None = None) -> None:
     _register()
     try:
         # With standalone_mode=False click returns a `typer.Exit(n)` code instead of raising it.
-        code = app(args=argv, standalone_mode=False)
+        code = _invoke(argv)
     except MadengineError as exc:
         output.print_diagnostics(exc.diagnostics)
         sys.exit(int(exc.exit_code))
@@ -87,6 +88,20 @@ def run(argv: list[str] | None = None) -> None:
                      hint="this is a bug in madengine; please report it with the crash log")
         sys.exit(int(ExitCode.FAILURE))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _invoke(argv: list[str] | None) -> Any:
+    """The app, with a file system that refuses a write (full, read-only, not ours) made an expected
+    error naming the path where the OSError has one: the user's to fix, not a bug of madengine."""
+    from madengine.errors import FileSystemError
+
+    try:
+        return app(args=argv, standalone_mode=False)
+    except OSError as exc:
+        error = FileSystemError.of(exc)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def _is_click_exception(exc: BaseException) -> bool:

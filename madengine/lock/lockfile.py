@@ -7,6 +7,7 @@ changes that image and the jobs that use it, and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ import orjson
 
 from madengine import shape
 from madengine.compile.ir import ImageNode, JobNode, Project, ScriptCall
-from madengine.errors import ConfigError, Diagnostic
+from madengine.errors import ConfigError, Diagnostic, FileSystemError
 from madengine.lock.hashing import FileHasher, hash_value
 from madengine.shape import ListOf, MapOf, Opt
 
@@ -250,8 +251,16 @@ def write_lock(path: Path, lock: Lock) -> bool:
     except FileNotFoundError:
         pass
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # on a read-only file system there is none to remove
+            tmp.unlink(missing_ok=True)
+        error = FileSystemError.of(exc, path)
+        if error is None:
+            raise
+        raise error from exc
     return True
 
 

@@ -32,6 +32,8 @@ from madengine.state.model import Holder, utc_now
 
 LOCK_NAME = "state.lock"
 _UNLOCK_HINT = "wait for it to finish, or run `madengine unlock` if it is dead"
+# Said when the state's directory cannot be written: reading commands never need to.
+STATE_ELSEWHERE = "--state (or $MADENGINE_STATE) puts the state elsewhere; plan, results and state list only read it"
 _TRIES = 10  # x 10 ms: how long a lock without a holder record is looked at again
 
 
@@ -116,9 +118,11 @@ class WorkspaceLock:
             data = json.dumps(asdict(holder), sort_keys=True).encode()
             os.ftruncate(fd, 0)
             os.pwrite(fd, data + b"\n", 0)
-        except BaseException:
+        except BaseException as exc:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+            if isinstance(exc, OSError) and (error := FileSystemError.of(exc, self.path, also=STATE_ELSEWHERE)):
+                raise error from exc  # a full disk: named, the lock left free
             raise
         return HeldLock(self, fd, holder, previous)
 
@@ -134,7 +138,7 @@ class WorkspaceLock:
         except OSError as exc:
             if exc.errno == errno.EISDIR:
                 raise self._not_a_lock("a directory") from None
-            raise FileSystemError.of(exc, self.path) or StateError(
+            raise FileSystemError.of(exc, self.path, also=STATE_ELSEWHERE) or StateError(
                 f"cannot open the workspace lock {self.path}: {exc.strerror}") from exc
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)

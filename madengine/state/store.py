@@ -38,6 +38,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from madengine.errors import FileSystemError, MadengineError, StateError
+from madengine.state.lock import STATE_ELSEWHERE
 from madengine.state.model import ApplyRecord, Attempt, ImageRecord, Observed, PerfRow, Status, utc_now
 from madengine.state.schema import check_readable, migrate
 
@@ -45,8 +46,6 @@ STATE_DIR = ".madengine"
 STATE_NAME = "state.db"
 STATE_ENV = "MADENGINE_STATE"
 BUSY_TIMEOUT_MS = 10_000
-# Said when the state cannot be written: reading commands never need to.
-STATE_ELSEWHERE = f"--state (or ${STATE_ENV}) puts the state elsewhere; plan, results and state list only read it"
 
 _ATTEMPT_COLUMNS = ("id, apply_id, address, node_hash, status, started_at, ended_at, host, exit_code, log_path, "
                     "image_digest, inputs, pid, message")
@@ -559,10 +558,24 @@ def _failure(exc: sqlite3.Error, path: Path) -> MadengineError:
         error = FileSystemError.of(OSError(refused, os.strerror(refused)), path, also=STATE_ELSEWHERE)
         assert error is not None
         return error
+    if code == sqlite3.SQLITE_IOERR and _nearly_full(path.parent):
+        # SQLite says "disk I/O error" for a write to its log or shared memory that found no space.
+        error = FileSystemError.of(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path, also=STATE_ELSEWHERE)
+        assert error is not None
+        return error
     if code == sqlite3.SQLITE_IOERR:
         return StateError(f"I/O error on {path}: {exc}",
                           hint=f"is the disk of {path.parent} full or failing? `df -h {path.parent}` tells")
     return StateError(f"{path} is not a usable state database: {exc}", hint=_damaged_hint(path))
+
+
+def _nearly_full(directory: Path) -> bool:
+    """Less free space than SQLite may need for one more write (a WAL frame, shared memory)."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20
 
 
 def _unwritable(path: Path) -> int | None:
