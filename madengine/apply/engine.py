@@ -23,7 +23,7 @@ from madengine.apply.slots import Slot, Slots
 from madengine.apply.specs import image_spec, job_metadata, job_spec
 from madengine.backends.base import ATTEMPT_ENV, Backend, Cancel, JobSpec, Outcome, Workspace, node_file_name
 from madengine.compile.ir import Project
-from madengine.errors import ConfigError, Diagnostic, ExitCode
+from madengine.errors import ConfigError, Diagnostic, ExitCode, FileSystemError, MadengineError
 from madengine.graph.build import image_address
 from madengine.lock.lockfile import Lock
 from madengine.plan.model import Action, Change, Plan
@@ -158,44 +158,61 @@ class Applier:
     # --- the walk -------------------------------------------------------------------------------
 
     def run(self) -> ApplyResult:
-        jobs = self.check()
-        self.recover()
-        self._sweep()
-        apply_id = self.apply_id = self.store.begin_apply(self.plan.lock_hash)
-        result = ApplyResult(apply_id)
-        self.reporter.begin(len(self.todo))
-        waiting = dict(self.todo)
-        running: dict[Future[Outcome], _Running] = {}
-        stopping = False
-        with stop_on_signals(self.cancel_event), \
-                ThreadPoolExecutor(max_workers=max(1, self.options.parallelism),
-                                   thread_name_prefix="madengine-apply") as pool:
-            while waiting or running:
-                if self.cancel_event.is_set() and not result.interrupted:
-                    result.interrupted = stopping = True
-                    self.reporter.note("interrupted: stopping the running nodes")
-                if not stopping:
-                    self._dispatch(pool, waiting, running, jobs, result)
-                if not running:
-                    if waiting and not stopping:
-                        raise RuntimeError(f"apply cannot make progress; waiting: {', '.join(sorted(waiting)[:3])}")
-                    break
-                done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
-                self._record_handles()
-                for future in done:
-                    entry = running.pop(future)
-                    if entry.slot is not None:
-                        self.slots.give_back(entry.slot)
-                    retry = self._finish(entry, future, result)
-                    if retry is not None:
-                        waiting[retry.address] = retry
-                    elif result.statuses[entry.change.address].failed and not self.options.keep_going:
-                        stopping = True
-        # A signal can land while the last node finishes, after the loop's last look at the event.
-        result.interrupted = result.interrupted or self.cancel_event.is_set()
-        self._sweep()
-        self.store.finish_apply(apply_id, result.outcome)
+        # Signals are caught from the start: a SIGTERM or Ctrl-C before the walk is an apply that
+        # stops at once and is recorded INTERRUPTED, as one during it is.
+        with stop_on_signals(self.cancel_event):
+            jobs = self.check()
+            self.recover()
+            self._sweep()
+            apply_id = self.apply_id = self.store.begin_apply(self.plan.lock_hash)
+            result = ApplyResult(apply_id)
+            self.reporter.begin(len(self.todo))
+            running: dict[Future[Outcome], _Running] = {}
+            try:
+                self._walk(jobs, result, running)
+            except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: the jobs are stopped; say so, then out
+                with contextlib.suppress(MadengineError):
+                    self.store.mark_interrupted([e.attempt_id for e in running.values()], "interrupted")
+                    self.store.finish_apply(apply_id, "INTERRUPTED")
+                raise
+            # A signal can land while the last node finishes, after the loop's last look at the event.
+            result.interrupted = result.interrupted or self.cancel_event.is_set()
+            self._sweep()
+            self.store.finish_apply(apply_id, result.outcome)
         return result
+
+    def _walk(self, jobs: Mapping[str, JobSpec], result: ApplyResult, running: dict[Future[Outcome], _Running]) -> None:
+        waiting = dict(self.todo)
+        stopping = False
+        with ThreadPoolExecutor(max_workers=max(1, self.options.parallelism),
+                                thread_name_prefix="madengine-apply") as pool:
+            try:
+                while waiting or running:
+                    if self.cancel_event.is_set() and not result.interrupted:
+                        result.interrupted = stopping = True
+                        self.reporter.note("interrupted: stopping the running nodes")
+                    if not stopping:
+                        self._dispatch(pool, waiting, running, jobs, result)
+                    if not running:
+                        if waiting and not stopping:
+                            raise RuntimeError(f"apply cannot make progress; waiting: {', '.join(sorted(waiting)[:3])}")
+                        break
+                    done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+                    self._record_handles()
+                    for future in done:
+                        entry = running.pop(future)
+                        if entry.slot is not None:
+                            self.slots.give_back(entry.slot)
+                        retry = self._finish(entry, future, result)
+                        if retry is not None:
+                            waiting[retry.address] = retry
+                        elif result.statuses[entry.change.address].failed and not self.options.keep_going:
+                            stopping = True
+            except BaseException:
+                # Leaving the pool waits for its workers: stop their nodes first (a second Ctrl-C, or
+                # a state store that can no longer be written, must not wait for every job to end).
+                self.cancel_event.set()
+                raise
 
     def _ready(self, waiting: Mapping[str, Change]) -> list[Change]:
         """Waiting nodes whose dependencies in this plan have all finished, best first."""
@@ -298,7 +315,9 @@ class Applier:
         try:
             outcome = future.result()
         except Exception as exc:  # a backend bug must not lose what is already recorded
-            outcome = Outcome(Status.FAILURE, message=f"{type(exc).__name__}: {exc}")
+            full = FileSystemError.of(exc) if isinstance(exc, OSError) else None  # a full disk: said as such
+            outcome = Outcome(Status.FAILURE, message=full.diagnostics[0].message if full
+                              else f"{type(exc).__name__}: {exc}")
         if self.cancel_event.is_set() and outcome.status is not Status.SUCCESS:
             outcome = replace(outcome, status=Status.INTERRUPTED, message=outcome.message or "interrupted")
         tries = self.tries.get(change.address, 0)

@@ -7,7 +7,9 @@ Command modules are small and import their heavy dependencies inside the command
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,7 @@ def run(argv: list[str] | None = None) -> None:
     from madengine.cli import output
 
     _register()
+    _terminate_as_interrupt()
     try:
         # With standalone_mode=False click returns a `typer.Exit(n)` code instead of raising it.
         code = _invoke(argv)
@@ -88,6 +91,17 @@ def run(argv: list[str] | None = None) -> None:
                      hint="this is a bug in madengine; please report it with the crash log")
         sys.exit(int(ExitCode.FAILURE))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (`kill`, a CI runner's timeout, systemd) stops madengine as Ctrl-C does: the command
+    unwinds, its locks are released, what it did is recorded, exit 130. The default would end the
+    process on the spot, silently, with nothing recorded."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def _invoke(argv: list[str] | None) -> Any:
