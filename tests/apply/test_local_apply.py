@@ -219,6 +219,26 @@ def test_sigterm_during_the_walk_is_ctrl_c(tmp_path: Path) -> None:
     assert_gone(root, "job:a@cpu/here#1")
 
 
+def test_a_second_sigterm_still_records_the_stopped_jobs_interrupted(tmp_path: Path) -> None:
+    """The job shrugs off SIGTERM (it notes it in a file), so apply is still in its kill grace period
+    when the second SIGTERM comes: it leaves at once, but not before recording what it stopped."""
+    mark = tmp_path / "got-term"
+    (tmp_path / "stubborn.sh").write_text(
+        '#!/usr/bin/env bash\ntrap \'echo term >> "$MARK"\' TERM\nwhile true; do sleep 0.1 & wait $!; done\n')
+    root = project(tmp_path, f"- {{name: a, scripts: stubborn.sh, n_gpus: 0, env_vars: {{MARK: '{mark}'}}}}\n")
+    proc = _start_apply(root)
+    _wait_for(lambda: _running(root))
+    proc.send_signal(signal.SIGTERM)
+    _wait_for(mark.exists)  # the first one reached the job, which keeps running
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    assert statuses(root) == {"job:a@cpu/here#1": ["INTERRUPTED"]}
+    assert db(root).execute("SELECT outcome FROM applies").fetchall() == [("INTERRUPTED",)]
+    assert (root / ".madengine" / "state.lock").read_text() == ""
+    assert_gone(root, "job:a@cpu/here#1")
+
+
 def test_sigterm_before_the_walk_exits_130_and_frees_the_workspace(tmp_path: Path) -> None:
     """At the confirmation prompt (a terminal is needed for it: a pty), the workspace is locked and
     nothing has run. SIGTERM there used to end the process silently with -15."""
