@@ -35,7 +35,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from madengine.errors import FileSystemError, MadengineError, StateError
 from madengine.state.lock import STATE_ELSEWHERE
@@ -110,11 +110,10 @@ class StateStore:
             conn.execute("PRAGMA foreign_keys = ON")
             _check_pages(conn, path)
             migrate(conn, str(path))
-        except sqlite3.Error as exc:
+        except BaseException as exc:
             conn.close()
-            raise _failure(exc, path) from exc
-        except BaseException:
-            conn.close()
+            if isinstance(exc, sqlite3.Error):
+                _reraise(exc, path)
             raise
         return cls(conn, path)
 
@@ -140,11 +139,10 @@ class StateStore:
             if check_readable(conn, str(path)) == 0:
                 conn.close()
                 return cls._empty(path)
-        except sqlite3.Error as exc:
+        except BaseException as exc:
             conn.close()
-            raise _failure(exc, path) from exc
-        except BaseException:
-            conn.close()
+            if isinstance(exc, sqlite3.Error):
+                _reraise(exc, path)
             raise
         return cls(conn, path, readonly=True)
 
@@ -178,11 +176,8 @@ class StateStore:
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if _code(exc) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):  # locked after busy_timeout
-                    raise StateError(f"the state database {self.path} is busy: {exc}",
-                                     hint="another madengine is writing to it; try again") from exc
-                raise _failure(exc, self.path) from exc
+            except sqlite3.OperationalError as exc:  # still locked after busy_timeout, or worse
+                _reraise(exc, self.path)
             try:
                 yield conn
                 conn.execute("COMMIT")
@@ -191,7 +186,7 @@ class StateStore:
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
-                    raise _failure(exc, self.path) from exc
+                    _reraise(exc, self.path)
                 raise
 
     @contextmanager
@@ -210,7 +205,7 @@ class StateStore:
                 finally:
                     conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise _failure(exc, self.path) from exc
+                _reraise(exc, self.path)
             except _BadRow as bad:
                 raise bad.error(self.path) from None
 
@@ -547,9 +542,21 @@ def _code(exc: sqlite3.Error) -> int | None:
     return None
 
 
-def _failure(exc: sqlite3.Error, path: Path) -> MadengineError:
+def _reraise(exc: sqlite3.Error, path: Path) -> NoReturn:
+    """Raise what a failing SQLite call means for the user; an error no user can cause (an SQL mistake)
+    is raised as it is: a bug, not a reason to move the user's history aside."""
+    error = _failure(exc, path)
+    if error is None:
+        raise exc
+    raise error from exc
+
+
+def _failure(exc: sqlite3.Error, path: Path) -> MadengineError | None:
     """What a failing SQLite call means for the user, with what to do about it."""
     code = _code(exc)
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return StateError(f"the state database {path} is busy: {exc}",
+                          hint="another madengine is writing to it; try again")
     if code == _SQLITE_CORRUPT:
         return StateError(f"{path} is damaged: {exc}", hint=_damaged_hint(path))
     refused = errno.ENOSPC if code == sqlite3.SQLITE_FULL else (
@@ -566,7 +573,9 @@ def _failure(exc: sqlite3.Error, path: Path) -> MadengineError:
     if code == sqlite3.SQLITE_IOERR:
         return StateError(f"I/O error on {path}: {exc}",
                           hint=f"is the disk of {path.parent} full or failing? `df -h {path.parent}` tells")
-    return StateError(f"{path} is not a usable state database: {exc}", hint=_damaged_hint(path))
+    if code == _SQLITE_NOTADB:
+        return StateError(f"{path} is not a usable state database: {exc}", hint=_damaged_hint(path))
+    return None
 
 
 def _nearly_full(directory: Path) -> bool:
