@@ -144,3 +144,22 @@ def test_a_stale_lock_on_a_read_only_workspace_names_the_lock(run_cli: RunCli, t
             _mount("-o", "remount,rw", root)
         assert code == 1, out + err
         assert_one_clean_line(err, f"cannot write {root / 'madengine.lock'}: read-only file system")
+
+
+def test_discover_reads_a_package_on_a_read_only_file_system(run_cli: RunCli, tmp_path: Path) -> None:
+    import shutil
+
+    from tests.conftest import REPO_ROOT
+
+    with tmpfs(tmp_path / "ro", "8m") as root:
+        shutil.copytree(REPO_ROOT / "examples" / "mad-package", root, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(".madengine", "__pycache__"))
+        _mount("-o", "remount,ro", root)
+        try:
+            code, out, err = run_cli("discover", "--tags", "dynamic", cwd=root)  # runs get_models_json.py
+            json_code, json_out, json_err = run_cli("discover", "--json", cwd=root)
+        finally:
+            _mount("-o", "remount,rw", root)
+        assert (code, err) == (0, ""), out + err
+        assert "dyn/large" in out
+        assert (json_code, json_err) == (0, "") and json_out.lstrip().startswith("[")

@@ -163,6 +163,20 @@ def test_a_perf_row_with_an_unknown_status_is_a_state_error(run_cli: RunCli, pro
     assert_named(code, err, 1, "perf row", JOB, "'WEIRD'")
 
 
+@pytest.mark.parametrize(("status", "inputs", "command", "words"), [
+    ("GONE", "{}", "show", "has an unknown status 'GONE'"),
+    ("SUCCESS", "{oops", "list", "has inputs that are not a JSON object"),
+])
+def test_an_image_row_madengine_cannot_have_written_is_a_state_error(
+        run_cli: RunCli, project: Path, status: str, inputs: str, command: str, words: str) -> None:
+    with sqlite3.connect(state_db(project)) as conn:
+        conn.execute("INSERT INTO images (address, target, node_hash, tag, built_at, status, inputs) "
+                     "VALUES ('image:x@cpu', 'here', 'sha256:0', 'madengine/x:0', '2026-01-01T00:00:00Z', ?, ?)",
+                     (status, inputs))
+    code, _, err = run_cli("state", command, *(["image:x@cpu"] if command == "show" else []), cwd=project)
+    assert_named(code, err, 1, "images row for here (image:x@cpu)", words, "madengine state forget image:x@cpu")
+
+
 # --- the state store: the file -------------------------------------------------------------------------
 
 
