@@ -186,8 +186,11 @@ def test_a_garbled_page_is_noticed_by_every_command(run_cli: RunCli, project: Pa
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         # A leaf page of the attempts table, past the first pages (plan reads through the indexes
         # and did not notice such a page: it said "up to date").
-        pages = [p for (p,) in conn.execute(
-            "SELECT pageno FROM dbstat WHERE name = 'attempts' AND pagetype = 'leaf' ORDER BY pageno")]
+        try:
+            pages = [p for (p,) in conn.execute(
+                "SELECT pageno FROM dbstat WHERE name = 'attempts' AND pagetype = 'leaf' ORDER BY pageno")]
+        except sqlite3.OperationalError:  # an SQLite built without dbstat: the pages past the schema's
+            pages = list(range(3, conn.execute("PRAGMA page_count").fetchone()[0] + 1))
     conn.close()
     page = pages[len(pages) // 2]
     assert page >= 3
