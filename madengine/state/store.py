@@ -28,6 +28,7 @@ import operator
 import os
 import socket
 import sqlite3
+import stat
 import threading
 import time
 import urllib.parse
@@ -90,6 +91,7 @@ class StateStore:
         `readonly` is for commands that only read (plan, results, state list): they create nothing,
         write nothing, and so work on a read-only workspace; a store that does not exist reads as empty."""
         path = Path(path)
+        _refuse_non_file(path)
         if readonly:
             return cls._open_readonly(path)
         try:
@@ -511,6 +513,21 @@ def _attempt(r: tuple[Any, ...], perf: tuple[PerfRow, ...], inputs: dict[str, An
 # --- checks and failures -------------------------------------------------------------------------
 
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def _refuse_non_file(path: Path) -> None:
+    """A directory or a FIFO where the store should be: said, not opened (SQLite would wait on a FIFO
+    forever, retrying through every signal)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StateError(f"cannot read the state database {path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise StateError(f"the state database {path} is {what}",
+                         hint=f"move it aside (`mv {path} {path}.old`); the next apply starts from empty state")
 
 
 def _check_pages(conn: sqlite3.Connection, path: Path) -> None:

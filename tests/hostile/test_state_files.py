@@ -5,6 +5,7 @@ never a traceback, never "internal error", never a silent "up to date"."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import sqlite3
@@ -203,6 +204,19 @@ def test_a_garbled_page_is_noticed_by_every_command(run_cli: RunCli, project: Pa
         assert_named(code, err, 1, f"{db} is damaged", f"mv {db} {db}.damaged")
         assert "up to date" not in out
     assert db.read_bytes() == before  # nothing was written into it
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_something_else_in_place_of_the_store_is_a_state_error(run_cli: RunCli, project: Path, kind: str) -> None:
+    db = state_db(project)
+    db.unlink()
+    if kind == "directory":
+        db.mkdir()
+    else:
+        os.mkfifo(db)  # SQLite would wait on it forever, through every signal
+    for args in (("plan",), ("results",), ("state", "list"), ("apply", "--yes")):
+        code, _, err = run_cli(*args, cwd=project, timeout=30)
+        assert_named(code, err, 1, f"the state database {db} is", f"mv {db} ")
 
 
 def test_a_store_of_a_newer_schema_is_refused_naming_the_version(run_cli: RunCli, project: Path) -> None:
