@@ -103,6 +103,7 @@ class Applier:
         self.done: set[str] = set()  # addresses finished in this apply, whatever their status
         self.tries: dict[str, int] = {}  # retries used, per address
         self.apply_id = 0
+        self.running: dict[Future[Outcome], _Running] = {}  # nodes on a worker now
 
     # --- before anything runs -------------------------------------------------------------------
 
@@ -161,58 +162,63 @@ class Applier:
         # Signals are caught from the start: a SIGTERM or Ctrl-C before the walk is an apply that
         # stops at once and is recorded INTERRUPTED, as one during it is.
         with stop_on_signals(self.cancel_event):
-            jobs = self.check()
-            self.recover()
-            self._sweep()
-            apply_id = self.apply_id = self.store.begin_apply(self.plan.lock_hash)
-            result = ApplyResult(apply_id)
-            self.reporter.begin(len(self.todo))
-            running: dict[Future[Outcome], _Running] = {}
             try:
-                self._walk(jobs, result, running)
-            except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: the jobs are stopped; say so, then out
-                with contextlib.suppress(MadengineError):
-                    self.store.mark_interrupted([e.attempt_id for e in running.values()], "interrupted")
-                    self.store.finish_apply(apply_id, "INTERRUPTED")
+                return self._run()
+            except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: the nodes are stopped; say so, then out
+                if self.apply_id:
+                    with contextlib.suppress(MadengineError):
+                        self.store.mark_interrupted([e.attempt_id for e in self.running.values()], "interrupted")
+                        self.store.finish_apply(self.apply_id, "INTERRUPTED")
                 raise
-            # A signal can land while the last node finishes, after the loop's last look at the event.
-            result.interrupted = result.interrupted or self.cancel_event.is_set()
-            self._sweep()
-            self.store.finish_apply(apply_id, result.outcome)
-        return result
 
-    def _walk(self, jobs: Mapping[str, JobSpec], result: ApplyResult, running: dict[Future[Outcome], _Running]) -> None:
+    def _run(self) -> ApplyResult:
+        jobs = self.check()
+        self.recover()
+        self._sweep()
+        apply_id = self.apply_id = self.store.begin_apply(self.plan.lock_hash)
+        result = ApplyResult(apply_id)
+        self.reporter.begin(len(self.todo))
         waiting = dict(self.todo)
+        running = self.running
         stopping = False
         with ThreadPoolExecutor(max_workers=max(1, self.options.parallelism),
-                                thread_name_prefix="madengine-apply") as pool:
-            try:
-                while waiting or running:
-                    if self.cancel_event.is_set() and not result.interrupted:
-                        result.interrupted = stopping = True
-                        self.reporter.note("interrupted: stopping the running nodes")
-                    if not stopping:
-                        self._dispatch(pool, waiting, running, jobs, result)
-                    if not running:
-                        if waiting and not stopping:
-                            raise RuntimeError(f"apply cannot make progress; waiting: {', '.join(sorted(waiting)[:3])}")
-                        break
-                    done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
-                    self._record_handles()
-                    for future in done:
-                        entry = running.pop(future)
-                        if entry.slot is not None:
-                            self.slots.give_back(entry.slot)
-                        retry = self._finish(entry, future, result)
-                        if retry is not None:
-                            waiting[retry.address] = retry
-                        elif result.statuses[entry.change.address].failed and not self.options.keep_going:
-                            stopping = True
-            except BaseException:
-                # Leaving the pool waits for its workers: stop their nodes first (a second Ctrl-C, or
-                # a state store that can no longer be written, must not wait for every job to end).
-                self.cancel_event.set()
-                raise
+                                thread_name_prefix="madengine-apply") as pool, self._stop_nodes_on_error():
+            while waiting or running:
+                if self.cancel_event.is_set() and not result.interrupted:
+                    result.interrupted = stopping = True
+                    self.reporter.note("interrupted: stopping the running nodes")
+                if not stopping:
+                    self._dispatch(pool, waiting, running, jobs, result)
+                if not running:
+                    if waiting and not stopping:
+                        raise RuntimeError(f"apply cannot make progress; waiting: {', '.join(sorted(waiting)[:3])}")
+                    break
+                done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+                self._record_handles()
+                for future in done:
+                    entry = running.pop(future)
+                    if entry.slot is not None:
+                        self.slots.give_back(entry.slot)
+                    retry = self._finish(entry, future, result)
+                    if retry is not None:
+                        waiting[retry.address] = retry
+                    elif result.statuses[entry.change.address].failed and not self.options.keep_going:
+                        stopping = True
+        # A signal can land while the last node finishes, after the loop's last look at the event.
+        result.interrupted = result.interrupted or self.cancel_event.is_set()
+        self._sweep()
+        self.store.finish_apply(apply_id, result.outcome)
+        return result
+
+    @contextlib.contextmanager
+    def _stop_nodes_on_error(self) -> Iterator[None]:
+        """Leaving the pool waits for its workers: on an exception (a second Ctrl-C, a state store that
+        can no longer be written) their nodes are stopped first, rather than waited for to the end."""
+        try:
+            yield
+        except BaseException:
+            self.cancel_event.set()
+            raise
 
     def _ready(self, waiting: Mapping[str, Change]) -> list[Change]:
         """Waiting nodes whose dependencies in this plan have all finished, best first."""
