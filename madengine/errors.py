@@ -7,6 +7,8 @@ one line per diagnostic and the exit code below. Anything else is a bug and goes
 from __future__ import annotations
 
 import enum
+import errno
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -124,3 +126,31 @@ class StateLockedError(StateError):
     """Another process holds the workspace lock: one apply at a time per state store (exit 1)."""
 
     exit_code = ExitCode.FAILURE
+
+
+class FileSystemError(MadengineError):
+    """The file system refused a write: full, read-only, or not ours to write (exit 1). Not a bug:
+    the message names the path and what to do."""
+
+    exit_code = ExitCode.FAILURE
+    ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+    @classmethod
+    def of(cls, exc: OSError, path: str | os.PathLike[str] | None = None, also: str = "") -> FileSystemError | None:
+        """The error for `exc` if its errno is one of ERRNOS, else None (then it is something else).
+        `also` is appended to the hint (e.g. where else the state can go)."""
+        if exc.errno not in cls.ERRNOS:
+            return None
+        where = os.fspath(path) if path is not None else (os.fsdecode(exc.filename) if exc.filename else "")
+        parent = os.path.dirname(where) or "."
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            message = f"no space left on the device of {where}" if where else "no space left on the device"
+            hint = (f"free some space (`df -h {parent}`) and run the command again; what was recorded is kept"
+                    if where else "free some space and run the command again; what was recorded is kept")
+        elif exc.errno == errno.EROFS:
+            message = f"cannot write {where}: read-only file system"
+            hint = "make it writable, or run where you can write"
+        else:
+            message = f"cannot write {where}: permission denied"
+            hint = "check its permissions and owner, or run where you can write"
+        return cls(message, hint=hint + (f"; {also}" if also else ""))

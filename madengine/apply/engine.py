@@ -23,7 +23,7 @@ from madengine.apply.slots import Slot, Slots
 from madengine.apply.specs import image_spec, job_metadata, job_spec
 from madengine.backends.base import ATTEMPT_ENV, Backend, Cancel, JobSpec, Outcome, Workspace, node_file_name
 from madengine.compile.ir import Project
-from madengine.errors import ConfigError, Diagnostic, ExitCode
+from madengine.errors import ConfigError, Diagnostic, ExitCode, FileSystemError, MadengineError
 from madengine.graph.build import image_address
 from madengine.lock.lockfile import Lock
 from madengine.plan.model import Action, Change, Plan
@@ -104,6 +104,7 @@ class Applier:
         self.done: set[str] = set()  # addresses finished in this apply, whatever their status
         self.tries: dict[str, int] = {}  # retries used, per address
         self.apply_id = 0
+        self.running: dict[Future[Outcome], _Running] = {}  # nodes on a worker now
 
     # --- before anything runs -------------------------------------------------------------------
 
@@ -159,6 +160,19 @@ class Applier:
     # --- the walk -------------------------------------------------------------------------------
 
     def run(self) -> ApplyResult:
+        # Signals are caught from the start: a SIGTERM or Ctrl-C before the walk is an apply that
+        # stops at once and is recorded INTERRUPTED, as one during it is.
+        with stop_on_signals(self.cancel_event):
+            try:
+                return self._run()
+            except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: the nodes are stopped; say so, then out
+                if self.apply_id:
+                    with contextlib.suppress(MadengineError):
+                        self.store.mark_interrupted([e.attempt_id for e in self.running.values()], "interrupted")
+                        self.store.finish_apply(self.apply_id, "INTERRUPTED")
+                raise
+
+    def _run(self) -> ApplyResult:
         jobs = self.check()
         self.recover()
         self._sweep()
@@ -166,11 +180,10 @@ class Applier:
         result = ApplyResult(apply_id)
         self.reporter.begin(len(self.todo))
         waiting = dict(self.todo)
-        running: dict[Future[Outcome], _Running] = {}
+        running = self.running
         stopping = False
-        with stop_on_signals(self.cancel_event), \
-                ThreadPoolExecutor(max_workers=max(1, self.options.parallelism),
-                                   thread_name_prefix="madengine-apply") as pool:
+        with ThreadPoolExecutor(max_workers=max(1, self.options.parallelism),
+                                thread_name_prefix="madengine-apply") as pool, self._stop_nodes_on_error():
             while waiting or running:
                 if self.cancel_event.is_set() and not result.interrupted:
                     result.interrupted = stopping = True
@@ -197,6 +210,16 @@ class Applier:
         self._sweep()
         self.store.finish_apply(apply_id, result.outcome)
         return result
+
+    @contextlib.contextmanager
+    def _stop_nodes_on_error(self) -> Iterator[None]:
+        """Leaving the pool waits for its workers: on an exception (a second Ctrl-C, a state store that
+        can no longer be written) their nodes are stopped first, rather than waited for to the end."""
+        try:
+            yield
+        except BaseException:
+            self.cancel_event.set()
+            raise
 
     def _ready(self, waiting: Mapping[str, Change]) -> list[Change]:
         """Waiting nodes whose dependencies in this plan have all finished, best first."""
@@ -299,7 +322,9 @@ class Applier:
         try:
             outcome = future.result()
         except Exception as exc:  # a backend bug must not lose what is already recorded
-            outcome = Outcome(Status.FAILURE, message=f"{type(exc).__name__}: {exc}")
+            full = FileSystemError.of(exc) if isinstance(exc, OSError) else None  # a full disk: said as such
+            outcome = Outcome(Status.FAILURE, message=full.diagnostics[0].message if full
+                              else f"{type(exc).__name__}: {exc}")
         if self.cancel_event.is_set() and outcome.status is not Status.SUCCESS:
             outcome = replace(outcome, status=Status.INTERRUPTED, message=outcome.message or "interrupted")
         tries = self.tries.get(change.address, 0)

@@ -52,7 +52,7 @@ def plan(
         r = realization(path, locked=locked, select=select, targets=target, state=state, compile=False)
         if r.lock_note:  # the lock was refreshed: said, as cargo says `Updating`, on stderr
             typer.echo(r.lock_note, err=True)
-        with StateStore.open(r.state_path) as store:
+        with StateStore.open(r.state_path, readonly=True) as store:
             the_plan, _ = make_plan(r, store, replace, rerun_failed)
     except Exception:
         if detailed_exitcode:  # Terraform's contract: 1 is an error whatever the error was

@@ -39,7 +39,7 @@ def results(
     db = state_db(file, chdir, state)
     if csv_file is not None and chdir is not None:
         csv_file = chdir / csv_file  # "as if started in DIR", like -f (an absolute FILE stays as it is)
-    if not db.is_file():
+    if not db.exists():  # anything else there is for the store to refuse
         # Not an error: nothing has run here yet. Exit 0 so that scripts and CI steps that collect
         # results after an optional apply do not fail, and print empty data where data was asked for.
         # Name the file when it was chosen (--state, $MADENGINE_STATE): a mistyped path should show.
@@ -47,7 +47,7 @@ def results(
         _empty(as_json, csv_file, f"no results yet ({db} does not exist); run `madengine apply`" if chosen
                else NO_RESULTS)
         return
-    with StateStore.open(db) as store:
+    with StateStore.open(db, readonly=True) as store:
         every = store.attempts()
         known = [a.id for a in store.applies()]
         if apply_id is not None and apply_id not in known:

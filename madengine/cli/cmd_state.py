@@ -42,7 +42,7 @@ def list_(
         else:
             sys.stdout.write(f"0 addresses ({display_path(db)} does not exist yet)\n")
         return
-    with _open(db) as store:
+    with _open(db, readonly=True) as store:
         observed = store.observed()  # one snapshot: the rows and the serial printed under them agree
     entries, serial = _entries(observed), observed.serial
     if as_json:
@@ -68,7 +68,7 @@ def show(
     from madengine.madfile.locate import display_path
 
     db = state_db(file, chdir, state)
-    with _open_known(db, address) as store:
+    with _open_known(db, address, readonly=True) as store:
         attempts = store.attempts(address=address)
         images = store.image_records(address)
     if as_json:
@@ -109,8 +109,7 @@ def forget(
     db = state_db(file, chdir, state)
     # The workspace lock keeps this from pulling records from under a running apply.
     with _open_known(db, address) as store, WorkspaceLock.for_store(db).acquire("madengine state forget"):
-        attempts = len(store.attempts(address=address))
-        images = len(store.image_records(address))
+        attempts, images = store.count_records(address)  # counted, not read: a row that cannot be read goes too
         store.forget(address)
     parts = [_count(attempts, "attempt")] + ([_count(images, "image record")] if images else [])
     typer.echo(f"forgot {address}: {', '.join(parts)} removed")
@@ -119,13 +118,13 @@ def forget(
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def _open(db: Path) -> StateStore:
+def _open(db: Path, readonly: bool = False) -> StateStore:
     from madengine.state.store import StateStore
 
-    return StateStore.open(db)
+    return StateStore.open(db, readonly=readonly)
 
 
-def _open_known(db: Path, address: str) -> StateStore:
+def _open_known(db: Path, address: str, readonly: bool = False) -> StateStore:
     """The store, if it knows `address`; else a usage error (exit 4) naming close matches."""
     import difflib
 
@@ -133,7 +132,7 @@ def _open_known(db: Path, address: str) -> StateStore:
 
     known: list[str] = []
     if db.exists():
-        store = _open(db)
+        store = _open(db, readonly)
         known = store.addresses()
         if address in known:
             return store

@@ -7,9 +7,12 @@ Command modules are small and import their heavy dependencies inside the command
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -67,9 +70,10 @@ def run(argv: list[str] | None = None) -> None:
     from madengine.cli import output
 
     _register()
+    _terminate_as_interrupt()
     try:
         # With standalone_mode=False click returns a `typer.Exit(n)` code instead of raising it.
-        code = app(args=argv, prog_name="madengine", standalone_mode=False)
+        code = _invoke(argv)
     except MadengineError as exc:
         output.print_diagnostics(exc.diagnostics)
         sys.exit(int(exc.exit_code))
@@ -87,6 +91,31 @@ def run(argv: list[str] | None = None) -> None:
                      hint="this is a bug in madengine; please report it with the crash log")
         sys.exit(int(ExitCode.FAILURE))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (`kill`, a CI runner's timeout, systemd) stops madengine as Ctrl-C does: the command
+    unwinds, its locks are released, what it did is recorded, exit 130. The default would end the
+    process on the spot, silently, with nothing recorded."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def _invoke(argv: list[str] | None) -> Any:
+    """The app, with a file system that refuses a write (full, read-only, not ours) made an expected
+    error naming the path where the OSError has one: the user's to fix, not a bug of madengine."""
+    from madengine.errors import FileSystemError
+
+    try:
+        return app(args=argv, prog_name="madengine", standalone_mode=False)
+    except OSError as exc:
+        error = FileSystemError.of(exc)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def _is_click_exception(exc: BaseException) -> bool:

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from madengine import __version__
+from madengine import __version__, shape
+from madengine.shape import ListOf, MapOf, Opt
 
 RECORD = Path(".madengine") / "cache" / "lock-fingerprint.json"
 # File mtimes come from the kernel's coarse clock, which may lag the wall clock by a tick.
@@ -97,28 +98,34 @@ def _digest(text: bytes | None) -> str | None:
     return None if text is None else hashlib.sha256(text).hexdigest()
 
 
+# The record's shape: a record that does not fit it (edited, truncated, from another version) is ignored.
+_SHAPE = {"inputs": str, "lock": str, "lock_hash": str, "extra": ListOf(str), "images": int, "jobs": int,
+          "registry": Opt(str), "tags": MapOf(ListOf(str)), "gates": MapOf({"metric": str}),
+          "targets": Opt(MapOf(object))}
+
+
 def check(madfile: Path, lock_path: Path) -> Fresh | None:
-    """The recorded counts if the lock is known fresh, else None (then compute it)."""
+    """The recorded counts if the lock is known fresh, else None (then compute it). The record is a
+    cache: one that cannot be read or does not have its shape is no record."""
     root = madfile.parent
     try:
-        rec = json.loads((root / RECORD).read_text(encoding="utf-8"))
-        extra = [str(d) for d in rec["extra"]]
-        lock_text = _read(lock_path)
-        if lock_text is None or rec["lock"] != _digest(lock_text):
-            return None
-        if rec["inputs"] != fingerprint(root, madfile.name, extra, lock_path.name)[0]:
-            return None
-        registry, targets = rec["registry"], rec.get("targets")
-        gates = {str(a): dict(g) for a, g in rec["gates"].items()}
-        if not all(isinstance(g.get("metric"), str) for g in gates.values()):
-            return None  # not a record this code wrote: compute it
-        return Fresh(images=int(rec["images"]), jobs=int(rec["jobs"]), lock_text=lock_text,
-                     lock_hash=str(rec["lock_hash"]),
-                     registry=registry if isinstance(registry, str) else None,
-                     tags={str(m): tuple(map(str, t)) for m, t in rec["tags"].items()},
-                     gates=gates, targets=targets if isinstance(targets, dict) else None)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        rec = json.loads((root / RECORD).read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
+    if shape.problems(rec, _SHAPE, limit=1):
+        return None
+    lock_text = _read(lock_path)
+    if lock_text is None or rec["lock"] != _digest(lock_text):
+        return None
+    try:
+        inputs = fingerprint(root, madfile.name, rec["extra"], lock_path.name)[0]
+    except (OSError, ValueError):  # a file vanished mid-scan; a NUL in a recorded directory name
+        return None
+    if rec["inputs"] != inputs:
+        return None
+    return Fresh(images=rec["images"], jobs=rec["jobs"], lock_text=lock_text, lock_hash=rec["lock_hash"],
+                 registry=rec["registry"], tags={m: tuple(t) for m, t in rec["tags"].items()},
+                 gates=rec["gates"], targets=rec["targets"])
 
 
 def record(madfile: Path, lock_path: Path, extra_dirs: Iterable[str], started_ns: int, *,

@@ -7,6 +7,7 @@ changes that image and the jobs that use it, and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
 from collections.abc import Mapping
@@ -16,9 +17,11 @@ from typing import Any
 
 import orjson
 
+from madengine import shape
 from madengine.compile.ir import ImageNode, JobNode, Project, ScriptCall
-from madengine.errors import ConfigError, Diagnostic
+from madengine.errors import ConfigError, Diagnostic, FileSystemError
 from madengine.lock.hashing import FileHasher, hash_value
+from madengine.shape import ListOf, MapOf, Opt
 
 LOCK_VERSION = 1
 TAG_LENGTH = 12
@@ -160,15 +163,83 @@ def read_lock(path: Path) -> Lock | None:
 
 
 def parse_lock(text: bytes, path: Path) -> Lock:
+    """The lock in `text`, its every field checked (a lock may have been edited, truncated or replaced)."""
+    hint = "delete it and run `madengine lock`"
     try:
-        data = json.loads(text)  # not orjson: json's messages say what is wrong
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = text.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path.name} is not UTF-8 text (byte {exc.start})", file=str(path), line=line,
+                          hint=hint) from None
+    try:
+        data = json.loads(decoded)  # not orjson: json's messages say what is wrong
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path.name} is not valid JSON: {exc.msg}", file=str(path), line=exc.lineno,
-                          column=exc.colno, hint="delete it and run `madengine lock`") from None
+                          column=exc.colno, hint=hint) from None
+    except RecursionError:
+        raise ConfigError(f"{path.name} is nested too deeply to be a lock", file=str(path), hint=hint) from None
     if not isinstance(data, dict) or data.get("version") != LOCK_VERSION:
         raise ConfigError(f"{path.name} is not a version {LOCK_VERSION} madengine lock", file=str(path),
-                          hint="delete it and run `madengine lock`")
+                          hint=hint)
+    found = shape.problems(data, _LOCK_SHAPE) or _dangling(data)
+    if found:
+        raise ConfigError.many(Diagnostic(file=str(path), line=None, column=None, key_path=key,
+                                          message=f"{message} (not a lock madengine wrote)", hint=hint)
+                               for key, message in found)
     return data
+
+
+_HASHED_PATH = {"path": str, "sha256": Opt(str)}
+_SCRIPT_CALL = {"path": str, "args": ListOf(str), "sha256": Opt(str)}
+_LOCK_SHAPE = {
+    "version": int,
+    "madfile": _HASHED_PATH,
+    "package": Opt(_HASHED_PATH),
+    "images": MapOf({
+        "base": {"ref": Opt(str), "digest": Opt(str)},
+        "build_args": MapOf(str),
+        "context": _HASHED_PATH,
+        "dockerfile": _HASHED_PATH,
+        "hash": str,
+        "tag": str,
+    }),
+    "jobs": MapOf({
+        "model": str,
+        "params": MapOf(Opt(str)),
+        "context": str,
+        "context_sha256": str,
+        "target": str,
+        "target_sha256": str,
+        "repeat": int,
+        "image": Opt(str),
+        "image_hash": Opt(str),
+        "script": {"path": str, "sha256": Opt(str), "dir_sha256": Opt(str)},
+        "args": ListOf(str),
+        "env": MapOf(str),
+        "n_gpus": int,
+        "timeout": int,
+        "multiple_results": Opt(str),
+        "data": Opt({"name": str, "provider_type": Opt(str),
+                     "mounts": ListOf({"host_path": str, "container_path": str, "readwrite": bool,
+                                       "sha256": Opt(str)})}),
+        "tools": Opt({"names": ListOf(str), "pre_scripts": ListOf(_SCRIPT_CALL),
+                      "post_scripts": ListOf(_SCRIPT_CALL), "cmd": ListOf(str)}),
+        "depends_on": ListOf(str),
+        "hash": str,
+    }),
+}
+
+
+def _dangling(lock: Lock) -> list[tuple[str, str]]:
+    """Jobs naming an image the lock does not have (the graph is built from these names)."""
+    out = []
+    for addr, job in lock["jobs"].items():
+        for i, dep in enumerate(job["depends_on"]):
+            if dep not in lock["images"]:
+                out.append((f"jobs[{addr!r}].depends_on[{i}]", f"no image {dep!r} in the lock"))
+        if job["image"] is not None and job["image"] not in lock["images"]:
+            out.append((f"jobs[{addr!r}].image", f"no image {job['image']!r} in the lock"))
+    return out[:shape.LIMIT]
 
 
 def write_lock(path: Path, lock: Lock) -> bool:
@@ -180,8 +251,16 @@ def write_lock(path: Path, lock: Lock) -> bool:
     except FileNotFoundError:
         pass
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # on a read-only file system there is none to remove
+            tmp.unlink(missing_ok=True)
+        error = FileSystemError.of(exc, path)
+        if error is None:
+            raise
+        raise error from exc
     return True
 
 

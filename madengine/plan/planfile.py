@@ -5,12 +5,15 @@ A plan file holds addresses, actions, reasons and hashes: never a secret, never 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
-from madengine.errors import MadengineError, UsageError
-from madengine.plan.model import Change, Plan
+from madengine import shape
+from madengine.errors import ConfigError, Diagnostic, FileSystemError, MadengineError, UsageError
+from madengine.plan.model import Action, Change, Plan
+from madengine.shape import ListOf, MapOf, OneOf
 
 FORMAT = "madengine-plan"
 VERSION = 1
@@ -28,25 +31,58 @@ def to_json(plan: Plan, madfile: str) -> dict[str, Any]:
 
 def save(path: Path, plan: Plan, madfile: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(to_json(plan, madfile), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(to_json(plan, madfile), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        error = FileSystemError.of(exc, path)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def load(path: Path) -> tuple[Plan, str]:
-    """The plan and the madfile it was made for."""
+    """The plan and the madfile it was made for; a file that is not a saved plan is a config error."""
+    hint = "save the plan again with `madengine plan -o FILE`"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"no plan file {path}", hint="save one with `madengine plan -o FILE`") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a plan file", hint=hint) from None
+    try:
+        data = json.loads(text.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not a plan file: not UTF-8 text (byte {exc.start})", file=str(path),
+                          line=text.count(b"\n", 0, exc.start) + 1, hint=hint) from None
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not a plan file: {exc.msg}", file=str(path), line=exc.lineno,
-                         column=exc.colno) from None
+        raise ConfigError(f"{path} is not a plan file: {exc.msg}", file=str(path), line=exc.lineno,
+                          column=exc.colno, hint=hint) from None
+    except RecursionError:
+        raise ConfigError(f"{path} is not a plan file: nested too deeply", file=str(path), hint=hint) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
-        raise UsageError(f"{path} is not a madengine plan (version {VERSION})",
-                         hint="save one with `madengine plan -o FILE`")
-    plan = Plan(lock_hash=data["lock_hash"], serial=int(data["serial"]),
+        raise ConfigError(f"{path} is not a madengine plan (version {VERSION})", file=str(path), hint=hint)
+    found = shape.problems(data, _SHAPE)
+    if found:
+        raise ConfigError.many(Diagnostic(file=str(path), line=None, column=None, key_path=key,
+                                          message=f"{message} (not a plan madengine saved)", hint=hint)
+                               for key, message in found)
+    plan = Plan(lock_hash=data["lock_hash"], serial=data["serial"],
                 changes=tuple(Change.from_json(c) for c in data["changes"]), options=data.get("options", {}))
-    return plan, str(data.get("madfile", "madfile.yaml"))
+    return plan, data.get("madfile", "madfile.yaml")
+
+
+_SHAPE = {
+    "madfile?": str,
+    "lock_hash": str,
+    "serial": int,
+    "options?": MapOf(object),
+    "changes": ListOf({"address": str, "kind": OneOf("image", "push", "job"),
+                       "action": OneOf(*(a.value for a in Action)), "reason": str, "hash": str,
+                       "targets": ListOf(str), "depends_on?": ListOf(str)}),
+}
 
 
 def check_current(plan: Plan, lock_hash: str, serial: int) -> None:

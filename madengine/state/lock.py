@@ -20,17 +20,20 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
-from madengine.errors import StateLockedError
+from madengine.errors import FileSystemError, StateError, StateLockedError
 from madengine.state.model import Holder, utc_now
 
 LOCK_NAME = "state.lock"
 _UNLOCK_HINT = "wait for it to finish, or run `madengine unlock` if it is dead"
+# Said when the state's directory cannot be written: reading commands never need to.
+STATE_ELSEWHERE = "--state (or $MADENGINE_STATE) puts the state elsewhere; plan, results and state list only read it"
 _TRIES = 10  # x 10 ms: how long a lock without a holder record is looked at again
 
 
@@ -86,10 +89,9 @@ class WorkspaceLock:
 
     def acquire(self, command: str = "") -> HeldLock:
         """Take the lock at once or raise `StateLockedError` naming the holder; never waits."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tries = 0
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open(os.O_RDWR | os.O_CREAT, create=True)
             try:
                 locked = _try_flock(fd, fcntl.LOCK_EX)
             except BaseException:
@@ -116,24 +118,54 @@ class WorkspaceLock:
             data = json.dumps(asdict(holder), sort_keys=True).encode()
             os.ftruncate(fd, 0)
             os.pwrite(fd, data + b"\n", 0)
-        except BaseException:
+        except BaseException as exc:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+            if isinstance(exc, OSError) and (error := FileSystemError.of(exc, self.path, also=STATE_ELSEWHERE)):
+                raise error from exc  # a full disk: named, the lock left free
             raise
         return HeldLock(self, fd, holder, previous)
+
+    def _open(self, flags: int, create: bool = False) -> int:
+        """The lock file, opened; FileNotFoundError passes (callers know what no lock means). Anything
+        else in its place, or a file system that refuses it, is a state error naming the path."""
+        try:
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, flags | os.O_NONBLOCK, 0o644)  # NONBLOCK: a FIFO there must not hang us
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if exc.errno == errno.EISDIR:
+                raise self._not_a_lock("a directory") from None
+            raise FileSystemError.of(exc, self.path, also=STATE_ELSEWHERE) or StateError(
+                f"cannot open the workspace lock {self.path}: {exc.strerror}") from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise self._not_a_lock("not a regular file")
+        return fd
+
+    def _not_a_lock(self, what: str) -> StateError:
+        return StateError(f"the workspace lock {self.path} is {what}",
+                          hint=f"madengine keeps a small file there; remove or move it (`mv {self.path} "
+                               f"{self.path}.old`) and run the command again")
 
     def holder(self) -> Holder | None:
         """The recorded holder, live or dead (`is_held` tells which); None when there is no record."""
         try:
-            return _parse(self.path.read_bytes())
+            fd = self._open(os.O_RDONLY)
         except FileNotFoundError:
             return None
+        try:
+            return _parse(_read_fd(fd))
+        finally:
+            os.close(fd)
 
     def is_held(self) -> bool:
         """Whether a live process holds the lock. Probed with a shared, non-blocking flock, which for
         its microseconds makes a concurrent `acquire` fail as if this caller held the lock."""
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = self._open(os.O_RDONLY)
         except FileNotFoundError:
             return False
         try:
@@ -147,7 +179,7 @@ class WorkspaceLock:
     def unlock(self, force: bool = False) -> Unlocked:
         """Clear a dead holder's record; refuse a live holder unless `force`, which unlinks the lock file."""
         try:
-            fd = os.open(self.path, os.O_RDWR)
+            fd = self._open(os.O_RDWR)
         except FileNotFoundError:
             return Unlocked("free", None)
         try:

@@ -91,12 +91,21 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
-    """The version recorded in the database; 0 for an empty database."""
+    """The version recorded in the database; 0 for an empty database.
+
+    It is kept twice: in the `meta` table and in SQLite's header (`PRAGMA user_version`), which a
+    newer madengine may move first; the higher of the two is the store's version."""
+    header = int(conn.execute("PRAGMA user_version").fetchone()[0])
     has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
     if has_meta is None:
-        return 0
+        return header
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    return int(row[0]) if row is not None else 0
+    try:
+        recorded = int(row[0]) if row is not None else 0
+    except (TypeError, ValueError):
+        raise StateError(f"the state's schema version is not a number: {row[0]!r}",
+                         hint="move the state database aside to start from empty state") from None
+    return max(header, recorded)
 
 
 def migrate(conn: sqlite3.Connection, where: str, migrations: tuple[str, ...] = MIGRATIONS) -> int:
@@ -122,6 +131,7 @@ def migrate(conn: sqlite3.Connection, where: str, migrations: tuple[str, ...] = 
             for statement in _statements(script):
                 conn.execute(statement)
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(target),))
+        conn.execute(f"PRAGMA user_version = {int(target)}")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -130,10 +140,29 @@ def migrate(conn: sqlite3.Connection, where: str, migrations: tuple[str, ...] = 
     return found
 
 
+class OlderSchemaError(StateError):
+    """A store of an older schema, opened read-only: it can be read once it is migrated."""
+
+
+def check_readable(conn: sqlite3.Connection, where: str) -> int:
+    """The version of a database opened read-only, which cannot be migrated: this madengine's, or 0
+    for an empty one; anything else is refused."""
+    found = schema_version(conn)
+    _refuse_newer(found, SCHEMA_VERSION, where)
+    if found == 0 and _has_foreign_tables(conn):
+        raise StateError(f"{where} is an SQLite database, but not madengine's state",
+                         hint="point MADENGINE_STATE (or --state) at another file")
+    if 0 < found < SCHEMA_VERSION:
+        raise OlderSchemaError(f"{where} has state schema version {found}, older than this madengine's "
+                               f"({SCHEMA_VERSION})", hint="run `madengine apply` once to upgrade it")
+    return found
+
+
 def _refuse_newer(found: int, known: int, where: str) -> None:
     if found > known:
         raise StateError(f"{where} has state schema version {found}, newer than this madengine knows ({known})",
-                         hint="upgrade madengine; an older madengine cannot read newer state")
+                         hint=f"upgrade madengine (an older one cannot read newer state), or move {where} aside "
+                              "to start from empty state")
 
 
 def _has_foreign_tables(conn: sqlite3.Connection) -> bool:

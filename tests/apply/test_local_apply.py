@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from madengine.state.store import StateStore
 from tests.conftest import REPO_ROOT, RunCli
 
 SCRIPT = """\
@@ -205,6 +206,106 @@ def test_ctrl_c_stops_running_jobs_and_records_them_interrupted(tmp_path: Path) 
     assert proc.returncode == 130, out + err
     assert statuses(root) == {"job:a@cpu/here#1": ["INTERRUPTED"]}
     assert_gone(root, "job:a@cpu/here#1")
+
+
+def test_sigterm_during_the_walk_is_ctrl_c(tmp_path: Path) -> None:
+    root = project(tmp_path, "- {name: a, scripts: run.sh, n_gpus: 0, env_vars: {SLEEP: '30'}}\n")
+    proc = _start_apply(root)
+    _wait_for(lambda: _running(root))
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, out + err
+    assert statuses(root) == {"job:a@cpu/here#1": ["INTERRUPTED"]}
+    assert db(root).execute("SELECT outcome FROM applies").fetchall() == [("INTERRUPTED",)]
+    assert_gone(root, "job:a@cpu/here#1")
+
+
+def test_a_second_sigterm_still_records_the_stopped_jobs_interrupted(tmp_path: Path) -> None:
+    """The job shrugs off SIGTERM (it notes it in a file), so apply is still in its kill grace period
+    when the second SIGTERM comes: it leaves at once, but not before recording what it stopped."""
+    mark = tmp_path / "got-term"
+    (tmp_path / "stubborn.sh").write_text(
+        '#!/usr/bin/env bash\ntrap \'echo term >> "$MARK"\' TERM\nwhile true; do sleep 0.1 & wait $!; done\n')
+    root = project(tmp_path, f"- {{name: a, scripts: stubborn.sh, n_gpus: 0, env_vars: {{MARK: '{mark}'}}}}\n")
+    proc = _start_apply(root)
+    _wait_for(lambda: _running(root))
+    proc.send_signal(signal.SIGTERM)
+    _wait_for(mark.exists)  # the first one reached the job, which keeps running
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    assert statuses(root) == {"job:a@cpu/here#1": ["INTERRUPTED"]}
+    assert db(root).execute("SELECT outcome FROM applies").fetchall() == [("INTERRUPTED",)]
+    assert (root / ".madengine" / "state.lock").read_text() == ""
+    (pid,) = db(root).execute("SELECT pid FROM attempts").fetchone()
+    _wait_for(lambda: not _group_alive(pid))  # SIGKILLed after its grace: gone once its orphans are reaped
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_sigterm_before_the_walk_exits_130_and_frees_the_workspace(tmp_path: Path) -> None:
+    """At the confirmation prompt (a terminal is needed for it: a pty), the workspace is locked and
+    nothing has run. SIGTERM there used to end the process silently with -15."""
+    import pty
+
+    root = project(tmp_path, "- {name: a, scripts: run.sh, n_gpus: 0}\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NO_COLOR": "1", "COLUMNS": "200"}
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "madengine", "apply"], cwd=root, env=env, stdin=follower,
+                            stdout=follower, stderr=follower, start_new_session=True)
+    os.close(follower)
+    seen = b""
+    try:
+        while b"Apply this plan?" not in seen:
+            chunk = os.read(leader, 4096)  # blocks until the child writes; EOF (OSError) if it died
+            assert chunk, seen
+            seen += chunk
+        lock = root / ".madengine" / "state.lock"
+        assert f'"pid": {proc.pid}' in lock.read_text()  # held while the prompt waits
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 130, seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(leader)
+    assert lock.read_text() == ""  # released, its record cleared
+    assert statuses(root) == {}  # nothing ran
+    code = subprocess.run([sys.executable, "-m", "madengine", "apply", "--yes"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=60).returncode
+    assert code == 0 and statuses(root) == {"job:a@cpu/here#1": ["SUCCESS"]}
+
+
+def test_sigterm_while_apply_waits_before_its_walk_is_recorded_and_exits_130(tmp_path: Path) -> None:
+    """The test holds the store's write lock, so the apply cannot begin its walk (it waits at its first
+    write, for up to busy_timeout). SIGTERM sent once it holds the workspace lock lands before the walk."""
+    root = project(tmp_path, "- {name: a, scripts: run.sh, n_gpus: 0}\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
+    assert subprocess.run([sys.executable, "-m", "madengine", "lock"], cwd=root, env=env).returncode == 0
+    StateStore.open(root / ".madengine" / "state.db").close()
+    blocker = sqlite3.connect(root / ".madengine" / "state.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the apply's first write (before its walk) waits for this
+    proc = subprocess.Popen([sys.executable, "-m", "madengine", "apply", "--yes"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        lock = root / ".madengine" / "state.lock"
+        _wait_for(lambda: lock.exists() and f'"pid": {proc.pid}' in lock.read_text())
+        proc.send_signal(signal.SIGTERM)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err and "internal error" not in err
+    assert lock.read_text() == ""  # released, its record cleared
+    outcomes = [r[0] for r in db(root).execute("SELECT outcome FROM applies")] if statuses(root) == {} else None
+    assert outcomes is not None and set(outcomes) <= {"INTERRUPTED"}  # nothing ran; a begun apply is recorded
 
 
 @pytest.mark.parametrize("kill_after", [1, 2, 3])

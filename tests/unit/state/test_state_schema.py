@@ -152,3 +152,18 @@ def test_a_version_1_store_gains_gate_verdicts_and_keeps_its_attempts(db: Path) 
         assert store.latest_attempts()["job:b@c/t#1"].gate == verdict
         assert store.attempts(address="job:b@c/t#1")[0].gate == verdict
     assert schema_version(raw(db)) == SCHEMA_VERSION == 2
+
+
+def test_a_reader_upgrades_an_older_store_it_can_write(db: Path) -> None:
+    """`results` or `plan` right after upgrading madengine reads the old history (migrating it), rather than
+    asking for an apply first."""
+    db.parent.mkdir(parents=True)
+    conn = raw(db)
+    migrate(conn, str(db), MIGRATIONS[:1])
+    conn.execute("INSERT INTO applies (lock_hash, serial, started_at, host, pid) VALUES ('h', 1, 't', 'x', 1)")
+    conn.execute("INSERT INTO attempts (apply_id, address, node_hash, status, started_at, inputs) "
+                 "VALUES (1, 'job:a@c/t#1', 'sha256:a', 'SUCCESS', '2026-12-01T00:00:00Z', '{}')")
+    conn.close()
+    with StateStore.open(db, readonly=True) as store:
+        assert list(store.latest_attempts()) == ["job:a@c/t#1"]
+    assert schema_version(raw(db)) == SCHEMA_VERSION
