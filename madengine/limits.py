@@ -9,7 +9,6 @@ may take) are the madfile's `limits:` (madengine.madfile.model.Limits).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from madengine.errors import ConfigError
 
@@ -68,7 +67,7 @@ def _size(n: int) -> str:
     return f"{n / MB:.1f} MB" if n >= MB else f"{n / 1024:.0f} KB" if n >= 1024 else f"{n} bytes"
 
 
-def read_bounded(path: str | Path, shown: str, limit: int, env: str) -> bytes:
+def read_bounded(path: str | os.PathLike[str], shown: str, limit: int, env: str) -> bytes:
     """The bytes of `path`, refused before reading (and parsing) when larger than `limit`.
 
     OSError (a missing file...) is the caller's to report.

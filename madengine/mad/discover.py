@@ -21,7 +21,7 @@ from madengine.errors import ConfigError, Diagnostic
 from madengine.mad.dynamic import load_dynamic_models
 from madengine.mad.entries import EntryReader
 from madengine.mad.fastbuild import gc_paused
-from madengine.mad.jsonlist import NotAListError, parse_list
+from madengine.mad.jsonlist import NotAListError, TooDeepError, line_of, parse_list, read_json_text
 from madengine.mad.model import MadModel, Package
 
 MODELS_JSON = "models.json"
@@ -99,10 +99,9 @@ def _model_dirs(scripts_dir: str) -> list[tuple[str, bool, bool]]:
 
 def _read_text(path: str, rel_file: str, errors: list[Diagnostic]) -> str | None:
     try:
-        with open(path, encoding="utf-8-sig") as f:
-            return f.read()
-    except UnicodeDecodeError as exc:
-        errors.append(Diagnostic(rel_file, None, None, f"not UTF-8 text: {exc.reason} at byte {exc.start}"))
+        return read_json_text(path, rel_file)
+    except ConfigError as exc:  # too big, or not UTF-8
+        errors.extend(exc.diagnostics)
     except OSError as exc:
         errors.append(Diagnostic(rel_file, None, None, f"cannot read: {exc.strerror}"))
     return None
@@ -118,6 +117,10 @@ def _read_models_json(root_dir: str, path: str, rel_file: str, directory: str, m
     except json.JSONDecodeError as exc:
         errors.append(Diagnostic(rel_file, exc.lineno, exc.colno, f"invalid JSON: {exc.msg}",
                                  hint="check for a missing comma or quote, or a trailing comma"))
+        return
+    except TooDeepError as exc:
+        line, column = line_of(text, exc.offset)
+        errors.append(Diagnostic(rel_file, line, column, f"JSON {exc}", hint="this limit is fixed"))
         return
     except NotAListError as exc:
         errors.append(Diagnostic(rel_file, 1, 1, f"{MODELS_JSON} must be a list of models; {exc}",
