@@ -17,8 +17,9 @@ import json
 import os
 from pathlib import Path
 
+from madengine import limits
 from madengine.errors import ConfigError, Diagnostic
-from madengine.mad.dynamic import load_dynamic_models
+from madengine.mad.dynamic import Script, ScriptResult, run_scripts
 from madengine.mad.entries import EntryReader
 from madengine.mad.fastbuild import gc_paused
 from madengine.mad.jsonlist import NotAListError, TooDeepError, line_of, parse_list, read_json_text
@@ -28,17 +29,18 @@ MODELS_JSON = "models.json"
 DYNAMIC_SCRIPT = "get_models_json.py"
 
 
-def discover_package(root: Path) -> Package:
+def discover_package(root: Path, *, script_timeout: float | None = None) -> Package:
     """Every model of the MAD package at `root`, in discovery order.
 
     Raises ConfigError with one diagnostic per problem (invalid JSON, malformed entries, failing
     scripts, duplicate names). Unknown keys are kept and returned as `Package.warnings`.
+    `script_timeout`: seconds each get_models_json.py may run (default: limits.script_timeout()).
     """
     with gc_paused():
-        return _discover(root)
+        return _discover(root, limits.script_timeout(script_timeout))
 
 
-def _discover(root: Path) -> Package:
+def _discover(root: Path, script_timeout: float) -> Package:
     root_dir = os.path.abspath(root)
     errors: list[Diagnostic] = []
     warnings: list[Diagnostic] = []
@@ -58,6 +60,11 @@ def _discover(root: Path) -> Package:
         raise ConfigError(f"{str(root)!r} is not a MAD package: it has no models.json",
                           file=MODELS_JSON,
                           hint="a MAD package has models.json and/or scripts/<dir>/models.json")
+    # Every get_models_json.py of the package runs in one child process, before the models are read
+    # in directory order.
+    scripts = [Script(os.path.join(scripts_dir, name, DYNAMIC_SCRIPT), f"scripts/{name}/{DYNAMIC_SCRIPT}", name)
+               for name, has_json, has_script in model_dirs if has_script and not has_json]
+    dynamic = dict(zip((s.directory for s in scripts), run_scripts(scripts, script_timeout), strict=True))
     for name, has_json, has_script in model_dirs:
         rel_dir = f"scripts/{name}"
         if has_json and has_script:
@@ -71,8 +78,7 @@ def _discover(root: Path) -> Package:
             _read_models_json(root_dir, os.path.join(scripts_dir, name, MODELS_JSON),
                               f"{rel_dir}/{MODELS_JSON}", name, models, errors, warnings)
         else:
-            _read_dynamic(root_dir, os.path.join(scripts_dir, name, DYNAMIC_SCRIPT),
-                          f"{rel_dir}/{DYNAMIC_SCRIPT}", name, models, errors, warnings)
+            _read_dynamic(root_dir, dynamic[name], f"{rel_dir}/{DYNAMIC_SCRIPT}", name, models, errors, warnings)
 
     errors.extend(_duplicates(models))
     if errors:
@@ -136,11 +142,12 @@ def _read_models_json(root_dir: str, path: str, rel_file: str, directory: str, m
     warnings.extend(reader.warnings())
 
 
-def _read_dynamic(root_dir: str, path: str, rel_file: str, directory: str, models: list[MadModel],
+def _read_dynamic(root_dir: str, result: ScriptResult, rel_file: str, directory: str, models: list[MadModel],
                   errors: list[Diagnostic], warnings: list[Diagnostic]) -> None:
     reader = EntryReader(root=root_dir, file=rel_file, directory=directory, prefix_names=False,
                          errors=errors)
-    for index, entry in load_dynamic_models(path, rel_file, directory, errors):
+    errors.extend(result.errors)
+    for index, entry in result.models:
         model = reader.read(entry, index, where="list_models()")
         if model is not None:
             models.append(model)

@@ -1,5 +1,10 @@
 """Run a MAD `scripts/<dir>/get_models_json.py` and collect the models its `list_models()` returns.
 
+The script is the package's code, untrusted by madengine: it runs in a child process (one for all the
+scripts of one discovery; `run_scripts`), so it cannot hang madengine (each script has a timeout),
+end it (`os._exit(0)` ends only the child, and is an error), or write into madengine's output (the
+child's stdout is its stderr; the models come back as JSON on a pipe of their own).
+
 Semantics follow ROCm madengine: every returned model must be a `CustomModel` (either import path,
 they are one class); its name is prefixed with `<dir>/` before `update_model()` is called, and the
 name and tags it had before `update_model()` are the ones that count. Plain dicts are accepted too.
@@ -13,17 +18,24 @@ is cached in the user's cache directory instead (see `_ScriptLoader`).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.machinery
 import importlib.util
+import json
 import marshal
 import os
+import selectors
+import signal
+import subprocess
 import sys
+import tempfile
+import time
 import traceback
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from types import CodeType, ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer  # in typeshed; no runtime dependency
@@ -94,6 +106,147 @@ def _write_atomically(path: str, data: bytes) -> None:
     except OSError:
         with suppress(OSError):
             os.remove(temporary)
+
+
+class Script(NamedTuple):
+    path: str  # absolute
+    rel_file: str  # for messages: scripts/<dir>/get_models_json.py
+    directory: str  # <dir>, the prefix of its models' names
+
+
+class ScriptResult(NamedTuple):
+    models: list[tuple[int, dict[str, Any]]]  # (position in list_models(), models.json-like entry)
+    errors: list[Diagnostic]
+
+
+_TIMEOUT_HINT = ("fix the script, or give it longer with `limits.script_timeout` in the madfile "
+                 "(MADENGINE_SCRIPT_TIMEOUT without one)")
+_STDERR_TAIL_BYTES = 64 * 1024  # what is passed on to madengine's stderr of one child's output, at most
+
+
+def run_scripts(scripts: Sequence[Script], timeout: float) -> list[ScriptResult]:
+    """The models of each script, run in child processes with `timeout` seconds per script.
+
+    A script that hangs, ends the process, or answers what madengine cannot read gets an error naming
+    it with the last lines of its stderr; the scripts after it run in a new child.
+    """
+    results: list[ScriptResult] = []
+    while len(results) < len(scripts):
+        results += _run_child(scripts[len(results):], timeout)
+    return results
+
+
+def _run_child(scripts: Sequence[Script], timeout: float) -> list[ScriptResult]:
+    """Run `scripts` in order in one child; stop at the first that does not report (it gets an error)."""
+    request = json.dumps([list(s) for s in scripts])
+    env = dict(os.environ)
+    # The scripts import madengine.utils.discover_models: this madengine, wherever it was imported from.
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
+    results: list[ScriptResult] = []
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from madengine.mad.dynamic import child_main; child_main()", request],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=env,
+            start_new_session=True)  # a timeout kills the script's own children too
+        assert proc.stdout is not None
+        boundaries = [0]  # where each script's stderr starts
+        failure: str | None = None
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            buffer = b""
+            deadline = time.monotonic() + timeout
+            while len(results) < len(scripts) and failure is None:
+                line, _, rest = buffer.partition(b"\n")
+                if _:
+                    buffer = rest
+                    boundaries.append(_size(stderr))
+                    result = _decode(line, scripts[len(results)])
+                    if result is None:
+                        failure = "answered with output madengine cannot read"
+                        break
+                    results.append(result)
+                    deadline = time.monotonic() + timeout
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    failure = f"did not finish within {timeout:g} s"
+                    break
+                chunk = os.read(proc.stdout.fileno(), 1 << 16)
+                if not chunk:
+                    code = proc.wait()
+                    failure = (f"ended the process (exit code {code}) before list_models() returned"
+                               if code >= 0 else f"was killed by signal {-code} before list_models() returned")
+                    break
+                buffer += chunk
+        if failure is not None:
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.stdout.close()
+        proc.wait()
+        output = _read_tail(stderr, 0)
+        if output.strip():
+            sys.stderr.write(output if output.endswith("\n") else output + "\n")  # never into stdout
+            sys.stderr.flush()
+        if failure is not None:
+            script = scripts[len(results)]
+            tail = _last_lines(_read_tail(stderr, boundaries[-1]))
+            hint = _TIMEOUT_HINT if failure.startswith("did not finish") else \
+                "list_models() must return; the script must not end the process"
+            results.append(ScriptResult([], [Diagnostic(
+                script.rel_file, None, None,
+                f"the script {failure}" + (f"; its last output: {tail}" if tail else ""), hint=hint)]))
+    return results
+
+
+def _size(file: IO[bytes]) -> int:
+    return os.fstat(file.fileno()).st_size
+
+
+def _read_tail(file: IO[bytes], start: int) -> str:
+    file.seek(max(start, _size(file) - _STDERR_TAIL_BYTES))
+    data: bytes = file.read()
+    return data.decode("utf-8", errors="replace")
+
+
+def _last_lines(text: str, count: int = 3) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    tail = " | ".join(lines[-count:])
+    return tail if len(tail) <= 300 else "..." + tail[-297:]
+
+
+def _decode(line: bytes, script: Script) -> ScriptResult | None:
+    try:
+        record = json.loads(line)
+        models = [(int(index), dict(entry)) for index, entry in record["models"]]
+        errors = [Diagnostic(**fields) for fields in record["errors"]]
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return None
+    if any(d.file != script.rel_file for d in errors):
+        return None
+    return ScriptResult(models, errors)
+
+
+def child_main() -> None:
+    """The child process: run each script of argv[1] and write one JSON line per script to stdout."""
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # the scripts' prints, and their children's, go to stderr: never to madengine's stdout
+    sys.stdout = sys.stderr
+    for path, rel_file, directory in json.loads(sys.argv[1]):
+        errors: list[Diagnostic] = []
+        models = []
+        for index, entry in load_dynamic_models(path, rel_file, directory, errors):
+            try:
+                json.dumps(entry)
+            except (TypeError, ValueError, RecursionError) as exc:
+                errors.append(Diagnostic(rel_file, None, None,
+                                         f"list_models()[{index}] holds a value that is not JSON data: {exc}",
+                                         hint="a model's fields are strings, numbers, booleans, lists and dicts"))
+                continue
+            models.append((index, entry))
+        sys.stderr.flush()
+        out.write(json.dumps({"models": models, "errors": [dataclasses.asdict(d) for d in errors]}) + "\n")
+        out.flush()
 
 
 def load_dynamic_models(script: str, rel_file: str, directory: str,
