@@ -138,65 +138,70 @@ def run_scripts(scripts: Sequence[Script], timeout: float) -> list[ScriptResult]
 
 def _run_child(scripts: Sequence[Script], timeout: float) -> list[ScriptResult]:
     """Run `scripts` in order in one child; stop at the first that does not report (it gets an error)."""
-    request = json.dumps([list(s) for s in scripts])
     env = dict(os.environ)
     # The scripts import madengine.utils.discover_models: this madengine, wherever it was imported from.
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
-    results: list[ScriptResult] = []
+    command = [sys.executable, "-c", "from madengine.mad.dynamic import child_main; child_main()",
+               json.dumps([list(s) for s in scripts])]
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from madengine.mad.dynamic import child_main; child_main()", request],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=env,
-            start_new_session=True)  # a timeout kills the script's own children too
+        # Its own session: a timeout kills the script's own children too, and a Ctrl-C is madengine's.
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
+                                env=env, start_new_session=True)
         assert proc.stdout is not None
-        boundaries = [0]  # where each script's stderr starts
-        failure: str | None = None
-        with selectors.DefaultSelector() as selector:
-            selector.register(proc.stdout, selectors.EVENT_READ)
-            buffer = b""
-            deadline = time.monotonic() + timeout
-            while len(results) < len(scripts) and failure is None:
-                line, _, rest = buffer.partition(b"\n")
-                if _:
-                    buffer = rest
-                    boundaries.append(_size(stderr))
-                    result = _decode(line, scripts[len(results)])
-                    if result is None:
-                        failure = "answered with output madengine cannot read"
-                        break
-                    results.append(result)
-                    deadline = time.monotonic() + timeout
-                    continue
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not selector.select(remaining):
-                    failure = f"did not finish within {timeout:g} s"
-                    break
-                chunk = os.read(proc.stdout.fileno(), 1 << 16)
-                if not chunk:
-                    code = proc.wait()
-                    failure = (f"ended the process (exit code {code}) before list_models() returned"
-                               if code >= 0 else f"was killed by signal {-code} before list_models() returned")
-                    break
-                buffer += chunk
-        if failure is not None:
+        try:
+            results, failure, started_at = _read_results(proc, proc.stdout, scripts, timeout, stderr)
+            if failure is None:
+                with suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout)
+        finally:  # also when madengine itself is interrupted: nothing of the script outlives it
             with suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-        proc.stdout.close()
-        proc.wait()
+            proc.stdout.close()
+            proc.wait()
         output = _read_tail(stderr, 0)
         if output.strip():
             sys.stderr.write(output if output.endswith("\n") else output + "\n")  # never into stdout
             sys.stderr.flush()
         if failure is not None:
-            script = scripts[len(results)]
-            tail = _last_lines(_read_tail(stderr, boundaries[-1]))
+            tail = _last_lines(_read_tail(stderr, started_at))
             hint = _TIMEOUT_HINT if failure.startswith("did not finish") else \
                 "list_models() must return; the script must not end the process"
             results.append(ScriptResult([], [Diagnostic(
-                script.rel_file, None, None,
+                scripts[len(results)].rel_file, None, None,
                 f"the script {failure}" + (f"; its last output: {tail}" if tail else ""), hint=hint)]))
     return results
+
+
+def _read_results(proc: subprocess.Popen[bytes], pipe: IO[bytes], scripts: Sequence[Script], timeout: float,
+                  stderr: IO[bytes]) -> tuple[list[ScriptResult], str | None, int]:
+    """The child's JSON lines, one per script, each within `timeout` of the one before; then what went
+    wrong with the next script (None: nothing) and where its stderr output starts."""
+    results: list[ScriptResult] = []
+    started_at, buffer = 0, b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(pipe, selectors.EVENT_READ)
+        while len(results) < len(scripts):
+            line, newline, rest = buffer.partition(b"\n")
+            if newline:
+                buffer, started_at = rest, _size(stderr)
+                result = _decode(line, scripts[len(results)])
+                if result is None:
+                    return results, "answered with output madengine cannot read", started_at
+                results.append(result)
+                deadline = time.monotonic() + timeout
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                return results, f"did not finish within {timeout:g} s", started_at
+            chunk = os.read(pipe.fileno(), 1 << 16)
+            if not chunk:
+                code = proc.wait()
+                return results, (f"ended the process (exit code {code}) before list_models() returned" if code >= 0
+                                 else f"was killed by signal {-code} before list_models() returned"), started_at
+            buffer += chunk
+    return results, None, started_at
 
 
 def _size(file: IO[bytes]) -> int:

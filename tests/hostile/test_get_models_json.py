@@ -86,3 +86,13 @@ def test_a_subclass_overriding_update_model_still_follows_the_mad_protocol(tmp_p
     code, out, err = run_cli("discover", "--json", cwd=tmp_path, timeout=60)
     assert code == 0, err
     assert json.loads(out)[0]["args"] == "--from dyn/m"
+
+
+def test_a_script_that_raises_a_base_exception_is_its_error_not_an_internal_error(
+        tmp_path: Path, run_cli: RunCli) -> None:
+    package(tmp_path, "class Boom(BaseException):\n    pass\n\ndef list_models():\n    raise Boom('kaboom')\n")
+    code, _, err = run_cli("discover", cwd=tmp_path, timeout=60)
+    assert code == CONFIG
+    assert f"{FILE}: error: the script ended the process (exit code 1) before list_models() returned; " \
+           "its last output:" in err and "Boom: kaboom" in err
+    assert "internal error" not in err and not (tmp_path / ".madengine/logs/crash.log").exists()
