@@ -17,7 +17,7 @@ MB = 1024 * 1024
 # A madfile is hand-written; ruamel's pure-Python parser reads dense YAML at a few hundred KB/s, so a
 # bigger one could not be accepted or refused within a second (bench/bench_hostile.py).
 MADFILE_BYTES_ENV = "MADENGINE_MAX_MADFILE_BYTES"
-DEFAULT_MADFILE_BYTES = 256 * 1024
+DEFAULT_MADFILE_BYTES = 128 * 1024
 # models.json, tools.json and data.json: parsed by the C JSON decoder (6,134 models are ~2 MB).
 INPUT_BYTES_ENV = "MADENGINE_MAX_INPUT_BYTES"
 DEFAULT_INPUT_BYTES = 8 * MB
@@ -26,6 +26,12 @@ DEFAULT_INPUT_BYTES = 8 * MB
 MAX_YAML_VALUES = 200_000
 # Nesting of mappings and lists, in a madfile and in JSON files; real files need fewer than 10 levels.
 MAX_DEPTH = 64
+
+# Models of one MAD package (all its models.json files and scripts together): each costs ~1 KB and
+# tens of microseconds, and 8 MB of the smallest entries would be 600,000 of them. The largest real
+# packages have a few thousand.
+MODELS_ENV = "MADENGINE_MAX_MODELS"
+DEFAULT_MODELS = 20_000
 
 DEFAULT_JOBS = 100_000
 SCRIPT_TIMEOUT_ENV = "MADENGINE_SCRIPT_TIMEOUT"
@@ -53,6 +59,10 @@ def madfile_bytes() -> int:
 
 def input_bytes() -> int:
     return int(_env_number(INPUT_BYTES_ENV, DEFAULT_INPUT_BYTES, integer=True))
+
+
+def models() -> int:
+    return int(_env_number(MODELS_ENV, DEFAULT_MODELS, integer=True))
 
 
 def script_timeout(configured: float | None = None) -> float:

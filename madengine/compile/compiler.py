@@ -277,6 +277,14 @@ class _InstanceLookup:
     def named(self, name: str) -> list[ModelInstance]:
         return self.all if name == "all" else self.by_name.get(name, [])
 
+    _hints_left = 20  # difflib over every model name is slow: thousands of unknown names get a plain hint
+
+    def close_hint(self, name: str) -> str:
+        if self._hints_left <= 0:
+            return "run `madengine discover` to list the models"
+        self._hints_left -= 1
+        return _close_hint(name, {inst.model.name for inst in self.all})
+
 
 def _run_models(run: Run, run_index: int, lookup: _InstanceLookup,
                 diags: _Diagnostics) -> list[ModelInstance]:
@@ -287,7 +295,7 @@ def _run_models(run: Run, run_index: int, lookup: _InstanceLookup,
         if not matched and name != "all":
             diags.add(("runs", run_index, "models", j),
                       f"{name!r} names no model that this madfile selects or declares",
-                      _close_hint(name, {inst.model.name for inst in lookup.all}))
+                      lookup.close_hint(name))
         for inst in matched:
             chosen.setdefault(inst.key, inst)
     return list(chosen.values())

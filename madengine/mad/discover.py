@@ -22,11 +22,19 @@ from madengine.errors import ConfigError, Diagnostic
 from madengine.mad.dynamic import Script, ScriptResult, run_scripts
 from madengine.mad.entries import EntryReader
 from madengine.mad.fastbuild import gc_paused
-from madengine.mad.jsonlist import NotAListError, TooDeepError, line_of, parse_list, read_json_text
+from madengine.mad.jsonlist import (
+    NotAListError,
+    TooDeepError,
+    TooManyItemsError,
+    line_of,
+    parse_list,
+    read_json_text,
+)
 from madengine.mad.model import MadModel, Package
 
 MODELS_JSON = "models.json"
 DYNAMIC_SCRIPT = "get_models_json.py"
+MAX_ERRORS_PER_FILE = 100
 
 
 def discover_package(root: Path, *, script_timeout: float | None = None) -> Package:
@@ -118,8 +126,14 @@ def _read_models_json(root_dir: str, path: str, rel_file: str, directory: str, m
     text = _read_text(path, rel_file, errors)
     if text is None:
         return
+    max_models = limits.models()
     try:
-        items = parse_list(text)
+        items = parse_list(text, max_models - len(models))
+    except TooManyItemsError as exc:
+        line, column = line_of(text, exc.offset)
+        errors.append(Diagnostic(rel_file, line, column, f"the package has more than {max_models:,} models",
+                                 hint=f"set {limits.MODELS_ENV} to raise the limit"))
+        return
     except json.JSONDecodeError as exc:
         errors.append(Diagnostic(rel_file, exc.lineno, exc.colno, f"invalid JSON: {exc.msg}",
                                  hint="check for a missing comma or quote, or a trailing comma"))
@@ -135,10 +149,15 @@ def _read_models_json(root_dir: str, path: str, rel_file: str, directory: str, m
     reader = EntryReader(root=root_dir, file=rel_file, directory=directory, prefix_names=True,
                          errors=errors, text=text)
     read = reader.read
+    errors_before = len(errors)
     for index, (value, offset, line) in enumerate(items):
         model = read(value, index, line, offset)
         if model is not None:
             models.append(model)
+        elif len(errors) - errors_before >= MAX_ERRORS_PER_FILE:  # a broken file is not read to its end
+            errors.append(Diagnostic(rel_file, line, None, f"{MAX_ERRORS_PER_FILE} errors before this entry; "
+                                     "the rest of the file is not read", hint="fix these first"))
+            break
     warnings.extend(reader.warnings())
 
 
@@ -147,6 +166,11 @@ def _read_dynamic(root_dir: str, result: ScriptResult, rel_file: str, directory:
     reader = EntryReader(root=root_dir, file=rel_file, directory=directory, prefix_names=False,
                          errors=errors)
     errors.extend(result.errors)
+    max_models = limits.models()
+    if len(models) + len(result.models) > max_models:
+        errors.append(Diagnostic(rel_file, None, None, f"the package has more than {max_models:,} models",
+                                 hint=f"set {limits.MODELS_ENV} to raise the limit"))
+        return
     for index, entry in result.models:
         model = reader.read(entry, index, where="list_models()")
         if model is not None:
@@ -159,11 +183,15 @@ def _duplicates(models: list[MadModel]) -> list[Diagnostic]:
     if len({model.name for model in models}) == len(models):
         return []  # the usual case, decided without a Python-level loop body
     first_seen: dict[str, MadModel] = {}
-    errors = []
+    errors: list[Diagnostic] = []
     for model in models:
         first = first_seen.setdefault(model.name, model)
         if first is model:
             continue
+        if len(errors) == MAX_ERRORS_PER_FILE:
+            errors.append(Diagnostic(None, None, None, f"more than {MAX_ERRORS_PER_FILE} duplicate model names; "
+                                     "the rest are not listed", hint="fix these first"))
+            break
         here = model.origin
         errors.append(Diagnostic(
             here.file if here else None, here.line if here else None, None,

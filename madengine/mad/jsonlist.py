@@ -35,6 +35,14 @@ class NotAListError(ValueError):
         self.type_name = type_name
 
 
+class TooManyItemsError(ValueError):
+    """The list has more than the `max_items` it may have; `offset` is where the first one too many starts."""
+
+    def __init__(self, max_items: int, offset: int) -> None:
+        super().__init__(f"more than {max_items:,} entries")
+        self.max_items, self.offset = max_items, offset
+
+
 class TooDeepError(ValueError):
     """A value nested deeper than `limits.MAX_DEPTH`, starting at `offset` (of the item holding it)."""
 
@@ -84,11 +92,11 @@ def loads(text: str) -> Any:
     return value
 
 
-def parse_list(text: str) -> list[ListItem]:
+def parse_list(text: str, max_items: int | None = None) -> list[ListItem]:
     """The items of a JSON document whose top level is a list.
 
     Raises json.JSONDecodeError (with lineno/colno) for invalid JSON, TooDeepError for nesting past
-    the limit, and NotAListError otherwise.
+    the limit, TooManyItemsError past `max_items`, and NotAListError otherwise.
     """
     pos = _skip_whitespace(text, 0)
     if text[pos:pos + 1] != "[":
@@ -100,6 +108,8 @@ def parse_list(text: str) -> list[ListItem]:
     scan, separator, count, find = _scan_value, _COMMA.match, text.count, text.find
     line, counted_to = 1, 0
     while True:
+        if max_items is not None and len(items) >= max_items:
+            raise TooManyItemsError(max_items, pos)
         try:
             value, end = scan(text, pos)
         except (StopIteration, json.JSONDecodeError):

@@ -60,7 +60,7 @@ def test_deep_json_is_a_config_error_not_a_recursion_error(tmp_path: Path, run_c
 def test_a_50_mb_madfile_is_refused_before_it_is_parsed(tmp_path: Path, run_cli: RunCli) -> None:
     code, out = validate(tmp_path, run_cli, "version: 1\nname: " + "x" * 50_000_000 + "\n")
     assert code == CONFIG
-    assert "madfile.yaml is 47.7 MB; the limit is 256 KB" in out and "MADENGINE_MAX_MADFILE_BYTES" in out
+    assert "madfile.yaml is 47.7 MB; the limit is 128 KB" in out and "MADENGINE_MAX_MADFILE_BYTES" in out
 
 
 def test_the_madfile_size_limit_comes_from_the_environment(tmp_path: Path, run_cli: RunCli) -> None:
@@ -111,3 +111,20 @@ def test_models_times_contexts_times_targets_count_against_the_limit_and_limits_
     code, out = validate(tmp_path, run_cli, text + "limits: {jobs: 120000}\n")
     assert code == 0, out
     assert "120000 jobs" in out
+
+
+def test_a_package_of_more_models_than_the_limit_is_refused_where_it_goes_over(
+        tmp_path: Path, run_cli: RunCli) -> None:
+    (tmp_path / "models.json").write_text("[\n" + ",\n".join(f'{{"name": "m{i}"}}' for i in range(30_000)) + "\n]")
+    code, _, err = run_cli("discover", cwd=tmp_path, timeout=60)
+    assert code == CONFIG
+    assert "models.json:20002:1: error: the package has more than 20,000 models" in err
+    code, _, err = run_cli("discover", cwd=tmp_path, env={"MADENGINE_MAX_MODELS": "30000"}, timeout=60)
+    assert code == 0, err
+
+
+def test_thousands_of_duplicate_names_are_not_all_listed(tmp_path: Path, run_cli: RunCli) -> None:
+    (tmp_path / "models.json").write_text("[" + ",".join(['{"name": "m"}'] * 10_000) + "]")
+    code, _, err = run_cli("discover", cwd=tmp_path, timeout=60)
+    assert code == CONFIG
+    assert len(err.splitlines()) == 101 and "more than 100 duplicate model names" in err
