@@ -35,7 +35,7 @@ REPO = HERE.parent
 MB = 1024 * 1024
 TIME_BUDGET_S = 1.0
 RSS_BUDGET_MB = 200.0
-MADFILE_LIMIT = 128 * 1024  # madengine.limits.DEFAULT_MADFILE_BYTES
+MADFILE_LIMIT = 64 * 1024  # madengine.limits.DEFAULT_MADFILE_BYTES
 INPUT_LIMIT = 8 * MB  # madengine.limits.DEFAULT_INPUT_BYTES
 YAML_VALUES = 200_000  # madengine.limits.MAX_YAML_VALUES
 DEPTH = 64  # madengine.limits.MAX_DEPTH
@@ -175,12 +175,12 @@ def tools_json() -> Files:
 
 
 CASES: dict[str, tuple[str, Callable[[], Files]]] = {
-    "dense_keys": ("madfile: 128 KB of tiny keys", dense_keys),
-    "dense_env": ("madfile: 128 KB of env vars (valid)", dense_env),
-    "long_string": ("madfile: one 128 KB string", long_string),
-    "many_models": ("madfile: 128 KB of inline models", many_models),
-    "many_runs": ("madfile: 128 KB of runs", many_runs),
-    "flow_nesting": ("madfile: 128 KB of [[[...", flow_nesting),
+    "dense_keys": ("madfile: 64 KB of tiny keys", dense_keys),
+    "dense_env": ("madfile: 64 KB of env vars (valid)", dense_env),
+    "long_string": ("madfile: one 64 KB string", long_string),
+    "many_models": ("madfile: 64 KB of inline models", many_models),
+    "many_runs": ("madfile: 64 KB of runs", many_runs),
+    "flow_nesting": ("madfile: 64 KB of [[[...", flow_nesting),
     "block_nesting": ("madfile: 69 levels of keys", block_nesting),
     "laughs": ("aliases: 10^5 values", laughs),
     "laughs_over": ("aliases: 9^9 (billion laughs)", laughs_over),

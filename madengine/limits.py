@@ -17,7 +17,7 @@ MB = 1024 * 1024
 # A madfile is hand-written; ruamel's pure-Python parser reads dense YAML at a few hundred KB/s, so a
 # bigger one could not be accepted or refused within a second (bench/bench_hostile.py).
 MADFILE_BYTES_ENV = "MADENGINE_MAX_MADFILE_BYTES"
-DEFAULT_MADFILE_BYTES = 128 * 1024
+DEFAULT_MADFILE_BYTES = 64 * 1024
 # models.json, tools.json and data.json: parsed by the C JSON decoder (6,134 models are ~2 MB).
 INPUT_BYTES_ENV = "MADENGINE_MAX_INPUT_BYTES"
 DEFAULT_INPUT_BYTES = 8 * MB

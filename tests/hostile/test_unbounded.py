@@ -60,7 +60,7 @@ def test_deep_json_is_a_config_error_not_a_recursion_error(tmp_path: Path, run_c
 def test_a_50_mb_madfile_is_refused_before_it_is_parsed(tmp_path: Path, run_cli: RunCli) -> None:
     code, out = validate(tmp_path, run_cli, "version: 1\nname: " + "x" * 50_000_000 + "\n")
     assert code == CONFIG
-    assert "madfile.yaml is 47.7 MB; the limit is 128 KB" in out and "MADENGINE_MAX_MADFILE_BYTES" in out
+    assert "madfile.yaml is 47.7 MB; the limit is 64 KB" in out and "MADENGINE_MAX_MADFILE_BYTES" in out
 
 
 def test_the_madfile_size_limit_comes_from_the_environment(tmp_path: Path, run_cli: RunCli) -> None:
