@@ -19,7 +19,7 @@ from pathlib import Path
 
 from madengine import limits
 from madengine.errors import ConfigError, Diagnostic
-from madengine.mad.dynamic import Script, ScriptResult, run_scripts
+from madengine.mad.dynamic import RunningScripts, Script, ScriptResult
 from madengine.mad.entries import EntryReader
 from madengine.mad.fastbuild import gc_paused
 from madengine.mad.jsonlist import (
@@ -59,34 +59,40 @@ def _discover(root: Path, script_timeout: float) -> Package:
                           hint="`package:` names a directory holding models.json and scripts/")
     root_json = os.path.join(root_dir, MODELS_JSON)
     has_root_json = os.path.isfile(root_json)
-    if has_root_json:
-        _read_models_json(root_dir, root_json, MODELS_JSON, "", models, errors, warnings)
-
     scripts_dir = os.path.join(root_dir, "scripts")
     model_dirs = _model_dirs(scripts_dir)
     if not has_root_json and not model_dirs:
         raise ConfigError(f"{str(root)!r} is not a MAD package: it has no models.json",
                           file=MODELS_JSON,
                           hint="a MAD package has models.json and/or scripts/<dir>/models.json")
-    # Every get_models_json.py of the package runs in one child process, before the models are read
-    # in directory order.
+    # Every get_models_json.py of the package runs in one child process, started first: the scripts
+    # run while the models.json files are read here.
     scripts = [Script(os.path.join(scripts_dir, name, DYNAMIC_SCRIPT), f"scripts/{name}/{DYNAMIC_SCRIPT}", name)
                for name, has_json, has_script in model_dirs if has_script and not has_json]
-    dynamic = dict(zip((s.directory for s in scripts), run_scripts(scripts, script_timeout), strict=True))
-    for name, has_json, has_script in model_dirs:
-        rel_dir = f"scripts/{name}"
-        if has_json and has_script:
-            errors.append(Diagnostic(
-                f"{rel_dir}/{DYNAMIC_SCRIPT}", None, None,
-                f"{rel_dir} has both {MODELS_JSON} and {DYNAMIC_SCRIPT}; a directory declares its models "
-                "one way", hint=f"move the models of {rel_dir}/{MODELS_JSON} into list_models(), or the "
-                "other way round"))
-            continue
-        if has_json:
-            _read_models_json(root_dir, os.path.join(scripts_dir, name, MODELS_JSON),
-                              f"{rel_dir}/{MODELS_JSON}", name, models, errors, warnings)
-        else:
-            _read_dynamic(root_dir, dynamic[name], f"{rel_dir}/{DYNAMIC_SCRIPT}", name, models, errors, warnings)
+    with RunningScripts(scripts, script_timeout) as running:
+        if has_root_json:
+            _read_models_json(root_dir, root_json, MODELS_JSON, "", models, errors, warnings)
+        from_json: dict[str, list[MadModel]] = {}
+        for name, has_json, has_script in model_dirs:
+            rel_dir = f"scripts/{name}"
+            if has_json and has_script:
+                errors.append(Diagnostic(
+                    f"{rel_dir}/{DYNAMIC_SCRIPT}", None, None,
+                    f"{rel_dir} has both {MODELS_JSON} and {DYNAMIC_SCRIPT}; a directory declares its models "
+                    "one way", hint=f"move the models of {rel_dir}/{MODELS_JSON} into list_models(), or the "
+                    "other way round"))
+            elif has_json:
+                from_json[name] = []
+                _read_models_json(root_dir, os.path.join(scripts_dir, name, MODELS_JSON), f"{rel_dir}/{MODELS_JSON}",
+                                  name, from_json[name], errors, warnings,
+                                  counted=len(models) + sum(map(len, from_json.values())))
+        dynamic = dict(zip((s.directory for s in scripts), running.results(), strict=True))
+    for name, _, _ in model_dirs:  # the models in directory order
+        if name in from_json:
+            models += from_json[name]
+        elif name in dynamic:
+            _read_dynamic(root_dir, dynamic[name], f"scripts/{name}/{DYNAMIC_SCRIPT}", name, models, errors,
+                          warnings)
 
     errors.extend(_duplicates(models))
     if errors:
@@ -122,13 +128,14 @@ def _read_text(path: str, rel_file: str, errors: list[Diagnostic]) -> str | None
 
 
 def _read_models_json(root_dir: str, path: str, rel_file: str, directory: str, models: list[MadModel],
-                      errors: list[Diagnostic], warnings: list[Diagnostic]) -> None:
+                      errors: list[Diagnostic], warnings: list[Diagnostic], counted: int = 0) -> None:
+    """The entries of one models.json, appended to `models`; `counted`: models of the package read before."""
     text = _read_text(path, rel_file, errors)
     if text is None:
         return
     max_models = limits.models()
     try:
-        items = parse_list(text, max_models - len(models))
+        items = parse_list(text, max_models - counted - len(models))
     except TooManyItemsError as exc:
         line, column = line_of(text, exc.offset)
         errors.append(Diagnostic(rel_file, line, column, f"the package has more than {max_models:,} models",

@@ -24,11 +24,7 @@ import importlib.util
 import json
 import marshal
 import os
-import selectors
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
 import zlib
@@ -38,8 +34,11 @@ from types import CodeType, ModuleType
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
+    import subprocess
+
     from typing_extensions import Buffer  # in typeshed; no runtime dependency
 
+from madengine import limits
 from madengine.errors import Diagnostic
 from madengine.utils.discover_models import CustomModel
 
@@ -124,41 +123,85 @@ _TIMEOUT_HINT = ("fix the script, or give it longer with `limits.script_timeout`
 _STDERR_TAIL_BYTES = 64 * 1024  # what is passed on to madengine's stderr of one child's output, at most
 
 
-def run_scripts(scripts: Sequence[Script], timeout: float) -> list[ScriptResult]:
-    """The models of each script, run in child processes with `timeout` seconds per script.
+class RunningScripts:
+    """The scripts of one discovery, started in a child process at once so that they run while
+    madengine reads the package's models.json files; `results()` waits for them. Leaving the `with`
+    block kills whatever still runs (an error or an interrupt in between included)."""
 
-    A script that hangs, ends the process, or answers what madengine cannot read gets an error naming
-    it with the last lines of its stderr; the scripts after it run in a new child.
-    """
-    results: list[ScriptResult] = []
-    while len(results) < len(scripts):
-        results += _run_child(scripts[len(results):], timeout)
-    return results
+    def __init__(self, scripts: Sequence[Script], timeout: float) -> None:
+        self.scripts, self.timeout = scripts, timeout
+        self._first = _Child(scripts) if scripts else None
+
+    def __enter__(self) -> RunningScripts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._first is not None:
+            self._first.kill()
+
+    def results(self) -> list[ScriptResult]:
+        """The models of each script, each script given `timeout` seconds.
+
+        A script that hangs, ends the process, or answers what madengine cannot read gets an error
+        naming it with the last lines of its stderr; the scripts after it run in a new child.
+        """
+        results: list[ScriptResult] = []
+        while len(results) < len(self.scripts):
+            child = self._first or _Child(self.scripts[len(results):])
+            self._first = None
+            try:
+                results += child.finish(self.timeout)
+            finally:
+                child.kill()
+        return results
 
 
-def _run_child(scripts: Sequence[Script], timeout: float) -> list[ScriptResult]:
-    """Run `scripts` in order in one child; stop at the first that does not report (it gets an error)."""
-    env = dict(os.environ)
-    # The scripts import madengine.utils.discover_models: this madengine, wherever it was imported from.
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
-    command = [sys.executable, "-c", "from madengine.mad.dynamic import child_main; child_main()",
-               json.dumps([list(s) for s in scripts])]
-    with tempfile.TemporaryFile() as stderr:
+class _Child:
+    """One child process running `scripts` in order, its stderr in a temporary file."""
+
+    def __init__(self, scripts: Sequence[Script]) -> None:
+        # Imported here: the child process imports this module too, and needs none of them.
+        import subprocess
+        import tempfile
+
+        self.scripts = scripts
+        env = dict(os.environ)
+        # The scripts import madengine.utils.discover_models: this madengine, wherever it was imported from.
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
+        command = [sys.executable, "-c", "from madengine.mad.dynamic import child_main; child_main()",
+                   json.dumps([list(s) for s in scripts])]
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by kill(), after the child is gone
         # Its own session: a timeout kills the script's own children too, and a Ctrl-C is madengine's.
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
-                                env=env, start_new_session=True)
-        assert proc.stdout is not None
-        try:
-            results, failure, started_at = _read_results(proc, proc.stdout, scripts, timeout, stderr)
-            if failure is None:
-                with suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout)
-        finally:  # also when madengine itself is interrupted: nothing of the script outlives it
+        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, env=env, start_new_session=True)
+
+    def kill(self) -> None:
+        """Nothing of the scripts outlives this (idempotent)."""
+        import signal
+
+        if self.proc.returncode is None:
             with suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.stdout.close()
-            proc.wait()
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.stderr.close()
+
+    def finish(self, timeout: float) -> list[ScriptResult]:
+        """Results of the scripts in order, up to and including the first that does not report."""
+        import signal
+        import subprocess
+
+        assert self.proc.stdout is not None
+        scripts, stderr = self.scripts, self.stderr
+        results, failure, started_at = _read_results(self.proc, self.proc.stdout, scripts, timeout, stderr)
+        if failure is None:
+            with suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout)
+        with suppress(ProcessLookupError, PermissionError):  # what the scripts left running
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
         output = _read_tail(stderr, 0)
         if output.strip():
             sys.stderr.write(output if output.endswith("\n") else output + "\n")  # never into stdout
@@ -170,13 +213,15 @@ def _run_child(scripts: Sequence[Script], timeout: float) -> list[ScriptResult]:
             results.append(ScriptResult([], [Diagnostic(
                 scripts[len(results)].rel_file, None, None,
                 f"the script {failure}" + (f"; its last output: {tail}" if tail else ""), hint=hint)]))
-    return results
+        return results
 
 
 def _read_results(proc: subprocess.Popen[bytes], pipe: IO[bytes], scripts: Sequence[Script], timeout: float,
                   stderr: IO[bytes]) -> tuple[list[ScriptResult], str | None, int]:
     """The child's JSON lines, one per script, each within `timeout` of the one before; then what went
     wrong with the next script (None: nothing) and where its stderr output starts."""
+    import selectors
+
     results: list[ScriptResult] = []
     started_at, buffer = 0, b""
     deadline = time.monotonic() + timeout
@@ -324,6 +369,10 @@ def _collect(module: ModuleType, script: str, rel_file: str, directory: str,
         raise _ScriptError(Diagnostic(rel_file, None, None,
                                       f"list_models() returned a {type(returned).__name__}, not a list",
                                       hint=_EXAMPLE_HINT))
+    if len(returned) > limits.models():
+        raise _ScriptError(Diagnostic(rel_file, None, None, f"list_models() returned {len(returned):,} models; "
+                                      f"a package may have {limits.models():,}",
+                                      hint=f"set {limits.MODELS_ENV} to raise the limit"))
     entries = [(index, _entry_of(item, index, script, rel_file, directory, errors))
                for index, item in enumerate(returned)]
     return [(index, entry) for index, entry in entries if entry is not None]
