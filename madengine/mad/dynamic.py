@@ -279,6 +279,8 @@ def _decode(line: bytes, script: Script) -> ScriptResult | None:
 
 def child_main() -> None:
     """The child process: run each script of argv[1] and write one JSON line per script to stdout."""
+    from madengine.mad.jsonlist import too_deep
+
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # the scripts' prints, and their children's, go to stderr: never to madengine's stdout
     sys.stdout = sys.stderr
@@ -288,9 +290,12 @@ def child_main() -> None:
         for index, entry in load_dynamic_models(path, rel_file, directory, errors):
             try:
                 json.dumps(entry)
+                if too_deep(entry):
+                    raise ValueError(f"nested more than {limits.MAX_DEPTH} levels deep")
             except (TypeError, ValueError, RecursionError) as exc:
+                reason = str(exc) if not isinstance(exc, RecursionError) else "nested too deeply"
                 errors.append(Diagnostic(rel_file, None, None,
-                                         f"list_models()[{index}] holds a value that is not JSON data: {exc}",
+                                         f"list_models()[{index}] holds a value that is not JSON data: {reason}",
                                          hint="a model's fields are strings, numbers, booleans, lists and dicts"))
                 continue
             models.append((index, entry))

@@ -96,3 +96,12 @@ def test_a_script_that_raises_a_base_exception_is_its_error_not_an_internal_erro
     assert f"{FILE}: error: the script ended the process (exit code 1) before list_models() returned; " \
            "its last output:" in err and "Boom: kaboom" in err
     assert "internal error" not in err and not (tmp_path / ".madengine/logs/crash.log").exists()
+
+
+def test_a_script_that_returns_deeply_nested_values_is_named(tmp_path: Path, run_cli: RunCli) -> None:
+    package(tmp_path, "def list_models():\n    x = []\n    for _ in range(5000):\n        x = [x]\n"
+                      "    return [{'name': 'm', 'dockerfile': 'd', 'scripts': 's', 'env_vars': {'A': x}}]\n")
+    code, _, err = run_cli("discover", cwd=tmp_path, timeout=60)
+    assert code == CONFIG
+    assert f"{FILE}: error: list_models()[0] holds a value that is not JSON data: nested" in err
+    assert "internal error" not in err
