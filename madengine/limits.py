@@ -47,7 +47,7 @@ def _env_number(name: str, default: float, *, integer: bool) -> float:
     except ValueError:
         value = -1
     if not value > 0 or value == float("inf"):
-        kind = "a whole number" if integer else "a number of seconds"
+        kind = "a whole number" if integer else "a finite number of seconds"
         raise ConfigError(f"{name}={raw!r} is not {kind} above 0",
                           hint=f"unset {name} for the default ({default:g})")
     return value
