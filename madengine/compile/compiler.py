@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import posixpath
 import re
@@ -83,6 +84,7 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
     contexts: dict[str, Context] = dict(mf.contexts) or {DEFAULT_CONTEXT: Context()}
     targets = mf.effective_targets()
     runs = list(mf.runs) or [Run(models=["all"])]
+    chosen_by_run = _jobs_within_budget(runs, instances, len(contexts), len(targets), diags)
 
     images: dict[str, ImageNode] = {}
     jobs: dict[str, JobNode] = {}
@@ -90,7 +92,7 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
     resolver = _ImageResolver(root)
     inputs = _Inputs(root, package_path if package is not None else None, diags)
     for run_index, run in enumerate(runs):
-        chosen = _run_models(run, run_index, instances, diags)
+        chosen = chosen_by_run[run_index]
         _check_expect(run, run_index, chosen, diags)
         gates = _gates(loaded, run, run_index, chosen)
         for ctx_name in run.contexts or list(contexts):
@@ -126,6 +128,11 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
                                 continue
                             jobs[job.address] = job
                             job_origin[job.address] = run_index
+                    if len(jobs) > mf.limits.jobs:  # several Dockerfiles per model can pass the estimate
+                        diags.add(("runs", run_index) if mf.runs else ("models",),
+                                  f"compiles to more than {mf.limits.jobs:,} jobs; the limit is "
+                                  f"{mf.limits.jobs:,}", _JOBS_HINT)
+                        raise ConfigError.many(diags.items)
 
     if diags.items:
         raise ConfigError.many(diags.items)
@@ -146,6 +153,32 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
 # --- package and models ---------------------------------------------------------------------------
 
 
+_JOBS_HINT = "set `limits.jobs` to raise it, or run fewer models, params, contexts, targets or repeats"
+
+
+def _jobs_within_budget(runs: Sequence[Run], instances: Mapping[str, ModelInstance], n_contexts: int,
+                        n_targets: int, diags: _Diagnostics) -> list[list[ModelInstance]]:
+    """The instances each run names, once the jobs they make are counted (before any is built) and
+    found within `limits.jobs`; over it, the ConfigError says by how much."""
+    limit = diags.loaded.madfile.limits.jobs
+    lookup = _InstanceLookup(instances)
+    chosen_by_run, total, over_at = [], 0, None
+    for run_index, run in enumerate(runs):
+        chosen = _run_models(run, run_index, lookup, diags)
+        chosen_by_run.append(chosen)
+        n_ctx = len(run.contexts) if run.contexts else n_contexts
+        n_tgt = len(run.targets) if run.targets else n_targets
+        total += len(chosen) * n_ctx * n_tgt * run.repeat
+        if total > limit and over_at is None:
+            over_at = run_index
+    if over_at is not None:
+        declared = bool(diags.loaded.madfile.runs)
+        diags.add(("runs", over_at) if declared else ("models",),
+                  f"compiles to {total:,} jobs; the limit is {limit:,}", _JOBS_HINT)
+        raise ConfigError.many(diags.items)
+    return chosen_by_run
+
+
 def _discover(path: Path, loaded: LoadedMadfile, diags: _Diagnostics) -> Package | None:
     from madengine.mad.discover import discover_package
 
@@ -154,7 +187,7 @@ def _discover(path: Path, loaded: LoadedMadfile, diags: _Diagnostics) -> Package
                   "`package:` is a MAD package directory, relative to the madfile")
         return None
     try:
-        return discover_package(path)
+        return discover_package(path, script_timeout=loaded.madfile.limits.script_timeout)
     except ConfigError as exc:
         diags.items.extend(exc.diagnostics)
         return None
@@ -167,7 +200,18 @@ def _model_instances(loaded: LoadedMadfile, package: Package | None, package_pat
 
     out: dict[str, ModelInstance] = {}
     index = ModelIndex(package.models) if package is not None else None
+    limit = loaded.madfile.limits.jobs
     for i, entry in enumerate(loaded.madfile.models):
+        # Counted before the matrix is expanded: `params` of 10⁹ combinations must not be walked.
+        combinations = math.prod(len(v) if isinstance(v, list) else 1 for v in entry.params.values())
+        if combinations > limit:
+            diags.add(("models", i, "params"), f"the params matrix has {combinations:,} combinations, "
+                      f"so more jobs than the limit of {limit:,}", _JOBS_HINT)
+            raise ConfigError.many(diags.items)
+        if len(out) + combinations > limit:
+            diags.add(("models", i), f"the models so far make more than {limit:,} model variants "
+                      f"(models × params), so more jobs than the limit of {limit:,}", _JOBS_HINT)
+            raise ConfigError.many(diags.items)
         if isinstance(entry, SelectModels):
             if index is None:
                 if loaded.madfile.package is None:
@@ -181,6 +225,10 @@ def _model_instances(loaded: LoadedMadfile, package: Package | None, package_pat
                 except UnknownTagError as exc:
                     diags.add(("models", i, "select"), str(exc), exc.hint)
                     continue
+                if len(out) + len(selected) * combinations > limit:
+                    diags.add(("models", i, "select"), f"selects {len(selected):,} models × {combinations:,} "
+                              f"params combinations, more jobs than the limit of {limit:,}", _JOBS_HINT)
+                    raise ConfigError.many(diags.items)
                 for sel in selected:
                     _expand(out, sel, entry.params, base, ("models", i), diags)
         else:
@@ -247,17 +295,38 @@ def _render(value: Scalar) -> str:
     return str(value)
 
 
-def _run_models(run: Run, run_index: int, instances: Mapping[str, ModelInstance],
+class _InstanceLookup:
+    """The instances by key, by model name and by tag, so naming them is a lookup, not a scan each."""
+
+    def __init__(self, instances: Mapping[str, ModelInstance]) -> None:
+        self.all = list(instances.values())
+        self.by_name: dict[str, list[ModelInstance]] = {}
+        for inst in self.all:
+            for name in {inst.key, inst.model.name, *inst.model.tags}:
+                self.by_name.setdefault(name, []).append(inst)
+
+    def named(self, name: str) -> list[ModelInstance]:
+        return self.all if name == "all" else self.by_name.get(name, [])
+
+    _hints_left = 20  # difflib over every model name is slow: thousands of unknown names get a plain hint
+
+    def close_hint(self, name: str) -> str:
+        if self._hints_left <= 0:
+            return "run `madengine discover` to list the models"
+        self._hints_left -= 1
+        return _close_hint(name, {inst.model.name for inst in self.all})
+
+
+def _run_models(run: Run, run_index: int, lookup: _InstanceLookup,
                 diags: _Diagnostics) -> list[ModelInstance]:
-    """The instances a run names: by instance key, model name, tag, or `all`."""
+    """The instances a run names: by instance key, model name, tag, or `all`, in declaration order."""
     chosen: dict[str, ModelInstance] = {}
     for j, name in enumerate(run.models):
-        matched = [inst for inst in instances.values()
-                   if name in ("all", inst.key, inst.model.name) or name in inst.model.tags]
+        matched = lookup.named(name)
         if not matched and name != "all":
             diags.add(("runs", run_index, "models", j),
                       f"{name!r} names no model that this madfile selects or declares",
-                      _close_hint(name, {inst.model.name for inst in instances.values()}))
+                      lookup.close_hint(name))
         for inst in matched:
             chosen.setdefault(inst.key, inst)
     return list(chosen.values())

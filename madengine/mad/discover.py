@@ -17,29 +17,39 @@ import json
 import os
 from pathlib import Path
 
+from madengine import limits
 from madengine.errors import ConfigError, Diagnostic
-from madengine.mad.dynamic import load_dynamic_models
+from madengine.mad.dynamic import RunningScripts, Script, ScriptResult
 from madengine.mad.entries import EntryReader
 from madengine.mad.fastbuild import gc_paused
-from madengine.mad.jsonlist import NotAListError, parse_list
+from madengine.mad.jsonlist import (
+    NotAListError,
+    TooDeepError,
+    TooManyItemsError,
+    line_of,
+    parse_list,
+    read_json_text,
+)
 from madengine.mad.model import MadModel, Package
 from madengine.madfile.source import huge_number_diagnostic
 
 MODELS_JSON = "models.json"
 DYNAMIC_SCRIPT = "get_models_json.py"
+MAX_ERRORS_PER_FILE = 100
 
 
-def discover_package(root: Path) -> Package:
+def discover_package(root: Path, *, script_timeout: float | None = None) -> Package:
     """Every model of the MAD package at `root`, in discovery order.
 
     Raises ConfigError with one diagnostic per problem (invalid JSON, malformed entries, failing
     scripts, duplicate names). Unknown keys are kept and returned as `Package.warnings`.
+    `script_timeout`: seconds each get_models_json.py may run (default: limits.script_timeout()).
     """
     with gc_paused():
-        return _discover(root)
+        return _discover(root, limits.script_timeout(script_timeout))
 
 
-def _discover(root: Path) -> Package:
+def _discover(root: Path, script_timeout: float) -> Package:
     root_dir = os.path.abspath(root)
     errors: list[Diagnostic] = []
     warnings: list[Diagnostic] = []
@@ -50,30 +60,40 @@ def _discover(root: Path) -> Package:
                           hint="`package:` names a directory holding models.json and scripts/")
     root_json = os.path.join(root_dir, MODELS_JSON)
     has_root_json = os.path.isfile(root_json)
-    if has_root_json:
-        _read_models_json(root_dir, root_json, MODELS_JSON, "", models, errors, warnings)
-
     scripts_dir = os.path.join(root_dir, "scripts")
     model_dirs = _model_dirs(scripts_dir)
     if not has_root_json and not model_dirs:
         raise ConfigError(f"{str(root)!r} is not a MAD package: it has no models.json",
                           file=MODELS_JSON,
                           hint="a MAD package has models.json and/or scripts/<dir>/models.json")
-    for name, has_json, has_script in model_dirs:
-        rel_dir = f"scripts/{name}"
-        if has_json and has_script:
-            errors.append(Diagnostic(
-                f"{rel_dir}/{DYNAMIC_SCRIPT}", None, None,
-                f"{rel_dir} has both {MODELS_JSON} and {DYNAMIC_SCRIPT}; a directory declares its models "
-                "one way", hint=f"move the models of {rel_dir}/{MODELS_JSON} into list_models(), or the "
-                "other way round"))
-            continue
-        if has_json:
-            _read_models_json(root_dir, os.path.join(scripts_dir, name, MODELS_JSON),
-                              f"{rel_dir}/{MODELS_JSON}", name, models, errors, warnings)
-        else:
-            _read_dynamic(root_dir, os.path.join(scripts_dir, name, DYNAMIC_SCRIPT),
-                          f"{rel_dir}/{DYNAMIC_SCRIPT}", name, models, errors, warnings)
+    # Every get_models_json.py of the package runs in one child process, started first: the scripts
+    # run while the models.json files are read here.
+    scripts = [Script(os.path.join(scripts_dir, name, DYNAMIC_SCRIPT), f"scripts/{name}/{DYNAMIC_SCRIPT}", name)
+               for name, has_json, has_script in model_dirs if has_script and not has_json]
+    with RunningScripts(scripts, script_timeout) as running:
+        if has_root_json:
+            _read_models_json(root_dir, root_json, MODELS_JSON, "", models, errors, warnings)
+        from_json: dict[str, list[MadModel]] = {}
+        for name, has_json, has_script in model_dirs:
+            rel_dir = f"scripts/{name}"
+            if has_json and has_script:
+                errors.append(Diagnostic(
+                    f"{rel_dir}/{DYNAMIC_SCRIPT}", None, None,
+                    f"{rel_dir} has both {MODELS_JSON} and {DYNAMIC_SCRIPT}; a directory declares its models "
+                    "one way", hint=f"move the models of {rel_dir}/{MODELS_JSON} into list_models(), or the "
+                    "other way round"))
+            elif has_json:
+                from_json[name] = []
+                _read_models_json(root_dir, os.path.join(scripts_dir, name, MODELS_JSON), f"{rel_dir}/{MODELS_JSON}",
+                                  name, from_json[name], errors, warnings,
+                                  counted=len(models) + sum(map(len, from_json.values())))
+        dynamic = dict(zip((s.directory for s in scripts), running.results(), strict=True))
+    for name, _, _ in model_dirs:  # the models in directory order
+        if name in from_json:
+            models += from_json[name]
+        elif name in dynamic:
+            _read_dynamic(root_dir, dynamic[name], f"scripts/{name}/{DYNAMIC_SCRIPT}", name, models, errors,
+                          warnings)
 
     errors.extend(_duplicates(models))
     if errors:
@@ -100,25 +120,35 @@ def _model_dirs(scripts_dir: str) -> list[tuple[str, bool, bool]]:
 
 def _read_text(path: str, rel_file: str, errors: list[Diagnostic]) -> str | None:
     try:
-        with open(path, encoding="utf-8-sig") as f:
-            return f.read()
-    except UnicodeDecodeError as exc:
-        errors.append(Diagnostic(rel_file, None, None, f"not UTF-8 text: {exc.reason} at byte {exc.start}"))
+        return read_json_text(path, rel_file)
+    except ConfigError as exc:  # too big, or not UTF-8
+        errors.extend(exc.diagnostics)
     except OSError as exc:
         errors.append(Diagnostic(rel_file, None, None, f"cannot read: {exc.strerror}"))
     return None
 
 
 def _read_models_json(root_dir: str, path: str, rel_file: str, directory: str, models: list[MadModel],
-                      errors: list[Diagnostic], warnings: list[Diagnostic]) -> None:
+                      errors: list[Diagnostic], warnings: list[Diagnostic], counted: int = 0) -> None:
+    """The entries of one models.json, appended to `models`; `counted`: models of the package read before."""
     text = _read_text(path, rel_file, errors)
     if text is None:
         return
+    max_models = limits.models()
     try:
-        items = parse_list(text)
+        items = parse_list(text, max_models - counted - len(models))
+    except TooManyItemsError as exc:
+        line, column = line_of(text, exc.offset)
+        errors.append(Diagnostic(rel_file, line, column, f"the package has more than {max_models:,} models",
+                                 hint=f"set {limits.MODELS_ENV} to raise the limit"))
+        return
     except json.JSONDecodeError as exc:
         errors.append(Diagnostic(rel_file, exc.lineno, exc.colno, f"invalid JSON: {exc.msg}",
                                  hint="check for a missing comma or quote, or a trailing comma"))
+        return
+    except TooDeepError as exc:
+        line, column = line_of(text, exc.offset)
+        errors.append(Diagnostic(rel_file, line, column, f"JSON {exc}", hint="this limit is fixed"))
         return
     except NotAListError as exc:
         errors.append(Diagnostic(rel_file, 1, 1, f"{MODELS_JSON} must be a list of models; {exc}",
@@ -133,18 +163,29 @@ def _read_models_json(root_dir: str, path: str, rel_file: str, directory: str, m
     reader = EntryReader(root=root_dir, file=rel_file, directory=directory, prefix_names=True,
                          errors=errors, text=text)
     read = reader.read
+    errors_before = len(errors)
     for index, (value, offset, line) in enumerate(items):
         model = read(value, index, line, offset)
         if model is not None:
             models.append(model)
+        elif len(errors) - errors_before >= MAX_ERRORS_PER_FILE:  # a broken file is not read to its end
+            errors.append(Diagnostic(rel_file, line, None, f"{MAX_ERRORS_PER_FILE} errors before this entry; "
+                                     "the rest of the file is not read", hint="fix these first"))
+            break
     warnings.extend(reader.warnings())
 
 
-def _read_dynamic(root_dir: str, path: str, rel_file: str, directory: str, models: list[MadModel],
+def _read_dynamic(root_dir: str, result: ScriptResult, rel_file: str, directory: str, models: list[MadModel],
                   errors: list[Diagnostic], warnings: list[Diagnostic]) -> None:
     reader = EntryReader(root=root_dir, file=rel_file, directory=directory, prefix_names=False,
                          errors=errors)
-    for index, entry in load_dynamic_models(path, rel_file, directory, errors):
+    errors.extend(result.errors)
+    max_models = limits.models()
+    if len(models) + len(result.models) > max_models:
+        errors.append(Diagnostic(rel_file, None, None, f"the package has more than {max_models:,} models",
+                                 hint=f"set {limits.MODELS_ENV} to raise the limit"))
+        return
+    for index, entry in result.models:
         model = reader.read(entry, index, where="list_models()")
         if model is not None:
             models.append(model)
@@ -156,11 +197,15 @@ def _duplicates(models: list[MadModel]) -> list[Diagnostic]:
     if len({model.name for model in models}) == len(models):
         return []  # the usual case, decided without a Python-level loop body
     first_seen: dict[str, MadModel] = {}
-    errors = []
+    errors: list[Diagnostic] = []
     for model in models:
         first = first_seen.setdefault(model.name, model)
         if first is model:
             continue
+        if len(errors) == MAX_ERRORS_PER_FILE:
+            errors.append(Diagnostic(None, None, None, f"more than {MAX_ERRORS_PER_FILE} duplicate model names; "
+                                     "the rest are not listed", hint="fix these first"))
+            break
         here = model.origin
         errors.append(Diagnostic(
             here.file if here else None, here.line if here else None, None,

@@ -1,5 +1,10 @@
 """Run a MAD `scripts/<dir>/get_models_json.py` and collect the models its `list_models()` returns.
 
+The script is the package's code, untrusted by madengine: it runs in a child process (one for all the
+scripts of one discovery; `run_scripts`), so it cannot hang madengine (each script has a timeout),
+end it (`os._exit(0)` ends only the child, and is an error), or write into madengine's output (the
+child's stdout is its stderr; the models come back as JSON on a pipe of their own).
+
 Semantics follow ROCm madengine: every returned model must be a `CustomModel` (either import path,
 they are one class); its name is prefixed with `<dir>/` before `update_model()` is called, and the
 name and tags it had before `update_model()` are the ones that count. Plain dicts are accepted too.
@@ -13,21 +18,27 @@ is cached in the user's cache directory instead (see `_ScriptLoader`).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.machinery
 import importlib.util
+import json
 import marshal
 import os
 import sys
+import time
 import traceback
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from types import CodeType, ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
+    import subprocess
+
     from typing_extensions import Buffer  # in typeshed; no runtime dependency
 
+from madengine import limits
 from madengine.errors import Diagnostic
 from madengine.utils.discover_models import CustomModel
 
@@ -94,6 +105,203 @@ def _write_atomically(path: str, data: bytes) -> None:
     except OSError:
         with suppress(OSError):
             os.remove(temporary)
+
+
+class Script(NamedTuple):
+    path: str  # absolute
+    rel_file: str  # for messages: scripts/<dir>/get_models_json.py
+    directory: str  # <dir>, the prefix of its models' names
+
+
+class ScriptResult(NamedTuple):
+    models: list[tuple[int, dict[str, Any]]]  # (position in list_models(), models.json-like entry)
+    errors: list[Diagnostic]
+
+
+_TIMEOUT_HINT = ("fix the script, or give it longer with `limits.script_timeout` in the madfile "
+                 "(MADENGINE_SCRIPT_TIMEOUT without one)")
+_STDERR_TAIL_BYTES = 64 * 1024  # what is passed on to madengine's stderr of one child's output, at most
+
+
+class RunningScripts:
+    """The scripts of one discovery, started in a child process at once so that they run while
+    madengine reads the package's models.json files; `results()` waits for them. Leaving the `with`
+    block kills whatever still runs (an error or an interrupt in between included)."""
+
+    def __init__(self, scripts: Sequence[Script], timeout: float) -> None:
+        self.scripts, self.timeout = scripts, timeout
+        self._first = _Child(scripts) if scripts else None
+
+    def __enter__(self) -> RunningScripts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._first is not None:
+            self._first.kill()
+
+    def results(self) -> list[ScriptResult]:
+        """The models of each script, each script given `timeout` seconds.
+
+        A script that hangs, ends the process, or answers what madengine cannot read gets an error
+        naming it with the last lines of its stderr; the scripts after it run in a new child.
+        """
+        results: list[ScriptResult] = []
+        while len(results) < len(self.scripts):
+            child = self._first or _Child(self.scripts[len(results):])
+            self._first = None
+            try:
+                results += child.finish(self.timeout)
+            finally:
+                child.kill()
+        return results
+
+
+class _Child:
+    """One child process running `scripts` in order, its stderr in a temporary file."""
+
+    def __init__(self, scripts: Sequence[Script]) -> None:
+        # Imported here: the child process imports this module too, and needs none of them.
+        import subprocess
+        import tempfile
+
+        self.scripts = scripts
+        env = dict(os.environ)
+        # The scripts import madengine.utils.discover_models: this madengine, wherever it was imported from.
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
+        command = [sys.executable, "-c", "from madengine.mad.dynamic import child_main; child_main()",
+                   json.dumps([list(s) for s in scripts])]
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by kill(), after the child is gone
+        # Its own session: a timeout kills the script's own children too, and a Ctrl-C is madengine's.
+        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, env=env, start_new_session=True)
+
+    def kill(self) -> None:
+        """Nothing of the scripts outlives this (idempotent)."""
+        import signal
+
+        if self.proc.returncode is None:
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.stderr.close()
+
+    def finish(self, timeout: float) -> list[ScriptResult]:
+        """Results of the scripts in order, up to and including the first that does not report."""
+        import signal
+        import subprocess
+
+        assert self.proc.stdout is not None
+        scripts, stderr = self.scripts, self.stderr
+        results, failure, started_at = _read_results(self.proc, self.proc.stdout, scripts, timeout, stderr)
+        if failure is None:
+            with suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout)
+        with suppress(ProcessLookupError, PermissionError):  # what the scripts left running
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        output = _read_tail(stderr, 0)
+        if output.strip():
+            sys.stderr.write(output if output.endswith("\n") else output + "\n")  # never into stdout
+            sys.stderr.flush()
+        if failure is not None:
+            tail = _last_lines(_read_tail(stderr, started_at))
+            hint = _TIMEOUT_HINT if failure.startswith("did not finish") else \
+                "list_models() must return; the script must not end the process"
+            results.append(ScriptResult([], [Diagnostic(
+                scripts[len(results)].rel_file, None, None,
+                f"the script {failure}" + (f"; its last output: {tail}" if tail else ""), hint=hint)]))
+        return results
+
+
+def _read_results(proc: subprocess.Popen[bytes], pipe: IO[bytes], scripts: Sequence[Script], timeout: float,
+                  stderr: IO[bytes]) -> tuple[list[ScriptResult], str | None, int]:
+    """The child's JSON lines, one per script, each within `timeout` of the one before; then what went
+    wrong with the next script (None: nothing) and where its stderr output starts."""
+    import selectors
+
+    results: list[ScriptResult] = []
+    started_at, buffer = 0, b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(pipe, selectors.EVENT_READ)
+        while len(results) < len(scripts):
+            line, newline, rest = buffer.partition(b"\n")
+            if newline:
+                buffer, started_at = rest, _size(stderr)
+                result = _decode(line, scripts[len(results)])
+                if result is None:
+                    return results, "answered with output madengine cannot read", started_at
+                results.append(result)
+                deadline = time.monotonic() + timeout
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                return results, f"did not finish within {timeout:g} s", started_at
+            chunk = os.read(pipe.fileno(), 1 << 16)
+            if not chunk:
+                code = proc.wait()
+                return results, (f"ended the process (exit code {code}) before list_models() returned" if code >= 0
+                                 else f"was killed by signal {-code} before list_models() returned"), started_at
+            buffer += chunk
+    return results, None, started_at
+
+
+def _size(file: IO[bytes]) -> int:
+    return os.fstat(file.fileno()).st_size
+
+
+def _read_tail(file: IO[bytes], start: int) -> str:
+    file.seek(max(start, _size(file) - _STDERR_TAIL_BYTES))
+    data: bytes = file.read()
+    return data.decode("utf-8", errors="replace")
+
+
+def _last_lines(text: str, count: int = 3) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    tail = " | ".join(lines[-count:])
+    return tail if len(tail) <= 300 else "..." + tail[-297:]
+
+
+def _decode(line: bytes, script: Script) -> ScriptResult | None:
+    try:
+        record = json.loads(line)
+        models = [(int(index), dict(entry)) for index, entry in record["models"]]
+        errors = [Diagnostic(**fields) for fields in record["errors"]]
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return None
+    if any(d.file != script.rel_file for d in errors):
+        return None
+    return ScriptResult(models, errors)
+
+
+def child_main() -> None:
+    """The child process: run each script of argv[1] and write one JSON line per script to stdout."""
+    from madengine.mad.jsonlist import too_deep
+
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # the scripts' prints, and their children's, go to stderr: never to madengine's stdout
+    sys.stdout = sys.stderr
+    for path, rel_file, directory in json.loads(sys.argv[1]):
+        errors: list[Diagnostic] = []
+        models = []
+        for index, entry in load_dynamic_models(path, rel_file, directory, errors):
+            try:
+                json.dumps(entry)
+                if too_deep(entry):
+                    raise ValueError(f"nested more than {limits.MAX_DEPTH} levels deep")
+            except (TypeError, ValueError, RecursionError) as exc:
+                reason = str(exc) if not isinstance(exc, RecursionError) else "nested too deeply"
+                errors.append(Diagnostic(rel_file, None, None,
+                                         f"list_models()[{index}] holds a value that is not JSON data: {reason}",
+                                         hint="a model's fields are strings, numbers, booleans, lists and dicts"))
+                continue
+            models.append((index, entry))
+        sys.stderr.flush()
+        out.write(json.dumps({"models": models, "errors": [dataclasses.asdict(d) for d in errors]}) + "\n")
+        out.flush()
 
 
 def load_dynamic_models(script: str, rel_file: str, directory: str,
@@ -166,6 +374,10 @@ def _collect(module: ModuleType, script: str, rel_file: str, directory: str,
         raise _ScriptError(Diagnostic(rel_file, None, None,
                                       f"list_models() returned a {type(returned).__name__}, not a list",
                                       hint=_EXAMPLE_HINT))
+    if len(returned) > limits.models():
+        raise _ScriptError(Diagnostic(rel_file, None, None, f"list_models() returned {len(returned):,} models; "
+                                      f"a package may have {limits.models():,}",
+                                      hint=f"set {limits.MODELS_ENV} to raise the limit"))
     entries = [(index, _entry_of(item, index, script, rel_file, directory, errors))
                for index, item in enumerate(returned)]
     return [(index, entry) for index, entry in entries if entry is not None]

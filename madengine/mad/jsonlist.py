@@ -8,9 +8,13 @@ package of thousands of entries. Decoding the list one item at a time with the C
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from madengine import limits
+from madengine.errors import ConfigError
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _COMMA = re.compile(r"[ \t\n\r]*,[ \t\n\r]*")  # the separator between two items, in one match
@@ -31,14 +35,72 @@ class NotAListError(ValueError):
         self.type_name = type_name
 
 
-def parse_list(text: str) -> list[ListItem]:
+class TooManyItemsError(ValueError):
+    """The list has more than the `max_items` it may have; `offset` is where the first one too many starts."""
+
+    def __init__(self, max_items: int, offset: int) -> None:
+        super().__init__(f"more than {max_items:,} entries")
+        self.max_items, self.offset = max_items, offset
+
+
+class TooDeepError(ValueError):
+    """A value nested deeper than `limits.MAX_DEPTH`, starting at `offset` (of the item holding it)."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(f"nested more than {limits.MAX_DEPTH} levels deep")
+        self.offset = offset
+
+
+def read_json_text(path: str | os.PathLike[str], shown: str) -> str:
+    """The text of a JSON input file (models.json, tools.json, data.json), refused before it is parsed
+    when over the size limit, and a ConfigError at the line and column of a byte that is not UTF-8.
+    OSError (a missing file...) is the caller's to report."""
+    raw = limits.read_bounded(path, shown, limits.input_bytes(), limits.INPUT_BYTES_ENV)
+    try:
+        return raw.decode("utf-8-sig")  # a BOM that some editors write is not an error
+    except UnicodeDecodeError as exc:
+        start = exc.start
+        line = raw.count(b"\n", 0, start) + 1
+        column = start - (raw.rfind(b"\n", 0, start) + 1) + 1
+        raise ConfigError(f"not UTF-8 text: byte 0x{raw[start]:02x} cannot be decoded", file=shown,
+                          line=line, column=column, hint="save the file as UTF-8 (JSON is UTF-8 text)") from None
+
+
+def too_deep(value: Any, limit: int = limits.MAX_DEPTH) -> bool:
+    """Whether lists and objects nest deeper than `limit` in `value` (a parsed JSON value)."""
+    stack = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        children = current.values() if current.__class__ is dict else current
+        for child in children:
+            if child.__class__ is dict or child.__class__ is list:
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def loads(text: str) -> Any:
+    """`json.loads`, with nesting past `limits.MAX_DEPTH` a TooDeepError (json raises RecursionError
+    past Python's recursion limit, and deep values would hit it again wherever they are used)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise TooDeepError(0) from None
+    if (value.__class__ is dict or value.__class__ is list) and too_deep(value):
+        raise TooDeepError(0)
+    return value
+
+
+def parse_list(text: str, max_items: int | None = None) -> list[ListItem]:
     """The items of a JSON document whose top level is a list.
 
-    Raises json.JSONDecodeError (with lineno/colno) for invalid JSON and NotAListError otherwise.
+    Raises json.JSONDecodeError (with lineno/colno) for invalid JSON, TooDeepError for nesting past
+    the limit, TooManyItemsError past `max_items`, and NotAListError otherwise.
     """
     pos = _skip_whitespace(text, 0)
     if text[pos:pos + 1] != "[":
-        raise NotAListError(json_type_name(json.loads(text)))
+        raise NotAListError(json_type_name(loads(text)))
     pos = _skip_whitespace(text, pos + 1)
     items: list[ListItem] = []
     if text[pos:pos + 1] == "]":
@@ -46,11 +108,21 @@ def parse_list(text: str) -> list[ListItem]:
     scan, separator, count, find = _scan_value, _COMMA.match, text.count, text.find
     line, counted_to = 1, 0
     while True:
+        if max_items is not None and len(items) >= max_items:
+            raise TooManyItemsError(max_items, pos)
         try:
             value, end = scan(text, pos)
         except (StopIteration, json.JSONDecodeError):
             _raise_canonical_error(text)
             raise json.JSONDecodeError("Expecting value", text, pos) from None
+        except RecursionError:
+            raise TooDeepError(pos) from None
+        if value.__class__ is dict:  # the usual entry: only its lists and objects can nest
+            for field in value.values():
+                if (field.__class__ is dict or field.__class__ is list) and too_deep(field, limits.MAX_DEPTH - 2):
+                    raise TooDeepError(pos)
+        elif value.__class__ is list and too_deep(value, limits.MAX_DEPTH - 1):
+            raise TooDeepError(pos)
         line += count("\n", counted_to, pos)
         counted_to = pos
         items.append((value, pos, line))
@@ -93,7 +165,7 @@ def _finish(text: str, closing_bracket: int, items: list[ListItem]) -> list[List
 
 def _raise_canonical_error(text: str) -> None:
     """Let the standard decoder report the error, so messages match what users know from json."""
-    json.loads(text)
+    loads(text)
 
 
 def json_type_name(value: Any) -> str:

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from madengine.errors import ConfigError, Diagnostic
-from madengine.mad.jsonlist import json_type_name, line_of
+from madengine.mad.jsonlist import TooDeepError, json_type_name, line_of, loads, read_json_text
 from madengine.mad.model import ENV_NAME
 
 TOOLS_JSON = "scripts/common/tools.json"
@@ -473,18 +473,19 @@ def read_json_object(path: Path, rel_file: str) -> tuple[dict[str, Any], str] | 
     Invalid JSON, a non-object top level or unreadable bytes are a ConfigError at `rel_file:line:col`.
     """
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_json_text(path, rel_file)
     except FileNotFoundError:
         return None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text: {exc.reason} at byte {exc.start}", file=rel_file) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", file=rel_file) from None
     try:
-        document = json.loads(text)
+        document = loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"invalid JSON: {exc.msg}", file=rel_file, line=exc.lineno, column=exc.colno,
                           hint="check for a missing comma or quote, or a trailing comma") from None
+    except TooDeepError as exc:
+        raise ConfigError(f"JSON {exc}", file=rel_file, line=1, column=1,
+                          hint="this limit is fixed") from None
     except ValueError:  # a number of thousands of digits, which Python refuses to convert
         from madengine.madfile.source import huge_number_diagnostic
 

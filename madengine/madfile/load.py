@@ -18,11 +18,14 @@ from typing import Any, Literal
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import MappingStartEvent, SequenceStartEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
+from madengine import limits
 from madengine.errors import ConfigError, Diagnostic
 from madengine.madfile.check import check
 from madengine.madfile.diagnose import describe, validate
@@ -32,6 +35,10 @@ from madengine.madfile.source import ROOT_POS, KeyPath, Pos, SourceMap, format_k
 
 _YAML_TAG_PREFIX = "tag:yaml.org,2002:"
 _MERGE_TAG = _YAML_TAG_PREFIX + "merge"
+# The tags of YAML's core schema (and `<<`, the merge key), which the plain data of a madfile is made of.
+# Everything else (`!!binary`, `!!set`, `!!omap`, `!!python/...`, local `!tags`) is refused.
+_PLAIN_TAGS = frozenset(_YAML_TAG_PREFIX + name for name in
+                        ("str", "int", "float", "bool", "null", "map", "seq", "merge", "timestamp"))
 _STARTER_HINT = "start with `version: 1`, or run `madengine init` to write a starter madfile"
 
 
@@ -108,7 +115,7 @@ def _read_text(path: Path, shown: str) -> str:
         raise ConfigError(f"{shown} is a directory, not a madfile", file=shown,
                           hint=f"name the file with -f {shown}/madfile.yaml, or run in it with -C {shown}")
     try:
-        raw = path.read_bytes()
+        raw = limits.read_bounded(path, shown, limits.madfile_bytes(), limits.MADFILE_BYTES_ENV)
     except FileNotFoundError:
         raise ConfigError(f"no madfile: {shown} does not exist", file=shown,
                           hint="run `madengine init` to write one, or name it with -f FILE") from None
@@ -133,13 +140,25 @@ def _parse(text: str, shown: str) -> tuple[Any, SourceMap, list[Diagnostic]]:
     # Duplicates are found on the composed tree (all of them, with both positions), so the
     # constructor must not stop at the first one.
     yaml.allow_duplicate_keys = True
+    yaml.Composer = _BoundedComposer
     try:
         # ruamel warns on stderr about legal oddities (a reused anchor): a user would see a
         # Python warning instead of a diagnostic, so they are silenced here.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             node = yaml.compose(text)  # parsed once: the tree for positions, then the data built from it
+            if node is not None:
+                # Before anything is constructed: no tag outside plain YAML reaches a constructor,
+                # and aliases cannot make the data bigger than the budget.
+                _check_tree(node, shown)
             document = yaml.constructor.construct_document(node) if node is not None else None
+    except _TooDeepError as exc:
+        raise ConfigError(f"the YAML is nested more than {limits.MAX_DEPTH} levels deep", file=shown,
+                          line=exc.pos[0], column=exc.pos[1],
+                          hint="a madfile needs a few levels; this limit is fixed") from None
+    except RecursionError:  # a last resort: the composer's own bound should come first
+        raise ConfigError(f"the YAML is nested too deeply (more than {limits.MAX_DEPTH} levels)",
+                          file=shown, hint="a madfile needs a few levels; this limit is fixed") from None
     except MarkedYAMLError as exc:
         raise ConfigError.many([_syntax_diagnostic(exc, shown)]) from None
     except ReaderError as exc:
@@ -196,6 +215,74 @@ def _check_version(data: dict[Any, Any], source: SourceMap) -> tuple[list[Diagno
 
 
 # --- YAML helpers ---------------------------------------------------------------------------------
+
+
+class _TooDeepError(Exception):
+    def __init__(self, pos: Pos) -> None:
+        super().__init__(pos)
+        self.pos = pos
+
+
+class _BoundedComposer(Composer):
+    """ruamel's composer (recursive, one Python frame per level), stopped at `limits.MAX_DEPTH`
+    levels of mappings and lists, before Python's recursion limit is anywhere near."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if not self.parser.check_event(MappingStartEvent, SequenceStartEvent):
+            return super().compose_node(parent, index)
+        if self._depth >= limits.MAX_DEPTH:
+            raise _TooDeepError(_mark_pos(self.parser.peek_event().start_mark))
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _check_tree(root: Node, shown: str) -> None:
+    """Refuse tags that are not plain YAML (all of them, at once) and an expansion past the budget.
+
+    The size of each node's expansion is counted once per node (aliases share nodes), so a "billion
+    laughs" is measured in microseconds instead of being expanded.
+    """
+    sizes: dict[int, int] = {}
+    bad: list[Diagnostic] = []
+
+    def size(node: Node, path: KeyPath) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 0  # a recursive alias counts nothing more (reported while building the data)
+        tag = str(node.tag)
+        if tag not in _PLAIN_TAGS and not (isinstance(node, ScalarNode) and tag in ("!", "?")):
+            line, column = _mark_pos(node.start_mark)
+            shown_tag = "!!" + tag[len(_YAML_TAG_PREFIX):] if tag.startswith(_YAML_TAG_PREFIX) else tag
+            bad.append(Diagnostic(file=shown, line=line, column=column, key_path=format_key_path(path),
+                                  message=f"unsupported YAML tag `{shown_tag}`",
+                                  hint="remove the tag: a madfile holds plain YAML values (strings, "
+                                       "numbers, booleans, lists and mappings)"))
+        total = 1
+        if isinstance(node, MappingNode):
+            for key_node, value_node in node.value:
+                key = _node_key(key_node)
+                total += size(key_node, path) + size(value_node, (*path, key) if key is not None else path)
+        elif isinstance(node, SequenceNode):
+            for i, item in enumerate(node.value):
+                total += size(item, (*path, i))
+        if total > limits.MAX_YAML_VALUES:
+            line, column = _mark_pos(node.start_mark)
+            raise ConfigError(
+                f"YAML aliases expand this to more than {limits.MAX_YAML_VALUES:,} values", file=shown,
+                line=line, column=column, hint="use fewer or smaller aliases (`*name`, `<<: *name`); "
+                "this limit is fixed")
+        sizes[id(node)] = total
+        return total
+
+    size(root, ())
+    if bad:
+        raise ConfigError.many(bad)
 
 
 def _mark_pos(mark: Any) -> Pos:

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from madengine import limits as _limits
+
 FORMAT_VERSION = 1
 
 # What a madfile without `contexts` / `targets` gets (DESIGN §2); runs may name them then.
@@ -249,6 +251,22 @@ class Run(Strict):
                                       "run: by name, or `name[k=v]` for one params combination (which wins)")
 
 
+# --- limits -----------------------------------------------------------------------------------------
+
+
+class Limits(Strict):
+    """Budgets that this madfile may raise. Those that bite before it is parsed (its size, YAML
+    aliases and nesting) cannot be here: see MADENGINE_MAX_MADFILE_BYTES and MADENGINE_MAX_INPUT_BYTES."""
+
+    jobs: int = Field(default=_limits.DEFAULT_JOBS, ge=1,
+                      description="the most jobs the madfile may compile to (models × params × contexts × "
+                                  "targets × repeat)")
+    script_timeout: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="seconds a MAD package's get_models_json.py may run; default: $MADENGINE_SCRIPT_TIMEOUT, "
+                    "else 30")
+
+
 # --- the file -------------------------------------------------------------------------------------
 
 
@@ -263,6 +281,7 @@ class Madfile(Strict):
     contexts: dict[str, Context] = Field(default_factory=dict)
     targets: dict[str, Target] = Field(default_factory=dict)
     runs: list[Run] = Field(default_factory=list)
+    limits: Limits = Field(default_factory=Limits)
 
     def effective_targets(self) -> dict[str, Target]:
         """The declared targets; none declared means the embedded default, `local`."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from madengine import __version__
 from madengine.cli import main
-from tests.conftest import RunCli
+from tests.conftest import REPO_ROOT, RunCli
 
 FAILURE, USAGE, INTERRUPTED = 1, 4, 130
 COMMANDS = ["init", "validate", "lock", "graph", "discover"]
@@ -52,24 +53,37 @@ def test_unknown_option_exits_4(run_cli: RunCli, tmp_path: Path) -> None:
     assert not (tmp_path / ".madengine").exists()  # a usage error is not a crash
 
 
-# An unexpected exception, for real: user code in a MAD package's get_models_json.py may raise anything.
-# discover turns an Exception (or SystemExit) from it into a diagnostic; a bare BaseException subclass gets
-# through to the CLI's error boundary, as a bug in madengine would. KeyboardInterrupt travels the same way.
-BOOM = """\
+# An unexpected exception, for real, in the real process: a `sitecustomize` put first on PYTHONPATH
+# makes discovery raise a bare BaseException subclass, as a bug in madengine would. (A package's
+# get_models_json.py cannot be the vehicle: it runs in a child process, and whatever it raises is a
+# config error naming it; tests/hostile/test_get_models_json.py.) KeyboardInterrupt travels the same way.
+SITECUSTOMIZE = """\
+import madengine.mad.discover
+
+
 class Boom(BaseException):
     pass
 
 
-def list_models():
+def discover_package(*args, **kwargs):
     raise {raise_}
+
+
+madengine.mad.discover.discover_package = discover_package
 """
 
 
+def raising_discovery(tmp_path: Path, raise_: str) -> dict[str, str]:
+    """The environment for run_cli in which discovery raises `raise_`."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE.format(raise_=raise_), encoding="utf-8")
+    return {"PYTHONPATH": os.pathsep.join([str(site), str(REPO_ROOT)])}
+
+
 def test_unexpected_exception_prints_one_line_and_writes_a_crash_log(run_cli: RunCli, tmp_path: Path) -> None:
-    script = tmp_path / "scripts/boom/get_models_json.py"
-    script.parent.mkdir(parents=True)
-    script.write_text(BOOM.format(raise_='Boom("kaboom")'), encoding="utf-8")
-    assert run_cli("discover", cwd=tmp_path) == (
+    env = raising_discovery(tmp_path, 'Boom("kaboom")')
+    assert run_cli("discover", cwd=tmp_path, env=env) == (
         FAILURE, "", "error: internal error: Boom: kaboom; details in .madengine/logs/crash.log "
                      "(hint: this is a bug in madengine; please report it with the crash log)\n")
     log = (tmp_path / ".madengine/logs/crash.log").read_text(encoding="utf-8")
@@ -79,10 +93,7 @@ def test_unexpected_exception_prints_one_line_and_writes_a_crash_log(run_cli: Ru
 
 
 def test_interrupt_exits_130_without_a_crash_log(run_cli: RunCli, tmp_path: Path) -> None:
-    script = tmp_path / "scripts/boom/get_models_json.py"
-    script.parent.mkdir(parents=True)
-    script.write_text(BOOM.format(raise_="KeyboardInterrupt"), encoding="utf-8")
-    code, out, err = run_cli("discover", cwd=tmp_path)
+    code, out, err = run_cli("discover", cwd=tmp_path, env=raising_discovery(tmp_path, "KeyboardInterrupt"))
     assert (code, out) == (INTERRUPTED, "") and "Traceback" not in err
     assert not (tmp_path / ".madengine/logs/crash.log").exists()
 

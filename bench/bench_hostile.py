@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""Hostile-input benchmark: the worst inputs just under each budget are accepted or refused in time.
+
+Every input up to the size limits must be accepted or refused within 1 s and 200 MB (issue 7, §3).
+This writes one project per case into a temporary directory, each as close to a limit as it can be
+(a madfile just under its size limit, aliases expanding to just under the value budget, a params
+matrix of just under the job limit, models.json files of just under 8 MB...), runs the real
+`madengine validate` in it as a child process, and prints the median wall time and peak RSS against
+1 s / 200 MB with PASS/FAIL, and the exit code (0 accepted, 5 refused; anything else is an error).
+
+    python bench/bench_hostile.py [--runs 3] [--only CASE ...] [--madengine CMD] [--keep DIR]
+
+Standard library only. Exit status: 0 when every case is within budget and exits 0 or 5, else 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+MB = 1024 * 1024
+TIME_BUDGET_S = 1.0
+RSS_BUDGET_MB = 200.0
+MADFILE_LIMIT = 64 * 1024  # madengine.limits.DEFAULT_MADFILE_BYTES
+INPUT_LIMIT = 8 * MB  # madengine.limits.DEFAULT_INPUT_BYTES
+YAML_VALUES = 200_000  # madengine.limits.MAX_YAML_VALUES
+DEPTH = 64  # madengine.limits.MAX_DEPTH
+JOBS = 100_000  # madengine.limits.DEFAULT_JOBS
+MODELS = 20_000  # madengine.limits.DEFAULT_MODELS
+
+Files = dict[str, str]
+
+
+def _fill(head: str, line: Callable[[int], str], tail: str = "", limit: int = MADFILE_LIMIT) -> str:
+    """`head`, then as many `line(i)` as fit under `limit` bytes with `tail`."""
+    parts, size, i = [head], len(head) + len(tail), 0
+    while True:
+        piece = line(i)
+        if size + len(piece) > limit - 16:
+            break
+        parts.append(piece)
+        size += len(piece)
+        i += 1
+    return "".join(parts) + tail
+
+
+MODEL = "models:\n  - {name: m, scripts: run.sh}\n"
+
+
+def dense_keys() -> Files:  # the slowest YAML to parse per byte: many tiny keys (an unknown key: refused)
+    return {"madfile.yaml": _fill("version: 1\nx:\n", lambda i: f"  k{i}: v\n")}
+
+
+def dense_env() -> Files:  # the same, but valid: an env mapping of a context is accepted
+    return {"madfile.yaml": _fill(f"version: 1\n{MODEL}contexts:\n  c:\n    docker_env_vars:\n",
+                                  lambda i: f"      K{i}: v\n")}
+
+
+def long_string() -> Files:
+    return {"madfile.yaml": "version: 1\nname: " + "x" * (MADFILE_LIMIT - 40) + "\n"}
+
+
+def many_models() -> Files:  # inline models just under the size limit, each a job
+    return {"madfile.yaml": _fill("version: 1\nmodels:\n", lambda i: f"  - {{name: m{i}, scripts: run.sh}}\n")}
+
+
+def many_runs() -> Files:  # runs naming models one by one: name lookups, not scans
+    models = "".join(f"  - {{name: m{i}, scripts: run.sh}}\n" for i in range(1000))
+    return {"madfile.yaml": _fill(f"version: 1\nmodels:\n{models}runs:\n", lambda i: f"  - {{models: [m{i}]}}\n")}
+
+
+def flow_nesting() -> Files:  # refused at level 65
+    half = (MADFILE_LIMIT - 40) // 2
+    return {"madfile.yaml": "version: 1\nname: " + "[" * half + "]" * half + "\n"}
+
+
+def block_nesting() -> Files:
+    return {"madfile.yaml": "version: 1\nx:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 70))}
+
+
+def laughs() -> Files:  # 10 x 10 x 10 x 10 x 10: just under the 200,000-value budget (accepted as data)
+    lines = ["version: 1", "x:", "  a: &a [" + ", ".join(["lol"] * 10) + "]"]
+    for prev, name in zip("abcd", "bcde", strict=True):
+        lines.append(f"  {name}: &{name} [" + ", ".join([f"*{prev}"] * 10) + "]")
+    return {"madfile.yaml": "\n".join(lines) + "\n"}
+
+
+def laughs_over() -> Files:  # the classic 9 levels: refused at once
+    lines = ["version: 1", "a: &a [" + ", ".join(["lol"] * 9) + "]"]
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    return {"madfile.yaml": "\n".join(lines) + "\n"}
+
+
+def merges() -> Files:  # `<<: *big` of 100-key mappings, to just under the budget, in a context's env
+    base = "    base: &x0 {" + ", ".join(f"K{i}: v" for i in range(100)) + "}\n"
+    levels = "".join(f"    l{n}: &x{n}\n" + "".join(f"      m{j}: {{<<: *x{n - 1}, Z: v}}\n" for j in range(10))
+                     for n in range(1, 3))
+    return {"madfile.yaml": f"version: 1\n{MODEL}contexts:\n  c:\n    match:\n      k: v\nanchors:\n{base}{levels}"
+                            + "".join(f"    r{k}: *x2\n" for k in range(17))}
+
+
+def repeat_at_limit() -> Files:
+    return {"madfile.yaml": f"version: 1\n{MODEL}runs:\n  - {{models: [m], repeat: {JOBS}}}\n", "run.sh": ""}
+
+
+def repeat_over() -> Files:
+    return {"madfile.yaml": f"version: 1\n{MODEL}runs:\n  - {{models: [m], repeat: 10000000}}\n"}
+
+
+def matrix_at_limit() -> Files:  # 10 x 10 x 10 x 10 x 10 = 100,000 combinations
+    params = ", ".join(f"p{i}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" for i in range(5))
+    return {"madfile.yaml": f"version: 1\nmodels:\n  - {{name: m, scripts: run.sh, params: {{{params}}}}}\n"}
+
+
+def matrix_over() -> Files:  # 10^9 combinations
+    params = ", ".join(f"p{i}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" for i in range(9))
+    return {"madfile.yaml": f"version: 1\nmodels:\n  - {{name: m, scripts: run.sh, params: {{{params}}}}}\n"}
+
+
+PACKAGE_MADFILE = "version: 1\npackage: pkg\nmodels: [{select: all}]\n"
+
+
+def _models_json(entry: Callable[[int], str]) -> str:
+    return _fill("[\n", lambda i: ("" if i == 0 else ",\n") + entry(i), "\n]\n", limit=INPUT_LIMIT)
+
+
+def models_json_valid() -> Files:  # as many real-looking entries as fit in 8 MB, all selected
+    return {"madfile.yaml": PACKAGE_MADFILE, "pkg/models.json": _models_json(
+        lambda i: json.dumps({"name": f"m{i}", "dockerfile": "docker/d", "scripts": "run.sh", "n_gpus": "1",
+                              "tags": ["t"], "args": "--x 1"})),
+            "pkg/docker/d.ubuntu.none.Dockerfile": "FROM ubuntu\n", "pkg/run.sh": ""}
+
+
+def models_json_at_limit() -> Files:  # the most models a package may have, all selected: 20,000 jobs
+    entries = ",\n".join(json.dumps({"name": f"m{i}", "dockerfile": "docker/d", "scripts": "run.sh", "n_gpus": "1",
+                                      "tags": ["t"], "args": "--x 1"}) for i in range(MODELS))
+    return {"madfile.yaml": PACKAGE_MADFILE, "pkg/models.json": f"[\n{entries}\n]\n",
+            "pkg/docker/d.ubuntu.none.Dockerfile": "FROM ubuntu\n", "pkg/run.sh": ""}
+
+
+def models_json_tiny() -> Files:  # the most entries per byte, each invalid: every error is reported
+    return {"madfile.yaml": PACKAGE_MADFILE, "pkg/models.json": _models_json(lambda i: '{"name": "m"}')}
+
+
+def models_json_string() -> Files:
+    return {"madfile.yaml": PACKAGE_MADFILE,
+            "pkg/models.json": '[{"name": "m", "dockerfile": "d", "scripts": "s", "args": "'
+                               + "x" * (INPUT_LIMIT - 100) + '"}]'}
+
+
+def models_json_deep() -> Files:  # nesting just under the limit, repeated to fill 8 MB
+    deep = '{"name": "m", "x": ' + "[" * (DEPTH - 3) + "]" * (DEPTH - 3) + "}"
+    return {"madfile.yaml": PACKAGE_MADFILE, "pkg/models.json": _models_json(lambda i: deep)}
+
+
+def tools_json() -> Files:
+    return {"madfile.yaml": PACKAGE_MADFILE, "pkg/models.json": '[{"name": "m", "dockerfile": "d", "scripts": "s"}]',
+            "pkg/scripts/common/tools.json": _fill('{"tools": {\n', lambda i: ("" if i == 0 else ",\n")
+                                                   + f'"t{i}": {{"cmd": "x"}}', "\n}}\n", limit=INPUT_LIMIT)}
+
+
+CASES: dict[str, tuple[str, Callable[[], Files]]] = {
+    "dense_keys": ("madfile: 64 KB of tiny keys", dense_keys),
+    "dense_env": ("madfile: 64 KB of env vars (valid)", dense_env),
+    "long_string": ("madfile: one 64 KB string", long_string),
+    "many_models": ("madfile: 64 KB of inline models", many_models),
+    "many_runs": ("madfile: 64 KB of runs", many_runs),
+    "flow_nesting": ("madfile: 64 KB of [[[...", flow_nesting),
+    "block_nesting": ("madfile: 69 levels of keys", block_nesting),
+    "laughs": ("aliases: 10^5 values", laughs),
+    "laughs_over": ("aliases: 9^9 (billion laughs)", laughs_over),
+    "merges": ("aliases: `<<:` of big maps", merges),
+    "repeat_at_limit": ("jobs: repeat 100,000", repeat_at_limit),
+    "repeat_over": ("jobs: repeat 10,000,000", repeat_over),
+    "matrix_at_limit": ("jobs: params 10^5", matrix_at_limit),
+    "matrix_over": ("jobs: params 10^9", matrix_over),
+    "models_json_at_limit": ("models.json: 20,000 models", models_json_at_limit),
+    "models_json_valid": ("models.json: 8 MB valid", models_json_valid),
+    "models_json_tiny": ("models.json: 8 MB tiny entries", models_json_tiny),
+    "models_json_string": ("models.json: one 8 MB string", models_json_string),
+    "models_json_deep": ("models.json: 8 MB, 61 deep", models_json_deep),
+    "tools_json": ("tools.json: 8 MB", tools_json),
+}
+
+
+def write(root: Path, files: Files) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+def run_once(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> tuple[float, float, float, int, str]:
+    """(wall seconds, CPU seconds, max RSS in MB, exit code, last line of stderr) of one child process."""
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=err)
+        killer = threading.Timer(timeout, proc.kill)
+        killer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            killer.cancel()
+        seconds = time.perf_counter() - start
+        code = os.waitstatus_to_exitcode(status)
+        proc.returncode = code
+        err.seek(0)
+        lines = [line for line in err.read().decode(errors="replace").splitlines() if line.strip()]
+    rss = usage.ru_maxrss / (MB if sys.platform == "darwin" else 1024)
+    return seconds, usage.ru_utime + usage.ru_stime, rss, code, (lines[-1][:150] if lines else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Worst inputs just under madengine's budgets, timed.")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per case (default 3)")
+    parser.add_argument("--only", nargs="+", choices=sorted(CASES), metavar="CASE", help="only these cases")
+    parser.add_argument("--madengine", metavar="CMD", help="command to run madengine (default: python -m "
+                        "madengine with this checkout first on PYTHONPATH)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="per-run timeout in seconds")
+    parser.add_argument("--cpu", action="store_true", help="judge the time budget on CPU time (user + system) "
+                        "instead of wall time: for a loaded machine, where wall time measures the neighbours")
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="write the cases here and keep them")
+    args = parser.parse_args(argv)
+
+    env = dict(os.environ, NO_COLOR="1", MADENGINE_CACHE_DIR="")
+    if args.madengine:
+        prefix = shlex.split(args.madengine)
+    else:
+        prefix = [sys.executable, "-m", "madengine"]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    out_dir = args.keep.resolve() if args.keep else Path(tempfile.mkdtemp(prefix="madengine-hostile-"))
+    print(f"madengine: {shlex.join(prefix)}; budgets {TIME_BUDGET_S:g} s ({'CPU' if args.cpu else 'wall'}) and "
+          f"{RSS_BUDGET_MB:g} MB per run, median of {args.runs} after one untimed warm-up; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+    header = f"{'case':<34}{'input':>9}{'wall':>9}{'CPU':>9}{'max RSS':>10}{'exit':>6}  result"
+    print(header)
+    print("-" * len(header))
+    failed = False
+    try:
+        for key in args.only or list(CASES):
+            title, make = CASES[key]
+            root = out_dir / key
+            shutil.rmtree(root, ignore_errors=True)
+            files = make()
+            write(root, files)
+            size = max(len(text.encode()) for text in files.values())
+            cmd = [*prefix, "validate"]
+            run_once(cmd, root, env, args.timeout)  # warm-up: page cache, .pyc files
+            samples = [run_once(cmd, root, env, args.timeout) for _ in range(args.runs)]
+            wall = statistics.median(s[0] for s in samples)
+            cpu = statistics.median(s[1] for s in samples)
+            rss = max(s[2] for s in samples)
+            code = samples[-1][3]
+            ok = (cpu if args.cpu else wall) <= TIME_BUDGET_S and rss <= RSS_BUDGET_MB and code in (0, 5)
+            failed |= not ok
+            shown = f"{size / MB:.1f} MB" if size >= MB else f"{size / 1024:.0f} KB"
+            print(f"{title:<34}{shown:>9}{wall:>8.3f}s{cpu:>8.3f}s{rss:>7.1f} MB{code:>6}  "
+                  f"{'PASS' if ok else 'FAIL'}" + ("" if code in (0, 5) else f": {samples[-1][4]}"), flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(out_dir, ignore_errors=True)
+    print(f"\nrerun one: python {shlex.quote(str(Path(__file__)))} --only CASE --keep DIR; "
+          f"then cd DIR/CASE && /usr/bin/time -f '%e s %M KB' {shlex.join(prefix)} validate")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

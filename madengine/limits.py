@@ -1,0 +1,98 @@
+"""Budgets on hostile or runaway input: every one is a config error, never a hang or an exhaustion.
+
+Limits that bite before a madfile is parsed (the size of a file, the expansion of its YAML aliases,
+its nesting) cannot come from the madfile itself: the sizes are set by environment variables, the
+structural limits are fixed. Limits that bite later (jobs, the time a package's get_models_json.py
+may take) are the madfile's `limits:` (madengine.madfile.model.Limits).
+"""
+
+from __future__ import annotations
+
+import os
+
+from madengine.errors import ConfigError
+
+MB = 1024 * 1024
+
+# A madfile is hand-written; ruamel's pure-Python parser reads dense YAML at a few hundred KB/s, so a
+# bigger one could not be accepted or refused within a second (bench/bench_hostile.py).
+MADFILE_BYTES_ENV = "MADENGINE_MAX_MADFILE_BYTES"
+DEFAULT_MADFILE_BYTES = 64 * 1024
+# models.json, tools.json and data.json: parsed by the C JSON decoder (6,134 models are ~2 MB).
+INPUT_BYTES_ENV = "MADENGINE_MAX_INPUT_BYTES"
+DEFAULT_INPUT_BYTES = 8 * MB
+
+# YAML values after aliases are expanded (`*a` and `<<: *a` count every value they copy).
+MAX_YAML_VALUES = 200_000
+# Nesting of mappings and lists, in a madfile and in JSON files; real files need fewer than 10 levels.
+MAX_DEPTH = 64
+
+# Models of one MAD package (all its models.json files and scripts together): each costs ~1 KB and
+# tens of microseconds, and 8 MB of the smallest entries would be 600,000 of them. The largest real
+# packages have a few thousand.
+MODELS_ENV = "MADENGINE_MAX_MODELS"
+DEFAULT_MODELS = 20_000
+
+DEFAULT_JOBS = 100_000
+SCRIPT_TIMEOUT_ENV = "MADENGINE_SCRIPT_TIMEOUT"
+DEFAULT_SCRIPT_TIMEOUT = 30.0
+
+
+def _env_number(name: str, default: float, *, integer: bool) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        value = -1
+    if not value > 0 or value == float("inf"):
+        kind = "a whole number" if integer else "a finite number of seconds"
+        raise ConfigError(f"{name}={raw!r} is not {kind} above 0",
+                          hint=f"unset {name} for the default ({default:g})")
+    return value
+
+
+def madfile_bytes() -> int:
+    return int(_env_number(MADFILE_BYTES_ENV, DEFAULT_MADFILE_BYTES, integer=True))
+
+
+def input_bytes() -> int:
+    return int(_env_number(INPUT_BYTES_ENV, DEFAULT_INPUT_BYTES, integer=True))
+
+
+def models() -> int:
+    return int(_env_number(MODELS_ENV, DEFAULT_MODELS, integer=True))
+
+
+def script_timeout(configured: float | None = None) -> float:
+    """Seconds a get_models_json.py may run: the madfile's `limits.script_timeout`, else the
+    environment's MADENGINE_SCRIPT_TIMEOUT, else 30."""
+    if configured is not None:
+        return configured
+    return _env_number(SCRIPT_TIMEOUT_ENV, DEFAULT_SCRIPT_TIMEOUT, integer=False)
+
+
+def _size(n: int) -> str:
+    return f"{n / MB:.1f} MB" if n >= MB else f"{n / 1024:.0f} KB" if n >= 1024 else f"{n} bytes"
+
+
+def read_bounded(path: str | os.PathLike[str], shown: str, limit: int, env: str) -> bytes:
+    """The bytes of `path`, refused before reading (and parsing) when larger than `limit`.
+
+    OSError (a missing file...) is the caller's to report.
+    """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise too_big(shown, size, limit, env)
+        raw = f.read(limit + 1)  # a file that grows while read (a FIFO, /dev/zero) stops here
+    if len(raw) > limit:
+        raise too_big(shown, len(raw), limit, env, at_least=True)
+    return raw
+
+
+def too_big(shown: str, size: int, limit: int, env: str, *, at_least: bool = False) -> ConfigError:
+    more = "more than " if at_least else ""
+    return ConfigError(f"{shown} is {more}{_size(size)}; the limit is {_size(limit)}", file=shown,
+                       hint=f"set {env} (in bytes) to raise it")

@@ -1,0 +1,130 @@
+"""Unbounded work: aliases, sizes, nesting, repeat and params matrices are budgets, each a config error
+with its position (never a hang, a MemoryError or a RecursionError). Timings are in bench/bench_hostile.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RunCli
+
+CONFIG = 5
+LAUGHS = "version: 1\na: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True))
+
+
+def validate(tmp_path: Path, run_cli: RunCli, text: str, **env: str) -> tuple[int, str]:
+    (tmp_path / "madfile.yaml").write_text(text)
+    (tmp_path / "run.sh").touch()
+    code, out, err = run_cli("validate", cwd=tmp_path, env=env, timeout=60)
+    assert "Traceback" not in err and "internal error" not in err
+    return code, out + err
+
+
+def test_billion_laughs_is_refused_at_the_alias_that_expands_past_the_budget(tmp_path: Path, run_cli: RunCli) -> None:
+    code, out = validate(tmp_path, run_cli, LAUGHS)
+    assert code == CONFIG
+    assert "madfile.yaml:7:4: error: YAML aliases expand this to more than 200,000 values" in out
+
+
+def test_merged_aliases_of_big_mappings_count_what_they_copy(tmp_path: Path, run_cli: RunCli) -> None:
+    text = "version: 1\nx0: &x0 {" + ", ".join(f"k{i}: v" for i in range(100)) + "}\n" + "".join(
+        f"x{n}: &x{n}\n" + "".join(f"  m{j}: {{<<: *x{n - 1}, z: 1}}\n" for j in range(10)) for n in range(1, 8))
+    code, out = validate(tmp_path, run_cli, text)
+    assert code == CONFIG
+    assert "YAML aliases expand this to more than 200,000 values" in out
+
+
+@pytest.mark.parametrize("text", [
+    "version: 1\nname: " + "[" * 5000 + "]" * 5000 + "\n",  # flow
+    "version: 1\nx:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 200)),  # block
+])
+def test_deep_yaml_is_a_config_error_not_a_recursion_error(tmp_path: Path, run_cli: RunCli, text: str) -> None:
+    code, out = validate(tmp_path, run_cli, text)
+    assert code == CONFIG
+    assert "error: the YAML is nested more than 64 levels deep" in out
+
+
+@pytest.mark.parametrize("name", ["models.json", "scripts/common/tools.json", "data.json"])
+def test_deep_json_is_a_config_error_not_a_recursion_error(tmp_path: Path, run_cli: RunCli, name: str) -> None:
+    (tmp_path / "pkg" / "scripts" / "common").mkdir(parents=True)
+    (tmp_path / "pkg" / "models.json").write_text('[{"name": "m", "dockerfile": "d", "scripts": "run.sh"}]')
+    (tmp_path / "pkg" / name).write_text('{"x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    code, out = validate(tmp_path, run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
+    assert code == CONFIG
+    assert f"pkg/{name}" in out or f"{name}:1:" in out
+    assert "JSON nested more than 64 levels deep" in out
+
+
+def test_a_50_mb_madfile_is_refused_before_it_is_parsed(tmp_path: Path, run_cli: RunCli) -> None:
+    code, out = validate(tmp_path, run_cli, "version: 1\nname: " + "x" * 50_000_000 + "\n")
+    assert code == CONFIG
+    assert "madfile.yaml is 47.7 MB; the limit is 64 KB" in out and "MADENGINE_MAX_MADFILE_BYTES" in out
+
+
+def test_the_madfile_size_limit_comes_from_the_environment(tmp_path: Path, run_cli: RunCli) -> None:
+    code, out = validate(tmp_path, run_cli, "version: 1\nname: " + "x" * 2000 + "\n",
+                         MADENGINE_MAX_MADFILE_BYTES="1000")
+    assert code == CONFIG
+    assert "madfile.yaml is 2 KB; the limit is 1000 bytes" in out
+
+
+@pytest.mark.parametrize("name", ["models.json", "scripts/m/models.json", "scripts/common/tools.json", "data.json"])
+def test_json_inputs_over_the_size_limit_are_refused(tmp_path: Path, run_cli: RunCli, name: str) -> None:
+    (tmp_path / "pkg" / "scripts" / "m").mkdir(parents=True)
+    (tmp_path / "pkg" / "scripts" / "common").mkdir(parents=True)
+    (tmp_path / "pkg" / "models.json").write_text('[{"name": "m", "dockerfile": "d", "scripts": "run.sh"}]')
+    (tmp_path / "pkg" / name).write_text("[" + " " * 9_000_000 + "]" if "models" in name else "{}" + " " * 9_000_000)
+    code, out = validate(tmp_path, run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
+    assert code == CONFIG
+    assert "is 8.6 MB; the limit is 8.0 MB" in out and "MADENGINE_MAX_INPUT_BYTES" in out
+
+
+RUN_M = "version: 1\nmodels:\n  - {name: m, scripts: run.sh}\nruns:\n  - {models: [m], repeat: 10000000}\n"
+
+
+def test_repeat_past_the_job_limit_is_refused_before_jobs_are_built(tmp_path: Path, run_cli: RunCli) -> None:
+    code, out = validate(tmp_path, run_cli, RUN_M)
+    assert code == CONFIG
+    assert ("madfile.yaml:5:5: error: runs[0]: compiles to 10,000,000 jobs; the limit is 100,000 "
+            "(hint: set `limits.jobs` to raise it") in out
+
+
+def test_a_params_matrix_of_a_billion_combinations_is_refused_before_it_is_expanded(
+        tmp_path: Path, run_cli: RunCli) -> None:
+    params = ", ".join(f"p{i}: [{', '.join(map(str, range(10)))}]" for i in range(9))
+    text = f"version: 1\nmodels:\n  - {{name: m, scripts: run.sh, params: {{{params}}}}}\n"
+    code, out = validate(tmp_path, run_cli, text)
+    assert code == CONFIG
+    assert "models[0].params: the params matrix has 1,000,000,000 combinations" in out
+
+
+def test_models_times_contexts_times_targets_count_against_the_limit_and_limits_jobs_raises_it(
+        tmp_path: Path, run_cli: RunCli) -> None:
+    models = "".join(f"  - {{name: m{i}, scripts: run.sh, params: {{a: [1, 2, 3, 4, 5]}}}}\n" for i in range(40))
+    contexts = "contexts:\n" + "".join(f"  c{i}: {{}}\n" for i in range(30))
+    text = f"version: 1\nmodels:\n{models}{contexts}runs:\n  - {{models: [all], repeat: 20}}\n"
+    code, out = validate(tmp_path, run_cli, text)
+    assert code == CONFIG
+    assert "compiles to 120,000 jobs; the limit is 100,000" in out
+    code, out = validate(tmp_path, run_cli, text + "limits: {jobs: 120000}\n")
+    assert code == 0, out
+    assert "120000 jobs" in out
+
+
+def test_a_package_of_more_models_than_the_limit_is_refused_where_it_goes_over(
+        tmp_path: Path, run_cli: RunCli) -> None:
+    (tmp_path / "models.json").write_text("[\n" + ",\n".join(f'{{"name": "m{i}"}}' for i in range(30_000)) + "\n]")
+    code, _, err = run_cli("discover", cwd=tmp_path, timeout=60)
+    assert code == CONFIG
+    assert "models.json:20002:1: error: the package has more than 20,000 models" in err
+    code, _, err = run_cli("discover", cwd=tmp_path, env={"MADENGINE_MAX_MODELS": "30000"}, timeout=60)
+    assert code == 0, err
+
+
+def test_thousands_of_duplicate_names_are_not_all_listed(tmp_path: Path, run_cli: RunCli) -> None:
+    (tmp_path / "models.json").write_text("[" + ",".join(['{"name": "m"}'] * 10_000) + "]")
+    code, _, err = run_cli("discover", cwd=tmp_path, timeout=60)
+    assert code == CONFIG
+    assert len(err.splitlines()) == 101 and "more than 100 duplicate model names" in err
