@@ -135,7 +135,8 @@ def test_statements_split_on_semicolons_outside_strings_and_comments() -> None:
         _statements("CREATE TABLE t (x TEXT)")
 
 
-def test_a_version_1_store_gains_gate_verdicts_and_keeps_its_attempts(db: Path) -> None:
+def version_1_store(db: Path) -> None:
+    """A store as madengine wrote it at schema version 1, with one successful attempt of job:a@c/t#1."""
     db.parent.mkdir(parents=True)
     conn = raw(db)
     migrate(conn, str(db), MIGRATIONS[:1])
@@ -143,6 +144,10 @@ def test_a_version_1_store_gains_gate_verdicts_and_keeps_its_attempts(db: Path) 
     conn.execute("INSERT INTO attempts (apply_id, address, node_hash, status, started_at, inputs) "
                  "VALUES (1, 'job:a@c/t#1', 'sha256:a', 'SUCCESS', '2026-12-01T00:00:00Z', '{}')")
     conn.close()
+
+
+def test_a_version_1_store_gains_gate_verdicts_and_keeps_its_attempts(db: Path) -> None:
+    version_1_store(db)
     with StateStore.open(db) as store:
         (old,) = store.latest_attempts().values()
         assert (old.address, old.gate) == ("job:a@c/t#1", None)
@@ -157,13 +162,7 @@ def test_a_version_1_store_gains_gate_verdicts_and_keeps_its_attempts(db: Path) 
 def test_a_reader_upgrades_an_older_store_it_can_write(db: Path) -> None:
     """`results` or `plan` right after upgrading madengine reads the old history (migrating it), rather than
     asking for an apply first."""
-    db.parent.mkdir(parents=True)
-    conn = raw(db)
-    migrate(conn, str(db), MIGRATIONS[:1])
-    conn.execute("INSERT INTO applies (lock_hash, serial, started_at, host, pid) VALUES ('h', 1, 't', 'x', 1)")
-    conn.execute("INSERT INTO attempts (apply_id, address, node_hash, status, started_at, inputs) "
-                 "VALUES (1, 'job:a@c/t#1', 'sha256:a', 'SUCCESS', '2026-12-01T00:00:00Z', '{}')")
-    conn.close()
+    version_1_store(db)
     with StateStore.open(db, readonly=True) as store:
         assert list(store.latest_attempts()) == ["job:a@c/t#1"]
     assert schema_version(raw(db)) == SCHEMA_VERSION
