@@ -62,6 +62,9 @@ def load(path: Path) -> tuple[Plan, str]:
                           column=exc.colno, hint=hint) from None
     except RecursionError:
         raise ConfigError(f"{path} is not a plan file: nested too deeply", file=str(path), hint=hint) from None
+    except ValueError:  # a number of thousands of digits, which Python refuses to convert
+        raise ConfigError(f"{path} is not a plan file: it holds a number too long to read", file=str(path),
+                          hint=hint) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
         raise ConfigError(f"{path} is not a madengine plan (version {VERSION})", file=str(path), hint=hint)
     found = shape.problems(data, _SHAPE)

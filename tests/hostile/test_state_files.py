@@ -71,6 +71,7 @@ def assert_named(code: int, err: str, expected: int, *words: str) -> None:
     (b"\x00\x01binary\xff\xfe", ("madengine.lock:1", "not UTF-8")),
     (b'{"version": 1, "images": [], "jobs": 5}', ("images: expected an object", "jobs: expected an object")),
     (b"[" * 100_000, ("nested too deeply",)),
+    (b'{"version": 1, "images": {}, "jobs": ' + b"9" * 5000 + b"}", ("a number too long to read",)),
 ])
 def test_a_broken_lock_is_a_config_error(run_cli: RunCli, project: Path, content: bytes,
                                          words: tuple[str, ...]) -> None:
@@ -105,6 +106,7 @@ def test_a_lock_with_a_wrong_field_names_the_key(run_cli: RunCli, project: Path)
      '[{"address": "a", "kind": "job", "action": "fly", "reason": "", "hash": "", "targets": "here"}]}',
      ("changes[0].action: expected one of", "changes[0].targets: expected a list")),
     ("\udcff", ("not UTF-8",)),
+    ('{"format": "madengine-plan", "version": 1, "serial": ' + "9" * 5000 + "}", ("a number too long to read",)),
 ])
 def test_a_malformed_plan_file_is_a_config_error(run_cli: RunCli, project: Path, content: str,
                                                  words: tuple[str, ...]) -> None:
