@@ -333,6 +333,17 @@ class StateStore:
                  for i, p in enumerate(perf)])
             _bump_serial(conn)
 
+    def set_gates(self, verdicts: Mapping[int, Mapping[str, Any]]) -> None:
+        """Record gate verdicts (`Verdict.to_json`) on finished attempts, by attempt id, in one transaction:
+        the end of an apply re-judges the latest results with the current gates, and what `results` shows
+        is that judgement. The serial does not move: a planner never reads a verdict."""
+        if not verdicts:
+            return
+        with self._write() as conn:
+            for attempt_id, verdict in verdicts.items():
+                _expect_row(conn.execute("UPDATE attempts SET gate = ? WHERE id = ?",
+                                         (_dumps(dict(verdict)), attempt_id)), "attempt", attempt_id)
+
     def mark_interrupted(self, attempt_ids: Sequence[int], message: str) -> int:
         """Mark still-RUNNING attempts INTERRUPTED (Ctrl-C, or left by a killed apply); return how many."""
         if not attempt_ids:

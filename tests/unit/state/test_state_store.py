@@ -181,6 +181,20 @@ def test_mark_interrupted_touches_only_running_attempts(store: StateStore) -> No
     assert store.running_attempts() == []
 
 
+def test_set_gates_replaces_verdicts_in_one_transaction_without_moving_the_serial(store: StateStore) -> None:
+    apply_id = store.begin_apply("h")
+    ids = [store.start_attempt(apply_id, f"job:m{i}@cpu/here#1", "sha256:x", {}, None, None) for i in range(2)]
+    for i in ids:
+        store.finish_attempt(i, Status.SUCCESS, gate={"met": False})
+    serial = store.serial()
+    store.set_gates({ids[0]: {"met": True, "value": 9.0}})
+    assert [a.gate for a in store.attempts()] == [{"met": True, "value": 9.0}, {"met": False}]
+    with pytest.raises(StateError, match="no attempt 999"):  # one bad id: none of the verdicts is written
+        store.set_gates({ids[1]: {"met": True}, 999: {"met": True}})
+    assert [a.gate for a in store.attempts()] == [{"met": True, "value": 9.0}, {"met": False}]
+    assert store.serial() == serial  # a planner never reads a verdict: a saved plan stays current
+
+
 def test_every_observable_write_moves_the_serial(store: StateStore) -> None:
     serials = [store.serial()]
     apply_id = store.begin_apply("h")
