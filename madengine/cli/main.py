@@ -105,14 +105,16 @@ def _terminate_as_interrupt() -> None:
 
 
 def _invoke(argv: list[str] | None) -> Any:
-    """The app, with a file system that refuses a write (full, read-only, not ours) made an expected
-    error naming the path where the OSError has one: the user's to fix, not a bug of madengine."""
+    """The app, with an OSError that names a file the file system refused (full, read-only, not ours)
+    made an expected error naming it: the user's to fix, not a bug of madengine. Only where the error
+    has a file name: one without (a signal to a process, a socket) is not the file system's, and says
+    nothing a user could act on. Commands that know what they were doing say so themselves."""
     from madengine.errors import FileSystemError
 
     try:
         return app(args=argv, prog_name="madengine", standalone_mode=False)
     except OSError as exc:
-        error = FileSystemError.of(exc)
+        error = FileSystemError.of(exc) if exc.filename else None
         if error is None:
             raise
         raise error from exc
