@@ -97,14 +97,14 @@ class StateStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise FileSystemError.of(exc, path.parent, also=STATE_ELSEWHERE) or StateError(
+            raise FileSystemError.of(exc, path.parent, also=STATE_ELSEWHERE, doing="write") or StateError(
                 f"cannot create the state directory {path.parent}: {exc.strerror}") from exc
         try:
             # check_same_thread=False: the mutex below serializes threads instead of refusing them.
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                    timeout=BUSY_TIMEOUT_MS / 1000)
         except sqlite3.Error as exc:
-            raise StateError(f"cannot open the state database {path}: {exc}") from exc
+            raise _failure(exc, path) or StateError(f"cannot open the state database {path}: {exc}") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             _enable_wal(conn)
@@ -124,8 +124,11 @@ class StateStore:
         if not path.exists():
             return cls._empty(path)
         uri = "file:" + urllib.parse.quote(str(path.absolute())) + "?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
-                               timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
+                                   timeout=BUSY_TIMEOUT_MS / 1000)
+        except sqlite3.Error as exc:
+            _reraise(exc, path)
         try:
             try:
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opens the WAL, or cannot
@@ -635,15 +638,22 @@ def _failure(exc: sqlite3.Error, path: Path) -> MadengineError | None:
                           hint="another madengine is writing to it; try again")
     if code == _SQLITE_CORRUPT:
         return StateError(f"{path} is damaged: {exc}", hint=_damaged_hint(path))
+    if code == sqlite3.SQLITE_CANTOPEN and (denied := _unreadable(path)) is not None:
+        # A store that cannot be opened at all: its permissions, not its content, and not a write.
+        error = FileSystemError.of(OSError(denied, os.strerror(denied)), path, doing="read")
+        assert error is not None
+        return error
     refused = errno.ENOSPC if code == sqlite3.SQLITE_FULL else (
         _unwritable(path) if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN) else None)
     if refused is not None:
-        error = FileSystemError.of(OSError(refused, os.strerror(refused)), path, also=STATE_ELSEWHERE)
+        error = FileSystemError.of(OSError(refused, os.strerror(refused)), path, also=STATE_ELSEWHERE,
+                                   doing="write")
         assert error is not None
         return error
     if code == sqlite3.SQLITE_IOERR and _nearly_full(path.parent):
         # SQLite says "disk I/O error" for a write to its log or shared memory that found no space.
-        error = FileSystemError.of(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path, also=STATE_ELSEWHERE)
+        error = FileSystemError.of(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path, also=STATE_ELSEWHERE,
+                                   doing="write")
         assert error is not None
         return error
     if code == sqlite3.SQLITE_IOERR:
@@ -661,6 +671,15 @@ def _nearly_full(directory: Path) -> bool:
     except OSError:
         return False
     return st.f_bavail * st.f_frsize < 1 << 20
+
+
+def _unreadable(path: Path) -> int | None:
+    """Why `path` cannot be read, as an errno (EACCES, EPERM), found by opening it as SQLite would."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    except OSError as exc:
+        return exc.errno if exc.errno in (errno.EACCES, errno.EPERM) else None
+    return None
 
 
 def _unwritable(path: Path) -> int | None:

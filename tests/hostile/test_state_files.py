@@ -9,6 +9,8 @@ import os
 import random
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -234,6 +236,34 @@ def test_apply_checks_the_store_even_when_its_files_look_unchanged(run_cli: RunC
     os.utime(db, old)
     code, _, err = run_cli("apply", "--yes", cwd=project)
     assert_named(code, err, 1, f"{db} is damaged")
+
+
+def unprivileged(args: tuple[str, ...], cwd: Path) -> tuple[int, str, str]:
+    """`madengine *args` as a user whom file permissions bind: root without CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH (as its own files' owner, mode bits 000 deny it), or the user running the tests."""
+    from tests.conftest import REPO_ROOT
+
+    command = [sys.executable, "-m", "madengine", *args]
+    if os.geteuid() == 0:
+        if shutil.which("capsh") is None:
+            pytest.skip("root without capsh cannot give up its file capabilities")
+        command = ["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c", 'exec "$0" "$@"', *command]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NO_COLOR": "1", "COLUMNS": "200"}
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+                          stdin=subprocess.DEVNULL, env=env)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_a_store_it_may_not_read_is_named_as_such(project: Path) -> None:
+    db = state_db(project)
+    db.chmod(0)
+    try:
+        for args in (("plan",), ("results",), ("state", "list"), ("apply", "--yes")):
+            code, _, err = unprivileged(args, project)
+            assert_named(code, err, 1, f"cannot read {db}: permission denied", f"ls -l {db}")
+            assert len(err.splitlines()) == 1 and "cannot write" not in err, err
+    finally:
+        db.chmod(0o644)
 
 
 def test_a_store_of_a_newer_schema_is_refused_naming_the_version(run_cli: RunCli, project: Path) -> None:
