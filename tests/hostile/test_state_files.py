@@ -222,22 +222,6 @@ def test_something_else_in_place_of_the_store_is_a_state_error(run_cli: RunCli, 
         assert_named(code, err, 1, f"the state database {db} is", f"mv {db} ")
 
 
-def test_apply_checks_the_store_even_when_its_files_look_unchanged(run_cli: RunCli, project: Path) -> None:
-    """Readers skip the check of a store whose files' stat has not moved since it last passed (it reads
-    the whole file); apply, which builds on it, never does."""
-    db = state_db(project)
-    old = (1_700_000_000, 1_700_000_000)
-    os.utime(db, old)
-    assert run_cli("plan", cwd=project).code == 0  # passes, and is remembered
-    assert (project / ".madengine" / "state.db.checked").exists()
-    with db.open("r+b") as f:  # damage that keeps size, inode and (put back) mtime
-        f.seek(db.stat().st_size // 2)
-        f.write(random.Random(3).randbytes(4096))
-    os.utime(db, old)
-    code, _, err = run_cli("apply", "--yes", cwd=project)
-    assert_named(code, err, 1, f"{db} is damaged")
-
-
 def unprivileged(args: tuple[str, ...], cwd: Path) -> tuple[int, str, str]:
     """`madengine *args` as a user whom file permissions bind: root without CAP_DAC_OVERRIDE and
     CAP_DAC_READ_SEARCH (as its own files' owner, mode bits 000 deny it), or the user running the tests."""

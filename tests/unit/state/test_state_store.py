@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -179,6 +181,41 @@ def test_mark_interrupted_touches_only_running_attempts(store: StateStore) -> No
                         (Status.INTERRUPTED, "apply was killed")]
     assert all(a.ended_at for a in store.attempts())
     assert store.running_attempts() == []
+
+
+def test_readers_trust_a_checked_store_whose_files_have_not_moved_and_writers_never_do(
+        db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page check reads the whole store, so readers skip it while the store's files' stat has not moved
+    since it passed; a writer (apply) builds on what it reads and checks every time it opens."""
+    with StateStore.open(db) as s:
+        s.finish_attempt(s.start_attempt(s.begin_apply("h"), JOB, "sha256:x", INPUTS, None, None), Status.SUCCESS)
+
+    def age() -> None:  # not "racy": the files' stat can be trusted
+        for name in db.parent.glob(db.name + "*"):
+            os.utime(name, (1_700_000_000, 1_700_000_000))
+
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+
+    def checks(readonly: bool) -> int:
+        statements.clear()
+        StateStore.open(db, readonly=readonly).close()
+        return sum("quick_check" in s for s in statements)
+
+    age()
+    assert checks(readonly=True) == 1
+    age()  # the first reader left an empty -wal (a read-only connection cannot remove it), new then
+    assert checks(readonly=True) == 1  # checked, and remembered
+    assert checks(readonly=True) == 0  # unchanged since: trusted
+    assert checks(readonly=False) == 1  # a writer checks all the same
+    assert checks(readonly=False) == 1
 
 
 def test_set_gates_replaces_verdicts_in_one_transaction_without_moving_the_serial(store: StateStore) -> None:
