@@ -562,10 +562,10 @@ def _check_pages(conn: sqlite3.Connection, path: Path, *, trust_unchanged: bool)
 
     It reads the whole file: ~1.5 ms for the store of one apply of 1,000 jobs, ~3 ms per 1,000 attempts
     more as history grows (300 ms at 100,000). So a store that passed is remembered by its files' stat
-    (size, mtime, inode of the database and its WAL), and a reader (`trust_unchanged`) skips the check
-    while that has not moved. Writers always check: apply builds on what it reads."""
+    (size, mtime, inode of the database and its WAL, in `checked_record`), and a reader (`trust_unchanged`)
+    skips the check while that has not moved. Writers always check: apply builds on what it reads."""
     stamp = _stat_stamp(path)
-    record = path.with_name(path.name + ".checked")  # beside it, as SQLite's -wal and -shm are
+    record = checked_record(path)
     if trust_unchanged and stamp is not None:
         with contextlib.suppress(OSError, ValueError):
             if json.loads(record.read_text(encoding="utf-8")) == stamp:
@@ -576,9 +576,20 @@ def _check_pages(conn: sqlite3.Connection, path: Path, *, trust_unchanged: bool)
         raise StateError(f"{path} is damaged: {first}", hint=_damaged_hint(path))
     if stamp is not None:
         with contextlib.suppress(OSError):  # a read-only workspace: checked again next time
-            tmp = record.with_name(f"{record.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(stamp), encoding="utf-8")
-            tmp.replace(record)
+            record.parent.mkdir(exist_ok=True)
+            # Written in place, in one write, with no temporary file that a kill could leave behind: a
+            # torn or empty record is not valid JSON, or not the stamp, and only means one more check.
+            fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, json.dumps(stamp).encode())
+            finally:
+                os.close(fd)
+
+
+def checked_record(path: Path) -> Path:
+    """Where the stamp of a store that passed its page check is kept: a cache of the workspace
+    (`.madengine/cache/state.db.checked`), not beside the store, which readers leave as it is."""
+    return path.parent / "cache" / f"{path.name}.checked"
 
 
 def _stat_stamp(path: Path) -> list[list[int]] | None:
