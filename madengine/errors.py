@@ -11,6 +11,7 @@ import errno
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 class ExitCode(enum.IntEnum):
@@ -129,16 +130,19 @@ class StateLockedError(StateError):
 
 
 class FileSystemError(MadengineError):
-    """The file system refused a write: full, read-only, or not ours to write (exit 1). Not a bug:
+    """The file system refused a read or a write: full, read-only, or not ours (exit 1). Not a bug:
     the message names the path and what to do."""
 
     exit_code = ExitCode.FAILURE
     ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
     @classmethod
-    def of(cls, exc: OSError, path: str | os.PathLike[str] | None = None, also: str = "") -> FileSystemError | None:
+    def of(cls, exc: OSError, path: str | os.PathLike[str] | None = None, also: str = "",
+           doing: Literal["read", "write"] | None = None) -> FileSystemError | None:
         """The error for `exc` if its errno is one of ERRNOS, else None (then it is something else).
-        `also` is appended to the hint (e.g. where else the state can go)."""
+        `doing` is what was refused, where the caller knows: a full or read-only file system refuses
+        only writes, but a permission may refuse either. `also` is appended to the hint (e.g. where
+        else the state can go)."""
         if exc.errno not in cls.ERRNOS:
             return None
         where = os.fspath(path) if path is not None else (os.fsdecode(exc.filename) if exc.filename else "")
@@ -148,9 +152,14 @@ class FileSystemError(MadengineError):
             hint = (f"free some space (`df -h {parent}`) and run the command again; what was recorded is kept"
                     if where else "free some space and run the command again; what was recorded is kept")
         elif exc.errno == errno.EROFS:
-            message = f"cannot write {where}: read-only file system"
+            message = f"cannot write {where}: read-only file system" if where else "read-only file system"
             hint = "make it writable, or run where you can write"
         else:
-            message = f"cannot write {where}: permission denied"
-            hint = "check its permissions and owner, or run where you can write"
+            if doing is None:
+                message = f"permission denied: {where}" if where else "permission denied"
+            else:
+                message = f"cannot {doing} {where}: permission denied" if where else \
+                    f"cannot {doing}: permission denied"
+            hint = "check its permissions and owner" + (f" (`ls -l {where}`)" if where else "") + (
+                ", or run where you can write" if doing == "write" else "")
         return cls(message, hint=hint + (f"; {also}" if also else ""))

@@ -197,10 +197,13 @@ class Applier:
                 done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
                 self._record_handles()
                 for future in done:
-                    entry = running.pop(future)
+                    entry = running[future]
                     if entry.slot is not None:
                         self.slots.give_back(entry.slot)
                     retry = self._finish(entry, future, result)
+                    # Only once recorded: a second Ctrl-C inside `_finish` rolls its transaction back,
+                    # and `run` marks what is still in `running` INTERRUPTED rather than leave it RUNNING.
+                    del running[future]
                     if retry is not None:
                         waiting[retry.address] = retry
                     elif result.statuses[entry.change.address].failed and not self.options.keep_going:

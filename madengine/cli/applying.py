@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -90,19 +91,29 @@ def apply_realization(r: Realization, request: ApplyRequest, command: str,
                 counts["NOT STARTED"] = not_started
             console.print(f"Apply {result.outcome.lower()}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
         # The results as they are now: re-read only if this apply recorded any.
-        unmet = _check_gates(console, r, latest if result is None else store.latest_attempts())
+        unmet = _check_gates(console, r, latest if result is None else store.latest_attempts(), store)
         if after is not None:
             after(store, result)
     return Applied(result, unmet)
 
 
-def _check_gates(console: Console, r: Realization, latest: Mapping[str, Attempt]) -> tuple[Verdict, ...]:
+def _check_gates(console: Console, r: Realization, latest: Mapping[str, Attempt],
+                 store: StateStore) -> tuple[Verdict, ...]:
     """The gates of every selected job on its latest result, up to date or just run: a no-op apply over
-    results that fail a gate still fails it (what a CI gate needs). Prints one line per unmet gate."""
+    results that fail a gate still fails it (what a CI gate needs). Prints one line per unmet gate.
+
+    A verdict that differs from the one recorded with the attempt (a gate edited since it ran) replaces
+    it, so that `results` shows what this apply judged, not what an earlier one did."""
     gates = r.gates()
     if not gates:
         return ()
     verdicts = check_gates(gates, latest)
+    changed: dict[int, dict[str, Any]] = {}
+    for verdict in verdicts:
+        attempt = latest.get(verdict.address)
+        if attempt is not None and attempt.gate != verdict.to_json():
+            changed[attempt.id] = verdict.to_json()
+    store.set_gates(changed)
     unmet = tuple(v for v in verdicts if not v.met)
     met = len(verdicts) - len(unmet)
     console.print(f"Expect gates: {met} met, {len(unmet)} unmet" if unmet else f"Expect gates: {met} met",

@@ -65,30 +65,6 @@ def _latest(attempts: Iterable[Attempt]) -> dict[str, Attempt]:
     return latest
 
 
-def _job_entries(attempts: Mapping[str, Attempt], jobs: Mapping[str, Mapping[str, Any]] | None
-                 ) -> dict[str, dict[str, Any]]:
-    """Job address -> its lock entry: exactly `jobs` (the command's own, with their `meta`) when given,
-    else every job's latest attempt.
-
-    Given `jobs` are never mixed with history: an earlier run in the same directory (another context
-    under the same address, other models) must not leak into the manifest of this command. A given
-    entry without `meta` (owner, tags, precision...) borrows it only from an attempt of the same inputs.
-    """
-    if jobs is not None:
-        entries = {addr: dict(entry) for addr, entry in jobs.items()}
-        for address, entry in entries.items():
-            attempt = attempts.get(address)
-            if "meta" not in entry and attempt is not None and attempt.node_hash == entry.get("hash") \
-                    and "meta" in attempt.inputs:
-                entry["meta"] = attempt.inputs["meta"]
-        return entries
-    entries = {}
-    for address, attempt in attempts.items():
-        if is_job(attempt):
-            entries[address] = dict(attempt.inputs)
-    return entries
-
-
 def _model_info(address: str, entry: Mapping[str, Any], image_address: str) -> dict[str, Any]:
     """The job as a models.json entry (ROCm's `built_models` values), plus where it came from."""
     meta = meta_of(entry)
@@ -171,14 +147,16 @@ def _common(contexts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def build_manifest(images: Mapping[tuple[str, str], ImageRecord], attempts: Iterable[Attempt],
-                   registry: str | None, *, jobs: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+                   registry: str | None, *, jobs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """build_manifest.json for the realized `images` and the jobs that use them.
 
-    Jobs come from `jobs` (lock "jobs" entries, for a build with no runs yet) and from the latest
-    attempt of each job in `attempts`; image build attempts give durations, log files and failures.
+    The jobs are exactly `jobs` (lock "jobs" entries with their `meta`: the command's own), never
+    mixed with history: an earlier run in the same directory (another context under the same address,
+    other models) must not leak into the manifest of this command. The latest image build attempts in
+    `attempts` give durations, log files and failures.
     """
     latest = _latest(attempts)
-    entries = _job_entries(latest, jobs)
+    entries = {address: dict(entry) for address, entry in jobs.items()}
     built_images: dict[str, dict[str, Any]] = {}
     built_models: dict[str, dict[str, Any]] = {}
     contexts: dict[str, dict[str, Any]] = {}
@@ -211,7 +189,7 @@ def build_manifest(images: Mapping[tuple[str, str], ImageRecord], attempts: Iter
     for address, attempt in sorted(latest.items()):
         if is_job(attempt) or attempt.status is Status.SUCCESS:
             continue
-        if jobs is not None and (address not in models_of_image or attempt.node_hash not in image_hashes):
+        if address not in models_of_image or attempt.node_hash not in image_hashes:
             continue  # an image of other jobs, or of other inputs: not this command's
         for model in sorted(set(models_of_image.get(address, []))) or [address]:
             failed_builds.append({"model": model, "error": attempt.message or attempt.status.value, "image": address})

@@ -121,7 +121,8 @@ class WorkspaceLock:
         except BaseException as exc:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
-            if isinstance(exc, OSError) and (error := FileSystemError.of(exc, self.path, also=STATE_ELSEWHERE)):
+            if isinstance(exc, OSError) and (
+                    error := FileSystemError.of(exc, self.path, also=STATE_ELSEWHERE, doing="write")):
                 raise error from exc  # a full disk: named, the lock left free
             raise
         return HeldLock(self, fd, holder, previous)
@@ -138,7 +139,7 @@ class WorkspaceLock:
         except OSError as exc:
             if exc.errno == errno.EISDIR:
                 raise self._not_a_lock("a directory") from None
-            raise FileSystemError.of(exc, self.path, also=STATE_ELSEWHERE) or StateError(
+            raise FileSystemError.of(exc, self.path, also=STATE_ELSEWHERE, doing="write") or StateError(
                 f"cannot open the workspace lock {self.path}: {exc.strerror}") from exc
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)

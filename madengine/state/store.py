@@ -97,14 +97,14 @@ class StateStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise FileSystemError.of(exc, path.parent, also=STATE_ELSEWHERE) or StateError(
+            raise FileSystemError.of(exc, path.parent, also=STATE_ELSEWHERE, doing="write") or StateError(
                 f"cannot create the state directory {path.parent}: {exc.strerror}") from exc
         try:
             # check_same_thread=False: the mutex below serializes threads instead of refusing them.
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                    timeout=BUSY_TIMEOUT_MS / 1000)
         except sqlite3.Error as exc:
-            raise StateError(f"cannot open the state database {path}: {exc}") from exc
+            raise _failure(exc, path) or StateError(f"cannot open the state database {path}: {exc}") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             _enable_wal(conn)
@@ -124,8 +124,11 @@ class StateStore:
         if not path.exists():
             return cls._empty(path)
         uri = "file:" + urllib.parse.quote(str(path.absolute())) + "?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
-                               timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
+                                   timeout=BUSY_TIMEOUT_MS / 1000)
+        except sqlite3.Error as exc:
+            _reraise(exc, path)
         try:
             try:
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opens the WAL, or cannot
@@ -332,6 +335,17 @@ class StateStore:
                 [(attempt_id, i, p.model, p.performance, p.metric, Status(p.status).value)
                  for i, p in enumerate(perf)])
             _bump_serial(conn)
+
+    def set_gates(self, verdicts: Mapping[int, Mapping[str, Any]]) -> None:
+        """Record gate verdicts (`Verdict.to_json`) on finished attempts, by attempt id, in one transaction:
+        the end of an apply re-judges the latest results with the current gates, and what `results` shows
+        is that judgement. The serial does not move: a planner never reads a verdict."""
+        if not verdicts:
+            return
+        with self._write() as conn:
+            for attempt_id, verdict in verdicts.items():
+                _expect_row(conn.execute("UPDATE attempts SET gate = ? WHERE id = ?",
+                                         (_dumps(dict(verdict)), attempt_id)), "attempt", attempt_id)
 
     def mark_interrupted(self, attempt_ids: Sequence[int], message: str) -> int:
         """Mark still-RUNNING attempts INTERRUPTED (Ctrl-C, or left by a killed apply); return how many."""
@@ -548,10 +562,10 @@ def _check_pages(conn: sqlite3.Connection, path: Path, *, trust_unchanged: bool)
 
     It reads the whole file: ~1.5 ms for the store of one apply of 1,000 jobs, ~3 ms per 1,000 attempts
     more as history grows (300 ms at 100,000). So a store that passed is remembered by its files' stat
-    (size, mtime, inode of the database and its WAL), and a reader (`trust_unchanged`) skips the check
-    while that has not moved. Writers always check: apply builds on what it reads."""
+    (size, mtime, inode of the database and its WAL, in `checked_record`), and a reader (`trust_unchanged`)
+    skips the check while that has not moved. Writers always check: apply builds on what it reads."""
     stamp = _stat_stamp(path)
-    record = path.with_name(path.name + ".checked")  # beside it, as SQLite's -wal and -shm are
+    record = checked_record(path)
     if trust_unchanged and stamp is not None:
         with contextlib.suppress(OSError, ValueError):
             if json.loads(record.read_text(encoding="utf-8")) == stamp:
@@ -562,9 +576,20 @@ def _check_pages(conn: sqlite3.Connection, path: Path, *, trust_unchanged: bool)
         raise StateError(f"{path} is damaged: {first}", hint=_damaged_hint(path))
     if stamp is not None:
         with contextlib.suppress(OSError):  # a read-only workspace: checked again next time
-            tmp = record.with_name(f"{record.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(stamp), encoding="utf-8")
-            tmp.replace(record)
+            record.parent.mkdir(exist_ok=True)
+            # Written in place, in one write, with no temporary file that a kill could leave behind: a
+            # torn or empty record is not valid JSON, or not the stamp, and only means one more check.
+            fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, json.dumps(stamp).encode())
+            finally:
+                os.close(fd)
+
+
+def checked_record(path: Path) -> Path:
+    """Where the stamp of a store that passed its page check is kept: a cache of the workspace
+    (`.madengine/cache/state.db.checked`), not beside the store, which readers leave as it is."""
+    return path.parent / "cache" / f"{path.name}.checked"
 
 
 def _stat_stamp(path: Path) -> list[list[int]] | None:
@@ -624,15 +649,22 @@ def _failure(exc: sqlite3.Error, path: Path) -> MadengineError | None:
                           hint="another madengine is writing to it; try again")
     if code == _SQLITE_CORRUPT:
         return StateError(f"{path} is damaged: {exc}", hint=_damaged_hint(path))
+    if code == sqlite3.SQLITE_CANTOPEN and (denied := _unreadable(path)) is not None:
+        # A store that cannot be opened at all: its permissions, not its content, and not a write.
+        error = FileSystemError.of(OSError(denied, os.strerror(denied)), path, doing="read")
+        assert error is not None
+        return error
     refused = errno.ENOSPC if code == sqlite3.SQLITE_FULL else (
         _unwritable(path) if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN) else None)
     if refused is not None:
-        error = FileSystemError.of(OSError(refused, os.strerror(refused)), path, also=STATE_ELSEWHERE)
+        error = FileSystemError.of(OSError(refused, os.strerror(refused)), path, also=STATE_ELSEWHERE,
+                                   doing="write")
         assert error is not None
         return error
     if code == sqlite3.SQLITE_IOERR and _nearly_full(path.parent):
         # SQLite says "disk I/O error" for a write to its log or shared memory that found no space.
-        error = FileSystemError.of(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path, also=STATE_ELSEWHERE)
+        error = FileSystemError.of(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path, also=STATE_ELSEWHERE,
+                                   doing="write")
         assert error is not None
         return error
     if code == sqlite3.SQLITE_IOERR:
@@ -650,6 +682,15 @@ def _nearly_full(directory: Path) -> bool:
     except OSError:
         return False
     return st.f_bavail * st.f_frsize < 1 << 20
+
+
+def _unreadable(path: Path) -> int | None:
+    """Why `path` cannot be read, as an errno (EACCES, EPERM), found by opening it as SQLite would."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    except OSError as exc:
+        return exc.errno if exc.errno in (errno.EACCES, errno.EPERM) else None
+    return None
 
 
 def _unwritable(path: Path) -> int | None:

@@ -108,6 +108,23 @@ def test_results_show_the_recorded_verdict(run_cli: RunCli, tmp_path: Path) -> N
                             "better": "higher", "min": 1e9, "max": None, "where": "madfile.yaml:9:7"}
 
 
+def test_results_show_what_the_last_apply_judged_after_a_gate_edit(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "{metric: mflops, min: 1e9}")
+    assert apply(run_cli, root)[0] == EXPECTATION
+    project(root, "{metric: mflops, min: 1}")  # loosened: nothing reruns, the same result now passes
+    code, out = apply(run_cli, root)
+    assert (code, out.splitlines()[-1]) == (0, "Expect gates: 1 met")
+    code, out, _ = run_cli("results", cwd=root)
+    assert code == 0 and out.splitlines()[-1] == "1 job: 1 SUCCESS; gates: 1 met"
+    assert out.splitlines()[1].split()[-1] == "met"  # GATE; NOTE is empty
+    (data,) = json.loads(run_cli("results", "--json", cwd=root).stdout)
+    assert data["gate"] == {"met": True, "value": 9.0, "reason": "", "metric": "mflops", "better": "higher",
+                            "min": 1.0, "max": None, "where": "madfile.yaml:9:7"}
+    project(root, "{metric: mflops, max: 5}")  # and back to unmet, by the same path
+    assert apply(run_cli, root)[0] == EXPECTATION
+    assert json.loads(run_cli("results", "--json", cwd=root).stdout)[0]["gate"]["reason"] == "mflops 9 is above max 5"
+
+
 @pytest.mark.parametrize(("gate", "message"), [
     ("{metric: mflops, min: 1, tolerance: 5%}", "madfile.yaml:9:39: error: runs[0].expect.bench.tolerance: "
                                                 "`tolerance` is not supported yet"),

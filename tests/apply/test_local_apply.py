@@ -283,8 +283,12 @@ def test_sigterm_before_the_walk_exits_130_and_frees_the_workspace(tmp_path: Pat
 
 
 def test_sigterm_while_apply_waits_before_its_walk_is_recorded_and_exits_130(tmp_path: Path) -> None:
-    """The test holds the store's write lock, so the apply cannot begin its walk (it waits at its first
-    write, for up to busy_timeout). SIGTERM sent once it holds the workspace lock lands before the walk."""
+    """The test holds the store's write lock, so the apply cannot begin its walk: it waits at its first
+    write (recording what an earlier apply left open), sleeping in SQLite's busy handler. SIGTERM is sent
+    once it is there: it has printed its plan, and its main thread sleeps, which after the plan it does
+    only waiting for the store. The apply is then recorded INTERRUPTED, with nothing run, and exits 130."""
+    if not Path("/proc/self/wchan").exists():
+        pytest.skip("this kernel does not say where a process sleeps (/proc/<pid>/wchan)")
     root = project(tmp_path, "- {name: a, scripts: run.sh, n_gpus: 0}\n")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
     assert subprocess.run([sys.executable, "-m", "madengine", "lock"], cwd=root, env=env).returncode == 0
@@ -293,9 +297,11 @@ def test_sigterm_while_apply_waits_before_its_walk_is_recorded_and_exits_130(tmp
     blocker.execute("BEGIN IMMEDIATE")  # the apply's first write (before its walk) waits for this
     proc = subprocess.Popen([sys.executable, "-m", "madengine", "apply", "--yes"], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout is not None
     try:
-        lock = root / ".madengine" / "state.lock"
-        _wait_for(lambda: lock.exists() and f'"pid": {proc.pid}' in lock.read_text())
+        printed = [proc.stdout.readline() for _ in range(2)]
+        assert printed[-1].startswith("Plan: "), printed
+        _wait_for(lambda: "nanosleep" in Path(f"/proc/{proc.pid}/wchan").read_text())
         proc.send_signal(signal.SIGTERM)
     finally:
         blocker.execute("ROLLBACK")
@@ -303,9 +309,9 @@ def test_sigterm_while_apply_waits_before_its_walk_is_recorded_and_exits_130(tmp
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, out + err
     assert "Traceback" not in err and "internal error" not in err
-    assert lock.read_text() == ""  # released, its record cleared
-    outcomes = [r[0] for r in db(root).execute("SELECT outcome FROM applies")] if statuses(root) == {} else None
-    assert outcomes is not None and set(outcomes) <= {"INTERRUPTED"}  # nothing ran; a begun apply is recorded
+    assert (root / ".madengine" / "state.lock").read_text() == ""  # released, its record cleared
+    assert [r[0] for r in db(root).execute("SELECT outcome FROM applies")] == ["INTERRUPTED"]
+    assert statuses(root) == {}  # nothing ran
 
 
 @pytest.mark.parametrize("kill_after", [1, 2, 3])

@@ -139,3 +139,43 @@ def test_crash_log_that_cannot_be_written(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert exit_info.value.code == FAILURE
     assert capsys.readouterr().err == ("error: internal error: RuntimeError: the lock exploded "
                                        "(hint: this is a bug in madengine; please report it with the crash log)\n")
+
+
+# --- a file system that refuses: named without claiming a write it may not have been -------------------
+
+
+@pytest.mark.parametrize(("exc", "path", "doing", "message"), [
+    (PermissionError(13, "Permission denied"), None, None, "permission denied"),
+    (PermissionError(13, "Permission denied", "/w/x.db"), None, None, "permission denied: /w/x.db"),
+    (PermissionError(1, "Operation not permitted"), "/w/x.db", "read", "cannot read /w/x.db: permission denied"),
+    (PermissionError(13, "Permission denied"), "/w/x.db", "write", "cannot write /w/x.db: permission denied"),
+    (PermissionError(13, "Permission denied"), None, "write", "cannot write: permission denied"),
+    (OSError(30, "Read-only file system", "/w/x.db"), None, None, "cannot write /w/x.db: read-only file system"),
+    (OSError(30, "Read-only file system"), None, None, "read-only file system"),
+    (OSError(28, "No space left on device", "/w/x.db"), None, None, "no space left on the device of /w/x.db"),
+    (OSError(122, "Disk quota exceeded"), None, None, "no space left on the device"),
+])
+def test_a_file_system_error_says_what_errno_says(exc: OSError, path: str | None, doing: str | None,
+                                                  message: str) -> None:
+    from madengine.errors import FileSystemError
+
+    error = FileSystemError.of(exc, path, doing=doing)  # type: ignore[arg-type]
+    assert error is not None and str(error) == message
+    assert "  " not in error.diagnostics[0].render() and " :" not in str(error)
+
+
+def test_other_os_errors_are_not_file_system_errors() -> None:
+    from madengine.errors import FileSystemError
+
+    assert FileSystemError.of(FileNotFoundError(2, "No such file or directory", "/w/x")) is None
+
+
+def test_an_os_error_naming_a_file_is_named_one_without_is_a_bug(run_cli: RunCli, tmp_path: Path) -> None:
+    env = raising_discovery(tmp_path, 'PermissionError(13, "Permission denied", "/w/models.json")')
+    assert run_cli("discover", cwd=tmp_path, env=env) == (
+        FAILURE, "", "error: permission denied: /w/models.json (hint: check its permissions and owner "
+                     "(`ls -l /w/models.json`))\n")
+    (tmp_path / "site").rename(tmp_path / "site1")
+    env = raising_discovery(tmp_path, 'PermissionError(1, "Operation not permitted")')  # e.g. os.killpg
+    code, out, err = run_cli("discover", cwd=tmp_path, env=env)
+    assert (code, out) == (FAILURE, "") and err.startswith("error: internal error: PermissionError: [Errno 1]"), err

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
+
+import pytest
 
 from madengine.apply.engine import Applier, ApplyOptions
 from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome
 from madengine.errors import Diagnostic, ExitCode
 from madengine.pipeline import make_plan, realization
-from madengine.state.model import Status
+from madengine.state.model import PerfRow, Status
 from madengine.state.store import StateStore
 
 
@@ -78,3 +83,34 @@ def test_retries_run_out(tmp_path: Path) -> None:
     code, attempts = _apply(tmp_path, Flaky(failures=5), retries=1)
     assert code is ExitCode.RUN_FAILURE
     assert [s for s, _ in attempts] == ["FAILURE", "FAILURE"]
+
+
+class SecondSignalWhileRecorded(tuple):  # type: ignore[type-arg]
+    """A result's perf rows that, read while the store records them (inside its transaction, on the main
+    thread), bring two real SIGINTs: the first stops the apply, the second is the user wanting out now."""
+
+    sent = False
+
+    def __iter__(self) -> Iterator[PerfRow]:
+        if not SecondSignalWhileRecorded.sent:
+            SecondSignalWhileRecorded.sent = True
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+        return super().__iter__()
+
+
+def test_a_second_signal_while_a_result_is_recorded_leaves_no_attempt_running(tmp_path: Path) -> None:
+    (tmp_path / "run.sh").write_text("true\n")
+    (tmp_path / "madfile.yaml").write_text("version: 1\nmodels: [{name: m, scripts: run.sh, n_gpus: 0}]\n"
+                                           "targets: {t: {backend: local}}\n")
+    r = realization(tmp_path / "madfile.yaml", locked=False)
+    with StateStore.open(r.state_path) as store:
+        plan, _ = make_plan(r, store)
+        applier = Applier(plan, r.lock, r.compiled(), store, {"t": Flaky(failures=0)}, r.workspace, ApplyOptions(),
+                          Quiet(), judge=lambda job, outcome: replace(outcome, perf=SecondSignalWhileRecorded()))
+        with pytest.raises(KeyboardInterrupt):
+            applier.run()
+        # The transaction that was recording the result was rolled back: the attempt is not left RUNNING
+        # (as if its apply were still alive) but INTERRUPTED, and so is the apply.
+        assert [(a.status, a.message) for a in store.attempts()] == [(Status.INTERRUPTED, "interrupted")]
+        assert [a.outcome for a in store.applies()] == ["INTERRUPTED"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from madengine.results.manifest import build_manifest, image_key, registry_image, write_build_manifest
-from madengine.state.model import Attempt, Status
+from madengine.state.model import Attempt, ImageRecord, Status
 from tests.unit.results.conftest import (
     IMAGE,
     IMAGE_HASH,
@@ -22,6 +23,13 @@ from tests.unit.results.conftest import (
 IMAGES = {(IMAGE, "box"): image_record()}
 
 
+def manifest_of(images: dict[tuple[str, str], ImageRecord], runs: list[Attempt], registry: str | None
+                ) -> dict[str, Any]:
+    """The manifest of a build whose jobs are those of `runs` (with their `meta`, as `build` gives them)."""
+    return build_manifest(images, runs, registry,
+                          jobs={a.address: a.inputs for a in runs if a.address.startswith("job:")})
+
+
 def _runs() -> list[Attempt]:
     return [build_attempt(1),
             attempt(2, job_address(), job_inputs(), perf=(perf(1),)),
@@ -30,7 +38,7 @@ def _runs() -> list[Attempt]:
 
 
 def test_top_level_keys_are_rocm_s() -> None:
-    manifest = build_manifest(IMAGES, _runs(), None)
+    manifest = manifest_of(IMAGES, _runs(), None)
     assert list(manifest) == ["built_images", "built_models", "context", "credentials_required", "summary"]
     assert list(manifest["summary"]) == ["successful_builds", "failed_builds", "total_build_time",
                                          "successful_pushes", "failed_pushes"]
@@ -39,7 +47,7 @@ def test_top_level_keys_are_rocm_s() -> None:
 
 
 def test_built_images_entry() -> None:
-    manifest = build_manifest(IMAGES, _runs(), None)
+    manifest = manifest_of(IMAGES, _runs(), None)
     # One entry per model and image (repeats and local jobs add none), named as ROCm names its images.
     assert list(manifest["built_images"]) == ["ci-dummy_dummy.ubuntu.none"]
     info = manifest["built_images"]["ci-dummy_dummy.ubuntu.none"]
@@ -60,7 +68,7 @@ def test_built_images_entry() -> None:
 
 
 def test_built_models_entry_is_a_models_json_entry() -> None:
-    manifest = build_manifest(IMAGES, _runs(), None)
+    manifest = manifest_of(IMAGES, _runs(), None)
     assert manifest["built_models"]["ci-dummy_dummy.ubuntu.none"] == {
         "name": "dummy",
         "dockerfile": "docker/dummy",
@@ -81,7 +89,7 @@ def test_built_models_entry_is_a_models_json_entry() -> None:
 
 
 def test_context_and_summary() -> None:
-    manifest = build_manifest(IMAGES, _runs(), None)
+    manifest = manifest_of(IMAGES, _runs(), None)
     assert manifest["context"] == {
         "docker_env_vars": {"MAD_GPU_VENDOR": "NONE", "MAD_GUEST_OS": "UBUNTU"},  # per-job variables left out
         "docker_mounts": {},
@@ -101,7 +109,7 @@ def test_a_shared_image_gives_one_key_per_model_and_counts_its_build_once() -> N
             attempt(2, job_address(), job_inputs(), perf=(perf(1),)),
             attempt(3, job_address("dummy2"), job_inputs("dummy2", cred="hf"), perf=(perf(1),)),
             attempt(4, job_address("dummy", params={"bs": 8}), job_inputs(params={"bs": 8}), perf=(perf(1),))]
-    manifest = build_manifest(IMAGES, runs, None)
+    manifest = manifest_of(IMAGES, runs, None)
     assert sorted(manifest["built_images"]) == ["ci-dummy2_dummy.ubuntu.none", "ci-dummy_bs-8_dummy.ubuntu.none",
                                                 "ci-dummy_dummy.ubuntu.none"]
     assert {i["docker_image"] for i in manifest["built_images"].values()} == {TAG}
@@ -112,10 +120,10 @@ def test_a_shared_image_gives_one_key_per_model_and_counts_its_build_once() -> N
 
 def test_registry_and_pushed_image() -> None:
     images = {(IMAGE, "box"): image_record(digest="sha256:feed")}
-    info = build_manifest(images, _runs(), "localhost:5000")["built_images"]["ci-dummy_dummy.ubuntu.none"]
+    info = manifest_of(images, _runs(), "localhost:5000")["built_images"]["ci-dummy_dummy.ubuntu.none"]
     assert (info["registry"], info["registry_image"]) == ("localhost:5000", f"localhost:5000/{TAG}")
     assert info["madengine"]["digest"] == "sha256:feed"
-    not_pushed = build_manifest(IMAGES, _runs(), "localhost:5000")["built_images"]["ci-dummy_dummy.ubuntu.none"]
+    not_pushed = manifest_of(IMAGES, _runs(), "localhost:5000")["built_images"]["ci-dummy_dummy.ubuntu.none"]
     assert not_pushed["registry"] == "localhost:5000" and "registry_image" not in not_pushed
 
 
@@ -134,7 +142,7 @@ def test_image_key() -> None:
 def test_failed_builds() -> None:
     runs = [build_attempt(1, status=Status.FAILURE, message="COPY failed: no such file"),
             attempt(2, job_address(), job_inputs(), status=Status.SKIPPED, message="image:... failed")]
-    manifest = build_manifest({}, runs, None)
+    manifest = manifest_of({}, runs, None)
     assert manifest["built_images"] == {} and manifest["built_models"] == {}
     assert manifest["summary"]["failed_builds"] == [
         {"model": "dummy", "error": "COPY failed: no such file", "image": IMAGE}]
@@ -144,7 +152,7 @@ def test_a_rebuilt_image_is_not_a_failure() -> None:
     runs = [build_attempt(1, status=Status.FAILURE, start="2026-11-28T09:00:00Z", end="2026-11-28T09:00:05Z"),
             build_attempt(2, start="2026-11-28T10:00:00Z", end="2026-11-28T10:00:30Z"),
             attempt(3, job_address(), job_inputs(), start="2026-11-28T11:00:00Z", end="2026-11-28T11:00:01Z")]
-    manifest = build_manifest(IMAGES, runs, None)
+    manifest = manifest_of(IMAGES, runs, None)
     assert manifest["summary"]["failed_builds"] == []
     assert manifest["built_images"]["ci-dummy_dummy.ubuntu.none"]["build_duration"] == 30.0
 
@@ -164,7 +172,7 @@ def test_several_contexts_keep_what_they_share() -> None:
     amd = job_inputs(context="mi300x", image=amd_image, gpu_vendor="AMD")
     amd["env"]["MAD_GPU_VENDOR"] = "AMD"
     runs = [*_runs(), attempt(9, job_address(context="mi300x"), amd, perf=(perf(1),))]
-    manifest = build_manifest(images, runs, None)
+    manifest = manifest_of(images, runs, None)
     assert manifest["context"]["gpu_vendor"] == ""
     assert manifest["context"]["docker_env_vars"] == {"MAD_GUEST_OS": "UBUNTU"}
     assert sorted(manifest["contexts"]) == ["cpu", "mi300x"]
@@ -172,12 +180,12 @@ def test_several_contexts_keep_what_they_share() -> None:
 
 
 def test_empty() -> None:
-    manifest = build_manifest({}, [], None)
+    manifest = manifest_of({}, [], None)
     assert manifest["built_images"] == {} and manifest["summary"]["total_build_time"] == 0
 
 
 def test_write_build_manifest(tmp_path: Path) -> None:
-    manifest = build_manifest(IMAGES, _runs(), None)
+    manifest = manifest_of(IMAGES, _runs(), None)
     path = tmp_path / "build_manifest.json"
     write_build_manifest(path, manifest)
     text = path.read_text()
@@ -196,6 +204,6 @@ def test_the_manifest_of_a_command_describes_its_jobs_only_never_an_earlier_run(
     assert [m["name"] for m in manifest["built_models"].values()] == ["dummy"]
     assert manifest["context"]["gpu_vendor"] == "NONE" and "contexts" not in manifest
     assert [m["dockerfile"] for m in manifest["built_models"].values()] == ["docker/dummy"]
-    # Without its own metadata, a job borrows only that of an attempt of the same inputs.
+    # Without its own metadata, a job borrows none from history (its gpu_vendor is from MAD_GPU_VENDOR).
     bare = {k: v for k, v in entry.items() if k != "meta"}
     assert build_manifest(IMAGES, earlier, None, jobs={job_address(): bare})["context"]["gpu_vendor"] == "NONE"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -179,6 +182,82 @@ def test_mark_interrupted_touches_only_running_attempts(store: StateStore) -> No
                         (Status.INTERRUPTED, "apply was killed")]
     assert all(a.ended_at for a in store.attempts())
     assert store.running_attempts() == []
+
+
+def aged(db: Path) -> None:
+    """Old mtimes on the store's files: their stat can be trusted (not "racy")."""
+    for name in db.parent.glob(db.name + "*"):
+        os.utime(name, (1_700_000_000, 1_700_000_000))
+
+
+@pytest.fixture
+def page_checks(db: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], int]:
+    """`page_checks(readonly)`: open the store (one attempt recorded) and close it; how many times its
+    pages were checked (`PRAGMA quick_check`, seen in a trace of the statements SQLite runs)."""
+    with StateStore.open(db) as s:
+        s.finish_attempt(s.start_attempt(s.begin_apply("h"), JOB, "sha256:x", INPUTS, None, None), Status.SUCCESS)
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+
+    def checks(readonly: bool) -> int:
+        statements.clear()
+        StateStore.open(db, readonly=readonly).close()
+        return sum("quick_check" in s for s in statements)
+
+    return checks
+
+
+def test_readers_trust_a_checked_store_whose_files_have_not_moved_and_writers_never_do(
+        db: Path, page_checks: Callable[[bool], int]) -> None:
+    """The page check reads the whole store, so readers skip it while the store's files' stat has not moved
+    since it passed; a writer (apply) builds on what it reads and checks every time it opens."""
+    aged(db)
+    assert page_checks(True) == 1
+    aged(db)  # the first reader left an empty -wal (a read-only connection cannot remove it), new then
+    assert page_checks(True) == 1  # checked, and remembered
+    assert page_checks(True) == 0  # unchanged since: trusted
+    assert page_checks(False) == 1  # a writer checks all the same
+
+
+def test_the_checked_stamp_is_a_cache_and_a_torn_one_means_one_more_check(
+        db: Path, page_checks: Callable[[bool], int]) -> None:
+    aged(db)
+    page_checks(True)
+    aged(db)
+    before = sorted(p.name for p in db.parent.iterdir())
+    assert page_checks(True) == 1
+    record = db.parent / "cache" / "state.db.checked"
+    assert record.is_file()
+    # Readers leave the store's directory as it was: nothing beside the store, no temporary file anywhere.
+    assert sorted(p.name for p in db.parent.iterdir()) == sorted([*before, "cache"])
+    assert [p.name for p in record.parent.iterdir()] == ["state.db.checked"]
+    stamp = record.read_text()
+    assert page_checks(True) == 0
+    for torn in (stamp[:len(stamp) // 2], ""):  # a reader killed mid-write
+        record.write_text(torn)
+        assert page_checks(True) == 1
+        assert record.read_text() == stamp
+
+
+def test_set_gates_replaces_verdicts_in_one_transaction_without_moving_the_serial(store: StateStore) -> None:
+    apply_id = store.begin_apply("h")
+    ids = [store.start_attempt(apply_id, f"job:m{i}@cpu/here#1", "sha256:x", {}, None, None) for i in range(2)]
+    for i in ids:
+        store.finish_attempt(i, Status.SUCCESS, gate={"met": False})
+    serial = store.serial()
+    store.set_gates({ids[0]: {"met": True, "value": 9.0}})
+    assert [a.gate for a in store.attempts()] == [{"met": True, "value": 9.0}, {"met": False}]
+    with pytest.raises(StateError, match="no attempt 999"):  # one bad id: none of the verdicts is written
+        store.set_gates({ids[1]: {"met": True}, 999: {"met": True}})
+    assert [a.gate for a in store.attempts()] == [{"met": True, "value": 9.0}, {"met": False}]
+    assert store.serial() == serial  # a planner never reads a verdict: a saved plan stays current
 
 
 def test_every_observable_write_moves_the_serial(store: StateStore) -> None:
