@@ -174,6 +174,25 @@ def tools_json() -> Files:
                                                    + f'"t{i}": {{"cmd": "x"}}', "\n}}\n", limit=INPUT_LIMIT)}
 
 
+def tools_json_unknown() -> Files:  # every tool has an unknown key and a bad `cmd`: one position per tool and key
+    return {"madfile.yaml": PACKAGE_MADFILE, "pkg/models.json": '[{"name": "m", "dockerfile": "d", "scripts": "s"}]',
+            "pkg/scripts/common/tools.json": _fill('{"tools": {\n', lambda i: ("" if i == 0 else ",\n")
+                                                   + f'"t{i}": {{"x": 1, "cmd": 2}}', "\n}}\n", limit=INPUT_LIMIT)}
+
+
+def _data_json(entry: Callable[[int], str]) -> Files:
+    return {"madfile.yaml": PACKAGE_MADFILE, "pkg/models.json": '[{"name": "m", "dockerfile": "d", "scripts": "s"}]',
+            "pkg/data.json": _fill("{\n", lambda i: ("" if i == 0 else ",\n") + entry(i), "\n}\n", limit=INPUT_LIMIT)}
+
+
+def data_json() -> Files:  # the most data names per byte, all valid
+    return _data_json(lambda i: f'"d{i}": {{"local": {{"path": "/d"}}}}')
+
+
+def data_json_unknown() -> Files:  # every provider has an unknown key and a bad `path`: positions three levels deep
+    return _data_json(lambda i: f'"d{i}": {{"local": {{"x": 1, "path": 2}}}}')
+
+
 CASES: dict[str, tuple[str, Callable[[], Files]]] = {
     "dense_keys": ("madfile: 64 KB of tiny keys", dense_keys),
     "dense_env": ("madfile: 64 KB of env vars (valid)", dense_env),
@@ -195,6 +214,9 @@ CASES: dict[str, tuple[str, Callable[[], Files]]] = {
     "models_json_string": ("models.json: one 8 MB string", models_json_string),
     "models_json_deep": ("models.json: 8 MB, 61 deep", models_json_deep),
     "tools_json": ("tools.json: 8 MB", tools_json),
+    "tools_json_unknown": ("tools.json: 8 MB, all wrong", tools_json_unknown),
+    "data_json": ("data.json: 8 MB", data_json),
+    "data_json_unknown": ("data.json: 8 MB, all wrong", data_json_unknown),
 }
 
 
