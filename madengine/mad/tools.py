@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import posixpath
-import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from madengine.errors import ConfigError, Diagnostic
-from madengine.mad.jsonlist import TooDeepError, json_type_name, line_of, loads, read_json_text
+from madengine.mad.jsonlist import KeyPositions, TooDeepError, json_type_name, loads, read_json_text
 from madengine.mad.model import ENV_NAME
 
 TOOLS_JSON = "scripts/common/tools.json"
@@ -153,18 +152,18 @@ def load_tools(package_root: Path, *, warnings: list[Diagnostic] | None = None) 
     loaded = read_json_object(Path(package_root) / TOOLS_JSON, TOOLS_JSON)
     if loaded is None:
         return {}
-    document, text = loaded
+    document, positions = loaded
     errors: list[Diagnostic] = []
     notes: list[Diagnostic] = []
     for key in document:
         if key != "tools":
-            line, column = key_position(text, (key,))
+            line, column = positions.position((key,))
             notes.append(Diagnostic(TOOLS_JSON, line, column, f"unknown top-level key `{key}`; ignored",
                                     key_path=key, hint='tools.json is {"tools": {"<name>": {...}}}',
                                     severity="warning"))
     table = document.get("tools")
     if not isinstance(table, dict):
-        line, column = key_position(text, ("tools",)) if "tools" in document else (1, 1)
+        line, column = positions.position(("tools",)) if "tools" in document else (1, 1)
         raise ConfigError(
             "tools.json has no `tools` object" if table is None
             else f"`tools` must be an object of tools, not {type_name(table)}",
@@ -173,7 +172,7 @@ def load_tools(package_root: Path, *, warnings: list[Diagnostic] | None = None) 
     unknown: dict[str, list[int]] = {}  # key -> [count, first line]
     tools: dict[str, Tool] = {}
     for name, raw in table.items():
-        tool = _read_tool(name, raw, text, errors, unknown)
+        tool = _read_tool(name, raw, positions, errors, unknown)
         if tool is not None:
             tools[name] = tool
     for key, (count, first_line) in unknown.items():
@@ -189,15 +188,15 @@ def load_tools(package_root: Path, *, warnings: list[Diagnostic] | None = None) 
     return tools
 
 
-def _read_tool(name: str, raw: Any, text: str, errors: list[Diagnostic],
+def _read_tool(name: str, raw: Any, positions: KeyPositions, errors: list[Diagnostic],
                unknown: dict[str, list[int]]) -> Tool | None:
-    line, _ = key_position(text, ("tools", name))
+    line, _ = positions.position(("tools", name))
     ok = True
 
     def error(key: str | None, message: str, hint: str = "") -> None:
         nonlocal ok
         ok = False
-        at_line, at_column = key_position(text, ("tools", name, key)) if key else (line, None)
+        at_line, at_column = positions.position(("tools", name, key)) if key else (line, None)
         path = f"tools.{name}.{key}" if key else f"tools.{name}"
         errors.append(Diagnostic(TOOLS_JSON, at_line, at_column, message, key_path=path, hint=hint))
 
@@ -206,7 +205,7 @@ def _read_tool(name: str, raw: Any, text: str, errors: list[Diagnostic],
               'write "name": {"cmd": "...", "pre_scripts": [...], "env_vars": {...}}')
         return None
     def note_unknown(key: str) -> None:
-        seen = unknown.setdefault(key, [0, key_position(text, ("tools", name, key.split("[", 1)[0]))[0]])
+        seen = unknown.setdefault(key, [0, positions.position(("tools", name, key.split("[", 1)[0]))[0]])
         seen[0] += 1
 
     pre = _read_calls(raw.get("pre_scripts"), name, "pre_scripts", error, note_unknown)
@@ -467,8 +466,8 @@ def known_names_hint(name: str, known: Iterable[str], label: str) -> str:
 # --- small JSON helpers shared with madengine.mad.data --------------------------------------------
 
 
-def read_json_object(path: Path, rel_file: str) -> tuple[dict[str, Any], str] | None:
-    """The JSON object in `path` and its text; None if the file does not exist.
+def read_json_object(path: Path, rel_file: str) -> tuple[dict[str, Any], KeyPositions] | None:
+    """The JSON object in `path` and where its keys are (for messages); None if the file does not exist.
 
     Invalid JSON, a non-object top level or unreadable bytes are a ConfigError at `rel_file:line:col`.
     """
@@ -496,25 +495,7 @@ def read_json_object(path: Path, rel_file: str) -> tuple[dict[str, Any], str] | 
     if not isinstance(document, dict):
         raise ConfigError(f"the top level must be a JSON object, not {type_name(document)}",
                           file=rel_file, line=1, column=1)
-    return document, text
-
-
-def key_position(text: str, keys: Sequence[str | None]) -> tuple[int, int]:
-    """1-based (line, column) of the last of `keys`, each searched after the previous one.
-
-    Only for messages: a textual search that is right for files as people write them (a key that also
-    appears, quoted, inside an earlier string value can mislead it).
-    """
-    offset = 0
-    for key in keys:
-        if key is None:
-            continue
-        quoted = re.escape(json.dumps(key, ensure_ascii=False))
-        found = re.compile(quoted + r"\s*:").search(text, offset)
-        if found is None:
-            break
-        offset = found.start()
-    return line_of(text, offset)
+    return document, KeyPositions(text, document)
 
 
 def type_name(value: Any) -> str:
