@@ -189,18 +189,18 @@ class KeyPositions:
     """Where the keys of the objects of a parsed JSON document are in its text, for messages.
 
     `position(("tools", name, "cmd"))` is the line and column of the key `cmd` in the object under
-    `name` under `tools`. Each object looked into is walked member by member with the C decoder once
-    (its keys are then looked up, not searched for), so a message per entry of a file of many entries
-    costs a pass over the file, not a scan from its start per entry. Keys are matched by the decoded
-    text, so a key that also appears in a string value or elsewhere in the file cannot mislead it.
-    A repeated key is found where it first appears (json keeps its last value, at that place).
+    `name` under `tools`. An object looked into is walked member by member with the C decoder, only
+    as far as the key looked for, and what was walked is kept: a message per entry of a file of many
+    entries costs one pass over the file, not a scan from its start per entry. Keys are matched by
+    their decoded text, so a key that also appears in a string value cannot mislead it. A repeated
+    key is found where it first appears (json keeps its last value, at that place).
     """
 
     def __init__(self, text: str, document: Any) -> None:
         self.text, self.document = text, document
         self.lines = Lines(text)
-        self._big: dict[int, tuple[dict[str, int], int]] = {}  # object start -> (key -> offset, end)
-        self._recent: OrderedDict[int, tuple[dict[str, int], int]] = OrderedDict()  # small objects, few kept
+        self._big: dict[int, _Walk] = {}  # object start -> its walk, for objects of many members
+        self._recent: OrderedDict[int, _Walk] = OrderedDict()  # small objects: only the last few kept
 
     def offset(self, keys: Sequence[str | None]) -> int | None:
         """The offset of the last of `keys` (None ones skipped); of the last one found if a key is
@@ -213,7 +213,7 @@ class KeyPositions:
                     continue
                 if value.__class__ is not dict or self.text[start:start + 1] != "{":
                     break
-                at = self._members(start, value)[0].get(key)
+                at = self._find(self._walk(start, value), key)
                 if at is None:
                     break
                 found, value = at, value[key]
@@ -234,45 +234,50 @@ class KeyPositions:
         _, end = _scan_string(self.text, key_offset + 1)
         return _skip_whitespace(self.text, _skip_whitespace(self.text, end) + 1)  # past the colon
 
-    def _members(self, start: int, value: dict[str, Any]) -> tuple[dict[str, int], int]:
-        """(key -> offset of the key, offset after the closing brace) of the object at `start`."""
-        known = self._big.get(start) or self._recent.get(start)
-        if known is not None:
-            return known
-        text = self.text
-        members: dict[str, int] = {}
-        pos = _skip_whitespace(text, start + 1)
-        end = pos + 1
-        if text[pos] != "}":
-            plain, scan = _PLAIN_KEY.match, _scan_string
-            while True:
-                match = plain(text, pos)
-                if match is not None:
-                    key, at = match.group(1), match.end()
-                else:
-                    key, after = scan(text, pos + 1)
-                    at = _skip_whitespace(text, after) + 1  # past the colon (the text is valid JSON)
-                    at = _skip_whitespace(text, at)
-                members.setdefault(key, pos)
-                pos = _skip_whitespace(text, self._skip(at, value.get(key)))
-                if text[pos] == ",":
-                    pos = _skip_whitespace(text, pos + 1)
-                    continue
-                end = pos + 1  # the closing brace
-                break
-        result = (members, end)
-        if len(value) > _WALK_OVER:
-            self._big[start] = result
-        else:  # the small objects of one entry are looked into together: keep only the last few
-            self._recent[start] = result
-            if len(self._recent) > 32:
-                self._recent.popitem(last=False)
-        return result
+    def _walk(self, start: int, value: dict[str, Any]) -> _Walk:
+        walk = self._big.get(start) or self._recent.get(start)
+        if walk is None:
+            walk = _Walk(_skip_whitespace(self.text, start + 1), value)
+            if len(value) > _WALK_OVER:
+                self._big[start] = walk
+            else:  # the small objects of one entry are looked into together: keep only the last few
+                self._recent[start] = walk
+                if len(self._recent) > 32:
+                    self._recent.popitem(last=False)
+        return walk
+
+    def _find(self, walk: _Walk, key: str | None) -> int | None:
+        """The offset of `key` in the walked object, walking on as far as it (to the end for None)."""
+        members = walk.members
+        found = members.get(key) if key is not None else None
+        if found is not None or walk.end >= 0:
+            return found
+        text, pos, value = self.text, walk.pos, walk.value
+        plain, scan = _PLAIN_KEY.match, _scan_string
+        while text[pos] != "}":
+            match = plain(text, pos)
+            if match is not None:
+                name, at = match.group(1), match.end()
+            else:
+                name, after = scan(text, pos + 1)
+                at = _skip_whitespace(text, _skip_whitespace(text, after) + 1)  # past the colon
+            members.setdefault(name, pos)
+            here = pos
+            pos = _skip_whitespace(text, self._skip(at, value.get(name)))
+            if text[pos] == ",":
+                pos = _skip_whitespace(text, pos + 1)
+            if name == key:  # its first appearance: an earlier one would have been found above
+                walk.pos = pos
+                return here
+        walk.pos, walk.end = pos, pos + 1
+        return None
 
     def _skip(self, pos: int, value: Any) -> int:
         """The end of the value at `pos`; `value` is what it decoded to (None: not known)."""
         if value.__class__ is dict and len(value) > _WALK_OVER and self.text[pos] == "{":
-            return self._members(pos, value)[1]
+            walk = self._walk(pos, value)
+            self._find(walk, None)
+            return walk.end
         if value.__class__ is list and len(value) > _WALK_OVER and self.text[pos] == "[":
             text, items = self.text, iter(value)
             pos = _skip_whitespace(text, pos + 1)
@@ -282,6 +287,16 @@ class KeyPositions:
                     pos = _skip_whitespace(text, pos + 1)
             return pos + 1
         return _scan_value(self.text, pos)[1]
+
+
+class _Walk:
+    """How far an object has been walked: its keys so far (-> offset), where to go on, its end (-1: not reached)."""
+
+    __slots__ = ("end", "members", "pos", "value")
+
+    def __init__(self, pos: int, value: dict[str, Any]) -> None:
+        self.members: dict[str, int] = {}
+        self.pos, self.end, self.value = pos, -1, value
 
 
 def _finish(text: str, closing_bracket: int, items: list[ListItem]) -> list[ListItem]:
