@@ -254,7 +254,14 @@ class KeyPositions:
             return found
         text, pos, value = self.text, walk.pos, walk.value
         plain, scan = _PLAIN_KEY.match, _scan_string
-        while text[pos] != "}":
+        name = walk.pending
+        while True:
+            if name is not None:  # the value of the last key read: skipped only now, as it may be big
+                pos = _skip_whitespace(text, self._skip(pos, value.get(name)))
+                if text[pos] == ",":
+                    pos = _skip_whitespace(text, pos + 1)
+            if text[pos] == "}":
+                break
             match = plain(text, pos)
             if match is not None:
                 name, at = match.group(1), match.end()
@@ -262,14 +269,11 @@ class KeyPositions:
                 name, after = scan(text, pos + 1)
                 at = _skip_whitespace(text, _skip_whitespace(text, after) + 1)  # past the colon
             members.setdefault(name, pos)
-            here = pos
-            pos = _skip_whitespace(text, self._skip(at, value.get(name)))
-            if text[pos] == ",":
-                pos = _skip_whitespace(text, pos + 1)
             if name == key:  # its first appearance: an earlier one would have been found above
-                walk.pos = pos
-                return here
-        walk.pos, walk.end = pos, pos + 1
+                walk.pos, walk.pending = at, name
+                return members[name]
+            pos = at
+        walk.pos, walk.end, walk.pending = pos, pos + 1, None
         return None
 
     def _skip(self, pos: int, value: Any) -> int:
@@ -290,13 +294,15 @@ class KeyPositions:
 
 
 class _Walk:
-    """How far an object has been walked: its keys so far (-> offset), where to go on, its end (-1: not reached)."""
+    """How far an object has been walked: its keys so far (-> offset), where to go on, its end (-1: not
+    reached)."""
 
-    __slots__ = ("end", "members", "pos", "value")
+    __slots__ = ("end", "members", "pending", "pos", "value")
 
     def __init__(self, pos: int, value: dict[str, Any]) -> None:
         self.members: dict[str, int] = {}
         self.pos, self.end, self.value = pos, -1, value
+        self.pending: str | None = None  # the key whose value starts at `pos` (not yet skipped)
 
 
 def _finish(text: str, closing_bracket: int, items: list[ListItem]) -> list[ListItem]:
