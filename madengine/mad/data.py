@@ -43,7 +43,7 @@ from typing import Any
 
 from madengine.errors import ConfigError, Diagnostic
 from madengine.mad.jsonlist import KeyPositions
-from madengine.mad.tools import in_order, known_names_hint, read_json_object, split_args, type_name
+from madengine.mad.tools import in_order, known_names_hint, read_json_object, split_args, too_many, type_name
 
 DATA_JSON = "data.json"
 
@@ -154,6 +154,9 @@ def load_data(package_root: Path, *, warnings: list[Diagnostic] | None = None) -
     errors: list[Diagnostic] = []
     notes: list[Diagnostic] = []
     data: dict[str, tuple[DataProvider, ...]] = {}
+    too_many(((name,) for name in document), positions, DATA_JSON, "data names")
+    too_many(((name, kind) for name, providers in document.items() if isinstance(providers, dict)
+              for kind in providers), positions, DATA_JSON, "data providers")
     for name, providers in document.items():
         line, column = positions.position((name,))
         if not isinstance(providers, dict):

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from madengine import limits
 from madengine.errors import ConfigError, Diagnostic
 from madengine.mad.jsonlist import KeyPositions, TooDeepError, json_type_name, loads, read_json_text
 from madengine.mad.model import ENV_NAME
@@ -169,6 +170,7 @@ def load_tools(package_root: Path, *, warnings: list[Diagnostic] | None = None) 
             else f"`tools` must be an object of tools, not {type_name(table)}",
             file=TOOLS_JSON, line=line, column=column,
             hint='write {"tools": {"rocprof": {"cmd": "...", "pre_scripts": [...]}}}')
+    too_many((("tools", name) for name in table), positions, TOOLS_JSON, "tools")
     unknown: dict[str, list[int]] = {}  # key -> [count, first line]
     tools: dict[str, Tool] = {}
     for name, raw in table.items():
@@ -496,6 +498,19 @@ def read_json_object(path: Path, rel_file: str) -> tuple[dict[str, Any], KeyPosi
         raise ConfigError(f"the top level must be a JSON object, not {type_name(document)}",
                           file=rel_file, line=1, column=1)
     return document, KeyPositions(text, document)
+
+
+def too_many(entries: Iterable[tuple[str, ...]], positions: KeyPositions, rel_file: str, what: str) -> None:
+    """A ConfigError at the first of `entries` (key paths, in file order) past `limits.MAX_JSON_ENTRIES`,
+    before any entry is read."""
+    import itertools
+
+    limit = limits.MAX_JSON_ENTRIES
+    first_over = next(itertools.islice(entries, limit, None), None)
+    if first_over is not None:
+        line, column = positions.position(first_over)
+        raise ConfigError(f"more than {limit:,} {what}", file=rel_file, line=line, column=column,
+                          hint="this limit is fixed; real files have tens")
 
 
 def type_name(value: Any) -> str:
