@@ -137,32 +137,35 @@ def _package(tmp_path: Path, rel: str, text: str) -> Path:
     return tmp_path
 
 
-PAD = "x" * 400  # 10,000 tools of ~450 bytes: 4.5 MB
+PAD = "x" * 600  # 10,000 entries of ~700 bytes: 7 MB, under the 8 MB limit
 
 
 def test_a_position_per_tool_of_a_big_tools_json_is_not_a_search_from_its_start(
         tmp_path: Path, run_cli: RunCli) -> None:
-    # One error and one unknown key per tool: each needs the line of its tool and of keys in it, which
-    # were searched for from the start of the file (minutes for this file); the last is on line 10,001.
-    lines = [f'"t{i}": {{"x": "{PAD}", "cmd": 2}}' for i in range(10_000)]
+    # Four errors and four unknown keys per tool: each needs the line of its tool and of a key in it, which
+    # were searched for from the start of the file (over 200 s for this file); the last is on line 10,001.
+    wrong = '"cmd": 2, "env_vars": 3, "pre_scripts": 4, "post_scripts": 5'
+    lines = [f'"t{i}": {{"x1": "{PAD}", "x2": 0, "x3": 0, "x4": 0, {wrong}}}' for i in range(10_000)]
     _package(tmp_path, "scripts/common/tools.json", '{"tools": {\n' + ",\n".join(lines) + "\n}}\n")
     code, out = validate(tmp_path, run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
     assert code == CONFIG
-    column = len(f'"t9999": {{"x": "{PAD}", ') + 1
-    assert (f"scripts/common/tools.json:10001:{column}: error: tools.t9999.cmd: tool 't9999': `cmd` must be "
-            "a string, not a number") in out
-    assert out.count("scripts/common/tools.json:") == 10_000
+    column = lines[-1].index('"post_scripts"') + 1
+    assert (f"scripts/common/tools.json:10001:{column}: error: tools.t9999.post_scripts: tool 't9999': "
+            "`post_scripts` must be a list") in out
+    assert out.count("scripts/common/tools.json:") == 40_000
 
 
 def test_a_position_per_provider_of_a_big_data_json_is_not_a_search_from_its_start(
         tmp_path: Path, run_cli: RunCli) -> None:
-    lines = [f'"d{i}": {{"local": {{"x": "{PAD}", "path": 2}}}}' for i in range(10_000)]
+    wrong = '"path": 2, "home": 3, "mirrorlocal": 4, "readwrite": 5, "args": 6'
+    lines = [f'"d{i}": {{"local": {{"x1": "{PAD}", "x2": 0, "x3": 0, {wrong}}}}}' for i in range(10_000)]
     _package(tmp_path, "data.json", "{\n" + ",\n".join(lines) + "\n}\n")
     code, out = validate(tmp_path, run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
     assert code == CONFIG
-    column = len(f'"d9999": {{"local": {{"x": "{PAD}", ') + 1
-    assert (f"data.json:10001:{column}: error: d9999.local.path: data 'd9999', provider 'local': `path` must be "
-            "a string") in out
+    column = lines[-1].index('"args"') + 1
+    assert (f"data.json:10001:{column}: error: d9999.local.args: data 'd9999', provider 'local': `args` must be "
+            "a string or a list of strings") in out
+    assert out.count("data.json:") == 50_000
 
 
 @pytest.mark.parametrize(("rel", "text", "message"), [
