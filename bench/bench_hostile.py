@@ -194,6 +194,11 @@ def tools_json_wrong() -> Files:  # as many tools, each with four errors and fou
     return _tools_json([f'"t{i}": {{"x1": "{PAD}", "x2": 0, "x3": 0, "x4": 0, {wrong}}}' for i in range(JSON_ENTRIES)])
 
 
+def tools_json_args() -> Files:  # one script's `args`: 8 MB of words, split as a shell would
+    words = "ab " * ((INPUT_LIMIT - 200) // 3)
+    return _tools_json(['"t": {"pre_scripts": [{"path": "p.sh", "args": "' + words + '"}]}'])
+
+
 def _data_json(text: str) -> Files:
     return {"madfile.yaml": PACKAGE_MADFILE, "pkg/models.json": '[{"name": "m", "dockerfile": "d", "scripts": "s"}]',
             "pkg/data.json": text}
@@ -233,6 +238,7 @@ CASES: dict[str, tuple[str, Callable[[], Files]]] = {
     "tools_json": ("tools.json: 8 MB of tiny tools", tools_json),
     "tools_json_at_limit": ("tools.json: 10,000 tools, valid", tools_json_at_limit),
     "tools_json_wrong": ("tools.json: 10,000 tools, wrong", tools_json_wrong),
+    "tools_json_args": ("tools.json: one 8 MB args", tools_json_args),
     "data_json": ("data.json: 8 MB of tiny names", data_json),
     "data_json_wrong": ("data.json: 10,000 names, wrong", data_json_wrong),
 }
