@@ -43,7 +43,15 @@ from typing import Any
 
 from madengine.errors import ConfigError, Diagnostic
 from madengine.mad.jsonlist import KeyPositions
-from madengine.mad.tools import in_order, known_names_hint, read_json_object, split_args, too_many, type_name
+from madengine.mad.tools import (
+    in_order,
+    known_names_hint,
+    read_json_object,
+    split_args,
+    stop_reading,
+    too_many,
+    type_name,
+)
 
 DATA_JSON = "data.json"
 
@@ -158,6 +166,8 @@ def load_data(package_root: Path, *, warnings: list[Diagnostic] | None = None) -
     too_many(((name, kind) for name, providers in document.items() if isinstance(providers, dict)
               for kind in providers), positions, DATA_JSON, "data providers")
     for name, providers in document.items():
+        if stop_reading(errors, positions, (name,), DATA_JSON):
+            break
         line, column = positions.position((name,))
         if not isinstance(providers, dict):
             errors.append(Diagnostic(DATA_JSON, line, column, f"data {name!r} must be an object of providers, "

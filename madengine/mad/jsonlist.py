@@ -201,16 +201,21 @@ class KeyPositions:
         self.lines = Lines(text)
         self._big: dict[int, _Walk] = {}  # object start -> its walk, for objects of many members
         self._recent: OrderedDict[int, _Walk] = OrderedDict()  # small objects: only the last few kept
+        self._parent: tuple[list[str], tuple[int | None, int, Any]] = ([], (None, 0, None))  # the last parent
 
     def offset(self, keys: Sequence[str | None]) -> int | None:
         """The offset of the last of `keys` (None ones skipped); of the last one found if a key is
         missing or its parent is not an object; None if not even the first is found."""
-        found: int | None = None
-        start, value = _skip_whitespace(self.text, 0), self.document
+        path = [key for key in keys if key is not None]
+        # Messages about one entry come together: start from its parent when the last lookup had it too.
+        parent = path[:-1]
+        known_parent, known = self._parent
+        if parent and parent == known_parent:
+            (found, start, value), todo = known, path[-1:]
+        else:
+            found, start, value, todo = None, _skip_whitespace(self.text, 0), self.document, path
         try:
-            for key in keys:
-                if key is None:
-                    continue
+            for depth, key in enumerate(todo):
                 if value.__class__ is not dict or self.text[start:start + 1] != "{":
                     break
                 at = self._find(self._walk(start, value), key)
@@ -218,6 +223,8 @@ class KeyPositions:
                     break
                 found, value = at, value[key]
                 start = self._value_start(at)
+                if todo is path and depth == len(path) - 2:
+                    self._parent = (parent, (found, start, value))
         except (ValueError, IndexError, StopIteration):  # only if `text` is not the text of `document`
             pass
         return found

@@ -175,6 +175,8 @@ def load_tools(package_root: Path, *, warnings: list[Diagnostic] | None = None) 
     unknown: dict[str, list[int]] = {}  # key -> [count, first line]
     tools: dict[str, Tool] = {}
     for name, raw in table.items():
+        if stop_reading(errors, positions, ("tools", name), TOOLS_JSON):
+            break
         tool = _read_tool(name, raw, positions, errors, unknown)
         if tool is not None:
             tools[name] = tool
@@ -208,7 +210,9 @@ def _read_tool(name: str, raw: Any, positions: KeyPositions, errors: list[Diagno
               'write "name": {"cmd": "...", "pre_scripts": [...], "env_vars": {...}}')
         return None
     def note_unknown(key: str) -> None:
-        seen = unknown.setdefault(key, [0, positions.position(("tools", name, key.split("[", 1)[0]))[0]])
+        seen = unknown.get(key)
+        if seen is None:  # where it first appears
+            seen = unknown[key] = [0, positions.position(("tools", name, key.split("[", 1)[0]))[0]]
         seen[0] += 1
 
     pre = _read_calls(raw.get("pre_scripts"), name, "pre_scripts", error, note_unknown)
@@ -523,6 +527,16 @@ def too_many(entries: Iterable[tuple[str, ...]], positions: KeyPositions, rel_fi
         line, column = positions.position(first_over)
         raise ConfigError(f"more than {limit:,} {what}", file=rel_file, line=line, column=column,
                           hint="this limit is fixed; real files have tens")
+
+
+def stop_reading(errors: list[Diagnostic], positions: KeyPositions, entry: tuple[str, ...], rel_file: str) -> bool:
+    """Whether a file has `limits.MAX_ERRORS_PER_FILE` errors before `entry`, noted as models.json does."""
+    if len(errors) < limits.MAX_ERRORS_PER_FILE:
+        return False
+    errors.append(Diagnostic(rel_file, positions.position(entry)[0], None,
+                             f"{limits.MAX_ERRORS_PER_FILE} errors before this entry; the rest of the file is "
+                             "not read", hint="fix these first"))
+    return True
 
 
 def type_name(value: Any) -> str:
