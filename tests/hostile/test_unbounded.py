@@ -137,35 +137,47 @@ def _package(tmp_path: Path, rel: str, text: str) -> Path:
     return tmp_path
 
 
-PAD = "x" * 600  # 10,000 entries of ~700 bytes: 7 MB, under the 8 MB limit
+PAD = "x" * 500  # 10,000 entries of ~700 bytes: 7 MB, under the 8 MB limit
+UNKNOWN = ", ".join(f'"x{k}": 0' for k in range(8))  # eight unknown keys, kept with a warning
 
 
 def test_a_position_per_tool_of_a_big_tools_json_is_not_a_search_from_its_start(
         tmp_path: Path, run_cli: RunCli) -> None:
-    # Four errors and four unknown keys per tool: each needs the line of its tool and of a key in it, which
-    # were searched for from the start of the file (over 200 s for this file); the last is on line 10,001.
-    wrong = '"cmd": 2, "env_vars": 3, "pre_scripts": 4, "post_scripts": 5'
-    lines = [f'"t{i}": {{"x1": "{PAD}", "x2": 0, "x3": 0, "x4": 0, {wrong}}}' for i in range(10_000)]
+    # Each tool has its line, and each unknown key the line where it first appears: they were searched
+    # for from the start of the file, 9 times per tool (minutes for this file). The last tool is wrong.
+    lines = [f'"t{i}": {{"x": "{PAD}", {UNKNOWN}, "cmd": "c"}}' for i in range(10_000)]
+    lines[-1] = lines[-1].replace('"cmd": "c"', '"cmd": 2')
     _package(tmp_path, "scripts/common/tools.json", '{"tools": {\n' + ",\n".join(lines) + "\n}}\n")
     code, out = validate(tmp_path, run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
     assert code == CONFIG
-    column = lines[-1].index('"post_scripts"') + 1
-    assert (f"scripts/common/tools.json:10001:{column}: error: tools.t9999.post_scripts: tool 't9999': "
-            "`post_scripts` must be a list") in out
-    assert out.count("scripts/common/tools.json:") == 40_000
+    column = lines[-1].index('"cmd"') + 1
+    assert (f"scripts/common/tools.json:10001:{column}: error: tools.t9999.cmd: tool 't9999': `cmd` must be "
+            "a string, not a number") in out
 
 
 def test_a_position_per_provider_of_a_big_data_json_is_not_a_search_from_its_start(
         tmp_path: Path, run_cli: RunCli) -> None:
-    wrong = '"path": 2, "home": 3, "mirrorlocal": 4, "readwrite": 5, "args": 6'
-    lines = [f'"d{i}": {{"local": {{"x1": "{PAD}", "x2": 0, "x3": 0, {wrong}}}}}' for i in range(10_000)]
+    lines = [f'"d{i}": {{"local": {{"x": "{PAD}", {UNKNOWN}, "path": "/d"}}}}' for i in range(10_000)]
+    lines[-1] = lines[-1].replace('"path": "/d"', '"path": 2')
     _package(tmp_path, "data.json", "{\n" + ",\n".join(lines) + "\n}\n")
     code, out = validate(tmp_path, run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
     assert code == CONFIG
-    column = lines[-1].index('"args"') + 1
-    assert (f"data.json:10001:{column}: error: d9999.local.args: data 'd9999', provider 'local': `args` must be "
-            "a string or a list of strings") in out
-    assert out.count("data.json:") == 50_000
+    column = lines[-1].index('"path"') + 1
+    assert (f"data.json:10001:{column}: error: d9999.local.path: data 'd9999', provider 'local': `path` must be "
+            "a string, not a number") in out
+
+
+@pytest.mark.parametrize(("rel", "entry", "head", "tail"), [
+    ("scripts/common/tools.json", '"t{i}": {{"cmd": 2}}', '{"tools": {\n', "\n}}"),
+    ("data.json", '"d{i}": {{"local": {{"path": 2}}}}', "{\n", "\n}"),
+])
+def test_reading_a_tools_or_data_json_stops_after_100_errors(
+        tmp_path: Path, run_cli: RunCli, rel: str, entry: str, head: str, tail: str) -> None:
+    text = head + ",\n".join(entry.format(i=i) for i in range(5000)) + tail
+    code, out = validate(_package(tmp_path, rel, text), run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
+    assert code == CONFIG
+    assert out.count(f"{rel}:") == 101
+    assert f"{rel}:102: error: 100 errors before this entry; the rest of the file is not read" in out
 
 
 @pytest.mark.parametrize(("rel", "text", "message"), [
