@@ -194,6 +194,13 @@ def tools_json_wrong() -> Files:  # as many tools, each with four errors and fou
     return _tools_json([f'"t{i}": {{"x1": "{PAD}", "x2": 0, "x3": 0, "x4": 0, {wrong}}}' for i in range(JSON_ENTRIES)])
 
 
+UNKNOWN = ", ".join(f'"x{k}": 0' for k in range(8))  # eight unknown keys: a warning each (data) or per key (tools)
+
+
+def tools_json_unknown() -> Files:  # as many tools, valid, with unknown keys: a position per tool and key
+    return _tools_json([f'"t{i}": {{"x": "{PAD[:500]}", {UNKNOWN}, "cmd": "c"}}' for i in range(JSON_ENTRIES)])
+
+
 def tools_json_args() -> Files:  # one script's `args`: 8 MB of words, split as a shell would
     words = "ab " * ((INPUT_LIMIT - 200) // 3)
     return _tools_json(['"t": {"pre_scripts": [{"path": "p.sh", "args": "' + words + '"}]}'])
@@ -212,6 +219,11 @@ def data_json() -> Files:  # the most data names per byte (refused: more than th
 def data_json_wrong() -> Files:  # the most data names a data.json may have, five errors each
     wrong = '"path": 2, "home": 3, "mirrorlocal": 4, "readwrite": 5, "args": 6'
     return _data_json("{\n" + ",\n".join(f'"d{i}": {{"local": {{"x1": "{PAD}", "x2": 0, "x3": 0, {wrong}}}}}'
+                                          for i in range(JSON_ENTRIES)) + "\n}\n")
+
+
+def data_json_unknown() -> Files:  # as many data names, valid, with unknown keys
+    return _data_json("{\n" + ",\n".join(f'"d{i}": {{"local": {{"x": "{PAD[:500]}", {UNKNOWN}, "path": "/d"}}}}'
                                           for i in range(JSON_ENTRIES)) + "\n}\n")
 
 
@@ -238,9 +250,11 @@ CASES: dict[str, tuple[str, Callable[[], Files]]] = {
     "tools_json": ("tools.json: 8 MB of tiny tools", tools_json),
     "tools_json_at_limit": ("tools.json: 10,000 tools, valid", tools_json_at_limit),
     "tools_json_wrong": ("tools.json: 10,000 tools, wrong", tools_json_wrong),
+    "tools_json_unknown": ("tools.json: 10,000, unknown keys", tools_json_unknown),
     "tools_json_args": ("tools.json: one 8 MB args", tools_json_args),
     "data_json": ("data.json: 8 MB of tiny names", data_json),
     "data_json_wrong": ("data.json: 10,000 names, wrong", data_json_wrong),
+    "data_json_unknown": ("data.json: 10,000, unknown keys", data_json_unknown),
 }
 
 
