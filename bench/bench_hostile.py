@@ -174,6 +174,59 @@ def tools_json() -> Files:
                                                    + f'"t{i}": {{"cmd": "x"}}', "\n}}\n", limit=INPUT_LIMIT)}
 
 
+JSON_ENTRIES = 10_000  # madengine.limits.MAX_JSON_ENTRIES: tools of a tools.json, data names and providers
+PAD = "x" * 600  # JSON_ENTRIES entries of ~750 bytes: just under 8 MB
+
+
+def _tools_json(entries: list[str]) -> Files:
+    return {"madfile.yaml": PACKAGE_MADFILE, "pkg/models.json": '[{"name": "m", "dockerfile": "d", "scripts": "s"}]',
+            "pkg/scripts/common/tools.json": '{"tools": {\n' + ",\n".join(entries) + "\n}}\n"}
+
+
+def tools_json_at_limit() -> Files:  # the most tools a tools.json may have, as big as fits, all valid
+    env = ", ".join(f'"V{j}": "v"' for j in range(40))
+    return _tools_json([f'"t{i}": {{"cmd": "x", "env_vars": {{{env}}}, "pre_scripts": [{{"path": "p.sh", '
+                        f'"args": "{PAD[:200]}"}}]}}' for i in range(JSON_ENTRIES)])
+
+
+def tools_json_wrong() -> Files:  # as many tools, each with four errors and four unknown keys: a position each
+    wrong = '"cmd": 2, "env_vars": 3, "pre_scripts": 4, "post_scripts": 5'
+    return _tools_json([f'"t{i}": {{"x1": "{PAD}", "x2": 0, "x3": 0, "x4": 0, {wrong}}}' for i in range(JSON_ENTRIES)])
+
+
+UNKNOWN = ", ".join(f'"x{k}": 0' for k in range(8))  # eight unknown keys: a warning each (data) or per key (tools)
+
+
+def tools_json_unknown() -> Files:  # as many tools, valid, with unknown keys: a position per tool and key
+    return _tools_json([f'"t{i}": {{"x": "{PAD[:500]}", {UNKNOWN}, "cmd": "c"}}' for i in range(JSON_ENTRIES)])
+
+
+def tools_json_args() -> Files:  # one script's `args`: 8 MB of words, split as a shell would
+    words = "ab " * ((INPUT_LIMIT - 200) // 3)
+    return _tools_json(['"t": {"pre_scripts": [{"path": "p.sh", "args": "' + words + '"}]}'])
+
+
+def _data_json(text: str) -> Files:
+    return {"madfile.yaml": PACKAGE_MADFILE, "pkg/models.json": '[{"name": "m", "dockerfile": "d", "scripts": "s"}]',
+            "pkg/data.json": text}
+
+
+def data_json() -> Files:  # the most data names per byte (refused: more than the limit)
+    return _data_json(_fill("{\n", lambda i: ("" if i == 0 else ",\n") + f'"d{i}": {{"local": {{"path": "/d"}}}}',
+                            "\n}\n", limit=INPUT_LIMIT))
+
+
+def data_json_wrong() -> Files:  # the most data names a data.json may have, five errors each
+    wrong = '"path": 2, "home": 3, "mirrorlocal": 4, "readwrite": 5, "args": 6'
+    return _data_json("{\n" + ",\n".join(f'"d{i}": {{"local": {{"x1": "{PAD}", "x2": 0, "x3": 0, {wrong}}}}}'
+                                          for i in range(JSON_ENTRIES)) + "\n}\n")
+
+
+def data_json_unknown() -> Files:  # as many data names, valid, with unknown keys
+    return _data_json("{\n" + ",\n".join(f'"d{i}": {{"local": {{"x": "{PAD[:500]}", {UNKNOWN}, "path": "/d"}}}}'
+                                          for i in range(JSON_ENTRIES)) + "\n}\n")
+
+
 CASES: dict[str, tuple[str, Callable[[], Files]]] = {
     "dense_keys": ("madfile: 64 KB of tiny keys", dense_keys),
     "dense_env": ("madfile: 64 KB of env vars (valid)", dense_env),
@@ -194,7 +247,14 @@ CASES: dict[str, tuple[str, Callable[[], Files]]] = {
     "models_json_tiny": ("models.json: 8 MB tiny entries", models_json_tiny),
     "models_json_string": ("models.json: one 8 MB string", models_json_string),
     "models_json_deep": ("models.json: 8 MB, 61 deep", models_json_deep),
-    "tools_json": ("tools.json: 8 MB", tools_json),
+    "tools_json": ("tools.json: 8 MB of tiny tools", tools_json),
+    "tools_json_at_limit": ("tools.json: 10,000 tools, valid", tools_json_at_limit),
+    "tools_json_wrong": ("tools.json: 10,000 tools, wrong", tools_json_wrong),
+    "tools_json_unknown": ("tools.json: 10,000, unknown keys", tools_json_unknown),
+    "tools_json_args": ("tools.json: one 8 MB args", tools_json_args),
+    "data_json": ("data.json: 8 MB of tiny names", data_json),
+    "data_json_wrong": ("data.json: 10,000 names, wrong", data_json_wrong),
+    "data_json_unknown": ("data.json: 10,000, unknown keys", data_json_unknown),
 }
 
 

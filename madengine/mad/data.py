@@ -42,7 +42,16 @@ from pathlib import Path
 from typing import Any
 
 from madengine.errors import ConfigError, Diagnostic
-from madengine.mad.tools import in_order, key_position, known_names_hint, read_json_object, split_args, type_name
+from madengine.mad.jsonlist import KeyPositions
+from madengine.mad.tools import (
+    in_order,
+    known_names_hint,
+    read_json_object,
+    split_args,
+    stop_reading,
+    too_many,
+    type_name,
+)
 
 DATA_JSON = "data.json"
 
@@ -149,12 +158,17 @@ def load_data(package_root: Path, *, warnings: list[Diagnostic] | None = None) -
     loaded = read_json_object(Path(package_root) / DATA_JSON, DATA_JSON)
     if loaded is None:
         return {}
-    document, text = loaded
+    document, positions = loaded
     errors: list[Diagnostic] = []
     notes: list[Diagnostic] = []
     data: dict[str, tuple[DataProvider, ...]] = {}
+    too_many(((name,) for name in document), positions, DATA_JSON, "data names")
+    too_many(((name, kind) for name, providers in document.items() if isinstance(providers, dict)
+              for kind in providers), positions, DATA_JSON, "data providers")
     for name, providers in document.items():
-        line, column = key_position(text, (name,))
+        if stop_reading(errors, positions, (name,), DATA_JSON):
+            break
+        line, column = positions.position((name,))
         if not isinstance(providers, dict):
             errors.append(Diagnostic(DATA_JSON, line, column, f"data {name!r} must be an object of providers, "
                                      f"not {type_name(providers)}", key_path=name,
@@ -162,7 +176,7 @@ def load_data(package_root: Path, *, warnings: list[Diagnostic] | None = None) -
             continue
         found = []
         for kind, config in providers.items():
-            provider = _read_provider(name, kind, config, text, errors, notes)
+            provider = _read_provider(name, kind, config, positions, errors, notes)
             if provider is not None:
                 found.append(provider)
         data[name] = tuple(sorted(found, key=_search_rank))
@@ -180,13 +194,13 @@ def _search_rank(provider: DataProvider) -> int:
         return len(PROVIDER_ORDER)  # unknown types last, in file order (sorted() is stable)
 
 
-def _read_provider(name: str, kind: str, config: Any, text: str, errors: list[Diagnostic],
+def _read_provider(name: str, kind: str, config: Any, positions: KeyPositions, errors: list[Diagnostic],
                    notes: list[Diagnostic]) -> DataProvider | None:
-    line, column = key_position(text, (name, kind))
+    line, column = positions.position((name, kind))
     count = len(errors)
 
     def error(key: str | None, message: str, hint: str = "") -> None:
-        at_line, at_column = key_position(text, (name, kind, key)) if key else (line, column)
+        at_line, at_column = positions.position((name, kind, key)) if key else (line, column)
         errors.append(Diagnostic(DATA_JSON, at_line, at_column, f"data {name!r}, provider {kind!r}: {message}",
                                  key_path=".".join(filter(None, (name, kind, key))), hint=hint))
 
@@ -214,7 +228,7 @@ def _read_provider(name: str, kind: str, config: Any, text: str, errors: list[Di
     split_args(config.get("args"), lambda message: error("args", message))  # checked now, split when used
     for key in config:
         if key not in CONFIG_KEYS:
-            notes.append(Diagnostic(DATA_JSON, key_position(text, (name, kind, key))[0], None,
+            notes.append(Diagnostic(DATA_JSON, positions.position((name, kind, key))[0], None,
                                     f"data {name!r}, provider {kind!r}: unknown key `{key}`; kept",
                                     key_path=f"{name}.{kind}.{key}", severity="warning",
                                     hint=f"madengine understands: {', '.join(CONFIG_KEYS)}"))

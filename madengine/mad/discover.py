@@ -35,7 +35,7 @@ from madengine.madfile.source import huge_number_diagnostic
 
 MODELS_JSON = "models.json"
 DYNAMIC_SCRIPT = "get_models_json.py"
-MAX_ERRORS_PER_FILE = 100
+MAX_ERRORS_PER_FILE = limits.MAX_ERRORS_PER_FILE
 
 
 def discover_package(root: Path, *, script_timeout: float | None = None) -> Package:

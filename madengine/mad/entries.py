@@ -20,7 +20,7 @@ from typing import Any
 
 from madengine.errors import Diagnostic
 from madengine.mad.fastbuild import adopter, static_defaults
-from madengine.mad.jsonlist import json_type_name, line_of
+from madengine.mad.jsonlist import Lines, json_type_name
 from madengine.mad.model import ENV_NAME, INT64_MAX, KNOWN_KEYS, MadModel, Origin
 
 
@@ -136,6 +136,7 @@ class EntryReader:
         self.prefix = f"{directory}/" if prefix_names and directory else ""
         self.errors = errors
         self.text = text
+        self._lines = Lines(text) if text is not None else None  # many errors: no count from the start each
         self._resolved: dict[str, dict[str, str]] = {key: {} for key in _PATH_KEYS}  # key -> raw -> path
         self._unknown: dict[str, list[int]] = {}  # unknown key -> [count, first line]
         self._path_warnings: list[Diagnostic] = []
@@ -316,14 +317,14 @@ class EntryReader:
                hint: str = "", key_path: str = "") -> None:
         """Record an error at the entry's line, or at its key's line when the JSON text is known."""
         column = None
-        if self.text is not None and offset is not None:
+        if self.text is not None and self._lines is not None and offset is not None:
             at = offset
             if key is not None:
                 end = _entry_end(self.text, offset)
                 found = self.text.find(f'"{key}"', offset, end)
                 if found >= 0:
                     at = found
-            line, column = line_of(self.text, at)
+            line, column = self._lines(at)
         self.errors.append(Diagnostic(self.file, line, column, message, key_path=key_path, hint=hint))
 
 

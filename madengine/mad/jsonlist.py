@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from array import array
+from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from madengine import limits
@@ -20,6 +23,11 @@ _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _COMMA = re.compile(r"[ \t\n\r]*,[ \t\n\r]*")  # the separator between two items, in one match
 # The C scanner behind json.loads: (text, offset) -> (value, end); untyped in typeshed.
 _scan_value: Callable[[str, int], tuple[Any, int]] = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009
+# A key without escapes and the colon after it, in one match (others go through the decoder).
+_PLAIN_KEY = re.compile(r'"([^"\\\x00-\x1f]*)"[ \t\n\r]*:[ \t\n\r]*')
+_scan_string: Callable[[str, int], tuple[str, int]] = getattr(json.decoder, "scanstring")  # noqa: B009
+# Containers of more members than this are walked member by member instead of decoded a second time.
+_WALK_OVER = 64
 
 
 # One item of the top-level list: (value, 0-based offset where it starts, 1-based line). A plain
@@ -149,10 +157,159 @@ def _skip_whitespace(text: str, pos: int) -> int:
 
 
 def line_of(text: str, offset: int) -> tuple[int, int]:
-    """1-based (line, column) of a character offset."""
+    """1-based (line, column) of a character offset: for one position in a text (it reads from the
+    start); for many, make a `Lines` once."""
     line = text.count("\n", 0, offset) + 1
     column = offset - (text.rfind("\n", 0, offset) + 1) + 1
     return line, column
+
+
+class Lines:
+    """1-based (line, column) of many offsets of one text: after the first few (counted as `line_of`
+    does, cheaper for a file with one error), the line starts are listed once and each position is a
+    bisection, not a count from the start of the text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._starts: array[int] | None = None
+        self._counted = 0
+
+    def __call__(self, offset: int) -> tuple[int, int]:
+        if self._starts is None:
+            if self._counted < 8:
+                self._counted += 1
+                return line_of(self.text, offset)
+            self._starts = array("q", [0])
+            self._starts.extend(match.end() for match in re.finditer("\n", self.text))
+        line = bisect_right(self._starts, offset)
+        return line, offset - self._starts[line - 1] + 1
+
+
+class KeyPositions:
+    """Where the keys of the objects of a parsed JSON document are in its text, for messages.
+
+    `position(("tools", name, "cmd"))` is the line and column of the key `cmd` in the object under
+    `name` under `tools`. An object looked into is walked member by member with the C decoder, only
+    as far as the key looked for, and what was walked is kept: a message per entry of a file of many
+    entries costs one pass over the file, not a scan from its start per entry. Keys are matched by
+    their decoded text, so a key that also appears in a string value cannot mislead it. A repeated
+    key is found where it first appears (json keeps its last value, at that place).
+    """
+
+    def __init__(self, text: str, document: Any) -> None:
+        self.text, self.document = text, document
+        self.lines = Lines(text)
+        self._big: dict[int, _Walk] = {}  # object start -> its walk, for objects of many members
+        self._recent: OrderedDict[int, _Walk] = OrderedDict()  # small objects: only the last few kept
+        self._parent: tuple[list[str], tuple[int | None, int, Any]] = ([], (None, 0, None))  # the last parent
+
+    def offset(self, keys: Sequence[str | None]) -> int | None:
+        """The offset of the last of `keys` (None ones skipped); of the last one found if a key is
+        missing or its parent is not an object; None if not even the first is found."""
+        path = [key for key in keys if key is not None]
+        # Messages about one entry come together: start from its parent when the last lookup had it too.
+        parent = path[:-1]
+        known_parent, known = self._parent
+        if parent and parent == known_parent:
+            (found, start, value), todo = known, path[-1:]
+        else:
+            found, start, value, todo = None, _skip_whitespace(self.text, 0), self.document, path
+        try:
+            for depth, key in enumerate(todo):
+                if value.__class__ is not dict or self.text[start:start + 1] != "{":
+                    break
+                at = self._find(self._walk(start, value), key)
+                if at is None:
+                    break
+                found, value = at, value[key]
+                start = self._value_start(at)
+                if todo is path and depth == len(path) - 2:
+                    self._parent = (parent, (found, start, value))
+        except (ValueError, IndexError, StopIteration):  # only if `text` is not the text of `document`
+            pass
+        return found
+
+    def position(self, keys: Sequence[str | None]) -> tuple[int, int]:
+        """1-based (line, column) of `offset(keys)`; (1, 1) if none is found."""
+        found = self.offset(keys)
+        return (1, 1) if found is None else self.lines(found)
+
+    def _value_start(self, key_offset: int) -> int:
+        match = _PLAIN_KEY.match(self.text, key_offset)
+        if match is not None:
+            return match.end()
+        _, end = _scan_string(self.text, key_offset + 1)
+        return _skip_whitespace(self.text, _skip_whitespace(self.text, end) + 1)  # past the colon
+
+    def _walk(self, start: int, value: dict[str, Any]) -> _Walk:
+        walk = self._big.get(start) or self._recent.get(start)
+        if walk is None:
+            walk = _Walk(_skip_whitespace(self.text, start + 1), value)
+            if len(value) > _WALK_OVER:
+                self._big[start] = walk
+            else:  # the small objects of one entry are looked into together: keep only the last few
+                self._recent[start] = walk
+                if len(self._recent) > 32:
+                    self._recent.popitem(last=False)
+        return walk
+
+    def _find(self, walk: _Walk, key: str | None) -> int | None:
+        """The offset of `key` in the walked object, walking on as far as it (to the end for None)."""
+        members = walk.members
+        found = members.get(key) if key is not None else None
+        if found is not None or walk.end >= 0:
+            return found
+        text, pos, value = self.text, walk.pos, walk.value
+        plain, scan = _PLAIN_KEY.match, _scan_string
+        name = walk.pending
+        while True:
+            if name is not None:  # the value of the last key read: skipped only now, as it may be big
+                pos = _skip_whitespace(text, self._skip(pos, value.get(name)))
+                if text[pos] == ",":
+                    pos = _skip_whitespace(text, pos + 1)
+            if text[pos] == "}":
+                break
+            match = plain(text, pos)
+            if match is not None:
+                name, at = match.group(1), match.end()
+            else:
+                name, after = scan(text, pos + 1)
+                at = _skip_whitespace(text, _skip_whitespace(text, after) + 1)  # past the colon
+            members.setdefault(name, pos)
+            if name == key:  # its first appearance: an earlier one would have been found above
+                walk.pos, walk.pending = at, name
+                return members[name]
+            pos = at
+        walk.pos, walk.end, walk.pending = pos, pos + 1, None
+        return None
+
+    def _skip(self, pos: int, value: Any) -> int:
+        """The end of the value at `pos`; `value` is what it decoded to (None: not known)."""
+        if value.__class__ is dict and len(value) > _WALK_OVER and self.text[pos] == "{":
+            walk = self._walk(pos, value)
+            self._find(walk, None)
+            return walk.end
+        if value.__class__ is list and len(value) > _WALK_OVER and self.text[pos] == "[":
+            text, items = self.text, iter(value)
+            pos = _skip_whitespace(text, pos + 1)
+            while text[pos] != "]":
+                pos = _skip_whitespace(text, self._skip(pos, next(items, None)))
+                if text[pos] == ",":
+                    pos = _skip_whitespace(text, pos + 1)
+            return pos + 1
+        return _scan_value(self.text, pos)[1]
+
+
+class _Walk:
+    """How far an object has been walked: its keys so far (-> offset), where to go on, its end (-1: not
+    reached)."""
+
+    __slots__ = ("end", "members", "pending", "pos", "value")
+
+    def __init__(self, pos: int, value: dict[str, Any]) -> None:
+        self.members: dict[str, int] = {}
+        self.pos, self.end, self.value = pos, -1, value
+        self.pending: str | None = None  # the key whose value starts at `pos` (not yet skipped)
 
 
 def _finish(text: str, closing_bracket: int, items: list[ListItem]) -> list[ListItem]:

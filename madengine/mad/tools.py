@@ -47,8 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from madengine import limits
 from madengine.errors import ConfigError, Diagnostic
-from madengine.mad.jsonlist import TooDeepError, json_type_name, line_of, loads, read_json_text
+from madengine.mad.jsonlist import KeyPositions, TooDeepError, json_type_name, loads, read_json_text
 from madengine.mad.model import ENV_NAME
 
 TOOLS_JSON = "scripts/common/tools.json"
@@ -153,27 +154,30 @@ def load_tools(package_root: Path, *, warnings: list[Diagnostic] | None = None) 
     loaded = read_json_object(Path(package_root) / TOOLS_JSON, TOOLS_JSON)
     if loaded is None:
         return {}
-    document, text = loaded
+    document, positions = loaded
     errors: list[Diagnostic] = []
     notes: list[Diagnostic] = []
     for key in document:
         if key != "tools":
-            line, column = key_position(text, (key,))
+            line, column = positions.position((key,))
             notes.append(Diagnostic(TOOLS_JSON, line, column, f"unknown top-level key `{key}`; ignored",
                                     key_path=key, hint='tools.json is {"tools": {"<name>": {...}}}',
                                     severity="warning"))
     table = document.get("tools")
     if not isinstance(table, dict):
-        line, column = key_position(text, ("tools",)) if "tools" in document else (1, 1)
+        line, column = positions.position(("tools",)) if "tools" in document else (1, 1)
         raise ConfigError(
             "tools.json has no `tools` object" if table is None
             else f"`tools` must be an object of tools, not {type_name(table)}",
             file=TOOLS_JSON, line=line, column=column,
             hint='write {"tools": {"rocprof": {"cmd": "...", "pre_scripts": [...]}}}')
+    too_many((("tools", name) for name in table), positions, TOOLS_JSON, "tools")
     unknown: dict[str, list[int]] = {}  # key -> [count, first line]
     tools: dict[str, Tool] = {}
     for name, raw in table.items():
-        tool = _read_tool(name, raw, text, errors, unknown)
+        if stop_reading(errors, positions, ("tools", name), TOOLS_JSON):
+            break
+        tool = _read_tool(name, raw, positions, errors, unknown)
         if tool is not None:
             tools[name] = tool
     for key, (count, first_line) in unknown.items():
@@ -189,15 +193,15 @@ def load_tools(package_root: Path, *, warnings: list[Diagnostic] | None = None) 
     return tools
 
 
-def _read_tool(name: str, raw: Any, text: str, errors: list[Diagnostic],
+def _read_tool(name: str, raw: Any, positions: KeyPositions, errors: list[Diagnostic],
                unknown: dict[str, list[int]]) -> Tool | None:
-    line, _ = key_position(text, ("tools", name))
+    line, _ = positions.position(("tools", name))
     ok = True
 
     def error(key: str | None, message: str, hint: str = "") -> None:
         nonlocal ok
         ok = False
-        at_line, at_column = key_position(text, ("tools", name, key)) if key else (line, None)
+        at_line, at_column = positions.position(("tools", name, key)) if key else (line, None)
         path = f"tools.{name}.{key}" if key else f"tools.{name}"
         errors.append(Diagnostic(TOOLS_JSON, at_line, at_column, message, key_path=path, hint=hint))
 
@@ -206,7 +210,9 @@ def _read_tool(name: str, raw: Any, text: str, errors: list[Diagnostic],
               'write "name": {"cmd": "...", "pre_scripts": [...], "env_vars": {...}}')
         return None
     def note_unknown(key: str) -> None:
-        seen = unknown.setdefault(key, [0, key_position(text, ("tools", name, key.split("[", 1)[0]))[0]])
+        seen = unknown.get(key)
+        if seen is None:  # where it first appears
+            seen = unknown[key] = [0, positions.position(("tools", name, key.split("[", 1)[0]))[0]]
         seen[0] += 1
 
     pre = _read_calls(raw.get("pre_scripts"), name, "pre_scripts", error, note_unknown)
@@ -218,7 +224,7 @@ def _read_tool(name: str, raw: Any, text: str, errors: list[Diagnostic],
             cmd = None
         else:
             try:
-                shlex.split(cmd)
+                split_words(cmd)
             except ValueError as exc:
                 error("cmd", f"tool {name!r}: `cmd` cannot be split into arguments: {exc}",
                       "close the quote, or escape it with a backslash")
@@ -283,7 +289,7 @@ def split_args(raw: Any, error: Callable[[str], None]) -> tuple[str, ...]:
         return ()
     if isinstance(raw, str):
         try:
-            return tuple(shlex.split(raw))
+            return split_words(raw)
         except ValueError as exc:
             error(f"`args` cannot be split into arguments: {exc}")
             return ()
@@ -291,6 +297,17 @@ def split_args(raw: Any, error: Callable[[str], None]) -> tuple[str, ...]:
         return tuple(raw)
     error(f"`args` must be a string or a list of strings, not {type_name(raw)}")
     return ()
+
+
+_SHLEX_BLANKS = re.compile(r"[ \t\r\n]+")  # shlex's whitespace, which is not all of str.split()'s
+
+
+def split_words(text: str) -> tuple[str, ...]:
+    """`shlex.split(text)`, without its character-at-a-time reading for text with no quote or backslash
+    (the usual case; a megabyte of it took seconds). ValueError as shlex raises it."""
+    if '"' in text or "'" in text or "\\" in text:
+        return tuple(shlex.split(text))
+    return tuple(word for word in _SHLEX_BLANKS.split(text) if word)
 
 
 def read_env(raw: Any, error: Callable[[str], None]) -> dict[str, str]:
@@ -381,7 +398,7 @@ def _choose(tool: Tool, entry: Mapping[str, Any], at: str, errors: list[Diagnost
     argv: tuple[str, ...] = ()
     if cmd is not None and cmd.strip():
         try:
-            argv = tuple(shlex.split(cmd))
+            argv = split_words(cmd)
         except ValueError as exc:
             fail("cmd", f"`cmd` cannot be split into arguments: {exc}",
                  "close the quote, or escape it with a backslash")
@@ -467,8 +484,8 @@ def known_names_hint(name: str, known: Iterable[str], label: str) -> str:
 # --- small JSON helpers shared with madengine.mad.data --------------------------------------------
 
 
-def read_json_object(path: Path, rel_file: str) -> tuple[dict[str, Any], str] | None:
-    """The JSON object in `path` and its text; None if the file does not exist.
+def read_json_object(path: Path, rel_file: str) -> tuple[dict[str, Any], KeyPositions] | None:
+    """The JSON object in `path` and where its keys are (for messages); None if the file does not exist.
 
     Invalid JSON, a non-object top level or unreadable bytes are a ConfigError at `rel_file:line:col`.
     """
@@ -496,25 +513,30 @@ def read_json_object(path: Path, rel_file: str) -> tuple[dict[str, Any], str] | 
     if not isinstance(document, dict):
         raise ConfigError(f"the top level must be a JSON object, not {type_name(document)}",
                           file=rel_file, line=1, column=1)
-    return document, text
+    return document, KeyPositions(text, document)
 
 
-def key_position(text: str, keys: Sequence[str | None]) -> tuple[int, int]:
-    """1-based (line, column) of the last of `keys`, each searched after the previous one.
+def too_many(entries: Iterable[tuple[str, ...]], positions: KeyPositions, rel_file: str, what: str) -> None:
+    """A ConfigError at the first of `entries` (key paths, in file order) past `limits.MAX_JSON_ENTRIES`,
+    before any entry is read."""
+    import itertools
 
-    Only for messages: a textual search that is right for files as people write them (a key that also
-    appears, quoted, inside an earlier string value can mislead it).
-    """
-    offset = 0
-    for key in keys:
-        if key is None:
-            continue
-        quoted = re.escape(json.dumps(key, ensure_ascii=False))
-        found = re.compile(quoted + r"\s*:").search(text, offset)
-        if found is None:
-            break
-        offset = found.start()
-    return line_of(text, offset)
+    limit = limits.MAX_JSON_ENTRIES
+    first_over = next(itertools.islice(entries, limit, None), None)
+    if first_over is not None:
+        line, column = positions.position(first_over)
+        raise ConfigError(f"more than {limit:,} {what}", file=rel_file, line=line, column=column,
+                          hint="this limit is fixed; real files have tens")
+
+
+def stop_reading(errors: list[Diagnostic], positions: KeyPositions, entry: tuple[str, ...], rel_file: str) -> bool:
+    """Whether a file has `limits.MAX_ERRORS_PER_FILE` errors before `entry`, noted as models.json does."""
+    if len(errors) < limits.MAX_ERRORS_PER_FILE:
+        return False
+    errors.append(Diagnostic(rel_file, positions.position(entry)[0], None,
+                             f"{limits.MAX_ERRORS_PER_FILE} errors before this entry; the rest of the file is "
+                             "not read", hint="fix these first"))
+    return True
 
 
 def type_name(value: Any) -> str:

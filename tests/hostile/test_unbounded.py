@@ -128,3 +128,68 @@ def test_thousands_of_duplicate_names_are_not_all_listed(tmp_path: Path, run_cli
     code, _, err = run_cli("discover", cwd=tmp_path, timeout=60)
     assert code == CONFIG
     assert len(err.splitlines()) == 101 and "more than 100 duplicate model names" in err
+
+
+def _package(tmp_path: Path, rel: str, text: str) -> Path:
+    (tmp_path / "pkg" / rel).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "pkg" / "models.json").write_text('[{"name": "m", "dockerfile": "d", "scripts": "run.sh"}]')
+    (tmp_path / "pkg" / rel).write_text(text)
+    return tmp_path
+
+
+PAD = "x" * 500  # 10,000 entries of ~700 bytes: 7 MB, under the 8 MB limit
+UNKNOWN = ", ".join(f'"x{k}": 0' for k in range(8))  # eight unknown keys, kept with a warning
+
+
+def test_a_position_per_tool_of_a_big_tools_json_is_not_a_search_from_its_start(
+        tmp_path: Path, run_cli: RunCli) -> None:
+    # Each tool has its line, and each unknown key the line where it first appears: they were searched
+    # for from the start of the file, 9 times per tool (minutes for this file). The last tool is wrong.
+    lines = [f'"t{i}": {{"x": "{PAD}", {UNKNOWN}, "cmd": "c"}}' for i in range(10_000)]
+    lines[-1] = lines[-1].replace('"cmd": "c"', '"cmd": 2')
+    _package(tmp_path, "scripts/common/tools.json", '{"tools": {\n' + ",\n".join(lines) + "\n}}\n")
+    code, out = validate(tmp_path, run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
+    assert code == CONFIG
+    column = lines[-1].index('"cmd"') + 1
+    assert (f"scripts/common/tools.json:10001:{column}: error: tools.t9999.cmd: tool 't9999': `cmd` must be "
+            "a string, not a number") in out
+
+
+def test_a_position_per_provider_of_a_big_data_json_is_not_a_search_from_its_start(
+        tmp_path: Path, run_cli: RunCli) -> None:
+    lines = [f'"d{i}": {{"local": {{"x": "{PAD}", {UNKNOWN}, "path": "/d"}}}}' for i in range(10_000)]
+    lines[-1] = lines[-1].replace('"path": "/d"', '"path": 2')
+    _package(tmp_path, "data.json", "{\n" + ",\n".join(lines) + "\n}\n")
+    code, out = validate(tmp_path, run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
+    assert code == CONFIG
+    column = lines[-1].index('"path"') + 1
+    assert (f"data.json:10001:{column}: error: d9999.local.path: data 'd9999', provider 'local': `path` must be "
+            "a string, not a number") in out
+
+
+@pytest.mark.parametrize(("rel", "entry", "head", "tail"), [
+    ("scripts/common/tools.json", '"t{i}": {{"cmd": 2}}', '{"tools": {\n', "\n}}"),
+    ("data.json", '"d{i}": {{"local": {{"path": 2}}}}', "{\n", "\n}"),
+])
+def test_reading_a_tools_or_data_json_stops_after_100_errors(
+        tmp_path: Path, run_cli: RunCli, rel: str, entry: str, head: str, tail: str) -> None:
+    text = head + ",\n".join(entry.format(i=i) for i in range(5000)) + tail
+    code, out = validate(_package(tmp_path, rel, text), run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
+    assert code == CONFIG
+    assert out.count(f"{rel}:") == 101
+    assert f"{rel}:102: error: 100 errors before this entry; the rest of the file is not read" in out
+
+
+@pytest.mark.parametrize(("rel", "text", "message"), [
+    ("scripts/common/tools.json", '{"tools": {\n' + ",\n".join(f'"t{i}": {{}}' for i in range(10_001)) + "\n}}",
+     "scripts/common/tools.json:10002:1: error: more than 10,000 tools"),
+    ("data.json", "{\n" + ",\n".join(f'"d{i}": {{}}' for i in range(10_001)) + "\n}",
+     "data.json:10002:1: error: more than 10,000 data names"),
+    ("data.json", '{"d": {\n' + ",\n".join(f'"p{i}": {{}}' for i in range(10_001)) + "\n}}",
+     "data.json:10002:1: error: more than 10,000 data providers"),
+])
+def test_more_tools_or_data_than_the_limit_are_refused_at_the_first_one_over(
+        tmp_path: Path, run_cli: RunCli, rel: str, text: str, message: str) -> None:
+    code, out = validate(_package(tmp_path, rel, text), run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
+    assert code == CONFIG
+    assert message in out

@@ -1,4 +1,5 @@
-"""parse_list: the items of a JSON list with their offsets and lines; errors exactly as json reports them."""
+"""parse_list: the items of a JSON list with their offsets and lines; errors exactly as json reports them.
+KeyPositions and Lines: where the keys of a JSON object are, for messages."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 import pytest
 
-from madengine.mad.jsonlist import NotAListError, line_of, parse_list
+from madengine.mad.jsonlist import KeyPositions, Lines, NotAListError, line_of, parse_list
 
 
 def test_items_know_their_offset_and_line() -> None:
@@ -45,3 +46,39 @@ def test_a_document_that_is_not_a_list_is_reported_with_its_type(text: str, type
         parse_list(text)
 
     assert caught.value.type_name == type_name
+
+
+def test_lines_give_what_line_of_gives_for_every_offset() -> None:
+    text = 'a\n\nbc\n{"x":\n 1}\n'
+    lines = Lines(text)
+    assert [lines(offset) for offset in range(len(text) + 1)] == [line_of(text, o) for o in range(len(text) + 1)]
+
+
+def positions(text: str) -> KeyPositions:
+    return KeyPositions(text, json.loads(text))
+
+
+def test_key_positions_follow_the_structure_not_the_text() -> None:
+    # `"b":` inside a string value and in an earlier object does not mislead the search for tools.b.
+    text = '{"a": {"b": "\\"b\\": 1"},\n "tools": {"a": {"b": 1},\n  "b": {"cmd": 2}}}'
+    where = positions(text)
+    assert where.position(("tools", "b")) == (3, 3)
+    assert where.position(("tools", "b", "cmd")) == (3, 9)
+    assert where.position(("tools", "a", "b")) == (2, 18)
+
+
+def test_a_missing_key_is_placed_at_its_parent_and_an_escaped_key_is_found() -> None:
+    text = '{"tools":\n {"\\u00e9\\"q": {"x": 1}}}'
+    where = positions(text)
+    assert where.position(("tools", 'é"q', "x")) == (2, 17)
+    assert where.position(("tools", 'é"q', "missing")) == (2, 3)
+    assert where.position(("missing",)) == (1, 1)
+
+
+def test_a_big_object_is_walked_once_and_a_repeated_key_is_found_where_it_first_appears() -> None:
+    members = [f'"k{i}": {{"v": [{i}]}}' for i in range(1000)]
+    text = '{"big": {\n' + ",\n".join(members) + ',\n"k5": {"v": 0}},\n"after": {"cmd": 1}}'
+    where = positions(text)
+    assert [where.position(("big", f"k{i}", "v"))[0] for i in (999, 0, 500)] == [1001, 2, 502]
+    assert where.position(("big", "k5")) == (7, 1)
+    assert where.position(("after", "cmd")) == (1003, 11)

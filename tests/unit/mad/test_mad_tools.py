@@ -7,6 +7,7 @@ script lists, scripts without args, an empty cmd, wrappers shared by two tools, 
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,6 +23,7 @@ from madengine.mad.tools import (
     check_tool_files,
     load_tools,
     resolve_tools,
+    split_words,
 )
 
 TOOLS_PKG = FIXTURES / "tools"
@@ -350,3 +352,19 @@ def test_the_example_tools_run_as_mad_runs_them(tmp_path: Path) -> None:
     assert output[1].startswith("trace: stop after ") and output[1].endswith(" s\n")
     assert model.stdout.startswith("model: dummy gpus: 0\nperformance: 123.4 samples_per_second\ntimer: ")
     assert model.stdout.endswith(" s, exit status 0\n")
+
+
+@pytest.mark.parametrize("text", [
+    "", "  ", "a b\tc\r\nd", "--x=1 ; echo $HOME && `id` # not a comment", "a\x0bb\x0cc\xa0d\u2003e\x85f",
+    "é\x00 (x) | y > z", "'a b' c", 'a "b c"', "a\\ b", "a 'b",
+])
+def test_split_words_is_shlex_split(text: str) -> None:
+    try:
+        expected: tuple[str, ...] | type[ValueError] = tuple(shlex.split(text))
+    except ValueError:
+        expected = ValueError
+    if expected is ValueError:
+        with pytest.raises(ValueError):
+            split_words(text)
+    else:
+        assert split_words(text) == expected
