@@ -10,11 +10,12 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import operator
 import os
 import posixpath
 import re
 import shlex
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from madengine.compile.ir import DataMount, ImageNode, JobNode, Project, ScriptC
 from madengine.errors import ConfigError, Diagnostic
 from madengine.mad.data import DataBinding, DataProvider, load_data, resolve_data
 from madengine.mad.dockerfiles import DockerfileIndex, base_image, select_dockerfiles
+from madengine.mad.fastbuild import deriver, gc_paused
 from madengine.mad.model import DEFAULT_TIMEOUT, INT64_MAX, Dockerfile, MadModel, Package, SelectedModel
 from madengine.mad.tools import ResolvedTools, Tool, check_tool_files, load_tools, resolve_tools
 from madengine.madfile.load import LoadedMadfile
@@ -91,48 +93,48 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
     job_origin: dict[str, int] = {}
     resolver = _ImageResolver(root)
     inputs = _Inputs(root, package_path if package is not None else None, diags)
-    for run_index, run in enumerate(runs):
-        chosen = chosen_by_run[run_index]
-        _check_expect(run, run_index, chosen, diags)
-        gates = _gates(loaded, run, run_index, chosen)
-        for ctx_name in run.contexts or list(contexts):
-            context = contexts[ctx_name]
-            for tgt_name in run.targets or list(targets):
-                target = targets[tgt_name]
-                if target.backend == "local" and context.docker_mounts and chosen:
-                    _note_unused_mounts(ctx_name, tgt_name, loaded, extras.warnings)
-                for inst in chosen:
-                    variants = _images_for(inst, ctx_name, context, target, resolver, run_index, diags)
-                    scripts = inputs.job_scripts(inst, ctx_name, context, extras)
-                    for image in variants:
-                        if image is not None:
-                            _add_image(images, image, inst, diags)
-                            inputs.build_context(inst, image)
-                        # several Dockerfiles for one context: each job is told apart by `~<stem>`
-                        variant = f"~{image.name}" if image is not None and len(variants) > 1 else ""
-                        if _timeout(inst, run, context) > INT64_MAX:
-                            diags.add(("contexts", ctx_name, "timeout_multiplier"),
-                                      f"model {inst.model.name!r}: its timeout times timeout_multiplier "
-                                      "does not fit in 64 bits", "give a smaller timeout_multiplier, or "
-                                      "timeout 0 for none")
-                            continue
-                        for repeat in range(1, run.repeat + 1):
-                            job = _job(inst, ctx_name, context, tgt_name, repeat, image, variant, run,
-                                       gates.get(inst.key), extras, scripts)
-                            if job.address in jobs:
-                                first = job_origin[job.address]
-                                if first != run_index:
-                                    diags.add(("runs", run_index, "models"),
-                                              f"{job.address} is also declared by runs[{first}]",
-                                              "each model, context and target may appear in one run only")
-                                continue
-                            jobs[job.address] = job
-                            job_origin[job.address] = run_index
-                    if len(jobs) > mf.limits.jobs:  # several Dockerfiles per model can pass the estimate
-                        diags.add(("runs", run_index) if mf.runs else ("models",),
-                                  f"compiles to more than {mf.limits.jobs:,} jobs; the limit is "
-                                  f"{mf.limits.jobs:,}", _JOBS_HINT)
-                        raise ConfigError.many(diags.items)
+    with gc_paused():  # up to limits.jobs nodes, none of them garbage: no collector passes over them
+        for run_index, run in enumerate(runs):
+            chosen = chosen_by_run[run_index]
+            _check_expect(run, run_index, chosen, diags)
+            gates = _gates(loaded, run, run_index, chosen)
+            for ctx_name in run.contexts or list(contexts):
+                context = contexts[ctx_name]
+                for tgt_name in run.targets or list(targets):
+                    target = targets[tgt_name]
+                    if target.backend == "local" and context.docker_mounts and chosen:
+                        _note_unused_mounts(ctx_name, tgt_name, loaded, extras.warnings)
+                    # The jobs of one model (all its params combinations and repeats) in this context
+                    # and target differ only by address, params, args, repeat and gate: what they
+                    # share (images, scripts, env, tools, data...) is resolved once per model.
+                    shared: dict[tuple[int, str, KeyPath], list[tuple[str, JobNode]]] = {}
+                    for inst in chosen:
+                        at = (id(inst.model), inst.base_dir, inst.declared_at)
+                        templates = shared.get(at)
+                        if templates is None:
+                            templates = shared[at] = _templates(inst, ctx_name, context, tgt_name, target, run,
+                                                                run_index, resolver, inputs, extras, images, diags)
+                        expect = gates.get(inst.key)
+                        for variant, template in templates:
+                            prefix = f"job:{inst.key}{variant}@{ctx_name}/{tgt_name}#"
+                            for repeat in range(1, run.repeat + 1):
+                                address = prefix + str(repeat)
+                                if address in jobs:
+                                    first = job_origin[address]
+                                    if first != run_index:
+                                        diags.add(("runs", run_index, "models"),
+                                                  f"{address} is also declared by runs[{first}]",
+                                                  "each model, context and target may appear in one run only")
+                                    continue
+                                jobs[address] = _derive_job(template, {
+                                    "address": address, "params": inst.params, "args": inst.args,
+                                    "repeat": repeat, "expect": expect})
+                                job_origin[address] = run_index
+                        if len(jobs) > mf.limits.jobs:  # several Dockerfiles per model can pass the estimate
+                            diags.add(("runs", run_index) if mf.runs else ("models",),
+                                      f"compiles to more than {mf.limits.jobs:,} jobs; the limit is "
+                                      f"{mf.limits.jobs:,}", _JOBS_HINT)
+                            raise ConfigError.many(diags.items)
 
     if diags.items:
         raise ConfigError.many(diags.items)
@@ -145,7 +147,7 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
         contexts=contexts,
         targets=targets,
         images=dict(sorted(images.items())),
-        jobs=dict(sorted(jobs.items())),
+        jobs={address: jobs[address] for address in sorted(jobs)},
         warnings=(*(package.warnings if package else ()), *extras.warnings),
     )
 
@@ -251,15 +253,16 @@ def _expand(out: dict[str, ModelInstance], sel: SelectedModel, params: Mapping[s
         diags.add(at, f"model {sel.model.name!r}: args {sel.args!r} cannot be split: {exc}",
                   "close the quote in `args`")
         return
-    for combo in _matrix(params):
-        combo_params = tuple((k, _render(v)) for k, v in combo)
-        all_params: tuple[tuple[str, str | None], ...] = sel.tag_args + combo_params
-        shown = ",".join(_address_part(k) if v is None else f"{_address_part(k)}={_address_part(v)}"
-                         for k, v in all_params)
+    # Each key and value is rendered (as a param, an address part and argv) once, not once per combination.
+    tag_shown = [_address_part(k) if v is None else f"{_address_part(k)}={_address_part(v)}"
+                 for k, v in sel.tag_args]
+    for combo in itertools.product(*_matrix_columns(params)):
+        all_params: tuple[tuple[str, str | None], ...] = sel.tag_args + tuple(map(_PARAM, combo))
+        shown = ",".join([*tag_shown, *map(_PART, combo)])
         key = sel.model.name + (f"[{shown}]" if all_params else "")
         if key in out:
             continue  # a model selected twice is one model
-        args = base_args + tuple(a for k, v in combo_params for a in (f"--{k}", v))
+        args = base_args + tuple(itertools.chain.from_iterable(map(_ARGV, combo)))
         out[key] = ModelInstance(key, sel.model, all_params, args, base_dir, at)
 
 
@@ -282,11 +285,22 @@ def split_args(args: str) -> tuple[str, ...]:
     return tuple(shlex.split(args))
 
 
-def _matrix(params: Mapping[str, Scalar | list[Scalar]]) -> Iterator[tuple[tuple[str, Scalar], ...]]:
-    keys = sorted(params)
-    values = [v if isinstance(v, list) else [v] for v in (params[k] for k in keys)]
-    for combo in itertools.product(*values):
-        yield tuple(zip(keys, combo, strict=True))
+_Cell = tuple[tuple[str, str], str, tuple[str, str]]  # a param value: (key, value), its address part, argv
+_PARAM, _PART, _ARGV = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
+
+
+def _matrix_columns(params: Mapping[str, Scalar | list[Scalar]]) -> list[list[_Cell]]:
+    """Per param key (sorted), its values as (param, address part, argv): the matrix is their product."""
+    columns = []
+    for key in sorted(params):
+        raw = params[key]
+        shown_key = _address_part(key)
+        column = []
+        for value in raw if isinstance(raw, list) else [raw]:
+            text = _render(value)
+            column.append(((key, text), f"{shown_key}={_address_part(text)}", (f"--{key}", text)))
+        columns.append(column)
+    return columns
 
 
 def _render(value: Scalar) -> str:
@@ -300,10 +314,24 @@ class _InstanceLookup:
 
     def __init__(self, instances: Mapping[str, ModelInstance]) -> None:
         self.all = list(instances.values())
-        self.by_name: dict[str, list[ModelInstance]] = {}
-        for inst in self.all:
-            for name in {inst.key, inst.model.name, *inst.model.tags}:
-                self.by_name.setdefault(name, []).append(inst)
+        self._by_name: dict[str, list[ModelInstance]] | None = None
+
+    @property
+    def by_name(self) -> dict[str, list[ModelInstance]]:
+        """Built when a run first names something other than `all` (the default run does not)."""
+        if self._by_name is None:
+            by_name: dict[str, list[ModelInstance]] = {}
+            model_names: dict[int, frozenset[str]] = {}  # a model's name and tags, shared by its variants
+            for inst in self.all:
+                names = model_names.get(id(inst.model))
+                if names is None:
+                    names = model_names[id(inst.model)] = frozenset((inst.model.name, *inst.model.tags))
+                for name in names:
+                    by_name.setdefault(name, []).append(inst)
+                if inst.key not in names:
+                    by_name.setdefault(inst.key, []).append(inst)
+            self._by_name = by_name
+        return self._by_name
 
     def named(self, name: str) -> list[ModelInstance]:
         return self.all if name == "all" else self.by_name.get(name, [])
@@ -429,14 +457,41 @@ def _add_image(images: dict[str, ImageNode], image: ImageNode, inst: ModelInstan
                   f"from {image.build_context}", "models sharing a Dockerfile must share `dockercontext`")
 
 
-def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, repeat: int,
-         image: ImageNode | None, variant: str, run: Run, expect: Gate | None, extras: _PackageExtras,
-         scripts: _JobScripts) -> JobNode:
-    model = inst.model
+def _templates(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, target: Target, run: Run,
+               run_index: int, resolver: _ImageResolver, inputs: _Inputs, extras: _PackageExtras,
+               images: dict[str, ImageNode], diags: _Diagnostics) -> list[tuple[str, JobNode]]:
+    """A model's jobs in one context and target, one per image variant, as templates (`_derive_job`
+    gives each its address, params, args, repeat and gate): `~<stem>` tells several Dockerfiles'
+    jobs apart. Empty when the model cannot run there (the reason is in `diags`)."""
+    variants = _images_for(inst, ctx_name, context, target, resolver, run_index, diags)
+    scripts = inputs.job_scripts(inst, ctx_name, context, extras)
+    if not variants:
+        return []
+    for image in variants:
+        if image is not None:
+            _add_image(images, image, inst, diags)
+            inputs.build_context(inst, image)
     timeout = _timeout(inst, run, context)
+    if timeout > INT64_MAX:
+        diags.add(("contexts", ctx_name, "timeout_multiplier"),
+                  f"model {inst.model.name!r}: its timeout times timeout_multiplier does not fit in 64 bits",
+                  "give a smaller timeout_multiplier, or timeout 0 for none")
+        return []
+    env = _env(inst, ctx_name, context, extras)
+    return [(f"~{image.name}" if image is not None and len(variants) > 1 else "",
+             _job(inst, ctx_name, context, tgt_name, image, timeout, env, extras, scripts))
+            for image in variants]
+
+
+_derive_job = deriver(JobNode)
+
+
+def _env(inst: ModelInstance, ctx_name: str, context: Context, extras: _PackageExtras) -> dict[str, str]:
+    """A job's environment, sorted: ROCm madengine's precedence is data, then tools, then the
+    context's env, then the model's own."""
+    model = inst.model
     tools = extras.context_tools(ctx_name, context)
     data = extras.data_for(inst)
-    # ROCm madengine's precedence: data, then tools, then the context's env, then the model's own.
     env = {
         "MAD_MODEL_NAME": model.name,
         "MAD_GPU_VENDOR": context.gpu_vendor,
@@ -447,18 +502,27 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, re
         **context.docker_env_vars,
         **model.env_vars,
     }
+    return dict(sorted(env.items()))
+
+
+def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, image: ImageNode | None,
+         timeout: int, env: dict[str, str], extras: _PackageExtras, scripts: _JobScripts) -> JobNode:
+    """The template of a model's jobs: address, params, args, repeat and expect are its jobs' own."""
+    model = inst.model
+    tools = extras.context_tools(ctx_name, context)
+    data = extras.data_for(inst)
     package = extras.package_path or "."
     return JobNode(
-        address=f"job:{inst.key}{variant}@{ctx_name}/{tgt_name}#{repeat}",
+        address="",
         model=model.name,
-        params=inst.params,
+        params=(),
         context=ctx_name,
         target=tgt_name,
-        repeat=repeat,
+        repeat=0,
         image=image.address if image else None,
         script=scripts.script,
-        args=inst.args,
-        env=dict(sorted(env.items())),
+        args=(),
+        env=env,
         n_gpus=model.n_gpus,
         timeout=timeout,
         multiple_results=model.multiple_results,
@@ -476,7 +540,7 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, re
                                     m.container_path, m.readwrite, m.in_package) for m in data.mounts)
         if data else (),
         data_provider=data.provider_type if data else "",
-        expect=expect,
+        expect=None,
     )
 
 

@@ -80,6 +80,27 @@ def frozen_builder(cls: type[T]) -> Callable[[dict[str, Any]], T]:
     return build
 
 
+def deriver(cls: type[T]) -> Callable[[T, dict[str, Any]], T]:
+    """A faster `dataclasses.replace(template, **changes)`, for many instances that differ from one
+    template in a few fields (the jobs of one model in one context differ by address and params).
+
+    The copy's `__dict__` shares the class's keys, as a constructed instance's does (a JobNode is
+    ~400 bytes, where `adopter`'s own dict makes it ~900). `changes` must name fields only.
+    """
+    if not is_plain_dataclass(cls):
+        return lambda template, changes: dataclasses.replace(cast(Any, template), **changes)
+    new = object.__new__
+
+    def derive(template: T, changes: dict[str, Any]) -> T:
+        instance: T = new(cls)
+        state = instance.__dict__
+        state.update(template.__dict__)
+        state.update(changes)
+        return instance
+
+    return derive
+
+
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while tens of thousands of objects are created.

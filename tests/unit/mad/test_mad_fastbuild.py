@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from madengine.mad.fastbuild import adopter, frozen_builder, gc_paused
+from madengine.mad.fastbuild import adopter, deriver, frozen_builder, gc_paused
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,3 +59,21 @@ def test_gc_paused_restores_the_collector_state() -> None:
         assert not gc.isenabled()  # it was off before: it stays off
     finally:
         gc.enable()
+
+
+def test_derived_instances_equal_replaced_ones() -> None:
+    derive = deriver(Plain)
+    template = Plain("t", 5, {"k": "v"})
+
+    derived = derive(template, {"name": "a"})
+
+    assert derived == dataclasses.replace(template, name="a") and repr(derived) == repr(Plain("a", 5, {"k": "v"}))
+    assert template == Plain("t", 5, {"k": "v"})  # the template is left as it was
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        derived.name = "x"  # type: ignore[misc]
+
+
+def test_a_dataclass_with_post_init_is_always_replaced_through_its_constructor() -> None:
+    with pytest.raises(ValueError, match="empty name"):
+        deriver(Validated)(Validated("a"), {"name": ""})
+
