@@ -40,6 +40,7 @@ INPUT_LIMIT = 8 * MB  # madengine.limits.DEFAULT_INPUT_BYTES
 YAML_VALUES = 200_000  # madengine.limits.MAX_YAML_VALUES
 DEPTH = 64  # madengine.limits.MAX_DEPTH
 JOBS = 100_000  # madengine.limits.DEFAULT_JOBS
+ADDRESS_CHARS = 160  # madengine.limits.ADDRESS_CHARS_PER_JOB
 MODELS = 20_000  # madengine.limits.DEFAULT_MODELS
 
 Files = dict[str, str]
@@ -124,7 +125,15 @@ def repeat_over() -> Files:
 
 def matrix_at_limit() -> Files:  # 10 x 10 x 10 x 10 x 10 = 100,000 combinations
     params = ", ".join(f"p{i}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" for i in range(5))
-    return {"madfile.yaml": f"version: 1\nmodels:\n  - {{name: m, scripts: run.sh, params: {{{params}}}}}\n"}
+    return {"madfile.yaml": f"version: 1\nmodels:\n  - {{name: m, scripts: run.sh, params: {{{params}}}}}\n",
+            "run.sh": ""}
+
+
+def matrix_long_at_limit() -> Files:  # 100,000 combinations whose addresses use up their budget (~160 characters)
+    width = (ADDRESS_CHARS - 42) // 5  # `job:m[p0=...,p4=...]@default/local#1`: 42 characters besides the values
+    params = ", ".join(f"p{i}: [" + ", ".join(f"{d}" + "v" * (width - 1) for d in range(10)) + "]" for i in range(5))
+    return {"madfile.yaml": f"version: 1\nmodels:\n  - {{name: m, scripts: run.sh, params: {{{params}}}}}\n",
+            "run.sh": ""}
 
 
 def matrix_over() -> Files:  # 10^9 combinations
@@ -188,6 +197,7 @@ CASES: dict[str, tuple[str, Callable[[], Files]]] = {
     "repeat_at_limit": ("jobs: repeat 100,000", repeat_at_limit),
     "repeat_over": ("jobs: repeat 10,000,000", repeat_over),
     "matrix_at_limit": ("jobs: params 10^5", matrix_at_limit),
+    "matrix_long_at_limit": ("jobs: params 10^5, long values", matrix_long_at_limit),
     "matrix_over": ("jobs: params 10^9", matrix_over),
     "models_json_at_limit": ("models.json: 20,000 models", models_json_at_limit),
     "models_json_valid": ("models.json: 8 MB valid", models_json_valid),

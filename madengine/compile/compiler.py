@@ -21,6 +21,7 @@ from pathlib import Path
 
 from madengine.compile.ir import DataMount, ImageNode, JobNode, Project, ScriptCall, run_dir_names
 from madengine.errors import ConfigError, Diagnostic
+from madengine.limits import ADDRESS_CHARS_PER_JOB
 from madengine.mad.data import DataBinding, DataProvider, load_data, resolve_data
 from madengine.mad.dockerfiles import DockerfileIndex, base_image, select_dockerfiles
 from madengine.mad.fastbuild import deriver, gc_paused
@@ -86,7 +87,7 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
     contexts: dict[str, Context] = dict(mf.contexts) or {DEFAULT_CONTEXT: Context()}
     targets = mf.effective_targets()
     runs = list(mf.runs) or [Run(models=["all"])]
-    chosen_by_run = _jobs_within_budget(runs, instances, len(contexts), len(targets), diags)
+    chosen_by_run = _jobs_within_budget(runs, instances, list(contexts), list(targets), diags)
 
     images: dict[str, ImageNode] = {}
     jobs: dict[str, JobNode] = {}
@@ -156,27 +157,46 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
 
 
 _JOBS_HINT = "set `limits.jobs` to raise it, or run fewer models, params, contexts, targets or repeats"
+_ADDRESS_HINT = ("shorten the model, param, context or target names in job addresses, or set `limits.jobs` "
+                 "to raise it")
 
 
-def _jobs_within_budget(runs: Sequence[Run], instances: Mapping[str, ModelInstance], n_contexts: int,
-                        n_targets: int, diags: _Diagnostics) -> list[list[ModelInstance]]:
-    """The instances each run names, once the jobs they make are counted (before any is built) and
-    found within `limits.jobs`; over it, the ConfigError says by how much."""
+def _jobs_within_budget(runs: Sequence[Run], instances: Mapping[str, ModelInstance], contexts: Sequence[str],
+                        targets: Sequence[str], diags: _Diagnostics) -> list[list[ModelInstance]]:
+    """The instances each run names, once the jobs they make (and the characters of their addresses)
+    are counted before any is built and found within `limits.jobs`; over it, the ConfigError says by
+    how much."""
     limit = diags.loaded.madfile.limits.jobs
     lookup = _InstanceLookup(instances)
     chosen_by_run, total, over_at = [], 0, None
     for run_index, run in enumerate(runs):
         chosen = _run_models(run, run_index, lookup, diags)
         chosen_by_run.append(chosen)
-        n_ctx = len(run.contexts) if run.contexts else n_contexts
-        n_tgt = len(run.targets) if run.targets else n_targets
+        n_ctx = len(run.contexts) if run.contexts else len(contexts)
+        n_tgt = len(run.targets) if run.targets else len(targets)
         total += len(chosen) * n_ctx * n_tgt * run.repeat
         if total > limit and over_at is None:
             over_at = run_index
+    declared = bool(diags.loaded.madfile.runs)
     if over_at is not None:
-        declared = bool(diags.loaded.madfile.runs)
         diags.add(("runs", over_at) if declared else ("models",),
                   f"compiles to {total:,} jobs; the limit is {limit:,}", _JOBS_HINT)
+        raise ConfigError.many(diags.items)
+    # Within the count, the addresses: `job:<key>@<context>/<target>#<repeat>`, for every combination.
+    budget, chars = limit * ADDRESS_CHARS_PER_JOB, 0
+    for run_index, (run, chosen) in enumerate(zip(runs, chosen_by_run, strict=True)):
+        keys = sum(len(inst.key) for inst in chosen)
+        repeats = sum(len(str(r)) for r in range(1, run.repeat + 1))  # the repeat's digits, over all repeats
+        for ctx_name in run.contexts or contexts:
+            for tgt_name in run.targets or targets:
+                fixed = len("job:@/#") + len(ctx_name) + len(tgt_name)
+                chars += run.repeat * (keys + len(chosen) * fixed) + len(chosen) * repeats
+        if chars > budget and over_at is None:
+            over_at = run_index
+    if over_at is not None:
+        diags.add(("runs", over_at) if declared else ("models",),
+                  f"compiles to {total:,} jobs whose addresses take {chars:,} characters; the limit is "
+                  f"{budget:,} ({ADDRESS_CHARS_PER_JOB} a job of the limit of {limit:,} jobs)", _ADDRESS_HINT)
         raise ConfigError.many(diags.items)
     return chosen_by_run
 
@@ -203,6 +223,7 @@ def _model_instances(loaded: LoadedMadfile, package: Package | None, package_pat
     out: dict[str, ModelInstance] = {}
     index = ModelIndex(package.models) if package is not None else None
     limit = loaded.madfile.limits.jobs
+    key_chars = _KeyChars(limit * ADDRESS_CHARS_PER_JOB)
     for i, entry in enumerate(loaded.madfile.models):
         # Counted before the matrix is expanded: `params` of 10⁹ combinations must not be walked.
         combinations = math.prod(len(v) if isinstance(v, list) else 1 for v in entry.params.values())
@@ -232,9 +253,9 @@ def _model_instances(loaded: LoadedMadfile, package: Package | None, package_pat
                               f"params combinations, more jobs than the limit of {limit:,}", _JOBS_HINT)
                     raise ConfigError.many(diags.items)
                 for sel in selected:
-                    _expand(out, sel, entry.params, base, ("models", i), diags)
+                    _expand(out, sel, entry.params, base, ("models", i), diags, key_chars)
         else:
-            _expand(out, SelectedModel(_inline_model(entry)), entry.params, ".", ("models", i), diags)
+            _expand(out, SelectedModel(_inline_model(entry)), entry.params, ".", ("models", i), diags, key_chars)
     return out
 
 
@@ -245,8 +266,17 @@ def _inline_model(entry: InlineModel) -> MadModel:
     return MadModel(**data)
 
 
+@dataclass
+class _KeyChars:
+    """The characters of the model instances' keys (`name[k=v,...]`), each a part of its jobs'
+    addresses: counted before a matrix is expanded, within the budget of job addresses."""
+
+    budget: int
+    used: int = 0
+
+
 def _expand(out: dict[str, ModelInstance], sel: SelectedModel, params: Mapping[str, Scalar | list[Scalar]],
-            base_dir: str, at: KeyPath, diags: _Diagnostics) -> None:
+            base_dir: str, at: KeyPath, diags: _Diagnostics, key_chars: _KeyChars) -> None:
     try:
         base_args = split_args(sel.args)
     except ValueError as exc:
@@ -256,7 +286,22 @@ def _expand(out: dict[str, ModelInstance], sel: SelectedModel, params: Mapping[s
     # Each key and value is rendered (as a param, an address part and argv) once, not once per combination.
     tag_shown = [_address_part(k) if v is None else f"{_address_part(k)}={_address_part(v)}"
                  for k, v in sel.tag_args]
-    for combo in itertools.product(*_matrix_columns(params)):
+    columns = _matrix_columns(params)
+    combinations = math.prod(len(column) for column in columns)
+    parts = len(tag_shown) + len(columns)
+    # Every combination's key: the name, `[...]`, the commas and one cell of each column.
+    fixed = len(sel.model.name) + (2 + sum(map(len, tag_shown)) + parts - 1 if parts else 0)
+    chars = combinations * fixed + sum(combinations // len(column) * sum(len(cell[1]) for cell in column)
+                                       for column in columns)
+    key_chars.used += chars
+    if key_chars.used > key_chars.budget:
+        limit = diags.loaded.madfile.limits.jobs
+        diags.add((*at, "params") if params else at,
+                  f"model {sel.model.name!r}: its {combinations:,} params combinations make job addresses of "
+                  f"{chars:,} characters, more than the limit of {key_chars.budget:,} "
+                  f"({ADDRESS_CHARS_PER_JOB} a job of the limit of {limit:,} jobs)", _ADDRESS_HINT)
+        raise ConfigError.many(diags.items)
+    for combo in itertools.product(*columns):
         all_params: tuple[tuple[str, str | None], ...] = sel.tag_args + tuple(map(_PARAM, combo))
         shown = ",".join([*tag_shown, *map(_PART, combo)])
         key = sel.model.name + (f"[{shown}]" if all_params else "")
@@ -348,6 +393,8 @@ class _InstanceLookup:
 def _run_models(run: Run, run_index: int, lookup: _InstanceLookup,
                 diags: _Diagnostics) -> list[ModelInstance]:
     """The instances a run names: by instance key, model name, tag, or `all`, in declaration order."""
+    if list(run.models) == ["all"]:
+        return list(lookup.all)  # every instance, once each (the default run)
     chosen: dict[str, ModelInstance] = {}
     for j, name in enumerate(run.models):
         matched = lookup.named(name)
@@ -362,6 +409,8 @@ def _run_models(run: Run, run_index: int, lookup: _InstanceLookup,
 
 def _check_expect(run: Run, run_index: int, chosen: list[ModelInstance], diags: _Diagnostics) -> None:
     """A gate must name a model (or model[params]) that the run actually runs."""
+    if not run.expect:
+        return
     names = {inst.model.name for inst in chosen} | {inst.key for inst in chosen}
     for model in run.expect:
         if model not in names:
@@ -372,6 +421,8 @@ def _check_expect(run: Run, run_index: int, chosen: list[ModelInstance], diags: 
 def _gates(loaded: LoadedMadfile, run: Run, run_index: int, chosen: list[ModelInstance]) -> dict[str, Gate]:
     """Each chosen model's gate, by model key: `name[k=v]` names one instance and wins over `name`."""
     out: dict[str, Gate] = {}
+    if not run.expect:
+        return out
     for inst in chosen:
         key = inst.key if inst.key in run.expect else inst.model.name
         expect = run.expect.get(key)

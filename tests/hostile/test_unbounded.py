@@ -128,3 +128,33 @@ def test_thousands_of_duplicate_names_are_not_all_listed(tmp_path: Path, run_cli
     code, _, err = run_cli("discover", cwd=tmp_path, timeout=60)
     assert code == CONFIG
     assert len(err.splitlines()) == 101 and "more than 100 duplicate model names" in err
+
+
+# 10 jobs of the limit allow 1,600 characters of job addresses (madengine.limits.ADDRESS_CHARS_PER_JOB).
+LONG = "v" * 200
+
+
+def test_a_params_matrix_of_long_values_is_refused_by_its_address_characters_before_it_is_expanded(
+        tmp_path: Path, run_cli: RunCli) -> None:
+    params = f"{{p: [{', '.join(f'{i}{LONG}' for i in range(10))}]}}"
+    text = f"version: 1\nlimits: {{jobs: 10}}\nmodels:\n  - {{name: m, scripts: run.sh, params: {params}}}\n"
+    code, out = validate(tmp_path, run_cli, text)
+    assert code == CONFIG
+    assert ("madfile.yaml:4:32: error: models[0].params: model 'm': its 10 params combinations make job addresses "
+            "of 2,060 characters, more than the limit of 1,600 (160 a job of the limit of 10 jobs)") in out
+    assert "shorten the model, param, context or target names" in out
+    code, out = validate(tmp_path, run_cli, text.replace("jobs: 10", "jobs: 20"))
+    assert code == 0, out
+
+
+def test_long_context_names_count_against_the_address_characters_of_the_jobs(
+        tmp_path: Path, run_cli: RunCli) -> None:
+    text = (f"version: 1\nlimits: {{jobs: 10}}\nmodels:\n  - {{name: m, scripts: run.sh}}\n"
+            f"contexts:\n  a{LONG}: {{}}\n  b{LONG}: {{}}\n  c{LONG}: {{}}\n  d{LONG}: {{}}\n"
+            f"  e{LONG}: {{}}\n  f{LONG}: {{}}\n  g{LONG}: {{}}\n  h{LONG}: {{}}\n")
+    code, out = validate(tmp_path, run_cli, text)
+    assert code == CONFIG
+    assert ("madfile.yaml:3:1: error: models: compiles to 8 jobs whose addresses take 1,720 characters; the limit "
+            "is 1,600 (160 a job of the limit of 10 jobs)") in out
+    code, out = validate(tmp_path, run_cli, text.replace("jobs: 10", "jobs: 12"))
+    assert code == 0, out
