@@ -24,7 +24,7 @@ from madengine.errors import ConfigError, Diagnostic
 from madengine.limits import ADDRESS_CHARS_PER_JOB
 from madengine.mad.data import DataBinding, DataProvider, load_data, resolve_data
 from madengine.mad.dockerfiles import DockerfileIndex, base_image, select_dockerfiles
-from madengine.mad.fastbuild import deriver, gc_paused
+from madengine.mad.fastbuild import gc_paused, sharing_builder
 from madengine.mad.model import DEFAULT_TIMEOUT, INT64_MAX, Dockerfile, MadModel, Package, SelectedModel
 from madengine.mad.tools import ResolvedTools, Tool, check_tool_files, load_tools, resolve_tools
 from madengine.madfile.load import LoadedMadfile
@@ -127,7 +127,7 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
                                                   f"{address} is also declared by runs[{first}]",
                                                   "each model, context and target may appear in one run only")
                                     continue
-                                jobs[address] = _derive_job(template, {
+                                jobs[address] = _build_job(template, {
                                     "address": address, "params": inst.params, "args": inst.args,
                                     "repeat": repeat, "expect": expect})
                                 job_origin[address] = run_index
@@ -511,9 +511,9 @@ def _add_image(images: dict[str, ImageNode], image: ImageNode, inst: ModelInstan
 def _templates(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, target: Target, run: Run,
                run_index: int, resolver: _ImageResolver, inputs: _Inputs, extras: _PackageExtras,
                images: dict[str, ImageNode], diags: _Diagnostics) -> list[tuple[str, JobNode]]:
-    """A model's jobs in one context and target, one per image variant, as templates (`_derive_job`
-    gives each its address, params, args, repeat and gate): `~<stem>` tells several Dockerfiles'
-    jobs apart. Empty when the model cannot run there (the reason is in `diags`)."""
+    """A model's jobs in one context and target, one per image variant, as the field values they share
+    (`_build_job` adds each job's address, params, args, repeat and gate): `~<stem>` tells several
+    Dockerfiles' jobs apart. Empty when the model cannot run there (the reason is in `diags`)."""
     variants = _images_for(inst, ctx_name, context, target, resolver, run_index, diags)
     scripts = inputs.job_scripts(inst, ctx_name, context, extras)
     if not variants:
@@ -534,7 +534,7 @@ def _templates(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: s
             for image in variants]
 
 
-_derive_job = deriver(JobNode)
+_share_job, _build_job = sharing_builder(JobNode, own=("address", "params", "args", "repeat", "expect"))
 
 
 def _env(inst: ModelInstance, ctx_name: str, context: Context, extras: _PackageExtras) -> dict[str, str]:
@@ -558,21 +558,18 @@ def _env(inst: ModelInstance, ctx_name: str, context: Context, extras: _PackageE
 
 def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, image: ImageNode | None,
          timeout: int, env: dict[str, str], extras: _PackageExtras, scripts: _JobScripts) -> JobNode:
-    """The template of a model's jobs: address, params, args, repeat and expect are its jobs' own."""
+    """The template of a model's jobs: what they share (address, params, args, repeat and expect are
+    each job's own)."""
     model = inst.model
     tools = extras.context_tools(ctx_name, context)
     data = extras.data_for(inst)
     package = extras.package_path or "."
-    return JobNode(
-        address="",
+    return _share_job(dict(
         model=model.name,
-        params=(),
         context=ctx_name,
         target=tgt_name,
-        repeat=0,
         image=image.address if image else None,
         script=scripts.script,
-        args=(),
         env=env,
         n_gpus=model.n_gpus,
         timeout=timeout,
@@ -591,8 +588,7 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, im
                                     m.container_path, m.readwrite, m.in_package) for m in data.mounts)
         if data else (),
         data_provider=data.provider_type if data else "",
-        expect=None,
-    )
+    ))
 
 
 def model_script(model: MadModel) -> str:
@@ -625,6 +621,7 @@ class _Inputs:
     _contexts: dict[str, tuple[tuple[tuple[ScriptCall, KeyPath], ...], ...]] = field(default_factory=dict)
     _jobs: dict[tuple[str, str], _JobScripts] = field(default_factory=dict)
     _listings: dict[str, frozenset[str]] = field(default_factory=dict)
+    _scripts: dict[tuple[int, str], str] = field(default_factory=dict)  # (model id, base dir) -> its script
 
     def __post_init__(self) -> None:
         roots = [self.root] + ([self.root / self.package_path] if self.package_path is not None else [])
@@ -645,7 +642,10 @@ class _Inputs:
 
     def job_scripts(self, inst: ModelInstance, ctx_name: str, context: Context,
                     extras: _PackageExtras) -> _JobScripts:
-        script = self.project_path(model_script(inst.model), inst.base_dir)
+        model_at = (id(inst.model), inst.base_dir)
+        script = self._scripts.get(model_at)
+        if script is None:  # the model's, whatever the context: once per model
+            script = self._scripts[model_at] = self.project_path(model_script(inst.model), inst.base_dir)
         key = (script, ctx_name)
         if key not in self._jobs:
             self._model_script(inst, script)

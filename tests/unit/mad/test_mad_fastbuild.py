@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from madengine.mad.fastbuild import adopter, deriver, frozen_builder, gc_paused
+from madengine.mad.fastbuild import adopter, frozen_builder, gc_paused, sharing_builder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,19 +61,21 @@ def test_gc_paused_restores_the_collector_state() -> None:
         gc.enable()
 
 
-def test_derived_instances_equal_replaced_ones() -> None:
-    derive = deriver(Plain)
-    template = Plain("t", 5, {"k": "v"})
+def test_instances_built_from_shared_values_equal_constructed_ones() -> None:
+    share, build = sharing_builder(Plain, own=("name",))
+    template = share({"size": 5, "labels": {"k": "v"}})
 
-    derived = derive(template, {"name": "a"})
+    built = build(template, {"name": "a"})
 
-    assert derived == dataclasses.replace(template, name="a") and repr(derived) == repr(Plain("a", 5, {"k": "v"}))
-    assert template == Plain("t", 5, {"k": "v"})  # the template is left as it was
+    assert built == Plain("a", 5, {"k": "v"}) and repr(built) == repr(Plain("a", 5, {"k": "v"}))
+    assert build(template, {"name": "b"}) == Plain("b", 5, {"k": "v"}) and template.name is None  # unchanged
     with pytest.raises(dataclasses.FrozenInstanceError):
-        derived.name = "x"  # type: ignore[misc]
+        built.name = "x"  # type: ignore[misc]
+    with pytest.raises(TypeError, match="shared fields"):
+        share({"size": 5})  # a field neither shared nor own: refused, never left None
 
 
-def test_a_dataclass_with_post_init_is_always_replaced_through_its_constructor() -> None:
+def test_a_dataclass_with_post_init_is_always_built_through_its_constructor() -> None:
+    share, build = sharing_builder(Validated, own=("name",))
     with pytest.raises(ValueError, match="empty name"):
-        deriver(Validated)(Validated("a"), {"name": ""})
-
+        build(share({}), {"name": ""})
