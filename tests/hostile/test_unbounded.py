@@ -87,7 +87,7 @@ RUN_M = "version: 1\nmodels:\n  - {name: m, scripts: run.sh}\nruns:\n  - {models
 def test_repeat_past_the_job_limit_is_refused_before_jobs_are_built(tmp_path: Path, run_cli: RunCli) -> None:
     code, out = validate(tmp_path, run_cli, RUN_M)
     assert code == CONFIG
-    assert ("madfile.yaml:5:5: error: runs[0]: compiles to 10,000,000 jobs; the limit is 100,000 "
+    assert ("madfile.yaml:5:5: error: runs[0]: compiles to 10,000,000 jobs; the limit is 25,000 "
             "(hint: set `limits.jobs` to raise it") in out
 
 
@@ -107,7 +107,7 @@ def test_models_times_contexts_times_targets_count_against_the_limit_and_limits_
     text = f"version: 1\nmodels:\n{models}{contexts}runs:\n  - {{models: [all], repeat: 20}}\n"
     code, out = validate(tmp_path, run_cli, text)
     assert code == CONFIG
-    assert "compiles to 120,000 jobs; the limit is 100,000" in out
+    assert "compiles to 120,000 jobs; the limit is 25,000" in out
     code, out = validate(tmp_path, run_cli, text + "limits: {jobs: 120000}\n")
     assert code == 0, out
     assert "120000 jobs" in out
