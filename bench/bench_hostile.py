@@ -39,7 +39,8 @@ MADFILE_LIMIT = 64 * 1024  # madengine.limits.DEFAULT_MADFILE_BYTES
 INPUT_LIMIT = 8 * MB  # madengine.limits.DEFAULT_INPUT_BYTES
 YAML_VALUES = 200_000  # madengine.limits.MAX_YAML_VALUES
 DEPTH = 64  # madengine.limits.MAX_DEPTH
-JOBS = 100_000  # madengine.limits.DEFAULT_JOBS
+JOBS = 25_000  # madengine.limits.DEFAULT_JOBS
+ADDRESS_CHARS = 160  # madengine.limits.ADDRESS_CHARS_PER_JOB
 MODELS = 20_000  # madengine.limits.DEFAULT_MODELS
 
 Files = dict[str, str]
@@ -122,9 +123,21 @@ def repeat_over() -> Files:
     return {"madfile.yaml": f"version: 1\n{MODEL}runs:\n  - {{models: [m], repeat: 10000000}}\n"}
 
 
-def matrix_at_limit() -> Files:  # 10 x 10 x 10 x 10 x 10 = 100,000 combinations
-    params = ", ".join(f"p{i}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" for i in range(5))
-    return {"madfile.yaml": f"version: 1\nmodels:\n  - {{name: m, scripts: run.sh, params: {{{params}}}}}\n"}
+MATRIX = (5, 5, 10, 10, 10)  # values per param: 25,000 combinations (JOBS)
+
+
+def matrix_at_limit() -> Files:
+    params = ", ".join(f"p{i}: [{', '.join(map(str, range(n)))}]" for i, n in enumerate(MATRIX))
+    return {"madfile.yaml": f"version: 1\nmodels:\n  - {{name: m, scripts: run.sh, params: {{{params}}}}}\n",
+            "run.sh": ""}
+
+
+def matrix_long_at_limit() -> Files:  # JOBS combinations whose addresses use up their budget (~160 characters)
+    width = (ADDRESS_CHARS - 42) // 5  # `job:m[p0=...,p4=...]@default/local#1`: 42 characters besides the values
+    params = ", ".join(f"p{i}: [" + ", ".join(f"{d}" + "v" * (width - 1) for d in range(n)) + "]"
+                       for i, n in enumerate(MATRIX))
+    return {"madfile.yaml": f"version: 1\nmodels:\n  - {{name: m, scripts: run.sh, params: {{{params}}}}}\n",
+            "run.sh": ""}
 
 
 def matrix_over() -> Files:  # 10^9 combinations
@@ -150,6 +163,17 @@ def models_json_at_limit() -> Files:  # the most models a package may have, all 
     entries = ",\n".join(json.dumps({"name": f"m{i}", "dockerfile": "docker/d", "scripts": "run.sh", "n_gpus": "1",
                                       "tags": ["t"], "args": "--x 1"}) for i in range(MODELS))
     return {"madfile.yaml": PACKAGE_MADFILE, "pkg/models.json": f"[\n{entries}\n]\n",
+            "pkg/docker/d.ubuntu.none.Dockerfile": "FROM ubuntu\n", "pkg/run.sh": ""}
+
+
+def package_at_limit() -> Files:  # the costliest jobs: each of a distinct model (20,000 models, 5,000 of them twice)
+    twice = JOBS - MODELS
+    entries = ",\n".join(json.dumps({"name": f"m{i}", "dockerfile": "docker/d", "scripts": "run.sh", "n_gpus": "1",
+                                      "tags": ["t", "h"] if i < twice else ["t"], "args": "--x 1"})
+                          for i in range(MODELS))
+    madfile = (PACKAGE_MADFILE + "contexts:\n  a: {gpu_vendor: NONE}\n  b: {gpu_vendor: NONE}\n"
+               "runs:\n  - {models: [all], contexts: [a]}\n  - {models: [h], contexts: [b]}\n")
+    return {"madfile.yaml": madfile, "pkg/models.json": f"[\n{entries}\n]\n",
             "pkg/docker/d.ubuntu.none.Dockerfile": "FROM ubuntu\n", "pkg/run.sh": ""}
 
 
@@ -238,9 +262,11 @@ CASES: dict[str, tuple[str, Callable[[], Files]]] = {
     "laughs": ("aliases: 10^5 values", laughs),
     "laughs_over": ("aliases: 9^9 (billion laughs)", laughs_over),
     "merges": ("aliases: `<<:` of big maps", merges),
-    "repeat_at_limit": ("jobs: repeat 100,000", repeat_at_limit),
+    "repeat_at_limit": (f"jobs: repeat {JOBS:,}", repeat_at_limit),
     "repeat_over": ("jobs: repeat 10,000,000", repeat_over),
-    "matrix_at_limit": ("jobs: params 10^5", matrix_at_limit),
+    "matrix_at_limit": (f"jobs: params {JOBS:,}", matrix_at_limit),
+    "matrix_long_at_limit": (f"jobs: params {JOBS:,}, long values", matrix_long_at_limit),
+    "package_at_limit": (f"jobs: {JOBS:,} of 20,000 models", package_at_limit),
     "matrix_over": ("jobs: params 10^9", matrix_over),
     "models_json_at_limit": ("models.json: 20,000 models", models_json_at_limit),
     "models_json_valid": ("models.json: 8 MB valid", models_json_valid),

@@ -40,7 +40,16 @@ MAX_JSON_ENTRIES = 10_000
 # of thousands of entries is fixed from its first errors, and printing them all takes longer than reading.
 MAX_ERRORS_PER_FILE = 100
 
-DEFAULT_JOBS = 100_000
+# Jobs a madfile may compile to (`limits.jobs`), counted before they are built. The costliest are jobs of
+# distinct models (~13 us each per model and context, on top of the ~0.8 s that validating a package of
+# the most models takes): 25,000 of them, a package of 20,000 models in one context and 5,000 of them in
+# another, take ~0.9 s CPU and ~105 MB (bench/bench_hostile.py). Jobs of one model (params, repeat) cost
+# ~5 us: 100,000 of those would fit.
+DEFAULT_JOBS = 25_000
+# Characters of job addresses (`job:<model>[params]@<context>/<target>#<repeat>`) per job of that limit,
+# on average: an address is held twice while compiling (the model's key, the job's address), so a
+# 64 KB madfile of long param values must not make 100,000 addresses of 6 KB each (1.3 GB, 2 s).
+ADDRESS_CHARS_PER_JOB = 160
 SCRIPT_TIMEOUT_ENV = "MADENGINE_SCRIPT_TIMEOUT"
 DEFAULT_SCRIPT_TIMEOUT = 30.0
 

@@ -164,9 +164,9 @@ def current_lock(madfile: Path, *, locked: bool, text: str | None = None) -> Loc
 def lock_digest(lock: Lock) -> str:
     """The hash a saved plan is tied to: of the lock's canonical text."""
     from madengine.lock.hashing import digest
-    from madengine.lock.lockfile import render
+    from madengine.lock.lockfile import render_bytes
 
-    return digest(render(lock).encode("utf-8"))
+    return digest(render_bytes(lock))
 
 
 @dataclass

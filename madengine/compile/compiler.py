@@ -10,18 +10,21 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import operator
 import os
 import posixpath
 import re
 import shlex
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from madengine.compile.ir import DataMount, ImageNode, JobNode, Project, ScriptCall, run_dir_names
 from madengine.errors import ConfigError, Diagnostic
+from madengine.limits import ADDRESS_CHARS_PER_JOB
 from madengine.mad.data import DataBinding, DataProvider, load_data, resolve_data
 from madengine.mad.dockerfiles import DockerfileIndex, base_image, select_dockerfiles
+from madengine.mad.fastbuild import gc_paused, sharing_builder
 from madengine.mad.model import DEFAULT_TIMEOUT, INT64_MAX, Dockerfile, MadModel, Package, SelectedModel
 from madengine.mad.tools import ResolvedTools, Tool, check_tool_files, load_tools, resolve_tools
 from madengine.madfile.load import LoadedMadfile
@@ -84,55 +87,55 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
     contexts: dict[str, Context] = dict(mf.contexts) or {DEFAULT_CONTEXT: Context()}
     targets = mf.effective_targets()
     runs = list(mf.runs) or [Run(models=["all"])]
-    chosen_by_run = _jobs_within_budget(runs, instances, len(contexts), len(targets), diags)
+    chosen_by_run = _jobs_within_budget(runs, instances, list(contexts), list(targets), diags)
 
     images: dict[str, ImageNode] = {}
     jobs: dict[str, JobNode] = {}
     job_origin: dict[str, int] = {}
     resolver = _ImageResolver(root)
     inputs = _Inputs(root, package_path if package is not None else None, diags)
-    for run_index, run in enumerate(runs):
-        chosen = chosen_by_run[run_index]
-        _check_expect(run, run_index, chosen, diags)
-        gates = _gates(loaded, run, run_index, chosen)
-        for ctx_name in run.contexts or list(contexts):
-            context = contexts[ctx_name]
-            for tgt_name in run.targets or list(targets):
-                target = targets[tgt_name]
-                if target.backend == "local" and context.docker_mounts and chosen:
-                    _note_unused_mounts(ctx_name, tgt_name, loaded, extras.warnings)
-                for inst in chosen:
-                    variants = _images_for(inst, ctx_name, context, target, resolver, run_index, diags)
-                    scripts = inputs.job_scripts(inst, ctx_name, context, extras)
-                    for image in variants:
-                        if image is not None:
-                            _add_image(images, image, inst, diags)
-                            inputs.build_context(inst, image)
-                        # several Dockerfiles for one context: each job is told apart by `~<stem>`
-                        variant = f"~{image.name}" if image is not None and len(variants) > 1 else ""
-                        if _timeout(inst, run, context) > INT64_MAX:
-                            diags.add(("contexts", ctx_name, "timeout_multiplier"),
-                                      f"model {inst.model.name!r}: its timeout times timeout_multiplier "
-                                      "does not fit in 64 bits", "give a smaller timeout_multiplier, or "
-                                      "timeout 0 for none")
-                            continue
-                        for repeat in range(1, run.repeat + 1):
-                            job = _job(inst, ctx_name, context, tgt_name, repeat, image, variant, run,
-                                       gates.get(inst.key), extras, scripts)
-                            if job.address in jobs:
-                                first = job_origin[job.address]
-                                if first != run_index:
-                                    diags.add(("runs", run_index, "models"),
-                                              f"{job.address} is also declared by runs[{first}]",
-                                              "each model, context and target may appear in one run only")
-                                continue
-                            jobs[job.address] = job
-                            job_origin[job.address] = run_index
-                    if len(jobs) > mf.limits.jobs:  # several Dockerfiles per model can pass the estimate
-                        diags.add(("runs", run_index) if mf.runs else ("models",),
-                                  f"compiles to more than {mf.limits.jobs:,} jobs; the limit is "
-                                  f"{mf.limits.jobs:,}", _JOBS_HINT)
-                        raise ConfigError.many(diags.items)
+    with gc_paused():  # up to limits.jobs nodes, none of them garbage: no collector passes over them
+        for run_index, run in enumerate(runs):
+            chosen = chosen_by_run[run_index]
+            _check_expect(run, run_index, chosen, diags)
+            gates = _gates(loaded, run, run_index, chosen)
+            for ctx_name in run.contexts or list(contexts):
+                context = contexts[ctx_name]
+                for tgt_name in run.targets or list(targets):
+                    target = targets[tgt_name]
+                    if target.backend == "local" and context.docker_mounts and chosen:
+                        _note_unused_mounts(ctx_name, tgt_name, loaded, extras.warnings)
+                    # The jobs of one model (all its params combinations and repeats) in this context
+                    # and target differ only by address, params, args, repeat and gate: what they
+                    # share (images, scripts, env, tools, data...) is resolved once per model.
+                    shared: dict[tuple[int, str, KeyPath], list[tuple[str, JobNode]]] = {}
+                    for inst in chosen:
+                        at = (id(inst.model), inst.base_dir, inst.declared_at)
+                        templates = shared.get(at)
+                        if templates is None:
+                            templates = shared[at] = _templates(inst, ctx_name, context, tgt_name, target, run,
+                                                                run_index, resolver, inputs, extras, images, diags)
+                        expect = gates.get(inst.key)
+                        for variant, template in templates:
+                            prefix = f"job:{inst.key}{variant}@{ctx_name}/{tgt_name}#"
+                            for repeat in range(1, run.repeat + 1):
+                                address = prefix + str(repeat)
+                                if address in jobs:
+                                    first = job_origin[address]
+                                    if first != run_index:
+                                        diags.add(("runs", run_index, "models"),
+                                                  f"{address} is also declared by runs[{first}]",
+                                                  "each model, context and target may appear in one run only")
+                                    continue
+                                jobs[address] = _build_job(template, {
+                                    "address": address, "params": inst.params, "args": inst.args,
+                                    "repeat": repeat, "expect": expect})
+                                job_origin[address] = run_index
+                        if len(jobs) > mf.limits.jobs:  # several Dockerfiles per model can pass the estimate
+                            diags.add(("runs", run_index) if mf.runs else ("models",),
+                                      f"compiles to more than {mf.limits.jobs:,} jobs; the limit is "
+                                      f"{mf.limits.jobs:,}", _JOBS_HINT)
+                            raise ConfigError.many(diags.items)
 
     if diags.items:
         raise ConfigError.many(diags.items)
@@ -145,7 +148,7 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
         contexts=contexts,
         targets=targets,
         images=dict(sorted(images.items())),
-        jobs=dict(sorted(jobs.items())),
+        jobs={address: jobs[address] for address in sorted(jobs)},
         warnings=(*(package.warnings if package else ()), *extras.warnings),
     )
 
@@ -154,27 +157,46 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
 
 
 _JOBS_HINT = "set `limits.jobs` to raise it, or run fewer models, params, contexts, targets or repeats"
+_ADDRESS_HINT = ("shorten the model, param, context or target names in job addresses, or set `limits.jobs` "
+                 "to raise it")
 
 
-def _jobs_within_budget(runs: Sequence[Run], instances: Mapping[str, ModelInstance], n_contexts: int,
-                        n_targets: int, diags: _Diagnostics) -> list[list[ModelInstance]]:
-    """The instances each run names, once the jobs they make are counted (before any is built) and
-    found within `limits.jobs`; over it, the ConfigError says by how much."""
+def _jobs_within_budget(runs: Sequence[Run], instances: Mapping[str, ModelInstance], contexts: Sequence[str],
+                        targets: Sequence[str], diags: _Diagnostics) -> list[list[ModelInstance]]:
+    """The instances each run names, once the jobs they make (and the characters of their addresses)
+    are counted before any is built and found within `limits.jobs`; over it, the ConfigError says by
+    how much."""
     limit = diags.loaded.madfile.limits.jobs
     lookup = _InstanceLookup(instances)
     chosen_by_run, total, over_at = [], 0, None
     for run_index, run in enumerate(runs):
         chosen = _run_models(run, run_index, lookup, diags)
         chosen_by_run.append(chosen)
-        n_ctx = len(run.contexts) if run.contexts else n_contexts
-        n_tgt = len(run.targets) if run.targets else n_targets
+        n_ctx = len(run.contexts) if run.contexts else len(contexts)
+        n_tgt = len(run.targets) if run.targets else len(targets)
         total += len(chosen) * n_ctx * n_tgt * run.repeat
         if total > limit and over_at is None:
             over_at = run_index
+    declared = bool(diags.loaded.madfile.runs)
     if over_at is not None:
-        declared = bool(diags.loaded.madfile.runs)
         diags.add(("runs", over_at) if declared else ("models",),
                   f"compiles to {total:,} jobs; the limit is {limit:,}", _JOBS_HINT)
+        raise ConfigError.many(diags.items)
+    # Within the count, the addresses: `job:<key>@<context>/<target>#<repeat>`, for every combination.
+    budget, chars = limit * ADDRESS_CHARS_PER_JOB, 0
+    for run_index, (run, chosen) in enumerate(zip(runs, chosen_by_run, strict=True)):
+        keys = sum(len(inst.key) for inst in chosen)
+        repeats = sum(len(str(r)) for r in range(1, run.repeat + 1))  # the repeat's digits, over all repeats
+        for ctx_name in run.contexts or contexts:
+            for tgt_name in run.targets or targets:
+                fixed = len("job:@/#") + len(ctx_name) + len(tgt_name)
+                chars += run.repeat * (keys + len(chosen) * fixed) + len(chosen) * repeats
+        if chars > budget and over_at is None:
+            over_at = run_index
+    if over_at is not None:
+        diags.add(("runs", over_at) if declared else ("models",),
+                  f"compiles to {total:,} jobs whose addresses take {chars:,} characters; the limit is "
+                  f"{budget:,} ({ADDRESS_CHARS_PER_JOB} a job of the limit of {limit:,} jobs)", _ADDRESS_HINT)
         raise ConfigError.many(diags.items)
     return chosen_by_run
 
@@ -201,6 +223,7 @@ def _model_instances(loaded: LoadedMadfile, package: Package | None, package_pat
     out: dict[str, ModelInstance] = {}
     index = ModelIndex(package.models) if package is not None else None
     limit = loaded.madfile.limits.jobs
+    key_chars = _KeyChars(limit * ADDRESS_CHARS_PER_JOB)
     for i, entry in enumerate(loaded.madfile.models):
         # Counted before the matrix is expanded: `params` of 10⁹ combinations must not be walked.
         combinations = math.prod(len(v) if isinstance(v, list) else 1 for v in entry.params.values())
@@ -230,9 +253,9 @@ def _model_instances(loaded: LoadedMadfile, package: Package | None, package_pat
                               f"params combinations, more jobs than the limit of {limit:,}", _JOBS_HINT)
                     raise ConfigError.many(diags.items)
                 for sel in selected:
-                    _expand(out, sel, entry.params, base, ("models", i), diags)
+                    _expand(out, sel, entry.params, base, ("models", i), diags, key_chars)
         else:
-            _expand(out, SelectedModel(_inline_model(entry)), entry.params, ".", ("models", i), diags)
+            _expand(out, SelectedModel(_inline_model(entry)), entry.params, ".", ("models", i), diags, key_chars)
     return out
 
 
@@ -243,23 +266,48 @@ def _inline_model(entry: InlineModel) -> MadModel:
     return MadModel(**data)
 
 
+@dataclass
+class _KeyChars:
+    """The characters of the model instances' keys (`name[k=v,...]`), each a part of its jobs'
+    addresses: counted before a matrix is expanded, within the budget of job addresses."""
+
+    budget: int
+    used: int = 0
+
+
 def _expand(out: dict[str, ModelInstance], sel: SelectedModel, params: Mapping[str, Scalar | list[Scalar]],
-            base_dir: str, at: KeyPath, diags: _Diagnostics) -> None:
+            base_dir: str, at: KeyPath, diags: _Diagnostics, key_chars: _KeyChars) -> None:
     try:
         base_args = split_args(sel.args)
     except ValueError as exc:
         diags.add(at, f"model {sel.model.name!r}: args {sel.args!r} cannot be split: {exc}",
                   "close the quote in `args`")
         return
-    for combo in _matrix(params):
-        combo_params = tuple((k, _render(v)) for k, v in combo)
-        all_params: tuple[tuple[str, str | None], ...] = sel.tag_args + combo_params
-        shown = ",".join(_address_part(k) if v is None else f"{_address_part(k)}={_address_part(v)}"
-                         for k, v in all_params)
+    # Each key and value is rendered (as a param, an address part and argv) once, not once per combination.
+    tag_shown = [_address_part(k) if v is None else f"{_address_part(k)}={_address_part(v)}"
+                 for k, v in sel.tag_args]
+    columns = _matrix_columns(params)
+    combinations = math.prod(len(column) for column in columns)
+    parts = len(tag_shown) + len(columns)
+    # Every combination's key: the name, `[...]`, the commas and one cell of each column.
+    fixed = len(sel.model.name) + (2 + sum(map(len, tag_shown)) + parts - 1 if parts else 0)
+    chars = combinations * fixed + sum(combinations // len(column) * sum(len(cell[1]) for cell in column)
+                                       for column in columns)
+    key_chars.used += chars
+    if key_chars.used > key_chars.budget:
+        limit = diags.loaded.madfile.limits.jobs
+        diags.add((*at, "params") if params else at,
+                  f"model {sel.model.name!r}: its {combinations:,} params combinations make job addresses of "
+                  f"{chars:,} characters, more than the limit of {key_chars.budget:,} "
+                  f"({ADDRESS_CHARS_PER_JOB} a job of the limit of {limit:,} jobs)", _ADDRESS_HINT)
+        raise ConfigError.many(diags.items)
+    for combo in itertools.product(*columns):
+        all_params: tuple[tuple[str, str | None], ...] = sel.tag_args + tuple(map(_PARAM, combo))
+        shown = ",".join([*tag_shown, *map(_PART, combo)])
         key = sel.model.name + (f"[{shown}]" if all_params else "")
         if key in out:
             continue  # a model selected twice is one model
-        args = base_args + tuple(a for k, v in combo_params for a in (f"--{k}", v))
+        args = base_args + tuple(itertools.chain.from_iterable(map(_ARGV, combo)))
         out[key] = ModelInstance(key, sel.model, all_params, args, base_dir, at)
 
 
@@ -282,11 +330,22 @@ def split_args(args: str) -> tuple[str, ...]:
     return tuple(shlex.split(args))
 
 
-def _matrix(params: Mapping[str, Scalar | list[Scalar]]) -> Iterator[tuple[tuple[str, Scalar], ...]]:
-    keys = sorted(params)
-    values = [v if isinstance(v, list) else [v] for v in (params[k] for k in keys)]
-    for combo in itertools.product(*values):
-        yield tuple(zip(keys, combo, strict=True))
+_Cell = tuple[tuple[str, str], str, tuple[str, str]]  # a param value: (key, value), its address part, argv
+_PARAM, _PART, _ARGV = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
+
+
+def _matrix_columns(params: Mapping[str, Scalar | list[Scalar]]) -> list[list[_Cell]]:
+    """Per param key (sorted), its values as (param, address part, argv): the matrix is their product."""
+    columns = []
+    for key in sorted(params):
+        raw = params[key]
+        shown_key = _address_part(key)
+        column = []
+        for value in raw if isinstance(raw, list) else [raw]:
+            text = _render(value)
+            column.append(((key, text), f"{shown_key}={_address_part(text)}", (f"--{key}", text)))
+        columns.append(column)
+    return columns
 
 
 def _render(value: Scalar) -> str:
@@ -300,10 +359,24 @@ class _InstanceLookup:
 
     def __init__(self, instances: Mapping[str, ModelInstance]) -> None:
         self.all = list(instances.values())
-        self.by_name: dict[str, list[ModelInstance]] = {}
-        for inst in self.all:
-            for name in {inst.key, inst.model.name, *inst.model.tags}:
-                self.by_name.setdefault(name, []).append(inst)
+        self._by_name: dict[str, list[ModelInstance]] | None = None
+
+    @property
+    def by_name(self) -> dict[str, list[ModelInstance]]:
+        """Built when a run first names something other than `all` (the default run does not)."""
+        if self._by_name is None:
+            by_name: dict[str, list[ModelInstance]] = {}
+            model_names: dict[int, frozenset[str]] = {}  # a model's name and tags, shared by its variants
+            for inst in self.all:
+                names = model_names.get(id(inst.model))
+                if names is None:
+                    names = model_names[id(inst.model)] = frozenset((inst.model.name, *inst.model.tags))
+                for name in names:
+                    by_name.setdefault(name, []).append(inst)
+                if inst.key not in names:
+                    by_name.setdefault(inst.key, []).append(inst)
+            self._by_name = by_name
+        return self._by_name
 
     def named(self, name: str) -> list[ModelInstance]:
         return self.all if name == "all" else self.by_name.get(name, [])
@@ -320,6 +393,8 @@ class _InstanceLookup:
 def _run_models(run: Run, run_index: int, lookup: _InstanceLookup,
                 diags: _Diagnostics) -> list[ModelInstance]:
     """The instances a run names: by instance key, model name, tag, or `all`, in declaration order."""
+    if list(run.models) == ["all"]:
+        return list(lookup.all)  # every instance, once each (the default run)
     chosen: dict[str, ModelInstance] = {}
     for j, name in enumerate(run.models):
         matched = lookup.named(name)
@@ -334,6 +409,8 @@ def _run_models(run: Run, run_index: int, lookup: _InstanceLookup,
 
 def _check_expect(run: Run, run_index: int, chosen: list[ModelInstance], diags: _Diagnostics) -> None:
     """A gate must name a model (or model[params]) that the run actually runs."""
+    if not run.expect:
+        return
     names = {inst.model.name for inst in chosen} | {inst.key for inst in chosen}
     for model in run.expect:
         if model not in names:
@@ -344,6 +421,8 @@ def _check_expect(run: Run, run_index: int, chosen: list[ModelInstance], diags: 
 def _gates(loaded: LoadedMadfile, run: Run, run_index: int, chosen: list[ModelInstance]) -> dict[str, Gate]:
     """Each chosen model's gate, by model key: `name[k=v]` names one instance and wins over `name`."""
     out: dict[str, Gate] = {}
+    if not run.expect:
+        return out
     for inst in chosen:
         key = inst.key if inst.key in run.expect else inst.model.name
         expect = run.expect.get(key)
@@ -429,14 +508,41 @@ def _add_image(images: dict[str, ImageNode], image: ImageNode, inst: ModelInstan
                   f"from {image.build_context}", "models sharing a Dockerfile must share `dockercontext`")
 
 
-def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, repeat: int,
-         image: ImageNode | None, variant: str, run: Run, expect: Gate | None, extras: _PackageExtras,
-         scripts: _JobScripts) -> JobNode:
-    model = inst.model
+def _templates(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, target: Target, run: Run,
+               run_index: int, resolver: _ImageResolver, inputs: _Inputs, extras: _PackageExtras,
+               images: dict[str, ImageNode], diags: _Diagnostics) -> list[tuple[str, JobNode]]:
+    """A model's jobs in one context and target, one per image variant, as the field values they share
+    (`_build_job` adds each job's address, params, args, repeat and gate): `~<stem>` tells several
+    Dockerfiles' jobs apart. Empty when the model cannot run there (the reason is in `diags`)."""
+    variants = _images_for(inst, ctx_name, context, target, resolver, run_index, diags)
+    scripts = inputs.job_scripts(inst, ctx_name, context, extras)
+    if not variants:
+        return []
+    for image in variants:
+        if image is not None:
+            _add_image(images, image, inst, diags)
+            inputs.build_context(inst, image)
     timeout = _timeout(inst, run, context)
+    if timeout > INT64_MAX:
+        diags.add(("contexts", ctx_name, "timeout_multiplier"),
+                  f"model {inst.model.name!r}: its timeout times timeout_multiplier does not fit in 64 bits",
+                  "give a smaller timeout_multiplier, or timeout 0 for none")
+        return []
+    env = _env(inst, ctx_name, context, extras)
+    return [(f"~{image.name}" if image is not None and len(variants) > 1 else "",
+             _job(inst, ctx_name, context, tgt_name, image, timeout, env, extras, scripts))
+            for image in variants]
+
+
+_share_job, _build_job = sharing_builder(JobNode, own=("address", "params", "args", "repeat", "expect"))
+
+
+def _env(inst: ModelInstance, ctx_name: str, context: Context, extras: _PackageExtras) -> dict[str, str]:
+    """A job's environment, sorted: ROCm madengine's precedence is data, then tools, then the
+    context's env, then the model's own."""
+    model = inst.model
     tools = extras.context_tools(ctx_name, context)
     data = extras.data_for(inst)
-    # ROCm madengine's precedence: data, then tools, then the context's env, then the model's own.
     env = {
         "MAD_MODEL_NAME": model.name,
         "MAD_GPU_VENDOR": context.gpu_vendor,
@@ -447,18 +553,24 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, re
         **context.docker_env_vars,
         **model.env_vars,
     }
+    return dict(sorted(env.items()))
+
+
+def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, image: ImageNode | None,
+         timeout: int, env: dict[str, str], extras: _PackageExtras, scripts: _JobScripts) -> JobNode:
+    """The template of a model's jobs: what they share (address, params, args, repeat and expect are
+    each job's own)."""
+    model = inst.model
+    tools = extras.context_tools(ctx_name, context)
+    data = extras.data_for(inst)
     package = extras.package_path or "."
-    return JobNode(
-        address=f"job:{inst.key}{variant}@{ctx_name}/{tgt_name}#{repeat}",
+    return _share_job(dict(
         model=model.name,
-        params=inst.params,
         context=ctx_name,
         target=tgt_name,
-        repeat=repeat,
         image=image.address if image else None,
         script=scripts.script,
-        args=inst.args,
-        env=dict(sorted(env.items())),
+        env=env,
         n_gpus=model.n_gpus,
         timeout=timeout,
         multiple_results=model.multiple_results,
@@ -476,8 +588,7 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, re
                                     m.container_path, m.readwrite, m.in_package) for m in data.mounts)
         if data else (),
         data_provider=data.provider_type if data else "",
-        expect=expect,
-    )
+    ))
 
 
 def model_script(model: MadModel) -> str:
@@ -510,6 +621,7 @@ class _Inputs:
     _contexts: dict[str, tuple[tuple[tuple[ScriptCall, KeyPath], ...], ...]] = field(default_factory=dict)
     _jobs: dict[tuple[str, str], _JobScripts] = field(default_factory=dict)
     _listings: dict[str, frozenset[str]] = field(default_factory=dict)
+    _scripts: dict[tuple[int, str], str] = field(default_factory=dict)  # (model id, base dir) -> its script
 
     def __post_init__(self) -> None:
         roots = [self.root] + ([self.root / self.package_path] if self.package_path is not None else [])
@@ -530,7 +642,10 @@ class _Inputs:
 
     def job_scripts(self, inst: ModelInstance, ctx_name: str, context: Context,
                     extras: _PackageExtras) -> _JobScripts:
-        script = self.project_path(model_script(inst.model), inst.base_dir)
+        model_at = (id(inst.model), inst.base_dir)
+        script = self._scripts.get(model_at)
+        if script is None:  # the model's, whatever the context: once per model
+            script = self._scripts[model_at] = self.project_path(model_script(inst.model), inst.base_dir)
         key = (script, ctx_name)
         if key not in self._jobs:
             self._model_script(inst, script)

@@ -80,6 +80,48 @@ def frozen_builder(cls: type[T]) -> Callable[[dict[str, Any]], T]:
     return build
 
 
+def sharing_builder(cls: type[T], own: tuple[str, ...]) -> tuple[Callable[[dict[str, Any]], T],
+                                                               Callable[[T, dict[str, Any]], T]]:
+    """Two functions, for many instances of `cls` that share every field value but those named `own`
+    (the jobs of one model in one context differ by address, params, args, repeat and gate only):
+    `share(values)` makes a template of the shared values once (its `own` fields None: it is never
+    used as an instance) and refuses values that name a field not shared or miss one;
+    `build(template, own_values)` makes one instance from it and its own fields (all of `own`).
+
+    Instances (and the template) are made without the constructor, so only for plain dataclasses; their
+    `__dict__` shares the class's keys, as a constructed instance's does (a JobNode is ~400 bytes, where
+    a dict of its own makes it ~900: the copy is taken from the template's `__dict__`, not a plain dict).
+    """
+    names = [f.name for f in dataclasses.fields(cast(Any, cls))]
+    shared_names = set(names) - set(own)
+    new = object.__new__
+
+    def share(values: dict[str, Any]) -> T:
+        if values.keys() != shared_names:
+            raise TypeError(f"{cls.__name__}: shared fields {sorted(values)} are not {sorted(shared_names)}")
+        template: T = new(cls)
+        state = template.__dict__
+        # In the fields' order, as the constructor sets them; the first on its own, since `update` of an
+        # empty __dict__ from a plain dict would copy that dict's own keys instead of sharing the class's.
+        ordered = dict.fromkeys(names)
+        ordered.update(values)
+        state[names[0]] = ordered[names[0]]
+        state.update(ordered)
+        return template
+
+    if not is_plain_dataclass(cls):
+        return share, lambda template, values: dataclasses.replace(cast(Any, template), **values)
+
+    def build(template: T, values: dict[str, Any]) -> T:
+        instance: T = new(cls)
+        state = instance.__dict__
+        state.update(template.__dict__)
+        state.update(values)
+        return instance
+
+    return share, build
+
+
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while tens of thousands of objects are created.
@@ -94,4 +136,8 @@ def gc_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
+            # What was made while paused is long-lived: straight to the oldest generation (freeze, then
+            # unfreeze), or the first young collection after enable() would traverse all of it once more.
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()

@@ -260,7 +260,8 @@ class Limits(Strict):
 
     jobs: int = Field(default=_limits.DEFAULT_JOBS, ge=1,
                       description="the most jobs the madfile may compile to (models × params × contexts × "
-                                  "targets × repeat)")
+                                  f"targets × repeat); their addresses may take {_limits.ADDRESS_CHARS_PER_JOB} "
+                                  "characters a job of it")
     script_timeout: float | None = Field(
         default=None, gt=0, allow_inf_nan=False,
         description="seconds a MAD package's get_models_json.py may run; default: $MADENGINE_SCRIPT_TIMEOUT, "

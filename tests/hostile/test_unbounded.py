@@ -87,7 +87,7 @@ RUN_M = "version: 1\nmodels:\n  - {name: m, scripts: run.sh}\nruns:\n  - {models
 def test_repeat_past_the_job_limit_is_refused_before_jobs_are_built(tmp_path: Path, run_cli: RunCli) -> None:
     code, out = validate(tmp_path, run_cli, RUN_M)
     assert code == CONFIG
-    assert ("madfile.yaml:5:5: error: runs[0]: compiles to 10,000,000 jobs; the limit is 100,000 "
+    assert ("madfile.yaml:5:5: error: runs[0]: compiles to 10,000,000 jobs; the limit is 25,000 "
             "(hint: set `limits.jobs` to raise it") in out
 
 
@@ -107,7 +107,7 @@ def test_models_times_contexts_times_targets_count_against_the_limit_and_limits_
     text = f"version: 1\nmodels:\n{models}{contexts}runs:\n  - {{models: [all], repeat: 20}}\n"
     code, out = validate(tmp_path, run_cli, text)
     assert code == CONFIG
-    assert "compiles to 120,000 jobs; the limit is 100,000" in out
+    assert "compiles to 120,000 jobs; the limit is 25,000" in out
     code, out = validate(tmp_path, run_cli, text + "limits: {jobs: 120000}\n")
     assert code == 0, out
     assert "120000 jobs" in out
@@ -193,3 +193,33 @@ def test_more_tools_or_data_than_the_limit_are_refused_at_the_first_one_over(
     code, out = validate(_package(tmp_path, rel, text), run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
     assert code == CONFIG
     assert message in out
+
+
+# 10 jobs of the limit allow 1,600 characters of job addresses (madengine.limits.ADDRESS_CHARS_PER_JOB).
+LONG = "v" * 200
+
+
+def test_a_params_matrix_of_long_values_is_refused_by_its_address_characters_before_it_is_expanded(
+        tmp_path: Path, run_cli: RunCli) -> None:
+    params = f"{{p: [{', '.join(f'{i}{LONG}' for i in range(10))}]}}"
+    text = f"version: 1\nlimits: {{jobs: 10}}\nmodels:\n  - {{name: m, scripts: run.sh, params: {params}}}\n"
+    code, out = validate(tmp_path, run_cli, text)
+    assert code == CONFIG
+    assert ("madfile.yaml:4:32: error: models[0].params: model 'm': its 10 params combinations make job addresses "
+            "of 2,060 characters, more than the limit of 1,600 (160 a job of the limit of 10 jobs)") in out
+    assert "shorten the model, param, context or target names" in out
+    code, out = validate(tmp_path, run_cli, text.replace("jobs: 10", "jobs: 20"))
+    assert code == 0, out
+
+
+def test_long_context_names_count_against_the_address_characters_of_the_jobs(
+        tmp_path: Path, run_cli: RunCli) -> None:
+    text = (f"version: 1\nlimits: {{jobs: 10}}\nmodels:\n  - {{name: m, scripts: run.sh}}\n"
+            f"contexts:\n  a{LONG}: {{}}\n  b{LONG}: {{}}\n  c{LONG}: {{}}\n  d{LONG}: {{}}\n"
+            f"  e{LONG}: {{}}\n  f{LONG}: {{}}\n  g{LONG}: {{}}\n  h{LONG}: {{}}\n")
+    code, out = validate(tmp_path, run_cli, text)
+    assert code == CONFIG
+    assert ("madfile.yaml:3:1: error: models: compiles to 8 jobs whose addresses take 1,720 characters; the limit "
+            "is 1,600 (160 a job of the limit of 10 jobs)") in out
+    code, out = validate(tmp_path, run_cli, text.replace("jobs: 10", "jobs: 12"))
+    assert code == 0, out

@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from madengine.mad.fastbuild import adopter, frozen_builder, gc_paused
+from madengine.mad.fastbuild import adopter, frozen_builder, gc_paused, sharing_builder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,3 +59,23 @@ def test_gc_paused_restores_the_collector_state() -> None:
         assert not gc.isenabled()  # it was off before: it stays off
     finally:
         gc.enable()
+
+
+def test_instances_built_from_shared_values_equal_constructed_ones() -> None:
+    share, build = sharing_builder(Plain, own=("name",))
+    template = share({"size": 5, "labels": {"k": "v"}})
+
+    built = build(template, {"name": "a"})
+
+    assert built == Plain("a", 5, {"k": "v"}) and repr(built) == repr(Plain("a", 5, {"k": "v"}))
+    assert build(template, {"name": "b"}) == Plain("b", 5, {"k": "v"}) and template.name is None  # unchanged
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.name = "x"  # type: ignore[misc]
+    with pytest.raises(TypeError, match="shared fields"):
+        share({"size": 5})  # a field neither shared nor own: refused, never left None
+
+
+def test_a_dataclass_with_post_init_is_always_built_through_its_constructor() -> None:
+    share, build = sharing_builder(Validated, own=("name",))
+    with pytest.raises(ValueError, match="empty name"):
+        build(share({}), {"name": ""})
