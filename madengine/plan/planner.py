@@ -135,7 +135,7 @@ def _job_change(address: str, entry: Mapping[str, Any], observed: Observed, opti
         return change(Action.NOOP, describe_result(last))
     if last.status.failed:
         if options.rerun_failed:
-            return change(Action.RERUN, f"{describe_result(last)}; --rerun-failed")
+            return change(Action.RERUN, f"{describe_failure(last)}; --rerun-failed")
         # Not rerun by default (a result is a result, as cargo and terraform keep one), but never
         # shown as up to date: the plan says it failed and how to run it again.
         return change(Action.FAILED, f"{describe_failure(last)}; rerun with --rerun-failed")

@@ -123,6 +123,17 @@ def test_failed_jobs_wait_for_rerun_failed(project_dir: Path) -> None:
     assert _actions(p)[JOB][0] is Action.RERUN
 
 
+def test_a_failed_job_rerun_reads_as_its_failed_line(project_dir: Path) -> None:
+    """`--rerun-failed` says why it failed as the FAILED line does: exit code once, long messages cut."""
+    lock, graph = _lock_graph(project_dir)
+    failed = _attempt(lock, JOB, Status.FAILURE, exit_code=2, message="exit code 2 (" + "x" * 500 + ")", perf=())
+    latest = {JOB: failed, JOB2: _attempt(lock, JOB2)}
+    shown = _actions(_plan(lock, graph, {(IMAGE, "box"): _image(lock)}, latest))[JOB][1]
+    rerun = _actions(_plan(lock, graph, {(IMAGE, "box"): _image(lock)}, latest, rerun_failed=True))[JOB]
+    assert rerun == (Action.RERUN, shown.replace("; rerun with --rerun-failed", "; --rerun-failed"))
+    assert rerun[1].startswith("FAILURE 2026-11-28, exit 2: xxx") and rerun[1].endswith("x…; --rerun-failed")
+
+
 @pytest.mark.parametrize(("status", "shown"), [
     (Status.FAILURE, "! failed job:dummy@cpu/box#1 (FAILURE 2026-11-28, exit 1; rerun with --rerun-failed)"),
     (Status.TIMEOUT, "! failed job:dummy@cpu/box#1 (TIMEOUT 2026-11-28: timed out after 5s; rerun with "
