@@ -248,7 +248,7 @@ class DockerBackend:
         if probe.socket_path(self.target.host) is None:
             return None
         vendor = gpu_vendor.upper()
-        missing = [d for d in render.VENDOR_DEVICES.get(vendor, ()) if not os.path.exists(d)]
+        missing = self._missing_devices(vendor)
         if missing:
             return (f"target {self.target_name} cannot run {vendor} containers: {', '.join(missing)} "
                     f"{'does' if len(missing) == 1 else 'do'} not exist on this host",
@@ -547,7 +547,7 @@ class DockerBackend:
             kwargs = render.run_arguments(job, ctx)
         except ValueError as e:  # validate() reports these before apply; here only if it was skipped
             return Outcome(Status.FAILURE, message=f"{job.address}: {e}", host=where)
-        missing = self._missing_devices(job)
+        missing = self._missing_devices(job.gpu_vendor, job.docker_options)
         if missing:  # plan says so for the vendor's devices; `--device` options and saved plans land here
             message = f"{', '.join(missing)}: no such device on this host (the container would need it)"
             with open(log_path, "a", encoding="utf-8") as text_log:
@@ -573,12 +573,13 @@ class DockerBackend:
                     _remove(container)
                 return self._run_failure(e, log, where)
 
-    def _missing_devices(self, job: JobSpec) -> list[str]:
-        """Devices the job's container is given that do not exist, for an engine on this host (else none
-        known: a remote engine's host is not looked at)."""
+    def _missing_devices(self, gpu_vendor: str, docker_options: str = "") -> list[str]:
+        """Devices a container of this vendor (and these `--device` options) is given that do not exist,
+        for an engine on this host (else none known: a remote engine's host is not looked at). The one
+        device check: plan asks it of a vendor, a run of its job."""
         if probe.socket_path(self.target.host) is None:
             return []
-        return [d for d in render.device_paths(job) if not os.path.exists(d)]
+        return [d for d in render.device_paths(gpu_vendor, docker_options) if not os.path.exists(d)]
 
     def _run_container(self, job: JobSpec, container: Any, log: BinaryIO, cancel: Cancel,
                        details: dict[str, Any]) -> Outcome:

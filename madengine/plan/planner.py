@@ -53,18 +53,17 @@ def plan(lock: Lock, lock_hash: str, graph: Dag, observed: Observed,
                                         observed, options, deps))
         else:
             changes.append(_job_change(address, lock["jobs"][address], observed, options, deps))
-    _refuse_what_cannot_run(changes, observed)
     return Plan(lock_hash=lock_hash, serial=observed.serial, changes=tuple(changes),
                 options={"replace": sorted(options.replace), "rerun_failed": options.rerun_failed})
 
 
-def _refuse_what_cannot_run(changes: list[Change], observed: Observed) -> None:
-    """A job its target cannot run (an AMD context where the engine's host has no /dev/kfd) is refused
-    here, with why and what to do, rather than failing at apply as an engine error. One line per reason."""
+def refuse_what_cannot_run(cannot_run: Mapping[str, tuple[str, str]]) -> None:
+    """Jobs of a plan that their target cannot run (an AMD context where the engine's host has no
+    /dev/kfd; `observe.runnable` finds them) are refused, with why and what to do, rather than failing
+    at apply as an engine error. One line per reason."""
     blocked: dict[tuple[str, str], list[str]] = {}
-    for c in changes:
-        if c.kind == "job" and c.action.changes and c.address in observed.cannot_run:
-            blocked.setdefault(observed.cannot_run[c.address], []).append(c.address)
+    for address, problem in cannot_run.items():
+        blocked.setdefault(problem, []).append(address)
     if not blocked:
         return
     problems = []

@@ -128,5 +128,3 @@ class Observed:
     missing_images: frozenset[tuple[str, str]] = frozenset()  # recorded, but gone from the engine
     in_registry: dict[str, str] = field(default_factory=dict)  # image address -> digest, for images not here
     live_apply: Holder | None = None  # another process's apply, holding the workspace lock now
-    # job address -> (why its target cannot run it, what to do): a device its context needs is missing
-    cannot_run: dict[str, tuple[str, str]] = field(default_factory=dict)
