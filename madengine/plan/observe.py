@@ -57,14 +57,13 @@ def observe(store: StateStore, graph: Dag, lock: Lock, backends: Mapping[str, Ba
 
 
 def _live_apply(store: StateStore, base: Observed) -> Holder | None:
-    """The holder of the workspace lock, if it is alive and not this process; asked only when some job
-    is recorded RUNNING (the probe is a shared flock, which for its microseconds blocks an acquire)."""
+    """The holder of the workspace lock, if it is a live apply and not this process; asked only when
+    some job is recorded RUNNING. A local holder's liveness is asked of its pid, not of the lock, so a
+    plan never makes a concurrent apply's `acquire` fail."""
     if not any(a.status is Status.RUNNING for a in base.latest.values()):
         return None
-    lock = WorkspaceLock.for_store(store.path)
-    holder = lock.holder()
-    if holder is None or holder.pid == os.getpid() or holder.command.startswith("madengine state") \
-            or not lock.is_held():
+    holder = WorkspaceLock.for_store(store.path).live_holder()
+    if holder is None or holder.pid == os.getpid() or holder.kind != "apply":
         return None  # no one, this very apply, or `state forget` (which runs nothing)
     return holder
 

@@ -113,6 +113,7 @@ class Holder:
     host: str
     since: str
     command: str = ""
+    kind: str = "apply"  # what holds it: "apply" (apply, run, build) or "forget" (which runs nothing)
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host} since {self.since}" + (f" ({self.command})" if self.command else "")
