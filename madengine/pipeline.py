@@ -294,16 +294,19 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
 
 def make_plan(r: Realization, store: StateStore, replace: Sequence[str] = (),
               rerun_failed: bool = False, replace_reason: str | None = None) -> tuple[Plan, Observed]:
-    """Observe (read-only) and plan (pure); what was observed comes back too, for apply's scheduler."""
+    """Observe (read-only), plan (pure), then refuse the plan's jobs whose target cannot run them (asked
+    of what the plan runs: a no-op plan asks no backend); what was observed comes back too."""
     from madengine.errors import UsageError
-    from madengine.plan.observe import observe
-    from madengine.plan.planner import REPLACED, PlanOptions, plan
+    from madengine.plan.observe import observe, runnable
+    from madengine.plan.planner import REPLACED, PlanOptions, plan, refuse_what_cannot_run
 
     unknown = [a for a in replace if a not in r.graph]
     if unknown:
         raise UsageError(f"--replace {unknown[0]!r} is not a node of this plan",
                          hint="addresses are listed by `madengine plan` and `madengine graph`")
     observed = observe(store, r.graph, r.lock, r.backends, r.registry)
-    return plan(r.lock, r.lock_hash, r.graph, observed,
-                PlanOptions(replace=frozenset(replace), rerun_failed=rerun_failed,
-                            replace_reason=replace_reason or REPLACED)), observed
+    the_plan = plan(r.lock, r.lock_hash, r.graph, observed,
+                    PlanOptions(replace=frozenset(replace), rerun_failed=rerun_failed,
+                                replace_reason=replace_reason or REPLACED))
+    refuse_what_cannot_run(runnable(the_plan, r.lock, r.backends))
+    return the_plan, observed

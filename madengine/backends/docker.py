@@ -63,14 +63,34 @@ if TYPE_CHECKING:  # the target's type only: pydantic is not needed to run a job
 _ENGINE_HINT = "start dockerd (for the tests: dev/services start), or set the target's host"
 POLL = 0.05  # seconds between checks of timeout / cancel while a container runs (no I/O per check)
 MAX_POOL = 64  # connections to the engine: a running job holds two (wait + logs)
-_TRANSIENT_HINTS = ("connection refused", "connection reset", "i/o timeout", "timeout", "eof",
+# What a failure worth retrying says: the network, an engine's or registry's hiccup.
+_TRANSIENT_HINTS = ("connection refused", "connection reset", "connection aborted", "connection broken",
+                    "remote end closed", "broken pipe", "i/o timeout", "timeout", "timed out", "eof",
                     "tls handshake", "no such host", "temporary failure", "500 internal", "502 bad",
                     "503 service", "504 gateway", "too many requests", "429")
-
-
 # What an engine says when a container asks for what its host does not have: retrying cannot help.
 _HOST_LACKS = ("error gathering device information", "could not select device driver",
                "unknown or invalid runtime name", "nvidia-container-cli", "no such file or directory")
+# Credentials refused: a retry sends the same ones.
+_NOT_ALLOWED = ("denied", "unauthorized", "authentication required", "forbidden")
+
+
+def transient(text: str, *, local: bool, status: int | None = None) -> bool:
+    """Is a failed engine or registry call worth retrying: the one rule, for errors raised by a call and
+    errors a stream (build, push, pull) reported. `status` is the engine's HTTP status when it answered
+    with one; `local` says the call went to an engine on this host's unix socket, where "connection
+    refused" (with no answer) means nothing listens there, which no retry brings back; refused by a
+    remote engine, or by a registry the engine dialed, it may be a restart. Never transient: the host
+    lacks a device or runtime, credentials are refused, a build step failed, a request the engine
+    rejected as wrong (4xx but 408/429)."""
+    low = text.lower()
+    if any(w in low for w in (*_HOST_LACKS, *_NOT_ALLOWED)) or "returned a non-zero code" in low:
+        return False
+    if "connection refused" in low:
+        return status is not None or not local
+    if status is not None:
+        return not 400 <= status < 500 or status in (408, 429)
+    return any(w in low for w in _TRANSIENT_HINTS)
 
 
 class EngineUnavailable(MadengineError):
@@ -90,27 +110,6 @@ def _engine_errors() -> tuple[type[BaseException], ...]:
 
     return (docker.errors.DockerException, requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
             OSError)
-
-
-def _is_transient_error(e: BaseException) -> bool:
-    """Worth retrying, unless the engine said the request itself was wrong (a 4xx other than 408/429),
-    or that the host lacks what the container asks for (a device, a runtime: a 500 that stays a 500),
-    or the engine's local socket is gone."""
-    import docker
-
-    if isinstance(e, EngineUnavailable):
-        return e.transient
-    if isinstance(e, docker.errors.APIError) and e.status_code is not None and 400 <= e.status_code < 500:
-        return e.status_code in (408, 429)
-    text = str(e).lower()
-    return not any(w in text for w in _HOST_LACKS) and "connection refused" not in text
-
-
-def _is_transient_text(text: str) -> bool:
-    low = text.lower()
-    if any(w in low for w in ("denied", "unauthorized", "authentication required", "forbidden")):
-        return False
-    return any(w in low for w in _TRANSIENT_HINTS)
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -237,7 +236,16 @@ class DockerBackend:
             return EngineUnavailable(f"target {self.target_name}: no Docker engine at {where}: nothing "
                                      f"listens on the socket {path}", transient=False)
         return EngineUnavailable(f"target {self.target_name}: the Docker engine at {where} does not answer: "
-                                 f"{_one_line(str(error))}")
+                                 f"{_one_line(str(error))}", transient=self._transient(error))
+
+    def _transient(self, error: BaseException) -> bool:
+        """`transient` for an error a call to this target's engine raised."""
+        import docker
+
+        if isinstance(error, EngineUnavailable):
+            return error.transient
+        status = error.status_code if isinstance(error, docker.errors.APIError) else None
+        return transient(str(error), local=probe.socket_path(self.target.host) is not None, status=status)
 
     def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
         """Can this target take a job of this GPU vendor now: the engine answers (else EngineUnavailable),
@@ -248,7 +256,7 @@ class DockerBackend:
         if probe.socket_path(self.target.host) is None:
             return None
         vendor = gpu_vendor.upper()
-        missing = [d for d in render.VENDOR_DEVICES.get(vendor, ()) if not os.path.exists(d)]
+        missing = self._missing_devices(vendor)
         if missing:
             return (f"target {self.target_name} cannot run {vendor} containers: {', '.join(missing)} "
                     f"{'does' if len(missing) == 1 else 'do'} not exist on this host",
@@ -315,7 +323,7 @@ class DockerBackend:
                 return stopped
             if error is not None:
                 return Outcome(Status.FAILURE, message=redact(_one_line(error), self._secrets()),
-                               transient=_is_transient_text(error) and "returned a non-zero code" not in error)
+                               transient=transient(error, local=False))  # said by the builder: a step, a registry
             try:
                 image_id = self.client().images.get(image.tag).id
             except _engine_errors() as e:
@@ -456,7 +464,7 @@ class DockerBackend:
         if error is not None:
             msg = redact(_one_line(error), self._secrets())
             return Outcome(Status.FAILURE, message=f"{what} {repository}:{tag}: {msg}",
-                           transient=_is_transient_text(error)), None
+                           transient=transient(error, local=False)), None  # the registry's answer
         return None, digests[-1] if digests else None
 
     def _stream(self, what: str, call: Callable[[Any], Iterable[dict[str, Any]]],
@@ -497,7 +505,7 @@ class DockerBackend:
         """An engine or connection error: transient unless the engine said the request itself was wrong."""
         text = redact(_one_line(str(e)), self._secrets())
         log.write(f"error: {text}\n")
-        return Outcome(Status.FAILURE, message=f"{what}: {text}", transient=_is_transient_error(e))
+        return Outcome(Status.FAILURE, message=f"{what}: {text}", transient=self._transient(e))
 
     # --- run ----------------------------------------------------------------------------------------
 
@@ -547,7 +555,7 @@ class DockerBackend:
             kwargs = render.run_arguments(job, ctx)
         except ValueError as e:  # validate() reports these before apply; here only if it was skipped
             return Outcome(Status.FAILURE, message=f"{job.address}: {e}", host=where)
-        missing = self._missing_devices(job)
+        missing = self._missing_devices(job.gpu_vendor, job.docker_options)
         if missing:  # plan says so for the vendor's devices; `--device` options and saved plans land here
             message = f"{', '.join(missing)}: no such device on this host (the container would need it)"
             with open(log_path, "a", encoding="utf-8") as text_log:
@@ -573,12 +581,13 @@ class DockerBackend:
                     _remove(container)
                 return self._run_failure(e, log, where)
 
-    def _missing_devices(self, job: JobSpec) -> list[str]:
-        """Devices the job's container is given that do not exist, for an engine on this host (else none
-        known: a remote engine's host is not looked at)."""
+    def _missing_devices(self, gpu_vendor: str, docker_options: str = "") -> list[str]:
+        """Devices a container of this vendor (and these `--device` options) is given that do not exist,
+        for an engine on this host (else none known: a remote engine's host is not looked at). The one
+        device check: plan asks it of a vendor, a run of its job."""
         if probe.socket_path(self.target.host) is None:
             return []
-        return [d for d in render.device_paths(job) if not os.path.exists(d)]
+        return [d for d in render.device_paths(gpu_vendor, docker_options) if not os.path.exists(d)]
 
     def _run_container(self, job: JobSpec, container: Any, log: BinaryIO, cancel: Cancel,
                        details: dict[str, Any]) -> Outcome:
@@ -656,7 +665,7 @@ class DockerBackend:
         text = _one_line(str(e))
         with contextlib.suppress(OSError):  # the outcome says it either way
             log.write(f"madengine: {text}\n".encode())
-        return Outcome(Status.FAILURE, message=text, host=where, transient=_is_transient_error(e))
+        return Outcome(Status.FAILURE, message=text, host=where, transient=self._transient(e))
 
     # --- scheduling and clean-up ------------------------------------------------------------------------
 

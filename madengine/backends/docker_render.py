@@ -196,10 +196,11 @@ def vendor_arguments(job: JobSpec) -> dict[str, Any]:
     return {}
 
 
-def device_paths(job: JobSpec) -> list[str]:
-    """The host paths of every device a job's container is given: its vendor's and `--device` options'."""
-    opts = parse_docker_options(job.docker_options) if job.docker_options.strip() else {}
-    specs = [*vendor_arguments(job).get("devices", []), *opts.get("devices", [])]
+def device_paths(gpu_vendor: str, docker_options: str = "") -> list[str]:
+    """The host paths of every device a container is given: its vendor's (as `vendor_arguments` gives
+    them) and `--device` options'."""
+    opts = parse_docker_options(docker_options) if docker_options.strip() else {}
+    specs = [*VENDOR_DEVICES.get(gpu_vendor.upper(), ()), *opts.get("devices", [])]
     return list(dict.fromkeys(spec.split(":", 1)[0] for spec in specs))
 
 

@@ -108,7 +108,8 @@ def forget(
 
     db = state_db(file, chdir, state)
     # The workspace lock keeps this from pulling records from under a running apply.
-    with _open_known(db, address) as store, WorkspaceLock.for_store(db).acquire("madengine state forget"):
+    with _open_known(db, address) as store, \
+            WorkspaceLock.for_store(db).acquire("madengine state forget", kind="forget"):
         attempts, images = store.count_records(address)  # counted, not read: a row that cannot be read goes too
         store.forget(address)
     parts = [_count(attempts, "attempt")] + ([_count(images, "image record")] if images else [])

@@ -6,9 +6,10 @@ another machine built and pushed it, the planner pulls it instead of building it
 re-observed: a recorded result is the result; but a job recorded RUNNING is asked about: if the
 workspace lock is held by a live process other than this one, an apply is running it now.
 
-A job that would run is checked against its target (`Backend.observe_runnable`): a context that
-needs a device the engine's host lacks (AMD's /dev/kfd) is a problem of the plan, said before
-anything runs, not an engine error at apply.
+After planning, the plan's changes that run something are checked against their targets
+(`runnable`, asking `Backend.observe_runnable`): a context that needs a device the engine's host lacks
+(AMD's /dev/kfd) is a problem of the plan, said before anything runs, not an engine error at apply.
+The plan decides what runs (with `--replace`, `--rerun-failed`...), so it is asked of the plan itself.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from madengine.apply.specs import image_spec
 from madengine.backends.base import Backend
 from madengine.graph.dag import Dag
 from madengine.lock.lockfile import Lock
+from madengine.plan.model import Plan
 from madengine.state.lock import WorkspaceLock
 from madengine.state.model import Holder, ImageRecord, Observed, Status
 from madengine.state.store import StateStore
@@ -51,27 +53,26 @@ def observe(store: StateStore, graph: Dag, lock: Lock, backends: Mapping[str, Ba
             if digest:
                 in_registry[address] = digest
     return dataclasses.replace(base, missing_images=frozenset(missing), in_registry=in_registry,
-                               live_apply=_live_apply(store, base), cannot_run=_cannot_run(graph, lock, backends, base))
+                               live_apply=_live_apply(store, base))
 
 
 def _live_apply(store: StateStore, base: Observed) -> Holder | None:
-    """The holder of the workspace lock, if it is alive and not this process; asked only when some job
-    is recorded RUNNING (the probe is a shared flock, which for its microseconds blocks an acquire)."""
+    """The holder of the workspace lock, if it is a live apply and not this process; asked only when
+    some job is recorded RUNNING. A local holder's liveness is asked of its pid, not of the lock, so a
+    plan never makes a concurrent apply's `acquire` fail."""
     if not any(a.status is Status.RUNNING for a in base.latest.values()):
         return None
-    lock = WorkspaceLock.for_store(store.path)
-    holder = lock.holder()
-    if holder is None or holder.pid == os.getpid() or holder.command.startswith("madengine state") \
-            or not lock.is_held():
+    holder = WorkspaceLock.for_store(store.path).live_holder()
+    if holder is None or holder.pid == os.getpid() or holder.kind != "apply":
         return None  # no one, this very apply, or `state forget` (which runs nothing)
     return holder
 
 
-def _cannot_run(graph: Dag, lock: Lock, backends: Mapping[str, Backend],
-                base: Observed) -> dict[str, tuple[str, str]]:
-    """Jobs that may run (not already done with these inputs) whose target lacks a device they need.
-    Asked once per (target, vendor, GPUs or not), and for a target with an image to build: a target whose
-    engine is down is named here (the backend raises), not at apply. A no-op plan asks nothing."""
+def runnable(the_plan: Plan, lock: Lock, backends: Mapping[str, Backend]) -> dict[str, tuple[str, str]]:
+    """Of the plan's changes that run something, the jobs their target cannot take now: address ->
+    (why, what to do). Asked once per (target, GPU vendor, GPUs or not), and of each target an image is
+    built or pulled on: a target whose engine is down is named here (the backend raises), not at apply.
+    A plan without changes asks nothing."""
     answers: dict[tuple[str, str, bool], tuple[str, str] | None] = {}
 
     def ask(target: str, vendor: str, n_gpus: int) -> tuple[str, str] | None:
@@ -84,22 +85,17 @@ def _cannot_run(graph: Dag, lock: Lock, backends: Mapping[str, Backend],
         return answers[key]
 
     out = {}
-    for address, data in graph.nodes.items():
-        if data["kind"] == "image":
-            node_hash = lock["images"][address]["hash"]
-            for target in data["targets"]:
-                if not _built(base.images.get((address, target)), node_hash):
-                    ask(target, "NONE", 0)
+    for change in the_plan.changes:
+        if not change.action.changes:
             continue
-        if data["kind"] != "job":
-            continue
-        entry = lock["jobs"][address]
-        last = base.latest.get(address)
-        if last is not None and last.status is Status.SUCCESS and last.node_hash == entry["hash"]:
-            continue
-        problem = ask(entry["target"], str(entry["env"].get("MAD_GPU_VENDOR", "NONE")), entry["n_gpus"])
-        if problem is not None:
-            out[address] = problem
+        if change.kind == "image":
+            for target in change.targets:
+                ask(target, "NONE", 0)
+        elif change.kind == "job":
+            entry = lock["jobs"][change.address]
+            problem = ask(entry["target"], str(entry["env"].get("MAD_GPU_VENDOR", "NONE")), entry["n_gpus"])
+            if problem is not None:
+                out[change.address] = problem
     return out
 
 

@@ -53,18 +53,17 @@ def plan(lock: Lock, lock_hash: str, graph: Dag, observed: Observed,
                                         observed, options, deps))
         else:
             changes.append(_job_change(address, lock["jobs"][address], observed, options, deps))
-    _refuse_what_cannot_run(changes, observed)
     return Plan(lock_hash=lock_hash, serial=observed.serial, changes=tuple(changes),
                 options={"replace": sorted(options.replace), "rerun_failed": options.rerun_failed})
 
 
-def _refuse_what_cannot_run(changes: list[Change], observed: Observed) -> None:
-    """A job its target cannot run (an AMD context where the engine's host has no /dev/kfd) is refused
-    here, with why and what to do, rather than failing at apply as an engine error. One line per reason."""
+def refuse_what_cannot_run(cannot_run: Mapping[str, tuple[str, str]]) -> None:
+    """Jobs of a plan that their target cannot run (an AMD context where the engine's host has no
+    /dev/kfd; `observe.runnable` finds them) are refused, with why and what to do, rather than failing
+    at apply as an engine error. One line per reason."""
     blocked: dict[tuple[str, str], list[str]] = {}
-    for c in changes:
-        if c.kind == "job" and c.action.changes and c.address in observed.cannot_run:
-            blocked.setdefault(observed.cannot_run[c.address], []).append(c.address)
+    for address, problem in cannot_run.items():
+        blocked.setdefault(problem, []).append(address)
     if not blocked:
         return
     problems = []
@@ -135,7 +134,7 @@ def _job_change(address: str, entry: Mapping[str, Any], observed: Observed, opti
         return change(Action.NOOP, describe_result(last))
     if last.status.failed:
         if options.rerun_failed:
-            return change(Action.RERUN, f"{describe_result(last)}; --rerun-failed")
+            return change(Action.RERUN, f"{describe_failure(last)}; --rerun-failed")
         # Not rerun by default (a result is a result, as cargo and terraform keep one), but never
         # shown as up to date: the plan says it failed and how to run it again.
         return change(Action.FAILED, f"{describe_failure(last)}; rerun with --rerun-failed")

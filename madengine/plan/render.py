@@ -23,11 +23,12 @@ def plan_lines(plan: Plan, show_unchanged: bool = True) -> list[tuple[str, str]]
 def render_text(plan: Plan, show_unchanged: bool = True) -> str:
     body = [text for _, text in plan_lines(plan, show_unchanged)]
     if not plan.has_changes:
-        body.append(_no_changes(plan))
+        body.append(no_changes(plan))
     return "\n".join([*body, plan.summary()]) + "\n"
 
 
-def _no_changes(plan: Plan) -> str:
+def no_changes(plan: Plan) -> str:
+    """What a plan without changes says: up to date, or what stays failed or running (for `plan` and `apply`)."""
     n = plan.counts()
     if not n["failed"] and not n["running"]:
         return "No changes: everything is up to date."

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from madengine.results.perfcsv import format_number  # as `results` and perf.csv show the figure: exact
 from madengine.state.model import Attempt, PerfRow, Status
 
 Better = Literal["higher", "lower"]
@@ -46,10 +47,10 @@ class Verdict:
     gate: Gate
     met: bool
     value: float | None = None  # the figure that decided: the first out of bounds, else the worst one
-    reason: str = ""  # when unmet: `gflops 9.1e-3 is below min 1e9`, `reported no gflops`
+    reason: str = ""  # when unmet: `gflops 0.0091 is below min 1000000000`, `reported no gflops`
 
     def line(self) -> str:
-        """`job:...: gflops 9.1e-3 is below min 1e9 (expect in madfile.yaml:31:7)`."""
+        """`job:...: gflops 0.0091 is below min 1000000000 (expect in madfile.yaml:31:7)`."""
         where = f" (expect in {self.gate.where})" if self.gate.where else ""
         return f"{self.address}: {self.reason}{where}"
 
@@ -72,11 +73,11 @@ def judge_gate(address: str, gate: Gate, status: Status | None, perf: Sequence[P
     for name, value in figures:
         label = f"{gate.metric} of {name}" if named else gate.metric
         if gate.min is not None and value < gate.min:
-            shown, limit = _pair(value, gate.min)
-            return Verdict(address, gate, met=False, value=value, reason=f"{label} {shown} is below min {limit}")
+            return Verdict(address, gate, met=False, value=value,
+                           reason=f"{label} {format_number(value)} is below min {format_number(gate.min)}")
         if gate.max is not None and value > gate.max:
-            shown, limit = _pair(value, gate.max)
-            return Verdict(address, gate, met=False, value=value, reason=f"{label} {shown} is above max {limit}")
+            return Verdict(address, gate, met=False, value=value,
+                           reason=f"{label} {format_number(value)} is above max {format_number(gate.max)}")
     values = [v for _, v in figures]
     return Verdict(address, gate, met=True, value=min(values) if gate.better == "higher" else max(values))
 
@@ -91,17 +92,10 @@ def check_gates(gates: Mapping[str, Gate], latest: Mapping[str, Attempt]) -> lis
     return out
 
 
-def format_number(value: float) -> str:
-    """Short and exact enough to compare with a bound: `9.1e-3` reads as `0.0091`, `1e9` as `1e9`."""
-    text = f"{value:.6g}"
-    mantissa, e, exponent = text.partition("e")
-    return mantissa + (f"e{int(exponent)}" if e else "")
-
-
-def _pair(value: float, bound: float) -> tuple[str, str]:
-    """Value and bound as text; in full when the short forms would read equal (`100 is below min 100`)."""
-    shown = format_number(value), format_number(bound)
-    return (repr(value), repr(bound)) if shown[0] == shown[1] else shown
+def summary(verdicts: Sequence[Verdict]) -> str:
+    """The gates' count, as every command says it: `gates: 4 met, 1 unmet` (`gates: 4 met` when all are)."""
+    unmet = sum(not v.met for v in verdicts)
+    return f"gates: {len(verdicts) - unmet} met" + (f", {unmet} unmet" if unmet else "")
 
 
 def _why_none(gate: Gate, status: Status | None, perf: Sequence[PerfRow]) -> str:

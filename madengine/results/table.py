@@ -8,6 +8,7 @@ from operator import attrgetter
 from typing import Any
 
 from madengine.results.gates import Verdict
+from madengine.results.gates import summary as gates_summary
 from madengine.results.perfcsv import format_number, is_job, relative_changes
 from madengine.state.model import Attempt
 
@@ -108,8 +109,7 @@ def summary(selected: Sequence[Attempt], *, history: str | None = None) -> str:
     parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     verdicts = [v for v in map(_verdict, selected) if v is not None]
     if verdicts:
-        unmet = sum(not v.met for v in verdicts)
-        parts += f"; gates: {len(verdicts) - unmet} met" + (f", {unmet} unmet" if unmet else "")
+        parts += f"; {gates_summary(verdicts)}"
     if history is not None:
         noun = "attempt" if len(selected) == 1 else "attempts"
         return f"{len(selected)} {noun} of {history}: {parts}"

@@ -87,8 +87,9 @@ class WorkspaceLock:
         """The lock beside a state database: `state.db` -> `state.lock`, `other.db` -> `other.lock`."""
         return cls(db_path.parent, db_path.stem + ".lock")
 
-    def acquire(self, command: str = "") -> HeldLock:
-        """Take the lock at once or raise `StateLockedError` naming the holder; never waits."""
+    def acquire(self, command: str = "", kind: str = "apply") -> HeldLock:
+        """Take the lock at once or raise `StateLockedError` naming the holder; never waits. `kind` is
+        recorded with the holder: what it is doing ("apply", "forget"), for readers of the record."""
         tries = 0
         while True:
             fd = self._open(os.O_RDWR | os.O_CREAT, create=True)
@@ -114,7 +115,8 @@ class WorkspaceLock:
             time.sleep(0.01)
         try:
             previous = _parse(_read_fd(fd))
-            holder = Holder(pid=os.getpid(), host=socket.gethostname(), since=utc_now(), command=command)
+            holder = Holder(pid=os.getpid(), host=socket.gethostname(), since=utc_now(), command=command,
+                            kind=kind)
             data = json.dumps(asdict(holder), sort_keys=True).encode()
             os.ftruncate(fd, 0)
             os.pwrite(fd, data + b"\n", 0)
@@ -161,6 +163,24 @@ class WorkspaceLock:
             return _parse(_read_fd(fd))
         finally:
             os.close(fd)
+
+    def live_holder(self) -> Holder | None:
+        """The recorded holder if it is alive, without touching the lock when it can be asked otherwise:
+        a holder on this host is alive if its pid is (signal 0: ESRCH is dead, EPERM alive), so a reader
+        (plan) never takes the flock that would make a concurrent `acquire` fail. A holder on another
+        host (a shared file system) can only be asked through the lock: `is_held`."""
+        holder = self.holder()
+        if holder is None:
+            return None
+        if holder.host == socket.gethostname():
+            try:
+                os.kill(holder.pid, 0)
+            except ProcessLookupError:
+                return None
+            except PermissionError:
+                return holder  # alive, another user's
+            return holder
+        return holder if self.is_held() else None
 
     def is_held(self) -> bool:
         """Whether a live process holds the lock. Probed with a shared, non-blocking flock, which for
@@ -234,6 +254,6 @@ def _parse(data: bytes) -> Holder | None:
     try:
         raw = json.loads(data.decode("utf-8"))
         return Holder(pid=int(raw["pid"]), host=str(raw["host"]), since=str(raw["since"]),
-                      command=str(raw.get("command", "")))
+                      command=str(raw.get("command", "")), kind=str(raw.get("kind", "apply")))
     except (ValueError, KeyError, TypeError, AttributeError):
         return None

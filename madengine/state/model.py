@@ -113,6 +113,7 @@ class Holder:
     host: str
     since: str
     command: str = ""
+    kind: str = "apply"  # what holds it: "apply" (apply, run, build) or "forget" (which runs nothing)
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host} since {self.since}" + (f" ({self.command})" if self.command else "")
@@ -128,5 +129,3 @@ class Observed:
     missing_images: frozenset[tuple[str, str]] = frozenset()  # recorded, but gone from the engine
     in_registry: dict[str, str] = field(default_factory=dict)  # image address -> digest, for images not here
     live_apply: Holder | None = None  # another process's apply, holding the workspace lock now
-    # job address -> (why its target cannot run it, what to do): a device its context needs is missing
-    cannot_run: dict[str, tuple[str, str]] = field(default_factory=dict)

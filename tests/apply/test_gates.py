@@ -42,7 +42,7 @@ def test_a_failing_gate_exits_6_naming_job_metric_value_and_bound(run_cli: RunCl
     assert code == EXPECTATION
     assert "Apply success: 1 SUCCESS" in out  # the job ran fine: only its gate is unmet
     assert "Expect gates: 0 met, 1 unmet" in out
-    assert f"{JOB}: mflops 9 is below min 1e9 (expect in madfile.yaml:9:7)" in out.splitlines()
+    assert f"{JOB}: mflops 9 is below min 1000000000 (expect in madfile.yaml:9:7)" in out.splitlines()
 
 
 def test_a_met_gate_exits_0(run_cli: RunCli, tmp_path: Path) -> None:
@@ -67,8 +67,8 @@ def test_a_no_op_apply_still_exits_6_and_a_gate_edit_needs_no_rerun(run_cli: Run
     for _ in range(2):  # the second no-op plans from the fresh lock, without compiling: its gates too
         code, out = apply(run_cli, root)
         assert (code, "Nothing to do.") == (EXPECTATION, out.splitlines()[1])
-        assert f"{JOB}: mflops 9 is below min 1e9 (expect in madfile.yaml:9:7)" in out
-        assert "job:bench@cpu/here#2: mflops 9 is below min 1e9" in out
+        assert f"{JOB}: mflops 9 is below min 1000000000 (expect in madfile.yaml:9:7)" in out
+        assert "job:bench@cpu/here#2: mflops 9 is below min 1000000000" in out
     # A gate is not an input of the job: loosening it reruns nothing, and the same results now pass.
     project(root, "{metric: mflops, min: 1}", repeat=2)
     for _ in range(2):
@@ -86,7 +86,7 @@ def test_only_the_selected_jobs_are_checked(run_cli: RunCli, tmp_path: Path) -> 
     code, out = apply(run_cli, root, "--select", "job:free*")
     assert (code, "Expect gates" in out) == (0, False)
     code, out = apply(run_cli, root)  # free is up to date; bench runs and fails its gate
-    assert code == EXPECTATION and out.count("is below min 1e9") == 1
+    assert code == EXPECTATION and out.count("is below min 1000000000") == 1
 
 
 def test_a_run_failure_wins_over_the_gate(run_cli: RunCli, tmp_path: Path) -> None:
@@ -101,11 +101,12 @@ def test_results_show_the_recorded_verdict(run_cli: RunCli, tmp_path: Path) -> N
     code, out, _ = run_cli("results", cwd=root)
     header, row, total = out.splitlines()
     assert code == 0 and header.split()[-2:] == ["GATE", "NOTE"]
-    assert row.split()[-7:] == ["UNMET", "mflops", "9", "is", "below", "min", "1e9"]
+    assert row.split()[-7:] == ["UNMET", "mflops", "9", "is", "below", "min", "1000000000"]
     assert total == "1 job: 1 SUCCESS; gates: 0 met, 1 unmet"
     (data,) = json.loads(run_cli("results", "--json", cwd=root).stdout)
-    assert data["gate"] == {"met": False, "value": 9.0, "reason": "mflops 9 is below min 1e9", "metric": "mflops",
-                            "better": "higher", "min": 1e9, "max": None, "where": "madfile.yaml:9:7"}
+    assert data["gate"] == {"met": False, "value": 9.0, "reason": "mflops 9 is below min 1000000000",
+                            "metric": "mflops", "better": "higher", "min": 1e9, "max": None,
+                            "where": "madfile.yaml:9:7"}
 
 
 def test_results_show_what_the_last_apply_judged_after_a_gate_edit(run_cli: RunCli, tmp_path: Path) -> None:
@@ -171,4 +172,4 @@ def test_a_garbled_gate_in_the_lock_record_is_recomputed_not_trusted(run_cli: Ru
     for garbled in ({JOB: {"min": 1}}, {JOB: [1]}, [1]):
         record.write_text(json.dumps({**data, "gates": garbled}))
         code, out = apply(run_cli, root)
-        assert code == EXPECTATION and f"{JOB}: mflops 9 is below min 1e9" in out
+        assert code == EXPECTATION and f"{JOB}: mflops 9 is below min 1000000000" in out

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from madengine.backends.base import Cancel
-from madengine.backends.docker import _is_transient_error
+from madengine.backends.docker import transient
 from madengine.state.model import Status
 from tests.conftest import RunCli
 from tests.docker.test_apply_docker import make, model
@@ -75,7 +75,7 @@ def test_an_engine_error_for_what_the_host_lacks_is_not_retried(tmp_path: Path, 
             container.start()
     finally:
         container.remove(force=True)
-    assert refused.value.status_code == 500 and not _is_transient_error(refused.value)
+    assert refused.value.status_code == 500 and not transient(str(refused.value), local=True, status=500)
 
 
 @pytest.mark.usefixtures("tiny_image")

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RunCli
+from tests.infra.services import unavailable
 
 SCRIPT = "#!/usr/bin/env bash\necho \"performance: ${PERF:-42.5} samples_per_second\"\n"
 MADFILE = """\
@@ -34,10 +35,7 @@ JOB = "job:a[size=1]@cpu/here#1"
 def _mount(*args: str | Path) -> None:
     done = subprocess.run(["mount", *map(str, args)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        message = f"cannot mount ({done.stderr.strip()}): these tests need root, as dev/test has"
-        if os.environ.get("MADENGINE_SKIP_SERVICES") == "1" and os.environ.get("CI", "").lower() != "true":
-            pytest.skip(message)
-        pytest.fail(message, pytrace=False)
+        unavailable(f"cannot mount ({done.stderr.strip()}): these tests need root, as dev/test has")
 
 
 @contextmanager

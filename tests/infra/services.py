@@ -9,7 +9,10 @@ Use them from a conftest: `from tests.infra.services import docker_client, regis
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -38,10 +41,43 @@ def service_env() -> dict[str, str]:
 
 
 def missing(what: str, detail: str) -> NoReturn:
-    message = f"{what} is not reachable ({detail}): {HINT}"
+    unavailable(f"{what} is not reachable ({detail}): {HINT}")
+
+
+def unavailable(message: str) -> NoReturn:
+    """What this machine lacks for a test (a service, root to mount): the test fails, or with
+    `MADENGINE_SKIP_SERVICES=1` outside CI, is skipped."""
     if os.environ.get("MADENGINE_SKIP_SERVICES") == "1" and os.environ.get("CI", "").lower() != "true":
         pytest.skip(message)
     pytest.fail(message, pytrace=False)
+
+
+@contextlib.contextmanager
+def silent_listener() -> Iterator[tuple[str, list[str]]]:
+    """A TCP port on loopback that accepts each connection and closes it unanswered (a registry that is
+    up but says nothing). Yields its `host:port` and the connections it got, one entry each; an entry
+    is added before its connection is closed, so a client that saw the close finds it counted."""
+    server = socket.create_server(("127.0.0.1", 0))
+    got: list[str] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, peer = server.accept()
+            except OSError:  # shut down
+                return
+            got.append(f"{peer[0]}:{peer[1]}")
+            conn.close()
+
+    thread = threading.Thread(target=serve, name="silent listener", daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.getsockname()[1]}", got
+    finally:
+        with contextlib.suppress(OSError):
+            server.shutdown(socket.SHUT_RDWR)  # wakes the accept
+        server.close()
+        thread.join(5)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from madengine.errors import ConfigError
 from madengine.graph.build import build_graph
 from madengine.graph.dag import Dag
 from madengine.lock.lockfile import Lock, build_lock
@@ -64,10 +63,9 @@ def _attempt(lock: Lock, address: str, status: Status = Status.SUCCESS, **kw: An
 
 def _plan(lock: Lock, graph: Dag, images: dict[tuple[str, str], ImageRecord] | None = None,
           latest: dict[str, Attempt] | None = None, missing: frozenset[tuple[str, str]] = frozenset(),
-          in_registry: dict[str, str] | None = None, live_apply: Holder | None = None,
-          cannot_run: dict[str, tuple[str, str]] | None = None, **options: Any) -> Plan:
+          in_registry: dict[str, str] | None = None, live_apply: Holder | None = None, **options: Any) -> Plan:
     observed = Observed(serial=3, images=images or {}, latest=latest or {}, missing_images=missing,
-                        in_registry=in_registry or {}, live_apply=live_apply, cannot_run=cannot_run or {})
+                        in_registry=in_registry or {}, live_apply=live_apply)
     return plan(lock, "sha256:lock", graph, observed, PlanOptions(**options))
 
 
@@ -123,6 +121,17 @@ def test_failed_jobs_wait_for_rerun_failed(project_dir: Path) -> None:
     assert _actions(p)[JOB][0] is Action.RERUN
 
 
+def test_a_failed_job_rerun_reads_as_its_failed_line(project_dir: Path) -> None:
+    """`--rerun-failed` says why it failed as the FAILED line does: exit code once, long messages cut."""
+    lock, graph = _lock_graph(project_dir)
+    failed = _attempt(lock, JOB, Status.FAILURE, exit_code=2, message="exit code 2 (" + "x" * 500 + ")", perf=())
+    latest = {JOB: failed, JOB2: _attempt(lock, JOB2)}
+    shown = _actions(_plan(lock, graph, {(IMAGE, "box"): _image(lock)}, latest))[JOB][1]
+    rerun = _actions(_plan(lock, graph, {(IMAGE, "box"): _image(lock)}, latest, rerun_failed=True))[JOB]
+    assert rerun == (Action.RERUN, shown.replace("; rerun with --rerun-failed", "; --rerun-failed"))
+    assert rerun[1].startswith("FAILURE 2026-11-28, exit 2: xxx") and rerun[1].endswith("x…; --rerun-failed")
+
+
 @pytest.mark.parametrize(("status", "shown"), [
     (Status.FAILURE, "! failed job:dummy@cpu/box#1 (FAILURE 2026-11-28, exit 1; rerun with --rerun-failed)"),
     (Status.TIMEOUT, "! failed job:dummy@cpu/box#1 (TIMEOUT 2026-11-28: timed out after 5s; rerun with "
@@ -151,20 +160,6 @@ def test_a_job_a_live_apply_is_running_is_shown_running_not_interrupted(project_
     assert _actions(p)[JOB] == (Action.WAIT, "apply pid 4242 on box1 since 2026-11-28T10:00:00.000Z")
     assert "* running job:dummy@cpu/box#1 (apply pid 4242 on box1" in render_text(p)
     assert p.summary() == "Plan: 0 to build, 0 to run, 2 unchanged, 1 running." and not p.has_changes
-
-
-def test_a_job_its_target_cannot_run_is_refused_at_plan_with_the_reason(project_dir: Path) -> None:
-    lock, graph = _lock_graph(project_dir)
-    why = ("target box cannot run AMD containers: /dev/kfd does not exist on this host", "run it elsewhere")
-    with pytest.raises(ConfigError) as refused:
-        _plan(lock, graph, cannot_run={JOB: why, JOB2: why})
-    [diagnostic] = refused.value.diagnostics  # one line per reason, naming the jobs
-    assert diagnostic.message == f"{JOB2}, {JOB}: {why[0]}" and diagnostic.hint == why[1]
-    # A job that is not going to run is no reason to refuse the plan.
-    failed = _attempt(lock, JOB, Status.FAILURE, perf=())
-    p = _plan(lock, graph, {(IMAGE, "box"): _image(lock)}, {JOB: failed, JOB2: _attempt(lock, JOB2)},
-              cannot_run={JOB: why})
-    assert _actions(p)[JOB][0] is Action.FAILED
 
 
 @pytest.mark.parametrize(("status", "reason"), [(Status.INTERRUPTED, "interrupted"),

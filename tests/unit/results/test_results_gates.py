@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from madengine.results.gates import Gate, Verdict, check_gates, format_number, judge_gate
+from madengine.results.gates import Gate, Verdict, check_gates, judge_gate, summary
+from madengine.results.perfcsv import format_number
 from madengine.state.model import Attempt, PerfRow, Status
 
 JOB = "job:matmul[size=256]@cpu/here#1"
@@ -22,14 +23,14 @@ def rows(*values: float | None, metric: str = "gflops") -> tuple[PerfRow, ...]:
 def test_the_line_names_job_metric_value_bound_and_where() -> None:
     verdict = judge_gate(JOB, gate(min=1e9), Status.SUCCESS, rows(9.1e-3))
     assert not verdict.met and verdict.value == 9.1e-3
-    assert verdict.line() == f"{JOB}: gflops 0.0091 is below min 1e9 (expect in {WHERE})"
+    assert verdict.line() == f"{JOB}: gflops 0.0091 is below min 1000000000 (expect in {WHERE})"
 
 
 @pytest.mark.parametrize(("bounds", "value", "reason"), [
     ({"min": 10.0}, 9.0, "gflops 9 is below min 10"),
     ({"max": 5.0}, 9.0, "gflops 9 is above max 5"),
     ({"min": 1.0, "max": 5.0}, 9.0, "gflops 9 is above max 5"),
-    ({"min": 100.0}, 99.9999999, "gflops 99.9999999 is below min 100.0"),  # never "100 is below min 100"
+    ({"min": 100.0}, 99.9999999, "gflops 99.9999999 is below min 100"),  # never "100 is below min 100"
 ])
 def test_out_of_bounds(bounds: dict[str, float], value: float, reason: str) -> None:
     verdict = judge_gate(JOB, gate(**bounds), Status.SUCCESS, rows(value))
@@ -80,6 +81,16 @@ def test_verdicts_round_trip_through_json() -> None:
     assert Verdict.from_json(JOB, verdict.to_json()) == verdict
 
 
-@pytest.mark.parametrize(("value", "text"), [(1e9, "1e9"), (9.1e-5, "9.1e-5"), (56.772, "56.772"), (9.0, "9")])
-def test_numbers_read_short(value: float, text: str) -> None:
-    assert format_number(value) == text
+@pytest.mark.parametrize(("value", "bound", "reason"), [
+    (123456.789, 1e9, "gflops 123456.789 is below min 1000000000"),
+    (9.1e-5, 1.0, "gflops 9.1e-05 is below min 1"),
+    (99.99999999, 100.0, "gflops 99.99999999 is below min 100")])  # never rounded to read as its bound
+def test_a_figure_reads_as_results_shows_it_exactly(value: float, bound: float, reason: str) -> None:
+    verdict = judge_gate(JOB, gate(min=bound), Status.SUCCESS, rows(value))
+    assert verdict.reason == reason and format_number(value) in reason
+
+
+def test_gate_counts_read_the_same_everywhere() -> None:
+    met = judge_gate(JOB, gate(min=1.0), Status.SUCCESS, rows(3.0))
+    unmet = judge_gate(JOB, gate(min=10.0), Status.SUCCESS, rows(3.0))
+    assert (summary([met, met]), summary([met, unmet, unmet])) == ("gates: 2 met", "gates: 1 met, 2 unmet")
