@@ -21,8 +21,8 @@ from madengine.errors import ExitCode, UsageError
 from madengine.pipeline import Realization, make_plan
 from madengine.plan import planfile as plans
 from madengine.plan.model import Plan
-from madengine.plan.render import plan_lines
-from madengine.results.gates import Verdict, check_gates
+from madengine.plan.render import no_changes, plan_lines
+from madengine.results.gates import Verdict, check_gates, summary
 from madengine.state.lock import WorkspaceLock
 from madengine.state.model import Attempt
 from madengine.state.store import StateStore
@@ -75,10 +75,8 @@ def apply_realization(r: Realization, request: ApplyRequest, command: str,
             console.print(the_plan.summary())
             if the_plan.has_changes and not request.yes and not _confirmed(console):
                 return Applied(None)
-        if not the_plan.has_changes:
-            failed = the_plan.counts()["failed"]  # left failed, as plan said: not silently "done"
-            console.print("Nothing to do." + (f" {failed} failed job(s) stay failed; --rerun-failed reruns them."
-                                              if failed else ""))
+        if not the_plan.has_changes:  # in plan's words: what stays failed or running is said, not "done"
+            console.print(no_changes(the_plan))
         else:
             durations = {a: t.duration for a, t in latest.items() if t.duration}
             with RichReporter(console, live_output=request.live_output) as reporter:
@@ -115,9 +113,7 @@ def _check_gates(console: Console, r: Realization, latest: Mapping[str, Attempt]
             changed[attempt.id] = verdict.to_json()
     store.set_gates(changed)
     unmet = tuple(v for v in verdicts if not v.met)
-    met = len(verdicts) - len(unmet)
-    console.print(f"Expect gates: {met} met, {len(unmet)} unmet" if unmet else f"Expect gates: {met} met",
-                  style="red" if unmet else "green")
+    console.print(f"Expect {summary(verdicts)}", style="red" if unmet else "green")
     for verdict in unmet:
         console.print(f"[red]{escape(verdict.line())}[/]", soft_wrap=True)
     return unmet

@@ -66,14 +66,14 @@ def test_a_no_op_apply_still_exits_6_and_a_gate_edit_needs_no_rerun(run_cli: Run
     assert apply(run_cli, root)[0] == EXPECTATION
     for _ in range(2):  # the second no-op plans from the fresh lock, without compiling: its gates too
         code, out = apply(run_cli, root)
-        assert (code, "Nothing to do.") == (EXPECTATION, out.splitlines()[1])
+        assert (code, "No changes: everything is up to date.") == (EXPECTATION, out.splitlines()[1])
         assert f"{JOB}: mflops 9 is below min 1000000000 (expect in madfile.yaml:9:7)" in out
         assert "job:bench@cpu/here#2: mflops 9 is below min 1000000000" in out
     # A gate is not an input of the job: loosening it reruns nothing, and the same results now pass.
     project(root, "{metric: mflops, min: 1}", repeat=2)
     for _ in range(2):
         code, out = apply(run_cli, root)
-        assert (code, out.splitlines()[1:]) == (0, ["Nothing to do.", "Expect gates: 2 met"])
+        assert (code, out.splitlines()[1:]) == (0, ["No changes: everything is up to date.", "Expect gates: 2 met"])
 
 
 def test_only_the_selected_jobs_are_checked(run_cli: RunCli, tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ def test_apply_twice_does_nothing_the_second_time(run_cli: RunCli, tmp_path: Pat
     code, out, _ = run_cli("plan", "--detailed-exitcode", cwd=root)
     assert code == 0 and "Plan: 0 to build, 0 to run, 3 unchanged." in out
     code, out, _ = run_cli("apply", "--yes", cwd=root)
-    assert code == 0 and "Nothing to do." in out
+    assert code == 0 and "No changes: everything is up to date." in out
     assert len(db(root).execute("SELECT * FROM attempts").fetchall()) == 3
 
 
@@ -395,7 +395,7 @@ def test_a_no_op_plan_or_apply_from_a_fresh_lock_compiles_nothing(run_cli: RunCl
     assert (code, compiles) == (0, 1), out
     assert "Plan: 0 to build, 2 to run, 0 unchanged." in out
     code, out, compiles = _compiles(root, "apply", "--yes")
-    assert (code, compiles) == (0, 0) and "Nothing to do." in out
+    assert (code, compiles) == (0, 0) and "No changes: everything is up to date." in out
 
 
 def test_a_fresh_plan_is_the_plan_a_compile_gives(run_cli: RunCli, tmp_path: Path) -> None:

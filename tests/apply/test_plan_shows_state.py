@@ -22,7 +22,7 @@ def test_a_failed_job_is_planned_as_failed_with_the_hint(run_cli: RunCli, tmp_pa
     assert out.splitlines()[-1] == "Plan: 0 to build, 0 to run, 0 unchanged, 1 failed."
     code, out, _ = run_cli("apply", "--yes", cwd=root)
     assert code == 0 and "! failed job:bad@cpu/here#1" in out
-    assert "Nothing to do. 1 failed job(s) stay failed; --rerun-failed reruns them." in out
+    assert "No changes to apply: 1 failed job(s) stay failed until rerun with --rerun-failed." in out
 
 
 def test_plan_during_a_live_apply_says_running_not_interrupted(run_cli: RunCli, tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ def test_run_runs_the_tags_and_appends_perf_csv(run_cli: RunCli, tmp_path: Path)
     code, out, _ = run_cli("run", "--tags", "dummy_dir/quick", "--backend", "local", cwd=root)
     assert code == 0 and len(list(csv.DictReader((root / "perf.csv").open()))) == 3  # ROCm runs again
     code, out, _ = run_cli("run", "--tags", "dummy_dir/quick", "--backend", "local", "--resume", cwd=root)
-    assert code == 0 and "Nothing to do." in out
+    assert code == 0 and "No changes: everything is up to date." in out
 
 
 def test_unknown_tag_and_bad_context(run_cli: RunCli, tmp_path: Path) -> None:

@@ -94,7 +94,7 @@ def test_apply_twice_then_nothing_to_do(run_cli: RunCli, tmp_path: Path, registr
     code, out, _ = run_cli("plan", "--detailed-exitcode", cwd=root, env=env)
     assert code == 0, out
     code, out, _ = run_cli("apply", "--yes", cwd=root, env=env)
-    assert code == 0 and "Nothing to do." in out
+    assert code == 0 and "No changes: everything is up to date." in out
     assert sum(len(v) for v in statuses(root).values()) == 4
     assert containers(docker_client, root) == []
 
