@@ -38,6 +38,7 @@ about); `args` is split the same way; environment variable names are checked (as
 
 from __future__ import annotations
 
+import itertools
 import json
 import posixpath
 import re
@@ -49,7 +50,7 @@ from typing import Any
 
 from madengine import limits
 from madengine.errors import ConfigError, Diagnostic
-from madengine.mad.jsonlist import KeyPositions, TooDeepError, json_type_name, loads, read_json_text
+from madengine.mad.jsonlist import KeyPositions, Lines, TooDeepError, json_type_name, loads, read_json_text
 from madengine.mad.model import ENV_NAME
 
 TOOLS_JSON = "scripts/common/tools.json"
@@ -484,6 +485,21 @@ def known_names_hint(name: str, known: Iterable[str], label: str) -> str:
 # --- small JSON helpers shared with madengine.mad.data --------------------------------------------
 
 
+# `\u0000` that is not itself escaped (`\\u0000` is a backslash and `u0000`): JSON's only way to write a NUL.
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _refuse_nul(text: str, rel_file: str) -> None:
+    """A NUL in any string of tools.json or data.json: no argument, environment value, path or name can
+    hold one (the process would not start), so it is refused here, where it has a line, not at apply."""
+    found = list(itertools.islice(_NUL_ESCAPE.finditer(text), limits.MAX_ERRORS_PER_FILE))
+    if found:
+        lines = Lines(text)
+        raise ConfigError.many(Diagnostic(rel_file, *lines(m.end() - 6), "a string holds a NUL byte (\\u0000)",
+                                          hint="remove it: no argument, environment value or path can hold one")
+                               for m in found)
+
+
 def read_json_object(path: Path, rel_file: str) -> tuple[dict[str, Any], KeyPositions] | None:
     """The JSON object in `path` and where its keys are (for messages); None if the file does not exist.
 
@@ -495,6 +511,7 @@ def read_json_object(path: Path, rel_file: str) -> tuple[dict[str, Any], KeyPosi
         return None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", file=rel_file) from None
+    _refuse_nul(text, rel_file)
     try:
         document = loads(text)
     except json.JSONDecodeError as exc:

@@ -94,6 +94,20 @@ def test_models_json_nul_name_env_and_n_gpus(run_cli: RunCli, tmp_path: Path) ->
     assert "`n_gpus` must be -1 or at least 0, not -5" in lines[3] and "not boolean True" in lines[4]
 
 
+def test_tools_and_data_json_nul_anywhere(run_cli: RunCli, tmp_path: Path) -> None:
+    """A tools.json pre-script's args, a tool's env value, a data.json path: each failed only at apply."""
+    root = project(tmp_path, "version: 1\npackage: .\nmodels: [{select: m}]\n",
+                   [{"name": "m", "scripts": "run.sh", "n_gpus": "0"}])
+    (root / "scripts" / "common").mkdir(parents=True)
+    (root / "scripts" / "common" / "tools.json").write_text(json.dumps({"tools": {"t": {
+        "cmd": "x", "env_vars": {"E": "a\0"}, "pre_scripts": [{"path": "p.sh", "args": "-a \0"}]}}}, indent=1))
+    (root / "data.json").write_text('{"d": {"local": {"path": "/d\\\\u0000"}}, "n": {"local": {"path": "\\u0000"}}}')
+    lines = config_error(run_cli, root).splitlines()
+    assert [line.split(": error: ")[0] for line in lines] == [
+        "data.json:1:66", "scripts/common/tools.json:6:12", "scripts/common/tools.json:11:18"], lines
+    assert all("a string holds a NUL byte" in line for line in lines), lines
+
+
 # --- numbers beyond 64 bits, infinities ------------------------------------------------------------
 
 
