@@ -7,6 +7,7 @@ does, so the exit code and the exact stdout/stderr are what a user would see.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -62,6 +63,20 @@ def run_cli(*args: str | os.PathLike[str], cwd: str | os.PathLike[str] | None = 
         check=False,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_unprivileged(args: tuple[str, ...], cwd: Path) -> tuple[int, str, str]:
+    """`madengine *args` as a user whom file permissions bind: root without CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH (as its own files' owner, mode bits 000 deny it), or the user running the tests."""
+    command = [sys.executable, "-m", "madengine", *args]
+    if os.geteuid() == 0:
+        if shutil.which("capsh") is None:
+            pytest.skip("root without capsh cannot give up its file capabilities")
+        command = ["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c", 'exec "$0" "$@"', *command]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NO_COLOR": "1", "COLUMNS": "200"}
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+                          stdin=subprocess.DEVNULL, env=env)
+    return done.returncode, done.stdout, done.stderr
 
 
 @pytest.fixture(name="run_cli")

@@ -686,6 +686,9 @@ class _Inputs:
             self._model_error(inst, "scripts", f"model {inst.model.name!r}: script {script!r} does not exist",
                               "paths are relative to the madfile (or, for packaged models, to the "
                               "models.json that declares them)")
+        elif not os.access(self.root / script, os.R_OK):  # lock hashes it, a run copies it: both read it
+            self._model_error(inst, "scripts", f"model {inst.model.name!r}: script {script!r} cannot be read "
+                              "(permission denied)", f"check its permissions and owner (`ls -l {script}`)")
 
     def _listing(self, directory: str) -> frozenset[str]:
         """The names in a project directory, read once (a missing one is empty: its script is reported)."""

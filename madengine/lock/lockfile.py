@@ -356,5 +356,5 @@ def missing_inputs(lock: Lock, madfile_display: str) -> list[Diagnostic]:
 
 def _missing(madfile_display: str, addr: str, what: str, path: str) -> Diagnostic:
     return Diagnostic(file=madfile_display, line=None, column=None,
-                      message=f"{addr}: {what} {path!r} does not exist",
+                      message=f"{addr}: {what} {path!r} does not exist or cannot be read",
                       hint="paths are relative to the madfile (or, for packaged models, the package)")

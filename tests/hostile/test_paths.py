@@ -8,7 +8,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from tests.conftest import RunCli
+from tests.conftest import RunCli, run_unprivileged
 
 CONFIG = 5
 OUTSIDE = "(hint: scripts must be files of the project (the madfile's directory) or of the MAD package; " \
@@ -111,3 +111,13 @@ def test_tool_script_symlinked_outside_the_package(run_cli: RunCli, tmp_path: Pa
     (root / "scripts/common/pre.sh").symlink_to(tmp_path / "outside.sh")
     assert errors(run_cli, root) == [f"madfile.yaml:4:16: error: contexts.c.tools: script 'scripts/common/pre.sh' "
                                      f"is outside the project and the package {OUTSIDE}"]
+
+
+def test_a_script_that_cannot_be_read_is_refused_at_validate(tmp_path: Path) -> None:
+    """validate said ok and lock then said the script 'does not exist'."""
+    root = project(tmp_path, MODEL)
+    (root / "scripts" / "m" / "run.sh").chmod(0)
+    code, out, err = run_unprivileged(("validate",), root)
+    assert (code, out) == (CONFIG, ""), err
+    assert err == ("madfile.yaml:2:20: error: models[0].scripts: model 'm': script 'scripts/m/run.sh' cannot be "
+                   "read (permission denied) (hint: check its permissions and owner (`ls -l scripts/m/run.sh`))\n")

@@ -9,14 +9,12 @@ import os
 import random
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from madengine.state.schema import SCHEMA_VERSION
-from tests.conftest import RunCli
+from tests.conftest import RunCli, run_unprivileged
 
 SCRIPT = "#!/usr/bin/env bash\necho \"performance: 42.5 samples_per_second\"\n"
 MADFILE = """\
@@ -224,28 +222,12 @@ def test_something_else_in_place_of_the_store_is_a_state_error(run_cli: RunCli, 
         assert_named(code, err, 1, f"the state database {db} is", f"mv {db} ")
 
 
-def unprivileged(args: tuple[str, ...], cwd: Path) -> tuple[int, str, str]:
-    """`madengine *args` as a user whom file permissions bind: root without CAP_DAC_OVERRIDE and
-    CAP_DAC_READ_SEARCH (as its own files' owner, mode bits 000 deny it), or the user running the tests."""
-    from tests.conftest import REPO_ROOT
-
-    command = [sys.executable, "-m", "madengine", *args]
-    if os.geteuid() == 0:
-        if shutil.which("capsh") is None:
-            pytest.skip("root without capsh cannot give up its file capabilities")
-        command = ["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c", 'exec "$0" "$@"', *command]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NO_COLOR": "1", "COLUMNS": "200"}
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
-                          stdin=subprocess.DEVNULL, env=env)
-    return done.returncode, done.stdout, done.stderr
-
-
 def test_a_store_it_may_not_read_is_named_as_such(project: Path) -> None:
     db = state_db(project)
     db.chmod(0)
     try:
         for args in (("plan",), ("results",), ("state", "list"), ("apply", "--yes")):
-            code, _, err = unprivileged(args, project)
+            code, _, err = run_unprivileged(args, project)
             assert_named(code, err, 1, f"cannot read {db}: permission denied", f"ls -l {db}")
             assert len(err.splitlines()) == 1 and "cannot write" not in err, err
     finally:
