@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the compiler (and pydantic) load only when something is com
     from madengine.backends.base import Backend, Workspace
     from madengine.compile.ir import Project
     from madengine.graph.dag import Dag
+    from madengine.lock.freshness import Fresh
     from madengine.lock.pins import Resolver
     from madengine.madfile.load import LoadedMadfile
     from madengine.plan.model import Plan
@@ -184,8 +185,7 @@ class Realization:
     state_path: Path
     project: Project | None  # None until needed when a fresh lock stood for it (`realization(compile=False)`)
     _loaded: LoadedMadfile | None = field(default=None, repr=False)  # the madfile, once read for either
-    _fresh_gates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)  # when project is None
-    _fresh_targets: Mapping[str, Any] | None = field(default=None, repr=False)  # as a fresh lock's record has them
+    _fresh: Fresh | None = field(default=None, repr=False)  # the record of a fresh lock that stood for the project
     lock_note: str = ""  # `madengine.lock updated: ...` when it was rewritten for this command
 
     def gates(self) -> dict[str, Gate]:
@@ -196,7 +196,7 @@ class Realization:
         else:
             from madengine.results.gates import Gate
 
-            every = {a: Gate.from_json(g) for a, g in self._fresh_gates.items()}
+            every = {a: Gate.from_json(g) for a, g in (self._fresh.gates if self._fresh else {}).items()}
         return {a: g for a, g in every.items() if a in self.graph}
 
     def compiled(self) -> Project:
@@ -212,8 +212,8 @@ class Realization:
         """The targets' configuration, for making backends: the madfile's, read alone if not compiled."""
         if self.project is not None:
             return self.project.targets
-        if self._loaded is None and self._fresh_targets is not None:
-            recorded = _recorded_targets(self._fresh_targets)
+        if self._loaded is None and self._fresh is not None and self._fresh.targets is not None:
+            recorded = _recorded_targets(self._fresh.targets)
             if recorded is not None:
                 return recorded
         return self._madfile().madfile.effective_targets()
@@ -270,15 +270,13 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
     fresh = None if compile or text is not None else freshness.check(madfile, root / LOCK_NAME)
     project: Project | None
     note = ""
-    fresh_targets = None
     if fresh is not None:
         lock, lock_hash, project = parse_lock(fresh.lock_text, root / LOCK_NAME, trusted=True), fresh.lock_hash, None
-        registry, tags, shown, gates = fresh.registry, fresh.tags, display_path(madfile), fresh.gates
-        fresh_targets = fresh.targets
+        registry, tags, shown = fresh.registry, fresh.tags, display_path(madfile)
     else:
         current = current_lock(madfile, locked=locked, text=text)
         lock, lock_hash, project = current.lock, lock_digest(current.lock), current.project
-        registry, tags, shown, gates = project.registry, project.model_tags(), current.loaded.display_path, {}
+        registry, tags, shown = project.registry, project.model_tags(), current.loaded.display_path
         note = current.note
     graph = select_nodes(build_graph(lock, registry=registry, tags=tags), select, targets)
     db = state_path(root, state)
@@ -288,7 +286,7 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
             for t in ((data["target"],) if data["kind"] == "job" else data.get("targets", ()))}
     r = Realization(madfile, shown, lock, lock_hash, registry, graph, workspace,
                     LazyBackends(used, lambda: r.target_configs(), workspace), db, project,
-                    _fresh_gates=gates, _fresh_targets=fresh_targets, lock_note=note)
+                    _fresh=fresh, lock_note=note)
     return r
 
 
