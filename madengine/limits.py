@@ -36,9 +36,11 @@ DEFAULT_MODELS = 20_000
 DEFAULT_JOBS = 100_000
 SCRIPT_TIMEOUT_ENV = "MADENGINE_SCRIPT_TIMEOUT"
 DEFAULT_SCRIPT_TIMEOUT = 30.0
+# A day: far beyond any listing of models, and within what a selector's timeout can be given.
+MAX_SCRIPT_TIMEOUT = 86400.0
 
 
-def _env_number(name: str, default: float, *, integer: bool) -> float:
+def _env_number(name: str, default: float, *, integer: bool, maximum: float | None = None) -> float:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -46,9 +48,10 @@ def _env_number(name: str, default: float, *, integer: bool) -> float:
         value = int(raw) if integer else float(raw)
     except ValueError:
         value = -1
-    if not value > 0 or value == float("inf"):
+    if not value > 0 or value == float("inf") or (maximum is not None and value > maximum):
         kind = "a whole number" if integer else "a finite number of seconds"
-        raise ConfigError(f"{name}={raw!r} is not {kind} above 0",
+        most = f" and at most {maximum:g}" if maximum is not None else ""
+        raise ConfigError(f"{name}={raw!r} is not {kind} above 0{most}",
                           hint=f"unset {name} for the default ({default:g})")
     return value
 
@@ -67,10 +70,10 @@ def models() -> int:
 
 def script_timeout(configured: float | None = None) -> float:
     """Seconds a get_models_json.py may run: the madfile's `limits.script_timeout`, else the
-    environment's MADENGINE_SCRIPT_TIMEOUT, else 30."""
+    environment's MADENGINE_SCRIPT_TIMEOUT, else 30; at most a day (MAX_SCRIPT_TIMEOUT)."""
     if configured is not None:
         return configured
-    return _env_number(SCRIPT_TIMEOUT_ENV, DEFAULT_SCRIPT_TIMEOUT, integer=False)
+    return _env_number(SCRIPT_TIMEOUT_ENV, DEFAULT_SCRIPT_TIMEOUT, integer=False, maximum=MAX_SCRIPT_TIMEOUT)
 
 
 def _size(n: int) -> str:

@@ -262,9 +262,9 @@ class Limits(Strict):
                       description="the most jobs the madfile may compile to (models × params × contexts × "
                                   "targets × repeat)")
     script_timeout: float | None = Field(
-        default=None, gt=0, allow_inf_nan=False,
-        description="seconds a MAD package's get_models_json.py may run; default: $MADENGINE_SCRIPT_TIMEOUT, "
-                    "else 30")
+        default=None, gt=0, le=_limits.MAX_SCRIPT_TIMEOUT, allow_inf_nan=False,
+        description="seconds a MAD package's get_models_json.py may run, at most a day; default: "
+                    "$MADENGINE_SCRIPT_TIMEOUT, else 30")
 
 
 # --- the file -------------------------------------------------------------------------------------

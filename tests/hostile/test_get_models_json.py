@@ -105,3 +105,15 @@ def test_a_script_that_returns_deeply_nested_values_is_named(tmp_path: Path, run
     assert code == CONFIG
     assert f"{FILE}: error: list_models()[0] holds a value that is not JSON data: nested" in err
     assert "internal error" not in err
+
+
+def test_a_script_timeout_beyond_a_day_is_refused_where_it_is_set(tmp_path: Path, run_cli: RunCli) -> None:
+    package(tmp_path, MODEL)  # 1e12 s was an internal error: "timestamp out of range" in the selector
+    (tmp_path / "madfile.yaml").write_text("version: 1\npackage: .\nlimits: {script_timeout: 1e12}\n")
+    code, _, err = run_cli("validate", cwd=tmp_path, timeout=60)
+    assert (code, err.splitlines()[0]) == (
+        CONFIG, "madfile.yaml:3:26: error: limits.script_timeout: must be at most 86400, found 1000000000000.0"), err
+    code, _, err = run_cli("discover", cwd=tmp_path, env={"MADENGINE_SCRIPT_TIMEOUT": "1e300"}, timeout=60)
+    assert (code, err.splitlines()[0]) == (
+        CONFIG, "error: MADENGINE_SCRIPT_TIMEOUT='1e300' is not a finite number of seconds above 0 and at most "
+                "86400 (hint: unset MADENGINE_SCRIPT_TIMEOUT for the default (30))"), err
