@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from madengine.errors import ConfigError
+from madengine.files import NotAFileError, open_file
 
 MB = 1024 * 1024
 
@@ -83,13 +84,19 @@ def _size(n: int) -> str:
 def read_bounded(path: str | os.PathLike[str], shown: str, limit: int, env: str) -> bytes:
     """The bytes of `path`, refused before reading (and parsing) when larger than `limit`.
 
+    Anything but a regular file (a FIFO would hang the read) is refused before it is opened.
     OSError (a missing file...) is the caller's to report.
     """
-    with open(path, "rb") as f:
+    try:
+        fd = open_file(path)
+    except NotAFileError as exc:
+        raise ConfigError(f"{shown} is {exc.what}", file=shown,
+                          hint=f"{os.path.basename(shown)} must be a file (not a FIFO, socket or device)") from None
+    with os.fdopen(fd, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size > limit:
             raise too_big(shown, size, limit, env)
-        raw = f.read(limit + 1)  # a file that grows while read (a FIFO, /dev/zero) stops here
+        raw = f.read(limit + 1)  # a file that grows while read stops here
     if len(raw) > limit:
         raise too_big(shown, len(raw), limit, env, at_least=True)
     return raw

@@ -3,6 +3,7 @@ with its position (never a hang, a MemoryError or a RecursionError). Timings are
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,23 @@ def test_json_inputs_over_the_size_limit_are_refused(tmp_path: Path, run_cli: Ru
     code, out = validate(tmp_path, run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
     assert code == CONFIG
     assert "is 8.6 MB; the limit is 8.0 MB" in out and "MADENGINE_MAX_INPUT_BYTES" in out
+
+
+def test_a_fifo_as_the_madfile_is_refused_not_read(tmp_path: Path, run_cli: RunCli) -> None:
+    os.mkfifo(tmp_path / "madfile.yaml")  # reading it waited for a writer forever
+    code, out, err = run_cli("validate", cwd=tmp_path, timeout=30)
+    assert (code, out, err) == (CONFIG, "", "madfile.yaml: error: madfile.yaml is not a regular file (hint: "
+                                            "madfile.yaml must be a file (not a FIFO, socket or device))\n")
+
+
+@pytest.mark.parametrize("name", ["scripts/common/tools.json", "data.json"])
+def test_a_fifo_as_a_json_input_is_refused_not_read(tmp_path: Path, run_cli: RunCli, name: str) -> None:
+    (tmp_path / "pkg" / "scripts" / "common").mkdir(parents=True)
+    (tmp_path / "pkg" / "models.json").write_text('[{"name": "m", "dockerfile": "d", "scripts": "run.sh"}]')
+    os.mkfifo(tmp_path / "pkg" / name)
+    code, out = validate(tmp_path, run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
+    assert code == CONFIG
+    assert f"{name}: error: {name} is not a regular file (hint: {Path(name).name} must be a file" in out
 
 
 RUN_M = "version: 1\nmodels:\n  - {name: m, scripts: run.sh}\nruns:\n  - {models: [m], repeat: 10000000}\n"
