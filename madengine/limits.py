@@ -77,7 +77,7 @@ def script_timeout(configured: float | None = None) -> float:
     return _env_number(SCRIPT_TIMEOUT_ENV, DEFAULT_SCRIPT_TIMEOUT, integer=False, maximum=MAX_SCRIPT_TIMEOUT)
 
 
-def _size(n: int) -> str:
+def size_text(n: int) -> str:
     return f"{n / MB:.1f} MB" if n >= MB else f"{n / 1024:.0f} KB" if n >= 1024 else f"{n} bytes"
 
 
@@ -104,5 +104,5 @@ def read_bounded(path: str | os.PathLike[str], shown: str, limit: int, env: str)
 
 def too_big(shown: str, size: int, limit: int, env: str, *, at_least: bool = False) -> ConfigError:
     more = "more than " if at_least else ""
-    return ConfigError(f"{shown} is {more}{_size(size)}; the limit is {_size(limit)}", file=shown,
+    return ConfigError(f"{shown} is {more}{size_text(size)}; the limit is {size_text(limit)}", file=shown,
                        hint=f"set {env} (in bytes) to raise it")

@@ -117,3 +117,13 @@ def test_a_script_timeout_beyond_a_day_is_refused_where_it_is_set(tmp_path: Path
     assert (code, err.splitlines()[0]) == (
         CONFIG, "error: MADENGINE_SCRIPT_TIMEOUT='1e300' is not a finite number of seconds above 0 and at most "
                 "86400 (hint: unset MADENGINE_SCRIPT_TIMEOUT for the default (30))"), err
+
+
+def test_an_answer_over_the_input_limit_is_refused_naming_the_script(tmp_path: Path, run_cli: RunCli) -> None:
+    package(tmp_path, MODEL.replace('tags=["t"]', 'tags=["t" * 20_000_000]'))  # was read (quadratically) for 30 s
+    code, _, err = run_cli("discover", cwd=tmp_path, timeout=60)
+    assert (code, err) == (CONFIG, f"{FILE}: error: the script answered more than 8.0 MB of models; the limit is "
+                                   "8.0 MB (hint: set MADENGINE_MAX_INPUT_BYTES (in bytes) to raise it)\n")
+    package(tmp_path / "small", MODEL)
+    code, _, err = run_cli("discover", cwd=tmp_path / "small", env={"MADENGINE_MAX_INPUT_BYTES": "50"}, timeout=60)
+    assert code == CONFIG and "the script answered more than 50 bytes of models; the limit is 50 bytes" in err, err
