@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from madengine.errors import ConfigError
+from madengine.files import NotAFileError, open_file
 
 MB = 1024 * 1024
 
@@ -52,9 +53,11 @@ DEFAULT_JOBS = 25_000
 ADDRESS_CHARS_PER_JOB = 160
 SCRIPT_TIMEOUT_ENV = "MADENGINE_SCRIPT_TIMEOUT"
 DEFAULT_SCRIPT_TIMEOUT = 30.0
+# A day: far beyond any listing of models, and within what a selector's timeout can be given.
+MAX_SCRIPT_TIMEOUT = 86400.0
 
 
-def _env_number(name: str, default: float, *, integer: bool) -> float:
+def _env_number(name: str, default: float, *, integer: bool, maximum: float | None = None) -> float:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -62,9 +65,10 @@ def _env_number(name: str, default: float, *, integer: bool) -> float:
         value = int(raw) if integer else float(raw)
     except ValueError:
         value = -1
-    if not value > 0 or value == float("inf"):
+    if not value > 0 or value == float("inf") or (maximum is not None and value > maximum):
         kind = "a whole number" if integer else "a finite number of seconds"
-        raise ConfigError(f"{name}={raw!r} is not {kind} above 0",
+        most = f" and at most {maximum:g}" if maximum is not None else ""
+        raise ConfigError(f"{name}={raw!r} is not {kind} above 0{most}",
                           hint=f"unset {name} for the default ({default:g})")
     return value
 
@@ -83,26 +87,32 @@ def models() -> int:
 
 def script_timeout(configured: float | None = None) -> float:
     """Seconds a get_models_json.py may run: the madfile's `limits.script_timeout`, else the
-    environment's MADENGINE_SCRIPT_TIMEOUT, else 30."""
+    environment's MADENGINE_SCRIPT_TIMEOUT, else 30; at most a day (MAX_SCRIPT_TIMEOUT)."""
     if configured is not None:
         return configured
-    return _env_number(SCRIPT_TIMEOUT_ENV, DEFAULT_SCRIPT_TIMEOUT, integer=False)
+    return _env_number(SCRIPT_TIMEOUT_ENV, DEFAULT_SCRIPT_TIMEOUT, integer=False, maximum=MAX_SCRIPT_TIMEOUT)
 
 
-def _size(n: int) -> str:
+def size_text(n: int) -> str:
     return f"{n / MB:.1f} MB" if n >= MB else f"{n / 1024:.0f} KB" if n >= 1024 else f"{n} bytes"
 
 
 def read_bounded(path: str | os.PathLike[str], shown: str, limit: int, env: str) -> bytes:
     """The bytes of `path`, refused before reading (and parsing) when larger than `limit`.
 
+    Anything but a regular file (a FIFO would hang the read) is refused before it is opened.
     OSError (a missing file...) is the caller's to report.
     """
-    with open(path, "rb") as f:
+    try:
+        fd = open_file(path)
+    except NotAFileError as exc:
+        raise ConfigError(f"{shown} is {exc.what}", file=shown,
+                          hint=f"{os.path.basename(shown)} must be a file (not a FIFO, socket or device)") from None
+    with os.fdopen(fd, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size > limit:
             raise too_big(shown, size, limit, env)
-        raw = f.read(limit + 1)  # a file that grows while read (a FIFO, /dev/zero) stops here
+        raw = f.read(limit + 1)  # a file that grows while read stops here
     if len(raw) > limit:
         raise too_big(shown, len(raw), limit, env, at_least=True)
     return raw
@@ -110,5 +120,5 @@ def read_bounded(path: str | os.PathLike[str], shown: str, limit: int, env: str)
 
 def too_big(shown: str, size: int, limit: int, env: str, *, at_least: bool = False) -> ConfigError:
     more = "more than " if at_least else ""
-    return ConfigError(f"{shown} is {more}{_size(size)}; the limit is {_size(limit)}", file=shown,
+    return ConfigError(f"{shown} is {more}{size_text(size)}; the limit is {size_text(limit)}", file=shown,
                        hint=f"set {env} (in bytes) to raise it")

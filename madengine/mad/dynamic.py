@@ -120,6 +120,7 @@ class ScriptResult(NamedTuple):
 
 _TIMEOUT_HINT = ("fix the script, or give it longer with `limits.script_timeout` in the madfile "
                  "(MADENGINE_SCRIPT_TIMEOUT without one)")
+_ANSWER_HINT = "list_models() must return; the script must not end the process"
 _STDERR_TAIL_BYTES = 64 * 1024  # what is passed on to madengine's stderr of one child's output, at most
 
 
@@ -207,44 +208,54 @@ class _Child:
             sys.stderr.write(output if output.endswith("\n") else output + "\n")  # never into stdout
             sys.stderr.flush()
         if failure is not None:
+            what, hint = failure
             tail = _last_lines(_read_tail(stderr, started_at))
-            hint = _TIMEOUT_HINT if failure.startswith("did not finish") else \
-                "list_models() must return; the script must not end the process"
             results.append(ScriptResult([], [Diagnostic(
                 scripts[len(results)].rel_file, None, None,
-                f"the script {failure}" + (f"; its last output: {tail}" if tail else ""), hint=hint)]))
+                f"the script {what}" + (f"; its last output: {tail}" if tail else ""), hint=hint)]))
         return results
 
 
 def _read_results(proc: subprocess.Popen[bytes], pipe: IO[bytes], scripts: Sequence[Script], timeout: float,
-                  stderr: IO[bytes]) -> tuple[list[ScriptResult], str | None, int]:
+                  stderr: IO[bytes]) -> tuple[list[ScriptResult], tuple[str, str] | None, int]:
     """The child's JSON lines, one per script, each within `timeout` of the one before; then what went
-    wrong with the next script (None: nothing) and where its stderr output starts."""
+    wrong with the next script (None: nothing), with a hint, and where its stderr output starts.
+
+    An answer is at most `limits.input_bytes()`, like a models.json: each byte is read and searched once."""
     import selectors
 
     results: list[ScriptResult] = []
-    started_at, buffer = 0, b""
+    started_at, buffer, searched = 0, bytearray(), 0  # buffer[:searched] holds no newline
+    limit = limits.input_bytes()
     deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as selector:
         selector.register(pipe, selectors.EVENT_READ)
         while len(results) < len(scripts):
-            line, newline, rest = buffer.partition(b"\n")
-            if newline:
-                buffer, started_at = rest, _size(stderr)
+            end = buffer.find(b"\n", searched)
+            if (end if end >= 0 else len(buffer)) > limit:
+                return results, (f"answered more than {limits.size_text(limit)} of models; the limit is "
+                                 f"{limits.size_text(limit)}",
+                                 f"set {limits.INPUT_BYTES_ENV} (in bytes) to raise it"), started_at
+            if end >= 0:
+                line = bytes(buffer[:end])
+                del buffer[:end + 1]
+                searched, started_at = 0, _size(stderr)
                 result = _decode(line, scripts[len(results)])
                 if result is None:
-                    return results, "answered with output madengine cannot read", started_at
+                    return results, ("answered with output madengine cannot read", _ANSWER_HINT), started_at
                 results.append(result)
                 deadline = time.monotonic() + timeout
                 continue
+            searched = len(buffer)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not selector.select(remaining):
-                return results, f"did not finish within {timeout:g} s", started_at
+                return results, (f"did not finish within {timeout:g} s", _TIMEOUT_HINT), started_at
             chunk = os.read(pipe.fileno(), 1 << 16)
             if not chunk:
                 code = proc.wait()
-                return results, (f"ended the process (exit code {code}) before list_models() returned" if code >= 0
-                                 else f"was killed by signal {-code} before list_models() returned"), started_at
+                return results, ((f"ended the process (exit code {code}) before list_models() returned" if code >= 0
+                                  else f"was killed by signal {-code} before list_models() returned"),
+                                 _ANSWER_HINT), started_at
             buffer += chunk
     return results, None, started_at
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from madengine.errors import Diagnostic
 from madengine.mad.model import ENV_NAME, INT64_MAX, INT64_MIN
 from madengine.madfile.diagnose import backends, close_match
-from madengine.madfile.model import DEFAULT_CONTEXT, DEFAULT_TARGET, is_secret_name
+from madengine.madfile.model import DEFAULT_CONTEXT, DEFAULT_TARGET, is_secret_name, n_gpus_value
 from madengine.madfile.source import KeyPath, SourceMap
 
 if TYPE_CHECKING:
@@ -115,13 +115,14 @@ def _check_timeout(path: KeyPath, entry: dict[Any, Any], source: SourceMap) -> l
 
 
 def _check_n_gpus(path: KeyPath, entry: dict[Any, Any], source: SourceMap) -> list[Diagnostic]:
-    value = entry.get("n_gpus")
-    # models.json's string form ("-1"), read as the model reads it
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,4000}\s*", value):
-        value = int(value)
-        if not INT64_MIN <= value <= INT64_MAX:  # the numbers of _check_values, written as a string
-            return [source.diagnostic((*path, "n_gpus"), f"the number is too large ({value.bit_length()} bits; "
-                                      "numbers must fit in 64 bits)", "give a smaller number", at="value")]
+    written = entry.get("n_gpus")
+    try:
+        value = n_gpus_value(written)  # models.json's string form ("-1"), read as the model reads it
+    except ValueError:
+        return []  # too many digits: the schema's error
+    if isinstance(written, str) and _is_int(value) and value > INT64_MAX:  # _check_values bounds numbers
+        return [source.diagnostic((*path, "n_gpus"), f"the number is too large ({value.bit_length()} bits; "
+                                  "numbers must fit in 64 bits)", "give a smaller number", at="value")]
     if _is_int(value) and value < -1:
         return [source.diagnostic((*path, "n_gpus"), f"n_gpus must be -1 or at least 0, found {value}",
                                   "give the number of GPUs the model needs, 0 for none, or -1 for all of "

@@ -34,11 +34,19 @@ _PLACES: tuple[tuple[type[BaseModel], str], ...] = (
     (m.Run, "a run (runs: [...])"),
     (m.Expect, "an expect gate (expect: {<model>: {...}})"),
 )
-# Keys of the format (DESIGN §2) that are not implemented yet: refused with what to do instead, not
-# accepted and ignored, and absent from the models (so from the schema) until they work.
-_NOT_YET: dict[tuple[type[BaseModel] | None, str], tuple[str, str]] = {
+# Keys refused with their own message and hint instead of "unknown key" and a guess, checked once:
+# keys of the format (DESIGN §2) that are not implemented yet (absent from the models, so from the
+# schema, until they work), and keys of ROCm's formats that madengine would ignore. Refused, never
+# accepted and ignored.
+_REFUSED: dict[tuple[type[BaseModel] | None, str], tuple[str, str]] = {
     (m.Expect, "tolerance"): ("`tolerance` is not supported yet: it needs a baseline, which comes with "
                               "`madengine compare`", "gate on absolute bounds for now: `min:` and/or `max:`"),
+    (m.InlineModel, "url"): ("unknown key `url`", "`url` is not read by madengine; keep it in a comment"),
+    (m.InlineModel, "skip_gpu_arch"): ("unknown key `skip_gpu_arch`",
+                                       "madengine does not detect GPU architectures, so it cannot skip one; "
+                                       "leave the model out of the run instead"),
+    (m.Context, "docker_gpus"): ("unknown key `docker_gpus`",
+                                 "madengine gives each job free GPUs itself; set the target's `gpus`"),
 }
 # Target = Annotated[LocalTarget | DockerTarget | ..., Field(discriminator="backend")]
 _TARGETS: tuple[type[BaseModel], ...] = get_args(get_args(m.Target)[0])
@@ -334,9 +342,9 @@ def _diagnostic(e: _Located | _Merged, source: SourceMap) -> Diagnostic:
         # An int key would read as a list index (`contexts[1]`): show it as the key it is.
         return replace(d, key_path=f"{format_key_path(path[:-1])}.{_yaml_text(path[-1])}")
     if kind == "extra_forbidden":
-        later = _NOT_YET.get((e.owner, str(path[-1])))
-        if later is not None:
-            return source.diagnostic(path, *later)
+        refused = _REFUSED.get((e.owner, str(path[-1])))
+        if refused is not None:
+            return source.diagnostic(path, *refused)
         return source.diagnostic(path, f"unknown key `{path[-1]}`", _unknown_key_hint(str(path[-1]), e.owner))
     if kind == "missing":
         return source.diagnostic(path[:-1], f"missing required key `{path[-1]}`", _missing_hint(e))
@@ -408,18 +416,7 @@ def _fields(cls: type[BaseModel]) -> list[str]:
     return list(cls.model_fields)
 
 
-# Keys of ROCm's formats that a madfile refuses because madengine would ignore them.
-_NOT_HONOURED: dict[tuple[type[BaseModel] | None, str], str] = {
-    (m.InlineModel, "url"): "`url` is not read by madengine; keep it in a comment",
-    (m.InlineModel, "skip_gpu_arch"): "madengine does not detect GPU architectures, so it cannot skip one; "
-                                      "leave the model out of the run instead",
-    (m.Context, "docker_gpus"): "madengine gives each job free GPUs itself; set the target's `gpus`",
-}
-
-
 def _unknown_key_hint(key: str, owner: type[BaseModel] | None) -> str:
-    if (owner, key) in _NOT_HONOURED:
-        return _NOT_HONOURED[owner, key]
     allowed = _fields(owner) if owner is not None else []
     candidates = [*allowed, "select"] if owner is m.InlineModel else allowed
     guess = close_match(key, candidates)

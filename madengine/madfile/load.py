@@ -8,7 +8,6 @@ plain dicts and lists for pydantic, and validated. Every problem becomes a `Diag
 
 from __future__ import annotations
 
-import datetime
 import os
 import warnings
 from collections.abc import Iterable
@@ -23,6 +22,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import MappingStartEvent, SequenceStartEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from madengine import limits
@@ -36,9 +36,10 @@ from madengine.madfile.source import ROOT_POS, KeyPath, Pos, SourceMap, format_k
 _YAML_TAG_PREFIX = "tag:yaml.org,2002:"
 _MERGE_TAG = _YAML_TAG_PREFIX + "merge"
 # The tags of YAML's core schema (and `<<`, the merge key), which the plain data of a madfile is made of.
-# Everything else (`!!binary`, `!!set`, `!!omap`, `!!python/...`, local `!tags`) is refused.
+# Everything else (`!!binary`, `!!set`, `!!omap`, `!!timestamp`, `!!python/...`, local `!tags`) is refused.
 _PLAIN_TAGS = frozenset(_YAML_TAG_PREFIX + name for name in
-                        ("str", "int", "float", "bool", "null", "map", "seq", "merge", "timestamp"))
+                        ("str", "int", "float", "bool", "null", "map", "seq", "merge"))
+_TIMESTAMP_TAG = _YAML_TAG_PREFIX + "timestamp"
 _STARTER_HINT = "start with `version: 1`, or run `madengine init` to write a starter madfile"
 
 
@@ -141,6 +142,7 @@ def _parse(text: str, shown: str) -> tuple[Any, SourceMap, list[Diagnostic]]:
     # constructor must not stop at the first one.
     yaml.allow_duplicate_keys = True
     yaml.Composer = _BoundedComposer
+    yaml.Resolver = _NoDatesResolver
     try:
         # ruamel warns on stderr about legal oddities (a reused anchor): a user would see a
         # Python warning instead of a diagnostic, so they are silenced here.
@@ -221,6 +223,15 @@ class _TooDeepError(Exception):
     def __init__(self, pos: Pos) -> None:
         super().__init__(pos)
         self.pos = pos
+
+
+class _NoDatesResolver(VersionedResolver):
+    """YAML 1.1's resolver without dates: no madfile field takes one, so `2024-01-01` (and
+    `2024-13-45`, which is no date at all) is the string it reads as, like any other plain word."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        tag = super().resolve(kind, value, implicit)
+        return self.DEFAULT_SCALAR_TAG if str(tag) == _TIMESTAMP_TAG else tag
 
 
 class _BoundedComposer(Composer):
@@ -405,8 +416,6 @@ def _plain(value: Any, path: KeyPath, positions: dict[KeyPath, tuple[Pos, Pos]],
         return float(value)
     if isinstance(value, str):
         return str(value)
-    if isinstance(value, datetime.date):  # `2024-01-01` is a date in YAML; keep what was written
-        return value.isoformat()
     return value
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from madengine import limits as _limits
+from madengine.mad.model import INT64_MAX
 
 FORMAT_VERSION = 1
 
@@ -75,10 +76,25 @@ class InlineModel(Strict):
     @field_validator("n_gpus", mode="before", json_schema_input_type=int | str)
     @classmethod
     def _n_gpus_from_string(cls, v: Any) -> Any:
-        # models.json writes n_gpus as a string ("-1"); accept the same in a madfile.
-        if isinstance(v, str) and re.fullmatch(r"-?\d+", v.strip()):
-            return int(v)
-        return v
+        return n_gpus_value(v)  # its range is checked by check.py, with the numbers written as numbers
+
+
+_INT_TEXT = re.compile(r"\s*-?\d+\s*")
+_INT64_DIGITS = len(str(INT64_MAX))
+
+
+def n_gpus_value(value: Any) -> Any:
+    """`n_gpus` as a model has it: models.json writes it as a string ("-1") and a madfile may too, read
+    as an int; any other value as it is.
+
+    ValueError for a string of more digits than a 64-bit number has: refused before int(), which
+    would refuse thousands of digits in Python's words (sys.set_int_max_str_digits)."""
+    if isinstance(value, str) and _INT_TEXT.fullmatch(value):
+        digits = len(value.strip().lstrip("-"))
+        if digits > _INT64_DIGITS:
+            raise ValueError(f"the number is too large ({digits} digits; numbers must fit in 64 bits)")
+        return int(value)
+    return value
 
 
 def model_entry_kind(value: Any) -> str | None:
@@ -263,9 +279,9 @@ class Limits(Strict):
                                   f"targets × repeat); their addresses may take {_limits.ADDRESS_CHARS_PER_JOB} "
                                   "characters a job of it")
     script_timeout: float | None = Field(
-        default=None, gt=0, allow_inf_nan=False,
-        description="seconds a MAD package's get_models_json.py may run; default: $MADENGINE_SCRIPT_TIMEOUT, "
-                    "else 30")
+        default=None, gt=0, le=_limits.MAX_SCRIPT_TIMEOUT, allow_inf_nan=False,
+        description="seconds a MAD package's get_models_json.py may run, at most a day; default: "
+                    "$MADENGINE_SCRIPT_TIMEOUT, else 30")
 
 
 # --- the file -------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ import fcntl
 import json
 import os
 import socket
-import stat
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from types import TracebackType
 from typing import Literal
 
 from madengine.errors import FileSystemError, StateError, StateLockedError
+from madengine.files import NotAFileError, open_file
 from madengine.state.model import Holder, utc_now
 
 LOCK_NAME = "state.lock"
@@ -135,7 +135,9 @@ class WorkspaceLock:
         try:
             if create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, flags | os.O_NONBLOCK, 0o644)  # NONBLOCK: a FIFO there must not hang us
+            return open_file(self.path, flags)  # a FIFO there must not hang us
+        except NotAFileError as exc:
+            raise self._not_a_lock(exc.what) from None
         except FileNotFoundError:
             raise
         except OSError as exc:
@@ -143,10 +145,6 @@ class WorkspaceLock:
                 raise self._not_a_lock("a directory") from None
             raise FileSystemError.of(exc, self.path, also=STATE_ELSEWHERE, doing="write") or StateError(
                 f"cannot open the workspace lock {self.path}: {exc.strerror}") from exc
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise self._not_a_lock("not a regular file")
-        return fd
 
     def _not_a_lock(self, what: str) -> StateError:
         return StateError(f"the workspace lock {self.path} is {what}",

@@ -28,7 +28,6 @@ import operator
 import os
 import socket
 import sqlite3
-import stat
 import threading
 import time
 import urllib.parse
@@ -39,6 +38,7 @@ from types import TracebackType
 from typing import Any, Literal, NoReturn
 
 from madengine.errors import FileSystemError, MadengineError, StateError
+from madengine.files import NotAFileError, refuse_non_file
 from madengine.state.lock import STATE_ELSEWHERE
 from madengine.state.model import ApplyRecord, Attempt, ImageRecord, Observed, PerfRow, Status, utc_now
 from madengine.state.schema import OlderSchemaError, check_readable, migrate
@@ -546,15 +546,12 @@ def _refuse_non_file(path: Path) -> None:
     """A directory or a FIFO where the store should be: said, not opened (SQLite would wait on a FIFO
     forever, retrying through every signal)."""
     try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return
+        refuse_non_file(path)
+    except NotAFileError as exc:
+        raise StateError(f"the state database {path} is {exc.what}", hint=f"move it aside (`mv {path} "
+                         f"{path}.old`); the next apply starts from empty state") from None
     except OSError as exc:
         raise StateError(f"cannot read the state database {path}: {exc.strerror}") from exc
-    if not stat.S_ISREG(mode):
-        what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-        raise StateError(f"the state database {path} is {what}",
-                         hint=f"move it aside (`mv {path} {path}.old`); the next apply starts from empty state")
 
 
 def _check_pages(conn: sqlite3.Connection, path: Path, *, trust_unchanged: bool) -> None:

@@ -98,10 +98,36 @@ def test_a_script_that_raises_a_base_exception_is_its_error_not_an_internal_erro
     assert "internal error" not in err and not (tmp_path / ".madengine/logs/crash.log").exists()
 
 
-def test_a_script_that_returns_deeply_nested_values_is_named(tmp_path: Path, run_cli: RunCli) -> None:
-    package(tmp_path, "def list_models():\n    x = []\n    for _ in range(5000):\n        x = [x]\n"
-                      "    return [{'name': 'm', 'dockerfile': 'd', 'scripts': 's', 'env_vars': {'A': x}}]\n")
+def test_a_script_that_returns_values_nested_past_64_levels_is_named(tmp_path: Path, run_cli: RunCli) -> None:
+    script = ("def list_models():\n    x = []\n    for _ in range({}):\n        x = [x]\n"
+              "    return [{{'name': 'm', 'dockerfile': 'd', 'scripts': 's', 'extra': x}}]\n")
+    package(tmp_path, script.format(62))  # the model, then 63 lists: 64 levels
+    code, out, err = run_cli("discover", "--json", cwd=tmp_path, timeout=60)
+    assert code == 0 and [m["name"] for m in json.loads(out)] == ["dyn/m"], err
+    (tmp_path / FILE).write_text(script.format(63))
     code, _, err = run_cli("discover", cwd=tmp_path, timeout=60)
-    assert code == CONFIG
-    assert f"{FILE}: error: list_models()[0] holds a value that is not JSON data: nested" in err
-    assert "internal error" not in err
+    assert (code, err) == (CONFIG, f"{FILE}: error: list_models()[0] holds a value that is not JSON data: nested "
+                                   "more than 64 levels deep (hint: a model's fields are strings, numbers, "
+                                   "booleans, lists and dicts)\n")
+
+
+def test_a_script_timeout_beyond_a_day_is_refused_where_it_is_set(tmp_path: Path, run_cli: RunCli) -> None:
+    package(tmp_path, MODEL)  # 1e12 s was an internal error: "timestamp out of range" in the selector
+    (tmp_path / "madfile.yaml").write_text("version: 1\npackage: .\nlimits: {script_timeout: 1e12}\n")
+    code, _, err = run_cli("validate", cwd=tmp_path, timeout=60)
+    assert (code, err.splitlines()[0]) == (
+        CONFIG, "madfile.yaml:3:26: error: limits.script_timeout: must be at most 86400, found 1000000000000.0"), err
+    code, _, err = run_cli("discover", cwd=tmp_path, env={"MADENGINE_SCRIPT_TIMEOUT": "1e300"}, timeout=60)
+    assert (code, err.splitlines()[0]) == (
+        CONFIG, "error: MADENGINE_SCRIPT_TIMEOUT='1e300' is not a finite number of seconds above 0 and at most "
+                "86400 (hint: unset MADENGINE_SCRIPT_TIMEOUT for the default (30))"), err
+
+
+def test_an_answer_over_the_input_limit_is_refused_naming_the_script(tmp_path: Path, run_cli: RunCli) -> None:
+    package(tmp_path, MODEL.replace('tags=["t"]', 'tags=["t" * 20_000_000]'))  # was read (quadratically) for 30 s
+    code, _, err = run_cli("discover", cwd=tmp_path, timeout=60)
+    assert (code, err) == (CONFIG, f"{FILE}: error: the script answered more than 8.0 MB of models; the limit is "
+                                   "8.0 MB (hint: set MADENGINE_MAX_INPUT_BYTES (in bytes) to raise it)\n")
+    package(tmp_path / "small", MODEL)
+    code, _, err = run_cli("discover", cwd=tmp_path / "small", env={"MADENGINE_MAX_INPUT_BYTES": "50"}, timeout=60)
+    assert code == CONFIG and "the script answered more than 50 bytes of models; the limit is 50 bytes" in err, err

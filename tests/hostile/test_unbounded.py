@@ -3,6 +3,7 @@ with its position (never a hang, a MemoryError or a RecursionError). Timings are
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -46,15 +47,30 @@ def test_deep_yaml_is_a_config_error_not_a_recursion_error(tmp_path: Path, run_c
     assert "error: the YAML is nested more than 64 levels deep" in out
 
 
-@pytest.mark.parametrize("name", ["models.json", "scripts/common/tools.json", "data.json"])
-def test_deep_json_is_a_config_error_not_a_recursion_error(tmp_path: Path, run_cli: RunCli, name: str) -> None:
+# Each file nested `levels` deep in all (its top level is 1), in a place where shallower values are accepted.
+DEEP_JSON = {
+    "models.json": lambda levels: '[\n  {"name": "m", "dockerfile": "d", "scripts": "run.sh",\n   "x": '
+                                  + "[" * (levels - 2) + "]" * (levels - 2) + "}\n]",
+    "scripts/common/tools.json": lambda levels: '{"tools": {},\n "x": ' + "[" * (levels - 1) + "]" * (levels - 1) + "}",
+    "data.json": lambda levels: '{"y": {"local": {"path": "/d", "z": '
+                                + "[" * (levels - 3) + "]" * (levels - 3) + "}}}",
+}
+
+
+@pytest.mark.parametrize(("name", "where"), [("models.json", "2:3"), ("scripts/common/tools.json", "1:1"),
+                                             ("data.json", "1:1")])
+def test_json_nested_past_64_levels_is_refused_at_its_position(
+        tmp_path: Path, run_cli: RunCli, name: str, where: str) -> None:
     (tmp_path / "pkg" / "scripts" / "common").mkdir(parents=True)
+    (tmp_path / "pkg" / "run.sh").touch()
     (tmp_path / "pkg" / "models.json").write_text('[{"name": "m", "dockerfile": "d", "scripts": "run.sh"}]')
-    (tmp_path / "pkg" / name).write_text('{"x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    (tmp_path / "pkg" / name).write_text(DEEP_JSON[name](64))
     code, out = validate(tmp_path, run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
-    assert code == CONFIG
-    assert f"pkg/{name}" in out or f"{name}:1:" in out
-    assert "JSON nested more than 64 levels deep" in out
+    assert code == 0, out
+    (tmp_path / "pkg" / name).write_text(DEEP_JSON[name](65))
+    code, out = validate(tmp_path, run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
+    assert (code, out) == (CONFIG, f"{name}:{where}: error: JSON nested more than 64 levels deep "
+                                   "(hint: this limit is fixed)\n")
 
 
 def test_a_50_mb_madfile_is_refused_before_it_is_parsed(tmp_path: Path, run_cli: RunCli) -> None:
@@ -79,6 +95,23 @@ def test_json_inputs_over_the_size_limit_are_refused(tmp_path: Path, run_cli: Ru
     code, out = validate(tmp_path, run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
     assert code == CONFIG
     assert "is 8.6 MB; the limit is 8.0 MB" in out and "MADENGINE_MAX_INPUT_BYTES" in out
+
+
+def test_a_fifo_as_the_madfile_is_refused_not_read(tmp_path: Path, run_cli: RunCli) -> None:
+    os.mkfifo(tmp_path / "madfile.yaml")  # reading it waited for a writer forever
+    code, out, err = run_cli("validate", cwd=tmp_path, timeout=30)
+    assert (code, out, err) == (CONFIG, "", "madfile.yaml: error: madfile.yaml is not a regular file (hint: "
+                                            "madfile.yaml must be a file (not a FIFO, socket or device))\n")
+
+
+@pytest.mark.parametrize("name", ["scripts/common/tools.json", "data.json"])
+def test_a_fifo_as_a_json_input_is_refused_not_read(tmp_path: Path, run_cli: RunCli, name: str) -> None:
+    (tmp_path / "pkg" / "scripts" / "common").mkdir(parents=True)
+    (tmp_path / "pkg" / "models.json").write_text('[{"name": "m", "dockerfile": "d", "scripts": "run.sh"}]')
+    os.mkfifo(tmp_path / "pkg" / name)
+    code, out = validate(tmp_path, run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
+    assert code == CONFIG
+    assert f"{name}: error: {name} is not a regular file (hint: {Path(name).name} must be a file" in out
 
 
 RUN_M = "version: 1\nmodels:\n  - {name: m, scripts: run.sh}\nruns:\n  - {models: [m], repeat: 10000000}\n"

@@ -116,8 +116,15 @@ def test_huge_n_gpus_and_timeout(run_cli: RunCli, tmp_path: Path) -> None:
                                                   f"timeout: {2**64}, n_gpus: {2**70}}}]\n"))
     assert "models[0].timeout: the number is too large (65 bits; numbers must fit in 64 bits)" in err
     assert "models[0].n_gpus: the number is too large (71 bits;" in err
-    (tmp_path / "madfile.yaml").write_text(f'version: 1\nmodels: [{{name: m, scripts: run.sh, n_gpus: "{2**70}"}}]\n')
-    assert "models[0].n_gpus: the number is too large (71 bits;" in config_error(run_cli, tmp_path)
+    (tmp_path / "madfile.yaml").write_text(f'version: 1\nmodels: [{{name: m, scripts: run.sh, n_gpus: "{2**63}"}}]\n')
+    assert "2:45: error: models[0].n_gpus: the number is too large (64 bits;" in config_error(run_cli, tmp_path)
+
+
+def test_n_gpus_string_too_long_to_read(run_cli: RunCli, tmp_path: Path) -> None:
+    text = 'version: 1\nmodels: [{name: m, scripts: run.sh, n_gpus: "' + "9" * 5000 + '"}]\n'
+    err = config_error(run_cli, project(tmp_path, text))  # was Python's wording: sys.set_int_max_str_digits()
+    assert err == "madfile.yaml:2:45: error: models[0].n_gpus: the number is too large (5000 digits; numbers must " \
+                  "fit in 64 bits)\n", err
 
 
 def test_number_too_long_to_read(run_cli: RunCli, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ at the position, never a value silently dropped or constructed, never an interna
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,23 @@ def test_every_bad_tag_is_reported_at_once_and_plain_tags_are_fine(tmp_path: Pat
     code, _, err = run_cli("validate", cwd=tmp_path)
     assert code == CONFIG
     assert "madfile.yaml:3:11:" in err and "madfile.yaml:4:10:" in err
+
+
+@pytest.mark.parametrize("value", ["2024-13-45", "2024-01-01", "2024-1-1 10:00:00"])
+def test_a_date_looking_value_is_the_string_written(tmp_path: Path, run_cli: RunCli, value: str) -> None:
+    (tmp_path / "madfile.yaml").write_text(f"version: 1\nname: {value}\n")  # 2024-13-45 was an internal error
+    code, out, err = run_cli("validate", "--json", cwd=tmp_path)
+    assert (code, json.loads(out)["name"]) == (0, value), out + err
+
+
+def test_a_date_where_a_number_is_expected_is_named_as_the_string(tmp_path: Path, run_cli: RunCli) -> None:
+    (tmp_path / "madfile.yaml").write_text("version: 2024-01-01\n")
+    code, _, err = run_cli("validate", cwd=tmp_path)
+    assert code == CONFIG
+    assert err.startswith("madfile.yaml:1:10: error: version: must be the number 1, found the string '2024-01-01'")
+    (tmp_path / "madfile.yaml").write_text("version: 1\nname: !!timestamp 2024-01-01\n")  # no date is constructed
+    code, _, err = run_cli("validate", cwd=tmp_path)
+    assert code == CONFIG and err.startswith("madfile.yaml:2:7: error: name: unsupported YAML tag `!!timestamp`")
 
 
 @pytest.mark.parametrize(("content", "where"), [

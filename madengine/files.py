@@ -1,0 +1,49 @@
+"""Files that may be something else: a directory, a FIFO or a device where a file should be is refused,
+never opened (reading a FIFO waits for a writer forever; SQLite on one retries through every signal).
+
+Each caller turns `NotAFileError` into its own error (a config error for inputs, a state error for
+madengine's own files); OSError (a missing file...) stays the caller's to report.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+
+class NotAFileError(Exception):
+    """Something other than a regular file is at that path; `what` says it: "a directory",
+    "not a regular file"."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def _kind(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    return "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+
+
+def refuse_non_file(path: str | os.PathLike[str]) -> None:
+    """NotAFileError if something other than a regular file is at `path`; nothing if nothing is."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    what = _kind(mode)
+    if what is not None:
+        raise NotAFileError(what)
+
+
+def open_file(path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
+    """`os.open` of a regular file only: anything else is refused before it is opened, and opened without
+    blocking so that one put there in the meantime cannot hang us either (then refused by its fd)."""
+    refuse_non_file(path)
+    fd = os.open(path, flags | os.O_NONBLOCK, mode)
+    what = _kind(os.fstat(fd).st_mode)
+    if what is not None:
+        os.close(fd)
+        raise NotAFileError(what)
+    return fd
