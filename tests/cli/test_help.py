@@ -104,7 +104,10 @@ def test_usage_errors_are_in_madengine_words(run_cli: RunCli, tmp_path: Path, ar
 def test_shell_completion(run_cli: RunCli, tmp_path: Path) -> None:
     code, out, err = run_cli("--help", cwd=tmp_path)
     assert "--install-completion" in out and "--show-completion" in out
-    code, out, err = run_cli("--show-completion", "bash", cwd=tmp_path)
+    # Without a shell among its ancestors (a detached CI runner) typer cannot detect one; its own switch makes
+    # the options take the shell's name instead, as a user's `--show-completion bash` means.
+    named = {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    code, out, err = run_cli("--show-completion", "bash", cwd=tmp_path, env=named)
     assert (code, err) == (0, "") and "_MADENGINE_COMPLETE=complete_bash" in out
     assert out.rstrip().endswith("madengine")  # `complete ... madengine`: bound to the command's name
 
@@ -119,7 +122,7 @@ def test_shell_completion(run_cli: RunCli, tmp_path: Path) -> None:
     assert complete("madengine state f") == ["forget"]
     assert complete("madengine graph --format ") == ["dot", "mermaid", "graphml"]
     # --install-completion writes the script where bash reads it, under $HOME.
-    code, out, err = run_cli("--install-completion", "bash", cwd=tmp_path, env={"HOME": str(tmp_path)})
+    code, out, err = run_cli("--install-completion", "bash", cwd=tmp_path, env={**named, "HOME": str(tmp_path)})
     assert code == 0, err
     assert "_MADENGINE_COMPLETE" in (tmp_path / ".bash_completions" / "madengine.sh").read_text(encoding="utf-8")
     assert ".bash_completions/madengine.sh" in (tmp_path / ".bashrc").read_text(encoding="utf-8")
