@@ -4,7 +4,8 @@
 Every input up to the size limits must be accepted or refused within 1 s and 200 MB (issue 7, §3).
 This writes one project per case into a temporary directory, each as close to a limit as it can be
 (a madfile just under its size limit, aliases expanding to just under the value budget, a params
-matrix of just under the job limit, models.json files of just under 8 MB...), runs the real
+matrix of just under the job limit, models.json files of just under 8 MB, tools.json and data.json
+files of just under 1 MB...), runs the real
 `madengine validate` in it as a child process, and prints the median wall time and peak RSS against
 1 s / 200 MB with PASS/FAIL, and the exit code (0 accepted, 5 refused; anything else is an error).
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shlex
 import shutil
@@ -27,6 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -192,63 +195,76 @@ def models_json_deep() -> Files:  # nesting just under the limit, repeated to fi
     return {"madfile.yaml": PACKAGE_MADFILE, "pkg/models.json": _models_json(lambda i: deep)}
 
 
-def tools_json() -> Files:
-    return {"madfile.yaml": PACKAGE_MADFILE, "pkg/models.json": '[{"name": "m", "dockerfile": "d", "scripts": "s"}]',
-            "pkg/scripts/common/tools.json": _fill('{"tools": {\n', lambda i: ("" if i == 0 else ",\n")
-                                                   + f'"t{i}": {{"cmd": "x"}}', "\n}}\n", limit=INPUT_LIMIT)}
-
-
+# A package of one valid model, so that a valid tools.json or data.json is accepted (exit 0).
+ONE_MODEL = {"madfile.yaml": PACKAGE_MADFILE,
+             "pkg/models.json": '[{"name": "m", "dockerfile": "d", "scripts": "run.sh"}]',
+             "pkg/run.sh": "", "pkg/d.Dockerfile": "FROM scratch\n"}
+TOOLS_DATA_LIMIT = 1 * MB  # madengine.limits.DEFAULT_TOOLS_DATA_BYTES: each tools.json and data.json
 JSON_ENTRIES = 10_000  # madengine.limits.MAX_JSON_ENTRIES: tools of a tools.json, data names and providers
-PAD = "x" * 600  # JSON_ENTRIES entries of ~750 bytes: just under 8 MB
+ENTRY = (TOOLS_DATA_LIMIT - 256) // JSON_ENTRIES - 2  # JSON_ENTRIES entries of this many bytes (and ",\n"): just under
+
+
+def _padded(entry: Callable[[int, str], str]) -> list[str]:
+    """JSON_ENTRIES entries `entry(i, pad)`, each padded to ENTRY bytes (`pad` a run of x)."""
+    entries = [entry(i, "x" * (ENTRY - len(entry(i, "")))) for i in range(JSON_ENTRIES)]
+    assert all(len(e) == ENTRY for e in entries), "an entry does not fit under the size limit"
+    return entries
 
 
 def _tools_json(entries: list[str]) -> Files:
-    return {"madfile.yaml": PACKAGE_MADFILE, "pkg/models.json": '[{"name": "m", "dockerfile": "d", "scripts": "s"}]',
+    return {**ONE_MODEL,
             "pkg/scripts/common/tools.json": '{"tools": {\n' + ",\n".join(entries) + "\n}}\n"}
 
 
+def tools_json() -> Files:  # the most tools per byte (refused: more than the entry limit)
+    return {**ONE_MODEL,
+            "pkg/scripts/common/tools.json": _fill('{"tools": {\n', lambda i: ("" if i == 0 else ",\n")
+                                                   + f'"t{i}": {{"cmd": "x"}}', "\n}}\n", limit=TOOLS_DATA_LIMIT)}
+
+
 def tools_json_at_limit() -> Files:  # the most tools a tools.json may have, as big as fits, all valid
-    env = ", ".join(f'"V{j}": "v"' for j in range(40))
-    return _tools_json([f'"t{i}": {{"cmd": "x", "env_vars": {{{env}}}, "pre_scripts": [{{"path": "p.sh", '
-                        f'"args": "{PAD[:200]}"}}]}}' for i in range(JSON_ENTRIES)])
+    return _tools_json(_padded(lambda i, pad: f'"t{i}": {{"cmd": "x", "env_vars": {{"V": "v"}}, "pre_scripts": '
+                                              f'[{{"path": "p.sh", "args": "{pad}"}}]}}'))
 
 
-def tools_json_wrong() -> Files:  # as many tools, each with four errors and four unknown keys: a position each
+def tools_json_wrong() -> Files:  # as many tools, each with four errors and an unknown key: a position each
     wrong = '"cmd": 2, "env_vars": 3, "pre_scripts": 4, "post_scripts": 5'
-    return _tools_json([f'"t{i}": {{"x1": "{PAD}", "x2": 0, "x3": 0, "x4": 0, {wrong}}}' for i in range(JSON_ENTRIES)])
+    return _tools_json(_padded(lambda i, pad: f'"t{i}": {{"x": "{pad}", {wrong}}}'))
 
 
 UNKNOWN = ", ".join(f'"x{k}": 0' for k in range(8))  # eight unknown keys: a warning each (data) or per key (tools)
 
 
 def tools_json_unknown() -> Files:  # as many tools, valid, with unknown keys: a position per tool and key
-    return _tools_json([f'"t{i}": {{"x": "{PAD[:500]}", {UNKNOWN}, "cmd": "c"}}' for i in range(JSON_ENTRIES)])
+    return _tools_json(_padded(lambda i, pad: f'"t{i}": {{"x": "{pad}", {UNKNOWN}, "cmd": "c"}}'))
 
 
-def tools_json_args() -> Files:  # one script's `args`: 8 MB of words, split as a shell would
-    words = "ab " * ((INPUT_LIMIT - 200) // 3)
+def tools_json_args() -> Files:  # one script's `args` filling the file: words, split as a shell would
+    words = "ab " * ((TOOLS_DATA_LIMIT - 200) // 3)
     return _tools_json(['"t": {"pre_scripts": [{"path": "p.sh", "args": "' + words + '"}]}'])
 
 
-def _data_json(text: str) -> Files:
-    return {"madfile.yaml": PACKAGE_MADFILE, "pkg/models.json": '[{"name": "m", "dockerfile": "d", "scripts": "s"}]',
-            "pkg/data.json": text}
+def _data_json(entries: list[str]) -> Files:
+    return {**ONE_MODEL,
+            "pkg/data.json": "{\n" + ",\n".join(entries) + "\n}\n"}
 
 
-def data_json() -> Files:  # the most data names per byte (refused: more than the limit)
-    return _data_json(_fill("{\n", lambda i: ("" if i == 0 else ",\n") + f'"d{i}": {{"local": {{"path": "/d"}}}}',
-                            "\n}\n", limit=INPUT_LIMIT))
+def data_json() -> Files:  # the most data names per byte (refused: more than the entry limit)
+    files = _data_json([])
+    files["pkg/data.json"] = _fill(
+        "{\n", lambda i: ("" if i == 0 else ",\n") + f'"d{i}": {{"local": {{"path": "/d"}}}}',
+                                   "\n}\n", limit=TOOLS_DATA_LIMIT)
+    return files
 
 
 def data_json_wrong() -> Files:  # the most data names a data.json may have, five errors each
     wrong = '"path": 2, "home": 3, "mirrorlocal": 4, "readwrite": 5, "args": 6'
-    return _data_json("{\n" + ",\n".join(f'"d{i}": {{"local": {{"x1": "{PAD}", "x2": 0, "x3": 0, {wrong}}}}}'
-                                          for i in range(JSON_ENTRIES)) + "\n}\n")
+    return _data_json(_padded(lambda i, pad: f'"d{i}": {{"local": {{"x": "{pad}", {wrong}}}}}'))
 
 
-def data_json_unknown() -> Files:  # as many data names, valid, with unknown keys
-    return _data_json("{\n" + ",\n".join(f'"d{i}": {{"local": {{"x": "{PAD[:500]}", {UNKNOWN}, "path": "/d"}}}}'
-                                          for i in range(JSON_ENTRIES)) + "\n}\n")
+def data_json_unknown() -> Files:  # as many data names, valid, with as many unknown keys as fit (six)
+    unknown = ", ".join(f'"x{k}": 0' for k in range(6))
+    return _data_json(_padded(lambda i, pad: f'"d{i}": {{"local": {{"x": "{pad}", {unknown}, "path": "/d"}}}}'))
 
 
 CASES: dict[str, tuple[str, Callable[[], Files]]] = {
@@ -273,14 +289,14 @@ CASES: dict[str, tuple[str, Callable[[], Files]]] = {
     "models_json_tiny": ("models.json: 8 MB tiny entries", models_json_tiny),
     "models_json_string": ("models.json: one 8 MB string", models_json_string),
     "models_json_deep": ("models.json: 8 MB, 61 deep", models_json_deep),
-    "tools_json": ("tools.json: 8 MB of tiny tools", tools_json),
-    "tools_json_at_limit": ("tools.json: 10,000 tools, valid", tools_json_at_limit),
-    "tools_json_wrong": ("tools.json: 10,000 tools, wrong", tools_json_wrong),
-    "tools_json_unknown": ("tools.json: 10,000, unknown keys", tools_json_unknown),
-    "tools_json_args": ("tools.json: one 8 MB args", tools_json_args),
-    "data_json": ("data.json: 8 MB of tiny names", data_json),
-    "data_json_wrong": ("data.json: 10,000 names, wrong", data_json_wrong),
-    "data_json_unknown": ("data.json: 10,000, unknown keys", data_json_unknown),
+    "tools_json": ("tools.json: 1 MB of tiny tools", tools_json),
+    "tools_json_at_limit": (f"tools.json: {JSON_ENTRIES:,} tools, valid", tools_json_at_limit),
+    "tools_json_wrong": (f"tools.json: {JSON_ENTRIES:,} tools, wrong", tools_json_wrong),
+    "tools_json_unknown": (f"tools.json: {JSON_ENTRIES:,}, unknown keys", tools_json_unknown),
+    "tools_json_args": ("tools.json: one 1 MB args", tools_json_args),
+    "data_json": ("data.json: 1 MB of tiny names", data_json),
+    "data_json_wrong": (f"data.json: {JSON_ENTRIES:,} names, wrong", data_json_wrong),
+    "data_json_unknown": (f"data.json: {JSON_ENTRIES:,}, unknown keys", data_json_unknown),
 }
 
 
@@ -289,6 +305,16 @@ def write(root: Path, files: Files) -> None:
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+
+
+def write_case(key: str, root: str) -> int:
+    """Write case `key` into `root` (emptied first); the size of its biggest file. Run in a worker process:
+    Linux gives a child the peak RSS of the process that started it as its own, so a bench that had held
+    an 8 MB input would report every later case at no less than that."""
+    shutil.rmtree(root, ignore_errors=True)
+    files = CASES[key][1]()
+    write(Path(root), files)
+    return max(len(text.encode()) for text in files.values())
 
 
 def run_once(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> tuple[float, float, float, int, str]:
@@ -338,14 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     failed = False
+    writer = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     try:
         for key in args.only or list(CASES):
-            title, make = CASES[key]
+            title = CASES[key][0]
             root = out_dir / key
-            shutil.rmtree(root, ignore_errors=True)
-            files = make()
-            write(root, files)
-            size = max(len(text.encode()) for text in files.values())
+            size = writer.submit(write_case, key, str(root)).result()
             cmd = [*prefix, "validate"]
             run_once(cmd, root, env, args.timeout)  # warm-up: page cache, .pyc files
             samples = [run_once(cmd, root, env, args.timeout) for _ in range(args.runs)]
@@ -359,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{title:<34}{shown:>9}{wall:>8.3f}s{cpu:>8.3f}s{rss:>7.1f} MB{code:>6}  "
                   f"{'PASS' if ok else 'FAIL'}" + ("" if code in (0, 5) else f": {samples[-1][4]}"), flush=True)
     finally:
+        writer.shutdown()
         if not args.keep:
             shutil.rmtree(out_dir, ignore_errors=True)
     print(f"\nrerun one: python {shlex.quote(str(Path(__file__)))} --only CASE --keep DIR; "

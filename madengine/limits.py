@@ -19,9 +19,14 @@ MB = 1024 * 1024
 # bigger one could not be accepted or refused within a second (bench/bench_hostile.py).
 MADFILE_BYTES_ENV = "MADENGINE_MAX_MADFILE_BYTES"
 DEFAULT_MADFILE_BYTES = 64 * 1024
-# models.json, tools.json and data.json: parsed by the C JSON decoder (6,134 models are ~2 MB).
+# Each models.json (and a get_models_json.py's answer): parsed by the C JSON decoder (6,134 models are ~2 MB).
 INPUT_BYTES_ENV = "MADENGINE_MAX_INPUT_BYTES"
 DEFAULT_INPUT_BYTES = 8 * MB
+# tools.json and data.json: real ones are tens of KB (ROCm madengine's tools.json ~20 KB), and each of
+# their entries costs more than a model (a position per message, args split as a shell would), so 8 MB
+# of them took 1.0-1.4 s and one 8 MB `args` 278 MB (bench/bench_hostile.py).
+TOOLS_DATA_BYTES_ENV = "MADENGINE_MAX_TOOLS_DATA_BYTES"
+DEFAULT_TOOLS_DATA_BYTES = 1 * MB
 
 # YAML values after aliases are expanded (`*a` and `<<: *a` count every value they copy).
 MAX_YAML_VALUES = 200_000
@@ -35,7 +40,8 @@ MODELS_ENV = "MADENGINE_MAX_MODELS"
 DEFAULT_MODELS = 20_000
 
 # Tools of a tools.json, and data names and their providers in a data.json: real files have tens. Each
-# costs ~15 µs to read, and 8 MB of the smallest would be 340,000 of them (4 s); 10,000 take 0.15 s.
+# costs ~15 µs to read; 1 MB (their size limit) holds 44,000 of the smallest tools or 28,000 data names,
+# so this still bites first (bench/bench_hostile.py: 10,000 of them, however filled, take under 1 s).
 MAX_JSON_ENTRIES = 10_000
 # Errors of one models.json, tools.json or data.json before the rest of it is not read: a broken file
 # of thousands of entries is fixed from its first errors, and printing them all takes longer than reading.
@@ -81,6 +87,10 @@ def input_bytes() -> int:
     return int(_env_number(INPUT_BYTES_ENV, DEFAULT_INPUT_BYTES, integer=True))
 
 
+def tools_data_bytes() -> int:
+    return int(_env_number(TOOLS_DATA_BYTES_ENV, DEFAULT_TOOLS_DATA_BYTES, integer=True))
+
+
 def models() -> int:
     return int(_env_number(MODELS_ENV, DEFAULT_MODELS, integer=True))
 
@@ -120,5 +130,8 @@ def read_bounded(path: str | os.PathLike[str], shown: str, limit: int, env: str)
 
 def too_big(shown: str, size: int, limit: int, env: str, *, at_least: bool = False) -> ConfigError:
     more = "more than " if at_least else ""
-    return ConfigError(f"{shown} is {more}{size_text(size)}; the limit is {size_text(limit)}", file=shown,
+    size_shown, limit_shown = size_text(size), size_text(limit)
+    if size_shown == limit_shown:  # just over: "1.0 MB; the limit is 1.0 MB" would not say why
+        size_shown, limit_shown = f"{size:,} bytes", f"{limit:,} bytes"
+    return ConfigError(f"{shown} is {more}{size_shown}; the limit is {limit_shown}", file=shown,
                        hint=f"set {env} (in bytes) to raise it")

@@ -161,6 +161,7 @@ def load_data(package_root: Path, *, warnings: list[Diagnostic] | None = None) -
     document, positions = loaded
     errors: list[Diagnostic] = []
     notes: list[Diagnostic] = []
+    unknown: dict[str, list[Any]] = {}  # unknown key -> [providers having it, the first one's name, its kind]
     data: dict[str, tuple[DataProvider, ...]] = {}
     too_many(((name,) for name in document), positions, DATA_JSON, "data names")
     too_many(((name, kind) for name, providers in document.items() if isinstance(providers, dict)
@@ -176,10 +177,18 @@ def load_data(package_root: Path, *, warnings: list[Diagnostic] | None = None) -
             continue
         found = []
         for kind, config in providers.items():
-            provider = _read_provider(name, kind, config, positions, errors, notes)
+            provider = _read_provider(name, kind, config, positions, errors, notes, unknown)
             if provider is not None:
                 found.append(provider)
         data[name] = tuple(sorted(found, key=_search_rank))
+    # One warning per unknown key, where it first appears (as tools.json does): a key in every provider of
+    # 10,000 was 10,000 lines, and printing them took most of a second.
+    for key, (count, name, kind) in unknown.items():
+        also = f" (also in {count - 1:,} other provider{'' if count == 2 else 's'})" if count > 1 else ""
+        notes.append(Diagnostic(DATA_JSON, positions.position((name, kind, key))[0], None,
+                                f"data {name!r}, provider {kind!r}: unknown key `{key}`{also}; kept",
+                                key_path=f"{name}.{kind}.{key}", severity="warning",
+                                hint=f"madengine understands: {', '.join(CONFIG_KEYS)}"))
     if errors:
         raise ConfigError.many(errors)
     if warnings is not None:
@@ -195,7 +204,7 @@ def _search_rank(provider: DataProvider) -> int:
 
 
 def _read_provider(name: str, kind: str, config: Any, positions: KeyPositions, errors: list[Diagnostic],
-                   notes: list[Diagnostic]) -> DataProvider | None:
+                   notes: list[Diagnostic], unknown: dict[str, list[Any]]) -> DataProvider | None:
     line, column = positions.position((name, kind))
     count = len(errors)
 
@@ -228,10 +237,11 @@ def _read_provider(name: str, kind: str, config: Any, positions: KeyPositions, e
     split_args(config.get("args"), lambda message: error("args", message))  # checked now, split when used
     for key in config:
         if key not in CONFIG_KEYS:
-            notes.append(Diagnostic(DATA_JSON, positions.position((name, kind, key))[0], None,
-                                    f"data {name!r}, provider {kind!r}: unknown key `{key}`; kept",
-                                    key_path=f"{name}.{kind}.{key}", severity="warning",
-                                    hint=f"madengine understands: {', '.join(CONFIG_KEYS)}"))
+            seen = unknown.get(key)
+            if seen is None:
+                unknown[key] = [1, name, kind]
+            else:
+                seen[0] += 1
     if len(errors) > count:
         return None
     path = config.get("path")

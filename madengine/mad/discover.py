@@ -120,7 +120,7 @@ def _model_dirs(scripts_dir: str) -> list[tuple[str, bool, bool]]:
 
 def _read_text(path: str, rel_file: str, errors: list[Diagnostic]) -> str | None:
     try:
-        return read_json_text(path, rel_file)
+        return read_json_text(path, rel_file, limits.input_bytes(), limits.INPUT_BYTES_ENV)
     except ConfigError as exc:  # too big, or not UTF-8
         errors.extend(exc.diagnostics)
     except OSError as exc:

@@ -59,11 +59,11 @@ class TooDeepError(ValueError):
         self.offset = offset
 
 
-def read_json_text(path: str | os.PathLike[str], shown: str) -> str:
+def read_json_text(path: str | os.PathLike[str], shown: str, limit: int, env: str) -> str:
     """The text of a JSON input file (models.json, tools.json, data.json), refused before it is parsed
-    when over the size limit, and a ConfigError at the line and column of a byte that is not UTF-8.
-    OSError (a missing file...) is the caller's to report."""
-    raw = limits.read_bounded(path, shown, limits.input_bytes(), limits.INPUT_BYTES_ENV)
+    when over `limit` bytes (`env` is the variable that raises it), and a ConfigError at the line and
+    column of a byte that is not UTF-8. OSError (a missing file...) is the caller's to report."""
+    raw = limits.read_bounded(path, shown, limit, env)
     try:
         return raw.decode("utf-8-sig")  # a BOM that some editors write is not an error
     except UnicodeDecodeError as exc:

@@ -506,7 +506,7 @@ def read_json_object(path: Path, rel_file: str) -> tuple[dict[str, Any], KeyPosi
     Invalid JSON, a non-object top level or unreadable bytes are a ConfigError at `rel_file:line:col`.
     """
     try:
-        text = read_json_text(path, rel_file)
+        text = read_json_text(path, rel_file, limits.tools_data_bytes(), limits.TOOLS_DATA_BYTES_ENV)
     except FileNotFoundError:
         return None
     except OSError as exc:

@@ -86,15 +86,32 @@ def test_the_madfile_size_limit_comes_from_the_environment(tmp_path: Path, run_c
     assert "madfile.yaml is 2 KB; the limit is 1000 bytes" in out
 
 
-@pytest.mark.parametrize("name", ["models.json", "scripts/m/models.json", "scripts/common/tools.json", "data.json"])
-def test_json_inputs_over_the_size_limit_are_refused(tmp_path: Path, run_cli: RunCli, name: str) -> None:
+@pytest.mark.parametrize("name", ["models.json", "scripts/m/models.json"])
+def test_models_json_over_the_size_limit_is_refused(tmp_path: Path, run_cli: RunCli, name: str) -> None:
     (tmp_path / "pkg" / "scripts" / "m").mkdir(parents=True)
-    (tmp_path / "pkg" / "scripts" / "common").mkdir(parents=True)
     (tmp_path / "pkg" / "models.json").write_text('[{"name": "m", "dockerfile": "d", "scripts": "run.sh"}]')
-    (tmp_path / "pkg" / name).write_text("[" + " " * 9_000_000 + "]" if "models" in name else "{}" + " " * 9_000_000)
+    (tmp_path / "pkg" / name).write_text("[" + " " * 9_000_000 + "]")
     code, out = validate(tmp_path, run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
     assert code == CONFIG
     assert "is 8.6 MB; the limit is 8.0 MB" in out and "MADENGINE_MAX_INPUT_BYTES" in out
+
+
+@pytest.mark.parametrize("name", ["scripts/common/tools.json", "data.json"])
+def test_tools_or_data_json_just_over_its_own_smaller_limit_is_refused_before_parsing(
+        tmp_path: Path, run_cli: RunCli, name: str) -> None:
+    # Real ones are tens of KB; 8 MB of them (models.json's limit) took over a second and 278 MB.
+    (tmp_path / "pkg" / "scripts" / "common").mkdir(parents=True)
+    (tmp_path / "pkg" / "models.json").write_text('[{"name": "m", "dockerfile": "d", "scripts": "run.sh"}]')
+    (tmp_path / "pkg" / name).write_text("{" + " " * (1024 * 1024) + "x")  # 1 MB + 2 bytes, invalid JSON
+    madfile = "version: 1\npackage: pkg\nmodels: [{select: m}]\n"
+    code, out = validate(tmp_path, run_cli, madfile, MADENGINE_MAX_INPUT_BYTES="100000000")
+    assert code == CONFIG
+    assert (f"{name}: error: {name} is 1,048,578 bytes; the limit is 1,048,576 bytes "
+            "(hint: set MADENGINE_MAX_TOOLS_DATA_BYTES (in bytes) to raise it)") in out
+    assert "invalid JSON" not in out  # refused before it was parsed
+    code, out = validate(tmp_path, run_cli, madfile, MADENGINE_MAX_TOOLS_DATA_BYTES="2000000")
+    assert code == CONFIG
+    assert f"{name}:1:" in out and "invalid JSON" in out and "the limit is" not in out
 
 
 def test_a_fifo_as_the_madfile_is_refused_not_read(tmp_path: Path, run_cli: RunCli) -> None:
@@ -170,15 +187,14 @@ def _package(tmp_path: Path, rel: str, text: str) -> Path:
     return tmp_path
 
 
-PAD = "x" * 500  # 10,000 entries of ~700 bytes: 7 MB, under the 8 MB limit
-UNKNOWN = ", ".join(f'"x{k}": 0' for k in range(8))  # eight unknown keys, kept with a warning
+UNKNOWN = ", ".join(f'"x{k}": 0' for k in range(6))  # six unknown keys, kept with a warning (10,000 entries: < 1 MB)
 
 
 def test_a_position_per_tool_of_a_big_tools_json_is_not_a_search_from_its_start(
         tmp_path: Path, run_cli: RunCli) -> None:
     # Each tool has its line, and each unknown key the line where it first appears: they were searched
     # for from the start of the file, 9 times per tool (minutes for this file). The last tool is wrong.
-    lines = [f'"t{i}": {{"x": "{PAD}", {UNKNOWN}, "cmd": "c"}}' for i in range(10_000)]
+    lines = [f'"t{i}": {{{UNKNOWN}, "cmd": "c"}}' for i in range(10_000)]
     lines[-1] = lines[-1].replace('"cmd": "c"', '"cmd": 2')
     _package(tmp_path, "scripts/common/tools.json", '{"tools": {\n' + ",\n".join(lines) + "\n}}\n")
     code, out = validate(tmp_path, run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")
@@ -190,7 +206,7 @@ def test_a_position_per_tool_of_a_big_tools_json_is_not_a_search_from_its_start(
 
 def test_a_position_per_provider_of_a_big_data_json_is_not_a_search_from_its_start(
         tmp_path: Path, run_cli: RunCli) -> None:
-    lines = [f'"d{i}": {{"local": {{"x": "{PAD}", {UNKNOWN}, "path": "/d"}}}}' for i in range(10_000)]
+    lines = [f'"d{i}": {{"local": {{{UNKNOWN}, "path": "/d"}}}}' for i in range(10_000)]
     lines[-1] = lines[-1].replace('"path": "/d"', '"path": 2')
     _package(tmp_path, "data.json", "{\n" + ",\n".join(lines) + "\n}\n")
     code, out = validate(tmp_path, run_cli, "version: 1\npackage: pkg\nmodels: [{select: m}]\n")

@@ -126,6 +126,17 @@ def test_unknown_config_keys_are_kept_and_warned_about(write_package: WritePacka
         ("d.local.size", "data 'd', provider 'local': unknown key `size`; kept")]
 
 
+def test_an_unknown_key_is_one_warning_where_it_first_appears_with_how_many_providers_have_it(
+        write_package: WritePackage) -> None:
+    # It was a warning per provider: 70,000 lines for a data.json of 10,000 names with seven unknown keys.
+    document = {f"d{i}": {"local": {"path": "/d", "size": "1G", **({"tier": 1} if i else {})}} for i in range(1000)}
+    warnings: list[Diagnostic] = []
+    load_data(write_package(data_json(document)), warnings=warnings)
+    assert [(w.line, w.key_path, w.message) for w in warnings] == [
+        (5, "d0.local.size", "data 'd0', provider 'local': unknown key `size` (also in 999 other providers); kept"),
+        (12, "d1.local.tier", "data 'd1', provider 'local': unknown key `tier` (also in 998 other providers); kept")]
+
+
 # --- resolve_data ---------------------------------------------------------------------------------
 
 
