@@ -4,6 +4,7 @@ never a traceback, never "internal error", never a silent "up to date"."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -41,6 +42,10 @@ def applied(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert code == 0, out + err
     code, out, err = run_cli("plan", "-o", "plan.json", cwd=root)
     assert code == 0, out + err
+    # One file, no -wal or -shm that a reader left behind: copies of it (`project`) must not race their removal.
+    with contextlib.closing(sqlite3.connect(state_db(root))) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert not list(state_db(root).parent.glob("state.db-*"))
     return root
 
 
@@ -246,7 +251,9 @@ def test_a_store_of_a_newer_schema_is_refused_naming_the_version(run_cli: RunCli
 
 
 def test_a_new_store_records_its_schema_version_in_the_header(run_cli: RunCli, applied: Path) -> None:
-    with sqlite3.connect(state_db(applied)) as conn:
+    # Closed here, not whenever the collector gets to it: closing deletes the shared project's -wal and -shm,
+    # which a later test's copy of the project must not see vanish under it.
+    with contextlib.closing(sqlite3.connect(state_db(applied))) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
