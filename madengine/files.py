@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import stat
 
+from madengine.errors import ConfigError
+
 
 class NotAFileError(Exception):
     """Something other than a regular file is at that path; `what` says it: "a directory",
@@ -47,3 +49,16 @@ def open_file(path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: int 
         os.close(fd)
         raise NotAFileError(what)
     return fd
+
+
+def decode_utf8(raw: bytes, shown: str, *, what: str = "not UTF-8 text", hint: str) -> str:
+    """The text of an input file's bytes (a BOM that some editors write is not an error), or a ConfigError
+    at the line and column of the first byte that is not UTF-8."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        start = exc.start
+        line = raw.count(b"\n", 0, start) + 1
+        column = start - (raw.rfind(b"\n", 0, start) + 1) + 1
+        raise ConfigError(f"{what}: byte 0x{raw[start]:02x} cannot be decoded", file=shown, line=line,
+                          column=column, hint=hint) from None

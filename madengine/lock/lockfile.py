@@ -20,6 +20,7 @@ import orjson
 from madengine import shape
 from madengine.compile.ir import ImageNode, JobNode, Project, ScriptCall
 from madengine.errors import ConfigError, Diagnostic, FileSystemError
+from madengine.files import decode_utf8
 from madengine.lock.hashing import FileHasher, hash_value
 from madengine.shape import ListOf, MapOf, Opt
 
@@ -192,12 +193,7 @@ def parse_lock(text: bytes, path: Path, *, trusted: bool = False) -> Lock:
         data: Lock = orjson.loads(text)
         return data
     hint = "delete it and run `madengine lock`"
-    try:
-        decoded = text.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = text.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(f"{path.name} is not UTF-8 text (byte {exc.start})", file=str(path), line=line,
-                          hint=hint) from None
+    decoded = decode_utf8(text, str(path), hint=hint)
     try:
         data = json.loads(decoded)  # not orjson: json's messages say what is wrong
     except json.JSONDecodeError as exc:

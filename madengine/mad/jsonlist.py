@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from madengine import limits
-from madengine.errors import ConfigError
+from madengine.files import decode_utf8
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _COMMA = re.compile(r"[ \t\n\r]*,[ \t\n\r]*")  # the separator between two items, in one match
@@ -63,15 +63,8 @@ def read_json_text(path: str | os.PathLike[str], shown: str, limit: int, env: st
     """The text of a JSON input file (models.json, tools.json, data.json), refused before it is parsed
     when over `limit` bytes (`env` is the variable that raises it), and a ConfigError at the line and
     column of a byte that is not UTF-8. OSError (a missing file...) is the caller's to report."""
-    raw = limits.read_bounded(path, shown, limit, env)
-    try:
-        return raw.decode("utf-8-sig")  # a BOM that some editors write is not an error
-    except UnicodeDecodeError as exc:
-        start = exc.start
-        line = raw.count(b"\n", 0, start) + 1
-        column = start - (raw.rfind(b"\n", 0, start) + 1) + 1
-        raise ConfigError(f"not UTF-8 text: byte 0x{raw[start]:02x} cannot be decoded", file=shown,
-                          line=line, column=column, hint="save the file as UTF-8 (JSON is UTF-8 text)") from None
+    return decode_utf8(limits.read_bounded(path, shown, limit, env), shown,
+                       hint="save the file as UTF-8 (JSON is UTF-8 text)")
 
 
 def too_deep(value: Any, limit: int = limits.MAX_DEPTH) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +26,7 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 
 from madengine import limits
 from madengine.errors import ConfigError, Diagnostic
+from madengine.files import decode_utf8
 from madengine.madfile.check import check
 from madengine.madfile.diagnose import describe, validate
 from madengine.madfile.locate import display_path
@@ -102,13 +102,9 @@ def _load(path: Path, *, semantic: bool, text: str | None = None) -> LoadedMadfi
     if semantic:
         diagnostics += check(data, source)
     if diagnostics or madfile is None:
-        raise ConfigError.many(_unique(diagnostics))
+        raise ConfigError.many(diagnostics)
     return LoadedMadfile(path=absolute, display_path=shown, root=absolute.parent, text=text,
                          madfile=madfile, data=data, source=source)
-
-
-def _unique(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
-    return list(dict.fromkeys(diagnostics))
 
 
 def _read_text(path: Path, shown: str) -> str:
@@ -122,16 +118,7 @@ def _read_text(path: Path, shown: str) -> str:
                           hint="run `madengine init` to write one, or name it with -f FILE") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {shown}: {exc.strerror or exc}", file=shown) from None
-    try:
-        # utf-8-sig: a BOM that some editors write is not an error.
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        start = exc.start
-        line = raw.count(b"\n", 0, start) + 1
-        column = start - (raw.rfind(b"\n", 0, start) + 1) + 1
-        raise ConfigError(f"not valid UTF-8: byte 0x{raw[start]:02x} cannot be decoded", file=shown,
-                          line=line, column=column,
-                          hint="save the file as UTF-8 (madfiles are UTF-8 text)") from None
+    return decode_utf8(raw, shown, what="not valid UTF-8", hint="save the file as UTF-8 (madfiles are UTF-8 text)")
 
 
 def _parse(text: str, shown: str) -> tuple[Any, SourceMap, list[Diagnostic]]:

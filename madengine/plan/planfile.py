@@ -12,6 +12,7 @@ from typing import Any
 
 from madengine import shape
 from madengine.errors import ConfigError, Diagnostic, FileSystemError, MadengineError, UsageError
+from madengine.files import decode_utf8
 from madengine.plan.model import Action, Change, Plan
 from madengine.shape import ListOf, MapOf, OneOf
 
@@ -53,10 +54,7 @@ def load(path: Path) -> tuple[Plan, str]:
     except IsADirectoryError:
         raise UsageError(f"{path} is a directory, not a plan file", hint=hint) from None
     try:
-        data = json.loads(text.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path} is not a plan file: not UTF-8 text (byte {exc.start})", file=str(path),
-                          line=text.count(b"\n", 0, exc.start) + 1, hint=hint) from None
+        data = json.loads(decode_utf8(text, str(path), what=f"{path} is not a plan file: not UTF-8 text", hint=hint))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path} is not a plan file: {exc.msg}", file=str(path), line=exc.lineno,
                           column=exc.colno, hint=hint) from None
