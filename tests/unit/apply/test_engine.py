@@ -13,7 +13,7 @@ import pytest
 from madengine.apply.engine import Applier, ApplyOptions
 from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome
 from madengine.errors import Diagnostic, ExitCode
-from madengine.pipeline import make_plan, realization
+from madengine.pipeline import Realization, make_plan, realization
 from madengine.state.model import PerfRow, Status
 from madengine.state.store import StateStore
 
@@ -61,11 +61,17 @@ class Quiet:
     def note(self, text: str) -> None: ...
 
 
-def _apply(tmp_path: Path, backend: Flaky, retries: int) -> tuple[ExitCode, list[tuple[str, str]]]:
+def one_job(tmp_path: Path) -> Realization:
+    """A project of one job, `m` on local target `t`, realized (its lock written)."""
     (tmp_path / "run.sh").write_text("true\n")
     (tmp_path / "madfile.yaml").write_text("version: 1\nmodels: [{name: m, scripts: run.sh, n_gpus: 0}]\n"
                                            "targets: {t: {backend: local}}\n")
     r = realization(tmp_path / "madfile.yaml", locked=False)
+    return r
+
+
+def _apply(tmp_path: Path, backend: Flaky, retries: int) -> tuple[ExitCode, list[tuple[str, str]]]:
+    r = one_job(tmp_path)
     with StateStore.open(r.state_path) as store:
         plan, _ = make_plan(r, store)
         result = Applier(plan, r.lock, r.compiled(), store, {"t": backend}, r.workspace,
@@ -100,10 +106,7 @@ class SecondSignalWhileRecorded(tuple):  # type: ignore[type-arg]
 
 
 def test_a_second_signal_while_a_result_is_recorded_leaves_no_attempt_running(tmp_path: Path) -> None:
-    (tmp_path / "run.sh").write_text("true\n")
-    (tmp_path / "madfile.yaml").write_text("version: 1\nmodels: [{name: m, scripts: run.sh, n_gpus: 0}]\n"
-                                           "targets: {t: {backend: local}}\n")
-    r = realization(tmp_path / "madfile.yaml", locked=False)
+    r = one_job(tmp_path)
     with StateStore.open(r.state_path) as store:
         plan, _ = make_plan(r, store)
         applier = Applier(plan, r.lock, r.compiled(), store, {"t": Flaky(failures=0)}, r.workspace, ApplyOptions(),
