@@ -197,22 +197,13 @@ def test_a_second_apply_stops_at_once_naming_the_holder(run_cli: RunCli, tmp_pat
     assert db(root).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_ctrl_c_stops_running_jobs_and_records_them_interrupted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_during_the_walk_stops_running_jobs_and_records_them_interrupted(
+        tmp_path: Path, signum: signal.Signals) -> None:
     root = project(tmp_path, "- {name: a, scripts: run.sh, n_gpus: 0, env_vars: {SLEEP: '30'}}\n")
     proc = _start_apply(root)
     _wait_for(lambda: _running(root))
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 130, out + err
-    assert statuses(root) == {"job:a@cpu/here#1": ["INTERRUPTED"]}
-    assert_gone(root, "job:a@cpu/here#1")
-
-
-def test_sigterm_during_the_walk_is_ctrl_c(tmp_path: Path) -> None:
-    root = project(tmp_path, "- {name: a, scripts: run.sh, n_gpus: 0, env_vars: {SLEEP: '30'}}\n")
-    proc = _start_apply(root)
-    _wait_for(lambda: _running(root))
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, out + err
     assert statuses(root) == {"job:a@cpu/here#1": ["INTERRUPTED"]}
