@@ -49,6 +49,7 @@ class Sample:
     returncode: int
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0  # user + system of the child and what it reaped
 
 
 @dataclasses.dataclass
@@ -117,8 +118,8 @@ def run_once(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> 
         err.seek(0)
         # ru_maxrss is in KiB on Linux, bytes on macOS.
         rss = usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024
-        return Sample(seconds, rss, proc.returncode,
-                      out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+        return Sample(seconds, rss, proc.returncode, out.read().decode(errors="replace"),
+                      err.read().decode(errors="replace"), usage.ru_utime + usage.ru_stime)
 
 
 def last_line(text: str) -> str:

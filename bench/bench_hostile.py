@@ -23,14 +23,14 @@ import os
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+from bench_core import last_line
+from bench_core import run_once as run_child
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -319,23 +319,9 @@ def write_case(key: str, root: str) -> int:
 
 def run_once(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> tuple[float, float, float, int, str]:
     """(wall seconds, CPU seconds, max RSS in MB, exit code, last line of stderr) of one child process."""
-    with tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=err)
-        killer = threading.Timer(timeout, proc.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            killer.cancel()
-        seconds = time.perf_counter() - start
-        code = os.waitstatus_to_exitcode(status)
-        proc.returncode = code
-        err.seek(0)
-        lines = [line for line in err.read().decode(errors="replace").splitlines() if line.strip()]
-    rss = usage.ru_maxrss / (MB if sys.platform == "darwin" else 1024)
-    return seconds, usage.ru_utime + usage.ru_stime, rss, code, (lines[-1][:150] if lines else "")
+    sample = run_child(cmd, cwd, env, timeout)
+    return (sample.seconds, sample.cpu_seconds, sample.max_rss_bytes / MB, sample.returncode,
+            last_line(sample.stderr)[:150])
 
 
 def main(argv: list[str] | None = None) -> int:
