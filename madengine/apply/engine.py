@@ -413,16 +413,16 @@ def judge_job(job: JobSpec, outcome: Outcome) -> Outcome:
     if outcome.exit_code is None:  # the script never ran to an end (an engine error): its message says why
         return outcome
     log_text = job.log_path.read_text(encoding="utf-8", errors="replace") if job.log_path.exists() else ""
+    artifacts = outcome.artifacts
     csv_text = None
-    run_dir = outcome.details.get("run_dir")
-    if job.multiple_results and run_dir:
-        csv_path = Path(run_dir) / job.multiple_results
-        csv_text = csv_path.read_text(encoding="utf-8", errors="replace") if csv_path.exists() else ""
+    if job.multiple_results:  # written or not: a missing CSV is judged as an empty one
+        csv = artifacts.perf_csv if artifacts is not None else None
+        csv_text = csv.read_text(encoding="utf-8", errors="replace") if csv is not None and csv.exists() else ""
     status, perf, message = judge(log_text, outcome.exit_code, csv_text, job.model)
     if outcome.status is Status.FAILURE and not message:
         message = outcome.message
-    lost = outcome.details.get("log_lost")  # a backend that lost part of the log: why it may lack a result
+    lost = artifacts.log_lost if artifacts is not None else ""  # why the log may lack a result
     if lost and status is not Status.SUCCESS and lost not in message:
-        message = f"{message}; {lost}" if message else str(lost)
+        message = f"{message}; {lost}" if message else lost
     return replace(outcome, status=status, perf=perf, message=message or outcome.message)
 

@@ -103,6 +103,17 @@ class JobSpec:
 
 
 @dataclass(frozen=True)
+class RunArtifacts:
+    """What a run left for apply to judge, on this machine whichever host ran it."""
+
+    log: Path  # the run's log (apply chose its path; the backend wrote or streamed it there)
+    run_dir: str  # where the run directory is on its host (a POSIX path there)
+    exit_code: int | None  # the model's (None: it never ran to an end)
+    perf_csv: Path | None = None  # a copy of the model's `multiple_results` CSV; None: none was written
+    log_lost: str = ""  # why the log is incomplete, when part of it was lost
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What happened when a backend applied one node."""
 
@@ -114,7 +125,8 @@ class Outcome:
     digest: str | None = None  # builds/pushes: the registry digest
     transient: bool = False  # a failure worth retrying (network, engine hiccup)
     perf: tuple[PerfRow, ...] = ()
-    details: dict[str, Any] = field(default_factory=dict)
+    artifacts: RunArtifacts | None = None  # a job's run, once it had a run directory
+    details: dict[str, Any] = field(default_factory=dict)  # informational: container id, duration...
 
 
 @dataclass
@@ -145,42 +157,6 @@ def run_steps(job: JobSpec) -> list[tuple[str, tuple[str, ...]]]:
     return [*(("pre", ("bash", name, *c.args)) for c, name in zip(job.pre_scripts, pre, strict=True)),
             ("main", (*job.cmd_prefix, interpreter(job.script), posixpath.basename(job.script), *job.args)),
             *(("post", ("bash", name, *c.args)) for c, name in zip(job.post_scripts, post, strict=True))]
-
-
-class RunDirConflict(OSError):
-    """A pre/post script would replace another file of the run directory (validate reports it first)."""
-
-
-def fill_run_dir(root: Path, job: JobSpec, run_dir: Path) -> None:
-    """A fresh copy of the script's directory, then the pre/post scripts under their own names.
-
-    MAD copies them, so a run cannot touch the package; a script at the project root is copied alone,
-    never the project with its state directory. Nothing copied may replace another file: a pre-script
-    named like the model's script would run instead of it (RunDirConflict); the same file listed twice
-    (a script of the model's directory, or one script both pre and post) is copied once.
-    """
-    import shutil
-
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    source = root / job.script
-    if source.parent.resolve() == root.resolve():
-        run_dir.mkdir(parents=True)
-        shutil.copy2(source, run_dir / source.name)
-        origins = {source.name: source.resolve()}
-    else:
-        shutil.copytree(source.parent, run_dir, ignore=shutil.ignore_patterns("__pycache__", ".git"))
-        origins = {p.name: p.resolve() for p in source.parent.iterdir()}
-    pre, post = run_dir_names(job.pre_scripts, job.post_scripts)
-    for call, name in zip((*job.pre_scripts, *job.post_scripts), (*pre, *post), strict=True):
-        script = root / call.path
-        if name in origins or (run_dir / name).exists():
-            if origins.get(name) == script.resolve():
-                continue  # the same file: a script of the model's directory, or listed twice
-            raise RunDirConflict(f"{call.path} would replace {name} of the run directory (a copy of "
-                                 f"{posixpath.dirname(job.script) or '.'}/); rename one of them")
-        shutil.copy2(script, run_dir / name)
-        origins[name] = script.resolve()
 
 
 @runtime_checkable

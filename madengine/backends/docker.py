@@ -7,8 +7,8 @@ cancelled build can be cut off at its socket without touching other calls.
 Contracts the apply engine relies on:
 
 - `run` returns the container's exit code as the status (SUCCESS on 0, FAILURE otherwise) and no
-  performance: apply judges the log with `madengine.results`. `Outcome.details["run_dir"]` is the host
-  run directory (where a `multiple_results` CSV lands), `details["container"]` the container id.
+  performance: apply judges the log with `madengine.results`. `Outcome.artifacts` has the run directory
+  and a copy of the `multiple_results` CSV it wrote; `details["container"]` is the container id.
 - Every container is labelled with the node hash, address, workspace id, attempt id and target; a
   finished container is removed unless the job keeps it alive (then it stays, stopped, labelled
   `madengine.keep-alive=1`). A timed-out or cancelled container is always removed.
@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal
 
 from madengine.backends import docker_probe as probe
 from madengine.backends import docker_render as render
-from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome, Workspace, fill_run_dir, node_file_name
+from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome, Workspace
 from madengine.backends.credentials import (
     CREDENTIAL_FILE,
     RegistryCredentials,
@@ -53,7 +53,9 @@ from madengine.backends.credentials import (
     load_credentials,
     redact,
 )
+from madengine.backends.local_session import LocalSession
 from madengine.backends.registry_client import lookup_digest, parse_reference, resolve_digest
+from madengine.backends.rundir import collect_artifacts, prepare_run_dir
 from madengine.errors import Diagnostic, MadengineError
 from madengine.state.model import Status
 
@@ -133,6 +135,7 @@ class DockerBackend:
         self._has_bridge: bool | None = None
         self._silent_registries: set[str] = set()  # registries that did not answer observe_registry
         self._info: dict[str, Any] | None = None  # the engine's /info, once it answered
+        self.session = LocalSession()  # run directories are made here: the engine bind-mounts them
 
     # --- the engine ---------------------------------------------------------------------------------
 
@@ -509,14 +512,10 @@ class DockerBackend:
 
     # --- run ----------------------------------------------------------------------------------------
 
-    def run_dir(self, job: JobSpec) -> Path:
-        return self.workspace.runs / node_file_name(job.address)
-
-    def prepare_run_dir(self, job: JobSpec) -> Path:
-        """The run directory, filled as the local backend fills its own (`base.fill_run_dir`)."""
-        run_dir = self.run_dir(job)
-        fill_run_dir(self.workspace.root, job, run_dir)
-        return run_dir
+    def prepare_run_dir(self, job: JobSpec) -> str:
+        """The run directory on this machine (the engine's bind mount source), filled as on every host."""
+        runs = self.workspace.runs
+        return prepare_run_dir(self.session, self.workspace.root, job, staging=runs, runs=str(runs))
 
     def package_entries(self, job: JobSpec) -> tuple[tuple[str, str], ...]:
         """The MAD package root's top-level entries, mounted read-only beside the run directory.
@@ -548,7 +547,7 @@ class DockerBackend:
             entries = self.package_entries(job)
         except OSError as e:
             return Outcome(Status.FAILURE, message=f"cannot prepare the run directory: {e}", host=where)
-        ctx = render.RunContext(workspace_id=self.workspace.workspace_id, run_dir_host=str(run_dir.resolve()),
+        ctx = render.RunContext(workspace_id=self.workspace.workspace_id, run_dir_host=str(Path(run_dir).resolve()),
                                 project_root=str(self.workspace.root.resolve()), package_entries=entries,
                                 network=network, system_gpus=self.target.gpus)
         try:
@@ -561,7 +560,7 @@ class DockerBackend:
             with open(log_path, "a", encoding="utf-8") as text_log:
                 text_log.write(f"madengine: {message}\n")
             return Outcome(Status.FAILURE, message=message, host=where)
-        details: dict[str, Any] = {"run_dir": str(run_dir)}
+        details: dict[str, Any] = {}
         # Appended, as the local backend does (apply owns the path); unbuffered, so a write that fails
         # (a full disk) fails where it is made, and is said, never again at close.
         with open(log_path, "ab", buffering=0) as log:
@@ -575,7 +574,7 @@ class DockerBackend:
             details["container"] = container.id
             cancel.started(container.id)  # recorded by apply, for the clean-up after a killed apply
             try:
-                return self._run_container(job, container, log, cancel, details)
+                return self._run_container(job, container, log, cancel, details, run_dir)
             except _engine_errors() as e:
                 with contextlib.suppress(*_engine_errors()):
                     _remove(container)
@@ -590,7 +589,7 @@ class DockerBackend:
         return [d for d in render.device_paths(gpu_vendor, docker_options) if not os.path.exists(d)]
 
     def _run_container(self, job: JobSpec, container: Any, log: BinaryIO, cancel: Cancel,
-                       details: dict[str, Any]) -> Outcome:
+                       details: dict[str, Any], run_dir: str) -> Outcome:
         host = job.host or self.target_name  # where apply's scheduler put it
         started = time.monotonic()
         try:
@@ -639,7 +638,8 @@ class DockerBackend:
         if stopped:
             with contextlib.suppress(OSError):
                 log.write(f"\nmadengine: {stopped[1]}; container removed\n".encode())
-            return Outcome(stopped[0], message=stopped[1], host=host, details=details)
+            return Outcome(stopped[0], message=stopped[1], host=host, details=details,
+                           artifacts=collect_artifacts(self.session, job, run_dir, None))
         if "error" in result:
             raise result["error"]
         if logger.is_alive():
@@ -653,13 +653,15 @@ class DockerBackend:
         message = "" if code == 0 else f"exit code {code}"
         if result.get("Error"):
             message = f"{message}: {result['Error'].get('Message', '')}".strip(": ")
+        log_lost = ""
         if lost:  # the log is incomplete: whatever is judged from it must say so, not just "no performance"
-            details["log_lost"] = f"the container's log stream was lost ({lost[0]}): the log is incomplete"
-            message = "; ".join(m for m in (message, details["log_lost"]) if m)
+            log_lost = f"the container's log stream was lost ({lost[0]}): the log is incomplete"
+            message = "; ".join(m for m in (message, log_lost) if m)
             with contextlib.suppress(OSError, ValueError):  # the log itself may be what failed
-                log.write(f"\nmadengine: {details['log_lost']}\n".encode())
+                log.write(f"\nmadengine: {log_lost}\n".encode())
                 log.flush()
-        return Outcome(status, exit_code=code, message=message, host=host, details=details)
+        return Outcome(status, exit_code=code, message=message, host=host, details=details,
+                       artifacts=collect_artifacts(self.session, job, run_dir, code, log_lost))
 
     def _run_failure(self, e: BaseException, log: BinaryIO, where: str) -> Outcome:
         text = _one_line(str(e))

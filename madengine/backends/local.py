@@ -13,32 +13,19 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
-import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from madengine.backends.base import (
-    ATTEMPT_ENV,
-    Cancel,
-    ImageSpec,
-    JobSpec,
-    Outcome,
-    Workspace,
-    fill_run_dir,
-    node_file_name,
-    run_steps,
-)
+from madengine.backends.base import ATTEMPT_ENV, Cancel, ImageSpec, JobSpec, Outcome, Workspace
+from madengine.backends.local_session import LocalSession, process_env
+from madengine.backends.rundir import collect_artifacts, prepare_run_dir, run_host_steps
+from madengine.backends.session import HostInfo
 from madengine.errors import Diagnostic
 from madengine.state.model import Status
 
 if TYPE_CHECKING:  # the target's type only: pydantic is not needed to run a job
     from madengine.madfile.model import LocalTarget
-
-KILL_GRACE_SECONDS = 5.0
-POLL_SECONDS = 0.05
-
 
 class LocalBackend:
     name: ClassVar[str] = "local"
@@ -48,7 +35,8 @@ class LocalBackend:
         self.target_name = target_name
         self.target = target
         self.workspace = workspace
-        self.host = socket.gethostname()
+        self.session = LocalSession(HostInfo(socket.gethostname(), target.gpus))
+        self.host = self.session.host.name
 
     # --- protocol -------------------------------------------------------------------------------
 
@@ -82,29 +70,16 @@ class LocalBackend:
 
     def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
         assert job.log_path is not None, "apply chooses the log path"
+        runs = self.runs_dir()
         try:
-            run_dir = self.prepare_run_dir(job)
+            _mirror(self.workspace.root / job.package_dir, runs)
+            run_dir = prepare_run_dir(self.session, self.workspace.root, job, staging=runs, runs=str(runs))
         except OSError as e:  # RunDirConflict included: a script would replace another
             return Outcome(Status.FAILURE, message=f"cannot prepare the run directory: {e}", host=self.host)
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
-        details = {"run_dir": str(run_dir)}
-        failed: Outcome | None = None
-        deadline = time.monotonic() + job.timeout if job.timeout > 0 else None  # for the whole job
-        env = self.environment(job)
         with job.log_path.open("ab") as log:
-            # As the docker backend's driver: after a failure the remaining pre/main steps are skipped,
-            # post steps still run (they stop what pre steps started); the first failure is the outcome.
-            for kind, argv in run_steps(job):
-                if failed is not None and kind != "post":
-                    continue
-                outcome = self._run_step(job, argv, env, run_dir, log, cancel, deadline)
-                if outcome.status in (Status.TIMEOUT, Status.INTERRUPTED):
-                    return replace(outcome, details=details)
-                if outcome.status is not Status.SUCCESS and failed is None:
-                    failed = outcome
-        if failed is not None:
-            return replace(failed, details=details)
-        return Outcome(Status.SUCCESS, exit_code=0, host=self.host, details=details)
+            outcome = run_host_steps(self.session, job, self.environment(job), run_dir, log, cancel)
+        return replace(outcome, artifacts=collect_artifacts(self.session, job, run_dir, outcome.exit_code))
 
     def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
         """Stop the process groups that RUNNING attempts of a killed apply left on this host.
@@ -119,24 +94,13 @@ class LocalBackend:
             if entry.get("host") != self.host or not handle or not str(handle).isdigit():
                 continue
             pgid = int(handle)
-            if _process_env(pgid).get(ATTEMPT_ENV) == str(attempt):
+            if process_env(pgid).get(ATTEMPT_ENV) == str(attempt):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pgid, signal.SIGKILL)
                     stopped.append(f"process group {pgid} of attempt {attempt}")
         return stopped
 
     # --- parts ----------------------------------------------------------------------------------
-
-    def prepare_run_dir(self, job: JobSpec) -> Path:
-        """A fresh copy of the script's directory and of the pre/post scripts (`base.fill_run_dir`), in
-        the target's `workdir` (default: the workspace's runs directory). Its parent mirrors the package
-        root, so that `../scripts/...` in a tool's command means what it means in ROCm madengine's
-        run_directory."""
-        runs = self.runs_dir()
-        _mirror(self.workspace.root / job.package_dir, runs)
-        run_dir = runs / node_file_name(job.address)
-        fill_run_dir(self.workspace.root, job, run_dir)
-        return run_dir
 
     def runs_dir(self) -> Path:
         """Where run directories go: the target's `workdir` (relative to the madfile's directory, `~`
@@ -167,40 +131,6 @@ class LocalBackend:
             env["HIP_VISIBLE_DEVICES" if job.gpu_vendor == "AMD" else "CUDA_VISIBLE_DEVICES"] = visible
         return env
 
-    def _run_step(self, job: JobSpec, argv: tuple[str, ...], env: dict[str, str], run_dir: Path, log: BinaryIO,
-                  cancel: Cancel, deadline: float | None) -> Outcome:
-        # An argument list, never a shell string: nothing from a model reaches a shell parser. The
-        # command is not echoed into the log: an argument reading `performance: 1 x` would be taken
-        # for the model's result.
-        try:
-            proc = subprocess.Popen(argv, cwd=run_dir, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        except OSError as e:  # the program is missing or not executable: as a shell says it (127/126)
-            code = 127 if isinstance(e, FileNotFoundError) else 126
-            log.write(f"madengine: {argv[0]}: {e.strerror or e}\n".encode())
-            return Outcome(Status.FAILURE, exit_code=code, host=self.host, message=f"{argv[0]}: {e.strerror or e}")
-        cancel.started(str(proc.pid))
-        while True:
-            try:
-                code = proc.wait(timeout=POLL_SECONDS)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if cancel.is_set():
-                _stop_group(proc)
-                return Outcome(Status.INTERRUPTED, exit_code=proc.returncode, host=self.host,
-                               message="interrupted")
-            if deadline is not None and time.monotonic() > deadline:
-                _stop_group(proc)
-                log.write(f"\nmadengine: timed out after {job.timeout} s\n".encode())
-                return Outcome(Status.TIMEOUT, exit_code=proc.returncode, host=self.host,
-                               message=f"timed out after {job.timeout} s")
-        _stop_group(proc)  # whatever the script left running in the background
-        if code != 0:
-            return Outcome(Status.FAILURE, exit_code=code, host=self.host,
-                           message=f"{argv[1]} exited with code {code}")
-        return Outcome(Status.SUCCESS, exit_code=0, host=self.host)
-
 
 def _mirror(package_root: Path, runs: Path) -> None:
     """Links in `runs/` to the package root's entries (not replacing anything that is there)."""
@@ -212,38 +142,3 @@ def _mirror(package_root: Path, runs: Path) -> None:
         if not link.exists() and not link.is_symlink():
             with contextlib.suppress(FileExistsError):
                 link.symlink_to(entry.resolve())
-
-
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the job's process group, then SIGKILL what is still there after a grace period."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + KILL_GRACE_SECONDS
-    while time.monotonic() < deadline:
-        if proc.poll() is not None and not _group_alive(proc.pid):
-            return
-        time.sleep(POLL_SECONDS)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _process_env(pid: int) -> dict[str, str]:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return {}
-    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
-    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}

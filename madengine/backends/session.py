@@ -41,6 +41,7 @@ class Finished:
     status: Status  # SUCCESS, FAILURE, TIMEOUT or INTERRUPTED
     exit_code: int | None  # None when it never ran to an end (stopped, or could not start)
     message: str = ""  # one line, empty on success
+    started: bool = True  # False: the program could not be started (missing, not executable)
 
 
 class HostUnavailable(MadengineError):
@@ -79,7 +80,8 @@ class Session(Protocol):
         whose handle (the group id, as text) is given to `cancel.started` before anything else happens;
         when `cancel` is set or `deadline` (a `time.monotonic()` value) passes, the whole group is
         stopped and the status says INTERRUPTED or TIMEOUT. Raises HostUnavailable when the host
-        cannot be reached; a command that cannot start is a FAILURE with exit code 127 or 126.
+        cannot be reached; a command that cannot start is a FAILURE with exit code 127 or 126 and
+        `started` False.
         """
         ...
 

@@ -745,7 +745,7 @@ class _Inputs:
     def _collisions(self, script: str, pre: tuple[tuple[ScriptCall, KeyPath], ...],
                     post: tuple[tuple[ScriptCall, KeyPath], ...]) -> None:
         """No pre/post script may take the name of a file of the run directory: the model's directory
-        is copied there first (`backends.base.fill_run_dir`), so one named `run.sh` would run instead
+        is copied there first (`backends.rundir.fill_run_dir`), so one named `run.sh` would run instead
         of the model."""
         if not (pre or post):
             return

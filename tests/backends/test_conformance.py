@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from madengine.backends import registry as backend_registry
-from madengine.backends.base import ATTEMPT_ENV, Backend, Cancel, JobSpec, Outcome
+from madengine.backends.base import ATTEMPT_ENV, Backend, Cancel, JobSpec, Outcome, RunArtifacts
 from madengine.compile.ir import ScriptCall
 from madengine.state.model import Status
 from tests.backends.conftest import Harness
@@ -59,6 +59,11 @@ def run(backend: Backend, job: JobSpec, cancel: Cancel | None = None, limit: flo
     outcome = box[0]
     assert isinstance(outcome, Outcome)
     return outcome
+
+
+def artifacts_of(outcome: Outcome) -> RunArtifacts:
+    assert outcome.artifacts is not None, outcome
+    return outcome.artifacts
 
 
 def log_of(job: JobSpec) -> str:
@@ -164,7 +169,7 @@ def test_successful_job(harness: Harness) -> None:
     assert outcome.status is Status.SUCCESS, (outcome, log_of(job))
     assert outcome.exit_code == 0
     assert log_of(job).startswith("written by apply\n") and "performance: 12.5 x" in log_of(job)
-    assert Path(outcome.details["run_dir"]).is_dir()
+    assert Path(artifacts_of(outcome).run_dir).is_dir()
     assert outcome.host == job.host  # where apply's scheduler put it
     assert handles and all(isinstance(h, str) and h for h in handles)
     assert harness.leftovers() == []
@@ -177,7 +182,7 @@ def test_each_run_gets_a_fresh_run_dir(harness: Harness) -> None:
     outcome = run(harness.backend, again)
     assert outcome.status is Status.SUCCESS, (outcome, log_of(again))
     assert "fresh 2" in log_of(again) and "stale file seen" not in log_of(again)
-    assert (Path(outcome.details["run_dir"]) / "stale.txt").read_text() == "2\n"
+    assert (Path(artifacts_of(outcome).run_dir) / "stale.txt").read_text() == "2\n"
 
 
 def test_run_protocol_order_files_and_wrapper(harness: Harness) -> None:
@@ -190,7 +195,7 @@ def test_run_protocol_order_files_and_wrapper(harness: Harness) -> None:
     assert steps(job) == ["pre with space", "wrap-begin", "main a b", "wrap-end 0", "post q"]
     assert "sibling ok" in log  # the script's sibling file, read by a relative path
     assert "pre output" in log  # written by the pre script into the cwd, read by the model there
-    run_dir = Path(outcome.details["run_dir"])
+    run_dir = Path(artifacts_of(outcome).run_dir)
     assert (run_dir / "sibling.txt").read_text() == "sibling ok\n"
     assert (run_dir / "cwd.txt").is_file() and (run_dir / "pre.out").is_file()  # the model's cwd is the run dir
     assert not (harness.root / "scripts" / "m" / "cwd.txt").exists()  # the package is untouched
@@ -235,8 +240,10 @@ def test_multiple_results_csv_lands_in_the_run_dir(harness: Harness) -> None:
     job = harness.job("csv", "perf.csv", multiple_results="perf.csv")
     outcome = run(harness.backend, job)
     assert outcome.status is Status.SUCCESS, (outcome, log_of(job))
-    csv = Path(outcome.details["run_dir"]) / "perf.csv"
-    assert csv.read_text() == "model,performance,metric\nm_a,10.5,x\nm_b,11,x\n"
+    written = "model,performance,metric\nm_a,10.5,x\nm_b,11,x\n"
+    assert (Path(artifacts_of(outcome).run_dir) / "perf.csv").read_text() == written
+    csv = artifacts_of(outcome).perf_csv  # the copy apply judges, kept beside the log
+    assert csv is not None and csv.parent == job.log_path.parent and csv.read_text() == written
     assert "wrote perf.csv (MAD_OUTPUT_CSV=perf.csv)" in log_of(job)
 
 
@@ -348,7 +355,7 @@ def test_hostile_args_and_env_arrive_literally(harness: Harness, tmp_path: Path)
     expected = "".join(f"<{a}>\n" for a in hostile_args) + f"env<{hostile_env}>\nmodel<{model}>\n"
     assert "==begin==\n" in log and "==end==\n" in log, log
     assert log.split("==begin==\n", 1)[1].split("==end==\n", 1)[0] == expected
-    run_dir = Path(outcome.details["run_dir"])
+    run_dir = Path(artifacts_of(outcome).run_dir)
     assert not host_marker.exists()
     assert not (run_dir / "pwned").exists() and not (harness.root / "pwned").exists()
 
@@ -362,10 +369,10 @@ def test_two_jobs_at_once_on_one_backend(harness: Harness) -> None:
         outcomes = list(pool.map(lambda j: run(harness.backend, j), jobs))
     assert [o.status for o in outcomes] == [Status.SUCCESS, Status.SUCCESS], [log_of(j) for j in jobs]
     assert len({j.log_path for j in jobs}) == 2
-    assert len({o.details["run_dir"] for o in outcomes}) == 2
+    assert len({artifacts_of(o).run_dir for o in outcomes}) == 2
     for i, (job, outcome) in enumerate(zip(jobs, outcomes, strict=True)):
         assert f"tag <job {i}>" in log_of(job) and f"tag <job {1 - i}>" not in log_of(job)
-        assert (Path(outcome.details["run_dir"]) / "tag.txt").read_text() == f"job {i}\n"
+        assert (Path(artifacts_of(outcome).run_dir) / "tag.txt").read_text() == f"job {i}\n"
     assert harness.leftovers() == []
 
 

@@ -24,6 +24,7 @@ from madengine.backends.registry_client import manifest_exists, resolve_digest
 from madengine.compile.ir import DataMount, ScriptCall
 from madengine.madfile.model import DockerTarget
 from madengine.state.model import Status
+from tests.backends.test_conformance import artifacts_of
 from tests.infra.services import Registry, silent_listener
 
 pytestmark = pytest.mark.docker
@@ -199,7 +200,7 @@ def test_run_writes_the_log_and_removes_the_container(project: Project, tiny_ima
     assert outcome.perf == ()  # apply judges performance from the log
     assert job.log_path is not None and "performance: 12.5 x" in job.log_path.read_text()
     assert handles == [outcome.details["container"]]
-    assert Path(outcome.details["run_dir"]).is_dir()
+    assert Path(artifacts_of(outcome).run_dir).is_dir()
     assert project.containers() == []
 
 
@@ -212,7 +213,7 @@ def test_concurrent_runs_on_one_backend(project: Project, tiny_image: str) -> No
     assert [o.status for o in outcomes] == [Status.SUCCESS] * 4
     for i, j in enumerate(jobs):
         assert j.log_path is not None and f"<job {i}>" in j.log_path.read_text()
-    assert len({o.details["run_dir"] for o in outcomes}) == 4
+    assert len({artifacts_of(o).run_dir for o in outcomes}) == 4
     assert project.containers() == []
 
 
@@ -264,7 +265,7 @@ def test_mad_protocol_pre_post_tools_data_and_package(project: Project, tiny_ima
     assert outcome.status is Status.SUCCESS, log
     assert log.splitlines() == ["pre with arg", "main in /myworkspace/run_directory", "shared from the package",
                                 "data file", "data read-only", "package read-only", "post ran"]
-    assert (Path(outcome.details["run_dir"]) / "pre.out").read_text() == "pre with arg\n"
+    assert (Path(artifacts_of(outcome).run_dir) / "pre.out").read_text() == "pre with arg\n"
     assert not (project.root / "scripts" / "m" / "pre.out").exists()  # the package is untouched
 
 

@@ -13,6 +13,7 @@ import pytest
 from madengine.backends.base import Cancel
 from madengine.backends.docker import transient
 from madengine.state.model import Status
+from tests.backends.test_conformance import artifacts_of
 from tests.conftest import RunCli
 from tests.docker.test_apply_docker import make, model
 from tests.docker.test_docker_backend import TINY_TAG, Project, make_project, tiny_image  # noqa: F401 (a fixture)
@@ -119,5 +120,5 @@ def test_a_lost_log_stream_is_recorded_in_the_outcome_not_silent(tmp_path: Path,
     outcome = project.backend.run(job, Cancel())
     assert outcome.exit_code == 0, outcome
     assert "log stream was lost" in outcome.message and "No space left on device" in outcome.message
-    assert outcome.details["log_lost"] in outcome.message
+    assert artifacts_of(outcome).log_lost in outcome.message
     assert project.containers() == []
