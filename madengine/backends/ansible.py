@@ -1,0 +1,386 @@
+"""The `ansible` backend: jobs on a target's hosts through a rendered inventory and playbook, run by
+ansible-runner (DESIGN §6). The same target keys as `ssh`, plus `playbook_extra_vars` and `forks`.
+
+One playbook run per job: apply hands a backend one job at a time (from its worker threads), so a run
+per job keeps each job's outcome, timeout and cancel its own; jobs on different hosts, or several on
+one host, run side by side as apply's scheduler places them. ssh connections are shared between the
+runs to one host (ControlMaster, ControlPersist), so a job after the first on a host does not log in
+again. What a run costs is measured in `bench/bench_ansible.py`.
+
+Each run's files (inventory.yml, playbook.yml, ansible.cfg, the run directory as it is copied, what is
+fetched back) are under `<state dir>/ansible/<job>/`, as `madengine generate ansible` writes them.
+ansible-runner's artifacts (which hold the environment it ran ansible with) are removed after each
+run; a secret of a job's environment is never written into a playbook: the play looks it up in
+ansible's environment (`MADENGINE_SECRET_<NAME>`).
+
+The play's events map back to the job: the run task's `rc` is the model's exit code (apply judges the
+fetched log and results CSV as for `docker`); a host that cannot be reached, or a task that fails before
+the run, fails the job with the host and ansible's reason in one line. Cancel and timeout stop the run
+(ansible-runner's cancel callback), then a second, short playbook stops what it started on the host
+(the driver's process group, the container) and fetches the log so far.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from madengine.backends import ansible_render as render
+from madengine.backends import docker_render
+from madengine.backends.base import ATTEMPT_ENV, Cancel, ImageSpec, JobSpec, Outcome, RunArtifacts, Workspace
+from madengine.backends.rundir import fill_run_dir
+from madengine.errors import Diagnostic
+from madengine.madfile.model import is_secret_name
+from madengine.state.model import Status
+
+if TYPE_CHECKING:  # the target's type only: pydantic is not needed to run a job
+    from madengine.madfile.model import AnsibleTarget
+
+INSTALL_HINT = "install it with `pip install 'madengine[ansible]'` (ansible-core and ansible-runner)"
+KNOWN_HOSTS_ENV = "MADENGINE_SSH_KNOWN_HOSTS"  # the known_hosts file (default: ~/.ssh/known_hosts, as ssh)
+POLL = 0.25  # seconds between ansible-runner's looks at cancel and timeout
+
+
+def missing_requirement() -> str | None:
+    """Why this backend cannot work here (ansible-runner or ansible-core not installed), or None."""
+    from importlib.util import find_spec
+
+    for module, package in (("ansible_runner", "ansible-runner"), ("ansible", "ansible-core")):
+        if find_spec(module) is None:
+            return f"{package} is not installed"
+    return None
+
+
+@dataclass(frozen=True)
+class AnsibleHost:
+    """A host of the target, resolved: its inventory entry and what its jobs get."""
+
+    name: str
+    address: str
+    port: int = 22
+    user: str | None = None
+    key: str | None = None  # absolute, on this machine
+    gpus: int | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def inventory(self) -> render.InventoryHost:
+        return render.InventoryHost(self.name, self.address, self.port, self.user, self.key)
+
+
+def target_hosts(target: AnsibleTarget, root: Path) -> tuple[AnsibleHost, ...]:
+    """The target's hosts with their names, keys as absolute paths (`~` expanded, relative to the madfile)."""
+    out = []
+    for host in target.hosts or ():
+        key = getattr(host, "key", None)
+        label = getattr(host, "label", None) or host.address
+        out.append(AnsibleHost(name=str(label), address=host.address, port=host.port, user=host.user,
+                               key=None if key is None else os.path.normpath(root / os.path.expanduser(key)),
+                               gpus=host.gpus, env=dict(getattr(host, "env", None) or {})))
+    return tuple(out)
+
+
+@dataclass
+class _Events:
+    """What one playbook run said about its one job, from ansible-runner's event stream."""
+
+    failed: str = ""  # the first task that failed or could not reach the host, as one line
+    unreachable: bool = False
+    run_started: bool = False
+    run_result: dict[str, Any] | None = None  # the run task's result
+    run_dir: str = ""  # the run directory on the host, once made
+
+    def __call__(self, event: Mapping[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        task = str(data.get("task") or "")
+        res = data.get("res") or {}
+        if kind == "runner_on_start" and task == "run":
+            self.run_started = True
+        elif kind == "runner_on_ok" and task == "run":
+            self.run_result = dict(res)
+        elif kind == "runner_on_ok" and task == "make the run directory":
+            self.run_dir = str(res.get("stdout") or "").strip()
+        elif kind in ("runner_on_failed", "runner_on_unreachable") and not self.failed:
+            self.unreachable = kind == "runner_on_unreachable"
+            reason = _one_line(str(res.get("msg") or res.get("stderr") or res.get("module_stderr") or "failed"))
+            self.failed = ("unreachable: " if self.unreachable else f"{task}: ") + reason
+        return False  # nothing of it is kept on disk: what counts is taken here
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    line = " ".join(lines[:3]) if lines else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class AnsibleBackend:
+    name: ClassVar[str] = "ansible"
+    builds_images: ClassVar[bool] = True
+
+    def __init__(self, target_name: str, target: AnsibleTarget, workspace: Workspace) -> None:
+        self.target_name = target_name
+        self.target = target
+        self.workspace = workspace
+        self.container: str = getattr(target, "container", "docker")
+        self.hosts_by_name = {h.name: h for h in target_hosts(target, workspace.root)}
+        self._lock = threading.Lock()
+
+    # --- configuration --------------------------------------------------------------------------
+
+    @property
+    def workdir(self) -> str:
+        return str(self.target.workdir)
+
+    @property
+    def extra_vars(self) -> dict[str, Any]:
+        return dict(getattr(self.target, "playbook_extra_vars", None) or {})
+
+    def config(self, home: Path) -> render.Config:
+        forks = getattr(self.target, "forks", None) or max(1, len(self.hosts_by_name))
+        known = os.environ.get(KNOWN_HOSTS_ENV) or os.path.expanduser("~/.ssh/known_hosts")
+        return render.Config(home=str(home), control_path_dir=_control_path_dir(), known_hosts=known,
+                             host_key_check=getattr(self.target, "host_key_check", "strict"), forks=forks)
+
+    @property
+    def base_dir(self) -> Path:
+        """Where this target's playbook runs keep their files."""
+        return self.workspace.state_dir / "ansible" / self.target_name
+
+    # --- protocol -------------------------------------------------------------------------------
+
+    def validate(self, job: JobSpec) -> list[Diagnostic]:
+        problems: list[tuple[str, str]] = []
+        why = missing_requirement()
+        if why:
+            problems.append((f"the ansible backend cannot run: {why}", INSTALL_HINT))
+        most = max((h.gpus for h in self.hosts_by_name.values() if h.gpus is not None), default=None)
+        if most is not None and all(h.gpus is not None for h in self.hosts_by_name.values()) and job.n_gpus > most:
+            problems.append((f"needs {job.n_gpus} GPUs but no host of target {self.target_name} has more than {most}",
+                             f"lower the model's n_gpus, or set the gpus of targets.{self.target_name}'s hosts"))
+        if self.container == "docker":
+            problems += [(p, "") for p in docker_render.validate_options(job)]
+        taken = sorted(k for k in self.extra_vars if k.startswith("madengine_"))
+        if taken:
+            problems.append((f"playbook_extra_vars {', '.join(taken)}: names beginning with madengine_ are the "
+                             "playbook's own", "rename them"))
+        return [Diagnostic(None, None, None, f"{job.address}: {msg}", hint=hint) for msg, hint in problems]
+
+    def hosts(self) -> list[tuple[str, int | None]]:
+        return [(h.name, h.gpus) for h in self.hosts_by_name.values()]
+
+    def observe_image(self, image: ImageSpec, image_id: str | None) -> bool:
+        return self.container == "none"  # images reach the hosts with each job's playbook (see `run`)
+
+    def observe_registry(self, image: ImageSpec) -> str | None:
+        return None
+
+    def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
+        return None  # the hosts are reached at apply; a host that cannot take a job fails it there
+
+    def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        return Outcome(Status.FAILURE, message="the ansible backend does not build images yet")
+
+    def push(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        return Outcome(Status.FAILURE, message="the ansible backend does not push images")
+
+    def pull(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        return Outcome(Status.FAILURE, message="the ansible backend does not pull images yet")
+
+    # --- run ------------------------------------------------------------------------------------
+
+    def play_job(self, job: JobSpec, host: AnsibleHost, job_dir: Path) -> render.PlayJob:
+        """The job as a play: its run directory filled in `job_dir/run`, fetched files to `job_dir/fetch`."""
+        name = render.job_name(job.address)
+        staging = job_dir / "run"
+        fill_run_dir(self.workspace.root, job, staging)
+        attempt = job.env.get(ATTEMPT_ENV, "")
+        container = None
+        if self.container == "docker":
+            container = render.container_name(attempt, name)
+            command, env = render.docker_steps(job, workspace_id=self.workspace.workspace_id, container=container,
+                                               system_gpus=host.gpus)
+            env = {**env, **host.env}
+        else:
+            command, env = render.host_steps(job), self.environment(job, host)
+        secret = tuple(sorted(k for k in env if is_secret_name(k)))
+        return render.PlayJob(address=job.address, host=host.name, name=name, staging=str(staging.resolve()),
+                              fetch_dir=str((job_dir / "fetch").resolve()), command=command,
+                              env=tuple((k, v) for k, v in env.items() if k not in secret), secret_env=secret,
+                              results_csv=job.multiple_results, container=container)
+
+    def environment(self, job: JobSpec, host: AnsibleHost) -> dict[str, str]:
+        """A host process's MAD variables (as `local` sets them), under the job's env, under the host's."""
+        system = host.gpus or 0
+        env = {"MAD_MODEL_NAME": job.model, "MAD_GPU_VENDOR": job.gpu_vendor, "MAD_GUEST_OS": job.guest_os,
+               "MAD_SYSTEM_NGPUS": str(system),
+               "MAD_RUNTIME_NGPUS": str(len(job.gpu_ids) if job.gpu_ids else system if job.n_gpus < 0 else job.n_gpus)}
+        if job.multiple_results:
+            env["MAD_OUTPUT_CSV"] = job.multiple_results
+        if job.gpu_ids:
+            env["HIP_VISIBLE_DEVICES" if job.gpu_vendor == "AMD" else "CUDA_VISIBLE_DEVICES"] = \
+                ",".join(map(str, job.gpu_ids))
+        return {**env, **job.env, **host.env}
+
+    def write_files(self, directory: Path, plays: Sequence[render.PlayJob], hosts: Sequence[AnsibleHost]) -> None:
+        """inventory.yml, playbook.yml and ansible.cfg in `directory` (what a run, or `generate`, gives ansible)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "inventory.yml").write_text(render.render_inventory([h.inventory() for h in hosts]))
+        (directory / "playbook.yml").write_text(render.render_playbook(plays, workdir=self.workdir,
+                                                                       extra_vars=self.extra_vars))
+        (directory / "ansible.cfg").write_text(render.render_config(self.config(self.base_dir / "home")))
+
+    def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
+        assert job.log_path is not None, "apply chooses the log path"
+        host = self.hosts_by_name.get(job.host or "") or next(iter(self.hosts_by_name.values()))
+        job_dir = self.base_dir / render.job_name(job.address)
+        job.log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if job_dir.exists():
+                shutil.rmtree(job_dir)
+            play = self.play_job(job, host, job_dir)
+            self.write_files(job_dir, [play], [host])
+        except (OSError, ValueError) as e:  # RunDirConflict included
+            return self._failed(job, host, f"cannot prepare the playbook: {e}")
+        cancel.started(play.name)  # what a later apply stops on this host, should this one be killed
+        deadline = time.monotonic() + job.timeout if job.timeout > 0 else None
+        events = _Events()
+        started = time.monotonic()
+        status, rc, stopped = self._run_playbook(job_dir, events, cancel, deadline, env=self._secrets(job, play))
+        duration = round(time.monotonic() - started, 3)
+        if stopped is not None:  # cancelled or timed out: stop it on the host, keep the log so far
+            self._stop(host, play, job_dir)
+        lost = self._append_log(job, job_dir)
+        run_dir = events.run_dir
+        details = {"duration": duration, "playbook": str(job_dir / "playbook.yml")}
+        if stopped is not None:
+            message = "interrupted" if stopped is Status.INTERRUPTED else f"timed out after {job.timeout} s"
+            _note(job.log_path, f"madengine: {message}; stopped on {host.name}")
+            return Outcome(stopped, host=host.name, message=message, details=details,
+                           artifacts=self._artifacts(job, job_dir, run_dir, None, lost))
+        if events.failed:
+            message = f"{host.name}: {events.failed}"
+            _note(job.log_path, f"madengine: {message}")
+            return Outcome(Status.FAILURE, host=host.name, message=message, details=details)
+        result = events.run_result
+        if result is None or result.get("rc") is None:
+            why = _one_line(str((result or {}).get("msg") or "")) or f"ansible-playbook ended {status} (rc {rc})"
+            if rc == 127 and not events.run_started:
+                why = "ansible-playbook could not be started (is it on PATH?)"
+            message = f"{host.name}: {why}"
+            _note(job.log_path, f"madengine: {message}")
+            return Outcome(Status.FAILURE, host=host.name, message=message, details=details)
+        code = int(result["rc"])
+        return Outcome(Status.SUCCESS if code == 0 else Status.FAILURE, exit_code=code, host=host.name,
+                       message="" if code == 0 else f"exit code {code}", details=details,
+                       artifacts=self._artifacts(job, job_dir, run_dir, code, lost))
+
+    def _secrets(self, job: JobSpec, play: render.PlayJob) -> dict[str, str]:
+        """The secrets of a job's environment, for ansible's environment only (never a file of ours)."""
+        env = {**job.env}
+        return {render.SECRET_ENV_PREFIX + name: env.get(name, "") for name in play.secret_env}
+
+    def _run_playbook(self, job_dir: Path, events: _Events, cancel: Cancel, deadline: float | None, *,
+                      env: Mapping[str, str] | None = None, playbook: str = "playbook.yml",
+                      ) -> tuple[str, int | None, Status | None]:
+        """ansible-playbook on `job_dir`'s files, to its end or until cancelled or past `deadline`:
+        (runner's status, its rc, INTERRUPTED or TIMEOUT when it was stopped)."""
+        import ansible_runner
+
+        stopped: list[Status] = []
+
+        def stop() -> bool:
+            if cancel.is_set():
+                stopped.append(Status.INTERRUPTED)
+            elif deadline is not None and time.monotonic() >= deadline:
+                stopped.append(Status.TIMEOUT)
+            return bool(stopped)
+
+        bin_dir = os.path.dirname(sys.executable)  # ansible-playbook beside this Python (a virtualenv's bin)
+        envvars = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+                   "ANSIBLE_CONFIG": str(job_dir / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", **(env or {})}
+        artifacts = Path(tempfile.mkdtemp(prefix="artifacts-", dir=job_dir))
+        try:
+            runner = ansible_runner.run(private_data_dir=str(job_dir), playbook=str(job_dir / playbook),
+                                        inventory=str(job_dir / "inventory.yml"), envvars=envvars,
+                                        artifact_dir=str(artifacts), quiet=True, event_handler=events,
+                                        cancel_callback=stop, settings={"pexpect_timeout": POLL,
+                                                                        "suppress_ansible_output": True})
+        finally:  # runner's artifacts hold the environment it ran ansible with
+            shutil.rmtree(artifacts, ignore_errors=True)
+            shutil.rmtree(job_dir / "env", ignore_errors=True)
+        return str(runner.status), runner.rc, stopped[0] if stopped else None
+
+    def _stop(self, host: AnsibleHost, play: render.PlayJob, job_dir: Path) -> None:
+        """Stop what the job started on its host (a short playbook of its own) and fetch its log so far."""
+        stop = render.Stop(host.name, play.name, play.container, play.fetch_dir)
+        (job_dir / "stop.yml").write_text(render.render_stop([stop], workdir=self.workdir))
+        self._run_playbook(job_dir, _Events(), Cancel(), time.monotonic() + 60, playbook="stop.yml")
+
+    def _append_log(self, job: JobSpec, job_dir: Path) -> str:
+        """The fetched log, appended to the job's log (apply owns that file); why it is missing, if it is."""
+        assert job.log_path is not None
+        fetched = job_dir / "fetch" / render.LOG_NAME
+        if not fetched.is_file():
+            return ""
+        with job.log_path.open("ab") as log, fetched.open("rb") as src:
+            shutil.copyfileobj(src, log)
+        return ""
+
+    def _artifacts(self, job: JobSpec, job_dir: Path, run_dir: str, code: int | None, lost: str) -> RunArtifacts:
+        assert job.log_path is not None
+        perf_csv = None
+        fetched = job_dir / "fetch" / render.CSV_NAME
+        if job.multiple_results and fetched.is_file():
+            perf_csv = job.log_path.with_name(f"{job.log_path.stem}.{os.path.basename(job.multiple_results)}")
+            shutil.copyfile(fetched, perf_csv)
+        return RunArtifacts(log=job.log_path, run_dir=run_dir, exit_code=code, perf_csv=perf_csv, log_lost=lost)
+
+    def _failed(self, job: JobSpec, host: AnsibleHost, message: str) -> Outcome:
+        assert job.log_path is not None
+        _note(job.log_path, f"madengine: {message}")
+        return Outcome(Status.FAILURE, host=host.name, message=message)
+
+    # --- clean-up -------------------------------------------------------------------------------
+
+    def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
+        """Stop what RUNNING attempts of a killed apply left on this target's hosts: each entry's handle
+        names the job's run directory there ({"attempt", "handle", "host"}); its driver's process group
+        and its container are stopped. A sweep (None) has nothing to find: a job is known by its attempt."""
+        stops = []
+        for entry in running or ():
+            host, handle = entry.get("host"), entry.get("handle")
+            if host not in self.hosts_by_name or not handle or str(handle).isdigit():
+                continue
+            container = render.container_name(str(entry.get("attempt") or ""), str(handle)) \
+                if self.container == "docker" else None
+            stops.append(render.Stop(str(host), str(handle), container))
+        if not stops:
+            return []
+        job_dir = self.base_dir / "cleanup"
+        job_dir.mkdir(parents=True, exist_ok=True)
+        self.write_files(job_dir, [], [self.hosts_by_name[s.host] for s in stops])
+        (job_dir / "stop.yml").write_text(render.render_stop(stops, workdir=self.workdir))
+        self._run_playbook(job_dir, _Events(), Cancel(), time.monotonic() + 120, playbook="stop.yml")
+        return [f"{s.name} on {s.host}" for s in stops]
+
+
+def _note(log_path: Path, line: str) -> None:
+    with contextlib.suppress(OSError), log_path.open("a", encoding="utf-8") as log:
+        log.write(line + "\n")
+
+
+def _control_path_dir() -> str:
+    """ssh's shared connections: a short private directory (a unix socket's path has ~100 characters)."""
+    path = Path(tempfile.gettempdir()) / f"madengine-ansible-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return str(path)
+

@@ -1,0 +1,327 @@
+"""What the ansible backend hands to ansible, as pure functions: an inventory, a playbook, an ansible.cfg.
+
+Kept apart from `ansible.py` (which runs them through ansible-runner) so it is golden-tested without
+hosts, and so `madengine generate ansible` writes exactly what the backend runs.
+
+The templates are jinja2 files in the top-level `templates/ansible/` (shipped in the wheel as
+`madengine/_templates/ansible/`). Nothing from a madfile or a MAD package is pasted into them as
+text: every value is rendered by `yaml_value` (a JSON scalar, which is YAML, tagged `!unsafe` when it
+is a string, so that ansible never evaluates a `{{ ... }}` it holds), every word of ansible.cfg's
+ssh options by `shlex.quote`, and every command is an argument list run without a shell
+(`argv`, `expand_argument_vars: false`). The only shell programs are the constants below; values
+reach them as positional parameters, which a shell never parses.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from madengine.backends import docker_render
+from madengine.backends.base import JobSpec, node_file_name
+
+PYTHON = "/usr/bin/python3"  # the hosts' interpreter for ansible's modules (no discovery round trip)
+LOG_NAME = "log"  # the fetched log, in a job's fetch directory on this machine
+CSV_NAME = "results.csv"  # the fetched `multiple_results` CSV, beside it
+SECRET_ENV_PREFIX = "MADENGINE_SECRET_"  # a secret's value reaches the playbook from this environment variable
+
+# Makes `<runs>/<name>` afresh (`~` is the login user's home, a relative runs dir is relative to it)
+# and prints its absolute path: the playbook's later tasks use it. $1: runs dir, $2: the job's name.
+PREPARE = """\
+d=$1
+case $d in "~") d=$HOME ;; "~/"*) d=$HOME/${d#"~/"} ;; /*) ;; *) d=$HOME/$d ;; esac
+mkdir -p -- "$d" && cd -- "$d" && d=$(pwd -P) || exit
+rm -rf -- "$d/$2" "$d/$2.log" "$d/$2.pid" && mkdir -- "$d/$2" && printf '%s\\n' "$d/$2"
+"""
+PREPARE_NAME = "madengine-prepare"
+
+# In the run directory: the pid of its process group to `<run dir>.pid` (for a stop), all output to
+# `<run dir>.log`, then docker_render's DRIVER with the steps as its parameters (`.` the run dir).
+HOST_DRIVER = """\
+d=$(pwd -P) || exit
+echo "$$" >"$d.pid" || exit
+exec >"$d.log" 2>&1 </dev/null
+set -- . "$@"
+""" + docker_render.DRIVER
+
+# Stops a job: its container (when it has one), then its driver's process group; prints the log's path.
+# $1: runs dir, $2: the job's name, $3: its container's name or empty.
+STOP = """\
+d=$1
+case $d in "~") d=$HOME ;; "~/"*) d=$HOME/${d#"~/"} ;; /*) ;; *) d=$HOME/$d ;; esac
+d=$(cd -- "$d" 2>/dev/null && pwd -P) || d=$1
+if [ -n "$3" ]; then docker rm -f -- "$3" >/dev/null 2>&1; fi
+if [ -s "$d/$2.pid" ]; then pg=$(cat -- "$d/$2.pid"); kill -KILL -- "-$pg" 2>/dev/null; rm -f -- "$d/$2.pid"; fi
+printf '%s\\n' "$d/$2.log"
+"""
+STOP_NAME = "madengine-stop"
+
+# Where the run directory is in the docker argv before the playbook knows it (the host's absolute path).
+_RUN_DIR_SENTINEL = "/.madengine-run-dir"
+_RUN_DIR_MOUNT = f"{_RUN_DIR_SENTINEL}:{docker_render.RUN_DIR_IN_CONTAINER}:rw"
+
+
+class Trusted(str):
+    """A template ansible evaluates, written by this module (never holding a madfile value)."""
+
+
+RUN_DIR = Trusted("{{ madengine_dir.stdout }}")  # the job's run directory on its host, once made
+
+
+@dataclass(frozen=True)
+class InventoryHost:
+    name: str  # the inventory's name of the host: the target's host name
+    address: str
+    port: int = 22
+    user: str | None = None  # None: ssh's default
+    key: str | None = None  # a private key file on this machine (absolute)
+
+
+@dataclass(frozen=True)
+class PlayJob:
+    """One job as a play: where it runs, its run directory's name there, its command and environment."""
+
+    address: str
+    host: str
+    name: str  # the run directory's name on the host (and of `<name>.log`, `<name>.pid` beside it)
+    staging: str  # the filled run directory on this machine (absolute)
+    fetch_dir: str  # where the log and the results CSV come back to, on this machine (absolute)
+    command: tuple[str, ...]  # run in the run directory by HOST_DRIVER; Trusted words are templates
+    env: tuple[tuple[str, str], ...] = ()  # the job's environment on its host (values literal)
+    secret_env: tuple[str, ...] = ()  # names whose values come from SECRET_ENV_PREFIX + name on this machine
+    results_csv: str = ""  # the model's `multiple_results`, relative to the run directory
+    container: str | None = None  # the container's name, when the job runs in one
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Stop what a job started on its host; fetch its log when `fetch_dir` is set."""
+
+    host: str
+    name: str
+    container: str | None = None
+    fetch_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """ansible.cfg: where ansible keeps its files on this machine, and how hosts' keys are checked."""
+
+    home: str
+    control_path_dir: str
+    known_hosts: str
+    host_key_check: str = "strict"  # strict | accept-new
+    forks: int = 5
+
+
+# --- values ---------------------------------------------------------------------------------------
+
+# What a YAML stream may hold literally (YAML 1.1's printable set, as PyYAML and libyaml read it).
+_NOT_PRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _quoted(text: str) -> str:
+    """A YAML double-quoted scalar: JSON's escapes, plus \\uXXXX for what YAML may not hold literally."""
+    return _NOT_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(text, ensure_ascii=False))
+
+
+def yaml_value(value: Any) -> str:
+    """A value as one line of YAML (flow style). Strings are `!unsafe`: ansible takes them as they are,
+    never as templates; `Trusted` strings (this module's own templates) are the only exception."""
+    if isinstance(value, Trusted):
+        return _quoted(str(value))
+    if isinstance(value, str):
+        return f"!unsafe {_quoted(value)}"
+    if value is None or isinstance(value, bool | int | float):
+        return json.dumps(value, allow_nan=False)
+    if isinstance(value, Mapping):
+        items = []
+        for key, item in value.items():
+            if not isinstance(key, str) or isinstance(key, Trusted):
+                raise TypeError(f"a mapping key must be a string, not {key!r}")
+            items.append(f"{_quoted(key)}: {yaml_value(item)}")
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, Iterable):
+        return "[" + ", ".join(yaml_value(item) for item in value) + "]"
+    raise TypeError(f"cannot render {type(value).__name__} as YAML")
+
+
+def block_scalar(text: str, indent: int) -> str:
+    """A constant script of this module as an `!unsafe |` block scalar (readable in the playbook)."""
+    if not text.endswith("\n") or text.endswith("\n\n") or _NOT_PRINTABLE.search(text) or "\t" in text:
+        raise ValueError("a block scalar holds printable lines ending in one line break")
+    pad = " " * indent
+    return "!unsafe |\n" + "".join(pad + line + "\n" if line else "\n" for line in text[:-1].split("\n"))[:-1]
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?\Z")
+
+
+def yaml_key(value: str) -> str:
+    """A mapping key madengine writes (a host's name, a variable's name): checked, never tagged."""
+    if not (_NAME.match(value) or _HOST.match(value)):
+        raise ValueError(f"{value!r} cannot be a host's or a variable's name in an inventory or playbook")
+    return _quoted(value)
+
+
+def ini_value(value: str) -> str:
+    """A value of ansible.cfg (read by configparser: `%` interpolates, `;` after a blank starts a comment)."""
+    if re.search(r"[\r\n]|\s;", value) or value != value.strip():
+        raise ValueError(f"{value!r} cannot be written into ansible.cfg (a line break, a `;` after a blank, "
+                         "or blanks around it)")
+    return value.replace("%", "%%")
+
+
+# --- commands ---------------------------------------------------------------------------------------
+
+
+def runs_dir(workdir: str) -> str:
+    """Where run directories go on the hosts: `<workdir>/runs` (`~` and relative paths are resolved on the host)."""
+    return posixpath.join(workdir, "runs")
+
+
+def container_name(attempt: str, name: str) -> str:
+    """The container of one attempt of a job: unique per attempt, found again by a stop."""
+    return f"madengine-{attempt or 'x'}-{name.rsplit('-', 1)[-1]}"
+
+
+# The scripts are play variables (`madengine_prepare`...), written once per play as block scalars.
+def prepare_argv(job: PlayJob, workdir: str) -> list[str]:
+    return ["sh", "-c", Trusted("{{ madengine_prepare }}"), PREPARE_NAME, runs_dir(workdir), job.name]
+
+
+def run_argv(job: PlayJob) -> list[str]:
+    return ["setsid", "-w", "sh", "-c", Trusted("{{ madengine_driver }}"), docker_render.DRIVER_NAME, *job.command]
+
+
+def stop_argv(stop: Stop, workdir: str) -> list[str]:
+    return ["sh", "-c", Trusted("{{ madengine_stop }}"), STOP_NAME, runs_dir(workdir), stop.name,
+            stop.container or ""]
+
+
+def environment(job: PlayJob) -> dict[str, str]:
+    """The run task's environment: literal values, and secrets looked up in madengine's environment."""
+    env: dict[str, str] = dict(job.env)
+    for name in job.secret_env:
+        env[name] = Trusted(f"{{{{ lookup('env', {json.dumps(SECRET_ENV_PREFIX + name)}) }}}}")
+    return env
+
+
+def host_steps(job: JobSpec) -> tuple[str, ...]:
+    """A job as host processes (`container: none`): the steps of the MAD run protocol, as the driver takes them."""
+    return tuple(docker_render.run_steps(job))
+
+
+def docker_steps(job: JobSpec, *, workspace_id: str, container: str, system_gpus: int | None,
+                 network: str | None = "none") -> tuple[tuple[str, ...], dict[str, str]]:
+    """A job in its image on the host (`container: docker`): one step, `docker run ...`, and the
+    environment the docker CLI passes into the container (`-e NAME`: values never on a command line).
+
+    The container's arguments are docker_render's (the backend `docker` gives the SDK the same); the
+    run directory is mounted from the host's run directory, known once the playbook has made it.
+    """
+    ctx = docker_render.RunContext(workspace_id=workspace_id, run_dir_host=_RUN_DIR_SENTINEL, network=network,
+                                   system_gpus=system_gpus)
+    kwargs = docker_render.run_arguments(job, ctx)
+    argv, env = docker_cli(kwargs, name=container, remove=not job.keep_alive)
+    return ("main", str(len(argv)), *argv), env
+
+
+def docker_cli(kwargs: Mapping[str, Any], *, name: str, remove: bool) -> tuple[list[str], dict[str, str]]:
+    """The `docker run` argv for SDK `containers.create` kwargs (docker_render.run_arguments), and the
+    environment it reads the container's variables from. A key it cannot translate is an error."""
+    kw = dict(kwargs)
+    argv: list[str] = ["docker", "run", "--name", name]
+    if remove:
+        argv.append("--rm")
+    for key, value in sorted(kw.pop("labels", {}).items()):
+        argv += ["--label", f"{key}={value}"]
+    env: dict[str, str] = dict(kw.pop("environment", {}))
+    for key in sorted(env):
+        argv += ["-e", key]
+    for spec in kw.pop("volumes", []):
+        argv += ["-v", Trusted(RUN_DIR + spec[len(_RUN_DIR_SENTINEL):]) if spec == _RUN_DIR_MOUNT else spec]
+    lists = {"devices": "--device", "group_add": "--group-add", "security_opt": "--security-opt",
+             "cap_add": "--cap-add", "cap_drop": "--cap-drop"}
+    values = {"ipc_mode": "--ipc", "network_mode": "--network", "shm_size": "--shm-size", "user": "--user"}
+    for key, option in lists.items():
+        for item in kw.pop(key, []):
+            argv += [option, str(item)]
+    for key, option in values.items():
+        if key in kw:
+            argv += [option, str(kw.pop(key))]
+    if kw.pop("privileged", False):
+        argv.append("--privileged")
+    for limit in kw.pop("ulimits", []):
+        argv += ["--ulimit", f"{limit['name']}={limit['soft']}:{limit['hard']}"]
+    for request in kw.pop("device_requests", []):
+        if request.get("device_ids"):
+            argv += ["--gpus", f"device={','.join(request['device_ids'])}"]
+        else:
+            argv += ["--gpus", "all" if request.get("count", -1) < 0 else str(request["count"])]
+    image, entrypoint, command = kw.pop("image"), list(kw.pop("entrypoint")), list(kw.pop("command"))
+    if kw:
+        raise ValueError(f"cannot pass {', '.join(sorted(kw))} to `docker run`")
+    return [*argv, "--entrypoint", entrypoint[0], image, *entrypoint[1:], *command], env
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+
+def template_dir() -> Path:
+    """`templates/ansible/`: inside the installed wheel, else the checkout's top-level directory."""
+    shipped = resources.files("madengine").joinpath("_templates", "ansible")
+    if shipped.is_dir():
+        return Path(str(shipped))
+    return Path(__file__).resolve().parents[2] / "templates" / "ansible"
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir())), undefined=jinja2.StrictUndefined,
+                             autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+                             variable_start_string="[[", variable_end_string="]]", block_start_string="[%",
+                             block_end_string="%]", comment_start_string="[#", comment_end_string="#]")
+    env.filters.update(y=yaml_value, ini=ini_value, sh=shlex.quote, key=yaml_key, block=block_scalar)
+    return env
+
+
+def render_inventory(hosts: Sequence[InventoryHost]) -> str:
+    return _environment().get_template("inventory.yml.j2").render(hosts=hosts, python=PYTHON)
+
+
+def render_playbook(jobs: Sequence[PlayJob], *, workdir: str, extra_vars: Mapping[str, Any] | None = None) -> str:
+    return _environment().get_template("playbook.yml.j2").render(
+        jobs=jobs, extra_vars=dict(extra_vars or {}), log_name=LOG_NAME, csv_name=CSV_NAME,
+        prepare_script=PREPARE, driver_script=HOST_DRIVER,
+        prepare_argv=lambda job: prepare_argv(job, workdir), run_argv=run_argv, environment=environment)
+
+
+def render_stop(stops: Sequence[Stop], *, workdir: str) -> str:
+    return _environment().get_template("stop.yml.j2").render(
+        stops=stops, log_name=LOG_NAME, stop_script=STOP, stop_argv=lambda stop: stop_argv(stop, workdir))
+
+
+def render_config(config: Config) -> str:
+    if config.host_key_check not in ("strict", "accept-new"):
+        raise ValueError(f"host_key_check {config.host_key_check!r}")
+    return _environment().get_template("ansible.cfg.j2").render(
+        home=config.home, control_path_dir=config.control_path_dir, known_hosts=config.known_hosts,
+        forks=int(config.forks), python=PYTHON,
+        strict_host_key_checking="yes" if config.host_key_check == "strict" else "accept-new")
+
+
+def job_name(address: str) -> str:
+    """A job's run directory name on its host (as the other backends name theirs)."""
+    return node_file_name(address)
