@@ -144,10 +144,12 @@ class AnsibleBackend:
     def extra_vars(self) -> dict[str, Any]:
         return dict(getattr(self.target, "playbook_extra_vars", None) or {})
 
-    def config(self, home: Path) -> render.Config:
+    def config(self, home: Path | None) -> render.Config:
+        """ansible.cfg's settings; `home` None for a hand-off (ansible's own directories)."""
         forks = getattr(self.target, "forks", None) or max(1, len(self.hosts_by_name))
         known = os.environ.get(KNOWN_HOSTS_ENV) or os.path.expanduser("~/.ssh/known_hosts")
-        return render.Config(home=str(home), control_path_dir=_control_path_dir(), known_hosts=known,
+        return render.Config(known_hosts=known, home=None if home is None else str(home),
+                             control_path_dir=None if home is None else _control_path_dir(),
                              host_key_check=getattr(self.target, "host_key_check", "strict"), forks=forks)
 
     @property
@@ -197,10 +199,11 @@ class AnsibleBackend:
 
     # --- run ------------------------------------------------------------------------------------
 
-    def play_job(self, job: JobSpec, host: AnsibleHost, job_dir: Path) -> render.PlayJob:
-        """The job as a play: its run directory filled in `job_dir/run`, fetched files to `job_dir/fetch`."""
+    def play_job(self, job: JobSpec, host: AnsibleHost, staging: Path, *, staged_as: str | None = None,
+                 fetch_dir: str) -> render.PlayJob:
+        """The job as a play: its run directory filled in `staging` (named `staged_as` in the playbook,
+        default its absolute path), its log and results CSV fetched back to `fetch_dir`."""
         name = render.job_name(job.address)
-        staging = job_dir / "run"
         fill_run_dir(self.workspace.root, job, staging)
         attempt = job.env.get(ATTEMPT_ENV, "")
         container = None
@@ -212,8 +215,8 @@ class AnsibleBackend:
         else:
             command, env = render.host_steps(job), self.environment(job, host)
         secret = tuple(sorted(k for k in env if is_secret_name(k)))
-        return render.PlayJob(address=job.address, host=host.name, name=name, staging=str(staging.resolve()),
-                              fetch_dir=str((job_dir / "fetch").resolve()), command=command,
+        return render.PlayJob(address=job.address, host=host.name, name=name,
+                              staging=staged_as or str(staging.resolve()), fetch_dir=fetch_dir, command=command,
                               env=tuple((k, v) for k, v in env.items() if k not in secret), secret_env=secret,
                               results_csv=job.multiple_results, container=container)
 
@@ -230,13 +233,41 @@ class AnsibleBackend:
                 ",".join(map(str, job.gpu_ids))
         return {**env, **job.env, **host.env}
 
-    def write_files(self, directory: Path, plays: Sequence[render.PlayJob], hosts: Sequence[AnsibleHost]) -> None:
-        """inventory.yml, playbook.yml and ansible.cfg in `directory` (what a run, or `generate`, gives ansible)."""
+    def write_files(self, directory: Path, plays: Sequence[render.PlayJob], hosts: Sequence[AnsibleHost], *,
+                    home: Path | None) -> list[Path]:
+        """inventory.yml, playbook.yml and ansible.cfg in `directory` (what a run, or `generate`, gives
+        ansible); `home`: where ansible keeps its own files (None: its default)."""
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "inventory.yml").write_text(render.render_inventory([h.inventory() for h in hosts]))
-        (directory / "playbook.yml").write_text(render.render_playbook(plays, workdir=self.workdir,
-                                                                       extra_vars=self.extra_vars))
-        (directory / "ansible.cfg").write_text(render.render_config(self.config(self.base_dir / "home")))
+        unique = list({h.name: h for h in hosts}.values())
+        files = {"inventory.yml": render.render_inventory([h.inventory() for h in unique]),
+                 "playbook.yml": render.render_playbook(plays, workdir=self.workdir, extra_vars=self.extra_vars),
+                 "ansible.cfg": render.render_config(self.config(home))}
+        for name, text in files.items():
+            (directory / name).write_text(text, encoding="utf-8")
+        return [directory / name for name in files]
+
+    def place(self, jobs: Sequence[JobSpec]) -> list[tuple[JobSpec, AnsibleHost]]:
+        """Hosts for a hand-off, where apply's scheduler is not there to place jobs as GPUs free up: in
+        turn over the hosts that have the GPUs a job needs (all of them when none says)."""
+        hosts = list(self.hosts_by_name.values())
+        placed = []
+        for i, job in enumerate(jobs):
+            fits = [h for h in hosts if h.gpus is None or job.n_gpus <= h.gpus] or hosts
+            placed.append((job, fits[i % len(fits)]))
+        return placed
+
+    def generate(self, jobs: Sequence[JobSpec], directory: Path) -> list[Path]:
+        """What `run` gives ansible, for all `jobs` at once, in `directory`: inventory.yml, playbook.yml
+        (one play per job), ansible.cfg and the run directories (`runs/<job>/`); paths in the playbook are
+        relative to it (the directory can be moved), logs and results come back to `results/<job>/`."""
+        plays = []
+        shutil.rmtree(directory / "runs", ignore_errors=True)  # ours: run directories of jobs gone since
+        for job, host in self.place(jobs):
+            name = render.job_name(job.address)
+            plays.append(self.play_job(job, host, directory / "runs" / name, staged_as=f"runs/{name}",
+                                       fetch_dir=f"results/{name}"))
+        hosts = list(self.hosts_by_name.values())
+        return self.write_files(directory, plays, hosts, home=None)
 
     def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
         assert job.log_path is not None, "apply chooses the log path"
@@ -246,8 +277,8 @@ class AnsibleBackend:
         try:
             if job_dir.exists():
                 shutil.rmtree(job_dir)
-            play = self.play_job(job, host, job_dir)
-            self.write_files(job_dir, [play], [host])
+            play = self.play_job(job, host, job_dir / "run", fetch_dir=str((job_dir / "fetch").resolve()))
+            self.write_files(job_dir, [play], [host], home=self.base_dir / "home")
         except (OSError, ValueError) as e:  # RunDirConflict included
             return self._failed(job, host, f"cannot prepare the playbook: {e}")
         cancel.started(play.name)  # what a later apply stops on this host, should this one be killed
@@ -367,7 +398,7 @@ class AnsibleBackend:
             return []
         job_dir = self.base_dir / "cleanup"
         job_dir.mkdir(parents=True, exist_ok=True)
-        self.write_files(job_dir, [], [self.hosts_by_name[s.host] for s in stops])
+        self.write_files(job_dir, [], [self.hosts_by_name[s.host] for s in stops], home=self.base_dir / "home")
         (job_dir / "stop.yml").write_text(render.render_stop(stops, workdir=self.workdir))
         self._run_playbook(job_dir, _Events(), Cancel(), time.monotonic() + 120, playbook="stop.yml")
         return [f"{s.name} on {s.host}" for s in stops]

@@ -117,9 +117,9 @@ class Stop:
 class Config:
     """ansible.cfg: where ansible keeps its files on this machine, and how hosts' keys are checked."""
 
-    home: str
-    control_path_dir: str
     known_hosts: str
+    home: str | None = None  # None: ansible's default (~/.ansible), as in a generated hand-off
+    control_path_dir: str | None = None
     host_key_check: str = "strict"  # strict | accept-new
     forks: int = 5
 
