@@ -175,6 +175,13 @@ def yaml_key(value: str) -> str:
     return _quoted(value)
 
 
+def env_name(value: str) -> str:
+    """An environment variable's name, as a shell line of a comment shows it (checked, bare)."""
+    if not _NAME.match(value):
+        raise ValueError(f"{value!r} is not an environment variable's name")
+    return value
+
+
 def ini_value(value: str) -> str:
     """A value of ansible.cfg (read by configparser: `%` interpolates, `;` after a blank starts a comment)."""
     if re.search(r"[\r\n]|\s;", value) or value != value.strip():
@@ -293,7 +300,8 @@ def _environment() -> jinja2.Environment:
                              autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
                              variable_start_string="[[", variable_end_string="]]", block_start_string="[%",
                              block_end_string="%]", comment_start_string="[#", comment_end_string="#]")
-    env.filters.update(y=yaml_value, ini=ini_value, sh=shlex.quote, key=yaml_key, block=block_scalar)
+    env.filters.update(y=yaml_value, ini=ini_value, sh=shlex.quote, key=yaml_key, block=block_scalar,
+                       envname=env_name)
     return env
 
 
@@ -304,7 +312,7 @@ def render_inventory(hosts: Sequence[InventoryHost]) -> str:
 def render_playbook(jobs: Sequence[PlayJob], *, workdir: str, extra_vars: Mapping[str, Any] | None = None) -> str:
     return _environment().get_template("playbook.yml.j2").render(
         jobs=jobs, extra_vars=dict(extra_vars or {}), log_name=LOG_NAME, csv_name=CSV_NAME,
-        prepare_script=PREPARE, driver_script=HOST_DRIVER,
+        prepare_script=PREPARE, driver_script=HOST_DRIVER, secret_prefix=SECRET_ENV_PREFIX,
         prepare_argv=lambda job: prepare_argv(job, workdir), run_argv=run_argv, environment=environment)
 
 

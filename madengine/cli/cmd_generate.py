@@ -48,6 +48,7 @@ def ansible(
     from madengine.madfile.model import AnsibleTarget
     from madengine.pipeline import lock_project
 
+    output = (chdir or Path()) / output  # as if started in -C's directory
     locked = lock_project(madfile_path(file, chdir), resolve=lambda ref: None)
     project = locked.project
     by_target = _ansible_jobs(locked.lock, project, select, target)
