@@ -126,8 +126,9 @@ class Config:
 
 # --- values ---------------------------------------------------------------------------------------
 
-# What a YAML stream may hold literally (YAML 1.1's printable set, as PyYAML and libyaml read it).
-_NOT_PRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# What a YAML stream may hold literally (YAML 1.1's printable set, as PyYAML and libyaml read it), less
+# the line breaks YAML 1.1 folds inside a quoted scalar (NEL, LS, PS): those are escaped too.
+_NOT_PRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _quoted(text: str) -> str:
