@@ -111,9 +111,27 @@ class _Events:
             self.run_dir = str(res.get("stdout") or "").strip()
         elif kind in ("runner_on_failed", "runner_on_unreachable") and not self.failed:
             self.unreachable = kind == "runner_on_unreachable"
-            reason = _one_line(str(res.get("msg") or res.get("stderr") or res.get("module_stderr") or "failed"))
-            self.failed = ("unreachable: " if self.unreachable else f"{task}: ") + reason
+            text = str(res.get("msg") or res.get("stderr") or res.get("module_stderr") or "failed")
+            self.failed = f"unreachable: {ssh_reason(text)}" if self.unreachable else f"{task}: {_one_line(text)}"
         return False  # nothing of it is kept on disk: what counts is taken here
+
+
+def ssh_reason(text: str) -> str:
+    """Why ssh could not reach a host, in one line, from what ansible says (its message quotes ssh's)."""
+    low = text.lower()
+    if "identification has changed" in low:
+        return ("its host key has changed: refused (if the change is expected, remove the old key from "
+                "known_hosts; else someone may be in the middle)")
+    if "host key verification failed" in low or "host key is known" in low:
+        return ("its host key is not in known_hosts: refused (add it: ssh-keyscan -p PORT HOST >> known_hosts, "
+                "or set host_key_check: accept-new)")
+    if "permission denied" in low:
+        return "authentication refused (" + _one_line(text[low.index("permission denied"):], 120) + ")"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for line in lines:  # ssh's own line: "ssh: connect to host 10.0.0.5 port 22: Connection refused"
+        if "ssh:" in line:
+            return _one_line(line[line.rindex("ssh:") + 4:])
+    return _one_line(text)
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -149,7 +167,7 @@ class AnsibleBackend:
         forks = getattr(self.target, "forks", None) or max(1, len(self.hosts_by_name))
         known = os.environ.get(KNOWN_HOSTS_ENV) or os.path.expanduser("~/.ssh/known_hosts")
         return render.Config(known_hosts=known, home=None if home is None else str(home),
-                             control_path_dir=None if home is None else _control_path_dir(),
+                             control_path_dir=None if home is None else _control_path_dir(home, known),
                              host_key_check=getattr(self.target, "host_key_check", "strict"), forks=forks)
 
     @property
@@ -364,6 +382,7 @@ class AnsibleBackend:
             return ""
         with job.log_path.open("ab") as log, fetched.open("rb") as src:
             shutil.copyfileobj(src, log)
+        fetched.unlink()  # kept once, as the job's log
         return ""
 
     def _artifacts(self, job: JobSpec, job_dir: Path, run_dir: str, code: int | None, lost: str) -> RunArtifacts:
@@ -372,7 +391,7 @@ class AnsibleBackend:
         fetched = job_dir / "fetch" / render.CSV_NAME
         if job.multiple_results and fetched.is_file():
             perf_csv = job.log_path.with_name(f"{job.log_path.stem}.{os.path.basename(job.multiple_results)}")
-            shutil.copyfile(fetched, perf_csv)
+            shutil.move(fetched, perf_csv)
         return RunArtifacts(log=job.log_path, run_dir=run_dir, exit_code=code, perf_csv=perf_csv, log_lost=lost)
 
     def _failed(self, job: JobSpec, host: AnsibleHost, message: str) -> Outcome:
@@ -409,9 +428,15 @@ def _note(log_path: Path, line: str) -> None:
         log.write(line + "\n")
 
 
-def _control_path_dir() -> str:
-    """ssh's shared connections: a short private directory (a unix socket's path has ~100 characters)."""
-    path = Path(tempfile.gettempdir()) / f"madengine-ansible-{os.getuid()}"
+def _control_path_dir(home: Path, known_hosts: str) -> str:
+    """ssh's shared connections of one target: a short private directory (a unix socket's path holds ~100
+    characters), one per target and known_hosts file, so that no connection checked against another
+    known_hosts file is ever reused."""
+    import hashlib
+
+    base = Path(tempfile.gettempdir()) / f"madengine-ansible-{os.getuid()}"
+    base.mkdir(mode=0o700, exist_ok=True)
+    path = base / hashlib.sha256(f"{home.resolve()}\0{known_hosts}".encode()).hexdigest()[:12]
     path.mkdir(mode=0o700, exist_ok=True)
     return str(path)
 

@@ -54,6 +54,17 @@ exec >"$d.log" 2>&1 </dev/null
 set -- . "$@"
 """ + docker_render.DRIVER
 
+# As HOST_DRIVER, for a job in a container: its one step is `docker run ...`, given the run directory
+# (which only the host knows) as the container's /myworkspace/run_directory.
+DOCKER_DRIVER = """\
+d=$(pwd -P) || exit
+echo "$$" >"$d.pid" || exit
+exec >"$d.log" 2>&1 </dev/null
+docker=$1 run=$2
+shift 2
+exec "$docker" "$run" -v "$d:""" + docker_render.RUN_DIR_IN_CONTAINER + """:rw" "$@"
+"""
+
 # Stops a job: its container (when it has one), then its driver's process group; prints the log's path.
 # $1: runs dir, $2: the job's name, $3: its container's name or empty.
 STOP = """\
@@ -61,7 +72,7 @@ d=$1
 case $d in "~") d=$HOME ;; "~/"*) d=$HOME/${d#"~/"} ;; /*) ;; *) d=$HOME/$d ;; esac
 d=$(cd -- "$d" 2>/dev/null && pwd -P) || d=$1
 if [ -n "$3" ]; then docker rm -f -- "$3" >/dev/null 2>&1; fi
-if [ -s "$d/$2.pid" ]; then pg=$(cat -- "$d/$2.pid"); kill -KILL -- "-$pg" 2>/dev/null; rm -f -- "$d/$2.pid"; fi
+if [ -s "$d/$2.pid" ]; then pg=$(cat -- "$d/$2.pid"); kill -KILL "-$pg" 2>/dev/null; rm -f -- "$d/$2.pid"; fi
 printf '%s\\n' "$d/$2.log"
 """
 STOP_NAME = "madengine-stop"
@@ -73,9 +84,6 @@ _RUN_DIR_MOUNT = f"{_RUN_DIR_SENTINEL}:{docker_render.RUN_DIR_IN_CONTAINER}:rw"
 
 class Trusted(str):
     """A template ansible evaluates, written by this module (never holding a madfile value)."""
-
-
-RUN_DIR = Trusted("{{ madengine_dir.stdout }}")  # the job's run directory on its host, once made
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,7 @@ class PlayJob:
     name: str  # the run directory's name on the host (and of `<name>.log`, `<name>.pid` beside it)
     staging: str  # the filled run directory on this machine (absolute)
     fetch_dir: str  # where the log and the results CSV come back to, on this machine (absolute)
-    command: tuple[str, ...]  # run in the run directory by HOST_DRIVER; Trusted words are templates
+    command: tuple[str, ...]  # run in the run directory by HOST_DRIVER, or DOCKER_DRIVER with a container
     env: tuple[tuple[str, str], ...] = ()  # the job's environment on its host (values literal)
     secret_env: tuple[str, ...] = ()  # names whose values come from SECRET_ENV_PREFIX + name on this machine
     results_csv: str = ""  # the model's `multiple_results`, relative to the run directory
@@ -125,6 +133,11 @@ class Config:
 
 
 # --- values ---------------------------------------------------------------------------------------
+#
+# ansible templates every string of a playbook or inventory; `!unsafe` stops that. But ansible 2.19 reads a
+# scalar tagged `!unsafe` as if it were plain, ignoring its quotes (`!unsafe "yes"` is true, `!unsafe "~"`
+# null, `!unsafe "010"` 8), so the tag is put on the mapping or list that holds values, whose own quoted
+# scalars keep their type; a lone string is tagged only when it reads as a string plain too.
 
 # What a YAML stream may hold literally (YAML 1.1's printable set, as PyYAML and libyaml read it), less
 # the line breaks YAML 1.1 folds inside a quoted scalar (NEL, LS, PS): those are escaped too.
@@ -137,18 +150,15 @@ def _quoted(text: str) -> str:
 
 
 def yaml_value(value: Any) -> str:
-    """A value as one line of YAML (flow style). Strings are `!unsafe`: ansible takes them as they are,
-    never as templates; `Trusted` strings (this module's own templates) are the only exception."""
-    if isinstance(value, Trusted):
-        return _quoted(str(value))
+    """A value as one line of YAML (flow style): strings double-quoted, so each keeps its type."""
     if isinstance(value, str):
-        return f"!unsafe {_quoted(value)}"
+        return _quoted(value)
     if value is None or isinstance(value, bool | int | float):
         return json.dumps(value, allow_nan=False)
     if isinstance(value, Mapping):
         items = []
         for key, item in value.items():
-            if not isinstance(key, str) or isinstance(key, Trusted):
+            if not isinstance(key, str):
                 raise TypeError(f"a mapping key must be a string, not {key!r}")
             items.append(f"{_quoted(key)}: {yaml_value(item)}")
         return "{" + ", ".join(items) + "}"
@@ -157,12 +167,44 @@ def yaml_value(value: Any) -> str:
     raise TypeError(f"cannot render {type(value).__name__} as YAML")
 
 
+_YAML11_WORDS = {"y", "n", "yes", "no", "true", "false", "on", "off", "null"}  # YAML 1.1's plain booleans and null
+
+
+def _reads_as_string(text: str) -> bool:
+    """Plain, would YAML 1.1 read `text` as a string? Said conservatively: an absolute path, or a text
+    beginning with a letter that is not one of YAML 1.1's words (numbers, dates, `~`, `<<`, `=` begin
+    otherwise)."""
+    return bool(text) and (text[0] == "/" or (text[0].isalpha() and text.lower() not in _YAML11_WORDS))
+
+
+def unsafe_value(value: Any) -> str:
+    """A value ansible takes as it is, never as a template: `!unsafe` on its mapping or list (see above)."""
+    if isinstance(value, Trusted):
+        raise TypeError("a template cannot be unsafe")
+    if isinstance(value, str) and not _reads_as_string(value):
+        raise ValueError(f"{value!r} would not read as a string under !unsafe: put it in a mapping or list")
+    if isinstance(value, str | Mapping) or (isinstance(value, Iterable) and not isinstance(value, bytes)):
+        return f"!unsafe {yaml_value(value)}"
+    return yaml_value(value)
+
+
+def environment_value(job: PlayJob) -> str:
+    """The run task's environment: its values unsafe; each secret a lookup in ansible's own environment
+    (`environment` takes a list of mappings, merged in order)."""
+    plain = unsafe_value(dict(job.env))
+    if not job.secret_env:
+        return plain
+    lookups = {env_name(name): Trusted(f"{{{{ lookup('env', '{SECRET_ENV_PREFIX}{name}') }}}}")
+               for name in job.secret_env}
+    return f"[{plain}, {yaml_value(lookups)}]"
+
+
 def block_scalar(text: str, indent: int) -> str:
-    """A constant script of this module as an `!unsafe |` block scalar (readable in the playbook)."""
+    """A constant script of this module as a `|` block scalar (readable in the playbook)."""
     if not text.endswith("\n") or text.endswith("\n\n") or _NOT_PRINTABLE.search(text) or "\t" in text:
         raise ValueError("a block scalar holds printable lines ending in one line break")
     pad = " " * indent
-    return "!unsafe |\n" + "".join(pad + line + "\n" if line else "\n" for line in text[:-1].split("\n"))[:-1]
+    return "|\n" + "".join(pad + line + "\n" if line else "\n" for line in text[:-1].split("\n"))[:-1]
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -204,26 +246,14 @@ def container_name(attempt: str, name: str) -> str:
     return f"madengine-{attempt or 'x'}-{name.rsplit('-', 1)[-1]}"
 
 
-# The scripts are play variables (`madengine_prepare`...), written once per play as block scalars.
-def prepare_argv(job: PlayJob, workdir: str) -> list[str]:
-    return ["sh", "-c", Trusted("{{ madengine_prepare }}"), PREPARE_NAME, runs_dir(workdir), job.name]
+def prepare_args(job: PlayJob, workdir: str) -> list[str]:
+    """PREPARE's parameters (the playbook runs `sh -c PREPARE madengine-prepare <these>`)."""
+    return [runs_dir(workdir), job.name]
 
 
-def run_argv(job: PlayJob) -> list[str]:
-    return ["setsid", "-w", "sh", "-c", Trusted("{{ madengine_driver }}"), docker_render.DRIVER_NAME, *job.command]
-
-
-def stop_argv(stop: Stop, workdir: str) -> list[str]:
-    return ["sh", "-c", Trusted("{{ madengine_stop }}"), STOP_NAME, runs_dir(workdir), stop.name,
-            stop.container or ""]
-
-
-def environment(job: PlayJob) -> dict[str, str]:
-    """The run task's environment: literal values, and secrets looked up in madengine's environment."""
-    env: dict[str, str] = dict(job.env)
-    for name in job.secret_env:
-        env[name] = Trusted(f"{{{{ lookup('env', {json.dumps(SECRET_ENV_PREFIX + name)}) }}}}")
-    return env
+def stop_args(stop: Stop, workdir: str) -> list[str]:
+    """STOP's parameters."""
+    return [runs_dir(workdir), stop.name, stop.container or ""]
 
 
 def host_steps(job: JobSpec) -> tuple[str, ...]:
@@ -233,17 +263,15 @@ def host_steps(job: JobSpec) -> tuple[str, ...]:
 
 def docker_steps(job: JobSpec, *, workspace_id: str, container: str, system_gpus: int | None,
                  network: str | None = "none") -> tuple[tuple[str, ...], dict[str, str]]:
-    """A job in its image on the host (`container: docker`): one step, `docker run ...`, and the
-    environment the docker CLI passes into the container (`-e NAME`: values never on a command line).
-
-    The container's arguments are docker_render's (the backend `docker` gives the SDK the same); the
-    run directory is mounted from the host's run directory, known once the playbook has made it.
-    """
+    """A job in its image on the host (`container: docker`): `docker run ...` (for DOCKER_DRIVER, which
+    mounts the run directory) and the environment the docker CLI passes into the container (`-e NAME`:
+    values are never on a command line). The container's arguments are docker_render's (the backend
+    `docker` gives the SDK the same)."""
     ctx = docker_render.RunContext(workspace_id=workspace_id, run_dir_host=_RUN_DIR_SENTINEL, network=network,
                                    system_gpus=system_gpus)
     kwargs = docker_render.run_arguments(job, ctx)
     argv, env = docker_cli(kwargs, name=container, remove=not job.keep_alive)
-    return ("main", str(len(argv)), *argv), env
+    return tuple(argv), env
 
 
 def docker_cli(kwargs: Mapping[str, Any], *, name: str, remove: bool) -> tuple[list[str], dict[str, str]]:
@@ -259,7 +287,8 @@ def docker_cli(kwargs: Mapping[str, Any], *, name: str, remove: bool) -> tuple[l
     for key in sorted(env):
         argv += ["-e", key]
     for spec in kw.pop("volumes", []):
-        argv += ["-v", Trusted(RUN_DIR + spec[len(_RUN_DIR_SENTINEL):]) if spec == _RUN_DIR_MOUNT else spec]
+        if spec != _RUN_DIR_MOUNT:  # DOCKER_DRIVER mounts the run directory, which only the host knows
+            argv += ["-v", spec]
     lists = {"devices": "--device", "group_add": "--group-add", "security_opt": "--security-opt",
              "cap_add": "--cap-add", "cap_drop": "--cap-drop"}
     values = {"ipc_mode": "--ipc", "network_mode": "--network", "shm_size": "--shm-size", "user": "--user"}
@@ -301,25 +330,34 @@ def _environment() -> jinja2.Environment:
                              autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
                              variable_start_string="[[", variable_end_string="]]", block_start_string="[%",
                              block_end_string="%]", comment_start_string="[#", comment_end_string="#]")
-    env.filters.update(y=yaml_value, ini=ini_value, sh=shlex.quote, key=yaml_key, block=block_scalar,
-                       envname=env_name)
+    env.filters.update(y=yaml_value, u=unsafe_value, ini=ini_value, sh=shlex.quote, key=yaml_key,
+                       block=block_scalar, envname=env_name)
     return env
 
 
 def render_inventory(hosts: Sequence[InventoryHost]) -> str:
-    return _environment().get_template("inventory.yml.j2").render(hosts=hosts, python=PYTHON)
+    return _environment().get_template("inventory.yml.j2").render(hosts=hosts, host_vars=host_vars)
+
+
+def host_vars(host: InventoryHost) -> dict[str, Any]:
+    out: dict[str, Any] = {"ansible_host": host.address, "ansible_port": host.port}
+    if host.user is not None:
+        out["ansible_user"] = host.user
+    if host.key is not None:
+        out["ansible_ssh_private_key_file"] = host.key
+    return {**out, "ansible_python_interpreter": PYTHON}
 
 
 def render_playbook(jobs: Sequence[PlayJob], *, workdir: str, extra_vars: Mapping[str, Any] | None = None) -> str:
     return _environment().get_template("playbook.yml.j2").render(
         jobs=jobs, extra_vars=dict(extra_vars or {}), log_name=LOG_NAME, csv_name=CSV_NAME,
-        prepare_script=PREPARE, driver_script=HOST_DRIVER, secret_prefix=SECRET_ENV_PREFIX,
-        prepare_argv=lambda job: prepare_argv(job, workdir), run_argv=run_argv, environment=environment)
+        prepare_script=PREPARE, host_driver=HOST_DRIVER, docker_driver=DOCKER_DRIVER, secret_prefix=SECRET_ENV_PREFIX,
+        prepare_args=lambda job: prepare_args(job, workdir), environment=environment_value)
 
 
 def render_stop(stops: Sequence[Stop], *, workdir: str) -> str:
     return _environment().get_template("stop.yml.j2").render(
-        stops=stops, log_name=LOG_NAME, stop_script=STOP, stop_argv=lambda stop: stop_argv(stop, workdir))
+        stops=stops, log_name=LOG_NAME, stop_script=STOP, stop_args=lambda stop: stop_args(stop, workdir))
 
 
 def render_config(config: Config) -> str:

@@ -15,7 +15,7 @@ from tests.conftest import RunCli
 
 HOSTILE = ["{{ lookup('pipe', 'touch /tmp/madengine-pwned') }}", "$(touch /tmp/madengine-pwned)", "`id`",
            "$HOME", "~", "a\"b'c", "x\n- name: injected", "tab\there", "}} {% raw %}", "\u2028\x85\x7f!unsafe",
-           "key: value", "# comment", "; rm -rf /", "--", "é漢字😀"]
+           "key: value", "# comment", "; rm -rf /", "--", "é漢字😀", "yes", "010", "1e3", "null", "2001-01-01"]
 
 
 class _Loader(yaml.SafeLoader):
@@ -26,7 +26,30 @@ class Unsafe(str):
     pass
 
 
-_Loader.add_constructor("!unsafe", lambda loader, node: Unsafe(loader.construct_scalar(node)))
+class UnsafeList(list[Any]):
+    pass
+
+
+class UnsafeDict(dict[str, Any]):
+    pass
+
+
+def _unsafe(loader: _Loader, node: yaml.Node) -> Any:
+    """As ansible: the value is never a template (lists and mappings: nor anything in them)."""
+    if isinstance(node, yaml.SequenceNode):
+        return UnsafeList(loader.construct_sequence(node, deep=True))
+    if isinstance(node, yaml.MappingNode):
+        return UnsafeDict(loader.construct_mapping(node, deep=True))
+    return Unsafe(loader.construct_scalar(node))
+
+
+_Loader.add_constructor("!unsafe", _unsafe)
+
+
+def flow(value: Any) -> str:
+    """`value` as one line of YAML for the madfile, every string double-quoted (control characters escaped)."""
+    text = yaml.safe_dump(value, default_style='"', default_flow_style=True, allow_unicode=True, width=10**6)
+    return text.removesuffix("\n...\n").strip()
 
 
 def generate(run_cli: RunCli, tmp_path: Path, model: str, context: str = "{}",
@@ -56,18 +79,28 @@ def run_task(play: dict[str, Any]) -> dict[str, Any]:
     return task
 
 
+def command(play: dict[str, Any]) -> list[str]:
+    """The run task's command: a constant template joining the driver to the job's words, an !unsafe list."""
+    task = run_task(play)
+    assert task["ansible.builtin.command"]["argv"] == ("{{ ['setsid', '-w', 'sh', '-c', madengine_driver, "
+                                                       "'madengine-run'] + madengine_command }}")
+    assert task["ansible.builtin.command"]["expand_argument_vars"] is False
+    words = task["vars"]["madengine_command"]
+    assert isinstance(words, UnsafeList) and all(type(w) is str for w in words)
+    return list(words)
+
+
 def test_params_are_words_of_the_command_exactly(run_cli: RunCli, tmp_path: Path) -> None:
-    plays = generate(run_cli, tmp_path, f"params: {{p: {yaml.safe_dump(HOSTILE, default_flow_style=True).strip()}}}")
+    plays = generate(run_cli, tmp_path, f"params: {{p: {flow(HOSTILE)}}}")
     assert len(plays) == len(HOSTILE)  # one play per job: nothing added one
     seen = []
     for play in plays:
         assert set(play) == {"name", "hosts", "gather_facts", "vars", "tasks"}
         assert [t["name"] for t in play["tasks"]] == ["make the run directory", "copy the run directory", "run",
                                                       "fetch the log"]
-        argv = run_task(play)["ansible.builtin.command"]["argv"]
-        assert argv[-3:-1] == ["run.sh", "--p"] and isinstance(argv[-1], Unsafe)
-        assert run_task(play)["ansible.builtin.command"]["expand_argument_vars"] is False
-        assert isinstance(play["name"], Unsafe)
+        argv = command(play)
+        assert argv[-3:-1] == ["run.sh", "--p"]
+        assert isinstance(play["name"], Unsafe) and isinstance(play["vars"], UnsafeDict)
         seen.append(argv[-1])
     assert sorted(seen) == sorted(HOSTILE)
 
@@ -75,20 +108,20 @@ def test_params_are_words_of_the_command_exactly(run_cli: RunCli, tmp_path: Path
 def test_env_values_are_data_exactly(run_cli: RunCli, tmp_path: Path) -> None:
     env = {f"V{i}": v for i, v in enumerate(HOSTILE)}
     plays = generate(run_cli, tmp_path, "args: ''",
-                     context="{docker_env_vars: " + yaml.safe_dump(env, default_flow_style=True).strip() + "}")
+                     context="{docker_env_vars: " + flow(env) + "}")
     (play,) = plays
     environment = run_task(play)["environment"]
-    assert {k: v for k, v in environment.items() if k in env} == env
-    assert all(isinstance(environment[k], Unsafe) for k in env)
-    argv = run_task(play)["ansible.builtin.command"]["argv"]
+    assert isinstance(environment, UnsafeDict) and {k: v for k, v in environment.items() if k in env} == env
+    assert all(type(environment[k]) is str for k in env)
+    argv = command(play)
     assert not any(v in argv for v in HOSTILE if v not in ("--", "~"))  # `-e NAME`: values only in the environment
 
 
 @pytest.mark.parametrize("value", HOSTILE[:6])
 def test_a_results_csv_name_is_data(run_cli: RunCli, tmp_path: Path, value: str) -> None:
-    (play,) = generate(run_cli, tmp_path, f"multiple_results: {yaml.safe_dump(value).splitlines()[0]}")
+    (play,) = generate(run_cli, tmp_path, f"multiple_results: {flow(value)}")
     (fetch,) = [t for t in play["tasks"] if t["name"] == "fetch the results CSV"]
-    assert fetch["vars"]["madengine_csv"] == value and isinstance(fetch["vars"]["madengine_csv"], Unsafe)
+    assert fetch["vars"] == {"madengine_csv": value} and isinstance(fetch["vars"], UnsafeDict)
     assert fetch["ansible.builtin.fetch"]["src"] == "{{ madengine_dir.stdout }}/{{ madengine_csv }}"
 
 
@@ -98,4 +131,4 @@ def test_a_key_path_is_data(run_cli: RunCli, tmp_path: Path) -> None:
                           Loader=_Loader)
     host = inventory["all"]["hosts"]["10.0.0.5"]
     assert host["ansible_ssh_private_key_file"] == "/k/{{ lookup('pipe', 'id') }}\n x: 1"
-    assert isinstance(host["ansible_ssh_private_key_file"], Unsafe) and "x" not in host
+    assert isinstance(host, UnsafeDict) and "x" not in host

@@ -106,17 +106,23 @@ def test_ansible_accepts_the_rendered_playbooks(tmp_path: Path) -> None:
     assert hostvars["gpu-1"]["ansible_host"] == {"__ansible_unsafe": "10.0.0.5"}  # never templated
 
 
-def test_the_docker_run_mounts_the_hosts_run_directory() -> None:
-    steps, env = render.docker_steps(job(), workspace_id="w", container="c", system_gpus=8)
-    argv = list(steps[2:])
-    assert steps[:2] == ("main", str(len(argv)))
-    mount = argv[argv.index("-v") + 1]
-    assert isinstance(mount, render.Trusted) and mount == "{{ madengine_dir.stdout }}:/myworkspace/run_directory:rw"
+def test_the_docker_run_leaves_the_run_directory_to_the_driver() -> None:
+    argv, env = render.docker_steps(job(), workspace_id="w", container="c", system_gpus=8)
+    assert argv[:2] == ("docker", "run") and "-v" not in argv  # DOCKER_DRIVER mounts the host's run directory
+    assert '-v "$d:/myworkspace/run_directory:rw"' in render.DOCKER_DRIVER
     # values never on the command line: `-e NAME`, the value in the run task's environment
     assert "-e" in argv and "HF_TOKEN" in argv and "hf_secret" not in " ".join(argv)
     assert env["HF_TOKEN"] == "hf_secret" and env["HIP_VISIBLE_DEVICES"] == "0,1"
     assert argv[argv.index("--shm-size") + 1] == "16G" and "--rm" in argv
     assert "--rm" not in render.docker_steps(job(keep_alive=True), workspace_id="w", container="c", system_gpus=8)[0]
+
+
+@pytest.mark.parametrize("value", ["yes", "~", "010", "1e3", "null", "2001-01-01", "<<", "", "-1", ".5"])
+def test_a_lone_unsafe_value_that_would_not_read_as_a_string_is_refused(value: str) -> None:
+    # ansible 2.19 reads `!unsafe "yes"` as true: such values only go inside an !unsafe list or mapping
+    with pytest.raises(ValueError, match="would not read as a string"):
+        render.unsafe_value(value)
+    assert render.unsafe_value([value]) == f"!unsafe [{json.dumps(value)}]"
 
 
 def test_a_docker_option_that_cannot_be_passed_is_an_error() -> None:
