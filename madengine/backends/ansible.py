@@ -29,15 +29,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from madengine.backends import ansible_render as render
 from madengine.backends import docker_render
 from madengine.backends.base import ATTEMPT_ENV, Cancel, ImageSpec, JobSpec, Outcome, RunArtifacts, Workspace
+from madengine.backends.docker import DockerBackend
 from madengine.backends.rundir import fill_run_dir
+from madengine.backends.session import HostUnavailable
 from madengine.errors import Diagnostic
 from madengine.madfile.model import is_secret_name
 from madengine.state.model import Status
@@ -134,6 +136,31 @@ def ssh_reason(text: str) -> str:
     return _one_line(text)
 
 
+@dataclass
+class _HostEvents:
+    """Per host, what the last task said, from a playbook over many hosts (an images playbook)."""
+
+    output: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def __call__(self, event: Mapping[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        host, res = str(data.get("host") or ""), data.get("res") or {}
+        if kind == "runner_on_ok":
+            self.output[host] = str(res.get("stdout") or "")
+        elif kind in ("runner_on_failed", "runner_on_unreachable") and host not in self.failed:
+            text = str(res.get("stderr") or res.get("msg") or res.get("module_stderr") or "failed")
+            self.failed[host] = f"unreachable: {ssh_reason(text)}" if kind == "runner_on_unreachable" \
+                else f"{data.get('task')}: {_one_line(text)}"
+        return False
+
+
+def _logged(log_path: Path, outcome: Outcome) -> Outcome:
+    _note(log_path, f"madengine: {outcome.message}")
+    return outcome
+
+
 def _one_line(text: str, limit: int = 300) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     line = " ".join(lines[:3]) if lines else ""
@@ -151,6 +178,9 @@ class AnsibleBackend:
         self.container: str = getattr(target, "container", "docker")
         self.hosts_by_name = {h.name: h for h in target_hosts(target, workspace.root)}
         self._lock = threading.Lock()
+        self._engine: DockerBackend | None = None
+        self._observed: dict[str, bool] = {}  # image tag -> every host holds it (asked once per command)
+
 
     # --- configuration --------------------------------------------------------------------------
 
@@ -197,23 +227,132 @@ class AnsibleBackend:
     def hosts(self) -> list[tuple[str, int | None]]:
         return [(h.name, h.gpus) for h in self.hosts_by_name.values()]
 
+    # --- images --------------------------------------------------------------------------------
+    #
+    # Images are built on this machine (its Docker engine, as the `docker` backend builds them), then
+    # brought to the hosts by a playbook: pulled from the registry when there is one (the label checked,
+    # as `pull` does), else a `docker save` archive copied and loaded (once per image and host).
+
+    def observe_images(self, images: Sequence[ImageSpec]) -> dict[str, dict[str, str]]:
+        """Per host, which of these images' tags it holds, with their ids: one playbook over every host
+        (one `docker image ls` each). Raises HostUnavailable naming the first host that cannot be asked."""
+        if self.container == "none" or not images:
+            return {}
+        tags = sorted({i.tag for i in images})
+        results = self._images_playbook("list", list(self.hosts_by_name), Cancel(), tags=tags)
+        found: dict[str, dict[str, str]] = {}
+        for host, (ok, text) in results.items():
+            if not ok:
+                raise HostUnavailable(host, text, hint="check the host (ssh, its Docker engine), or leave its "
+                                      f"target out (--target); {self.target_name}'s hosts are asked at plan")
+            found[host] = {tag: image_id for tag, _, image_id in
+                           (line.strip().partition(" ") for line in text.splitlines()) if tag in tags}
+        return found
+
     def observe_image(self, image: ImageSpec, image_id: str | None) -> bool:
-        return self.container == "none"  # images reach the hosts with each job's playbook (see `run`)
+        """Every host holds the image (its tag: ids differ between hosts that loaded or pulled it)."""
+        if self.container == "none":
+            return True
+        key = image.tag
+        if key not in self._observed:
+            held = self.observe_images([image])
+            self._observed[key] = all(key in held.get(h, {}) for h in self.hosts_by_name)
+        return self._observed[key]
 
     def observe_registry(self, image: ImageSpec) -> str | None:
-        return None
+        return self._local().observe_registry(image)
 
     def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
         return None  # the hosts are reached at apply; a host that cannot take a job fails it there
 
+    def _local(self) -> DockerBackend:
+        """This machine's Docker engine, where images are built (and saved for the hosts)."""
+        from madengine.madfile.model import DockerTarget
+
+        if self._engine is None:
+            self._engine = DockerBackend(self.target_name, DockerTarget.model_construct(backend="docker", gpus=None,
+                                                                                         host=None, network=None),
+                                         self.workspace)
+        return self._engine
+
     def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
-        return Outcome(Status.FAILURE, message="the ansible backend does not build images yet")
+        if self.container == "none":
+            return Outcome(Status.SUCCESS, message="jobs of this target run as host processes: no image")
+        built = self._local().build(image, log_path, cancel)
+        if built.status is not Status.SUCCESS:
+            return built
+        delivered = self._deliver(image, list(self.hosts_by_name), log_path, cancel)
+        return replace(delivered, image_id=built.image_id) if delivered.status is Status.SUCCESS else delivered
 
     def push(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
-        return Outcome(Status.FAILURE, message="the ansible backend does not push images")
+        return self._local().push(image, log_path, cancel)
 
     def pull(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
-        return Outcome(Status.FAILURE, message="the ansible backend does not pull images yet")
+        """Every host pulls the image from the registry (a playbook over all of them)."""
+        return self._deliver(image, list(self.hosts_by_name), log_path, cancel)
+
+    def deliver(self, image: ImageSpec, host: str, log_path: Path, cancel: Cancel) -> Outcome:
+        """Bring an image to one more host: a registry pull when there is a registry, else this machine's
+        copy of it, saved and loaded there."""
+        return self._deliver(image, [host], log_path, cancel)
+
+    def _deliver(self, image: ImageSpec, hosts: list[str], log_path: Path, cancel: Cancel) -> Outcome:
+        if image.registry:
+            repository, tag = self._local().push_reference(image)
+            results = self._images_playbook("pull", hosts, cancel, reference=f"{repository}:{tag}", tag=image.tag,
+                                            node=image.node_hash)
+            how = f"pulled {repository}:{tag}"
+        else:
+            archive = self.base_dir / "images" / f"{render.job_name(image.address)}.tar"
+            try:
+                self._save(image, archive)
+            except Exception as e:  # the engine's errors: said in one line, the build itself succeeded
+                return _logged(log_path, Outcome(Status.FAILURE, message=f"cannot save {image.tag} on this "
+                                                 f"machine for the hosts: {_one_line(str(e))}"))
+            try:
+                results = self._images_playbook("load", hosts, cancel, archive=str(archive.resolve()),
+                                                name=render.job_name(image.address))
+            finally:
+                archive.unlink(missing_ok=True)
+            how = "loaded"
+        if cancel.is_set():
+            return _logged(log_path, Outcome(Status.INTERRUPTED, message="interrupted"))
+        failed = {h: text for h, (ok, text) in results.items() if not ok}
+        with contextlib.suppress(OSError), log_path.open("a", encoding="utf-8") as log:
+            for host in hosts:
+                log.write(f"{host}: {failed[host] if host in failed else how + ' as ' + image.tag}\n")
+        if failed:
+            return Outcome(Status.FAILURE, message="; ".join(f"{h}: {t}" for h, t in sorted(failed.items())))
+        return Outcome(Status.SUCCESS, message=f"{how} on {', '.join(hosts)}")
+
+    def _save(self, image: ImageSpec, archive: Path) -> None:
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open("wb") as out:
+            for chunk in self._local().client().images.get(image.tag).save(named=True):
+                out.write(chunk)
+
+    def _images_playbook(self, op: str, hosts: list[str], cancel: Cancel, **values: Any) -> dict[str, tuple[bool, str]]:
+        """Run render_images' playbook over `hosts`: per host, (its last task succeeded, its output or
+        why it did not, in one line)."""
+        import uuid
+
+        job_dir = self.base_dir / "images" / f"{op}-{uuid.uuid4().hex[:12]}"
+        try:
+            self.write_files(job_dir, [], [self.hosts_by_name[h] for h in hosts], home=self.base_dir / "home")
+            (job_dir / "images.yml").write_text(render.render_images(op, hosts, workdir=self.workdir, **values))
+            events = _HostEvents()
+            status, rc, stopped = self._run_playbook(job_dir, events, cancel, None, playbook="images.yml")
+        finally:
+            shutil.rmtree(job_dir, ignore_errors=True)
+        out = {}
+        for host in hosts:
+            if host in events.failed:
+                out[host] = (False, events.failed[host])
+            elif host in events.output:
+                out[host] = (True, events.output[host])
+            else:
+                out[host] = (False, "interrupted" if stopped else f"ansible-playbook ended {status} (rc {rc})")
+        return out
 
     # --- run ------------------------------------------------------------------------------------
 
@@ -337,9 +476,9 @@ class AnsibleBackend:
         env = {**job.env}
         return {render.SECRET_ENV_PREFIX + name: env.get(name, "") for name in play.secret_env}
 
-    def _run_playbook(self, job_dir: Path, events: _Events, cancel: Cancel, deadline: float | None, *,
-                      env: Mapping[str, str] | None = None, playbook: str = "playbook.yml",
-                      ) -> tuple[str, int | None, Status | None]:
+    def _run_playbook(self, job_dir: Path, events: Callable[[Mapping[str, Any]], bool], cancel: Cancel,
+                      deadline: float | None, *, env: Mapping[str, str] | None = None,
+                      playbook: str = "playbook.yml") -> tuple[str, int | None, Status | None]:
         """ansible-playbook on `job_dir`'s files, to its end or until cancelled or past `deadline`:
         (runner's status, its rc, INTERRUPTED or TIMEOUT when it was stopped)."""
         import ansible_runner

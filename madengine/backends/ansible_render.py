@@ -55,15 +55,42 @@ set -- . "$@"
 """ + docker_render.DRIVER
 
 # As HOST_DRIVER, for a job in a container: its one step is `docker run ...`, given the run directory
-# (which only the host knows) as the container's /myworkspace/run_directory.
+# (which only the host knows) as the container's /myworkspace/run_directory. Its parameters: `docker run`,
+# then `auto` (no network was asked for: `none` on an engine without a bridge network, as the docker
+# backend does) or `given`, then the rest of the `docker run` arguments.
 DOCKER_DRIVER = """\
 d=$(pwd -P) || exit
 echo "$$" >"$d.pid" || exit
 exec >"$d.log" 2>&1 </dev/null
-docker=$1 run=$2
-shift 2
+docker=$1 run=$2 network=$3
+shift 3
+if [ "$network" = auto ] && ! "$docker" network inspect bridge >/dev/null 2>&1; then
+  set -- --network none "$@"  # an engine without a bridge network (dockerd --bridge=none)
+fi
 exec "$docker" "$run" -v "$d:""" + docker_render.RUN_DIR_IN_CONTAINER + """:rw" "$@"
 """
+
+# Loads `<dir>/image.tar` (copied there by the playbook), then removes the directory. $1: the directory.
+LOAD = """\
+docker load -i "$1/image.tar"
+rc=$?
+rm -rf -- "$1"
+exit "$rc"
+"""
+
+# Pulls an image and tags it as the lock names it, refusing one built from another node.
+# $1: the registry reference, $2: the tag, $3: the node hash its madengine.node label must hold.
+PULL = """\
+docker pull -q "$1" >/dev/null || exit
+got=$(docker image inspect -f '{{ index .Config.Labels "madengine.node" }}' "$1") || exit
+if [ "$got" != "$3" ]; then
+  docker image rm "$1" >/dev/null 2>&1
+  echo "$1 was not built from this node (madengine.node is $got)" >&2
+  exit 3
+fi
+docker tag "$1" "$2"
+"""
+LIST_FORMAT = "{{.Repository}}:{{.Tag}} {{.ID}}"
 
 # Stops a job: its container (when it has one), then its driver's process group; prints the log's path.
 # $1: runs dir, $2: the job's name, $3: its container's name or empty.
@@ -262,7 +289,7 @@ def host_steps(job: JobSpec) -> tuple[str, ...]:
 
 
 def docker_steps(job: JobSpec, *, workspace_id: str, container: str, system_gpus: int | None,
-                 network: str | None = "none") -> tuple[tuple[str, ...], dict[str, str]]:
+                 network: str | None = None) -> tuple[tuple[str, ...], dict[str, str]]:
     """A job in its image on the host (`container: docker`): `docker run ...` (for DOCKER_DRIVER, which
     mounts the run directory) and the environment the docker CLI passes into the container (`-e NAME`:
     values are never on a command line). The container's arguments are docker_render's (the backend
@@ -270,15 +297,16 @@ def docker_steps(job: JobSpec, *, workspace_id: str, container: str, system_gpus
     ctx = docker_render.RunContext(workspace_id=workspace_id, run_dir_host=_RUN_DIR_SENTINEL, network=network,
                                    system_gpus=system_gpus)
     kwargs = docker_render.run_arguments(job, ctx)
+    chosen = "given" if "network_mode" in kwargs else "auto"
     argv, env = docker_cli(kwargs, name=container, remove=not job.keep_alive)
-    return tuple(argv), env
+    return (*argv[:2], chosen, *argv[2:]), env
 
 
 def docker_cli(kwargs: Mapping[str, Any], *, name: str, remove: bool) -> tuple[list[str], dict[str, str]]:
     """The `docker run` argv for SDK `containers.create` kwargs (docker_render.run_arguments), and the
     environment it reads the container's variables from. A key it cannot translate is an error."""
     kw = dict(kwargs)
-    argv: list[str] = ["docker", "run", "--name", name]
+    argv: list[str] = ["docker", "run", "--name", name, "--pull", "never"]  # images are delivered, never pulled here
     if remove:
         argv.append("--rm")
     for key, value in sorted(kw.pop("labels", {}).items()):
@@ -358,6 +386,27 @@ def render_playbook(jobs: Sequence[PlayJob], *, workdir: str, extra_vars: Mappin
 def render_stop(stops: Sequence[Stop], *, workdir: str) -> str:
     return _environment().get_template("stop.yml.j2").render(
         stops=stops, log_name=LOG_NAME, stop_script=STOP, stop_args=lambda stop: stop_args(stop, workdir))
+
+
+def render_images(op: str, hosts: Sequence[str], *, tags: Sequence[str] = (), archive: str = "", name: str = "",
+                  workdir: str = "~/.madengine", reference: str = "", tag: str = "", node: str = "") -> str:
+    """A playbook over `hosts` that lists which of `tags` each holds (`list`), loads `archive` (a `docker
+    save` of one image, `load`), or pulls `reference` and tags it `tag` when its label is `node` (`pull`)."""
+    values: dict[str, Any]
+    if op == "list":
+        values = {"madengine_format": LIST_FORMAT,
+                  "madengine_filters": [w for t in tags for w in ("--filter", f"reference={t}")]}
+    elif op == "load":
+        values = {"madengine_prepare": PREPARE, "madengine_load": LOAD, "madengine_archive": archive,
+                  "madengine_images": posixpath.join(workdir, "images"), "madengine_name": name}
+    elif op == "pull":
+        values = {"madengine_pull": PULL, "madengine_reference": reference, "madengine_tag": tag,
+                  "madengine_node": node}
+    else:
+        raise ValueError(f"images: {op!r}")
+    for host in hosts:
+        yaml_key(host)
+    return _environment().get_template("images.yml.j2").render(op=op, hosts=list(hosts), values=values)
 
 
 def render_config(config: Config) -> str:
