@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.services import unavailable
+from tests.infra.services import docker_client, registry, unavailable  # noqa: F401 (fixtures)
 
 SSHD = "/usr/sbin/sshd"
 
