@@ -97,6 +97,7 @@ class _Events:
     failed: str = ""  # the first task that failed or could not reach the host, as one line
     unreachable: bool = False
     run_started: bool = False
+    run_started_at: float = 0.0  # time.monotonic() when the run task started
     run_result: dict[str, Any] | None = None  # the run task's result
     run_dir: str = ""  # the run directory on the host, once made
 
@@ -107,6 +108,7 @@ class _Events:
         res = data.get("res") or {}
         if kind == "runner_on_start" and task == "run":
             self.run_started = True
+            self.run_started_at = time.monotonic()
         elif kind == "runner_on_ok" and task == "run":
             self.run_result = dict(res)
         elif kind == "runner_on_ok" and task == "make the run directory":
@@ -439,8 +441,13 @@ class AnsibleBackend:
         except (OSError, ValueError) as e:  # RunDirConflict included
             return self._failed(job, host, f"cannot prepare the playbook: {e}")
         cancel.started(play.name)  # what a later apply stops on this host, should this one be killed
-        deadline = time.monotonic() + job.timeout if job.timeout > 0 else None
+        # The job's timeout counts from its run task's start (as a container's from its start), not
+        # from the connection and the copy of its run directory.
         events = _Events()
+
+        def deadline() -> float | None:
+            return events.run_started_at + job.timeout if job.timeout > 0 and events.run_started_at else None
+
         started = time.monotonic()
         status, rc, stopped = self._run_playbook(job_dir, events, cancel, deadline, env=self._secrets(job, play))
         duration = round(time.monotonic() - started, 3)
@@ -477,7 +484,7 @@ class AnsibleBackend:
         return {render.SECRET_ENV_PREFIX + name: env.get(name, "") for name in play.secret_env}
 
     def _run_playbook(self, job_dir: Path, events: Callable[[Mapping[str, Any]], bool], cancel: Cancel,
-                      deadline: float | None, *, env: Mapping[str, str] | None = None,
+                      deadline: Callable[[], float | None] | float | None, *, env: Mapping[str, str] | None = None,
                       playbook: str = "playbook.yml") -> tuple[str, int | None, Status | None]:
         """ansible-playbook on `job_dir`'s files, to its end or until cancelled or past `deadline`:
         (runner's status, its rc, INTERRUPTED or TIMEOUT when it was stopped)."""
@@ -488,7 +495,7 @@ class AnsibleBackend:
         def stop() -> bool:
             if cancel.is_set():
                 stopped.append(Status.INTERRUPTED)
-            elif deadline is not None and time.monotonic() >= deadline:
+            elif (limit := deadline() if callable(deadline) else deadline) is not None and time.monotonic() >= limit:
                 stopped.append(Status.TIMEOUT)
             return bool(stopped)
 

@@ -129,7 +129,7 @@ def test_timeout_and_cancel_stop_the_job_on_its_host(tmp_path: Path, loopback_ho
     b = backend(tmp_path, host(loopback_host))
     marker = f"{time.time_ns() % 10**9 + 1000}"  # seconds `sleep` is given: unique, found in the process list
     cancel = Cancel()
-    j = job(b, "sleep", marker, timeout=6 if how == "timeout" else 0)
+    j = job(b, "sleep", marker, timeout=3 if how == "timeout" else 0)
     if how == "cancel":
         def later() -> None:
             deadline = time.monotonic() + 60
