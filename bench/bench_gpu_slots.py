@@ -53,10 +53,19 @@ class SimBackend:
     def observe_image(self, image: ImageSpec, image_id: str | None) -> bool:
         return True
 
+    def observe_registry(self, image: ImageSpec) -> str | None:
+        return None
+
+    def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
+        return None
+
     def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         raise NotImplementedError
 
     def push(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        raise NotImplementedError
+
+    def pull(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         raise NotImplementedError
 
     def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:

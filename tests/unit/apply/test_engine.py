@@ -37,10 +37,16 @@ class Flaky:
     def observe_image(self, image: ImageSpec, image_id: str | None) -> bool:
         return True
 
+    def observe_registry(self, image: ImageSpec) -> str | None:
+        return None
+
+    def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
+        return None
+
     def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         raise AssertionError("no images here")
 
-    push = build
+    push = pull = build
 
     def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
         return []
