@@ -97,7 +97,7 @@ def test_retries_run_out(tmp_path: Path) -> None:
     assert [s for s, _ in attempts] == ["FAILURE", "FAILURE"]
 
 
-class SecondSignalWhileRecorded(tuple):  # type: ignore[type-arg]
+class SecondSignalWhileRecorded(tuple[PerfRow, ...]):
     """A result's perf rows that, read while the store records them (inside its transaction, on the main
     thread), bring two real SIGINTs: the first stops the apply, the second is the user wanting out now."""
 
