@@ -37,16 +37,10 @@ class Flaky:
     def observe_image(self, image: ImageSpec, image_id: str | None) -> bool:
         return True
 
-    def observe_registry(self, image: ImageSpec) -> str | None:
-        return None
-
-    def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
-        return None
-
     def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         raise AssertionError("no images here")
 
-    push = pull = build
+    push = build
 
     def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
         return []
@@ -58,6 +52,15 @@ class Flaky:
             return Outcome(Status.FAILURE, message="engine hiccup", transient=True)
         job.log_path.write_text("performance: 2 x\n")
         return Outcome(Status.SUCCESS, exit_code=0)
+
+    # The rest of the Backend protocol: its one target has no images or devices to look at.
+    def observe_registry(self, image: ImageSpec) -> str | None:
+        return None
+
+    def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
+        return None
+
+    pull = build
 
 
 class Quiet:
