@@ -3,7 +3,7 @@
 - `HostFacts` (model): the value, recorded with every attempt (`to_json`/`from_json`).
 - `probe(run)`, `probe_local()`, `probe_session(session)` (probe): observe a host with one
   constant `sh` script; `FactsCache` observes each host once per command.
-- `parse(output)` (parse): the script's output -> HostFacts, tolerant of any bytes.
+- `parse(output)` (parsers): the script's output -> HostFacts, tolerant of any bytes.
 - `changed`, `skip_reason`, `perf_gpu_architecture`, `perf_machine_name` (compare): what the
   planner and perf.csv ask of them.
 """
@@ -19,7 +19,7 @@ from madengine.facts.compare import (
     skip_reason,
 )
 from madengine.facts.model import FACT_FIELDS, HostFacts
-from madengine.facts.parse import parse
+from madengine.facts.parsers import parse
 from madengine.facts.probe import (
     DEFAULT_TOOL_TIMEOUT,
     SCRIPT,

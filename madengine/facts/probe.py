@@ -20,7 +20,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Final
 
 from madengine.facts.model import HostFacts
-from madengine.facts.parse import parse
+from madengine.facts.parsers import parse
 
 if TYPE_CHECKING:
     from madengine.backends.session import Session

@@ -2,13 +2,13 @@
 #
 # Read-only: it runs query tools and reads files, writes nothing, and always exits 0.
 # Prints `key=value` lines: its own values, and every line a tool printed as `<tool>=<line>`
-# followed by `<tool>.rc=<exit status>`; Python (madengine/facts/parse.py) makes sense of them.
+# followed by `<tool>.rc=<exit status>`; Python (madengine/facts/parsers.py) makes sense of them.
 # Every tool is looked up with `command -v` and run under `timeout`; a missing, failing or hanging
 # tool only leaves its facts unknown.
 #
 #   sh -c "$(cat probe.sh)" madengine-facts [TOOL_TIMEOUT_SECONDS] [ROOT]
 #
-# ROOT (default: none) prefixes /sys, /proc, /dev, /etc and /opt/rocm, for tests only.
+# ROOT (default: none) prefixes /sys, /proc, /dev, /etc, /opt/rocm and /usr/local/cuda, for tests only.
 exec 2>/dev/null </dev/null
 export LC_ALL=C
 T=${1:-10}
@@ -17,7 +17,7 @@ ROOT=${2:-}
 R=${ROCM_PATH:-$ROOT/opt/rocm}
 # Tools usually live there on GPU hosts, where a non-interactive (ssh) shell may not have them on
 # PATH; appended, so what PATH already finds comes first.
-PATH=${PATH:-/usr/bin:/bin}:$R/bin:/opt/rocm/bin:/usr/local/cuda/bin
+PATH=${PATH:-/usr/bin:/bin}:$R/bin:$ROOT/opt/rocm/bin:$ROOT/usr/local/cuda/bin
 export PATH
 
 echo 'madengine-facts=1'

@@ -12,7 +12,8 @@ Which source wins (ROCm madengine's sources, fastest and most exact first):
   the driver is there, the GPUs could not be enumerated); else NONE.
 - AMD arch: rocminfo (`rocminfo | grep gfx`, as ROCm madengine), else the KFD topology's
   gfx_target_version, else amd-smi's TARGET_GRAPHICS_VERSION, else rocm-smi's GFX Version.
-- AMD driver: /sys/module/amdgpu/version, else amd-smi static's DRIVER VERSION, else rocm-smi.
+- AMD driver: /sys/module/amdgpu/version, else amd-smi static's DRIVER VERSION, else the amdgpu
+  version of `amd-smi version` (recent releases), else rocm-smi's.
 - ROCm: ${ROCM_PATH:-/opt/rocm}/.info/version (without its build suffix), else `amd-smi version`.
 - CUDA: `nvcc --version`, else the driver's CUDA from nvidia-smi's header (ROCm madengine's order).
 """
@@ -53,6 +54,13 @@ def version(value: str | None) -> str | None:
     """A version string (`6.3.1`, `535.86.10`, `20.10.24+dfsg1`), or None for anything else."""
     text = clean(value)
     return text if text is not None and _VERSION.match(text) else None
+
+
+def token(value: str | None) -> str | None:
+    """One word (a host name, a kernel release, a machine type), or None for anything else:
+    undecodable bytes (U+FFFD) are not part of a name."""
+    text = clean(value)
+    return text if text is not None and " " not in text and "\ufffd" not in text else None
 
 
 def _unique(values: Iterable[str | None]) -> list[str]:
@@ -172,6 +180,12 @@ def amd_smi_static(text: str) -> list[AmdGpu]:
 def amd_smi_version(text: str) -> str | None:
     """The ROCm version in `amd-smi version`'s `... | ROCm version: 6.2.0 | ...`."""
     match = re.search(r"ROCm version:\s*([^\s|]+)", text)
+    return version(match.group(1)) if match else None
+
+
+def amd_smi_driver(text: str) -> str | None:
+    """The amdgpu driver version in recent `amd-smi version`s: `... | amdgpu version: 6.16.13 | ...`."""
+    match = re.search(r"amdgpu version:\s*([^\s|]+)", text)
     return version(match.group(1)) if match else None
 
 
@@ -312,7 +326,7 @@ def parse(output: str | bytes) -> HostFacts:
     out = split_output(output)
 
     uname = (out.first("uname") or "").split()
-    hostname, kernel, arch = (clean(uname[i]) if len(uname) > i else None for i in range(3))
+    hostname, kernel, arch = (token(uname[i]) if len(uname) > i else None for i in range(3))
 
     docker = version(out.text("docker").splitlines()[0]) if out.text("docker") else None
 
@@ -343,7 +357,8 @@ def parse(output: str | bytes) -> HostFacts:
                          (_unique(g.arch for g in gpus) for gpus in amd_sources) if archs), None)
         product = next((p for p in (_join([g.product for g in gpus]) for gpus in amd_sources) if p), None)
         smi_static_driver = next((g.driver for g in amd_sources[2] if g.driver), None)
-        driver = version(out.first("amdgpu_version")) or smi_static_driver or smi_driver
+        driver = (version(out.first("amdgpu_version")) or smi_static_driver
+                  or amd_smi_driver(out.text("amdsmi_version")) or smi_driver)
 
     rocm = rocm_version_file(out.first("rocm_version_file") or "") or amd_smi_version(out.text("amdsmi_version"))
     cuda = cuda_from_nvcc(out.text("nvcc")) or cuda_from_nvidia_smi(out.text("nvidia_smi_header"))
