@@ -20,7 +20,8 @@ from typing import BinaryIO
 
 import pytest
 
-from madengine.backends.session import Finished, HostInfo
+from madengine.backends.base import Cancel
+from madengine.backends.session import Finished, HostInfo, Session
 from madengine.facts import (
     SCRIPT,
     FactsCache,
@@ -329,8 +330,26 @@ class SubprocessSession:
         self.env = dict(env)
         self.argvs: list[list[str]] = []
 
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def put(self, local: Path, remote: str) -> None:
+        shutil.copy(local, remote)
+
+    def get(self, remote: str, local: Path) -> bool:
+        if not Path(remote).exists():
+            return False
+        shutil.copy(remote, local)
+        return True
+
+    def expand(self, path: str) -> str:
+        return str(Path(path).expanduser().absolute())
+
     def exec(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None,
-             output: BinaryIO | None = None, stdin: BinaryIO | None = None, cancel: object = None,
+             output: BinaryIO | None = None, stdin: BinaryIO | None = None, cancel: Cancel | None = None,
              deadline: float | None = None) -> Finished:
         self.argvs.append(list(argv))
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -344,7 +363,8 @@ class SubprocessSession:
 def test_a_session_runs_the_same_probe(host: FakeHost) -> None:
     nvidia_smi(host)
     session = SubprocessSession(host.env)
-    facts = probe(session_runner(session), root=str(host.root))  # type: ignore[arg-type]
+    assert isinstance(session, Session)
+    facts = probe(session_runner(session), root=str(host.root))
     assert facts == host.probe()
     assert session.argvs == [probe_argv(root=str(host.root))]
     assert facts.gpu_vendor == "NVIDIA"
