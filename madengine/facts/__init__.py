@@ -4,8 +4,8 @@
 - `probe(run)`, `probe_local()`, `probe_session(session)` (probe): observe a host with one
   constant `sh` script; `FactsCache` observes each host once per command.
 - `parse(output)` (parsers): the script's output -> HostFacts, tolerant of any bytes.
-- `changed`, `skip_reason`, `perf_gpu_architecture`, `perf_machine_name` (compare): what the
-  planner and perf.csv ask of them.
+- `changed`, `skip_reason`, `perf_gpu_architecture`, `perf_machine_name`, `summary` (compare):
+  what the planner, perf.csv and `state show` ask of them.
 """
 
 from madengine.facts.compare import (
@@ -17,6 +17,7 @@ from madengine.facts.compare import (
     perf_gpu_architecture,
     perf_machine_name,
     skip_reason,
+    summary,
 )
 from madengine.facts.model import FACT_FIELDS, HostFacts
 from madengine.facts.parsers import parse
@@ -55,4 +56,5 @@ __all__ = [
     "run_local",
     "session_runner",
     "skip_reason",
+    "summary",
 ]

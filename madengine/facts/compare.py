@@ -5,6 +5,7 @@
 - `skip_reason(facts, skip_gpu_arch)`: whether a model's models.json `skip_gpu_arch` excludes this
   host, as ROCm madengine decides it.
 - `perf_gpu_architecture`, `perf_machine_name`: perf.csv's `gpu_architecture` and `machine_name`.
+- `summary(facts)`: the facts in one line.
 """
 
 from __future__ import annotations
@@ -57,6 +58,23 @@ def changed(old: HostFacts, new: HostFacts, keys: Iterable[str] = DEFAULT_RERUN_
 def change_note(host: str, changes: Sequence[str]) -> str:
     """`gpu-1: rocm 6.2.0 → 6.3.1, driver 6.7.0 → 6.8.5`, for a plan line's parentheses."""
     return f"{host}: {', '.join(changes)}"
+
+
+def summary(facts: HostFacts) -> str:
+    """One line for `state show` and plan headers:
+    `Ubuntu 22.04.4 LTS, kernel 6.8.0-45-generic, x86_64, docker 27.3.1, 8 × AMD gfx942 (AMD Instinct MI300X),
+    driver 6.8.5, ROCm 6.2.0`. What is unknown is left out."""
+    parts = [p for p in (facts.os, facts.kernel and f"kernel {facts.kernel}", facts.arch,
+                         facts.docker and f"docker {facts.docker}") if p]
+    if facts.gpu_vendor == "NONE":
+        parts.append("no GPU")
+    else:
+        gpus = " ".join(p for p in (f"{facts.gpu_count} ×" if facts.gpu_count else "", facts.gpu_vendor,
+                                    facts.gpu_arch or "") if p)
+        parts.append(f"{gpus} ({facts.gpu_product})" if facts.gpu_product else gpus)
+    parts += [p for p in (facts.driver and f"driver {facts.driver}", facts.rocm and f"ROCm {facts.rocm}",
+                          facts.cuda and f"CUDA {facts.cuda}") if p]
+    return ", ".join(parts)
 
 
 def nvidia_short_name(product: str) -> str:

@@ -33,6 +33,7 @@ from madengine.facts.model import GpuVendor, HostFacts
 MARKER = "madengine-facts=1"
 END = "end=1"
 MAX_VALUE = 200  # characters kept of any one value (a product name, a version...)
+MAX_OUTPUT = 4 * 1024 * 1024  # bytes of probe output read (a 64-GPU rocminfo, filtered, is ~50 KB)
 
 _KEY = re.compile(r"^[a-z][a-z0-9_]*(\.rc)?$")
 _VERSION = re.compile(r"^[0-9][0-9A-Za-z.+_~:-]{0,63}$")
@@ -288,7 +289,8 @@ class ProbeOutput:
 def split_output(output: str | bytes) -> ProbeOutput:
     """Group the probe's `key=value` lines. Lines before its start marker (a login banner) and
     lines that are not `key=value` are ignored; undecodable bytes become U+FFFD."""
-    text = output.decode("utf-8", errors="replace") if isinstance(output, bytes) else output
+    text = (output[:MAX_OUTPUT].decode("utf-8", errors="replace") if isinstance(output, bytes)
+            else output[:MAX_OUTPUT])
     lines = text.splitlines()
     if MARKER in lines:
         lines = lines[lines.index(MARKER) + 1:]

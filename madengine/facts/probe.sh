@@ -12,7 +12,7 @@
 exec 2>/dev/null </dev/null
 export LC_ALL=C
 T=${1:-10}
-case $T in '' | *[!0-9]*) T=10 ;; esac
+case $T in '' | *[!0-9]* | 0*) T=10 ;; esac  # 0 would mean no timeout at all
 ROOT=${2:-}
 R=${ROCM_PATH:-$ROOT/opt/rocm}
 # Tools usually live there on GPU hosts, where a non-interactive (ssh) shell may not have them on

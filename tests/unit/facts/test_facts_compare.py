@@ -15,6 +15,7 @@ from madengine.facts import (
     perf_gpu_architecture,
     perf_machine_name,
     skip_reason,
+    summary,
 )
 
 AMD = HostFacts(hostname="gpu-1", docker="27.3.1", gpu_vendor="AMD", gpu_count=8, gpu_arch="gfx90a",
@@ -125,3 +126,12 @@ def test_perf_machine_name() -> None:
     assert perf_machine_name(HostFacts(), "gpu-2") == "gpu-2"
     assert perf_machine_name(None, "gpu-2") == "gpu-2"
     assert perf_machine_name(None) == ""
+
+
+def test_summary() -> None:
+    full = dataclasses.replace(AMD, os="Ubuntu 22.04.4 LTS", kernel="6.8.0-45-generic", arch="x86_64")
+    assert summary(full) == ("Ubuntu 22.04.4 LTS, kernel 6.8.0-45-generic, x86_64, docker 27.3.1, "
+                             "8 × AMD gfx90a (AMD Instinct MI250X/MI250), driver 6.7.0, ROCm 6.2.0")
+    assert summary(NO_GPU) == "docker 27.3.1, no GPU"
+    assert summary(HostFacts(gpu_vendor="AMD")) == "AMD"
+    assert summary(NVIDIA) == "8 × NVIDIA sm_80 (NVIDIA A100-SXM4-40GB), driver 550.54.15, CUDA 12.4"

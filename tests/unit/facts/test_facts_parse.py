@@ -234,3 +234,10 @@ def test_invalid_utf8_in_a_product_becomes_replacement_characters() -> None:
     raw = output(tool("nvidia_smi", "NVIDIA A100\xff, 550.54.15, 8.0")).encode("latin-1")
     facts = parse(raw)
     assert (facts.gpu_vendor, facts.gpu_product) == ("NVIDIA", "NVIDIA A100\ufffd")
+
+
+def test_output_past_the_cap_is_not_read() -> None:
+    flood = ("madengine-facts=1\n" + tool("docker", samples.DOCKER_SERVER) + "x" * facts_parse.MAX_OUTPUT
+             + "\nrocm_version_file=6.2.0\n")
+    facts = parse(flood.encode())
+    assert (facts.docker, facts.rocm) == ("20.10.24+dfsg1", None)
