@@ -146,7 +146,7 @@ def kfd_topology(lines: Iterable[str]) -> list[AmdGpu]:
         target = props.get("gfx_target_version", 0)
         if props.get("simd_count", 0) > 0 and target > 0:
             major, minor, step = target // 10000, target // 100 % 100, target % 100
-            arch = f"gfx{major}{minor}{step:x}" if step < 16 and minor < 10 else None
+            arch = f"gfx{major}{minor}{step:x}" if 6 <= major <= 99 and minor < 10 and step < 16 else None
             gpus.append(AmdGpu(arch=arch))
     return gpus
 

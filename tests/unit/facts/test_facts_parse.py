@@ -69,6 +69,12 @@ def test_kfd_gfx_target_version_decodes_to_the_llvm_target(target: int, arch: st
     assert [g.arch for g in facts_parse.kfd_topology(lines)] == [arch]
 
 
+@pytest.mark.parametrize("target", [91000, 90016, 1000000000, 50000])
+def test_kfd_targets_that_cannot_be_encoded_are_unknown(target: int) -> None:
+    lines = ["/sys/n/1 simd_count 64", f"/sys/n/1 gfx_target_version {target}"]
+    assert [g.arch for g in facts_parse.kfd_topology(lines)] == [None]
+
+
 def test_kfd_cpu_nodes_are_not_gpus() -> None:
     lines = [f"/sys/n/0 {line}" for line in samples.KFD_CPU_NODE.splitlines()]
     lines += [f"/sys/n/1 {line}" for line in samples.KFD_MI300X_NODE.splitlines()]
