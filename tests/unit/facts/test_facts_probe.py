@@ -38,7 +38,8 @@ from madengine.state.model import Status
 from tests.unit.facts import samples
 
 BUSYBOX = shutil.which("busybox")
-USERLANDS = ["gnu", *(["busybox"] if BUSYBOX else [])]
+# dash + coreutils (Debian, Ubuntu), bash as sh + coreutils (RHEL, SLES), busybox (minimal hosts).
+USERLANDS = ["gnu", *(["bash"] if shutil.which("bash") else []), *(["busybox"] if BUSYBOX else [])]
 # What the script and the fakes use, and nothing else (no docker, nvcc... of this machine).
 SYSTEM_TOOLS = ("sh", "uname", "sed", "timeout", "true", "sleep", "cat", "head", "tr")
 
@@ -77,7 +78,12 @@ class FakeHost:
 def system_bin(path: Path, userland: str) -> Path:
     path.mkdir()
     for name in SYSTEM_TOOLS:
-        target = BUSYBOX if userland == "busybox" else shutil.which("dash" if name == "sh" else name)
+        if userland == "busybox":
+            target = BUSYBOX
+        elif name == "sh":
+            target = shutil.which("bash" if userland == "bash" else "dash")
+        else:
+            target = shutil.which(name)
         assert target, f"{name} is needed by these tests"
         (path / name).symlink_to(target)
     return path
@@ -244,7 +250,7 @@ def test_broken_tools_fail_only_their_own_facts(host: FakeHost, tmp_path: Path) 
     host.tool("rocminfo", "echo 'Name: gfx90a'; echo 'Device Type: GPU'; echo '\x01\x02 segfault'; exit 1")
     host.tool("amd-smi", "printf 'GPU: 0\\n  ASIC:\\n    TARGET_GRAPHICS_VERSION: \\033[31mgfx\\377\\n'; kill -SEGV $$")
     host.tool("rocm-smi", "head -c 3000 /dev/zero | tr '\\0' '\\377'; exit 0")
-    if host.userland == "gnu":
+    if host.userland != "busybox":
         # Hangs, with a child that holds its stdout open: coreutils' timeout stops the whole group.
         host.tool("nvidia-smi", f'sleep 600 & echo $! >"{pid_file}"; wait')
     else:
