@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import TYPE_CHECKING, Final
 
@@ -129,6 +130,22 @@ class FactsCache:
             with self._lock:
                 self._facts[host] = facts
             return facts
+
+    def get_all(self, observers: Mapping[str, Callable[[], HostFacts]]) -> dict[str, HostFacts | Exception]:
+        """Every host's facts, the hosts not yet known observed in parallel (one thread each): a
+        host that cannot be observed gets its exception (HostUnavailable...) in place of facts,
+        and the others are not held up by it."""
+        if not observers:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(32, len(observers)), thread_name_prefix="facts") as pool:
+            futures = {host: pool.submit(self.get, host, observe) for host, observe in observers.items()}
+        out: dict[str, HostFacts | Exception] = {}
+        for host, future in futures.items():
+            error = future.exception()
+            if error is not None and not isinstance(error, Exception):
+                raise error  # KeyboardInterrupt, SystemExit: not a host's failure
+            out[host] = error if error is not None else future.result()
+        return out
 
     def known(self) -> dict[str, HostFacts]:
         """Every host observed so far."""

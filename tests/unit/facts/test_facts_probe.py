@@ -21,7 +21,7 @@ from typing import BinaryIO
 import pytest
 
 from madengine.backends.base import Cancel
-from madengine.backends.session import Finished, HostInfo, Session
+from madengine.backends.session import Finished, HostInfo, HostUnavailable, Session
 from madengine.facts import (
     SCRIPT,
     FactsCache,
@@ -429,3 +429,31 @@ def test_the_cache_does_not_keep_a_failure() -> None:
 def _no_stray_files() -> Iterator[None]:
     yield
     assert not Path("/tmp/never").exists()
+
+
+def test_get_all_observes_hosts_in_parallel_and_keeps_each_hosts_failure() -> None:
+    cache = FactsCache()
+    cache.get("gpu-0", lambda: HostFacts(hostname="cached"))
+    together = threading.Barrier(2, timeout=5)  # gpu-1 and gpu-2 must be observed at the same time
+
+    def observe(name: str) -> HostFacts:
+        together.wait()
+        return HostFacts(hostname=name)
+
+    def unreachable() -> HostFacts:
+        raise HostUnavailable("gpu-3", "connection refused")
+
+    out = cache.get_all({"gpu-0": lambda: observe("never"), "gpu-1": lambda: observe("gpu-1"),
+                         "gpu-2": lambda: observe("gpu-2"), "gpu-3": unreachable})
+    assert {k: v.hostname for k, v in out.items() if isinstance(v, HostFacts)} == {
+        "gpu-0": "cached", "gpu-1": "gpu-1", "gpu-2": "gpu-2"}
+    assert isinstance(out["gpu-3"], HostUnavailable) and "connection refused" in str(out["gpu-3"])
+    assert cache.get_all({}) == {}
+
+
+def test_get_all_lets_an_interrupt_through() -> None:
+    def interrupted() -> HostFacts:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        FactsCache().get_all({"gpu-1": interrupted})
