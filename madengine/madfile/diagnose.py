@@ -48,8 +48,8 @@ _REFUSED: dict[tuple[type[BaseModel] | None, str], tuple[str, str]] = {
                                        "leave the model out of the run instead"),
     (m.Context, "docker_gpus"): ("unknown key `docker_gpus`",
                                  "madengine gives each job free GPUs itself; set the target's `gpus`"),
-    (m.Host, "password"): ("unknown key `password`", m.KEY_HINT),
-    (m.LoginHost, "password"): ("unknown key `password`", m.KEY_HINT),
+    (m.Host, "password"): ("unknown key `password`", m.PASSWORD_HINT),
+    (m.LoginHost, "password"): ("unknown key `password`", m.PASSWORD_HINT),
 }
 # Hints for a key's own validation errors (the message says what is wrong, the hint what is allowed).
 _VALUE_HINTS: dict[tuple[type[BaseModel] | None, str], str] = {

@@ -148,8 +148,7 @@ def _read(path: Path, shown: str) -> tuple[tuple[Host, ...], SourceMap, str]:
         inventory = Inventory.model_validate(data)
     except ValidationError as exc:
         diagnostics += [_diagnostic(err, data, source) for err in exc.errors()]
-    if inventory is not None:
-        diagnostics += _duplicate_names(inventory, source)
+    diagnostics += _duplicate_names(data, source)
     if diagnostics or inventory is None:
         raise ConfigError.many(diagnostics)
     key = "nodes" if inventory.nodes is not None else "gpu_nodes"
@@ -178,20 +177,25 @@ def _json_as_yaml(text: str, shown: str) -> str:
     return text.replace("\t", " ")
 
 
-def _duplicate_names(inventory: Inventory, source: SourceMap) -> list[Diagnostic]:
-    key = "nodes" if inventory.nodes is not None else "gpu_nodes"
+def _duplicate_names(data: dict[Any, Any], source: SourceMap) -> list[Diagnostic]:
+    """Two nodes of one hostname (read from the plain data: reported with the inventory's other errors)."""
     out: list[Diagnostic] = []
-    first: dict[str, int] = {}
-    for index, node in enumerate(inventory.entries()):
-        folded = node.hostname.lower()  # names are file names: unique on a case-insensitive disk too
-        if folded in first:
-            line, column = source.locate((key, first[folded], "hostname")) or (None, None)
-            out.append(source.diagnostic(
-                (key, index, "hostname"), f"duplicate host name `{node.hostname}` (first at line {line}:{column})",
-                "each node needs its own hostname: run directories and records are named after it",
-                at="value"))
-        else:
-            first[folded] = index
+    for key in _LISTS:
+        first: dict[str, int] = {}
+        nodes = data.get(key)
+        for index, node in enumerate(nodes if isinstance(nodes, list) else []):
+            name = node.get("hostname") if isinstance(node, dict) else None
+            if not isinstance(name, str):
+                continue
+            folded = name.lower()  # names are file names: unique on a case-insensitive disk too
+            if folded in first:
+                line, column = source.locate((key, first[folded], "hostname")) or (None, None)
+                out.append(source.diagnostic(
+                    (key, index, "hostname"), f"duplicate host name `{name}` (first at line {line}:{column})",
+                    "each node needs its own hostname: run directories and records are named after it",
+                    at="value"))
+            else:
+                first[folded] = index
     return out
 
 
@@ -233,7 +237,7 @@ def _value_hint(path: KeyPath) -> str:
 
     last = path[-1] if path else None
     if last == "hostname":
-        return f"a hostname here names the host in madengine: {HOST_NAME_RULE}"
+        return f"the hostname names the host's files and labels: {HOST_NAME_RULE}"
     if last == "ssh_key_path":
         return KEY_HINT
     return ""
@@ -246,6 +250,8 @@ def _unknown_hint(key: str, top: bool) -> str:
         return ("madengine does not select hosts by label (ROCm's --node-selector): every node of the inventory "
                 "runs jobs; remove `labels`, or keep one inventory per target")
     if key == "password":
+        return "madengine takes no passwords: give `ssh_key_path`, or leave it out to use ssh-agent"
+    if key == "ssh_password":
         return "madengine takes no passwords: give `ssh_key_path`, or leave it out to use ssh-agent"
     fields = list(InventoryNode.model_fields)
     if key in _RENAMED:
@@ -314,10 +320,10 @@ def _vendor_problems(host: Host, wanted: dict[str, str], source: SourceMap, at: 
     if not clashing:
         return []
     names = ", ".join(f"`{c}` ({wanted[c]})" for c in clashing)
-    return [source.diagnostic((*at, "gpu_vendor"), f"host `{host.label}` has {host.gpu_vendor} GPUs, but "
-                              f"context {names} runs on it",
+    return [source.diagnostic((*at, "gpu_vendor"), f"host `{host.label}` is declared gpu_vendor "
+                              f"{host.gpu_vendor}, but context {names} runs on it",
                               "run those contexts on other targets (runs: [{targets: ...}]), or correct the "
-                              "host's gpu_vendor", at="value")]
+                              "host's gpu_vendor (an inventory's node is AMD unless it says otherwise)", at="value")]
 
 
 __all__: Sequence[str] = ("Inventory", "InventoryNode", "check_inventories", "read_inventory", "target_hosts")

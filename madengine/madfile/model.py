@@ -205,12 +205,14 @@ _ADDRESS = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,252})\Z")
 # A login name (POSIX portable characters), never a leading `-` or an `@`.
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}\Z")
 KEY_HINT = ("give the path of a private key file (`~` allowed), or leave `key` out to use ssh-agent and "
-            "~/.ssh's default keys, as `ssh` does; madengine takes no passwords")
+            "~/.ssh's default keys, as `ssh` does")
+PASSWORD_HINT = ("madengine takes no passwords: give `key:` (the path of a private key file), or leave it out "
+                 "to use ssh-agent and ~/.ssh's default keys")
 
 
 def _host_name(value: str) -> str:
     if not HOST_NAME.match(value):
-        raise ValueError(f"`{value}` cannot name a host: a host name is {HOST_NAME_RULE}")
+        raise ValueError(f"`{value}` cannot name a host (its name names files and labels)")
     return value
 
 
@@ -280,6 +282,12 @@ class Host(LoginHost):
                         "ROCR_VISIBLE_DEVICES, to split one machine into two hosts)")
     gpu_vendor: GpuVendor | None = Field(default=None, description="the host's GPUs, checked against the "
                                          "gpu_vendor of the contexts run on it; unset: not checked")
+
+    @model_validator(mode="after")
+    def _named(self) -> Host:
+        if self.name is None and not HOST_NAME.match(self.address):
+            raise ValueError(f"the address `{self.address}` cannot name the host: give it a `name:`")
+        return self
 
     @property
     def label(self) -> str:
