@@ -189,7 +189,7 @@ def _duplicate_names(data: dict[Any, Any], source: SourceMap) -> list[Diagnostic
                 continue
             folded = name.lower()  # names are file names: unique on a case-insensitive disk too
             if folded in first:
-                line, column = source.locate((key, first[folded], "hostname")) or (None, None)
+                line, column = source.locate_value((key, first[folded], "hostname")) or (None, None)
                 out.append(source.diagnostic(
                     (key, index, "hostname"), f"duplicate host name `{name}` (first at line {line}:{column})",
                     "each node needs its own hostname: run directories and records are named after it",
