@@ -388,6 +388,12 @@ def job_config(config: Context | Target) -> dict[str, Any]:
     return config.model_dump(mode="json", exclude=set(HASH_EXCLUDED & set(type(config).model_fields)))
 
 
+def runs_in_image(target: Target) -> bool:
+    """Whether a target's jobs run in a container of their image (so need one), or as host processes:
+    `local`, and `ssh`/`ansible` with `container: none`."""
+    return target.backend != "local" and getattr(target, "container", "docker") != "none"
+
+
 def rerun_on(context: Context, target: Target) -> tuple[FactName, ...] | None:
     """The facts whose change reruns a job of this context and target: the context's `rerun_on`, else the
     target's; None when neither sets it (the default is `madengine.facts`' to decide)."""

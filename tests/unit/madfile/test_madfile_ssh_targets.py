@@ -248,3 +248,17 @@ def test_adding_a_host_keeps_the_lock_job_hashes(write: object, tmp_path: Path) 
 def test_validation_error_for_models_built_in_code() -> None:
     with pytest.raises(ValidationError):
         SshTarget(backend="ssh")
+
+
+def test_container_none_jobs_are_host_processes(tmp_path: Path, write: object) -> None:
+    """`container: none` is not accepted and ignored: its jobs need no image, as on `local`."""
+    from madengine.pipeline import current_lock
+
+    (tmp_path / "run.sh").write_text("echo ok\n")
+    (tmp_path / "madfile.yaml").write_text(
+        "version: 1\nmodels:\n  - {name: m, scripts: run.sh, n_gpus: 0}\ncontexts:\n  c: {docker_mounts: {/d: /d}}\n"
+        "targets:\n  lab: {backend: ssh, hosts: [{address: a}], container: none}\n")
+    locked = current_lock(tmp_path / "madfile.yaml", locked=False)
+    assert locked.lock["images"] == {} and [j["image"] for j in locked.lock["jobs"].values()] == [None]
+    assert [w.message for w in locked.project.warnings] == [
+        "docker_mounts are not used by jobs on target `lab` (container: none)"]
