@@ -340,10 +340,25 @@ class SshTarget(_HostsTarget):
     backend: Literal["ssh"]
 
 
+def _extra_vars(value: dict[str, Scalar]) -> dict[str, Scalar]:
+    for name in value:
+        if not ENV_NAME.match(name):
+            raise ValueError(f"`{name}` is not a valid Ansible variable name (letters, digits and `_`, not "
+                             "beginning with a digit)")
+        if name.lower().startswith("ansible_"):
+            raise ValueError(f"`{name}` is an Ansible connection variable: the hosts' keys (address, port, user, "
+                             "key) set those")
+        if is_secret_name(name):
+            raise ValueError(f"`{name}` looks like a secret: a madfile holds no secrets, and extra vars are "
+                             "written to the generated files")
+    return value
+
+
 class AnsibleTarget(_HostsTarget):
     backend: Literal["ansible"]
-    playbook_extra_vars: dict[str, Scalar] = Field(default_factory=dict,
-                                                   description="passed to the playbook as extra vars")
+    playbook_extra_vars: Annotated[dict[str, Scalar], AfterValidator(_extra_vars)] = Field(
+        default_factory=dict, description="passed to the playbook as extra vars (not `ansible_*` connection "
+        "variables, not secrets)")
     forks: int | None = Field(default=None, ge=1, description="hosts ansible works on at once; default: all")
 
 

@@ -262,3 +262,15 @@ def test_container_none_jobs_are_host_processes(tmp_path: Path, write: object) -
     assert locked.lock["images"] == {} and [j["image"] for j in locked.lock["jobs"].values()] == [None]
     assert [w.message for w in locked.project.warnings] == [
         "docker_mounts are not used by jobs on target `lab` (container: none)"]
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("'a b'", "`a b` is not a valid Ansible variable name (letters, digits and `_`, not beginning with a digit)"),
+    ("ansible_user", "`ansible_user` is an Ansible connection variable: the hosts' keys (address, port, user, key) "
+                     "set those"),
+    ("db_password", "`db_password` looks like a secret: a madfile holds no secrets, and extra vars are written to "
+                    "the generated files"),
+])
+def test_playbook_extra_vars_names(errors: Errors, name: str, message: str) -> None:
+    d = one(errors(lab(f"    hosts: [{{address: h}}]\n    playbook_extra_vars: {{{name}: hunter2}}\n", "ansible")))
+    assert d.message == message and d.key_path == "targets.lab.playbook_extra_vars" and "hunter2" not in d.render()
