@@ -149,6 +149,7 @@ def _read(path: Path, shown: str) -> tuple[tuple[Host, ...], SourceMap, str]:
     except ValidationError as exc:
         diagnostics += [_diagnostic(err, data, source) for err in exc.errors()]
     diagnostics += _duplicate_names(data, source)
+    diagnostics += _literal_secrets(data, source)
     if diagnostics or inventory is None:
         raise ConfigError.many(diagnostics)
     key = "nodes" if inventory.nodes is not None else "gpu_nodes"
@@ -196,6 +197,25 @@ def _duplicate_names(data: dict[Any, Any], source: SourceMap) -> list[Diagnostic
                     at="value"))
             else:
                 first[folded] = index
+    return out
+
+
+def _literal_secrets(data: dict[Any, Any], source: SourceMap) -> list[Diagnostic]:
+    """A secret-named variable of a node's `environment` must be a reference, as in a madfile (never shown)."""
+    from madengine.madfile.check import REFERENCE
+    from madengine.madfile.model import is_secret_name
+
+    out: list[Diagnostic] = []
+    for key in _LISTS:
+        nodes = data.get(key)
+        for index, node in enumerate(nodes if isinstance(nodes, list) else []):
+            env = node.get("environment") if isinstance(node, dict) else None
+            for name, value in (env.items() if isinstance(env, dict) else ()):
+                if isinstance(name, str) and is_secret_name(name) and isinstance(value, str) and value.strip() \
+                        and not REFERENCE.fullmatch(value.strip()):
+                    out.append(source.diagnostic(
+                        (key, index, "environment", name), f"`{name}` looks like a secret written as a literal value",
+                        f"secrets are references resolved at apply time: write `{name}: ${{env:{name}}}`", at="value"))
     return out
 
 

@@ -141,3 +141,10 @@ def test_inventory_vendor_is_checked_against_contexts(errors: Errors, tmp_path: 
                    "targets:\n  lab: {backend: ssh, inventory: nodes.yml}\n"))
     assert d.message == "host `a` is declared gpu_vendor AMD, but context `nv` (NVIDIA) runs on it"
     assert (d.file, at(d)) == ("nodes.yml", (2, 5)) and "AMD unless it says otherwise" in d.hint
+
+
+def test_a_secret_in_the_inventory_environment(errors: Errors, tmp_path: Path) -> None:
+    (tmp_path / "nodes.yml").write_text("nodes:\n  - {hostname: a, address: h, environment: {HF_TOKEN: hf_abc}}\n")
+    d = one(errors(MADFILE % "nodes.yml"))
+    assert (d.file, d.key_path, at(d)) == ("nodes.yml", "nodes[0].environment.HF_TOKEN", (2, 55))
+    assert d.message == "`HF_TOKEN` looks like a secret written as a literal value" and "hf_abc" not in d.render()
