@@ -90,3 +90,12 @@ def test_json_of_the_wrong_shape(tmp_path: Path, run_cli: RunCli) -> None:
                            env={"PYTHONPATH": os.pathsep.join((str(REPO_ROOT), str(FUTURE_BACKENDS)))})
     assert code == CONFIG and "nodes.json:1:1: error: the top level must be a mapping with `nodes:`, found a list" \
         in err, err
+
+
+def test_lock_reports_the_inventory_too(tmp_path: Path, run_cli: RunCli) -> None:
+    (tmp_path / "madfile.yaml").write_text(MADFILE)
+    (tmp_path / "nodes.yml").write_text("nodes:\n  - {hostname: a, address: h, gpu_count: -1}\n")
+    code, _, err = run_cli("lock", cwd=tmp_path,
+                           env={"PYTHONPATH": os.pathsep.join((str(REPO_ROOT), str(FUTURE_BACKENDS)))})
+    assert code == CONFIG and "nodes.yml:2:42: error: nodes[0].gpu_count: must be at least 0, found -1" in err, err
+    assert not (tmp_path / "madengine.lock").exists()
