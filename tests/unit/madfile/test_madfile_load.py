@@ -57,7 +57,7 @@ def test_design_example_loads(load: Load, tmp_path: Path) -> None:
     assert isinstance(second, SelectModels) and second.tags() == ["dummy3:dummy_3:batch_size=512"]
     assert isinstance(mf.targets["box"], DockerTarget)
     lab = mf.targets["lab"]
-    assert isinstance(lab, SshTarget) and lab.hosts[0].gpus == 8
+    assert isinstance(lab, SshTarget) and lab.hosts is not None and lab.hosts[0].gpus == 8
     assert mf.contexts["mi300x"].docker_env_vars == {"HSA_ENABLE_SDMA": "0"}
     assert mf.runs[0].expect["matmul"].min == 10
 
