@@ -96,6 +96,17 @@ class SshHost:
         out = self.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
         return {line for line in out.splitlines() if line and not line.endswith(":<none>")}
 
+    def install_tool(self, name: str, script: str) -> Path:
+        """An executable `name` (the text `script`, e.g. a fake rocm-smi) on this host's PATH only: its
+        /srv/bin comes first on the PATH of its SSH sessions. Remove it (`unlink()`) when done."""
+        if self.srv is None:
+            raise ValueError(f"{self.name} has no /srv of its own: a tool there would be on every host")
+        path = self.srv / "bin" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(script)
+        path.chmod(0o755)
+        return path
+
     def madfile_host(self, **extra: object) -> dict[str, object]:
         """This host as an entry of an ssh target's `hosts:` list (extra keys, e.g. gpus=0, added)."""
         return {"name": self.name, "address": self.address, "port": self.port, "user": self.user,
@@ -128,6 +139,17 @@ class SshServices:
     def madfile_hosts(self, names: Sequence[str] | None = None, **extra: object) -> list[dict[str, object]]:
         """An ssh target's `hosts:` list: the named hosts (default node1..node3), `extra` added to each."""
         return [self[n].madfile_host(**extra) for n in (names or [h.name for h in self.nodes])]
+
+    def known_hosts_with_changed_key(self, path: Path, name: str) -> Path:
+        """A copy of the known_hosts file at `path` in which host `name` has another key (a fresh one): what
+        a client sees when that host's key changed. Every other host keeps its real key."""
+        host = self[name]
+        other = fresh_key(path.parent / f"{path.name}.key")
+        pattern = host.address if host.port == 22 else f"[{host.address}]:{host.port}"
+        lines = [line for line in self.known_hosts.read_text().splitlines() if line.split(" ", 1)[0] != pattern]
+        kind, blob = Path(f"{other}.pub").read_text().split()[:2]
+        path.write_text("\n".join([*lines, f"{pattern} {kind} {blob}"]) + "\n")
+        return path
 
     def _set_lock(self, mode: int) -> None:
         if self._lock is None:
@@ -166,6 +188,14 @@ class SshServices:
                 yield self[name]
             finally:
                 start_host(name)
+
+
+def fresh_key(path: Path) -> Path:
+    """A new ed25519 key pair at `path` (and `path`.pub) that no host knows: a wrong client key, or a
+    host key that differs from the real one."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "madengine-test", "-f", str(path)],
+                   check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    return path
 
 
 def _services(*args: str) -> None:

@@ -6,17 +6,19 @@ failure, never a skip, when they are missing."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import subprocess
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tests.infra.services import Registry
-from tests.infra.ssh import SshServices
+from tests.infra.ssh import SshServices, fresh_key
 
 HOSTS = ["loopback", "node1", "node2", "node3"]
 
@@ -36,10 +38,43 @@ def test_an_unknown_host_key_is_refused(ssh_hosts: SshServices, tmp_path: Path) 
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     host = ssh_hosts["node1"]
-    conn = type(host)(**{**host.__dict__, "known_hosts": empty}).connection()
+    conn = replace(host, known_hosts=empty).connection()
     with pytest.raises(paramiko.SSHException, match="not found in known_hosts"):
         conn.open()
     conn.close()
+
+
+def test_a_changed_host_key_is_refused(ssh_hosts: SshServices, tmp_path: Path) -> None:
+    import paramiko
+
+    changed = ssh_hosts.known_hosts_with_changed_key(tmp_path / "known_hosts", "node2")
+    for name, refused in (("node2", True), ("node1", False)):
+        host = ssh_hosts[name]
+        with replace(host, known_hosts=changed).connection() as conn:
+            if refused:
+                with pytest.raises(paramiko.BadHostKeyException):
+                    conn.open()
+            else:
+                conn.open()
+
+
+def test_a_key_no_host_knows_is_refused(ssh_hosts: SshServices, tmp_path: Path) -> None:
+    import paramiko
+
+    host = ssh_hosts["node1"]
+    with replace(host, key=fresh_key(tmp_path / "id_ed25519")).connection() as conn, \
+            pytest.raises(paramiko.AuthenticationException):
+        conn.open()
+
+
+def test_a_tool_in_a_hosts_srv_bin_is_on_that_hosts_path_only(ssh_hosts: SshServices) -> None:
+    name = f"fake-smi-{uuid.uuid4().hex[:8]}"
+    tool = ssh_hosts["node2"].install_tool(name, "#!/bin/sh\necho 'ROCm version: 9.9.9'\n")
+    try:
+        assert ssh_hosts["node2"].run([name]).stdout == "ROCm version: 9.9.9\n"
+        assert ssh_hosts["node1"].run(["sh", "-c", f"command -v {shlex.quote(name)}"], check=False).returncode != 0
+    finally:
+        tool.unlink()
 
 
 def test_each_host_has_its_own_srv(ssh_hosts: SshServices, tmp_path: Path) -> None:
