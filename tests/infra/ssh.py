@@ -2,11 +2,12 @@
 
 What runs (dev/services' header has the details): an sshd on loopback (the root namespace, this machine's
 Docker engine) and three hosts node1..node3, each in network namespaces of its own on a bridge: own
-address, hostname and /srv, its own sshd on port 22 and its own Docker engine (which its sshd exports as
-DOCKER_HOST: which images a host holds is its own), the busybox base image loaded, and the registry
-reachable under the same name as here (`localhost:<port>`). The rest of the filesystem is shared: a
-test that needs per-host files keeps them under /srv (e.g. a target's `workdir`). Login as the current
-user with one client key; every host key is in one known_hosts file.
+address, hostname, /srv and home directory (`~/.madengine` differs per host), its own sshd on port 22
+and its own Docker engine (which its sshd exports as DOCKER_HOST: which images a host holds is its own),
+the busybox base image loaded, and the registry reachable under the same name as here
+(`localhost:<port>`). The rest of the filesystem, /tmp included, is shared. /srv/bin comes first on the
+PATH of a host's SSH sessions (`install_tool`). Login as the current user with one client key; every
+host key is in one known_hosts file.
 
 Fixtures (import them into a conftest: `from tests.infra.ssh import ssh_hosts, ssh_services  # noqa: F401`):
 
@@ -51,6 +52,7 @@ class SshHost:
     known_hosts: Path
     docker_host: str  # its Docker engine, reachable from this machine (unix://...)
     srv: Path | None  # its /srv as a directory of this machine; None for loopback (no /srv of its own)
+    home: Path  # its home directory (of `user`) as a directory of this machine
 
     def connection(self, **kwargs: Any) -> Any:
         """A fabric Connection that checks the host key strictly (known_hosts + paramiko's RejectPolicy;
@@ -244,12 +246,13 @@ def load_ssh_services() -> SshServices:
             unavailable(f"the SSH hosts' {path} is missing: {HINT}")
     lo_addr, _, lo_port = env["MADENGINE_SSH_LOOPBACK"].rpartition(":")
     loopback = SshHost("loopback", lo_addr, int(lo_port), user, key, known,
-                       env.get("DOCKER_HOST", "unix:///var/run/docker.sock"), None)
+                       env.get("DOCKER_HOST", "unix:///var/run/docker.sock"), None, Path.home())
     nodes = []
     for item in env["MADENGINE_SSH_HOSTS"].split(","):
         name, _, address = item.partition("=")
         srv = SERVICES_DIR / "hosts" / name / "srv"
-        nodes.append(SshHost(name, address, 22, user, key, known, f"unix://{srv}/docker.sock", srv))
+        nodes.append(SshHost(name, address, 22, user, key, known, f"unix://{srv}/docker.sock", srv,
+                             SERVICES_DIR / "hosts" / name / "home"))
     down = [f"{h.name} ({h.address}:{h.port}: {why})" for h in (loopback, *nodes)
             if (why := _answers(h.address, h.port))]
     if down:

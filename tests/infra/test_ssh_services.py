@@ -77,18 +77,24 @@ def test_a_tool_in_a_hosts_srv_bin_is_on_that_hosts_path_only(ssh_hosts: SshServ
         tool.unlink()
 
 
-def test_each_host_has_its_own_srv(ssh_hosts: SshServices, tmp_path: Path) -> None:
-    name = f"srv-{uuid.uuid4().hex}"
+@pytest.mark.parametrize("where", ["/srv", "~"])
+def test_each_host_has_its_own_srv_and_home(ssh_hosts: SshServices, tmp_path: Path, where: str) -> None:
+    name = f"own-{uuid.uuid4().hex}"
     local = tmp_path / name
     local.write_text("on node1 only\n")
-    with ssh_hosts["node1"].connection() as conn:
-        conn.put(str(local), f"/srv/{name}")
+    node1, node2 = ssh_hosts["node1"], ssh_hosts["node2"]
+    remote = f"/srv/{name}" if where == "/srv" else name  # sftp starts in the home directory
+    with node1.connection() as conn:
+        conn.put(str(local), remote)
     try:
-        assert ssh_hosts["node1"].run(["cat", f"/srv/{name}"]).stdout == "on node1 only\n"
-        assert ssh_hosts["node2"].run(["test", "-e", f"/srv/{name}"], check=False).returncode == 1
-        assert not Path("/srv", name).exists()  # nor on this machine
+        assert node1.run(["cat", remote]).stdout == "on node1 only\n"
+        assert node2.run(["test", "-e", remote], check=False).returncode == 1
+        mine = Path("/srv", name) if where == "/srv" else Path.home() / name
+        assert not mine.exists()  # nor on this machine
+        assert node1.srv is not None
+        assert (node1.srv / name if where == "/srv" else node1.home / name).is_file()  # where tests look
     finally:
-        ssh_hosts["node1"].run(["rm", "-f", f"/srv/{name}"])
+        node1.run(["rm", "-f", remote])
 
 
 def test_each_host_has_its_own_docker_engine(ssh_hosts: SshServices, registry: Registry) -> None:
