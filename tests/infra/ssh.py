@@ -253,11 +253,13 @@ def load_ssh_services() -> SshServices:
         srv = SERVICES_DIR / "hosts" / name / "srv"
         nodes.append(SshHost(name, address, 22, user, key, known, f"unix://{srv}/docker.sock", srv,
                              SERVICES_DIR / "hosts" / name / "home"))
-    down = [f"{h.name} ({h.address}:{h.port}: {why})" for h in (loopback, *nodes)
-            if (why := _answers(h.address, h.port))]
+    services = SshServices(tuple(nodes), loopback, user, key, known)
+    with services.shared():  # not while a test of another worker has a host down on purpose
+        down = [f"{h.name} ({h.address}:{h.port}: {why})" for h in (loopback, *nodes)
+                if (why := _answers(h.address, h.port))]
     if down:
         unavailable(f"SSH hosts do not answer: {'; '.join(down)}: {HINT}")
-    return SshServices(tuple(nodes), loopback, user, key, known)
+    return services
 
 
 @pytest.fixture(scope="session")
