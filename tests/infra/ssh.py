@@ -155,6 +155,7 @@ class SshServices:
 
     def _set_lock(self, mode: int) -> None:
         if self._lock is None:
+            SERVICES_DIR.mkdir(parents=True, exist_ok=True)
             self._lock = os.open(SERVICES_DIR / "ssh-hosts.lock", os.O_RDWR | os.O_CREAT, 0o666)
         fcntl.flock(self._lock, mode)
         self._mode = mode
