@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -11,7 +11,8 @@ from typing import Any, ClassVar
 import pytest
 
 from madengine.apply.engine import Applier, ApplyOptions
-from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome
+from madengine.backends.base import Cancel, ImageSpec, JobSpec, OrphanRecord, Outcome
+from madengine.backends.session import HostInfo
 from madengine.errors import Diagnostic, ExitCode
 from madengine.pipeline import Realization, make_plan, realization
 from madengine.state.model import PerfRow, Status
@@ -31,18 +32,18 @@ class Flaky:
     def validate(self, job: JobSpec) -> list[Diagnostic]:
         return []
 
-    def hosts(self) -> list[tuple[str, int | None]]:
-        return [("h", None)]
+    def hosts(self) -> list[HostInfo]:
+        return [HostInfo("h", None)]
 
-    def observe_image(self, image: ImageSpec, image_id: str | None) -> bool:
-        return True
+    def observe_images(self, images: Sequence[ImageSpec]) -> Mapping[str, Mapping[str, str]]:
+        return {}
 
     def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         raise AssertionError("no images here")
 
     push = build
 
-    def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
+    def cleanup_orphans(self, running: Sequence[OrphanRecord] | None) -> list[str]:
         return []
 
     def run(self, job: JobSpec, cancel: Cancel) -> Outcome:

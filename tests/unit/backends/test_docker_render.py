@@ -12,6 +12,7 @@ import pytest
 
 from madengine.backends import docker_render as render
 from madengine.backends.base import JobSpec, Workspace
+from madengine.backends.session import HostInfo
 from madengine.backends.docker import DockerBackend
 from madengine.compile.ir import DataMount, ScriptCall
 from madengine.madfile.model import DockerTarget
@@ -242,8 +243,8 @@ def test_validate_without_io() -> None:
 
 def test_hosts_are_named_as_the_engines_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")  # an engine on this host: its name
-    assert backend(gpus=8).hosts() == [(socket.gethostname(), 8)]
-    assert backend().hosts() == [(socket.gethostname(), None)]
+    assert backend(gpus=8).hosts() == [HostInfo(socket.gethostname(), 8)]
+    assert backend().hosts() == [HostInfo(socket.gethostname(), None)]
 
 
 def test_push_reference() -> None:

@@ -64,7 +64,8 @@ def _attempt(lock: Lock, address: str, status: Status = Status.SUCCESS, **kw: An
 def _plan(lock: Lock, graph: Dag, images: dict[tuple[str, str], ImageRecord] | None = None,
           latest: dict[str, Attempt] | None = None, missing: frozenset[tuple[str, str]] = frozenset(),
           in_registry: dict[str, str] | None = None, live_apply: Holder | None = None, **options: Any) -> Plan:
-    observed = Observed(serial=3, images=images or {}, latest=latest or {}, missing_images=missing,
+    placed = {(address, target, ""): r for (address, target), r in (images or {}).items()}  # on the only host
+    observed = Observed(serial=3, images=placed, latest=latest or {}, missing_images=missing,
                         in_registry=in_registry or {}, live_apply=live_apply)
     return plan(lock, "sha256:lock", graph, observed, PlanOptions(**options))
 
