@@ -12,8 +12,8 @@ import pytest
 
 from madengine.backends import docker_render as render
 from madengine.backends.base import JobSpec, Workspace
-from madengine.backends.session import HostInfo
 from madengine.backends.docker import DockerBackend
+from madengine.backends.session import HostInfo
 from madengine.compile.ir import DataMount, ScriptCall
 from madengine.madfile.model import DockerTarget
 

@@ -131,7 +131,8 @@ def test_attempt_lifecycle(store: StateStore) -> None:
 
 def test_finishing_again_replaces_perf_rows(store: StateStore) -> None:
     apply_id = store.begin_apply("h")
-    attempt_id = store.start_attempt(apply_id, JOB, "sha256:j1", INPUTS, None, None, handle="7", facts={"os": "Ubuntu 22.04"})
+    attempt_id = store.start_attempt(apply_id, JOB, "sha256:j1", INPUTS, None, None, handle="7",
+                                     facts={"os": "Ubuntu 22.04"})
     store.finish_attempt(attempt_id, Status.SUCCESS, perf=[PerfRow("dummy", 1.0, "x")])
     store.finish_attempt(attempt_id, Status.FAILURE, exit_code=3, message="Traceback in log",
                          perf=[PerfRow("dummy", None, "x", Status.FAILURE)])
