@@ -102,7 +102,7 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.backend = self.make(self.target)
-        self.host = self.backend.hosts()[0][0]
+        self.host = self.backend.hosts()[0].name
 
     @property
     def root(self) -> Path:
