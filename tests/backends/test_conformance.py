@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from typing import Any
 import pytest
 
 from madengine.backends import registry as backend_registry
-from madengine.backends.base import ATTEMPT_ENV, Backend, Cancel, JobSpec, OrphanRecord, Outcome
+from madengine.backends.base import ATTEMPT_ENV, Backend, Cancel, ImageSpec, JobSpec, OrphanRecord, Outcome
 from madengine.backends.session import HostInfo
 from madengine.compile.ir import ScriptCall
 from madengine.state.model import Status
@@ -127,6 +128,19 @@ def test_protocol_shape_and_registration(harness: Harness) -> None:
         assert b.observe_images([]) == {}
         gone = b.deliver(None, "elsewhere", harness.workspace.logs / "x.log", Cancel())  # type: ignore[arg-type]
         assert gone.status is Status.FAILURE and gone.message
+
+
+def test_images_are_observed_per_host_of_the_target(harness: Harness) -> None:
+    """One answer per host (`hosts()` names them), holding only what is there of what was asked."""
+    b = harness.backend
+    never = ImageSpec(address="image:never@cpu", node_hash="sha256:" + "0" * 64,
+                      tag=f"madengine/never-built:{uuid.uuid4().hex[:12]}", dockerfile="d", build_context=".",
+                      build_args={}, base=None, base_digest=None, registry=None)
+    seen = b.observe_images([never])
+    if b.builds_images:
+        assert {host: dict(tags) for host, tags in seen.items()} == {h.name: {} for h in b.hosts()}
+    else:
+        assert seen == {}
 
 
 @pytest.mark.parametrize("gpus", [None, 0, 2])
