@@ -30,7 +30,8 @@ from types import SimpleNamespace
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from madengine.backends.ansible import AnsibleBackend
-from madengine.backends.base import ATTEMPT_ENV, Cancel, JobSpec, Workspace
+from madengine.backends.base import ATTEMPT_ENV, Cancel, Workspace
+from madengine.backends.specs import JobSpec
 from madengine.state.model import Status
 
 

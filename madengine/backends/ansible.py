@@ -36,10 +36,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from madengine.backends import ansible_render as render
 from madengine.backends import docker_render
-from madengine.backends.base import ATTEMPT_ENV, Cancel, ImageSpec, JobSpec, Outcome, RunArtifacts, Workspace
+from madengine.backends.base import ATTEMPT_ENV, Cancel, OrphanRecord, Outcome, RunArtifacts, Workspace
 from madengine.backends.docker import DockerBackend
 from madengine.backends.rundir import fill_run_dir
-from madengine.backends.session import HostUnavailable
+from madengine.backends.session import HostInfo, HostUnavailable
+from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.errors import Diagnostic
 from madengine.madfile.model import is_secret_name
 from madengine.state.model import Status
@@ -79,15 +80,11 @@ class AnsibleHost:
 
 
 def target_hosts(target: AnsibleTarget, root: Path) -> tuple[AnsibleHost, ...]:
-    """The target's hosts with their names, keys as absolute paths (`~` expanded, relative to the madfile)."""
-    out = []
-    for host in target.hosts or ():
-        key = getattr(host, "key", None)
-        label = getattr(host, "label", None) or host.address
-        out.append(AnsibleHost(name=str(label), address=host.address, port=host.port, user=host.user,
-                               key=None if key is None else os.path.normpath(root / os.path.expanduser(key)),
-                               gpus=host.gpus, env=dict(getattr(host, "env", None) or {})))
-    return tuple(out)
+    """The target's hosts (its `hosts:`, or its inventory read now), named, keys absolute."""
+    from madengine.madfile.inventory import target_hosts as hosts_of
+
+    return tuple(AnsibleHost(name=h.label, address=h.address, port=h.port, user=h.user, key=h.key, gpus=h.gpus,
+                             env=dict(h.env)) for h in hosts_of(target, root))
 
 
 @dataclass
@@ -177,11 +174,10 @@ class AnsibleBackend:
         self.target_name = target_name
         self.target = target
         self.workspace = workspace
-        self.container: str = getattr(target, "container", "docker")
+        self.container: str = target.container
         self.hosts_by_name = {h.name: h for h in target_hosts(target, workspace.root)}
         self._lock = threading.Lock()
         self._engine: DockerBackend | None = None
-        self._observed: dict[str, bool] = {}  # image tag -> every host holds it (asked once per command)
 
 
     # --- configuration --------------------------------------------------------------------------
@@ -192,15 +188,15 @@ class AnsibleBackend:
 
     @property
     def extra_vars(self) -> dict[str, Any]:
-        return dict(getattr(self.target, "playbook_extra_vars", None) or {})
+        return dict(self.target.playbook_extra_vars)
 
     def config(self, home: Path | None) -> render.Config:
         """ansible.cfg's settings; `home` None for a hand-off (ansible's own directories)."""
-        forks = getattr(self.target, "forks", None) or max(1, len(self.hosts_by_name))
+        forks = self.target.forks or max(1, len(self.hosts_by_name))
         known = os.environ.get(KNOWN_HOSTS_ENV) or os.path.expanduser("~/.ssh/known_hosts")
         return render.Config(known_hosts=known, home=None if home is None else str(home),
                              control_path_dir=None if home is None else _control_path_dir(home, known),
-                             host_key_check=getattr(self.target, "host_key_check", "strict"), forks=forks)
+                             host_key_check=self.target.host_key_check, forks=forks)
 
     @property
     def base_dir(self) -> Path:
@@ -226,8 +222,9 @@ class AnsibleBackend:
                              "playbook's own", "rename them"))
         return [Diagnostic(None, None, None, f"{job.address}: {msg}", hint=hint) for msg, hint in problems]
 
-    def hosts(self) -> list[tuple[str, int | None]]:
-        return [(h.name, h.gpus) for h in self.hosts_by_name.values()]
+    def hosts(self) -> list[HostInfo]:
+        cap = self.target.max_parallel_per_host
+        return [HostInfo(h.name, h.gpus, cap) for h in self.hosts_by_name.values()]
 
     # --- images --------------------------------------------------------------------------------
     #
@@ -237,29 +234,22 @@ class AnsibleBackend:
 
     def observe_images(self, images: Sequence[ImageSpec]) -> dict[str, dict[str, str]]:
         """Per host, which of these images' tags it holds, with their ids: one playbook over every host
-        (one `docker image ls` each). Raises HostUnavailable naming the first host that cannot be asked."""
+        (one `docker image ls` each). A host that cannot be asked is left out (its jobs fail at apply,
+        with its reason); HostUnavailable when none can be."""
         if self.container == "none" or not images:
             return {}
         tags = sorted({i.tag for i in images})
         results = self._images_playbook("list", list(self.hosts_by_name), Cancel(), tags=tags)
         found: dict[str, dict[str, str]] = {}
         for host, (ok, text) in results.items():
-            if not ok:
-                raise HostUnavailable(host, text, hint="check the host (ssh, its Docker engine), or leave its "
-                                      f"target out (--target); {self.target_name}'s hosts are asked at plan")
-            found[host] = {tag: image_id for tag, _, image_id in
-                           (line.strip().partition(" ") for line in text.splitlines()) if tag in tags}
+            if ok:
+                found[host] = {tag: image_id for tag, _, image_id in
+                               (line.strip().partition(" ") for line in text.splitlines()) if tag in tags}
+        if not found:
+            host, (_, why) = next(iter(results.items()))
+            raise HostUnavailable(host, why, hint=f"check the hosts of target {self.target_name} (ssh, their Docker "
+                                  "engine), or leave it out (--target)")
         return found
-
-    def observe_image(self, image: ImageSpec, image_id: str | None) -> bool:
-        """Every host holds the image (its tag: ids differ between hosts that loaded or pulled it)."""
-        if self.container == "none":
-            return True
-        key = image.tag
-        if key not in self._observed:
-            held = self.observe_images([image])
-            self._observed[key] = all(key in held.get(h, {}) for h in self.hosts_by_name)
-        return self._observed[key]
 
     def observe_registry(self, image: ImageSpec) -> str | None:
         return self._local().observe_registry(image)
@@ -285,6 +275,9 @@ class AnsibleBackend:
             return built
         delivered = self._deliver(image, list(self.hosts_by_name), log_path, cancel)
         return replace(delivered, image_id=built.image_id) if delivered.status is Status.SUCCESS else delivered
+
+    # A host that could not be given the image fails only its own jobs (`docker run --pull never` there
+    # says the image is missing); the build fails when no host got it.
 
     def push(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         return self._local().push(image, log_path, cancel)
@@ -323,9 +316,11 @@ class AnsibleBackend:
         with contextlib.suppress(OSError), log_path.open("a", encoding="utf-8") as log:
             for host in hosts:
                 log.write(f"{host}: {failed[host] if host in failed else how + ' as ' + image.tag}\n")
-        if failed:
-            return Outcome(Status.FAILURE, message="; ".join(f"{h}: {t}" for h, t in sorted(failed.items())))
-        return Outcome(Status.SUCCESS, message=f"{how} on {', '.join(hosts)}")
+        said = "; ".join(f"{h}: {t}" for h, t in sorted(failed.items()))
+        if len(failed) == len(hosts):
+            return Outcome(Status.FAILURE, message=said)
+        done = [h for h in hosts if h not in failed]
+        return Outcome(Status.SUCCESS, message=f"{how} on {', '.join(done)}" + (f"; not on {said}" if said else ""))
 
     def _save(self, image: ImageSpec, archive: Path) -> None:
         archive.parent.mkdir(parents=True, exist_ok=True)
@@ -547,18 +542,16 @@ class AnsibleBackend:
 
     # --- clean-up -------------------------------------------------------------------------------
 
-    def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
-        """Stop what RUNNING attempts of a killed apply left on this target's hosts: each entry's handle
-        names the job's run directory there ({"attempt", "handle", "host"}); its driver's process group
-        and its container are stopped. A sweep (None) has nothing to find: a job is known by its attempt."""
+    def cleanup_orphans(self, running: Sequence[OrphanRecord] | None) -> list[str]:
+        """Stop what RUNNING attempts of a killed apply left on this target's hosts: each one's handle
+        names the job's run directory there; its driver's process group and its container are stopped.
+        A sweep (None) has nothing to find: a job is known by its attempt."""
         stops = []
         for entry in running or ():
-            host, handle = entry.get("host"), entry.get("handle")
-            if host not in self.hosts_by_name or not handle or str(handle).isdigit():
+            if entry.host not in self.hosts_by_name or not entry.handle or not entry.handle.startswith("job_"):
                 continue
-            container = render.container_name(str(entry.get("attempt") or ""), str(handle)) \
-                if self.container == "docker" else None
-            stops.append(render.Stop(str(host), str(handle), container))
+            container = render.container_name(str(entry.attempt), entry.handle) if self.container == "docker" else None
+            stops.append(render.Stop(entry.host, entry.handle, container))
         if not stops:
             return []
         job_dir = self.base_dir / "cleanup"

@@ -28,7 +28,8 @@ from typing import Any
 import jinja2
 
 from madengine.backends import docker_render
-from madengine.backends.base import JobSpec, node_file_name
+from madengine.backends.base import node_file_name
+from madengine.backends.specs import JobSpec
 
 PYTHON = "/usr/bin/python3"  # the hosts' interpreter for ansible's modules (no discovery round trip)
 LOG_NAME = "log"  # the fetched log, in a job's fetch directory on this machine

@@ -10,7 +10,7 @@ import typer
 from madengine.cli.options import ChdirOption, FileOption, JsonOption, SelectOption, TargetOption
 
 if TYPE_CHECKING:
-    from madengine.backends.base import JobSpec
+    from madengine.backends.specs import JobSpec
     from madengine.compile.ir import Project
     from madengine.lock.lockfile import Lock
 
@@ -79,7 +79,7 @@ def ansible(
 def _ansible_jobs(lock: Lock, project: Project, select: list[str], targets: list[str]) -> dict[str, list[JobSpec]]:
     """The jobs of ansible targets that --select/--target leave, by target, in address order (as a backend is
     handed them: `${env:NAME}` references resolved from madengine's environment)."""
-    from madengine.apply.specs import job_spec
+    from madengine.backends.specs import job_spec
     from madengine.graph.build import build_graph
     from madengine.graph.build import select as select_nodes
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.ansible.conftest import SshHost
 from tests.conftest import RunCli
 from tests.infra.services import service_env
+from tests.infra.ssh import SshHost, SshServices
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_client")]
 
@@ -45,9 +45,9 @@ def project(tmp_path: Path, h: SshHost) -> Path:
     return root
 
 
-def test_apply_runs_a_job_in_its_image_on_the_host(run_cli: RunCli, tmp_path: Path, loopback_host: SshHost,
+def test_apply_runs_a_job_in_its_image_on_the_host(run_cli: RunCli, tmp_path: Path, ssh_hosts: SshServices,
                                                   known_hosts: Path) -> None:
-    root = project(tmp_path, loopback_host)
+    root = project(tmp_path, ssh_hosts.loopback)
     env = {"MADENGINE_SSH_KNOWN_HOSTS": str(known_hosts)}
     code, out, err = run_cli("apply", "--yes", cwd=root, env=env, timeout=600)
     assert code == 0, out + err
@@ -58,9 +58,9 @@ def test_apply_runs_a_job_in_its_image_on_the_host(run_cli: RunCli, tmp_path: Pa
     assert (code, err) == (0, ""), out  # observed on the host: the image is there, the job up to date
 
 
-def test_the_generated_playbook_runs_by_hand(run_cli: RunCli, tmp_path: Path, loopback_host: SshHost,
+def test_the_generated_playbook_runs_by_hand(run_cli: RunCli, tmp_path: Path, ssh_hosts: SshServices,
                                              known_hosts: Path) -> None:
-    root = project(tmp_path, loopback_host)
+    root = project(tmp_path, ssh_hosts.loopback)
     env = {"MADENGINE_SSH_KNOWN_HOSTS": str(known_hosts)}
     code, out, err = run_cli("apply", "--yes", cwd=root, env=env, timeout=600)  # builds and delivers the image
     assert code == 0, out + err

@@ -9,15 +9,16 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from madengine.backends.ansible import AnsibleBackend
-from madengine.backends.base import ATTEMPT_ENV, Cancel, JobSpec, Outcome, Workspace
+from madengine.backends.base import ATTEMPT_ENV, Cancel, Outcome, Workspace
+from madengine.backends.specs import JobSpec
+from madengine.madfile.model import AnsibleTarget
 from madengine.state.model import Status
-from tests.ansible.conftest import SshHost
+from tests.infra.ssh import SshHost, SshServices
 
 SCRIPT = """\
 echo "running on $(hostname) as $MAD_MODEL_NAME, secret=$MY_TOKEN, host env=$FROM_HOST"
@@ -29,20 +30,17 @@ echo "performance: 42 items/s"
 HOSTILE = ["yes", "010", "{{ lookup('pipe', 'touch PWNED') }}", "$(touch PWNED)", "$HOME", "~", "a\"b'c", "x\ny"]
 
 
-def host(h: SshHost, **changes: Any) -> SimpleNamespace:
-    fields = dict(address=h.address, port=h.port, user=h.user, key=str(h.key), gpus=None, label="lo",
-                  env={"FROM_HOST": "yes"})
-    fields.update(changes)
-    return SimpleNamespace(**fields)
+def host(h: SshHost, **changes: Any) -> dict[str, Any]:
+    return {**h.madfile_host(name="lo", env={"FROM_HOST": "yes"}), **changes}
 
 
-def backend(tmp_path: Path, *hosts: SimpleNamespace, workdir: str | None = None) -> AnsibleBackend:
+def backend(tmp_path: Path, *hosts: dict[str, Any], workdir: str | None = None) -> AnsibleBackend:
     root = tmp_path / "proj"
     (root / "scripts" / "m").mkdir(parents=True, exist_ok=True)
     (root / "scripts" / "m" / "run.sh").write_text(SCRIPT)
-    target = SimpleNamespace(hosts=list(hosts), workdir=workdir or str(tmp_path / "remote"), container="none",
-                             playbook_extra_vars={}, forks=None, host_key_check="strict")
-    return AnsibleBackend("lab", target, Workspace(root, root / ".madengine", "ws-test"))  # type: ignore[arg-type]
+    target = AnsibleTarget.model_validate({"backend": "ansible", "hosts": list(hosts), "container": "none",
+                                           "workdir": workdir or str(tmp_path / "remote")})
+    return AnsibleBackend("lab", target, Workspace(root, root / ".madengine", "ws-test"))
 
 
 def job(b: AnsibleBackend, *args: str, host: str = "lo", attempt: int = 1, timeout: int = 120,
@@ -56,8 +54,8 @@ def job(b: AnsibleBackend, *args: str, host: str = "lo", attempt: int = 1, timeo
     return JobSpec(**fields)
 
 
-def test_a_job_runs_as_host_processes(tmp_path: Path, loopback_host: SshHost, known_hosts: Path) -> None:
-    b = backend(tmp_path, host(loopback_host))
+def test_a_job_runs_as_host_processes(tmp_path: Path, ssh_hosts: SshServices, known_hosts: Path) -> None:
+    b = backend(tmp_path, host(ssh_hosts.loopback))
     j = job(b, "--n", *HOSTILE)
     outcome = b.run(j, Cancel())
     assert (outcome.status, outcome.exit_code, outcome.host, outcome.message) == (Status.SUCCESS, 0, "lo", "")
@@ -73,15 +71,15 @@ def test_a_job_runs_as_host_processes(tmp_path: Path, loopback_host: SshHost, kn
                 and b"s3cr3t-value" in p.read_bytes()]
 
 
-def test_a_failing_model_fails_with_its_exit_code(tmp_path: Path, loopback_host: SshHost, known_hosts: Path) -> None:
-    b = backend(tmp_path, host(loopback_host))
+def test_a_failing_model_fails_with_its_exit_code(tmp_path: Path, ssh_hosts: SshServices, known_hosts: Path) -> None:
+    b = backend(tmp_path, host(ssh_hosts.loopback))
     outcome = b.run(job(b, "fail"), Cancel())
     assert (outcome.status, outcome.exit_code, outcome.message) == (Status.FAILURE, 3, "exit code 3")
 
 
-def test_an_unreachable_host_fails_only_its_job(tmp_path: Path, loopback_host: SshHost, known_hosts: Path) -> None:
+def test_an_unreachable_host_fails_only_its_job(tmp_path: Path, ssh_hosts: SshServices, known_hosts: Path) -> None:
     with socketless_port() as dead:
-        b = backend(tmp_path, host(loopback_host), host(loopback_host, label="gone", port=dead))
+        b = backend(tmp_path, host(ssh_hosts.loopback), host(ssh_hosts.loopback, name="gone", port=dead))
         outcomes: dict[str, Outcome] = {}
         jobs = [job(b, host="lo", attempt=1), job(b, host="gone", attempt=2)]
         threads = [threading.Thread(target=lambda j=j: outcomes.__setitem__(str(j.host), b.run(j, Cancel())))
@@ -98,24 +96,21 @@ def test_an_unreachable_host_fails_only_its_job(tmp_path: Path, loopback_host: S
     assert gone.message in (jobs[1].log_path.read_text() if jobs[1].log_path else "")
 
 
-def test_a_changed_host_key_is_refused(tmp_path: Path, loopback_host: SshHost, monkeypatch: pytest.MonkeyPatch) -> None:
-    other = tmp_path / "other_key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
-    wrong = tmp_path / "known_hosts"
-    wrong.write_text(f"[127.0.0.1]:{loopback_host.port} {(other.with_suffix('.pub')).read_text()}")
+def test_a_changed_host_key_is_refused(tmp_path: Path, ssh_hosts: SshServices, monkeypatch: pytest.MonkeyPatch) -> None:
+    wrong = ssh_hosts.known_hosts_with_changed_key(tmp_path / "known_hosts", "loopback")
     monkeypatch.setenv("MADENGINE_SSH_KNOWN_HOSTS", str(wrong))
-    b = backend(tmp_path, host(loopback_host))
+    b = backend(tmp_path, host(ssh_hosts.loopback))
     outcome = b.run(job(b), Cancel())
     assert outcome.status is Status.FAILURE and outcome.exit_code is None
     assert outcome.message.startswith("lo: unreachable: its host key has changed: refused"), outcome.message
 
 
-def test_an_unknown_host_key_is_refused_with_a_hint(tmp_path: Path, loopback_host: SshHost,
+def test_an_unknown_host_key_is_refused_with_a_hint(tmp_path: Path, ssh_hosts: SshServices,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     monkeypatch.setenv("MADENGINE_SSH_KNOWN_HOSTS", str(empty))
-    b = backend(tmp_path, host(loopback_host))
+    b = backend(tmp_path, host(ssh_hosts.loopback))
     outcome = b.run(job(b), Cancel())
     assert outcome.status is Status.FAILURE
     assert outcome.message.startswith("lo: unreachable: its host key is not in known_hosts: refused (add it: "
@@ -124,9 +119,9 @@ def test_an_unknown_host_key_is_refused_with_a_hint(tmp_path: Path, loopback_hos
 
 
 @pytest.mark.parametrize("how", ["timeout", "cancel"])
-def test_timeout_and_cancel_stop_the_job_on_its_host(tmp_path: Path, loopback_host: SshHost, known_hosts: Path,
+def test_timeout_and_cancel_stop_the_job_on_its_host(tmp_path: Path, ssh_hosts: SshServices, known_hosts: Path,
                                                      how: str) -> None:
-    b = backend(tmp_path, host(loopback_host))
+    b = backend(tmp_path, host(ssh_hosts.loopback))
     marker = f"{time.time_ns() % 10**9 + 1000}"  # seconds `sleep` is given: unique, found in the process list
     cancel = Cancel()
     j = job(b, "sleep", marker, timeout=3 if how == "timeout" else 0)

@@ -18,7 +18,7 @@ HOSTILE = ["{{ lookup('pipe', 'touch /tmp/madengine-pwned') }}", "$(touch /tmp/m
            "key: value", "# comment", "; rm -rf /", "--", "é漢字😀", "yes", "010", "1e3", "null", "2001-01-01"]
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]
     """YAML as ansible reads it: `!unsafe` marks a string ansible never templates."""
 
 
@@ -49,7 +49,7 @@ _Loader.add_constructor("!unsafe", _unsafe)
 def flow(value: Any) -> str:
     """`value` as one line of YAML for the madfile, every string double-quoted (control characters escaped)."""
     text = yaml.safe_dump(value, default_style='"', default_flow_style=True, allow_unicode=True, width=10**6)
-    return text.removesuffix("\n...\n").strip()
+    return str(text).removesuffix("\n...\n").strip()
 
 
 def generate(run_cli: RunCli, tmp_path: Path, model: str, context: str = "{}",
@@ -76,7 +76,7 @@ def generate(run_cli: RunCli, tmp_path: Path, model: str, context: str = "{}",
 
 def run_task(play: dict[str, Any]) -> dict[str, Any]:
     (task,) = [t for t in play["tasks"] if t["name"] == "run"]
-    return task
+    return dict(task)
 
 
 def command(play: dict[str, Any]) -> list[str]:
@@ -126,9 +126,9 @@ def test_a_results_csv_name_is_data(run_cli: RunCli, tmp_path: Path, value: str)
 
 
 def test_a_key_path_is_data(run_cli: RunCli, tmp_path: Path) -> None:
-    generate(run_cli, tmp_path, "args: ''", target=", key: \"/k/{{ lookup('pipe', 'id') }}\\n x: 1\"")
+    generate(run_cli, tmp_path, "args: ''", target=", key: \"/k/{{ lookup('pipe', 'id') }}\\\" x: 1 ~\"")
     inventory = yaml.load((tmp_path / "proj" / "out" / "lab" / "inventory.yml").read_text(),
                           Loader=_Loader)
     host = inventory["all"]["hosts"]["10.0.0.5"]
-    assert host["ansible_ssh_private_key_file"] == "/k/{{ lookup('pipe', 'id') }}\n x: 1"
+    assert host["ansible_ssh_private_key_file"] == "/k/{{ lookup('pipe', 'id') }}\" x: 1 ~"
     assert isinstance(host, UnsafeDict) and "x" not in host

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from madengine.backends import ansible_render as render
-from madengine.backends.base import JobSpec
+from madengine.backends.specs import JobSpec
 from madengine.compile.ir import ScriptCall
 
 GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "ansible"
