@@ -363,9 +363,9 @@ class AnsibleBackend:
         container = None
         if self.container == "docker":
             container = render.container_name(attempt, name)
-            command, env = render.docker_steps(job, workspace_id=self.workspace.workspace_id, container=container,
-                                               system_gpus=host.gpus)
-            env = {**env, **host.env}
+            # The host's env (ROCR_VISIBLE_DEVICES splitting a machine...) goes into the container, over the job's.
+            command, env = render.docker_steps(replace(job, env={**job.env, **host.env}), container=container,
+                                               workspace_id=self.workspace.workspace_id, system_gpus=host.gpus)
         else:
             command, env = render.host_steps(job), self.environment(job, host)
         secret = tuple(sorted(k for k in env if is_secret_name(k)))
