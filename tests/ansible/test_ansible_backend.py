@@ -4,8 +4,11 @@ cancel (and what they started on the host is stopped), a host key that does not 
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -18,6 +21,7 @@ from madengine.backends.base import ATTEMPT_ENV, Cancel, Outcome, Workspace
 from madengine.backends.specs import JobSpec
 from madengine.madfile.model import AnsibleTarget
 from madengine.state.model import Status
+from tests.conftest import REPO_ROOT, RunCli
 from tests.infra.ssh import SshHost, SshServices
 
 SCRIPT = """\
@@ -157,3 +161,39 @@ class socketless_port:
 
     def __exit__(self, *exc: object) -> None:
         self.sock.close()
+
+
+def test_a_killed_applys_job_is_stopped_on_its_host_by_the_next(run_cli: RunCli, tmp_path: Path,
+                                                                 ssh_hosts: SshServices, known_hosts: Path) -> None:
+    marker = f"{time.time_ns() % 10**9 + 1000}"
+    root = tmp_path / "proj"
+    (root / "scripts" / "m").mkdir(parents=True)
+    (root / "scripts" / "m" / "run.sh").write_text(f'[ -e "{tmp_path}/slow" ] && sleep {marker}\n'
+                                                   'echo "performance: 1 x"\n')
+    (tmp_path / "slow").touch()
+    lo = ssh_hosts.loopback
+    (root / "madfile.yaml").write_text(textwrap.dedent(f"""\
+        version: 1
+        models: [{{name: m, scripts: scripts/m/run.sh, n_gpus: 0}}]
+        targets:
+          lab: {{backend: ansible, container: none, workdir: {tmp_path}/remote,
+                hosts: [{{name: lo, address: {lo.address}, port: {lo.port}, user: {lo.user}, key: {lo.key}}}]}}
+        """))
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    apply = subprocess.Popen([sys.executable, "-m", "madengine", "apply", "--yes"], cwd=root, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not sleeping(marker) and time.monotonic() < deadline and apply.poll() is None:
+            time.sleep(0.2)
+        assert sleeping(marker), "the job never started on the host"
+    finally:
+        apply.kill()  # SIGKILL: the apply cannot stop anything
+        apply.wait(30)
+    assert sleeping(marker)  # left running on the host
+    (tmp_path / "slow").unlink()
+    code, out, err = run_cli("apply", "--yes", cwd=root, timeout=300)
+    assert code == 0, out + err
+    assert "cleaned up job_m_" in out and " on lo" in out, out
+    assert not sleeping(marker)
+    assert "SUCCESS     job:m@default/lab#1" in out
