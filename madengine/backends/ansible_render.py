@@ -332,8 +332,8 @@ def docker_cli(kwargs: Mapping[str, Any], *, name: str, remove: bool) -> tuple[l
     for limit in kw.pop("ulimits", []):
         argv += ["--ulimit", f"{limit['name']}={limit['soft']}:{limit['hard']}"]
     for request in kw.pop("device_requests", []):
-        if request.get("device_ids"):
-            argv += ["--gpus", f"device={','.join(request['device_ids'])}"]
+        if request.get("device_ids"):  # quoted: docker reads --gpus as CSV, and device=0,1 holds a comma
+            argv += ["--gpus", f'"device={",".join(request["device_ids"])}"']
         else:
             argv += ["--gpus", "all" if request.get("count", -1) < 0 else str(request["count"])]
     image, entrypoint, command = kw.pop("image"), list(kw.pop("entrypoint")), list(kw.pop("command"))

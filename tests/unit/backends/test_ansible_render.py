@@ -140,3 +140,12 @@ def test_ansible_cfg_refuses_a_value_it_cannot_hold(path: str) -> None:
 def test_templates_are_found() -> None:
     assert {p.name for p in render.template_dir().iterdir()} >= {"inventory.yml.j2", "playbook.yml.j2",
                                                                  "ansible.cfg.j2", "stop.yml.j2"}
+
+
+def test_nvidia_gpus_by_id_are_one_csv_field() -> None:
+    argv, _ = render.docker_steps(job(gpu_vendor="NVIDIA", gpu_ids=(0, 3)), workspace_id="w", container="c",
+                                  system_gpus=8)
+    assert argv[argv.index("--gpus") + 1] == '"device=0,3"'
+    argv, _ = render.docker_steps(job(gpu_vendor="NVIDIA", gpu_ids=(), n_gpus=-1), workspace_id="w", container="c",
+                                  system_gpus=8)
+    assert argv[argv.index("--gpus") + 1] == "all"
