@@ -25,13 +25,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from madengine.backends.ansible import AnsibleBackend
 from madengine.backends.base import ATTEMPT_ENV, Cancel, Workspace
 from madengine.backends.specs import JobSpec
+from madengine.madfile.model import AnsibleTarget
 from madengine.state.model import Status
 
 
@@ -55,10 +55,10 @@ def main() -> int:
         root = Path(tmp) / "proj"
         (root / "scripts" / "m").mkdir(parents=True)
         (root / "scripts" / "m" / "run.sh").write_text('echo "performance: 1 x"\n')
-        host = SimpleNamespace(address=a.address, port=a.port, user=a.user, key=a.key, gpus=None, label="h", env={})
-        target = SimpleNamespace(hosts=[host], workdir=str(Path(tmp) / "remote"), container="none",
-                                 playbook_extra_vars={}, forks=None, host_key_check="strict")
-        backend = AnsibleBackend("bench", target, Workspace(root, root / ".madengine", "bench"))  # type: ignore[arg-type]
+        target = AnsibleTarget.model_validate({
+            "backend": "ansible", "container": "none", "workdir": str(Path(tmp) / "remote"),
+            "hosts": [{"name": "h", "address": a.address, "port": a.port, "user": a.user, "key": a.key}]})
+        backend = AnsibleBackend("bench", target, Workspace(root, root / ".madengine", "bench"))
 
         def job(i: int) -> JobSpec:
             return JobSpec(address=f"job:m@cpu/bench#{i}", node_hash="sha256:0", model="m", context="cpu",

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -97,6 +98,7 @@ class _Events:
     run_started_at: float = 0.0  # time.monotonic() when the run task started
     run_result: dict[str, Any] | None = None  # the run task's result
     run_dir: str = ""  # the run directory on the host, once made
+    log: str = ""  # the run's log, as the driver printed it back
 
     def __call__(self, event: Mapping[str, Any]) -> bool:
         kind = event.get("event", "")
@@ -108,8 +110,9 @@ class _Events:
             self.run_started_at = time.monotonic()
         elif kind == "runner_on_ok" and task == "run":
             self.run_result = dict(res)
-        elif kind == "runner_on_ok" and task == "make the run directory":
-            self.run_dir = str(res.get("stdout") or "").strip()
+            # The driver prints the run directory, then the log (ansible strips the last line break).
+            first, _, rest = str(res.get("stdout") or "").partition("\n")
+            self.run_dir, self.log = first.strip(), rest + "\n" if rest else ""
         elif kind in ("runner_on_failed", "runner_on_unreachable") and not self.failed:
             self.unreachable = kind == "runner_on_unreachable"
             text = str(res.get("msg") or res.get("stderr") or res.get("module_stderr") or "failed")
@@ -354,7 +357,7 @@ class AnsibleBackend:
     # --- run ------------------------------------------------------------------------------------
 
     def play_job(self, job: JobSpec, host: AnsibleHost, staging: Path, *, staged_as: str | None = None,
-                 fetch_dir: str) -> render.PlayJob:
+                 fetch_dir: str, token: str) -> render.PlayJob:
         """The job as a play: its run directory filled in `staging` (named `staged_as` in the playbook,
         default its absolute path), its log and results CSV fetched back to `fetch_dir`."""
         name = render.job_name(job.address)
@@ -362,14 +365,14 @@ class AnsibleBackend:
         attempt = job.env.get(ATTEMPT_ENV, "")
         container = None
         if self.container == "docker":
-            container = render.container_name(attempt, name)
+            container = render.container_name(self.workspace.workspace_id, attempt, name)
             # The host's env (ROCR_VISIBLE_DEVICES splitting a machine...) goes into the container, over the job's.
             command, env = render.docker_steps(replace(job, env={**job.env, **host.env}), container=container,
                                                workspace_id=self.workspace.workspace_id, system_gpus=host.gpus)
         else:
             command, env = render.host_steps(job), self.environment(job, host)
         secret = tuple(sorted(k for k in env if is_secret_name(k)))
-        return render.PlayJob(address=job.address, host=host.name, name=name,
+        return render.PlayJob(address=job.address, host=host.name, name=name, token=token,
                               staging=staged_as or str(staging.resolve()), fetch_dir=fetch_dir, command=command,
                               env=tuple((k, v) for k, v in env.items() if k not in secret), secret_env=secret,
                               results_csv=job.multiple_results, container=container)
@@ -388,13 +391,14 @@ class AnsibleBackend:
         return {**env, **job.env, **host.env}
 
     def write_files(self, directory: Path, plays: Sequence[render.PlayJob], hosts: Sequence[AnsibleHost], *,
-                    home: Path | None) -> list[Path]:
+                    home: Path | None, fetch_log: bool = False) -> list[Path]:
         """inventory.yml, playbook.yml and ansible.cfg in `directory` (what a run, or `generate`, gives
         ansible); `home`: where ansible keeps its own files (None: its default)."""
         directory.mkdir(parents=True, exist_ok=True)
         unique = list({h.name: h for h in hosts}.values())
         files = {"inventory.yml": render.render_inventory([h.inventory() for h in unique]),
-                 "playbook.yml": render.render_playbook(plays, workdir=self.workdir, extra_vars=self.extra_vars),
+                 "playbook.yml": render.render_playbook(plays, workdir=self.workdir, extra_vars=self.extra_vars,
+                                                        fetch_log=fetch_log),
                  "ansible.cfg": render.render_config(self.config(home))}
         for name, text in files.items():
             (directory / name).write_text(text, encoding="utf-8")
@@ -419,9 +423,9 @@ class AnsibleBackend:
         for job, host in self.place(jobs):
             name = render.job_name(job.address)
             plays.append(self.play_job(job, host, directory / "runs" / name, staged_as=f"runs/{name}",
-                                       fetch_dir=f"results/{name}"))
+                                       fetch_dir=f"results/{name}", token="handoff"))
         hosts = list(self.hosts_by_name.values())
-        return self.write_files(directory, plays, hosts, home=None)
+        return self.write_files(directory, plays, hosts, home=None, fetch_log=True)
 
     def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
         assert job.log_path is not None, "apply chooses the log path"
@@ -431,7 +435,8 @@ class AnsibleBackend:
         try:
             if job_dir.exists():
                 shutil.rmtree(job_dir)
-            play = self.play_job(job, host, job_dir / "run", fetch_dir=str((job_dir / "fetch").resolve()))
+            play = self.play_job(job, host, job_dir / "run", fetch_dir=str((job_dir / "fetch").resolve()),
+                                 token=uuid.uuid4().hex[:12])
             self.write_files(job_dir, [play], [host], home=self.base_dir / "home")
         except (OSError, ValueError) as e:  # RunDirConflict included
             return self._failed(job, host, f"cannot prepare the playbook: {e}")
@@ -448,7 +453,7 @@ class AnsibleBackend:
         duration = round(time.monotonic() - started, 3)
         if stopped is not None:  # cancelled or timed out: stop it on the host, keep the log so far
             self._stop(host, play, job_dir)
-        lost = self._append_log(job, job_dir)
+        lost = self._append_log(job, job_dir, events.log)
         run_dir = events.run_dir
         details = {"duration": duration, "playbook": str(job_dir / "playbook.yml")}
         if stopped is not None:
@@ -515,15 +520,18 @@ class AnsibleBackend:
         (job_dir / "stop.yml").write_text(render.render_stop([stop], workdir=self.workdir))
         self._run_playbook(job_dir, _Events(), Cancel(), time.monotonic() + 60, playbook="stop.yml")
 
-    def _append_log(self, job: JobSpec, job_dir: Path) -> str:
-        """The fetched log, appended to the job's log (apply owns that file); why it is missing, if it is."""
+    def _append_log(self, job: JobSpec, job_dir: Path, printed: str) -> str:
+        """The run's log appended to the job's log (apply owns that file): as the driver printed it back,
+        or as a stop fetched it. Returns why it is incomplete, if it is."""
         assert job.log_path is not None
         fetched = job_dir / "fetch" / render.LOG_NAME
-        if not fetched.is_file():
-            return ""
-        with job.log_path.open("ab") as log, fetched.open("rb") as src:
-            shutil.copyfileobj(src, log)
-        fetched.unlink()  # kept once, as the job's log
+        if printed:
+            with job.log_path.open("a", encoding="utf-8", errors="replace") as log:
+                log.write(printed)
+        elif fetched.is_file():
+            with job.log_path.open("ab") as log, fetched.open("rb") as src:
+                shutil.copyfileobj(src, log)
+        fetched.unlink(missing_ok=True)  # kept once, as the job's log
         return ""
 
     def _artifacts(self, job: JobSpec, job_dir: Path, run_dir: str, code: int | None, lost: str) -> RunArtifacts:
@@ -550,7 +558,8 @@ class AnsibleBackend:
         for entry in running or ():
             if entry.host not in self.hosts_by_name or not entry.handle or not entry.handle.startswith("job_"):
                 continue
-            container = render.container_name(str(entry.attempt), entry.handle) if self.container == "docker" else None
+            container = render.container_name(self.workspace.workspace_id, str(entry.attempt), entry.handle) \
+                if self.container == "docker" else None
             stops.append(render.Stop(entry.host, entry.handle, container))
         if not stops:
             return []

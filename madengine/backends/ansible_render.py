@@ -46,30 +46,39 @@ rm -rf -- "$d/$2" "$d/$2.log" "$d/$2.pid" && mkdir -- "$d/$2" && printf '%s\\n' 
 """
 PREPARE_NAME = "madengine-prepare"
 
-# In the run directory: the pid of its process group to `<run dir>.pid` (for a stop), all output to
-# `<run dir>.log`, then docker_render's DRIVER with the steps as its parameters (`.` the run dir).
-HOST_DRIVER = """\
-d=$(pwd -P) || exit
+# In the runs directory, for job `$1`: its run directory, just copied to `.$1.$2` (a name no earlier run
+# used, so nothing stale is in it), replaces `$1`; the pid of the driver's process group goes to
+# `$1.pid` (for a stop), the run's output to `$1.log`. Then the absolute run directory and the whole log
+# are printed (the playbook's result carries them back). The rest of the parameters are the steps, for
+# docker_render's DRIVER (`.` the run directory).
+_RUN_PROLOGUE = """\
+n=$1 t=$2
+shift 2
+d=$(pwd -P)/$n || exit
+rm -rf -- "$d" "$d.log" "$d.pid" && mv -- ".$n.$t" "$d" && cd -- "$d" || exit
 echo "$$" >"$d.pid" || exit
-exec >"$d.log" 2>&1 </dev/null
-set -- . "$@"
-""" + docker_render.DRIVER
+printf '%s\\n' "$d"
+exec 3>&1 >"$d.log" 2>&1 </dev/null
+"""
+_RUN_EPILOGUE = """\
+rc=$?
+cat -- "$d.log" >&3
+exit "$rc"
+"""
+HOST_DRIVER = _RUN_PROLOGUE + "(\nset -- . \"$@\"\n" + docker_render.DRIVER + ")\n" + _RUN_EPILOGUE
 
 # As HOST_DRIVER, for a job in a container: its one step is `docker run ...`, given the run directory
-# (which only the host knows) as the container's /myworkspace/run_directory. Its parameters: `docker run`,
-# then `auto` (no network was asked for: `none` on an engine without a bridge network, as the docker
-# backend does) or `given`, then the rest of the `docker run` arguments.
-DOCKER_DRIVER = """\
-d=$(pwd -P) || exit
-echo "$$" >"$d.pid" || exit
-exec >"$d.log" 2>&1 </dev/null
+# (which only the host knows) as the container's /myworkspace/run_directory. Its parameters after the
+# job's: `docker run`, then `auto` (no network was asked for: `none` on an engine without a bridge
+# network, as the docker backend does) or `given`, then the rest of the `docker run` arguments.
+DOCKER_DRIVER = _RUN_PROLOGUE + """\
 docker=$1 run=$2 network=$3
 shift 3
 if [ "$network" = auto ] && ! "$docker" network inspect bridge >/dev/null 2>&1; then
   set -- --network none "$@"  # an engine without a bridge network (dockerd --bridge=none)
 fi
-exec "$docker" "$run" -v "$d:""" + docker_render.RUN_DIR_IN_CONTAINER + """:rw" "$@"
-"""
+"$docker" "$run" -v "$d:""" + docker_render.RUN_DIR_IN_CONTAINER + """:rw" "$@"
+""" + _RUN_EPILOGUE
 
 # Loads `<dir>/image.tar` (copied there by the playbook), then removes the directory. $1: the directory.
 LOAD = """\
@@ -130,6 +139,7 @@ class PlayJob:
     address: str
     host: str
     name: str  # the run directory's name on the host (and of `<name>.log`, `<name>.pid` beside it)
+    token: str  # the copy's name before it replaces the run directory: `.<name>.<token>`, new for each run
     staging: str  # the filled run directory on this machine (absolute)
     fetch_dir: str  # where the log and the results CSV come back to, on this machine (absolute)
     command: tuple[str, ...]  # run in the run directory by HOST_DRIVER, or DOCKER_DRIVER with a container
@@ -265,18 +275,23 @@ def ini_value(value: str) -> str:
 
 
 def runs_dir(workdir: str) -> str:
-    """Where run directories go on the hosts: `<workdir>/runs` (`~` and relative paths are resolved on the host)."""
+    """Where run directories go on the hosts: `<workdir>/runs`; a relative workdir is in the home directory
+    (`~`, which ansible's modules resolve on the host)."""
+    if not workdir.startswith(("/", "~")):
+        workdir = posixpath.join("~", workdir)
     return posixpath.join(workdir, "runs")
 
 
-def container_name(attempt: str, name: str) -> str:
-    """The container of one attempt of a job: unique per attempt, found again by a stop."""
-    return f"madengine-{attempt or 'x'}-{name.rsplit('-', 1)[-1]}"
+def run_args(job: PlayJob) -> list[str]:
+    """The run driver's parameters: the job's name, its copy's token, then its command."""
+    return [job.name, job.token, *job.command]
 
 
-def prepare_args(job: PlayJob, workdir: str) -> list[str]:
-    """PREPARE's parameters (the playbook runs `sh -c PREPARE madengine-prepare <these>`)."""
-    return [runs_dir(workdir), job.name]
+def container_name(workspace_id: str, attempt: str, name: str) -> str:
+    """The container of one attempt of a job of one workspace (two projects may run the same job on one
+    host): found again by a stop."""
+    workspace = re.sub(r"[^A-Za-z0-9_.-]", "_", workspace_id)[:24]
+    return f"madengine-{workspace}-{attempt or 'x'}-{name.rsplit('-', 1)[-1]}"
 
 
 def stop_args(stop: Stop, workdir: str) -> list[str]:
@@ -377,11 +392,14 @@ def host_vars(host: InventoryHost) -> dict[str, Any]:
     return {**out, "ansible_python_interpreter": PYTHON}
 
 
-def render_playbook(jobs: Sequence[PlayJob], *, workdir: str, extra_vars: Mapping[str, Any] | None = None) -> str:
+def render_playbook(jobs: Sequence[PlayJob], *, workdir: str, extra_vars: Mapping[str, Any] | None = None,
+                    fetch_log: bool = False) -> str:
+    """The jobs' plays. `fetch_log`: bring each log back to the job's fetch_dir as well (for a hand-off;
+    madengine takes the log from the run's result)."""
     return _environment().get_template("playbook.yml.j2").render(
-        jobs=jobs, extra_vars=dict(extra_vars or {}), log_name=LOG_NAME, csv_name=CSV_NAME,
-        prepare_script=PREPARE, host_driver=HOST_DRIVER, docker_driver=DOCKER_DRIVER, secret_prefix=SECRET_ENV_PREFIX,
-        prepare_args=lambda job: prepare_args(job, workdir), environment=environment_value)
+        jobs=jobs, fetch_log=fetch_log, extra_vars=dict(extra_vars or {}), log_name=LOG_NAME, csv_name=CSV_NAME,
+        host_driver=HOST_DRIVER, docker_driver=DOCKER_DRIVER, secret_prefix=SECRET_ENV_PREFIX,
+        runs=runs_dir(workdir), run_args=run_args, environment=environment_value)
 
 
 def render_stop(stops: Sequence[Stop], *, workdir: str) -> str:

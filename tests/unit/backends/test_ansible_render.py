@@ -42,7 +42,7 @@ HOSTS = [render.InventoryHost("gpu-1", "10.0.0.5", 22, "bench", "/home/bench/.ss
 def plays() -> list[render.PlayJob]:
     docker_job = job()
     name = render.job_name(docker_job.address)
-    container = render.container_name("42", name)
+    container = render.container_name("ws0123456789", "42", name)
     steps, env = render.docker_steps(docker_job, workspace_id="ws0123456789", container=container, system_gpus=8)
     secret = tuple(k for k in env if k == "HF_TOKEN")
     host_job = job(address="job:cpu_bench[size=256]@cpu/lab#2", model="cpu_bench", script="run.py",
@@ -50,11 +50,11 @@ def plays() -> list[render.PlayJob]:
                    pre_scripts=(), post_scripts=(), cmd_prefix=(), env={"MADENGINE_ATTEMPT": "43"})
     host_name = render.job_name(host_job.address)
     return [
-        render.PlayJob(address=docker_job.address, host="gpu-1", name=name, staging=f"runs/{name}",
+        render.PlayJob(address=docker_job.address, host="gpu-1", name=name, token="handoff", staging=f"runs/{name}",
                        fetch_dir=f"results/{name}", command=steps,
                        env=tuple((k, v) for k, v in env.items() if k not in secret), secret_env=secret,
                        results_csv="perf.csv", container=container),
-        render.PlayJob(address=host_job.address, host="gpu-2", name=host_name,
+        render.PlayJob(address=host_job.address, host="gpu-2", name=host_name, token="0123456789ab",
                        staging=f"/state/ansible/lab/{host_name}/run",
                        fetch_dir=f"/state/ansible/lab/{host_name}/fetch", command=render.host_steps(host_job),
                        env=(("MAD_MODEL_NAME", "cpu_bench"), ("MADENGINE_ATTEMPT", "43"))),
@@ -65,8 +65,9 @@ def rendered() -> dict[str, str]:
     jobs = plays()
     return {
         "inventory.yml": render.render_inventory(HOSTS),
-        "playbook.yml": render.render_playbook(jobs, workdir="~/.madengine",
-                                               extra_vars={"site": "lab-a", "ansible_become": False}),
+        "playbook.yml": render.render_playbook(jobs, workdir=".madengine",
+                                               extra_vars={"site": "lab-a", "ansible_become": False},
+                                               fetch_log=True),
         "stop.yml": render.render_stop([render.Stop("gpu-1", jobs[0].name, jobs[0].container, jobs[0].fetch_dir),
                                         render.Stop("gpu-2", jobs[1].name)], workdir="~/.madengine"),
         "ansible.cfg": render.render_config(render.Config(known_hosts="/home/me/.ssh/known_hosts",
@@ -149,3 +150,8 @@ def test_nvidia_gpus_by_id_are_one_csv_field() -> None:
     argv, _ = render.docker_steps(job(gpu_vendor="NVIDIA", gpu_ids=(), n_gpus=-1), workspace_id="w", container="c",
                                   system_gpus=8)
     assert argv[argv.index("--gpus") + 1] == "all"
+
+
+def test_containers_of_two_workspaces_are_named_apart() -> None:
+    name = render.job_name("job:m@cpu/lab#1")
+    assert render.container_name("ws1", "2", name) != render.container_name("ws2", "2", name)
