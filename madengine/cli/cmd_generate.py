@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
 
 def ansible(
     output: Path = typer.Option(..., "-o", "--output", metavar="DIR",
-                                help="Where to write them: DIR/<target>/ for each ansible target."),
+                                help="Where to write them: DIR/TARGET/ for each ansible target."),
     file: Path | None = FileOption,
     chdir: Path | None = ChdirOption,
     target: list[str] = TargetOption,
@@ -33,8 +33,8 @@ def ansible(
 ) -> None:
     """Write the inventory, playbook, ansible.cfg and run directories of the ansible targets' jobs.
 
-    Each DIR/<target>/ runs as it is: `cd DIR/<target> && ansible-playbook -i inventory.yml playbook.yml`
-    (one play per job, on the host it is placed on; logs and results come back to results/<job>/).
+    Each DIR/TARGET/ runs as it is: `cd DIR/TARGET && ansible-playbook -i inventory.yml playbook.yml`
+    (one play per job, on the host it is placed on; logs and results come back to results/JOB/).
     """
     import sys
 

@@ -97,7 +97,7 @@ def test_params_are_words_of_the_command_exactly(run_cli: RunCli, tmp_path: Path
     seen = []
     for play in plays:
         assert set(play) == {"name", "hosts", "gather_facts", "vars", "tasks"}
-        assert [t["name"] for t in play["tasks"]] == ["copy the run directory", "run"]
+        assert [t["name"] for t in play["tasks"]] == ["copy the run directory", "run", "fetch the log"]
         argv = command(play)
         assert argv[-3:-1] == ["run.sh", "--p"]
         assert isinstance(play["name"], Unsafe) and isinstance(play["vars"], UnsafeDict)

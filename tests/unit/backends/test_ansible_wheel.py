@@ -33,4 +33,4 @@ def test_the_wheel_holds_the_templates_and_renders_from_them(tmp_path: Path) -> 
     assert shown.returncode == 0, shown.stderr
     where, _, inventory = shown.stdout.partition("\n")
     assert Path(where) == site / "madengine" / "_templates" / "ansible"
-    assert 'ansible_host: !unsafe "10.0.0.1"' in inventory
+    assert '"h": !unsafe {"ansible_host": "10.0.0.1"' in inventory
