@@ -17,10 +17,10 @@ run; a secret of a job's environment is never written into a playbook: the play 
 ansible's environment (`MADENGINE_SECRET_<NAME>`).
 
 The play's events map back to the job: the run task's `rc` is the model's exit code and its output the
-log (apply judges it and the fetched results CSV as for `docker`); a host that cannot be reached, or a task that fails before
-the run, fails the job with the host and ansible's reason in one line. Cancel and timeout stop the run
-(ansible-runner's cancel callback), then a second, short playbook stops what it started on the host
-(the driver's process group, the container) and fetches the log so far.
+log (apply judges it and the fetched results CSV as for `docker`); a host that cannot be reached, or a
+task that fails before the run, fails the job with the host and ansible's reason in one line. Cancel
+and timeout stop the run (ansible-runner's cancel callback), then a second, short playbook stops what it
+started on the host (the driver's process group, the container) and fetches the log so far.
 """
 
 from __future__ import annotations

@@ -68,3 +68,19 @@ def test_a_host_that_is_down_fails_only_its_jobs(run_cli: RunCli, tmp_path: Path
     code, out, err = run_cli("apply", "--yes", "--rerun-failed", cwd=root, timeout=900)
     assert code == 0, out + err
     assert out.count("SUCCESS     job:m[j=") == len(failed)  # only those that failed ran again
+
+
+def test_a_host_that_lost_the_image_gets_it_again(run_cli: RunCli, tmp_path: Path, ssh_hosts: SshServices,
+                                                  known_hosts: Path) -> None:
+    root = project(tmp_path, ssh_hosts, jobs=3)
+    code, out, err = run_cli("apply", "--yes", "-j", "3", cwd=root, timeout=900)
+    assert code == 0, out + err
+    node2 = ssh_hosts["node2"]
+    (tag,) = [i for i in node2.images() if i.startswith("madengine/m.ubuntu.none:")]
+    node2.docker("rmi", tag)
+    code, out, err = run_cli("plan", cwd=root, timeout=300)
+    assert code == 0, out + err
+    assert "lab/node2" in out and "lab/node1" not in out, out  # observed per host: only node2 lacks it
+    code, out, err = run_cli("apply", "--yes", cwd=root, timeout=900)
+    assert code == 0, out + err
+    assert tag in node2.images()
