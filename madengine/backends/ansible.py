@@ -504,7 +504,9 @@ class AnsibleBackend:
 
         bin_dir = os.path.dirname(sys.executable)  # ansible-playbook beside this Python (a virtualenv's bin)
         envvars = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-                   "ANSIBLE_CONFIG": str(job_dir / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", **(env or {})}
+                   "ANSIBLE_CONFIG": str(job_dir / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+                   # ansible-runner turns host key checking off unless told: ansible.cfg's is what counts
+                   "ANSIBLE_HOST_KEY_CHECKING": "True", **(env or {})}
         artifacts = Path(tempfile.mkdtemp(prefix="artifacts-", dir=job_dir))
         try:
             runner = ansible_runner.run(private_data_dir=str(job_dir), playbook=str(job_dir / playbook),
