@@ -38,12 +38,12 @@ def host(h: SshHost, **changes: Any) -> dict[str, Any]:
     return {**h.madfile_host(name="lo", env={"FROM_HOST": "yes"}), **changes}
 
 
-def backend(tmp_path: Path, *hosts: dict[str, Any], workdir: str | None = None) -> AnsibleBackend:
+def backend(tmp_path: Path, *hosts: dict[str, Any], workdir: str | None = None, **keys: Any) -> AnsibleBackend:
     root = tmp_path / "proj"
     (root / "scripts" / "m").mkdir(parents=True, exist_ok=True)
     (root / "scripts" / "m" / "run.sh").write_text(SCRIPT)
     target = AnsibleTarget.model_validate({"backend": "ansible", "hosts": list(hosts), "container": "none",
-                                           "workdir": workdir or str(tmp_path / "remote")})
+                                           "workdir": workdir or str(tmp_path / "remote"), **keys})
     return AnsibleBackend("lab", target, Workspace(root, root / ".madengine", "ws-test"))
 
 
@@ -120,6 +120,18 @@ def test_an_unknown_host_key_is_refused_with_a_hint(tmp_path: Path, ssh_hosts: S
     assert outcome.message.startswith("lo: unreachable: its host key is not in known_hosts: refused (add it: "
                                       "ssh-keyscan"), outcome.message
     assert empty.read_text() == ""  # strict: nothing was added
+
+
+def test_accept_new_adds_an_unknown_host_key(tmp_path: Path, ssh_hosts: SshServices,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    monkeypatch.setenv("MADENGINE_SSH_KNOWN_HOSTS", str(known))
+    b = backend(tmp_path, host(ssh_hosts.loopback), host_key_check="accept-new")
+    assert b.run(job(b), Cancel()).status is Status.SUCCESS
+    assert " ssh-ed25519 " in known.read_text()  # remembered (ssh may hash the host's name)
+    strict = backend(tmp_path, host(ssh_hosts.loopback))
+    assert strict.run(job(strict, attempt=2), Cancel()).status is Status.SUCCESS  # and trusted from now on
 
 
 @pytest.mark.parametrize("how", ["timeout", "cancel"])
