@@ -17,6 +17,7 @@ ENTRY_POINT_GROUP = "madengine.backends"
 BUILTIN: Mapping[str, str] = {
     "local": "madengine.backends.local:LocalBackend",
     "docker": "madengine.backends.docker:DockerBackend",
+    "ssh": "madengine.backends.ssh:SshBackend",
 }
 
 

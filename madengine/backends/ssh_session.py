@@ -446,15 +446,17 @@ class FabricSession:
         if code != 0:
             raise OSError(f"{self.host.name}: cannot write {remote}: {_one_line(err.decode(errors='replace'))}")
 
-    def put_many(self, entries: Sequence[tuple[str, Path]], remote_dir: RemotePath) -> None:
-        """Several local files or trees, each under its name, into `remote_dir` (replacing them): one stream."""
+    def put_many(self, entries: Sequence[tuple[str, Path]], remote_dir: RemotePath, *,
+                 replace_all: bool = False) -> None:
+        """Several local files or trees, each under its name, into `remote_dir` in one tar stream: each
+        replaces what had its name there; `replace_all`: `remote_dir` holds nothing else afterwards."""
         remote_dir = posixpath.normpath(remote_dir)
         if not remote_dir.startswith("/") or remote_dir == "/":
             raise ValueError(f"put: {remote_dir!r} is not an absolute path below /")
-        names = [name for name, _ in entries]
-        command = (f"mkdir -p -- {shlex.quote(remote_dir)} && cd -- {shlex.quote(remote_dir)} && "
-                   f"rm -rf -- {shlex.join(['./' + n for n in names]) if names else '/dev/null/none'} && "
-                   "exec tar -x --no-same-owner -f -")
+        clear = ([f"rm -rf -- {shlex.quote(remote_dir)}"] if replace_all else
+                 [f"rm -rf -- {shlex.join([posixpath.join(remote_dir, n) for n, _ in entries])}"] if entries else [])
+        command = " && ".join([*clear, f"mkdir -p -- {shlex.quote(remote_dir)}",
+                               f"exec tar -x --no-same-owner -f - -C {shlex.quote(remote_dir)}"])
         reader = _TarStream(None, "", entries=entries)
         try:
             code, _, err = self.run_simple(command, stdin=reader)
