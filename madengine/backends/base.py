@@ -203,6 +203,11 @@ class Backend(Protocol):
         """(host name, GPU count or None when not scheduled by GPUs) for apply's scheduler."""
         ...
 
+    def close(self) -> None:
+        """The end of a command (Terraform's provider `Close()`): release connections to hosts and
+        engines. The backend may be used again after (it connects again)."""
+        ...
+
     def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
         """Stop what killed applies left behind; say what was removed.
 

@@ -678,6 +678,14 @@ class DockerBackend:
             return [(socket.gethostname(), self.target.gpus)]
         return [(str(self.engine_info().get("Name") or self.target_name), self.target.gpus)]
 
+    def close(self) -> None:
+        """Release the engine's connection pool (a later call opens a new one)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
     def containers(self) -> list[Any]:
         """Every container (running or not) labelled with this workspace, on this target's engine."""
         label = f"{render.LABEL_WORKSPACE}={self.workspace.workspace_id}"

@@ -81,6 +81,9 @@ class LocalBackend:
             outcome = run_host_steps(self.session, job, self.environment(job), run_dir, log, cancel)
         return replace(outcome, artifacts=collect_artifacts(self.session, job, run_dir, outcome.exit_code))
 
+    def close(self) -> None:
+        pass  # no connection
+
     def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
         """Stop the process groups that RUNNING attempts of a killed apply left on this host.
 

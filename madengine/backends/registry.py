@@ -82,5 +82,11 @@ class LazyBackends(Mapping[str, Backend]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
 
+    def close(self) -> None:
+        """Close the backends made so far (their sessions to hosts, their engine connections)."""
+        made, self._made = list(self._made.values()), {}
+        for backend in made:
+            backend.close()
+
     def __len__(self) -> int:
         return len(self._names)

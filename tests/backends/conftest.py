@@ -237,22 +237,34 @@ def docker_factory(request: pytest.FixtureRequest, workspace: Workspace) -> Harn
 # --- ssh ------------------------------------------------------------------------------------------
 
 
-def ssh_factory(request: pytest.FixtureRequest, workspace: Workspace) -> Harness:
+def ssh_factory(request: pytest.FixtureRequest, workspace: Workspace, container: str = "none") -> Harness:
     from madengine.backends.ssh import SshBackend
     from tests.backends.ssh_target import ssh_target
 
     sshd: PrivateSshd = request.getfixturevalue("private_sshd")
     marker = workspace.workspace_id
     host = {"name": "loopback", "address": sshd.address, "port": sshd.port, "user": sshd.user, "key": str(sshd.key)}
-    target = ssh_target(hosts=[host], container="none", workdir=str(workspace.root.parent / "host workdir"))
+    target = ssh_target(hosts=[host], container=container, workdir=str(workspace.root.parent / "host workdir"))
+    image: ConformanceImage | None = None
+    if container == "docker":  # the loopback host's engine is this machine's
+        image = request.getfixturevalue("conformance_image")
+        client = request.getfixturevalue("docker_client")
+
+    def containers() -> list[Any]:
+        label = f"madengine.workspace={workspace.workspace_id}"
+        return list(client.containers.list(all=True, filters={"label": label}, ignore_removed=True))
 
     def leftovers() -> list[str]:
-        return [f"process {pid} ({_cmdline(pid)})" for pid in _marked_processes(marker)]
+        found = [f"process {pid} ({_cmdline(pid)})" for pid in _marked_processes(marker)]
+        return found + ([f"container {c.short_id} ({c.status})" for c in containers()] if image else [])
 
     def kill_leftovers() -> None:
         for pid in _marked_processes(marker):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+        for c in containers() if image else ():
+            with contextlib.suppress(Exception):
+                c.remove(force=True)
 
     made: list[Any] = []
 
@@ -270,7 +282,13 @@ def ssh_factory(request: pytest.FixtureRequest, workspace: Workspace) -> Harness
         return t.model_copy(update={"hosts": [h.model_copy(update={"gpus": gpus}) for h in t.hosts]})
 
     request.addfinalizer(close)
-    return Harness("ssh", workspace, "lab", target, make, leftovers, gpus_of=gpus_of)
+    return Harness("ssh", workspace, "lab", target, make, leftovers, gpus_of=gpus_of,
+                   image_tag=image.tag if image else None, python3=image.python3 if image else True)
+
+
+def ssh_docker_factory(request: pytest.FixtureRequest, workspace: Workspace) -> Harness:
+    """`container: docker` on the loopback sshd: `docker run` over SSH, into this machine's engine."""
+    return ssh_factory(request, workspace, container="docker")
 
 
 # --- the registry of factories: add a backend here --------------------------------------------------
@@ -279,6 +297,7 @@ FACTORIES: dict[str, tuple[Factory, tuple[pytest.MarkDecorator, ...]]] = {
     "local": (local_factory, ()),
     "docker": (docker_factory, (pytest.mark.docker,)),
     "ssh": (ssh_factory, ()),
+    "ssh-docker": (ssh_docker_factory, (pytest.mark.docker,)),
 }
 
 
