@@ -336,8 +336,9 @@ class SshBackend:
             return self._builder
 
     def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
-        """Built here, then delivered to every host. A host that could not get it does not fail the build:
-        the jobs placed there fail, saying why."""
+        """Built here, then delivered to every host. A host that could not get it (unreachable, disk
+        full...) does not fail the build, which other hosts' jobs wait for: the jobs placed on that host
+        fail, each saying why; the next plan finds the host lacking the image and loads it there."""
         if self.container != "docker":
             return Outcome(Status.FAILURE, message=f"target {self.target_name} runs host processes (container: none)")
         built = self.builder().build(image, log_path, cancel)
@@ -361,12 +362,9 @@ class SshBackend:
             self._undelivered[image.tag, host] = why
         if cancel.is_set():
             return Outcome(Status.INTERRUPTED, message="interrupted")
-        if not delivered:
-            return Outcome(Status.FAILURE, message=f"{built.message}, but on no host: " + "; ".join(
-                f"{h}: {why}" for h, why in sorted(failed.items())), transient=True)
         ids = {r.image_id for r in delivered.values() if r.image_id}
-        message = built.message if not failed else f"{built.message}; not on " + "; ".join(
-            f"{h} ({why})" for h, why in sorted(failed.items()))
+        message = built.message if not failed else f"{built.message}; not delivered to " + "; ".join(
+            why for _, why in sorted(failed.items()))  # each `host: reason`
         return replace(built, message=message, image_id=built.image_id or (ids.pop() if len(ids) == 1 else None))
 
     def deliver(self, image: ImageSpec, host: str, log_path: Path, cancel: Cancel) -> Outcome:

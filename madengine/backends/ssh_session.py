@@ -151,13 +151,14 @@ def describe_connect_error(e: BaseException, endpoint: SshEndpoint, host_key_che
     files = ", ".join(str(p) for p in known_hosts)
     if isinstance(e, paramiko.BadHostKeyException):
         return (f"the host key of {where} has CHANGED ({e.key.get_name()} {e.key.get_fingerprint().hex()} now, "
-                f"not the one known_hosts has): refused",
+                f"not the one known_hosts has): refused, whatever host_key_check says",
                 f"if the host was reinstalled, remove its old line from {files} (`ssh-keygen -R`); "
                 "otherwise someone may be in the middle", False)
     if isinstance(e, paramiko.SSHException) and "not found in known_hosts" in str(e):
         hint = (f"add its key to {files} (`ssh-keyscan -p {endpoint.port} {endpoint.address}`, checked by hand), "
                 "or set the target's `host_key_check: accept-new` to trust a host's first key")
-        return f"the host key of {where} is unknown (not in known_hosts): refused", hint, False
+        return (f"the host key of {where} is unknown (not in known_hosts): refused; add it to known_hosts, or set "
+                "the target's `host_key_check: accept-new`", hint, False)
     if isinstance(e, paramiko.AuthenticationException):
         key = f"the key {endpoint.key}" if endpoint.key else "ssh-agent and the default keys"
         return (f"authentication refused for {endpoint.user or 'the login user'} at {where} with {key}",
