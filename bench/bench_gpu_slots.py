@@ -73,6 +73,16 @@ class SimBackend:
         job.log_path.write_text("performance: 1 x\n")
         return Outcome(Status.SUCCESS, exit_code=0, host=job.host, perf=(PerfRow(job.model, 1.0, "x"),))
 
+    # The rest of the Backend protocol: a simulated local target has no images or devices to look at.
+    def observe_registry(self, image: ImageSpec) -> str | None:
+        return None
+
+    def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
+        return None
+
+    def pull(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        raise NotImplementedError
+
 
 class Quiet:
     def begin(self, total: int) -> None: ...

@@ -88,9 +88,14 @@ def run_cli_fixture() -> RunCli:
 # Fixtures that talk to the real dockerd: a test that uses one, directly or through another fixture, is a
 # `docker` test, so that `-m 'not docker'` runs everything that does not need the engine.
 DOCKERD_FIXTURES = frozenset({"docker_client", "conformance_image", "tiny_image"})
+# Likewise the SSH hosts of `dev/services` (tests/infra/ssh.py): an `ssh` test.
+SSH_FIXTURES = frozenset({"ssh_services", "ssh_hosts"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if DOCKERD_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if DOCKERD_FIXTURES & fixtures:
             item.add_marker(pytest.mark.docker)
+        if SSH_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.ssh)

@@ -36,6 +36,7 @@ from madengine.madfile.model import (
     Scalar,
     SelectModels,
     Target,
+    runs_in_image,
 )
 from madengine.results.gates import Gate
 
@@ -103,8 +104,8 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
                 context = contexts[ctx_name]
                 for tgt_name in run.targets or list(targets):
                     target = targets[tgt_name]
-                    if target.backend == "local" and context.docker_mounts and chosen:
-                        _note_unused_mounts(ctx_name, tgt_name, loaded, extras.warnings)
+                    if not runs_in_image(target) and context.docker_mounts and chosen:
+                        _note_unused_mounts(ctx_name, tgt_name, target, loaded, extras.warnings)
                     # The jobs of one model (all its params combinations and repeats) in this context
                     # and target differ only by address, params, args, repeat and gate: what they
                     # share (images, scripts, env, tools, data...) is resolved once per model.
@@ -481,8 +482,9 @@ class _ImageResolver:
 
 def _images_for(inst: ModelInstance, ctx_name: str, context: Context, target: Target,
                 resolver: _ImageResolver, run_index: int, diags: _Diagnostics) -> list[ImageNode | None]:
-    """The images a model runs in for a context: one per matching Dockerfile; [None] on `local`."""
-    if target.backend == "local":
+    """The images a model runs in for a context: one per matching Dockerfile; [None] where jobs are host
+    processes (`local`, `container: none`)."""
+    if not runs_in_image(target):
         return [None]
     model = inst.model
     if not model.dockerfile:
@@ -768,11 +770,14 @@ _OUTSIDE_HINT = ("scripts must be files of the project (the madfile's directory)
                  "symlinks and `..` are followed")
 
 
-def _note_unused_mounts(ctx_name: str, tgt_name: str, loaded: LoadedMadfile, warnings: list[Diagnostic]) -> None:
-    """A local job has no container to mount into: say so rather than accept the mounts silently."""
+def _note_unused_mounts(ctx_name: str, tgt_name: str, target: Target, loaded: LoadedMadfile,
+                        warnings: list[Diagnostic]) -> None:
+    """A job outside a container has nothing to mount into: say so rather than accept the mounts silently."""
+    where, who = (f"local target `{tgt_name}`", "a local job") if target.backend == "local" else \
+        (f"target `{tgt_name}` (container: none)", "a job outside a container")
     d = replace(loaded.diagnostic(("contexts", ctx_name, "docker_mounts"),
-                                  f"docker_mounts are not used by jobs on local target `{tgt_name}`",
-                                  "a local job sees the host's files where they are"), severity="warning")
+                                  f"docker_mounts are not used by jobs on {where}",
+                                  f"{who} sees the host's files where they are"), severity="warning")
     if d not in warnings:
         warnings.append(d)
 

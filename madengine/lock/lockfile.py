@@ -22,6 +22,7 @@ from madengine.compile.ir import ImageNode, JobNode, Project, ScriptCall
 from madengine.errors import ConfigError, Diagnostic, FileSystemError
 from madengine.files import decode_utf8
 from madengine.lock.hashing import FileHasher, hash_value
+from madengine.madfile.model import job_config
 from madengine.shape import ListOf, MapOf, Opt
 
 LOCK_VERSION = 1
@@ -45,8 +46,9 @@ def build_lock(project: Project, resolved_bases: Mapping[str, str] | None = None
     bases = resolved_bases or {}
     images = {addr: _image_entry(node, hasher, bases) for addr, node in project.images.items()}
     definitions = {
-        **{("context", n): hash_value(c.model_dump(mode="json")) for n, c in project.contexts.items()},
-        **{("target", n): hash_value(t.model_dump(mode="json")) for n, t in project.targets.items()},
+        # Placement keys (hosts, inventory...) are not hashed: see madfile.model.HASH_EXCLUDED.
+        **{("context", n): hash_value(job_config(c)) for n, c in project.contexts.items()},
+        **{("target", n): hash_value(job_config(t)) for n, t in project.targets.items()},
     }
     shared: dict[Any, Any] = {}
     jobs = {addr: _job_entry(node, definitions, hasher, images, shared) for addr, node in project.jobs.items()}

@@ -173,24 +173,35 @@ def _check_models(models: list[Any], source: SourceMap) -> list[Diagnostic]:
 
 
 def _check_targets(targets: dict[Any, Any], source: SourceMap) -> list[Diagnostic]:
+    """One machine listed twice, or two hosts of one name (default: the address), in a target. One machine
+    may be two hosts only under two explicit names (each with its own GPUs, e.g. ROCR_VISIBLE_DEVICES in `env`)."""
     out: list[Diagnostic] = []
     for name, target in targets.items():
         if not isinstance(target, dict):
             continue
         seen: dict[tuple[str, int], int] = {}
+        names: dict[str, int] = {}
         for index, host in _dicts(target.get("hosts")):
-            address, port = host.get("address"), host.get("port", 22)
+            address, port, named = host.get("address"), host.get("port", 22), host.get("name")
             if not isinstance(address, str):
                 continue
             ident = (address.strip().lower(), port if _is_int(port) else 22)
-            if ident in seen:
+            label = named if isinstance(named, str) else address
+            if ident in seen and not (isinstance(named, str) and isinstance(
+                    _items(target.get("hosts"))[seen[ident]].get("name"), str)):
                 out.append(source.diagnostic(
                     ("targets", name, "hosts", index, "address"),
                     f"duplicate host `{address}` in target `{name}`",
-                    f"hosts[{seen[ident]}] is the same host; list each host once (set `gpus` there)",
-                    at="value"))
-            else:
-                seen[ident] = index
+                    f"hosts[{seen[ident]}] is the same host; list each host once (set `gpus` there), or give "
+                    "both their own `name:` to split its GPUs", at="value"))
+            elif label.lower() in names:  # names are file names: unique on a case-insensitive disk too
+                out.append(source.diagnostic(
+                    ("targets", name, "hosts", index, "name" if isinstance(named, str) else "address"),
+                    f"duplicate host name `{label}` in target `{name}`",
+                    f"hosts[{names[label.lower()]}] has that name (a host's name defaults to its address); "
+                    "give each host its own `name:`", at="value"))
+            seen.setdefault(ident, index)
+            names.setdefault(label.lower(), index)
     return out
 
 
@@ -221,6 +232,8 @@ def _env_maps(data: Mapping[Any, Any]) -> Iterator[tuple[KeyPath, dict[Any, Any]
             yield ("contexts", name, "docker_build_arg"), _mapping(context.get("docker_build_arg"))
             for index, tool in _dicts(context.get("tools")):
                 yield ("contexts", name, "tools", index, "env_vars"), _mapping(tool.get("env_vars"))
+    for path, host in _hosts(data):
+        yield (*path, "env"), _mapping(host.get("env"))
 
 
 def _hosts(data: Mapping[Any, Any]) -> Iterator[tuple[KeyPath, dict[Any, Any]]]:
@@ -246,12 +259,6 @@ def _check_secrets(data: Mapping[Any, Any], source: SourceMap) -> list[Diagnosti
             out.append(source.diagnostic(
                 (*path, key), f"`{key}` looks like a secret written as a literal value",
                 f"secrets are references resolved at apply time: write `{key}: ${{env:{name}}}`", at="value"))
-    for path, host in _hosts(data):
-        key = host.get("key")
-        if isinstance(key, str) and ("PRIVATE KEY" in key or key.lstrip().startswith("-----BEGIN")):
-            out.append(source.diagnostic(
-                (*path, "key"), "`key` holds a private key itself; it must be the path of a key file",
-                "write the path, e.g. `key: ~/.ssh/id_ed25519`", at="value"))
     registry = data.get("registry")
     if isinstance(registry, str) and _CREDENTIALS_IN_URL.search(registry):
         out.append(source.diagnostic(

@@ -31,6 +31,7 @@ _PLACES: tuple[tuple[type[BaseModel], str], ...] = (
     (m.Tool, "a context's tool (tools: [{name: ...}])"),
     (m.Script, "a pre/post script (pre_scripts: [{path: ..., args: ...}])"),
     (m.Host, "a host (hosts: [{address: ...}])"),
+    (m.LoginHost, "a login host (login: {address: ...})"),
     (m.Run, "a run (runs: [...])"),
     (m.Expect, "an expect gate (expect: {<model>: {...}})"),
 )
@@ -47,6 +48,16 @@ _REFUSED: dict[tuple[type[BaseModel] | None, str], tuple[str, str]] = {
                                        "leave the model out of the run instead"),
     (m.Context, "docker_gpus"): ("unknown key `docker_gpus`",
                                  "madengine gives each job free GPUs itself; set the target's `gpus`"),
+    (m.Host, "password"): ("unknown key `password`", m.PASSWORD_HINT),
+    (m.LoginHost, "password"): ("unknown key `password`", m.PASSWORD_HINT),
+}
+# Hints for a key's own validation errors (the message says what is wrong, the hint what is allowed).
+_VALUE_HINTS: dict[tuple[type[BaseModel] | None, str], str] = {
+    (m.Host, "key"): m.KEY_HINT,
+    (m.LoginHost, "key"): m.KEY_HINT,
+    (m.Host, "name"): f"a host name is {m.HOST_NAME_RULE}; set `name:` for an address that is not one",
+    (m.LoginHost, "address"): "a DNS name or an IP address, without `user@` or `:port`",
+    (m.Host, "address"): "a DNS name or an IP address, without `user@` or `:port` (those are `user:` and `port:`)",
 }
 # Target = Annotated[LocalTarget | DockerTarget | ..., Field(discriminator="backend")]
 _TARGETS: tuple[type[BaseModel], ...] = get_args(get_args(m.Target)[0])
@@ -368,7 +379,8 @@ def _diagnostic(e: _Located | _Merged, source: SourceMap) -> Diagnostic:
         return source.diagnostic(path, "must not be empty", "list at least one entry", at="key")
     if kind == "value_error":
         error = (err.get("ctx") or {}).get("error")
-        return source.diagnostic(path, str(error) if error else err["msg"], at=_at_value(value))
+        hint = _VALUE_HINTS.get((e.owner, str(path[-1])), "") if path else ""
+        return source.diagnostic(path, str(error) if error else err["msg"], hint, at=_at_value(value))
     message = err["msg"][:1].lower() + err["msg"][1:]
     return source.diagnostic(path, message, at=_at_value(value))
 

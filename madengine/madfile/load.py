@@ -101,6 +101,10 @@ def _load(path: Path, *, semantic: bool, text: str | None = None) -> LoadedMadfi
     diagnostics += schema_diags
     if semantic:
         diagnostics += check(data, source)
+        if madfile is not None:  # the inventories its ssh and ansible targets name, each at its own lines
+            from madengine.madfile.inventory import check_inventories
+
+            diagnostics += check_inventories(madfile, absolute.parent, source)
     if diagnostics or madfile is None:
         raise ConfigError.many(diagnostics)
     return LoadedMadfile(path=absolute, display_path=shown, root=absolute.parent, text=text,
@@ -122,7 +126,21 @@ def _read_text(path: Path, shown: str) -> str:
 
 
 def _parse(text: str, shown: str) -> tuple[Any, SourceMap, list[Diagnostic]]:
-    """Parse YAML into plain data, positions, and non-fatal problems (duplicate keys, custom tags)."""
+    """Parse the madfile into plain data, positions, and non-fatal problems (duplicate keys, custom tags)."""
+    data, source, problems = parse_yaml(text, shown)
+    if data is None:
+        raise ConfigError("the madfile is empty", file=shown, line=1, column=1, hint=_STARTER_HINT)
+    if not isinstance(data, dict):
+        raise ConfigError.many([source.file_diagnostic(
+            f"the top level must be a mapping (version, models, contexts, targets, runs), "
+            f"found {_kind(data)}", hint=_STARTER_HINT, pos=source.locate(()))])
+    return data, source, problems
+
+
+def parse_yaml(text: str, shown: str, what: str = "a madfile") -> tuple[Any, SourceMap, list[Diagnostic]]:
+    """Parse one YAML document (`what` it is, for hints: an inventory is read the same way) into plain data
+    (None if empty), positions, and non-fatal problems (duplicate keys, custom tags); within the budgets of
+    `limits` (nesting, alias expansion), every other problem raised as a ConfigError at its position."""
     problems: list[Diagnostic] = []
     yaml = YAML(typ="rt")
     # Duplicates are found on the composed tree (all of them, with both positions), so the
@@ -139,15 +157,15 @@ def _parse(text: str, shown: str) -> tuple[Any, SourceMap, list[Diagnostic]]:
             if node is not None:
                 # Before anything is constructed: no tag outside plain YAML reaches a constructor,
                 # and aliases cannot make the data bigger than the budget.
-                _check_tree(node, shown)
+                _check_tree(node, shown, what)
             document = yaml.constructor.construct_document(node) if node is not None else None
     except _TooDeepError as exc:
         raise ConfigError(f"the YAML is nested more than {limits.MAX_DEPTH} levels deep", file=shown,
                           line=exc.pos[0], column=exc.pos[1],
-                          hint="a madfile needs a few levels; this limit is fixed") from None
+                          hint=f"{what} needs a few levels; this limit is fixed") from None
     except RecursionError:  # a last resort: the composer's own bound should come first
         raise ConfigError(f"the YAML is nested too deeply (more than {limits.MAX_DEPTH} levels)",
-                          file=shown, hint="a madfile needs a few levels; this limit is fixed") from None
+                          file=shown, hint=f"{what} needs a few levels; this limit is fixed") from None
     except MarkedYAMLError as exc:
         raise ConfigError.many([_syntax_diagnostic(exc, shown)]) from None
     except ReaderError as exc:
@@ -155,7 +173,7 @@ def _parse(text: str, shown: str) -> tuple[Any, SourceMap, list[Diagnostic]]:
         char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
         raise ConfigError(f"invalid YAML: control character U+{char:04X} is not allowed", file=shown,
                           line=line, column=column,
-                          hint="remove the control character; madfiles are plain text") from None
+                          hint=f"remove the control character; {what} is plain text") from None
     except YAMLError as exc:  # anything else the parser can say, without a position
         raise ConfigError(f"invalid YAML: {exc}", file=shown) from None
     except ValueError:  # a number of thousands of digits, which Python refuses to convert
@@ -169,16 +187,8 @@ def _parse(text: str, shown: str) -> tuple[Any, SourceMap, list[Diagnostic]]:
     source_positions[()] = (root_pos, root_pos)
     if node is not None:
         _find_duplicates(node, (), shown, problems, set())
-    data = _plain(document, (), source_positions, problems, shown, set())
-    source = SourceMap(display_path=shown, positions=source_positions)
-
-    if data is None:
-        raise ConfigError("the madfile is empty", file=shown, line=1, column=1, hint=_STARTER_HINT)
-    if not isinstance(data, dict):
-        raise ConfigError.many([source.file_diagnostic(
-            f"the top level must be a mapping (version, models, contexts, targets, runs), "
-            f"found {_kind(data)}", hint=_STARTER_HINT, pos=root_pos)])
-    return data, source, problems
+    data = _plain(document, (), source_positions, problems, shown, set(), what)
+    return data, SourceMap(display_path=shown, positions=source_positions), problems
 
 
 def _check_version(data: dict[Any, Any], source: SourceMap) -> tuple[list[Diagnostic], bool]:
@@ -239,7 +249,7 @@ class _BoundedComposer(Composer):
             self._depth -= 1
 
 
-def _check_tree(root: Node, shown: str) -> None:
+def _check_tree(root: Node, shown: str, what: str) -> None:
     """Refuse tags that are not plain YAML (all of them, at once) and an expansion past the budget.
 
     The size of each node's expansion is counted once per node (aliases share nodes), so a "billion
@@ -259,7 +269,7 @@ def _check_tree(root: Node, shown: str) -> None:
             shown_tag = "!!" + tag[len(_YAML_TAG_PREFIX):] if tag.startswith(_YAML_TAG_PREFIX) else tag
             bad.append(Diagnostic(file=shown, line=line, column=column, key_path=format_key_path(path),
                                   message=f"unsupported YAML tag `{shown_tag}`",
-                                  hint="remove the tag: a madfile holds plain YAML values (strings, "
+                                  hint=f"remove the tag: {what} holds plain YAML values (strings, "
                                        "numbers, booleans, lists and mappings)"))
         total = 1
         if isinstance(node, MappingNode):
@@ -359,7 +369,7 @@ def _plain_key(key: Any) -> Any:
 
 
 def _plain(value: Any, path: KeyPath, positions: dict[KeyPath, tuple[Pos, Pos]],
-           problems: list[Diagnostic], shown: str, active: set[int]) -> Any:
+           problems: list[Diagnostic], shown: str, active: set[int], what: str = "a madfile") -> Any:
     """ruamel round-trip objects -> plain Python values, recording each key's and item's position."""
     if isinstance(value, CommentedMap | CommentedSeq):
         if id(value) in active:  # a recursive alias (`&a [*a]`)
@@ -375,7 +385,7 @@ def _plain(value: Any, path: KeyPath, positions: dict[KeyPath, tuple[Pos, Pos]],
             lc = value.lc.data.get(key)
             if lc is not None:  # merged (`<<:`) keys have no position of their own
                 positions[child] = ((lc[0] + 1, lc[1] + 1), (lc[2] + 1, lc[3] + 1))
-            out[plain_key] = _plain(item, child, positions, problems, shown, active)
+            out[plain_key] = _plain(item, child, positions, problems, shown, active, what)
         return out
     if isinstance(value, CommentedSeq):
         items: list[Any] = []
@@ -385,13 +395,13 @@ def _plain(value: Any, path: KeyPath, positions: dict[KeyPath, tuple[Pos, Pos]],
             if lc is not None:
                 pos = (lc[0] + 1, lc[1] + 1)
                 positions[child] = (pos, pos)
-            items.append(_plain(item, child, positions, problems, shown, active))
+            items.append(_plain(item, child, positions, problems, shown, active, what))
         return items
     if isinstance(value, TaggedScalar):
         tag = str(value.tag.value if hasattr(value.tag, "value") else value.tag)
         if not tag.startswith(_YAML_TAG_PREFIX):
             problems.append(_at(positions, path, shown, f"unsupported YAML tag `{tag}`",
-                                "remove the tag: a madfile uses plain YAML values", value_pos=True))
+                                f"remove the tag: {what} uses plain YAML values", value_pos=True))
         return str(value.value)
     if value is None or isinstance(value, bool):
         return value

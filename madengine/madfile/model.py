@@ -6,13 +6,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from madengine import limits as _limits
-from madengine.mad.model import INT64_MAX
+from madengine.mad.model import ENV_NAME, INT64_MAX
 
 FORMAT_VERSION = 1
 
@@ -139,6 +140,32 @@ class Script(Strict):
 ScriptEntry = str | Script
 
 
+# Host facts a job's last success is compared with at plan time (`madengine.facts.FACT_KEYS` names the
+# same five): a fact named in `rerun_on` that changed plans the job `~ rerun`.
+FactName = Literal["gpu_arch", "driver", "rocm", "cuda", "docker"]
+FACT_NAMES: tuple[FactName, ...] = get_args(FactName)
+
+
+def _no_duplicate_facts(value: list[FactName] | None) -> list[FactName] | None:
+    if value is not None:
+        seen: set[str] = set()
+        for name in value:
+            if name in seen:
+                raise ValueError(f"`{name}` is listed twice in rerun_on")
+            seen.add(name)
+    return value
+
+
+def _rerun_on() -> Any:
+    return Field(default=None, description="the host facts whose change reruns a job that succeeded: any of "
+                 f"{', '.join(FACT_NAMES)}; `[]`: none; unset: the default (gpu_arch, driver, rocm, cuda). A "
+                 "context's wins over its target's. Not part of job hashes: it decides when to rerun, not what "
+                 "a job computes")
+
+
+RerunOn = Annotated[list[FactName] | None, AfterValidator(_no_duplicate_facts)]
+
+
 class Context(Strict):
     gpu_vendor: Literal["AMD", "NVIDIA", "INTEL", "NONE"] = "NONE"
     guest_os: str = "UBUNTU"
@@ -153,6 +180,7 @@ class Context(Strict):
     timeout_multiplier: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     match: dict[str, Scalar] = Field(default_factory=dict,
                                      description="free-form keys tested by Dockerfiles' # CONTEXT headers")
+    rerun_on: RerunOn = _rerun_on()
 
     def match_keys(self) -> dict[str, Any]:
         """What a Dockerfile's `# CONTEXT` header is compared with."""
@@ -167,12 +195,104 @@ def _host_gpus() -> Any:
                  "waits for k free ones; unset: jobs are not limited by GPUs")
 
 
-class Host(Strict):
-    address: str
-    user: str | None = None
+# A host's name is a file name component (run directories, logs) and a label value (containers,
+# state rows): 1-63 letters, digits, `.`, `_` or `-`, beginning and ending with a letter or digit
+# (a Kubernetes label value's rule, which also rules out `.`, `..` and a leading `-`).
+HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?\Z")
+HOST_NAME_RULE = "1-63 letters, digits, `.`, `_` or `-`, beginning and ending with a letter or digit"
+# A DNS name or an IPv4 address; IPv6 is checked by `ipaddress`. Never a leading `-`: ssh would read an option.
+_ADDRESS = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,252})\Z")
+# A login name (POSIX portable characters), never a leading `-` or an `@`.
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}\Z")
+KEY_HINT = ("give the path of a private key file (`~` allowed), or leave `key` out to use ssh-agent and "
+            "~/.ssh's default keys, as `ssh` does")
+PASSWORD_HINT = ("madengine takes no passwords: give `key:` (the path of a private key file), or leave it out "
+                 "to use ssh-agent and ~/.ssh's default keys")
+
+
+def _host_name(value: str) -> str:
+    if not HOST_NAME.match(value):
+        raise ValueError(f"`{value}` cannot name a host (its name names files and labels)")
+    return value
+
+
+def _address(value: str) -> str:
+    if _ADDRESS.match(value):
+        return value
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"`{value}` is not a host name or an IP address") from None
+    return value
+
+
+def _user(value: str) -> str:
+    if not _USER.match(value):
+        raise ValueError(f"`{value}` is not a user name (letters, digits, `.`, `_`, `-`; not beginning with `-`)")
+    return value
+
+
+def looks_like_key_material(value: str) -> bool:
+    """A private key pasted where its path belongs (messages must never repeat it)."""
+    return "\n" in value or "-----BEGIN" in value or "PRIVATE KEY" in value
+
+
+def _key_path(value: str) -> str:
+    if looks_like_key_material(value):
+        raise ValueError("`key` holds a private key itself; it must be the path of a key file")
+    if not value.strip():
+        raise ValueError("`key` is empty")
+    return value
+
+
+def _env(value: dict[str, str]) -> dict[str, str]:
+    for name in value:
+        if not ENV_NAME.match(name):
+            raise ValueError(f"`{name}` is not a valid environment variable name (letters, digits and `_`, "
+                             "not beginning with a digit)")
+    return value
+
+
+HostNameText = Annotated[str, AfterValidator(_host_name)]
+AddressText = Annotated[str, AfterValidator(_address)]
+UserText = Annotated[str, AfterValidator(_user)]
+KeyPathText = Annotated[str, AfterValidator(_key_path)]
+EnvMap = Annotated[dict[str, str], AfterValidator(_env)]
+GpuVendor = Literal["AMD", "NVIDIA", "INTEL"]
+
+
+class LoginHost(Strict):
+    """A machine madengine logs in to (a SLURM login node)."""
+
+    address: AddressText
+    user: UserText | None = Field(default=None, description="default: ssh's (the local user, or ~/.ssh/config)")
     port: int = Field(default=22, ge=1, le=65535)
-    key: str | None = None
+    key: KeyPathText | None = Field(default=None, description="the path of a private key file, relative to the "
+                                    "file that names it (`~` expanded); unset: ssh-agent and ~/.ssh's default "
+                                    "keys. Never the key itself, and there is no password")
     gpus: int | None = _host_gpus()
+
+
+class Host(LoginHost):
+    """A host that runs jobs (`ssh`, `ansible`): also named, with an environment and a GPU vendor."""
+
+    name: HostNameText | None = Field(default=None, description=f"unique within the target, {HOST_NAME_RULE}; "
+                                      "default: the address")
+    env: dict[str, str] = Field(default_factory=dict, description="environment of every job on this host (e.g. "
+                        "ROCR_VISIBLE_DEVICES, to split one machine into two hosts)")
+    gpu_vendor: GpuVendor | None = Field(default=None, description="the host's GPUs, checked against the "
+                                         "gpu_vendor of the contexts run on it; unset: not checked")
+
+    @model_validator(mode="after")
+    def _named(self) -> Host:
+        if self.name is None and not HOST_NAME.match(self.address):
+            raise ValueError(f"the address `{self.address}` cannot name the host: give it a `name:`")
+        return self
+
+    @property
+    def label(self) -> str:
+        """The host's name: `name`, else its address."""
+        return self.name if self.name is not None else self.address
 
 
 class LocalTarget(Strict):
@@ -180,6 +300,7 @@ class LocalTarget(Strict):
     gpus: int | None = _host_gpus()
     workdir: str | None = Field(default=None, description="where run directories go, relative to this file "
                                 "(`~` expanded); default: .madengine/runs")
+    rerun_on: RerunOn = _rerun_on()
 
 
 class DockerTarget(Strict):
@@ -187,24 +308,64 @@ class DockerTarget(Strict):
     gpus: int | None = _host_gpus()
     host: str | None = Field(default=None, description="DOCKER_HOST, default: the local engine")
     network: str | None = None
+    rerun_on: RerunOn = _rerun_on()
 
 
-class SshTarget(Strict):
+class _HostsTarget(Strict):
+    """The keys `ssh` and `ansible` share: which hosts (listed, or an inventory file) and how jobs run there."""
+
+    hosts: list[Host] | None = Field(default=None, min_length=1, description="the hosts; or `inventory:`")
+    inventory: str | None = Field(default=None, description="ROCm madengine's SSH/Ansible inventory (`nodes: "
+                                  "[{hostname, address, ...}]`, YAML or JSON), relative to this file; or `hosts:`")
+    host_key_check: Literal["strict", "accept-new"] = Field(
+        default="strict", description="strict: the host key must be in known_hosts; accept-new: an unknown "
+        "host's key is added to it. A changed key is always refused")
+    container: Literal["docker", "none"] = Field(
+        default="docker", description="docker: jobs run in their image on the host; none: host processes, "
+        "as on `local`")
+    workdir: str = Field(default="~/.madengine", description="where run directories live on the hosts")
+    max_parallel_per_host: int | None = Field(default=None, ge=1, description="the most jobs at once on one "
+                                              "host, besides its GPUs; unset: no other limit")
+    rerun_on: RerunOn = _rerun_on()
+
+    @model_validator(mode="after")
+    def _hosts_or_inventory(self) -> _HostsTarget:
+        if (self.hosts is None) == (self.inventory is None):
+            given = "both `hosts:` and `inventory:`" if self.hosts is not None else "neither `hosts:` nor `inventory:`"
+            raise ValueError(f"give exactly one of `hosts:` (a list) and `inventory:` (a file), found {given}")
+        return self
+
+
+class SshTarget(_HostsTarget):
     backend: Literal["ssh"]
-    hosts: list[Host] = Field(min_length=1)
-    workdir: str = "~/madengine"
 
 
-class AnsibleTarget(Strict):
+def _extra_vars(value: dict[str, Scalar]) -> dict[str, Scalar]:
+    for name in value:
+        if not ENV_NAME.match(name):
+            raise ValueError(f"`{name}` is not a valid Ansible variable name (letters, digits and `_`, not "
+                             "beginning with a digit)")
+        if name.lower().startswith("ansible_"):
+            raise ValueError(f"`{name}` is an Ansible connection variable: the hosts' keys (address, port, user, "
+                             "key) set those")
+        if is_secret_name(name):
+            raise ValueError(f"`{name}` looks like a secret: a madfile holds no secrets, and extra vars are "
+                             "written to the generated files")
+    return value
+
+
+class AnsibleTarget(_HostsTarget):
     backend: Literal["ansible"]
-    hosts: list[Host] = Field(min_length=1)
-    workdir: str = "~/madengine"
+    playbook_extra_vars: Annotated[dict[str, Scalar], AfterValidator(_extra_vars)] = Field(
+        default_factory=dict, description="passed to the playbook as extra vars (not `ansible_*` connection "
+        "variables, not secrets)")
+    forks: int | None = Field(default=None, ge=1, description="hosts ansible works on at once; default: all")
 
 
 class SlurmTarget(Strict):
     backend: Literal["slurm"]
     partition: str | None = None
-    login: Host | None = None
+    login: LoginHost | None = None
     account: str | None = None
     qos: str | None = None
     nodes: int = Field(default=1, ge=1)
@@ -227,6 +388,34 @@ Target = Annotated[
     LocalTarget | DockerTarget | SshTarget | AnsibleTarget | SlurmTarget | KubernetesTarget,
     Field(discriminator="backend"),
 ]
+
+# The job hash rule. A job's hash covers its context's and its target's configuration
+# (`context_sha256`, `target_sha256` in the lock) minus these keys, which say where and when jobs run,
+# not what they compute: adding a host to a lab, tightening host keys or parallelism, or asking for
+# reruns on other facts must not rerun every job. (The facts of the host a job ran on are recorded with
+# each attempt and compared at plan time instead.) Every other key counts: `container` (in an image or
+# as host processes), `workdir`, `playbook_extra_vars`, `gpus`, `backend`...
+HASH_EXCLUDED = frozenset({"hosts", "inventory", "host_key_check", "max_parallel_per_host", "forks", "rerun_on"})
+
+
+def job_config(config: Context | Target) -> dict[str, Any]:
+    """What the lock hashes of a context or a target: its configuration without `HASH_EXCLUDED`."""
+    return config.model_dump(mode="json", exclude=set(HASH_EXCLUDED & set(type(config).model_fields)))
+
+
+def runs_in_image(target: Target) -> bool:
+    """Whether a target's jobs run in a container of their image (so need one), or as host processes:
+    `local`, and `ssh`/`ansible` with `container: none`."""
+    return target.backend != "local" and getattr(target, "container", "docker") != "none"
+
+
+def rerun_on(context: Context, target: Target) -> tuple[FactName, ...] | None:
+    """The facts whose change reruns a job of this context and target: the context's `rerun_on`, else the
+    target's; None when neither sets it (the default is `madengine.facts`' to decide)."""
+    if context.rerun_on is not None:
+        return tuple(context.rerun_on)
+    chosen = getattr(target, "rerun_on", None)
+    return tuple(chosen) if chosen is not None else None
 
 
 # --- runs -----------------------------------------------------------------------------------------

@@ -243,7 +243,8 @@ def test_multiple_results_csv_lands_in_the_run_dir(harness: Harness) -> None:
     written = "model,performance,metric\nm_a,10.5,x\nm_b,11,x\n"
     assert (Path(artifacts_of(outcome).run_dir) / "perf.csv").read_text() == written
     csv = artifacts_of(outcome).perf_csv  # the copy apply judges, kept beside the log
-    assert csv is not None and csv.parent == job.log_path.parent and csv.read_text() == written
+    assert csv is not None and job.log_path is not None
+    assert csv.parent == job.log_path.parent and csv.read_text() == written
     assert "wrote perf.csv (MAD_OUTPUT_CSV=perf.csv)" in log_of(job)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -155,11 +156,12 @@ def test_crash_log_that_cannot_be_written(monkeypatch: pytest.MonkeyPatch, tmp_p
     (OSError(28, "No space left on device", "/w/x.db"), None, None, "no space left on the device of /w/x.db"),
     (OSError(122, "Disk quota exceeded"), None, None, "no space left on the device"),
 ])
-def test_a_file_system_error_says_what_errno_says(exc: OSError, path: str | None, doing: str | None,
+def test_a_file_system_error_says_what_errno_says(exc: OSError, path: str | None,
+                                                  doing: Literal["read", "write"] | None,
                                                   message: str) -> None:
     from madengine.errors import FileSystemError
 
-    error = FileSystemError.of(exc, path, doing=doing)  # type: ignore[arg-type]
+    error = FileSystemError.of(exc, path, doing=doing)
     assert error is not None and str(error) == message
     assert "  " not in error.diagnostics[0].render() and " :" not in str(error)
 

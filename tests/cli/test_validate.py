@@ -190,7 +190,7 @@ def test_unknown_key(run_cli: RunCli, tmp_path: Path) -> None:
     assert_config_error(
         run_cli("validate", cwd=tmp_path),
         "madfile.yaml:3:26: error: targets.box.gpu_vendor: unknown key `gpu_vendor` "
-        "(hint: `gpu_vendor` belongs in a context (contexts.<name>))")
+        "(hint: `gpu_vendor` belongs in a context (contexts.<name>) or a host (hosts: [{address: ...}]))")
 
 
 def test_many_errors_all_reported(run_cli: RunCli, tmp_path: Path) -> None:

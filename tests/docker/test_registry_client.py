@@ -60,7 +60,7 @@ def token_registry() -> Iterator[str]:
 
         def do_HEAD(self) -> None:
             if self.headers.get("Authorization") != "Bearer t0k":
-                port = self.server.server_address[1]
+                port = server.server_port  # the server below (self.server is typed as any socketserver)
                 self.send_response(401)
                 self.send_header("WWW-Authenticate",
                                  f'Bearer realm="http://127.0.0.1:{port}/token",service="test",scope="repo:x:pull"')

@@ -53,6 +53,15 @@ class Flaky:
         job.log_path.write_text("performance: 2 x\n")
         return Outcome(Status.SUCCESS, exit_code=0)
 
+    # The rest of the Backend protocol: its one target has no images or devices to look at.
+    def observe_registry(self, image: ImageSpec) -> str | None:
+        return None
+
+    def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
+        return None
+
+    pull = build
+
 
 class Quiet:
     def begin(self, total: int) -> None: ...
@@ -91,7 +100,7 @@ def test_retries_run_out(tmp_path: Path) -> None:
     assert [s for s, _ in attempts] == ["FAILURE", "FAILURE"]
 
 
-class SecondSignalWhileRecorded(tuple):  # type: ignore[type-arg]
+class SecondSignalWhileRecorded(tuple[PerfRow, ...]):
     """A result's perf rows that, read while the store records them (inside its transaction, on the main
     thread), bring two real SIGINTs: the first stops the apply, the second is the user wanting out now."""
 

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -10,7 +10,9 @@ from madengine.compile.compiler import compile_project
 from madengine.compile.ir import Project
 from madengine.madfile.load import load_and_check
 
-MakeProject = Callable[[str, dict[str, str]], Path]
+
+class MakeProject(Protocol):
+    def __call__(self, madfile: str, files: dict[str, str] | None = None) -> Path: ...
 
 
 def write_tree(root: Path, files: dict[str, str]) -> None:

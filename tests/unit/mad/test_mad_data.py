@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import WritePackage
 
 from madengine.errors import ConfigError, Diagnostic
 from madengine.mad.data import (
@@ -21,6 +20,7 @@ from madengine.mad.data import (
     load_data,
     resolve_data,
 )
+from tests.unit.mad.conftest import WritePackage
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "mad-package"
 WHERE = "models.json[3].data"

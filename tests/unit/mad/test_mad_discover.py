@@ -8,11 +8,11 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import WritePackage, entry
 
 from madengine.errors import ConfigError, Diagnostic
 from madengine.mad.discover import discover_package
 from madengine.mad.model import MadModel, Origin
+from tests.unit.mad.conftest import WritePackage, entry
 
 
 def errors_of(root: Path) -> list[Diagnostic]:

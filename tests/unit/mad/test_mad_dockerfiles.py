@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write_files
 
 from madengine.errors import ConfigError
 from madengine.mad.dockerfiles import (
@@ -16,6 +15,7 @@ from madengine.mad.dockerfiles import (
     select_dockerfiles,
 )
 from madengine.mad.model import Dockerfile
+from tests.unit.mad.conftest import write_files
 
 AMD = "# CONTEXT {'gpu_vendor': 'AMD', 'guest_os': 'UBUNTU'}\nFROM rocm/pytorch\n"
 NVIDIA = "# CONTEXT {'gpu_vendor': 'NVIDIA', 'guest_os': 'UBUNTU'}\nFROM nvcr.io/nvidia/pytorch:24.01-py3\n"

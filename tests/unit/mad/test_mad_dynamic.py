@@ -8,11 +8,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import WritePackage
 
 from madengine.errors import ConfigError, Diagnostic
 from madengine.mad.discover import discover_package
 from madengine.utils.discover_models import CustomModel
+from tests.unit.mad.conftest import WritePackage
 
 ROCM_DUMMY3 = '''\
     """Model template for dummy3 model (as in ROCm madengine's tests/fixtures/dummy)."""

@@ -9,11 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, WritePackage
 
 from madengine.mad.discover import discover_package
 from madengine.mad.dockerfiles import DockerfileIndex, base_image, select_dockerfiles
 from madengine.mad.tags import select_models
+from tests.unit.mad.conftest import FIXTURES, WritePackage
 
 REAL_MODELS = json.loads((FIXTURES / "mad-models.json").read_text())
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "mad-package"

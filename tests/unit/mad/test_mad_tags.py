@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import WritePackage, entry
 
 from madengine.errors import ConfigError
 from madengine.mad.discover import discover_package
 from madengine.mad.model import MadModel, SelectedModel
 from madengine.mad.tags import ModelIndex, UnknownTagError, parse_tag, resolve_tag, select_models, split_tags
+from tests.unit.mad.conftest import WritePackage, entry
 
 
 @pytest.fixture

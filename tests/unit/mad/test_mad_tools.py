@@ -13,7 +13,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, WritePackage
 
 from madengine.errors import ConfigError, Diagnostic
 from madengine.mad.tools import (
@@ -25,6 +24,7 @@ from madengine.mad.tools import (
     resolve_tools,
     split_words,
 )
+from tests.unit.mad.conftest import FIXTURES, WritePackage
 
 TOOLS_PKG = FIXTURES / "tools"
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "mad-package"

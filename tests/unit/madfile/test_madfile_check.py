@@ -116,7 +116,7 @@ def test_duplicate_hosts_in_a_target(errors: Errors) -> None:
               - {address: n1, gpus: 4}
               - {address: n2}
               - {address: N1, port: 22}
-              - {address: n1, port: 2222}
+              - {address: n1, port: 2222, name: n1-alt}
         """))
     assert d.message == "duplicate host `N1` in target `lab`" and d.key_path == "targets.lab.hosts[2].address"
     assert at(d) == (8, 19) and d.hint.startswith("hosts[0] is the same host")

@@ -57,7 +57,7 @@ def test_design_example_loads(load: Load, tmp_path: Path) -> None:
     assert isinstance(second, SelectModels) and second.tags() == ["dummy3:dummy_3:batch_size=512"]
     assert isinstance(mf.targets["box"], DockerTarget)
     lab = mf.targets["lab"]
-    assert isinstance(lab, SshTarget) and lab.hosts[0].gpus == 8
+    assert isinstance(lab, SshTarget) and lab.hosts is not None and lab.hosts[0].gpus == 8
     assert mf.contexts["mi300x"].docker_env_vars == {"HSA_ENABLE_SDMA": "0"}
     assert mf.runs[0].expect["matmul"].min == 10
 
@@ -282,7 +282,7 @@ def test_unknown_key_points_at_key_with_did_you_mean(errors: Errors) -> None:
 
 def test_misplaced_key_says_where_it_belongs(errors: Errors) -> None:
     d = one(errors("version: 1\ntargets:\n  t: {backend: docker, gpu_vendor: AMD}\n"))
-    assert d.hint == "`gpu_vendor` belongs in a context (contexts.<name>)"
+    assert d.hint == "`gpu_vendor` belongs in a context (contexts.<name>) or a host (hosts: [{address: ...}])"
     d = one(errors("version: 1\ntargets:\n  t: {backend: local, partition: gpu}\n"))
     assert d.hint == "`partition` belongs in a slurm target"
     d = one(errors("version: 1\nmodels:\n  - select: a\n    timeout: 5\n"))

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from madengine.plan.observe import _live_apply
-from madengine.state import lock as lock_module
 from madengine.state.lock import WorkspaceLock
 from madengine.state.store import StateStore
 from tests.unit.state.children import Child
@@ -47,7 +46,7 @@ def flocks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         taken.append(op)
         real(fd, op)
 
-    monkeypatch.setattr(lock_module.fcntl, "flock", flock)
+    monkeypatch.setattr(fcntl, "flock", flock)  # the module madengine.state.lock calls
     return taken
 
 

@@ -200,7 +200,7 @@ def page_checks(db: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], i
     connect = sqlite3.connect
 
     def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        conn = connect(*args, **kwargs)
+        conn: sqlite3.Connection = connect(*args, **kwargs)
         conn.set_trace_callback(statements.append)
         return conn
 

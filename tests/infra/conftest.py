@@ -1,0 +1,6 @@
+"""The services' own tests (test_ssh_services.py): the real dockerd, registry and SSH hosts of `dev/services`."""
+
+from __future__ import annotations
+
+from tests.infra.services import docker_client, registry  # noqa: F401 (fixtures)
+from tests.infra.ssh import ssh_hosts, ssh_services  # noqa: F401 (fixtures)
