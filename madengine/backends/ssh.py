@@ -51,8 +51,9 @@ from madengine.backends.ssh_session import FabricSession, HostKeyCheck, SshEndpo
 from madengine.errors import Diagnostic
 from madengine.state.model import Status
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the target's type only: pydantic is not needed to run a job
     from madengine.backends.docker import DockerBackend
+    from madengine.madfile.model import SshTarget
 
 WORKSPACE_ENV = "MADENGINE_WORKSPACE"  # in every host-process job's env: a sweep finds this workspace's
 OPEN_HOSTS_AT_ONCE = 16
@@ -69,17 +70,13 @@ class SshHost:
     gpu_vendor: str | None = None
 
 
-def target_hosts(target: Any, root: Path) -> tuple[SshHost, ...]:
-    """The target's hosts: `name` defaults to the address, a key path is `~`-expanded and relative to
-    the madfile's directory."""
-    out = []
-    for h in target.hosts:
-        key = getattr(h, "key", None)
-        key = None if key is None else os.path.normpath(os.path.join(root, os.path.expanduser(key)))
-        name = getattr(h, "name", None) or h.address
-        out.append(SshHost(name, SshEndpoint(h.address, h.port, getattr(h, "user", None), key), h.gpus,
-                           dict(getattr(h, "env", None) or {}), getattr(h, "gpu_vendor", None)))
-    return tuple(out)
+def target_hosts(target: SshTarget, root: Path) -> tuple[SshHost, ...]:
+    """The target's hosts (its `hosts:`, or its inventory read now), each with its name and its key as an
+    absolute path of this machine."""
+    from madengine.madfile.inventory import target_hosts as resolve
+
+    return tuple(SshHost(h.label, SshEndpoint(h.address, h.port, h.user, h.key), h.gpus, dict(h.env), h.gpu_vendor)
+                 for h in resolve(target, root))
 
 
 @dataclass
@@ -154,7 +151,7 @@ class SshBackend:
     name: ClassVar[str] = "ssh"
     builds_images: ClassVar[bool] = True
 
-    def __init__(self, target_name: str, target: Any, workspace: Workspace, *,
+    def __init__(self, target_name: str, target: SshTarget, workspace: Workspace, *,
                  known_hosts: Sequence[Path] | None = None) -> None:
         """`known_hosts`: the files host keys are trusted from (default: the user's, as ssh reads them);
         madengine's own (`<state dir>/ssh/known_hosts`, where `accept-new` remembers keys) is read too."""
@@ -163,10 +160,10 @@ class SshBackend:
         self.workspace = workspace
         self.ssh_hosts = target_hosts(target, workspace.root)
         self.by_name = {h.name: h for h in self.ssh_hosts}
-        self.container: str = getattr(target, "container", "docker")
-        self.host_key_check: HostKeyCheck = getattr(target, "host_key_check", "strict")
-        self.workdir: str = getattr(target, "workdir", None) or "~/.madengine"
-        self.max_parallel: int | None = getattr(target, "max_parallel_per_host", None)
+        self.container: str = target.container
+        self.host_key_check: HostKeyCheck = target.host_key_check
+        self.workdir: str = target.workdir
+        self.max_parallel: int | None = target.max_parallel_per_host
         self.known_hosts = tuple(known_hosts) if known_hosts is not None else known_hosts_files()
         self._lock = threading.Lock()
         self._sessions: dict[str, FabricSession] = {}

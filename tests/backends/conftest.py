@@ -239,12 +239,13 @@ def docker_factory(request: pytest.FixtureRequest, workspace: Workspace) -> Harn
 
 def ssh_factory(request: pytest.FixtureRequest, workspace: Workspace, container: str = "none") -> Harness:
     from madengine.backends.ssh import SshBackend
-    from tests.backends.ssh_target import ssh_target
+    from madengine.madfile.model import SshTarget
 
     sshd: PrivateSshd = request.getfixturevalue("private_sshd")
     marker = workspace.workspace_id
     host = {"name": "loopback", "address": sshd.address, "port": sshd.port, "user": sshd.user, "key": str(sshd.key)}
-    target = ssh_target(hosts=[host], container=container, workdir=str(workspace.root.parent / "host workdir"))
+    target = SshTarget.model_validate({"backend": "ssh", "hosts": [host], "container": container,
+                                       "workdir": str(workspace.root.parent / "host workdir")})
     image: ConformanceImage | None = None
     if container == "docker":  # the loopback host's engine is this machine's
         image = request.getfixturevalue("conformance_image")
@@ -278,8 +279,8 @@ def ssh_factory(request: pytest.FixtureRequest, workspace: Workspace, container:
             backend.close()
         kill_leftovers()
 
-    def gpus_of(t: Any, gpus: int | None) -> Any:
-        return t.model_copy(update={"hosts": [h.model_copy(update={"gpus": gpus}) for h in t.hosts]})
+    def gpus_of(t: SshTarget, gpus: int | None) -> SshTarget:
+        return t.model_copy(update={"hosts": [h.model_copy(update={"gpus": gpus}) for h in t.hosts or ()]})
 
     request.addfinalizer(close)
     return Harness("ssh", workspace, "lab", target, make, leftovers, gpus_of=gpus_of,

@@ -60,6 +60,9 @@ class Flaky:
     def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
         return None
 
+    def close(self) -> None:
+        pass
+
     pull = build
 
 
