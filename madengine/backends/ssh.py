@@ -34,7 +34,7 @@ import posixpath
 import shlex
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -53,6 +53,7 @@ from madengine.state.model import Status
 
 if TYPE_CHECKING:  # the target's type only: pydantic is not needed to run a job
     from madengine.backends.docker import DockerBackend
+    from madengine.facts import HostFacts
     from madengine.madfile.model import SshTarget
 
 WORKSPACE_ENV = "MADENGINE_WORKSPACE"  # in every host-process job's env: a sweep finds this workspace's
@@ -171,6 +172,9 @@ class SshBackend:
         self._builder: DockerBackend | None = None
         self._undelivered: dict[tuple[str, str], str] = {}  # (tag, host) -> why it is not there
         self.unreachable: dict[str, str] = {}  # host -> why, as plan's observation found
+        from madengine.facts import FactsCache
+
+        self._facts = FactsCache()
 
     # --- hosts and sessions ---------------------------------------------------------------------------
 
@@ -319,6 +323,16 @@ class SshBackend:
 
     def observe_registry(self, image: ImageSpec) -> str | None:
         return self.builder().observe_registry(image) if self.container == "docker" else None
+
+    def observe_facts(self) -> dict[str, HostFacts | Exception]:
+        """Read-only: every host's facts (facts.probe through its session), all hosts at once and each
+        once per command; a host that cannot be reached has its HostUnavailable in place of facts."""
+        from madengine.facts import probe_session
+
+        def observer(host: str) -> Callable[[], HostFacts]:
+            return lambda: probe_session(self.session(host))
+
+        return self._facts.get_all({h: observer(h) for h in self.by_name})
 
     # --- images -----------------------------------------------------------------------------------------
 
