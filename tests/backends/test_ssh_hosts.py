@@ -217,3 +217,22 @@ def test_apply_killed_during_remote_jobs_then_applied_again(
     assert rerun == {f"job:m{i}@cpu/lab#1" for i in range(2)}, rerun
     assert succeeded_before >= rerun
     assert workspace_containers(ssh_hosts, root) == []
+
+
+def test_each_hosts_facts_through_its_session_and_an_unreachable_one_said_in_place(
+        ssh_hosts: SshServices, tmp_path: Path) -> None:  # noqa: F811
+    from madengine.backends.session import HostUnavailable
+    from madengine.facts import HostFacts
+
+    target = SshTarget.model_validate({"backend": "ssh", "hosts": [
+        *ssh_hosts.madfile_hosts(["node1", "node3"]), {"name": "gone", "address": "127.0.0.1", "port": 1,
+                                                       "user": ssh_hosts.user, "key": str(ssh_hosts.key)}]})
+    b = SshBackend("lab", target, Workspace(root=tmp_path, state_dir=tmp_path / ".madengine", workspace_id="f"),
+                   known_hosts=(ssh_hosts.known_hosts,))
+    try:
+        facts = b.observe_facts()
+    finally:
+        b.close()
+    assert isinstance(facts["node1"], HostFacts) and facts["node1"].hostname == "node1"
+    assert isinstance(facts["node3"], HostFacts) and facts["node3"].hostname == "node3" and facts["node3"].docker
+    assert isinstance(facts["gone"], HostUnavailable) and "connection refused" in str(facts["gone"])
