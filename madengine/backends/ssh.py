@@ -578,7 +578,7 @@ class SshBackend:
         watcher.start()
         tail = _Tail(log)
         try:
-            finished = session.exec(argv, env=env, output=tail, cancel=own)  # type: ignore[arg-type]
+            finished = session.exec(argv, env=env, output=tail, cancel=own, reap=False)  # type: ignore[arg-type]
         finally:
             done.set()
             watcher.join(90)

@@ -53,6 +53,8 @@ CONNECT_TIMEOUT = 10.0
 KILL_GRACE_SECONDS = 5.0
 POLL = 0.05
 CHUNK = 1 << 16
+MAX_COMMANDS = 8  # commands at once on one connection: OpenSSH allows 10 sessions (MaxSessions); 2 stay free
+# for the short commands that stop them (more jobs at once on one host wait here: a second connection is to do)
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 EXEC_NAME = "madengine-exec"  # $0 of the wrapper: names it in the host shell's own messages
 NOT_STARTED = (126, 127)
@@ -197,6 +199,7 @@ class FabricSession:
         self._refused: HostUnavailable | None = None
         self._home: str | None = None
         self._stopping: list[threading.Thread] = []
+        self._commands = threading.BoundedSemaphore(MAX_COMMANDS)
         self.connect_seconds: float | None = None  # how long the last open took (for bench/)
 
     # --- the connection ----------------------------------------------------------------------------
@@ -273,12 +276,24 @@ class FabricSession:
         self.open()
         with self._lock:
             transport = self._connection.client.get_transport() if self._connection is not None else None
-        try:
-            if transport is None or not transport.is_active():
-                raise OSError("the connection is closed")
-            return transport.open_session(timeout=self.connect_timeout)
-        except Exception as e:
-            raise self._lost(e) from None
+        import paramiko
+
+        delay = 0.05
+        give_up = time.monotonic() + 60
+        while True:
+            try:
+                if transport is None or not transport.is_active():
+                    raise OSError("the connection is closed")
+                return transport.open_session(timeout=self.connect_timeout)
+            except paramiko.ChannelException as e:
+                # The server's limit of sessions per connection (OpenSSH's MaxSessions, 10 by default):
+                # a channel frees up when a command ends.
+                if time.monotonic() > give_up:
+                    raise self._lost(f"the host refuses more channels ({e})") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            except Exception as e:
+                raise self._lost(e) from None
 
     def _lost(self, e: BaseException | str) -> HostUnavailable:
         text = e if isinstance(e, str) else (_one_line(str(e)) or type(e).__name__)
@@ -289,19 +304,22 @@ class FabricSession:
 
     def exec(self, argv: Sequence[str], *, cwd: RemotePath | None = None, env: Mapping[str, str] | None = None,
              output: BinaryIO | None = None, stdin: BinaryIO | None = None, cancel: Cancel | None = None,
-             deadline: float | None = None) -> Finished:
+             deadline: float | None = None, reap: bool = True) -> Finished:
+        """The protocol's `exec`; `reap` False: nothing is left in the group to look for afterwards (a
+        `docker run` in the foreground: its container is the job, removed by its own --rm)."""
         command = exec_command(argv, cwd)
         head = env_line(env or {})
         if cancel is not None and cancel.is_set():
             return Finished(Status.INTERRUPTED, None, "interrupted", started=False)
-        chan = self._channel()
-        try:
-            return self._run(chan, command, head, argv, output, stdin, cancel, deadline)
-        finally:
-            chan.close()
+        with self._commands:  # long-lived channels: room is left for the short ones that stop them
+            chan = self._channel()
+            try:
+                return self._run(chan, command, head, argv, output, stdin, cancel, deadline, reap)
+            finally:
+                chan.close()
 
     def _run(self, chan: paramiko.Channel, command: str, head: bytes, argv: Sequence[str], output: BinaryIO | None,
-             stdin: BinaryIO | None, cancel: Cancel | None, deadline: float | None) -> Finished:
+             stdin: BinaryIO | None, cancel: Cancel | None, deadline: float | None, reap: bool) -> Finished:
         try:
             chan.exec_command(command)
             chan.sendall(head)
@@ -351,7 +369,7 @@ class FabricSession:
         code = chan.recv_exit_status()
         if code == -1 or (transport is not None and not transport.is_active() and stopped is None):
             raise self._lost("the channel closed without an exit status")
-        if pgid is not None and pgid.isdigit() and stopped is None:
+        if reap and pgid is not None and pgid.isdigit() and stopped is None:
             self._stop_later(pgid)  # whatever the command left running in the background
         if pending and output is not None:
             output.write(pending)
