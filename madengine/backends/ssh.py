@@ -499,7 +499,8 @@ class SshBackend:
             return Outcome(Status.INTERRUPTED, message="interrupted", host=host.name)
         why = self._undelivered.get((job.image_tag or "", host.name)) if self.container == "docker" else None
         if why is not None:
-            return self._failed(job, host.name, f"image {job.image_tag} is not on this host: {why}")
+            return self._failed(job, host.name, f"{host.name}: image {job.image_tag} was not delivered here: "
+                                                f"{why.removeprefix(host.name + ': ')}")
         session = self.session(host.name)
         try:
             place = self._package(host.name, job)
@@ -508,8 +509,9 @@ class SshBackend:
                                       runs=place.runs)
         except HostUnavailable as e:
             return self._failed(job, host.name, _host_message(host.name, e), transient=e.transient)
-        except OSError as e:  # RunDirConflict included: a script would replace another
-            return self._failed(job, host.name, f"{host.name}: cannot prepare the run directory: {e}")
+        except OSError as e:  # RunDirConflict included: a script would replace another; a full disk there
+            return self._failed(job, host.name, f"{host.name}: cannot prepare the run directory: "
+                                                f"{_host_message(host.name, e).removeprefix(host.name + ': ')}")
         with open(job.log_path, "ab", buffering=0) as log:
             try:
                 if self.container == "docker":

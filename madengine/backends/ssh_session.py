@@ -127,6 +127,12 @@ def _one_line(text: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def _first_line(err: bytes) -> str:
+    """What a failed command said first (tar's last line only says that it failed)."""
+    lines = [ln.strip() for ln in err.decode(errors="replace").splitlines() if ln.strip()]
+    return _one_line(lines[0]) if lines else "no reason given"
+
+
 class _AcceptNew:
     """paramiko's missing-host-key policy for `accept-new`: the key is trusted and appended to
     madengine's own known_hosts file (one line, under a lock: several hosts connect at once)."""
@@ -463,7 +469,7 @@ class FabricSession:
         if reader.error is not None:
             raise reader.error
         if code != 0:
-            raise OSError(f"{self.host.name}: cannot write {remote}: {_one_line(err.decode(errors='replace'))}")
+            raise OSError(f"{self.host.name}: cannot write {remote}: {self._write_failure(parent, err)}")
 
     def put_many(self, entries: Sequence[tuple[str, Path]], remote_dir: RemotePath, *,
                  replace_all: bool = False) -> None:
@@ -484,7 +490,18 @@ class FabricSession:
         if reader.error is not None:
             raise reader.error
         if code != 0:
-            raise OSError(f"{self.host.name}: cannot write {remote_dir}: {_one_line(err.decode(errors='replace'))}")
+            raise OSError(f"{self.host.name}: cannot write {remote_dir}: {self._write_failure(remote_dir, err)}")
+
+    def _write_failure(self, where: RemotePath, err: bytes) -> str:
+        """Why writing under `where` failed: what the command said first, and whether the disk is full
+        (tar says only "Wrote only 7168 of 10240 bytes")."""
+        reason = _first_line(err)
+        with contextlib.suppress(HostUnavailable, ValueError, IndexError):
+            code, out, _ = self.run_simple(f"df -Pk -- {shlex.quote(where)} | tail -n 1", timeout=30)
+            free_kib = int(out.split()[3])
+            if code == 0 and free_kib < 1024:
+                return f"no space left on the device ({free_kib} KiB free): {reason}"
+        return reason
 
     def get(self, remote: RemotePath, local: Path) -> bool:
         command = f"[ -f {shlex.quote(remote)} ] || exit 66; exec cat -- {shlex.quote(remote)}"
