@@ -497,13 +497,13 @@ class SshBackend:
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
         if cancel.is_set():
             return Outcome(Status.INTERRUPTED, message="interrupted", host=host.name)
-        why = self._undelivered.get((job.image_tag or "", host.name)) if self.container == "docker" else None
-        if why is not None:
-            return self._failed(job, host.name, f"{host.name}: image {job.image_tag} was not delivered here: "
-                                                f"{why.removeprefix(host.name + ': ')}")
         session = self.session(host.name)
         try:
-            place = self._package(host.name, job)
+            place = self._package(host.name, job)  # the host's own failure first: unreachable, key refused...
+            why = self._undelivered.get((job.image_tag or "", host.name)) if self.container == "docker" else None
+            if why is not None:
+                return self._failed(job, host.name, f"{host.name}: image {job.image_tag} was not delivered here: "
+                                                    f"{why.removeprefix(host.name + ': ')}")
             run_dir = prepare_run_dir(session, self.workspace.root, job,
                                       staging=self.workspace.runs / "ssh" / _safe(self.target_name) / host.name,
                                       runs=place.runs)
