@@ -28,9 +28,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from madengine.backends.base import ATTEMPT_ENV, Cancel, ImageSpec, JobSpec, Workspace  # noqa: E402
+from madengine.backends.base import ATTEMPT_ENV, Cancel, Workspace  # noqa: E402
 from madengine.backends.docker import DockerBackend  # noqa: E402
 from madengine.backends.session import HostInfo  # noqa: E402
+from madengine.backends.specs import ImageSpec, JobSpec  # noqa: E402
 from madengine.backends.ssh import SshBackend  # noqa: E402
 from madengine.backends.ssh_session import FabricSession, SshEndpoint  # noqa: E402
 from madengine.facts import probe_session  # noqa: E402

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from madengine.backends import docker_render as render
-from madengine.backends.base import ATTEMPT_ENV, JobSpec
+from madengine.backends.base import ATTEMPT_ENV
+from madengine.backends.specs import JobSpec
 
 # Variables the docker CLI reads for itself: passed by value, so that the CLI runs as the host set it up.
 CLI_OWN = frozenset({"PATH", "HOME", "TMPDIR", "LD_LIBRARY_PATH", "LD_PRELOAD", "DOCKER_HOST", "DOCKER_CONFIG",

@@ -42,11 +42,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from madengine.backends import docker_cli
 from madengine.backends import docker_render as render
-from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome, RunArtifacts, Workspace
+from madengine.backends.base import Cancel, OrphanRecord, Outcome, RunArtifacts, Workspace
 from madengine.backends.credentials import CREDENTIAL_FILE
 from madengine.backends.local import host_environment
 from madengine.backends.rundir import collect_artifacts, prepare_run_dir, run_host_steps
 from madengine.backends.session import HostInfo, HostUnavailable
+from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.backends.ssh_session import FabricSession, HostKeyCheck, SshEndpoint, known_hosts_files
 from madengine.errors import Diagnostic
 from madengine.state.model import Status
@@ -178,11 +179,8 @@ class SshBackend:
 
     # --- hosts and sessions ---------------------------------------------------------------------------
 
-    def host_infos(self) -> list[HostInfo]:
+    def hosts(self) -> list[HostInfo]:
         return [HostInfo(h.name, h.gpus, self.max_parallel) for h in self.ssh_hosts]
-
-    def hosts(self) -> list[tuple[str, int | None]]:
-        return [(h.name, h.gpus) for h in self.ssh_hosts]
 
     def session(self, host: str) -> FabricSession:
         """The host's session (created on first use, opened by its first command)."""
@@ -291,8 +289,12 @@ class SshBackend:
 
     def observe_images(self, images: Sequence[ImageSpec]) -> dict[str, dict[str, str]]:
         """One `docker image ls` per host, all hosts at once: host -> {tag: image id} for these images'
-        tags. A host that cannot be asked is left out, and said in `unreachable`."""
-        if self.container != "docker" or not images:
+        tags. A host that cannot be asked is left out (said in `unreachable`; its jobs fail at apply with
+        its reason) so that the plan still shows the rest; when no host answers, the first one's reason
+        is raised."""
+        if self.container != "docker":  # host processes: no image is ever placed there
+            return {h.name: {} for h in self.ssh_hosts}
+        if not images:
             return {}
         wanted = {i.tag for i in images}
         answers = self._each_host(self._image_ids)
@@ -302,24 +304,17 @@ class SshBackend:
                 self.unreachable[host] = _one_line(str(answer))
                 continue
             out[host] = {tag: image_id for tag, image_id in answer.items() if tag in wanted}
+        if not out and answers:
+            raise next(a for _, a in sorted(answers.items()) if isinstance(a, BaseException))
         return out
 
     def _image_ids(self, host: str) -> dict[str, str]:
         code, out, err = self.session(host).run_simple(
             "docker image ls --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}'", timeout=60)
-        if code != 0:
-            raise OSError(f"{host}: docker image ls: {_one_line(err) or f'exit {code}'}")
+        if code != 0:  # no docker there, or its engine is down
+            raise HostUnavailable(host, f"docker image ls: {_one_line(err) or f'exit {code}'}")
         pairs = (line.split(" ", 1) for line in out.decode(errors="replace").splitlines() if " " in line)
         return {tag: image_id for tag, image_id in pairs}
-
-    def observe_image(self, image: ImageSpec, image_id: str | None) -> bool:
-        """Is the image on every host (as built: by id when one was recorded)?"""
-        if self.container != "docker":
-            return True
-        seen = self.observe_images([image])
-        if len(seen) < len(self.ssh_hosts):
-            return False
-        return all(image.tag in tags and (image_id is None or tags[image.tag] == image_id) for tags in seen.values())
 
     def observe_registry(self, image: ImageSpec) -> str | None:
         return self.builder().observe_registry(image) if self.container == "docker" else None
@@ -602,12 +597,12 @@ class SshBackend:
 
     # --- clean-up ---------------------------------------------------------------------------------------------
 
-    def cleanup_orphans(self, running: Sequence[Any] | None) -> list[str]:
+    def cleanup_orphans(self, running: Sequence[OrphanRecord] | None) -> list[str]:
         """What killed applies left on the hosts: containers by their attempt label (or name), host
         process groups whose leader carries the attempt and this workspace in its environment. A sweep
         (None) removes every container of this workspace that is not kept alive, and every process
         group led by one of its jobs, on every host that answers."""
-        records = [(_field(r, "attempt"), _field(r, "handle"), _field(r, "host")) for r in running or ()]
+        records = [(r.attempt, r.handle, r.host) for r in running or ()]
         hosts = list(self.by_name) if running is None else sorted({h for _, _, h in records if h in self.by_name})
         if not hosts:
             return []
@@ -616,9 +611,7 @@ class SshBackend:
         removed: list[str] = []
         for host, answer in sorted(answers.items()):
             if isinstance(answer, BaseException):
-                if running is not None and not isinstance(answer, HostUnavailable):
-                    raise answer
-                continue  # a host that does not answer now is cleaned the next time it does
+                continue  # a host that does not answer now (or its engine) is cleaned the next time it does
             removed += [f"{host}: {what}" for what in answer]
         return removed
 
@@ -654,10 +647,6 @@ class SshBackend:
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
-
-
-def _field(record: Any, name: str) -> Any:
-    return record.get(name) if isinstance(record, Mapping) else getattr(record, name, None)
 
 
 def _go_label(key: str) -> str:

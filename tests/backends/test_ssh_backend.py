@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from madengine.backends.base import ATTEMPT_ENV, Cancel, JobSpec, Workspace
+from madengine.backends.base import ATTEMPT_ENV, Cancel, Workspace
+from madengine.backends.specs import JobSpec
 from madengine.backends.ssh import SshBackend
 from madengine.madfile.model import SshTarget
 from madengine.state.model import Status

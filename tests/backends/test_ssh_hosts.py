@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from madengine.backends.base import Cancel, ImageSpec, Workspace
+from madengine.backends.base import Cancel, Workspace
+from madengine.backends.specs import ImageSpec
 from madengine.backends.ssh import SshBackend
 from madengine.madfile.model import SshTarget
 from madengine.state.model import Status

@@ -10,7 +10,7 @@ import pytest
 
 from madengine.backends import docker_cli
 from madengine.backends import docker_render as render
-from madengine.backends.base import JobSpec
+from madengine.backends.specs import JobSpec
 from madengine.compile.ir import DataMount, ScriptCall
 
 CTX = render.RunContext(workspace_id="ws1", run_dir_host="/home/b/.madengine/ws1/runs/r1",
