@@ -237,3 +237,26 @@ def test_each_hosts_facts_through_its_session_and_an_unreachable_one_said_in_pla
     assert isinstance(facts["node1"], HostFacts) and facts["node1"].hostname == "node1"
     assert isinstance(facts["node3"], HostFacts) and facts["node3"].hostname == "node3" and facts["node3"].docker
     assert isinstance(facts["gone"], HostUnavailable) and "connection refused" in str(facts["gone"])
+
+
+def test_a_host_that_lost_an_image_gets_it_again_from_the_plan(
+        ssh_hosts: SshServices, registry: Registry, run_cli: RunCli, tmp_path: Path) -> None:  # noqa: F811
+    root = project(tmp_path / "p", ssh_hosts, registry.base_image, models=3, sleep="")
+    env = service_env()
+    code, out, err = run_cli("apply", "--yes", "-j", "3", cwd=root, env=env, timeout=300)
+    assert code == 0, out + err
+    tag = next(iter(json.loads((root / "madengine.lock").read_text())["images"].values()))["tag"]
+    assert all(tag in h.images() for h in ssh_hosts.nodes)
+    ssh_hosts["node2"].docker("image", "rm", tag)
+    code, out, err = run_cli("plan", cwd=root, env=env)
+    assert code == 0, out + err
+    assert "+ load image:a.ubuntu@cpu" in out and "lab/node2" in out and "lab/node1" not in out, out
+    before = len(attempts(root))
+    code, out, err = run_cli("apply", "--yes", cwd=root, env=env, timeout=300)
+    assert code == 0, out + err
+    assert tag in ssh_hosts["node2"].images()
+    assert len(attempts(root)) == before  # no job ran again
+    code, out, err = run_cli("plan", cwd=root, env=env)
+    assert "No changes" in out or "0 to" in out, out
+    for host in ssh_hosts.nodes:
+        host.docker("image", "rm", "--force", tag, check=False)
