@@ -260,3 +260,37 @@ def test_a_host_that_lost_an_image_gets_it_again_from_the_plan(
     assert "No changes" in out or "0 to" in out, out
     for host in ssh_hosts.nodes:
         host.docker("image", "rm", "--force", tag, check=False)
+
+
+def test_host_processes_on_the_hosts_and_a_changed_host_key_fails_only_that_hosts_job(
+        ssh_hosts: SshServices, tmp_path: Path) -> None:  # noqa: F811
+    from madengine.backends.base import ATTEMPT_ENV, Outcome
+    from madengine.backends.specs import JobSpec
+
+    root = tmp_path / "p"
+    (root / "scripts" / "m").mkdir(parents=True)
+    (root / "scripts" / "m" / "run.sh").write_text('echo "on $(hostname) in $PWD"\necho "performance: 1 x"\n')
+    known = ssh_hosts.known_hosts_with_changed_key(tmp_path / "known_hosts", "node2")
+    target = SshTarget.model_validate({"backend": "ssh", "container": "none", "hosts": ssh_hosts.madfile_hosts()})
+    b = SshBackend("lab", target, Workspace(root=root, state_dir=root / ".madengine", workspace_id="procs"),
+                   known_hosts=(known,))
+    outcomes: dict[str, tuple[Outcome, Path]] = {}
+    try:
+        for n, host in enumerate(("node1", "node2", "node3")):
+            job = JobSpec(address=f"job:m[n={n}]@cpu/lab#1", node_hash=f"sha256:{n:064x}", model="m", context="cpu",
+                          target="lab", script="scripts/m/run.sh", args=(), env={ATTEMPT_ENV: str(n)}, n_gpus=0,
+                          timeout=60, image_tag=None, image_digest=None,
+                          log_path=root / ".madengine" / "logs" / f"{host}.log", host=host)
+            outcomes[host] = (b.run(job, Cancel()), root / ".madengine" / "logs" / f"{host}.log")
+    finally:
+        b.close()
+    for host in ("node1", "node3"):
+        outcome, log = outcomes[host]
+        assert outcome.status is Status.SUCCESS, outcome
+        assert f"on {host} in " in log.read_text() and "/.madengine/procs/runs/job_m_" in log.read_text()
+        home = ssh_hosts[host].home  # each host's own home, seen from here
+        assert home is not None and any((home / ".madengine" / "procs" / "runs").glob("job_m_*"))
+    refused, _ = outcomes["node2"]
+    assert refused.status is Status.FAILURE and refused.message.startswith("node2: the host key of 10.200.0.12:22 "
+                                                                           "has CHANGED"), refused
+    assert "\n" not in refused.message
