@@ -170,6 +170,7 @@ class SshBackend:
         self._lock = threading.Lock()
         self._sessions: dict[str, FabricSession] = {}
         self._places: dict[str, _Place] = {}
+        self._listings: dict[str, tuple[list[tuple[str, Path]], str]] = {}  # package_dir -> (entries, id)
         self._builder: DockerBackend | None = None
         self._undelivered: dict[tuple[str, str], str] = {}  # (tag, host) -> why it is not there
         self.unreachable: dict[str, str] = {}  # host -> why, as plan's observation found
@@ -198,6 +199,7 @@ class SshBackend:
             sessions = list(self._sessions.values())
             self._sessions.clear()
             self._places.clear()
+            self._listings.clear()
         for s in sessions:
             s.close()
 
@@ -244,8 +246,7 @@ class SshBackend:
         with place.lock:
             if job.package_dir in place.packages:
                 return place
-            entries = self.package_entries(job)
-            ident = _package_id(entries)
+            entries, ident = self._package_listing(job.package_dir)
             if place.packages.get("@id") != ident:
                 session = self.session(host)
                 session.put_many([(name, path) for name, path in entries], place.package, replace_all=True)
@@ -257,10 +258,24 @@ class SshBackend:
             place.packages[job.package_dir] = place.package
             return place
 
+    def _package_listing(self, package_dir: str) -> tuple[list[tuple[str, Path]], str]:
+        """The package's entries and their id, listed once per command (not once per host)."""
+        with self._lock:
+            known = self._listings.get(package_dir)
+        if known is None:
+            entries = self._entries(package_dir)
+            known = (entries, _package_id(entries))
+            with self._lock:
+                self._listings[package_dir] = known
+        return known
+
     def package_entries(self, job: JobSpec) -> list[tuple[str, Path]]:
+        return self._package_listing(job.package_dir)[0]
+
+    def _entries(self, package_dir: str) -> list[tuple[str, Path]]:
         """The MAD package root's top-level entries sent to the hosts: as the docker backend mounts them
         (not hidden ones, not the state directory, never credential.json)."""
-        package = (self.workspace.root / job.package_dir).resolve()
+        package = (self.workspace.root / package_dir).resolve()
         state_dir = self.workspace.state_dir.resolve()
         return [(e.name, e) for e in sorted(package.iterdir())
                 if not e.name.startswith(".") and e.name != CREDENTIAL_FILE and e.resolve() != state_dir]

@@ -100,3 +100,21 @@ def test_a_job_on_a_host_that_did_not_get_its_image_fails_saying_why(private_ssh
     outcome = b.run(replace(job(b, 1, "a"), image_tag="madengine/x:1"), Cancel())
     assert outcome.status is Status.FAILURE
     assert outcome.message == "a: image madengine/x:1 was not delivered here: docker load: no space left on device"
+
+
+def test_a_hostile_workdir_and_host_env_are_data_on_the_host(private_sshd: PrivateSshd,  # noqa: F811
+                                                               tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    workdir = tmp_path / f"w $(touch {marker}); `touch {marker}` 'q\""
+    env = {"HOSTILE": f"$(touch {marker})\n'\"", "ROCR_VISIBLE_DEVICES": "0,1"}
+    b = make(private_sshd, tmp_path / "p", [host(private_sshd, "h", env=env)], workdir)
+    script = 'printf "env<%s><%s>\\n" "$HOSTILE" "$ROCR_VISIBLE_DEVICES"\n'
+    (tmp_path / "p" / "scripts" / "m" / "run.sh").write_text(script)
+    try:
+        j = job(b, 1, "h")
+        outcome = b.run(j, Cancel())
+    finally:
+        b.close()
+    assert outcome.status is Status.SUCCESS, outcome
+    assert j.log_path is not None and f"env<{env['HOSTILE']}><0,1>\n" in j.log_path.read_text()
+    assert not marker.exists() and workdir.is_dir()  # the directory of that very name
