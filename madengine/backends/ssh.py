@@ -375,7 +375,7 @@ class SshBackend:
         return self.builder().push(image, log_path, cancel)
 
     def _deliver_everywhere(self, image: ImageSpec, log_path: Path, cancel: Cancel, built: Outcome) -> Outcome:
-        results = self._each_host(lambda host: self.deliver(image, host, log_path, cancel))
+        results = self._each_host(lambda host: self._ensure_on(image, host, log_path, cancel, built.image_id))
         delivered = {h: r for h, r in results.items() if isinstance(r, Outcome) and r.status is Status.SUCCESS}
         failed = {h: (r.message if isinstance(r, Outcome) else _one_line(str(r))) for h, r in results.items()
                   if h not in delivered}
@@ -403,6 +403,19 @@ class SshBackend:
         if outcome.status is Status.SUCCESS:
             self._undelivered.pop((image.tag, host), None)
         return outcome
+
+    def _ensure_on(self, image: ImageSpec, host: str, log_path: Path, cancel: Cancel,
+                   image_id: str | None) -> Outcome:
+        """`deliver`, unless the host already holds this very image (the same id, when it is known)."""
+        try:
+            seen = self._inspect(host, image.tag)
+        except (HostUnavailable, OSError):
+            seen = None  # said by deliver, which tries again
+        if seen is not None and seen[1] == image.node_hash and image_id in (None, seen[0]):
+            _log(log_path, f"{host}: {image.tag} is there already\n")
+            self._undelivered.pop((image.tag, host), None)
+            return Outcome(Status.SUCCESS, image_id=seen[0], host=host, message=f"{image.tag} is there already")
+        return self.deliver(image, host, log_path, cancel)
 
     def _inspect(self, host: str, ref: str) -> tuple[str, str] | None:
         """(image id, its madengine.node label) of `ref` on the host, or None when it has no such image."""

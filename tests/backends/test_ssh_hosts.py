@@ -294,3 +294,21 @@ def test_host_processes_on_the_hosts_and_a_changed_host_key_fails_only_that_host
     assert refused.status is Status.FAILURE and refused.message.startswith("node2: the host key of 10.200.0.12:22 "
                                                                            "has CHANGED"), refused
     assert "\n" not in refused.message
+
+
+def test_a_build_sends_the_image_only_to_the_hosts_that_lack_it(
+        ssh_hosts: SshServices, registry: Registry, tmp_path: Path) -> None:  # noqa: F811
+    image = image_project(tmp_path, registry.base_image)
+    b = backend_for(ssh_hosts, tmp_path, ["node1", "node2"])
+    try:
+        assert b.build(image, tmp_path / "build.log", Cancel()).status is Status.SUCCESS
+        ssh_hosts["node2"].docker("image", "rm", image.tag)
+        (tmp_path / "build.log").write_text("")
+        assert b.build(image, tmp_path / "build.log", Cancel()).status is Status.SUCCESS  # cached: the same id
+        log = (tmp_path / "build.log").read_text()
+        assert f"node1: {image.tag} is there already" in log and "node2: sent " in log, log
+        assert image.tag in ssh_hosts["node2"].images()
+    finally:
+        b.close()
+        for host in ssh_hosts.nodes:
+            host.docker("image", "rm", "--force", image.tag, check=False)
