@@ -608,6 +608,10 @@ class SshBackend:
             done.set()
             watcher.join(90)
         if stopped:
+            # Again, now that the CLI is gone: stopped before its container existed, the first removal
+            # found none, and the CLI may have created it since.
+            with contextlib.suppress(HostUnavailable):
+                session.run_simple(shlex.join(["docker", "rm", "--force", name]), timeout=60)
             with contextlib.suppress(OSError):
                 log.write(f"\nmadengine: {stopped[0][1]}; container removed\n".encode())
             return Outcome(stopped[0][0], message=stopped[0][1], host=host.name, details={"container": name})

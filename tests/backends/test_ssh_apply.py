@@ -85,3 +85,41 @@ def test_an_unknown_host_key_fails_the_hosts_jobs_with_the_hint(
     assert "host_key_check: accept-new" in line and "transient" not in line
     assert [s for _, s in statuses(root)] == ["SUCCESS", "FAILURE"]  # built here; the job failed, not skipped
     assert "Traceback" not in out + err
+
+
+def test_a_docker_job_cancelled_as_soon_as_it_is_handed_over_leaves_no_container(
+        tmp_path: Path, private_sshd: PrivateSshd, registry: Registry) -> None:  # noqa: F811
+    """The container's name is given before the container exists: a cancel at that very moment must still
+    remove the container that `docker run` creates right after."""
+    import docker
+
+    from madengine.backends.base import ATTEMPT_ENV, Cancel, Workspace
+    from madengine.backends.specs import JobSpec
+    from madengine.backends.ssh import SshBackend
+    from madengine.madfile.model import SshTarget
+    from madengine.state.model import Status
+
+    client = docker.from_env()
+    root = tmp_path / "p"
+    (root / "scripts").mkdir(parents=True)
+    (root / "scripts" / "run.sh").write_text("sleep 30\n")
+    workspace = Workspace(root=root, state_dir=root / ".madengine", workspace_id=f"c-{uuid.uuid4().hex[:8]}")
+    target = SshTarget.model_validate({"backend": "ssh", "workdir": str(tmp_path / "remote"), "hosts": [
+        {"name": "lo", "address": private_sshd.address, "port": private_sshd.port, "user": private_sshd.user,
+         "key": str(private_sshd.key)}]})
+    b = SshBackend("lab", target, workspace, known_hosts=(private_sshd.known_hosts,))
+    label = f"madengine.workspace={workspace.workspace_id}"
+    try:
+        for n in range(3):
+            cancel = Cancel()
+            cancel.on_start = lambda handle, c=cancel: c.event.set()
+            job = JobSpec(address=f"job:m[n={n}]@cpu/lab#1", node_hash=f"sha256:{n:064x}", model="m",
+                          context="cpu", target="lab", script="scripts/run.sh", args=(), env={ATTEMPT_ENV: str(n)},
+                          n_gpus=0, timeout=0, image_tag=registry.base_image, image_digest=None,
+                          log_path=workspace.logs / f"{n}.log", host="lo")
+            assert b.run(job, cancel).status is Status.INTERRUPTED
+            assert client.containers.list(all=True, filters={"label": label}) == []
+    finally:
+        b.close()
+        for c in client.containers.list(all=True, filters={"label": label}):
+            c.remove(force=True)
