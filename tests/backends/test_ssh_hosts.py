@@ -25,7 +25,7 @@ from madengine.backends.ssh import SshBackend
 from madengine.madfile.model import SshTarget
 from madengine.state.model import Status
 from tests.conftest import REPO_ROOT, RunCli
-from tests.infra.services import Registry, registry, service_env  # noqa: F401 (fixtures)
+from tests.infra.services import Registry, docker_client, registry, service_env  # noqa: F401 (fixtures)
 from tests.infra.ssh import SshServices, ssh_hosts, ssh_services, start_host, stop_host  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.docker
@@ -308,6 +308,24 @@ def test_a_build_sends_the_image_only_to_the_hosts_that_lack_it(
         log = (tmp_path / "build.log").read_text()
         assert f"node1: {image.tag} is there already" in log and "node2: sent " in log, log
         assert image.tag in ssh_hosts["node2"].images()
+    finally:
+        b.close()
+        for host in ssh_hosts.nodes:
+            host.docker("image", "rm", "--force", image.tag, check=False)
+
+
+def test_without_the_image_here_it_is_sent_from_a_host_that_has_it(
+        ssh_hosts: SshServices, registry: Registry, docker_client: Any, tmp_path: Path) -> None:  # noqa: F811
+    image = image_project(tmp_path, registry.base_image)
+    b = backend_for(ssh_hosts, tmp_path, ["node1", "node3"])
+    try:
+        assert b.build(image, tmp_path / "build.log", Cancel()).status is Status.SUCCESS
+        built_id = b.observe_images([image])["node1"][image.tag]
+        docker_client.images.remove(image.tag, force=True)  # gone from this machine's engine
+        ssh_hosts["node3"].docker("image", "rm", image.tag)
+        sent = b.deliver(image, "node3", tmp_path / "load.log", Cancel())
+        assert sent.status is Status.SUCCESS and sent.message == f"sent {image.tag} from node1", sent
+        assert sent.image_id == built_id and image.tag in ssh_hosts["node3"].images()
     finally:
         b.close()
         for host in ssh_hosts.nodes:
