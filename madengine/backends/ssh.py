@@ -50,6 +50,7 @@ from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.backends.ssh_session import FabricSession, HostKeyCheck, SshEndpoint, known_hosts_files
 from madengine.errors import Diagnostic
+from madengine.facts import FactsCache
 from madengine.state.model import Status
 
 if TYPE_CHECKING:  # the target's type only: pydantic is not needed to run a job
@@ -174,8 +175,6 @@ class SshBackend:
         self._builder: DockerBackend | None = None
         self._undelivered: dict[tuple[str, str], str] = {}  # (tag, host) -> why it is not there
         self.unreachable: dict[str, str] = {}  # host -> why, as plan's observation found
-        from madengine.facts import FactsCache
-
         self._facts = FactsCache()
 
     # --- hosts and sessions ---------------------------------------------------------------------------
@@ -199,7 +198,10 @@ class SshBackend:
             sessions = list(self._sessions.values())
             self._sessions.clear()
             self._places.clear()
-            self._listings.clear()
+            self._listings.clear()  # what this command knew of the hosts: the next one looks again
+            self._undelivered.clear()
+            self.unreachable.clear()
+            self._facts = FactsCache()
         for s in sessions:
             s.close()
 
