@@ -53,12 +53,13 @@ from madengine.backends.credentials import (
     load_credentials,
     redact,
 )
-from madengine.backends.local_session import LocalSession
+from madengine.backends.local_session import LocalSession, this_machine_facts
 from madengine.backends.registry_client import lookup_digest, parse_reference, resolve_digest
 from madengine.backends.rundir import collect_artifacts, prepare_run_dir
-from madengine.backends.session import HostInfo
+from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.errors import Diagnostic, MadengineError
+from madengine.facts.model import HostFacts
 from madengine.state.model import Status
 
 if TYPE_CHECKING:  # the target's type only: pydantic is not needed to run a job
@@ -662,6 +663,15 @@ class DockerBackend:
         return Outcome(Status.FAILURE, message=text, host=where, transient=self._transient(e))
 
     # --- scheduling and clean-up ------------------------------------------------------------------------
+
+    def observe_facts(self) -> Mapping[str, HostFacts | HostUnavailable]:
+        """This machine's facts, with the Docker version of the target's engine (its `host`, when set):
+        the engine runs the jobs, this machine's devices are what a local socket's containers get."""
+        try:
+            host = self.hosts()[0].name
+        except EngineUnavailable as e:  # a remote engine that does not answer: its facts are unknown
+            return {self.target_name: HostUnavailable(self.target_name, str(e))}
+        return {host: this_machine_facts(self.workspace.facts, host, self.target.host)}
 
     def hosts(self) -> list[HostInfo]:
         """One host: the engine's, by its host name (recorded with each run, as local records its own):

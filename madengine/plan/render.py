@@ -6,8 +6,9 @@ from madengine.plan.model import Action, Plan
 
 VERB = {Action.BUILD: "build", Action.REBUILD: "rebuild", Action.PULL: "pull", Action.LOAD: "load",
         Action.PUSH: "push", Action.RUN: "run",
-        Action.RERUN: "rerun", Action.NOOP: "up to date", Action.FAILED: "failed", Action.WAIT: "running"}
-STYLE = {"+": "green", "~": "yellow", "=": "dim", "!": "red", "*": "cyan"}
+        Action.RERUN: "rerun", Action.NOOP: "up to date", Action.FAILED: "failed", Action.WAIT: "running",
+        Action.SKIP: "skip", Action.SKIPPED: "skipped"}
+STYLE = {"+": "green", "~": "yellow", "=": "dim", "!": "red", "*": "cyan", "-": "magenta"}
 
 
 def plan_lines(plan: Plan, show_unchanged: bool = True) -> list[tuple[str, str]]:
@@ -34,11 +35,12 @@ def render_text(plan: Plan, show_unchanged: bool = True) -> str:
 def no_changes(plan: Plan) -> str:
     """What a plan without changes says: up to date, or what stays failed or running (for `plan` and `apply`)."""
     n = plan.counts()
+    skipped = f"; {n['skipped']} skipped (skip_gpu_arch)" if n["skipped"] else ""
     if not n["failed"] and not n["running"]:
-        return "No changes: everything is up to date."
+        return f"No changes: everything is up to date{skipped}."
     notes = []
     if n["failed"]:
         notes.append(f"{n['failed']} failed job(s) stay failed until rerun with --rerun-failed")
     if n["running"]:
         notes.append(f"{n['running']} job(s) are running in another apply")
-    return "No changes to apply: " + "; ".join(notes) + "."
+    return "No changes to apply: " + "; ".join(notes) + skipped + "."
