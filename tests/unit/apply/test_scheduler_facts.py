@@ -52,7 +52,8 @@ def test_each_attempt_records_the_facts_of_the_host_it_ran_on(tmp_path: Path) ->
         jobs = [a for a in store.attempts() if a.address.startswith("job:")]
     assert {a.host for a in jobs} == {"n1", "n2"}
     for a in jobs:
-        assert a.facts == fake.facts[a.host].to_dict()  # type: ignore[union-attr]
+        facts = fake.facts[str(a.host)]
+        assert isinstance(facts, HostFacts) and a.facts == facts.to_dict()
     assert [c for c in fake.calls if c[0] == "observe_facts"] == [("observe_facts", "n1,n2")] * 2  # plan, apply
 
 
