@@ -39,14 +39,29 @@ from madengine.state.store import StateStore
 
 def observe(store: StateStore, graph: Dag, lock: Lock, backends: Mapping[str, Backend],
             registry: str | None) -> Observed:
-    # Backends are made here, on this thread (made on first use, not thread-safe); observed on others.
-    job_targets = {t: backends.get(t) for t in sorted({d["target"] for d in graph.nodes.values()
-                                                        if d["kind"] == "job"})}
+    job_targets = {d["target"] for d in graph.nodes.values() if d["kind"] == "job"}
     with ThreadPoolExecutor(max_workers=max(1, len(job_targets)), thread_name_prefix="facts") as pool:
-        pending = {t: pool.submit(_target_facts, b) for t, b in job_targets.items()}
+        pending = _submit(pool, backends, job_targets)
         observed = _observe(store, graph, lock, backends, registry)
         facts, unknown = gather_facts(pending)
     return dataclasses.replace(observed, facts=facts, facts_unknown=unknown)
+
+
+def _submit(pool: ThreadPoolExecutor, backends: Mapping[str, Backend], targets: Iterable[str]) \
+        -> dict[str, Future[Mapping[str, HostFacts | Exception]]]:
+    """Each target's facts observed on the pool. Backends are made here, on this thread (they are made
+    on first use, which is not thread-safe); one that cannot be made has its error for facts."""
+    pending: dict[str, Future[Mapping[str, HostFacts | Exception]]] = {}
+    for target in sorted(set(targets)):
+        try:
+            backend = backends.get(target)
+        except Exception as e:  # a backend that is not installed...: said where it matters, not here
+            failed: Future[Mapping[str, HostFacts | Exception]] = Future()
+            failed.set_exception(e)
+            pending[target] = failed
+            continue
+        pending[target] = pool.submit(_target_facts, backend)
+    return pending
 
 
 def _target_facts(backend: Backend | None) -> Mapping[str, HostFacts | Exception]:
@@ -77,11 +92,11 @@ def gather_facts(pending: Mapping[str, Future[Mapping[str, HostFacts | Exception
 def observe_facts(backends: Mapping[str, Backend], targets: Iterable[str]) \
         -> tuple[dict[tuple[str, str], HostFacts], dict[tuple[str, str], str]]:
     """The facts of these targets' hosts, targets in parallel (see `gather_facts`)."""
-    wanted = {t: backends.get(t) for t in sorted(set(targets))}
+    wanted = set(targets)
     if not wanted:
         return {}, {}
     with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="facts") as pool:
-        pending = {t: pool.submit(_target_facts, b) for t, b in wanted.items()}
+        pending = _submit(pool, backends, wanted)
     return gather_facts(pending)
 
 
