@@ -22,6 +22,7 @@ Host facts (`madengine.facts`), observed per (target, host):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -224,12 +225,21 @@ def _facts_moved(entry: JobEntry, last: Attempt, observed: Observed, options: Pl
     now = observed.facts.get((entry.target, host))
     if now is None:
         return None, f"facts not compared: {host or 'its host'} is no longer a host of {entry.target}"
+    if last.facts == _as_dict(now):  # the common case, answered without reading the record
+        return None, ""
     try:
         before = HostFacts.from_dict(last.facts)
     except ValueError:  # a record this version cannot read is no evidence of a change
         return None, ""
     moved = changed(before, now, keys)
     return (change_note(host, moved) if moved else None), ""
+
+
+@functools.lru_cache(maxsize=256)
+def _as_dict(facts: HostFacts) -> dict[str, Any]:
+    """A host's facts as attempts record them, made once per host (not once per job of a no-op plan).
+    Read only."""
+    return facts.to_dict()
 
 
 def _job_record_change(address: str, entry: JobEntry, observed: Observed, options: PlanOptions,
