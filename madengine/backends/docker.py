@@ -666,11 +666,10 @@ class DockerBackend:
 
     def observe_facts(self) -> Mapping[str, HostFacts | HostUnavailable]:
         """This machine's facts, with the Docker version of the target's engine (its `host`, when set):
-        the engine runs the jobs, this machine's devices are what a local socket's containers get."""
-        try:
-            host = self.hosts()[0].name
-        except EngineUnavailable as e:  # a remote engine that does not answer: its facts are unknown
-            return {self.target_name: HostUnavailable(self.target_name, str(e))}
+        the engine runs the jobs, this machine's devices are what a local socket's containers get. A
+        remote engine that does not answer cannot name its host: EngineUnavailable (the target's facts
+        are unknown)."""
+        host = self.hosts()[0].name
         return {host: this_machine_facts(self.workspace.facts, host, self.target.host)}
 
     def hosts(self) -> list[HostInfo]:

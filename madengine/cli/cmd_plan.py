@@ -44,7 +44,7 @@ def plan(
     from madengine.cli.options import madfile_path
     from madengine.pipeline import make_plan, realization
     from madengine.plan import planfile
-    from madengine.plan.render import render_text
+    from madengine.plan.render import facts_notes, render_text
     from madengine.state.store import StateStore
 
     path = madfile_path(file, chdir)
@@ -53,7 +53,9 @@ def plan(
         if r.lock_note:  # the lock was refreshed: said, as cargo says `Updating`, on stderr
             typer.echo(r.lock_note, err=True)
         with StateStore.open(r.state_path, readonly=True) as store:
-            the_plan, _ = make_plan(r, store, replace, rerun_failed)
+            the_plan, observed = make_plan(r, store, replace, rerun_failed)
+        for note in facts_notes(observed):  # never fatal: said on stderr, as the lock note is
+            typer.echo(note, err=True)
     except Exception:
         if detailed_exitcode:  # Terraform's contract: 1 is an error whatever the error was
             _exit_one_on_error()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from madengine.plan.model import Action, Plan
+from madengine.state.model import Observed
 
 VERB = {Action.BUILD: "build", Action.REBUILD: "rebuild", Action.PULL: "pull", Action.LOAD: "load",
         Action.PUSH: "push", Action.RUN: "run",
@@ -44,3 +45,10 @@ def no_changes(plan: Plan) -> str:
     if n["running"]:
         notes.append(f"{n['running']} job(s) are running in another apply")
     return "No changes to apply: " + "; ".join(notes) + skipped + "."
+
+
+def facts_notes(observed: Observed) -> list[str]:
+    """One line per host whose facts could not be observed (a whole target when it could not even name
+    its hosts): its jobs are planned as usual, their results there not compared. For stderr."""
+    return [f"facts of {target}{'/' + host if host else ''} unknown ({why}): its jobs are planned without them"
+            for (target, host), why in sorted(observed.facts_unknown.items())]

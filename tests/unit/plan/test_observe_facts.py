@@ -46,3 +46,15 @@ def test_facts_of_what_can_be_observed_and_why_the_rest_cannot() -> None:
     assert unknown == {("lab", "n2"): "connection refused", ("hung", ""): "the engine hung up",
                        ("slurmy", ""): "no backend named 'slurmy' is installed"}
     assert observe_facts(backends, []) == ({}, {})
+
+
+def test_the_hosts_whose_facts_are_unknown_are_named_once_each() -> None:
+    from madengine.plan.render import facts_notes
+    from madengine.state.model import Observed
+
+    observed = Observed(serial=1, images={}, latest={}, facts={("lab", "n1"): N1},
+                        facts_unknown={("lab", "n3"): "connection refused", ("dock", ""): "engine down"})
+    assert facts_notes(observed) == [
+        "facts of dock unknown (engine down): its jobs are planned without them",
+        "facts of lab/n3 unknown (connection refused): its jobs are planned without them"]
+    assert facts_notes(Observed(serial=1, images={}, latest={})) == []
