@@ -184,8 +184,9 @@ class Backend(Protocol):
         """Read-only: the facts of each host `hosts()` names (host name -> facts), observed once per
         command (through `Workspace.facts`), hosts in parallel. A host that cannot be reached maps to its
         HostUnavailable instead of raising (the other hosts are not held up by it); raises only when the
-        target cannot even name its hosts (all its facts are then unknown). Facts never fail a plan by
-        themselves, and a missing tool is no error (the facts say what is unknown)."""
+        target cannot even name its hosts (all its facts are then unknown); {} for a backend that has no
+        way to observe them (nothing is compared). Facts never fail a plan by themselves, and a missing
+        tool is no error (the facts say what is unknown)."""
         ...
 
     def hosts(self) -> list[HostInfo]:

@@ -666,9 +666,12 @@ class DockerBackend:
 
     def observe_facts(self) -> Mapping[str, HostFacts | HostUnavailable]:
         """This machine's facts, with the Docker version of the target's engine (its `host`, when set):
-        the engine runs the jobs, this machine's devices are what a local socket's containers get. A
-        remote engine that does not answer cannot name its host: EngineUnavailable (the target's facts
-        are unknown)."""
+        a local socket's engine runs its containers here, on this machine's devices. A remote engine's
+        (tcp://, ssh://) host is another machine that no probe reaches: its facts are not observed ({}),
+        so they are never taken for this machine's (its jobs are then compared and skipped on nothing,
+        and perf.csv names the engine's host as before)."""
+        if probe.socket_path(self.target.host) is None:
+            return {}
         host = self.hosts()[0].name
         return {host: this_machine_facts(self.workspace.facts, host, self.target.host)}
 
