@@ -336,7 +336,7 @@ class SshBackend:
     def observe_registry(self, image: ImageSpec) -> str | None:
         return self.builder().observe_registry(image) if self.container == "docker" else None
 
-    def observe_facts(self) -> dict[str, HostFacts | Exception]:
+    def observe_facts(self) -> dict[str, HostFacts | HostUnavailable]:
         """Read-only: every host's facts (facts.probe through its session), all hosts at once and each
         once per command; a host that cannot be reached has its HostUnavailable in place of facts."""
         from madengine.facts import probe_session
@@ -344,7 +344,12 @@ class SshBackend:
         def observer(host: str) -> Callable[[], HostFacts]:
             return lambda: probe_session(self.session(host))
 
-        return self._facts.get_all({h: observer(h) for h in self.by_name})
+        out: dict[str, HostFacts | HostUnavailable] = {}
+        for host, facts in self._facts.get_all({h: observer(h) for h in self.by_name}).items():
+            if isinstance(facts, Exception) and not isinstance(facts, HostUnavailable):
+                facts = HostUnavailable(host, _one_line(str(facts)) or type(facts).__name__)
+            out[host] = facts
+        return out
 
     # --- images -----------------------------------------------------------------------------------------
 
