@@ -32,6 +32,7 @@ from madengine.backends.base import ATTEMPT_ENV, Backend, Cancel, OrphanRecord, 
 from madengine.backends.session import HostInfo
 from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.compile.ir import ScriptCall
+from madengine.facts import HostFacts, probe_local
 from madengine.state.model import Status
 from tests.backends.conftest import Harness
 
@@ -147,6 +148,21 @@ def test_images_are_observed_per_host_of_the_target(harness: Harness) -> None:
         assert {host: dict(tags) for host, tags in seen.items()} == {h.name: {} for h in b.hosts()}
     else:
         assert seen == {}
+
+
+def test_facts_are_observed_per_host_of_the_target_once_per_command(harness: Harness) -> None:
+    """One answer per host `hosts()` names: its facts, or why they cannot be observed; asked again in
+    the same command (the same Workspace), nothing is probed again."""
+    b = harness.backend
+    seen = b.observe_facts()
+    assert set(seen) == {h.name for h in b.hosts()}
+    for host, facts in seen.items():
+        assert isinstance(facts, HostFacts), f"{host}: {facts}"
+        assert facts.hostname  # every host knows its own name
+    probed = harness.workspace.facts.known()
+    assert probed and b.observe_facts() == seen and harness.workspace.facts.known() == probed
+    if b.name in ("local", "docker"):  # this machine, with the docker version of its engine
+        assert list(seen.values()) == [probe_local()]
 
 
 @pytest.mark.parametrize("gpus", [None, 0, 2])
@@ -339,18 +355,30 @@ def test_a_job_cancelled_before_it_starts_is_interrupted(harness: Harness) -> No
 
 
 def test_cancel_from_another_thread_interrupts_quickly_and_leaves_nothing(harness: Harness) -> None:
+    """Cancelled half a second after the job started (its handle was given): a remote host takes a while
+    to get there, which the "quickly" does not count."""
     handles: list[str] = []
-    cancel = Cancel(on_start=handles.append)
+    cancelled_at: list[float] = []
+
+    def cancel_now() -> None:
+        cancelled_at.append(time.monotonic())
+        cancel.event.set()
+
+    timer = threading.Timer(0.5, cancel_now)
+
+    def on_start(handle: str) -> None:
+        handles.append(handle)
+        if len(handles) == 1:
+            timer.start()
+
+    cancel = Cancel(on_start=on_start)
     job = harness.job("sleep", "30", timeout=0)
-    timer = threading.Timer(0.5, cancel.event.set)
-    timer.start()
-    started = time.monotonic()
     try:
         outcome = run(harness.backend, job, cancel)
     finally:
         timer.cancel()
     assert outcome.status is Status.INTERRUPTED, (outcome, log_of(job))
-    assert time.monotonic() - started < QUICK
+    assert cancelled_at and time.monotonic() - cancelled_at[0] < QUICK
     assert harness.leftovers() == []
     assert handles and all(isinstance(h, str) and h for h in handles)
     assert "woke up" not in log_of(job)
