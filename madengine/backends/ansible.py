@@ -50,6 +50,8 @@ from madengine.madfile.model import is_secret_name
 from madengine.state.model import Status
 
 if TYPE_CHECKING:  # the target's type only: pydantic is not needed to run a job
+    from madengine.backends.ssh import SshBackend
+    from madengine.facts.model import HostFacts
     from madengine.madfile.model import AnsibleTarget
 
 INSTALL_HINT = "install it with `pip install 'madengine[ansible]'` (ansible-core and ansible-runner)"
@@ -184,6 +186,7 @@ class AnsibleBackend:
         self.hosts_by_name = {h.name: h for h in target_hosts(target, workspace.root)}
         self._lock = threading.Lock()
         self._engine: DockerBackend | None = None
+        self._facts: SshBackend | None = None
 
 
     # --- configuration --------------------------------------------------------------------------
@@ -259,6 +262,34 @@ class AnsibleBackend:
 
     def observe_registry(self, image: ImageSpec) -> str | None:
         return self._local().observe_registry(image)
+
+    def observe_facts(self) -> Mapping[str, HostFacts | HostUnavailable]:
+        """Every host's facts, as the `ssh` backend observes them (one SSH connection a host, the same
+        hosts, keys and host key checking): a playbook run a host would take seconds, for a few commands."""
+        return self._ssh().observe_facts()
+
+    def _ssh(self) -> SshBackend:
+        from madengine.backends.ssh import SshBackend
+        from madengine.backends.ssh_session import known_hosts_files
+        from madengine.madfile.model import SshTarget
+
+        with self._lock:
+            if self._facts is None:
+                config = SshTarget.model_validate({**self.target.model_dump(exclude={"backend", "playbook_extra_vars",
+                                                                                     "forks"}), "backend": "ssh"})
+                known = os.environ.get(KNOWN_HOSTS_ENV)
+                self._facts = SshBackend(self.target_name, config, self.workspace,
+                                         known_hosts=[*([Path(known)] if known else []), *known_hosts_files()])
+            return self._facts
+
+    def close(self) -> None:
+        """The end of a command: the facts' SSH connections and this machine's engine are let go (ssh
+        connections of playbook runs close themselves, ControlPersist seconds after their last use)."""
+        with self._lock:
+            made, self._facts, engine, self._engine = self._facts, None, self._engine, None
+        for backend in (made, engine):
+            if backend is not None:
+                backend.close()
 
     def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
         return None  # the hosts are reached at apply; a host that cannot take a job fails it there

@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 
 from madengine.backends.ansible import AnsibleBackend
-from madengine.backends.base import ATTEMPT_ENV, Cancel, Outcome, Workspace
+from madengine.backends.base import ATTEMPT_ENV, Backend, Cancel, Outcome, Workspace
+from madengine.backends.session import HostUnavailable
 from madengine.backends.specs import JobSpec
+from madengine.facts.model import HostFacts
 from madengine.madfile.model import AnsibleTarget
 from madengine.state.model import Status
 from tests.conftest import REPO_ROOT, RunCli
@@ -209,3 +211,17 @@ def test_a_killed_applys_job_is_stopped_on_its_host_by_the_next(run_cli: RunCli,
     assert "cleaned up job_m_" in out and " on lo" in out, out
     assert not sleeping(marker)
     assert "SUCCESS     job:m@default/lab#1" in out
+
+
+def test_the_backend_speaks_the_protocol_and_observes_facts(tmp_path: Path, ssh_hosts: SshServices,
+                                                             known_hosts: Path) -> None:
+    with socketless_port() as dead:
+        b: Backend = backend(tmp_path, host(ssh_hosts.loopback), host(ssh_hosts.loopback, name="gone", port=dead))
+        assert isinstance(b, Backend)
+        assert [h.name for h in b.hosts()] == ["lo", "gone"]
+        try:
+            facts = b.observe_facts()
+        finally:
+            b.close()
+    assert isinstance(facts["lo"], HostFacts) and facts["lo"].hostname  # observed through ssh, as `ssh` does
+    assert isinstance(facts["gone"], HostUnavailable)  # in place of its facts: the plan goes on
