@@ -306,55 +306,20 @@ def host_steps(job: JobSpec) -> tuple[str, ...]:
 
 def docker_steps(job: JobSpec, *, workspace_id: str, container: str, system_gpus: int | None,
                  network: str | None = None) -> tuple[tuple[str, ...], dict[str, str]]:
-    """A job in its image on the host (`container: docker`): `docker run ...` (for DOCKER_DRIVER, which
-    mounts the run directory) and the environment the docker CLI passes into the container (`-e NAME`:
-    values are never on a command line). The container's arguments are docker_render's (the backend
-    `docker` gives the SDK the same)."""
+    """A job in its image on the host (`container: docker`): `docker run ...` as the `ssh` backend runs it
+    (docker_cli.run_argv: values passed by name, never on a command line), for DOCKER_DRIVER, which mounts
+    the run directory; and the environment the docker CLI passes into the container."""
+    from madengine.backends.docker_cli import run_argv
+
     ctx = docker_render.RunContext(workspace_id=workspace_id, run_dir_host=_RUN_DIR_SENTINEL, network=network,
                                    system_gpus=system_gpus)
-    kwargs = docker_render.run_arguments(job, ctx)
-    chosen = "given" if "network_mode" in kwargs else "auto"
-    argv, env = docker_cli(kwargs, name=container, remove=not job.keep_alive)
+    chosen = "given" if "network_mode" in docker_render.run_arguments(job, ctx) else "auto"
+    argv, env = run_argv(job, ctx, name=container, remove=not job.keep_alive)
+    at = argv.index(_RUN_DIR_MOUNT)  # DOCKER_DRIVER mounts the run directory, which only the host knows
+    if argv[at - 1] != "--volume":
+        raise ValueError(f"{job.address}: the run directory is not a --volume of `docker run`")
+    del argv[at - 1:at + 1]
     return (*argv[:2], chosen, *argv[2:]), env
-
-
-def docker_cli(kwargs: Mapping[str, Any], *, name: str, remove: bool) -> tuple[list[str], dict[str, str]]:
-    """The `docker run` argv for SDK `containers.create` kwargs (docker_render.run_arguments), and the
-    environment it reads the container's variables from. A key it cannot translate is an error."""
-    kw = dict(kwargs)
-    argv: list[str] = ["docker", "run", "--name", name, "--pull", "never"]  # images are delivered, never pulled here
-    if remove:
-        argv.append("--rm")
-    for key, value in sorted(kw.pop("labels", {}).items()):
-        argv += ["--label", f"{key}={value}"]
-    env: dict[str, str] = dict(kw.pop("environment", {}))
-    for key in sorted(env):
-        argv += ["-e", key]
-    for spec in kw.pop("volumes", []):
-        if spec != _RUN_DIR_MOUNT:  # DOCKER_DRIVER mounts the run directory, which only the host knows
-            argv += ["-v", spec]
-    lists = {"devices": "--device", "group_add": "--group-add", "security_opt": "--security-opt",
-             "cap_add": "--cap-add", "cap_drop": "--cap-drop"}
-    values = {"ipc_mode": "--ipc", "network_mode": "--network", "shm_size": "--shm-size", "user": "--user"}
-    for key, option in lists.items():
-        for item in kw.pop(key, []):
-            argv += [option, str(item)]
-    for key, option in values.items():
-        if key in kw:
-            argv += [option, str(kw.pop(key))]
-    if kw.pop("privileged", False):
-        argv.append("--privileged")
-    for limit in kw.pop("ulimits", []):
-        argv += ["--ulimit", f"{limit['name']}={limit['soft']}:{limit['hard']}"]
-    for request in kw.pop("device_requests", []):
-        if request.get("device_ids"):  # quoted: docker reads --gpus as CSV, and device=0,1 holds a comma
-            argv += ["--gpus", f'"device={",".join(request["device_ids"])}"']
-        else:
-            argv += ["--gpus", "all" if request.get("count", -1) < 0 else str(request["count"])]
-    image, entrypoint, command = kw.pop("image"), list(kw.pop("entrypoint")), list(kw.pop("command"))
-    if kw:
-        raise ValueError(f"cannot pass {', '.join(sorted(kw))} to `docker run`")
-    return [*argv, "--entrypoint", entrypoint[0], image, *entrypoint[1:], *command], env
 
 
 # --- rendering ------------------------------------------------------------------------------------
