@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from madengine.backends import ansible_render as render
 from madengine.backends import docker_render
 from madengine.backends.base import ATTEMPT_ENV, Cancel, OrphanRecord, Outcome, RunArtifacts, Workspace
-from madengine.backends.docker import DockerBackend
 from madengine.backends.rundir import fill_run_dir
 from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
@@ -143,31 +142,6 @@ def ssh_reason(text: str) -> str:
     return _one_line(text)
 
 
-@dataclass
-class _HostEvents:
-    """Per host, what the last task said, from a playbook over many hosts (an images playbook)."""
-
-    output: dict[str, str] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)
-
-    def __call__(self, event: Mapping[str, Any]) -> bool:
-        kind = event.get("event", "")
-        data = event.get("event_data") or {}
-        host, res = str(data.get("host") or ""), data.get("res") or {}
-        if kind == "runner_on_ok":
-            self.output[host] = str(res.get("stdout") or "")
-        elif kind in ("runner_on_failed", "runner_on_unreachable") and host not in self.failed:
-            text = str(res.get("stderr") or res.get("msg") or res.get("module_stderr") or "failed")
-            self.failed[host] = f"unreachable: {ssh_reason(text)}" if kind == "runner_on_unreachable" \
-                else f"{data.get('task')}: {_one_line(text)}"
-        return False
-
-
-def _logged(log_path: Path, outcome: Outcome) -> Outcome:
-    _note(log_path, f"madengine: {outcome.message}")
-    return outcome
-
-
 def _one_line(text: str, limit: int = 300) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     line = " ".join(lines[:3]) if lines else ""
@@ -185,7 +159,6 @@ class AnsibleBackend:
         self.container: str = target.container
         self.hosts_by_name = {h.name: h for h in target_hosts(target, workspace.root)}
         self._lock = threading.Lock()
-        self._engine: DockerBackend | None = None
         self._facts: SshBackend | None = None
 
 
@@ -235,33 +208,34 @@ class AnsibleBackend:
         cap = self.target.max_parallel_per_host
         return [HostInfo(h.name, h.gpus, cap) for h in self.hosts_by_name.values()]
 
-    # --- images --------------------------------------------------------------------------------
+    # --- images and facts ----------------------------------------------------------------------
     #
-    # Images are built on this machine (its Docker engine, as the `docker` backend builds them), then
-    # brought to the hosts by a playbook: pulled from the registry when there is one (the label checked,
-    # as `pull` does), else a `docker save` archive copied and loaded (once per image and host).
+    # As the `ssh` backend does them, through it (the same hosts, keys and host key checking; one SSH
+    # connection a host): images are built on this machine's engine and brought to the hosts that lack
+    # them (a registry pull with the label checked, else `docker save` streamed into `docker load`),
+    # observed with one `docker image ls` a host; host facts are probed the same way. A playbook run a
+    # host would take seconds for what is one command.
 
-    def observe_images(self, images: Sequence[ImageSpec]) -> dict[str, dict[str, str]]:
-        """Per host, which of these images' tags it holds, with their ids: one playbook over every host
-        (one `docker image ls` each). A host that cannot be asked is left out (its jobs fail at apply,
-        with its reason); HostUnavailable when none can be."""
-        if self.container == "none" or not images:
-            return {}
-        tags = sorted({i.tag for i in images})
-        results = self._images_playbook("list", list(self.hosts_by_name), Cancel(), tags=tags)
-        found: dict[str, dict[str, str]] = {}
-        for host, (ok, text) in results.items():
-            if ok:
-                found[host] = {tag: image_id for tag, _, image_id in
-                               (line.strip().partition(" ") for line in text.splitlines()) if tag in tags}
-        if not found:
-            host, (_, why) = next(iter(results.items()))
-            raise HostUnavailable(host, why, hint=f"check the hosts of target {self.target_name} (ssh, their Docker "
-                                  "engine), or leave it out (--target)")
-        return found
+    def observe_images(self, images: Sequence[ImageSpec]) -> Mapping[str, Mapping[str, str]]:
+        return self._ssh().observe_images(images)
 
     def observe_registry(self, image: ImageSpec) -> str | None:
-        return self._local().observe_registry(image)
+        return self._ssh().observe_registry(image)
+
+    def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
+        return self._ssh().observe_runnable(gpu_vendor, n_gpus)
+
+    def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        return self._ssh().build(image, log_path, cancel)
+
+    def push(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        return self._ssh().push(image, log_path, cancel)
+
+    def pull(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        return self._ssh().pull(image, log_path, cancel)
+
+    def deliver(self, image: ImageSpec, host: str, log_path: Path, cancel: Cancel) -> Outcome:
+        return self._ssh().deliver(image, host, log_path, cancel)
 
     def observe_facts(self) -> Mapping[str, HostFacts | HostUnavailable]:
         """Every host's facts, as the `ssh` backend observes them (one SSH connection a host, the same
@@ -283,110 +257,12 @@ class AnsibleBackend:
             return self._facts
 
     def close(self) -> None:
-        """The end of a command: the facts' SSH connections and this machine's engine are let go (ssh
-        connections of playbook runs close themselves, ControlPersist seconds after their last use)."""
+        """The end of a command: the `ssh` backend's connections (images, facts) are let go; ssh
+        connections of playbook runs close themselves, ControlPersist seconds after their last use."""
         with self._lock:
-            made, self._facts, engine, self._engine = self._facts, None, self._engine, None
-        for backend in (made, engine):
-            if backend is not None:
-                backend.close()
-
-    def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
-        return None  # the hosts are reached at apply; a host that cannot take a job fails it there
-
-    def _local(self) -> DockerBackend:
-        """This machine's Docker engine, where images are built (and saved for the hosts)."""
-        from madengine.madfile.model import DockerTarget
-
-        if self._engine is None:
-            self._engine = DockerBackend(self.target_name, DockerTarget.model_construct(backend="docker", gpus=None,
-                                                                                         host=None, network=None),
-                                         self.workspace)
-        return self._engine
-
-    def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
-        if self.container == "none":
-            return Outcome(Status.SUCCESS, message="jobs of this target run as host processes: no image")
-        built = self._local().build(image, log_path, cancel)
-        if built.status is not Status.SUCCESS:
-            return built
-        delivered = self._deliver(image, list(self.hosts_by_name), log_path, cancel)
-        return replace(delivered, image_id=built.image_id) if delivered.status is Status.SUCCESS else delivered
-
-    # A host that could not be given the image fails only its own jobs (`docker run --pull never` there
-    # says the image is missing); the build fails when no host got it.
-
-    def push(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
-        return self._local().push(image, log_path, cancel)
-
-    def pull(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
-        """Every host pulls the image from the registry (a playbook over all of them)."""
-        return self._deliver(image, list(self.hosts_by_name), log_path, cancel)
-
-    def deliver(self, image: ImageSpec, host: str, log_path: Path, cancel: Cancel) -> Outcome:
-        """Bring an image to one more host: a registry pull when there is a registry, else this machine's
-        copy of it, saved and loaded there."""
-        return self._deliver(image, [host], log_path, cancel)
-
-    def _deliver(self, image: ImageSpec, hosts: list[str], log_path: Path, cancel: Cancel) -> Outcome:
-        if image.registry:
-            repository, tag = self._local().push_reference(image)
-            results = self._images_playbook("pull", hosts, cancel, reference=f"{repository}:{tag}", tag=image.tag,
-                                            node=image.node_hash)
-            how = f"pulled {repository}:{tag}"
-        else:
-            archive = self.base_dir / "images" / f"{render.job_name(image.address)}.tar"
-            try:
-                self._save(image, archive)
-            except Exception as e:  # the engine's errors: said in one line, the build itself succeeded
-                return _logged(log_path, Outcome(Status.FAILURE, message=f"cannot save {image.tag} on this "
-                                                 f"machine for the hosts: {_one_line(str(e))}"))
-            try:
-                results = self._images_playbook("load", hosts, cancel, archive=str(archive.resolve()),
-                                                name=render.job_name(image.address))
-            finally:
-                archive.unlink(missing_ok=True)
-            how = "loaded"
-        if cancel.is_set():
-            return _logged(log_path, Outcome(Status.INTERRUPTED, message="interrupted"))
-        failed = {h: text for h, (ok, text) in results.items() if not ok}
-        with contextlib.suppress(OSError), log_path.open("a", encoding="utf-8") as log:
-            for host in hosts:
-                log.write(f"{host}: {failed[host] if host in failed else how + ' as ' + image.tag}\n")
-        said = "; ".join(f"{h}: {t}" for h, t in sorted(failed.items()))
-        if len(failed) == len(hosts):
-            return Outcome(Status.FAILURE, message=said)
-        done = [h for h in hosts if h not in failed]
-        return Outcome(Status.SUCCESS, message=f"{how} on {', '.join(done)}" + (f"; not on {said}" if said else ""))
-
-    def _save(self, image: ImageSpec, archive: Path) -> None:
-        archive.parent.mkdir(parents=True, exist_ok=True)
-        with archive.open("wb") as out:
-            for chunk in self._local().client().images.get(image.tag).save(named=True):
-                out.write(chunk)
-
-    def _images_playbook(self, op: str, hosts: list[str], cancel: Cancel, **values: Any) -> dict[str, tuple[bool, str]]:
-        """Run render_images' playbook over `hosts`: per host, (its last task succeeded, its output or
-        why it did not, in one line)."""
-        import uuid
-
-        job_dir = self.base_dir / "images" / f"{op}-{uuid.uuid4().hex[:12]}"
-        try:
-            self.write_files(job_dir, [], [self.hosts_by_name[h] for h in hosts], home=self.base_dir / "home")
-            (job_dir / "images.yml").write_text(render.render_images(op, hosts, workdir=self.workdir, **values))
-            events = _HostEvents()
-            status, rc, stopped = self._run_playbook(job_dir, events, cancel, None, playbook="images.yml")
-        finally:
-            shutil.rmtree(job_dir, ignore_errors=True)
-        out = {}
-        for host in hosts:
-            if host in events.failed:
-                out[host] = (False, events.failed[host])
-            elif host in events.output:
-                out[host] = (True, events.output[host])
-            else:
-                out[host] = (False, "interrupted" if stopped else f"ansible-playbook ended {status} (rc {rc})")
-        return out
+            made, self._facts = self._facts, None
+        if made is not None:
+            made.close()
 
     # --- run ------------------------------------------------------------------------------------
 

@@ -36,16 +36,6 @@ LOG_NAME = "log"  # the fetched log, in a job's fetch directory on this machine
 CSV_NAME = "results.csv"  # the fetched `multiple_results` CSV, beside it
 SECRET_ENV_PREFIX = "MADENGINE_SECRET_"  # a secret's value reaches the playbook from this environment variable
 
-# Makes `<runs>/<name>` afresh (`~` is the login user's home, a relative runs dir is relative to it)
-# and prints its absolute path: the playbook's later tasks use it. $1: runs dir, $2: the job's name.
-PREPARE = """\
-d=$1
-case $d in "~") d=$HOME ;; "~/"*) d=$HOME/${d#"~/"} ;; /*) ;; *) d=$HOME/$d ;; esac
-mkdir -p -- "$d" && cd -- "$d" && d=$(pwd -P) || exit
-rm -rf -- "$d/$2" "$d/$2.log" "$d/$2.pid" && mkdir -- "$d/$2" && printf '%s\\n' "$d/$2"
-"""
-PREPARE_NAME = "madengine-prepare"
-
 # In the runs directory, for job `$1`: its run directory, just copied to `.$1.$2` (a name no earlier run
 # used, so nothing stale is in it), replaces `$1`; the pid of the driver's process group goes to
 # `$1.pid` (for a stop), the run's output to `$1.log`. Then the absolute run directory and the whole log
@@ -79,28 +69,6 @@ if [ "$network" = auto ] && ! "$docker" network inspect bridge >/dev/null 2>&1; 
 fi
 "$docker" "$run" -v "$d:""" + docker_render.RUN_DIR_IN_CONTAINER + """:rw" "$@"
 """ + _RUN_EPILOGUE
-
-# Loads `<dir>/image.tar` (copied there by the playbook), then removes the directory. $1: the directory.
-LOAD = """\
-docker load -i "$1/image.tar"
-rc=$?
-rm -rf -- "$1"
-exit "$rc"
-"""
-
-# Pulls an image and tags it as the lock names it, refusing one built from another node.
-# $1: the registry reference, $2: the tag, $3: the node hash its madengine.node label must hold.
-PULL = """\
-docker pull -q "$1" >/dev/null || exit
-got=$(docker image inspect -f '{{ index .Config.Labels "madengine.node" }}' "$1") || exit
-if [ "$got" != "$3" ]; then
-  docker image rm "$1" >/dev/null 2>&1
-  echo "$1 was not built from this node (madengine.node is $got)" >&2
-  exit 3
-fi
-docker tag "$1" "$2"
-"""
-LIST_FORMAT = "{{.Repository}}:{{.Tag}} {{.ID}}"
 
 # Stops a job: its container (when it has one), then its driver's process group; prints the log's path.
 # $1: runs dir, $2: the job's name, $3: its container's name or empty.
@@ -370,27 +338,6 @@ def render_playbook(jobs: Sequence[PlayJob], *, workdir: str, extra_vars: Mappin
 def render_stop(stops: Sequence[Stop], *, workdir: str) -> str:
     return _environment().get_template("stop.yml.j2").render(
         stops=stops, log_name=LOG_NAME, stop_script=STOP, stop_args=lambda stop: stop_args(stop, workdir))
-
-
-def render_images(op: str, hosts: Sequence[str], *, tags: Sequence[str] = (), archive: str = "", name: str = "",
-                  workdir: str = "~/.madengine", reference: str = "", tag: str = "", node: str = "") -> str:
-    """A playbook over `hosts` that lists which of `tags` each holds (`list`), loads `archive` (a `docker
-    save` of one image, `load`), or pulls `reference` and tags it `tag` when its label is `node` (`pull`)."""
-    values: dict[str, Any]
-    if op == "list":
-        values = {"madengine_format": LIST_FORMAT,
-                  "madengine_filters": [w for t in tags for w in ("--filter", f"reference={t}")]}
-    elif op == "load":
-        values = {"madengine_prepare": PREPARE, "madengine_load": LOAD, "madengine_archive": archive,
-                  "madengine_images": posixpath.join(workdir, "images"), "madengine_name": name}
-    elif op == "pull":
-        values = {"madengine_pull": PULL, "madengine_reference": reference, "madengine_tag": tag,
-                  "madengine_node": node}
-    else:
-        raise ValueError(f"images: {op!r}")
-    for host in hosts:
-        yaml_key(host)
-    return _environment().get_template("images.yml.j2").render(op=op, hosts=list(hosts), values=values)
 
 
 def render_config(config: Config) -> str:
