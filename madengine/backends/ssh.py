@@ -50,7 +50,6 @@ from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.backends.ssh_session import FabricSession, HostKeyCheck, SshEndpoint, known_hosts_files
 from madengine.errors import Diagnostic
-from madengine.facts import FactsCache
 from madengine.state.model import Status
 
 if TYPE_CHECKING:  # the target's type only: pydantic is not needed to run a job
@@ -175,7 +174,6 @@ class SshBackend:
         self._builder: DockerBackend | None = None
         self._undelivered: dict[tuple[str, str], str] = {}  # (tag, host) -> why it is not there
         self.unreachable: dict[str, str] = {}  # host -> why, as plan's observation found
-        self._facts = FactsCache()
 
     # --- hosts and sessions ---------------------------------------------------------------------------
 
@@ -201,7 +199,6 @@ class SshBackend:
             self._listings.clear()  # what this command knew of the hosts: the next one looks again
             self._undelivered.clear()
             self.unreachable.clear()
-            self._facts = FactsCache()
         for s in sessions:
             s.close()
 
@@ -345,7 +342,9 @@ class SshBackend:
             return lambda: probe_session(self.session(host))
 
         out: dict[str, HostFacts | HostUnavailable] = {}
-        for host, facts in self._facts.get_all({h: observer(h) for h in self.by_name}).items():
+        key = f"ssh:{self.target_name}/"  # the command's cache, which every target shares
+        got = self.workspace.facts.get_all({key + h: observer(h) for h in self.by_name})
+        for host, facts in ((k.removeprefix(key), f) for k, f in got.items()):
             if isinstance(facts, Exception) and not isinstance(facts, HostUnavailable):
                 facts = HostUnavailable(host, _one_line(str(facts)) or type(facts).__name__)
             out[host] = facts
