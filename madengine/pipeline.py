@@ -291,9 +291,7 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
     With `compile=False` a lock that `lock.freshness` knows fresh is taken as it is, and nothing is
     compiled until `Realization.compiled()` is asked for.
     """
-    import hashlib
-
-    from madengine.backends.base import Workspace
+    from madengine.backends.base import Workspace, workspace_id
     from madengine.backends.registry import LazyBackends
     from madengine.graph.build import build_graph
     from madengine.graph.build import select as select_nodes
@@ -316,8 +314,7 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
         note = current.note
     graph = select_nodes(build_graph(lock, registry=registry, tags=tags), select, targets)
     db = state_path(root, state)
-    workspace = Workspace(root=root, state_dir=db.parent,
-                          workspace_id=hashlib.sha256(str(db.resolve()).encode()).hexdigest()[:12])
+    workspace = Workspace(root=root, state_dir=db.parent, workspace_id=workspace_id(db))
     used = {t for data in graph.nodes.values()
             for t in ((data["target"],) if data["kind"] == "job" else data.get("targets", ()))}
     r = Realization(madfile, shown, lock, lock_hash, registry, graph, workspace,

@@ -43,6 +43,21 @@ def node_file_name(address: str) -> str:
     return f"{readable}-{hashlib.sha256(address.encode()).hexdigest()[:8]}"
 
 
+def workspace_id(state_db: Path) -> str:
+    """A workspace's stable id (in container labels, remote directory names): its state store on this
+    machine. The machine counts: two checkouts at one path on two machines (CI runners, colleagues) must
+    not take each other's containers or remote files for their own on a shared engine or host."""
+    import hashlib
+    import socket
+
+    try:
+        machine = Path("/etc/machine-id").read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        machine = ""
+    key = f"{machine}\0{socket.gethostname()}\0{state_db.resolve()}"
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
 @dataclass(frozen=True)
 class Workspace:
     """Where a command works: the project root and its `.madengine/` directory."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from madengine.backends.base import Cancel, Workspace
+from madengine.backends.base import Cancel, Workspace, workspace_id
 from madengine.backends.specs import ImageSpec
 from madengine.backends.ssh import SshBackend
 from madengine.madfile.model import SshTarget
@@ -132,7 +132,7 @@ def attempts(root: Path) -> list[tuple[str, str, str | None, str]]:
 
 
 def workspace_containers(ssh: SshServices, root: Path) -> list[str]:
-    workspace = hashlib.sha256(str((root / ".madengine" / "state.db").resolve()).encode()).hexdigest()[:12]
+    workspace = workspace_id(root / ".madengine" / "state.db")
     out = []
     for host in ssh.nodes:
         listed = host.docker("ps", "--all", "--quiet", "--filter", f"label=madengine.workspace={workspace}").stdout

@@ -74,9 +74,9 @@ def statuses(root: Path) -> dict[str, list[str]]:
 
 def containers(docker_client: Any, root: Path) -> list[Any]:
     """Containers of this test's workspace (they are labelled with its id)."""
-    import hashlib
+    from madengine.backends.base import workspace_id
 
-    workspace = hashlib.sha256(str((root / ".madengine" / "state.db").resolve()).encode()).hexdigest()[:12]
+    workspace = workspace_id(root / ".madengine" / "state.db")
     return list(docker_client.containers.list(all=True, filters={"label": f"madengine.workspace={workspace}"}))
 
 
