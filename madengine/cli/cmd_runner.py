@@ -46,8 +46,8 @@ def _refused(flag: str, hint: str) -> Callable[[Any], Any]:
 
 
 def _refuse(names: tuple[str, ...], hint: str, *, flag: bool = False) -> Any:
-    return typer.Option(False if flag else None, *names, hidden=True, is_flag=flag or None,
-                        callback=_refused(names[0], hint))
+    # A flag is one by its `bool` annotation (typer's way): only the default differs here.
+    return typer.Option(False if flag else None, *names, hidden=True, callback=_refused(names[0], hint))
 
 
 InventoryOption = typer.Option(DEFAULT_INVENTORY, "--inventory", "-i", metavar="FILE",
