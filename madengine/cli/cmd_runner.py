@@ -127,6 +127,7 @@ def _run(backend: str, inventory: Path, manifest_file: Path | None, tags: list[s
     from madengine.madfile.locate import display_path
     from madengine.pipeline import realization
     from madengine.results.runner_report import RunInfo
+    from madengine.state.model import utc_now
 
     started = time.monotonic()
     base = chdir if chdir is not None else Path()
@@ -160,10 +161,11 @@ def _run(backend: str, inventory: Path, manifest_file: Path | None, tags: list[s
             run = info(result.apply_id, result.outcome, int(result.exit_code))
         _write_report(base / report_output, r, store.latest_attempts(), run)
 
+    since = utc_now()
     try:
         applied = apply_realization(r, request, command, after=report)
     except KeyboardInterrupt:  # a second Ctrl-C: the report still says what finished
-        _report_after_interrupt(base / report_output, r, info)
+        _report_after_interrupt(base / report_output, r, since, info)
         raise
     exit_with(applied)
 
@@ -196,8 +198,10 @@ def _write_report(path: Path, r: Realization, latest: Any, run: RunInfo) -> None
     typer.echo(f"wrote {path} ({report['successful_executions']} of {len(jobs)} job(s) SUCCESS)")
 
 
-def _report_after_interrupt(path: Path, r: Realization, info: Callable[[int | None, str, int], RunInfo]) -> None:
-    """Best effort, on the way out of an interrupted apply: the store has what finished."""
+def _report_after_interrupt(path: Path, r: Realization, since: str,
+                            info: Callable[[int | None, str, int], RunInfo]) -> None:
+    """Best effort, on the way out of an interrupted apply: the store has what finished (and the apply
+    this command began, if it got that far: the last one begun since the command started)."""
     from madengine.cli import output
     from madengine.errors import ExitCode, MadengineError
     from madengine.state.store import StateStore
@@ -205,6 +209,7 @@ def _report_after_interrupt(path: Path, r: Realization, info: Callable[[int | No
     try:
         with StateStore.open(r.state_path) as store:
             latest = store.latest_attempts()
-        _write_report(path, r, latest, info(None, "INTERRUPTED", int(ExitCode.INTERRUPTED)))
+            ours = [a.id for a in store.applies() if a.started_at >= since]
+        _write_report(path, r, latest, info(max(ours, default=None), "INTERRUPTED", int(ExitCode.INTERRUPTED)))
     except (MadengineError, OSError) as exc:
         output.error(f"could not write the report {path}: {exc}")

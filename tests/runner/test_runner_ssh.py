@@ -106,3 +106,17 @@ def test_a_host_that_is_down_fails_only_its_jobs_and_they_run_again(
     again = report(root)
     assert again["successful_executions"] == 5
     assert {r["model_tag"] for r in again["node_results"] if r["this_run"]} == {r["model_tag"] for r in failed}
+
+
+def test_runner_ansible_runs_the_models_on_every_host(run_cli: RunCli, tmp_path: Path,
+                                                      ssh_hosts: SshServices) -> None:
+    root, env = cpu_package(tmp_path), client_env(tmp_path, ssh_hosts)
+    inventory(root, ssh_hosts)
+    code, out, err = run_cli("runner", "ansible", "-i", "nodes.json", "--tags", MODELS, cwd=root, env=env,
+                             timeout=900)
+    assert code == 0, out + err
+    data = report(root)
+    assert (data["total_nodes"], data["successful_executions"], data["failed_executions"]) == (3, 5, 0)
+    assert {r["node_id"] for r in data["node_results"]} == {"node1", "node2", "node3"}
+    assert {r["target"] for r in data["node_results"]} == {"ansible"}
+    assert by_model(data)["dummy"]["performance_metrics"] == {"performance": 123.4, "metric": "samples_per_second"}
