@@ -5,7 +5,12 @@ that is down fails only its own jobs; a second run has nothing to do; what faile
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -120,3 +125,34 @@ def test_runner_ansible_runs_the_models_on_every_host(run_cli: RunCli, tmp_path:
     assert {r["node_id"] for r in data["node_results"]} == {"node1", "node2", "node3"}
     assert {r["target"] for r in data["node_results"]} == {"ansible"}
     assert by_model(data)["dummy"]["performance_metrics"] == {"performance": 123.4, "metric": "samples_per_second"}
+
+
+def test_ctrl_c_writes_the_report_with_what_finished(run_cli: RunCli, tmp_path: Path, ssh_hosts: SshServices) -> None:
+    root, env = cpu_package(tmp_path), client_env(tmp_path, ssh_hosts)
+    inventory(root, ssh_hosts)
+    script = root / "scripts" / "dummy_dir" / "run.sh"  # `slow` (--steps 50) now sleeps until stopped
+    script.write_text(script.read_text() + '[ "$steps" -gt 10 ] && sleep 600\necho "performance: 1 steps_per_second"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "madengine", "runner", "ssh", "-i", "nodes.json", "--tags",
+                             "dummy,dummy_dir/slow"], cwd=root,
+                            env={**os.environ, **env, "PYTHONPATH": str(REPO_ROOT), "NO_COLOR": "1"},
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # until `dummy` has its result and `slow` runs
+            code, out, _ = run_cli("results", "--json", cwd=root, env=env)
+            if code == 0 and any(r["status"] == "SUCCESS" for r in json.loads(out or "[]")):
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    data = report(root)
+    assert data["madengine"]["outcome"] == "INTERRUPTED" and data["madengine"]["exit_code"] == 130
+    results = by_model(data)
+    assert results["dummy"]["status"] == "SUCCESS" and results["dummy"]["this_run"]
+    assert results["dummy_dir/slow"]["status"] in ("INTERRUPTED", "NOT_STARTED"), results
+    assert data["successful_executions"] == 1 and data["failed_executions"] == 1
