@@ -139,6 +139,10 @@ def _run(backend: str, inventory: Path, manifest_file: Path | None, tags: list[s
                           file=display_path(inventory_path), hint="name the nodes' inventory with --inventory FILE "
                           "(ROCm's format: `nodes: [{hostname: gpu-1, address: 10.0.0.5}]`)")
     hosts = read_inventory(inventory_path)  # its errors at its file:line:col, before anything else
+    if (base / report_output).is_dir():  # said now, not after the jobs ran
+        from madengine.errors import UsageError
+
+        raise UsageError(f"--report-output {base / report_output} is a directory", hint="name the report's file")
     selected, registry = _models(base, manifest_file, tags)
     args = runner.RunnerArgs(backend="ssh" if backend == "ssh" else "ansible", inventory=inventory_path.absolute(),
                              hosts=hosts, tags=split_tags(selected), registry=registry, parallelism=parallelism)

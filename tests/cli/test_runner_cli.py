@@ -94,3 +94,11 @@ def test_bad_numbers_are_usage_errors(run_cli: RunCli, tmp_path: Path) -> None:
     for args in (("--parallelism", "0"), ("--timeout", "-1"), ("-j", "x")):
         code, _, err = run_cli("runner", "ssh", "--tags", "dummy", *args, cwd=tmp_path)
         assert code == 4 and "Traceback" not in err, args
+
+
+def test_a_report_output_that_is_a_directory_is_refused_before_anything_runs(run_cli: RunCli, tmp_path: Path) -> None:
+    root = package(tmp_path)
+    nodes(root, '{"hostname": "n1", "address": "10.0.0.1"}')
+    (root / "out").mkdir()
+    code, _, err = run_cli("runner", "ssh", "-i", "nodes.json", "--tags", "dummy", "--report-output", "out", cwd=root)
+    assert code == 4 and "--report-output out is a directory" in err and not (root / ".madengine").exists()
