@@ -18,6 +18,7 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,7 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from madengine.apply.engine import Applier, ApplyOptions  # noqa: E402
-from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome  # noqa: E402
+from madengine.backends.base import Cancel, OrphanRecord, Outcome  # noqa: E402
+from madengine.backends.session import HostInfo  # noqa: E402
+from madengine.backends.specs import ImageSpec, JobSpec  # noqa: E402
 from madengine.errors import Diagnostic  # noqa: E402
 from madengine.pipeline import make_plan, realization  # noqa: E402
 from madengine.state.model import PerfRow, Status  # noqa: E402
@@ -40,18 +43,18 @@ class SimBackend:
     name: ClassVar[str] = "sim"
     builds_images: ClassVar[bool] = False
 
-    def __init__(self, hosts: list[tuple[str, int | None]]) -> None:
+    def __init__(self, hosts: list[HostInfo]) -> None:
         self._hosts = hosts
         self.in_use: dict[tuple[str, int], str] = {}
 
     def validate(self, job: JobSpec) -> list[Diagnostic]:
         return []
 
-    def hosts(self) -> list[tuple[str, int | None]]:
+    def hosts(self) -> list[HostInfo]:
         return self._hosts
 
-    def observe_image(self, image: ImageSpec, image_id: str | None) -> bool:
-        return True
+    def observe_images(self, images: Sequence[ImageSpec]) -> Mapping[str, Mapping[str, str]]:
+        return {}
 
     def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         raise NotImplementedError
@@ -59,7 +62,7 @@ class SimBackend:
     def push(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         raise NotImplementedError
 
-    def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
+    def cleanup_orphans(self, running: Sequence[OrphanRecord] | None) -> list[str]:
         return []
 
     def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
@@ -81,6 +84,9 @@ class SimBackend:
         return None
 
     def pull(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        raise NotImplementedError
+
+    def deliver(self, image: ImageSpec, host: str, log_path: Path, cancel: Cancel) -> Outcome:
         raise NotImplementedError
 
 
@@ -114,7 +120,7 @@ def main() -> int:
                            for i, (g, d) in enumerate(jobs))
         (root / "madfile.yaml").write_text(f"version: 1\nmodels:\n{models}\ntargets: {{sim: {{backend: local}}}}\n")
         r = realization(root / "madfile.yaml", locked=False)
-        backend = SimBackend([(f"node{i}", 8) for i in range(args.hosts)])
+        backend = SimBackend([HostInfo(f"node{i}", 8) for i in range(args.hosts)])
         makespans = []
         with StateStore.open(r.state_path) as store:
             for replace in ((), tuple(r.lock["jobs"])):

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from madengine.apply.slots import Slot, Slots
-from madengine.apply.specs import image_spec, job_metadata, job_spec
-from madengine.backends.base import ATTEMPT_ENV, Backend, Cancel, JobSpec, Outcome, Workspace, node_file_name
+from madengine.backends.base import ATTEMPT_ENV, Backend, Cancel, OrphanRecord, Outcome, Workspace, node_file_name
+from madengine.backends.specs import JobSpec, image_spec, job_metadata, job_spec
 from madengine.compile.ir import Project
 from madengine.errors import ConfigError, Diagnostic, ExitCode, FileSystemError, MadengineError
 from madengine.graph.build import image_address
+from madengine.lock.entries import LockEntries, NodeKind
 from madengine.lock.lockfile import Lock
 from madengine.plan.model import Action, Change, Plan
 from madengine.results.gates import judge_gate
@@ -83,6 +84,7 @@ class _Running:
     log_path: Path
     slot: Slot | None
     job: JobSpec | None
+    delivered: list[tuple[str, str, Outcome]] = field(default_factory=list)  # a LOAD's (target, host) done
 
 
 class Applier:
@@ -93,6 +95,7 @@ class Applier:
                  reporter: Reporter, judge: Callable[[JobSpec, Outcome], Outcome] | None = None,
                  durations: Mapping[str, float] | None = None) -> None:
         self.plan, self.lock, self.project, self.store = plan, lock, project, store
+        self.entries = LockEntries.of(lock)
         self.backends, self.workspace, self.options, self.reporter = backends, workspace, options, reporter
         self.judge = judge or judge_job
         self.durations = durations or {}
@@ -113,10 +116,10 @@ class Applier:
         problems: list[Diagnostic] = []
         jobs: dict[str, JobSpec] = {}
         for change in self.todo.values():
-            if change.kind != "job":
+            if change.kind != NodeKind.JOB:
                 continue
             try:
-                job = job_spec(change.address, self.lock, self.project, timeout_override=self.options.timeout,
+                job = job_spec(change.address, self.entries, self.project, timeout_override=self.options.timeout,
                                keep_alive=self.options.keep_alive)
             except ConfigError as exc:
                 problems.extend(exc.diagnostics)
@@ -140,7 +143,7 @@ class Applier:
         running = self.store.running_attempts()
         if not running:
             return
-        entries = [{"attempt": a.id, "handle": str(a.pid) if a.pid else None, "host": a.host} for a in running]
+        entries = [OrphanRecord(attempt=a.id, handle=a.handle, host=a.host) for a in running]
         for backend in self.backends.values():
             for what in backend.cleanup_orphans(entries):
                 self.reporter.note(f"cleaned up {what}")
@@ -231,8 +234,8 @@ class Applier:
         def priority(c: Change) -> tuple[int, float, int, int]:
             # Builds first (they unblock jobs). Then the longest jobs by their last recorded duration
             # (LPT: the tail of the schedule is left to short jobs), then the ones needing most GPUs.
-            gpus = self.lock["jobs"][c.address]["n_gpus"] if c.kind == "job" else 0
-            return (0 if c.kind != "job" else 1, -self.durations.get(c.address, 0.0),
+            gpus = self.entries.jobs[c.address].n_gpus if c.kind == NodeKind.JOB else 0
+            return (0 if c.kind != NodeKind.JOB else 1, -self.durations.get(c.address, 0.0),
                     -(1 << 16 if gpus < 0 else gpus), self.order[c.address])
 
         return sorted(ready, key=priority)
@@ -271,17 +274,16 @@ class Applier:
                           gpu_ids=slot.gpu_ids if slot else (),
                           env={**job.env, ATTEMPT_ENV: str(attempt_id)})
         where = f"{slot.host}" + (f" GPUs {','.join(map(str, slot.gpu_ids))}" if slot and slot.gpu_ids else "") \
-            if slot else ", ".join(change.targets)
+            if slot else ", ".join(change.hosts or change.targets)
         self.reporter.started(change, where, log_path)
         return _Running(change, attempt_id, time.monotonic(), log_path, slot, job)
 
     def _inputs(self, change: Change) -> dict[str, Any]:
-        if change.kind == "job":
-            target = self.lock["jobs"][change.address]["target"]
-            meta = job_metadata(change.address, self.lock, self.project, self.project.targets[target].backend)
-            return {**self.lock["jobs"][change.address], "meta": meta}
-        image = image_address(change.address)
-        return dict(self.lock["images"][image])
+        if change.kind == NodeKind.JOB:
+            entry = self.entries.jobs[change.address]
+            meta = job_metadata(change.address, self.entries, self.project, self.project.targets[entry.target].backend)
+            return {**entry.to_json(), "meta": meta}
+        return self.entries.images[image_address(change.address)].to_json()
 
     def _work(self, entry: _Running) -> Outcome:
         """On a worker thread: one node, start to finish. Never touches the state store."""
@@ -292,16 +294,24 @@ class Applier:
         cancel = Cancel(event=self.cancel_event,
                         on_start=lambda handle: self.started_handles.put((entry.attempt_id, handle)))
         entry.log_path.parent.mkdir(parents=True, exist_ok=True)
-        if change.kind == "job":
+        if change.kind == NodeKind.JOB:
             assert entry.job is not None
             outcome = self.backends[entry.job.target].run(entry.job, cancel)
             return self.judge(entry.job, outcome)
         registry = self.project.registry
-        if change.kind == "push":
-            image = image_spec(image_address(change.address), self.lock, registry)
+        if change.kind == NodeKind.PUSH:
+            image = image_spec(image_address(change.address), self.entries, registry)
             return self.backends[change.targets[0]].push(image, entry.log_path, cancel)
-        image = image_spec(change.address, self.lock, registry, no_cache=self.options.no_cache)
+        image = image_spec(change.address, self.entries, registry, no_cache=self.options.no_cache)
         outcome = Outcome(Status.SUCCESS)
+        if change.action is Action.LOAD:  # to the hosts of a many-host target that lack it, one by one
+            for target in change.targets:
+                for host in change.hosts_of(target):
+                    outcome = self.backends[target].deliver(image, host, entry.log_path, cancel)
+                    if outcome.status is not Status.SUCCESS:
+                        return replace(outcome, message=f"{target}/{host}: {outcome.message}")
+                    entry.delivered.append((target, host, outcome))
+            return outcome
         for target in change.targets:
             backend = self.backends[target]
             realize = backend.pull if change.action is Action.PULL else backend.build
@@ -316,8 +326,8 @@ class Applier:
                 attempt_id, handle = self.started_handles.get_nowait()
             except queue.Empty:
                 return
-            if handle.isdigit():
-                self.store.set_attempt_pid(attempt_id, int(handle))
+            if handle:  # a pid, a container id, a SLURM or Kubernetes id: whatever stops it later
+                self.store.set_attempt_handle(attempt_id, handle)
 
     def _finish(self, entry: _Running, future: Future[Outcome], result: ApplyResult) -> Change | None:
         """Commit one finished node; return it again when a transient failure earns a retry."""
@@ -337,7 +347,9 @@ class Applier:
         self.store.finish_attempt(entry.attempt_id, outcome.status, exit_code=outcome.exit_code, message=message,
                                   perf=outcome.perf, image_digest=outcome.digest,
                                   gate=self._verdict(change, outcome.status, outcome.perf))
-        if outcome.status is Status.SUCCESS and change.kind != "job":
+        if change.action is Action.LOAD:  # each host that got it is recorded, even if a later one failed
+            self._record_loads(change, entry)
+        elif outcome.status is Status.SUCCESS and change.kind != NodeKind.JOB:
             self._record_image(change, outcome)
         seconds = time.monotonic() - entry.started
         self.reporter.finished(change, outcome.status, message, seconds, outcome.perf)
@@ -350,26 +362,45 @@ class Applier:
 
     def _verdict(self, change: Change, status: Status, perf: tuple[PerfRow, ...]) -> dict[str, Any] | None:
         """The job's `expect:` gate judged on this result, recorded with it (None: no gate)."""
-        node = self.project.jobs.get(change.address) if change.kind == "job" else None
+        node = self.project.jobs.get(change.address) if change.kind == NodeKind.JOB else None
         if node is None or node.expect is None:
             return None
         return judge_gate(change.address, node.expect, status, perf).to_json()
 
     def _record_image(self, change: Change, outcome: Outcome) -> None:
         image = image_address(change.address)
-        entry = self.lock["images"][image]
-        if change.kind == "image":
-            targets = change.targets
-            previous = {}
-        else:  # a push: the same build, now with its registry digest, on every target that has it
-            previous = {t: r for (a, t), r in self.store.images().items()
-                        if a == image and r.node_hash == entry["hash"]}
-            targets = tuple(previous)
-        for target in targets:
-            image_id = outcome.image_id if change.kind == "image" else previous[target].image_id
-            self.store.record_image(ImageRecord(address=image, target=target, node_hash=entry["hash"],
-                                                tag=entry["tag"], image_id=image_id, digest=outcome.digest,
-                                                inputs=dict(entry), built_at=utc_now()), self.apply_id)
+        node_hash = self.entries.images[image].hash
+        previous: dict[tuple[str, str], ImageRecord] = {}
+        if change.kind == NodeKind.IMAGE:
+            # Where it was put: each named host of a many-host target, else the target's only host ('').
+            placements = [(t, h) for t in change.targets for h in (change.hosts_of(t) or ("",))]
+        else:  # a push: the same build, now with its registry digest, on every host that has it
+            previous = {(t, h): r for (a, t, h), r in self.store.placements().items()
+                        if a == image and r.node_hash == node_hash}
+            placements = list(previous)
+        for target, host in placements:
+            image_id = outcome.image_id if change.kind == NodeKind.IMAGE else previous[target, host].image_id
+            self._record(image, target, host, image_id, outcome.digest)
+
+    def _record_loads(self, change: Change, running: _Running) -> None:
+        """An image delivered to hosts of its target: the build recorded for the target, now on them too
+        (each host that got it, even when a later one failed)."""
+        image = image_address(change.address)
+        node_hash = self.entries.images[image].hash
+        built: dict[str, ImageRecord] = {}
+        for (a, t, _), r in self.store.placements().items():
+            if a == image and r.node_hash == node_hash:
+                built.setdefault(t, r)
+        for target, host, outcome in running.delivered:
+            known = built.get(target)
+            self._record(image, target, host, outcome.image_id or (known.image_id if known else None),
+                         outcome.digest or (known.digest if known else None))
+
+    def _record(self, image: str, target: str, host: str, image_id: str | None, digest: str | None) -> None:
+        entry = self.entries.images[image]
+        self.store.record_image(ImageRecord(address=image, target=target, node_hash=entry.hash, tag=entry.tag,
+                                            image_id=image_id, digest=digest, inputs=entry.to_json(),
+                                            built_at=utc_now(), host=host), self.apply_id)
 
     def _skip(self, change: Change, failed: str, result: ApplyResult, waiting: dict[str, Change]) -> None:
         del waiting[change.address]

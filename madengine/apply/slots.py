@@ -1,21 +1,26 @@
 """GPU slots: which host of a target runs a job, and on which of its GPUs.
 
 A job of `n_gpus: k` waits for k free GPUs on one host of its target; `-1` means all of that host's
-GPUs. A host without a GPU count (`gpus` unset) does not limit jobs by GPUs. Among hosts that fit,
-the one with the fewest free GPUs is taken (best fit), which keeps whole hosts free for large jobs.
+GPUs. A host without a GPU count (`gpus` unset) does not limit jobs by GPUs. A host's `max_parallel`
+caps how many jobs run on it at once, whatever their GPUs. Among hosts that fit, the one with the
+fewest free GPUs is taken (best fit), which keeps whole hosts free for large jobs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+from madengine.backends.session import HostInfo
 
 
 @dataclass
 class Host:
     name: str
     gpus: int | None  # None: not scheduled by GPUs
+    max_parallel: int | None = None  # None: no cap besides GPUs
     free: list[int] = field(default_factory=list)
+    running: int = 0
 
     def __post_init__(self) -> None:
         self.free = list(range(self.gpus or 0))
@@ -24,6 +29,10 @@ class Host:
         if self.gpus is None:
             return 0
         return self.gpus if n_gpus < 0 else n_gpus
+
+    def can_take(self, n_gpus: int) -> bool:
+        full = self.max_parallel is not None and self.running >= self.max_parallel
+        return not full and self.need(n_gpus) <= len(self.free)
 
 
 @dataclass(frozen=True)
@@ -34,27 +43,33 @@ class Slot:
 
 
 class Slots:
-    def __init__(self, hosts: dict[str, Sequence[tuple[str, int | None]]]) -> None:
-        self._hosts = {target: [Host(name, gpus) for name, gpus in entries] for target, entries in hosts.items()}
+    def __init__(self, hosts: Mapping[str, Sequence[HostInfo]]) -> None:
+        self._hosts = {target: [Host(h.name, h.gpus, h.max_parallel) for h in entries]
+                       for target, entries in hosts.items()}
 
     def fits_ever(self, target: str, n_gpus: int) -> bool:
         """Could this job run on some host of the target at all (when every GPU is free)?"""
-        return any(h.need(n_gpus) <= (h.gpus if h.gpus is not None else 0) for h in self._hosts[target])
+        return any(h.need(n_gpus) <= (h.gpus if h.gpus is not None else 0) and h.max_parallel != 0
+                   for h in self._hosts[target])
 
     def take(self, target: str, n_gpus: int) -> Slot | None:
         """A host and GPUs for the job now, or None if it must wait."""
-        fitting = [h for h in self._hosts[target] if h.need(n_gpus) <= len(h.free)]
+        fitting = [h for h in self._hosts[target] if h.can_take(n_gpus)]
         if not fitting:
             return None
-        host = min(fitting, key=lambda h: (len(h.free) - h.need(n_gpus), h.name)) \
-            if any(h.gpus is not None for h in fitting) else fitting[0]
+        if any(h.gpus is not None for h in fitting):
+            host = min(fitting, key=lambda h: (len(h.free) - h.need(n_gpus), h.name))
+        else:  # no GPUs to fit: the least busy host (the first of equals), so jobs spread over hosts
+            host = min(fitting, key=lambda h: h.running)
         need = host.need(n_gpus)
         ids, host.free = host.free[:need], host.free[need:]
+        host.running += 1
         return Slot(target, host.name, tuple(ids))
 
     def give_back(self, slot: Slot) -> None:
         host = next(h for h in self._hosts[slot.target] if h.name == slot.host)
         host.free = sorted({*host.free, *slot.gpu_ids})
+        host.running -= 1
 
     def free_gpus(self, target: str) -> int:
         return sum(len(h.free) for h in self._hosts[target])

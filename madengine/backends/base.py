@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import posixpath
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from madengine.compile.ir import DataMount, ScriptCall, run_dir_names
+from madengine.backends.session import HostInfo
+from madengine.backends.specs import ImageSpec, JobSpec
+from madengine.compile.ir import run_dir_names
 from madengine.errors import Diagnostic
 from madengine.state.model import PerfRow, Status
 
@@ -52,54 +54,6 @@ class Workspace:
     @property
     def runs(self) -> Path:
         return self.state_dir / "runs"
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """An image node, as apply hands it to a backend: the lock entry plus what is needed to build."""
-
-    address: str
-    node_hash: str
-    tag: str  # madengine/<name>:<hash12>
-    dockerfile: str  # project-relative
-    build_context: str  # project-relative
-    build_args: Mapping[str, str]
-    base: str | None
-    base_digest: str | None
-    registry: str | None  # push here when set
-    no_cache: bool = False  # build every step again, reusing no cached layer
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """A job node, as apply hands it to a backend."""
-
-    address: str
-    node_hash: str
-    model: str
-    context: str
-    target: str
-    script: str  # project-relative path of the run script
-    args: tuple[str, ...]
-    env: Mapping[str, str]  # secrets already resolved here, never recorded
-    n_gpus: int  # -1: all of the host's GPUs
-    timeout: int  # seconds; 0: none
-    image_tag: str | None  # None on `local`
-    image_digest: str | None
-    multiple_results: str = ""
-    gpu_vendor: str = "NONE"
-    guest_os: str = "UBUNTU"
-    package_dir: str = "."  # project-relative MAD package root: what `../` means from the run directory
-    pre_scripts: tuple[ScriptCall, ...] = ()  # each copied into the run dir, run as `bash <name> <args>`
-    post_scripts: tuple[ScriptCall, ...] = ()
-    cmd_prefix: tuple[str, ...] = ()  # tools' wrappers, put before `bash <script> <args>`
-    data_mounts: tuple[DataMount, ...] = ()
-    mounts: Mapping[str, str] = field(default_factory=dict)  # host path -> container path
-    docker_options: str = ""  # additional_docker_run_options
-    keep_alive: bool = False
-    log_path: Path | None = None  # where the backend writes the run's log (apply chooses it)
-    host: str | None = None  # which host of the target (apply's GPU scheduler chooses it)
-    gpu_ids: tuple[int, ...] = ()  # which of the host's GPUs this job was given
 
 
 @dataclass(frozen=True)
@@ -159,6 +113,17 @@ def run_steps(job: JobSpec) -> list[tuple[str, tuple[str, ...]]]:
             *(("post", ("bash", name, *c.args)) for c, name in zip(job.post_scripts, post, strict=True))]
 
 
+@dataclass(frozen=True)
+class OrphanRecord:
+    """A RUNNING attempt of a killed apply, as `cleanup_orphans` is told of it: the attempt id (in every
+    job's env and container labels), the handle `Cancel.started` gave for it (a process group id, a
+    container id, later a SLURM or Kubernetes id; None when none was recorded) and the host it ran on."""
+
+    attempt: int
+    handle: str | None
+    host: str | None
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A backend for one target."""
@@ -170,8 +135,11 @@ class Backend(Protocol):
         """Problems this backend can see without I/O (a job needs more GPUs than a host has...)."""
         ...
 
-    def observe_image(self, image: ImageSpec, image_id: str | None) -> bool:
-        """Read-only: is the image (recorded with `image_id`) still present on this target?"""
+    def observe_images(self, images: Sequence[ImageSpec]) -> Mapping[str, Mapping[str, str]]:
+        """Read-only, at plan: per host of this target, which of these images' tags are present there,
+        with the image id each names (host -> tag -> id). One batched query per host, never one per
+        image; a host that has none of them maps to an empty mapping, and a backend that builds no
+        images returns {}. Raises when a host cannot be reached."""
         ...
 
     def observe_registry(self, image: ImageSpec) -> str | None:
@@ -195,18 +163,25 @@ class Backend(Protocol):
         """Fetch the image from `image.registry` instead of building it; refuse one not built from this node."""
         ...
 
+    def deliver(self, image: ImageSpec, host: str, log_path: Path, cancel: Cancel) -> Outcome:
+        """Bring an image this target already holds (built from the same inputs) to one more of its
+        hosts: by a registry pull when `image.registry` is set, else by streaming it from a host that
+        has it. Planned (`Action.LOAD`) only for targets of more than one host."""
+        ...
+
     def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
         """Run the job to completion, timeout or cancellation; write its log to job.log_path."""
         ...
 
-    def hosts(self) -> list[tuple[str, int | None]]:
-        """(host name, GPU count or None when not scheduled by GPUs) for apply's scheduler."""
+    def hosts(self) -> list[HostInfo]:
+        """The target's machines (name, GPU count or None when not scheduled by GPUs, a cap on
+        concurrent jobs) for apply's scheduler, and for placing images per host."""
         ...
 
-    def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
+    def cleanup_orphans(self, running: Sequence[OrphanRecord] | None) -> list[str]:
         """Stop what killed applies left behind; say what was removed.
 
-        `running`: the RUNNING attempts of a killed apply ({"attempt", "handle", "host"}). None: sweep
+        `running`: the RUNNING attempts of a killed apply. None: sweep
         everything of this workspace that is not kept alive; apply calls that, holding the workspace
         lock, when nothing of its own runs (at its end), for what a dying apply was still creating.
         """

@@ -15,8 +15,8 @@ Contracts the apply engine relies on:
 - The attempt id comes from the job's env (`MADENGINE_ATTEMPT`, set by apply as for `local`); `run`
   reports the container id through `cancel.started` as soon as the container exists.
 - `cleanup_orphans(running)` removes the containers of this workspace (any state) whose attempt label
-  or container id is among the `running` entries ({"attempt", "handle", "host"}, as apply lists the
-  RUNNING attempts of a killed apply). `cleanup_orphans(None)` removes every container of this
+  or container id is among the `running` records (`OrphanRecord`: attempt, handle, host; as apply lists
+  the RUNNING attempts of a killed apply). `cleanup_orphans(None)` removes every container of this
   workspace except kept-alive ones: for the start of an apply, when the workspace lock is held and so
   no other apply can be running.
 - Network: the target's `network`, or `--network` in additional_docker_run_options; without either,
@@ -38,13 +38,13 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal
 
 from madengine.backends import docker_probe as probe
 from madengine.backends import docker_render as render
-from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome, Workspace
+from madengine.backends.base import Cancel, OrphanRecord, Outcome, Workspace
 from madengine.backends.credentials import (
     CREDENTIAL_FILE,
     RegistryCredentials,
@@ -56,6 +56,8 @@ from madengine.backends.credentials import (
 from madengine.backends.local_session import LocalSession
 from madengine.backends.registry_client import lookup_digest, parse_reference, resolve_digest
 from madengine.backends.rundir import collect_artifacts, prepare_run_dir
+from madengine.backends.session import HostInfo
+from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.errors import Diagnostic, MadengineError
 from madengine.state.model import Status
 
@@ -195,18 +197,18 @@ class DockerBackend:
         return [Diagnostic(file=None, line=None, column=None, message=f"{job.address}: {msg}", hint=hint)
                 for msg, hint in problems]
 
-    def observe_image(self, image: ImageSpec, image_id: str | None) -> bool:
-        """Is the image present: by id when one was recorded (and still tagged as the lock says)."""
+    def observe_images(self, images: Sequence[ImageSpec]) -> Mapping[str, Mapping[str, str]]:
+        """Which of these images' tags the engine has, with the image id each names: one list call
+        (filtered by reference), not one inspect per image. Keyed by the engine's one host."""
+        tags = [image.tag for image in images]
         try:
-            tags = probe.image_tags(self.target.host, image_id or image.tag)
+            found = probe.tagged_images(self.target.host, tags)
         except probe.Unsupported:
-            tags = self._image_tags_by_sdk(image_id or image.tag)
+            listing = self._sdk_call(lambda: self.client().api.images(filters={"reference": sorted(set(tags))}))
+            found = probe.images_by_tag(listing, tags)
         except OSError as e:
-            raise self._unreachable(image_id or image.tag, e) from None
-        if tags is None:
-            return False
-        # The tag is what runs use: if it was moved to another image, this build is not what runs.
-        return image.tag in tags or not image_id
+            raise self._unreachable(", ".join(tags[:3]) + (", ..." if len(tags) > 3 else ""), e) from None
+        return {self.hosts()[0].name: found}
 
     def engine_info(self) -> dict[str, Any]:
         """The engine's /info (its host's name, its runtimes), asked once; raises EngineUnavailable naming
@@ -272,16 +274,6 @@ class DockerBackend:
                     "install the NVIDIA Container Toolkit and restart dockerd, or leave these jobs out "
                     "(a madfile's plan: --select or --target; `run`: another context)")
         return None
-
-    def _image_tags_by_sdk(self, name: str) -> list[str] | None:
-        import docker
-
-        try:
-            return list(self.client().images.get(name).tags or [])
-        except docker.errors.ImageNotFound:
-            return None
-        except _engine_errors() as e:
-            raise self._unreachable(name, e) from None
 
     def _unreachable(self, name: str, error: BaseException) -> EngineUnavailable:
         down = self._engine_down(error)
@@ -671,12 +663,16 @@ class DockerBackend:
 
     # --- scheduling and clean-up ------------------------------------------------------------------------
 
-    def hosts(self) -> list[tuple[str, int | None]]:
+    def hosts(self) -> list[HostInfo]:
         """One host: the engine's, by its host name (recorded with each run, as local records its own):
         this machine's for a local socket, else the name the engine gives itself."""
         if probe.socket_path(self.target.host) is not None:
-            return [(socket.gethostname(), self.target.gpus)]
-        return [(str(self.engine_info().get("Name") or self.target_name), self.target.gpus)]
+            return [HostInfo(socket.gethostname(), self.target.gpus)]
+        return [HostInfo(str(self.engine_info().get("Name") or self.target_name), self.target.gpus)]
+
+    def deliver(self, image: ImageSpec, host: str, log_path: Path, cancel: Cancel) -> Outcome:
+        return Outcome(Status.FAILURE, message=f"target {self.target_name} has one host (its engine's): "
+                       "there is no other host to deliver an image to")
 
     def containers(self) -> list[Any]:
         """Every container (running or not) labelled with this workspace, on this target's engine."""
@@ -684,18 +680,17 @@ class DockerBackend:
         # The SDK lists, then inspects each: one removed in between (by hand, or by its own run) is no error.
         return list(self.client().containers.list(all=True, filters={"label": label}, ignore_removed=True))
 
-    def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
+    def cleanup_orphans(self, running: Sequence[OrphanRecord] | None) -> list[str]:
         """Remove what killed applies left: see the module docstring for the contract.
 
-        `running` entries are apply's: {"attempt": id, "handle": container id or None, "host": ...}.
-        """
+        A record's handle is a container id (or None when the container was never reported)."""
         wanted: Callable[[Any], bool]
         if running is None:
             def wanted(c: Any) -> bool:
                 return (c.labels or {}).get(render.LABEL_KEEP_ALIVE) != "1"
         else:
-            attempts = {str(e["attempt"]) for e in running if e.get("attempt") is not None}
-            handles = {str(e["handle"]) for e in running if e.get("handle")}
+            attempts = {str(e.attempt) for e in running}
+            handles = {e.handle for e in running if e.handle}
 
             def wanted(c: Any) -> bool:
                 return (c.labels or {}).get(render.LABEL_ATTEMPT) in attempts or c.id in handles

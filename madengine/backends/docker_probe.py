@@ -12,8 +12,9 @@ import http.client
 import json
 import os
 import socket
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 TIMEOUT = 30.0
@@ -96,3 +97,27 @@ def image_tags(host: str | None, name: str) -> list[str] | None:
         raise OSError(f"{status} {reason}: {body[:200].decode('utf-8', 'replace').strip()}")
     tags = json.loads(body).get("RepoTags") or []
     return [str(t) for t in tags]
+
+
+def tagged_images(host: str | None, tags: Sequence[str]) -> dict[str, str]:
+    """Of these tags, those the engine has, each with the id of the image it names: one
+    `GET /images/json` filtered by reference, however many tags are asked. Raises OSError when the
+    engine cannot be reached or answers with an error."""
+    if not tags:
+        return {}
+    query = urlencode({"filters": json.dumps({"reference": sorted(set(tags))})})
+    status, reason, body = _get(host, f"/images/json?{query}")
+    if status != 200:
+        raise OSError(f"{status} {reason}: {body[:200].decode('utf-8', 'replace').strip()}")
+    return images_by_tag(json.loads(body), tags)
+
+
+def images_by_tag(listing: object, tags: Sequence[str]) -> dict[str, str]:
+    """tag -> image id, for the wanted `tags`, from an engine's image list (`GET /images/json`)."""
+    wanted = set(tags)
+    out: dict[str, str] = {}
+    for image in listing if isinstance(listing, list) else ():
+        for tag in (image.get("RepoTags") or []) if isinstance(image, dict) else ():
+            if tag in wanted:
+                out[str(tag)] = str(image.get("Id"))
+    return out

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from madengine.backends import base
-from madengine.backends.base import ATTEMPT_ENV, JobSpec
+from madengine.backends.base import ATTEMPT_ENV
+from madengine.backends.specs import JobSpec
 
 WORKSPACE_IN_CONTAINER = "/myworkspace"
 RUN_DIR_IN_CONTAINER = f"{WORKSPACE_IN_CONTAINER}/run_directory"

@@ -13,14 +13,16 @@ import contextlib
 import os
 import signal
 import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from madengine.backends.base import ATTEMPT_ENV, Cancel, ImageSpec, JobSpec, Outcome, Workspace
+from madengine.backends.base import ATTEMPT_ENV, Cancel, OrphanRecord, Outcome, Workspace
 from madengine.backends.local_session import LocalSession, process_env
 from madengine.backends.rundir import collect_artifacts, prepare_run_dir, run_host_steps
 from madengine.backends.session import HostInfo
+from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.errors import Diagnostic
 from madengine.state.model import Status
 
@@ -47,11 +49,11 @@ class LocalBackend:
                                f"{self.target_name!r} has {gpus}", hint="lower n_gpus, or set the target's gpus")]
         return []
 
-    def hosts(self) -> list[tuple[str, int | None]]:
-        return [(self.host, self.target.gpus)]
+    def hosts(self) -> list[HostInfo]:
+        return [HostInfo(self.host, self.target.gpus)]
 
-    def observe_image(self, image: ImageSpec, image_id: str | None) -> bool:
-        return True  # nothing to observe: local jobs need no image
+    def observe_images(self, images: Sequence[ImageSpec]) -> Mapping[str, Mapping[str, str]]:
+        return {}  # nothing to observe: local jobs need no image
 
     def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         return Outcome(Status.FAILURE, message="the local backend builds no images")
@@ -68,6 +70,9 @@ class LocalBackend:
     def pull(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         return Outcome(Status.FAILURE, message="the local backend pulls no images")
 
+    def deliver(self, image: ImageSpec, host: str, log_path: Path, cancel: Cancel) -> Outcome:
+        return Outcome(Status.FAILURE, message="the local backend has one host and no images to deliver")
+
     def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
         assert job.log_path is not None, "apply chooses the log path"
         runs = self.runs_dir()
@@ -81,17 +86,17 @@ class LocalBackend:
             outcome = run_host_steps(self.session, job, self.environment(job), run_dir, log, cancel)
         return replace(outcome, artifacts=collect_artifacts(self.session, job, run_dir, outcome.exit_code))
 
-    def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
+    def cleanup_orphans(self, running: Sequence[OrphanRecord] | None) -> list[str]:
         """Stop the process groups that RUNNING attempts of a killed apply left on this host.
 
-        Each entry: {"attempt": id, "handle": "<pgid>", "host": name}. A group is stopped only if its
-        leader's environment names that attempt, so a recycled pid is never hit. A sweep (None) has
-        nothing to find: a process group is only known through its attempt.
+        Each record's handle is the group id (as text). A group is stopped only if its leader's
+        environment names that attempt, so a recycled pid is never hit. A sweep (None) has nothing
+        to find: a process group is only known through its attempt.
         """
         stopped: list[str] = []
         for entry in running or ():
-            handle, attempt = entry.get("handle"), entry.get("attempt")
-            if entry.get("host") != self.host or not handle or not str(handle).isdigit():
+            handle, attempt = entry.handle, entry.attempt
+            if entry.host != self.host or not handle or not handle.isdigit():
                 continue
             pgid = int(handle)
             if process_env(pgid).get(ATTEMPT_ENV) == str(attempt):

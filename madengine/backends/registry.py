@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from madengine.backends.base import Backend, Workspace
-from madengine.errors import ConfigError
+from madengine.errors import ConfigError, Diagnostic
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 ENTRY_POINT_GROUP = "madengine.backends"
 BUILTIN: Mapping[str, str] = {
@@ -21,13 +24,38 @@ BUILTIN: Mapping[str, str] = {
 
 
 def available() -> dict[str, str]:
-    """Every backend name with where its class lives."""
+    """Every backend name with where its class lives.
+
+    Two backends of one name are refused (a ConfigError naming both places), never resolved by
+    whichever was found first: two plugins registering one name with different classes, or a plugin
+    reusing a built-in name with another class. The same class registered twice (a package found on
+    two paths, madengine's own entry points) is one backend."""
     from importlib.metadata import entry_points
 
     found = dict(BUILTIN)
+    origin = {name: "built into madengine" for name in BUILTIN}
+    problems = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(ep.name, ep.value)
+        known = found.get(ep.name)
+        if known is None:
+            found[ep.name], origin[ep.name] = ep.value, _origin(ep)
+        elif known != ep.value:
+            problems.append(Diagnostic(
+                None, None, None, f"two backends are named {ep.name!r}: {known} ({origin[ep.name]}) and "
+                f"{ep.value} ({_origin(ep)})",
+                hint="uninstall one of the two packages, or give its entry point another name"))
+    if problems:
+        raise ConfigError.many(problems)
     return found
+
+
+def _origin(ep: EntryPoint) -> str:
+    """Where an entry point comes from: its distribution, and the metadata directory it was read from."""
+    dist = ep.dist
+    if dist is None:
+        return "an unknown distribution"
+    path = getattr(dist, "_path", None)  # PathDistribution's metadata directory: the place to look
+    return f"distribution {dist.name} {dist.version}" + (f" at {path}" if path is not None else "")
 
 
 def installed(names: Iterable[str] = ()) -> set[str]:

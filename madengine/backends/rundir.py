@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from madengine.backends.base import Cancel, JobSpec, Outcome, RunArtifacts, node_file_name, run_steps
+from madengine.backends.base import Cancel, Outcome, RunArtifacts, node_file_name, run_steps
 from madengine.backends.session import RemotePath, Session
+from madengine.backends.specs import JobSpec
 from madengine.compile.ir import run_dir_names
 from madengine.state.model import Status
 

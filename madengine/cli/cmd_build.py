@@ -33,7 +33,7 @@ def build(
     import json
 
     from madengine.apply.engine import ApplyOptions, ApplyResult
-    from madengine.apply.specs import job_metadata
+    from madengine.backends.specs import job_metadata
     from madengine.cli.applying import ApplyRequest, apply_realization, exit_with
     from madengine.compat.rocm import RocmArgs, batch_models, generated_path, madfile_text, parse_context
     from madengine.mad.tags import split_tags

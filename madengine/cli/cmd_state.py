@@ -148,13 +148,13 @@ def _entries(observed: Observed) -> list[dict[str, Any]]:
     """The `state list` rows: the latest attempt of each address, else its latest image records."""
     latest = observed.latest
     by_address: dict[str, list[ImageRecord]] = {}
-    for (address, _), rec in sorted(observed.images.items()):
+    for (address, *_), rec in sorted(observed.images.items()):
         by_address.setdefault(address, []).append(rec)
     entries: list[dict[str, Any]] = []
     for address in sorted(set(latest) | set(by_address)):
         images = by_address.get(address, [])
         attempt = latest.get(address)
-        image_result = ", ".join(f"{i.tag} on {i.target}" for i in images)
+        image_result = ", ".join(f"{i.tag} on {i.target}" + (f"/{i.host}" if i.host else "") for i in images)
         if attempt is not None:
             entries.append({"address": address, "status": attempt.status.value,
                             "when": attempt.ended_at or attempt.started_at, "node_hash": attempt.node_hash,
@@ -184,7 +184,7 @@ def _attempt_json(a: Attempt) -> dict[str, Any]:
     return {"id": a.id, "apply_id": a.apply_id, "address": a.address, "node_hash": a.node_hash,
             "status": a.status.value, "started_at": a.started_at, "ended_at": a.ended_at,
             "duration": a.duration, "host": a.host, "exit_code": a.exit_code, "log_path": a.log_path,
-            "image_digest": a.image_digest, "pid": a.pid, "message": a.message, "inputs": a.inputs,
+            "image_digest": a.image_digest, "handle": a.handle, "message": a.message, "inputs": a.inputs,
             "perf": [{"model": p.model, "performance": p.performance, "metric": p.metric, "status": p.status.value}
                      for p in a.perf]}
 
@@ -192,6 +192,7 @@ def _attempt_json(a: Attempt) -> dict[str, Any]:
 def _image_json(i: ImageRecord) -> dict[str, Any]:
     return {"address": i.address, "target": i.target, "node_hash": i.node_hash, "tag": i.tag,
             "image_id": i.image_id, "digest": i.digest, "built_at": i.built_at, "status": i.status.value,
+            **({"host": i.host} if i.host else {}),
             "inputs": i.inputs}
 
 

@@ -10,11 +10,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from madengine.lock.entries import NodeKind
+
 
 class Action(str, enum.Enum):
     BUILD = "build"
     REBUILD = "rebuild"
     PULL = "pull"  # an image another machine built and pushed: fetched instead of built
+    LOAD = "load"  # an image built for this target that some of its hosts lack: delivered to them
     PUSH = "push"
     RUN = "run"
     RERUN = "rerun"
@@ -26,7 +29,7 @@ class Action(str, enum.Enum):
 
     @property
     def symbol(self) -> str:
-        return {"build": "+", "pull": "+", "push": "+", "run": "+", "rebuild": "~", "rerun": "~",
+        return {"build": "+", "pull": "+", "load": "+", "push": "+", "run": "+", "rebuild": "~", "rerun": "~",
                 "noop": "=", "failed": "!", "wait": "*"}[self.value]
 
     @property
@@ -36,26 +39,37 @@ class Action(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Change:
-    """What apply will do to one node, and why. `targets` are where (images may serve several)."""
+    """What apply will do to one node, and why. `targets` are where (images may serve several);
+    `hosts` the "target/host" placements an image change acts on, named only for targets of more
+    than one host (a one-host target's image is simply on that target)."""
 
     address: str
-    kind: str  # "image" or "job"
+    kind: NodeKind
     action: Action
     reason: str  # "Dockerfile changed", "never run", "SUCCESS 2026-11-28, 123 gflops", ...
     node_hash: str
     targets: tuple[str, ...]
     depends_on: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"address": self.address, "kind": self.kind, "action": self.action.value,
-                "reason": self.reason, "hash": self.node_hash, "targets": list(self.targets),
-                "depends_on": list(self.depends_on)}
+        out = {"address": self.address, "kind": self.kind.value, "action": self.action.value,
+               "reason": self.reason, "hash": self.node_hash, "targets": list(self.targets),
+               "depends_on": list(self.depends_on)}
+        if self.hosts:  # absent for one-host targets: their saved plans read as before
+            out["hosts"] = list(self.hosts)
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Change:
-        return cls(address=data["address"], kind=data["kind"], action=Action(data["action"]),
+        return cls(address=data["address"], kind=NodeKind(data["kind"]), action=Action(data["action"]),
                    reason=data["reason"], node_hash=data["hash"], targets=tuple(data["targets"]),
-                   depends_on=tuple(data.get("depends_on", ())))
+                   depends_on=tuple(data.get("depends_on", ())), hosts=tuple(data.get("hosts", ())))
+
+    def hosts_of(self, target: str) -> tuple[str, ...]:
+        """The hosts of `target` this change acts on (empty: the target as a whole)."""
+        prefix = target + "/"
+        return tuple(h[len(prefix):] for h in self.hosts if h.startswith(prefix))
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,8 @@ class Plan:
                 out["build"] += 1
             elif c.action is Action.PULL:
                 out["pull"] += 1
+            elif c.action is Action.LOAD:
+                out["load"] += 1
             elif c.action is Action.PUSH:
                 out["push"] += 1
             elif c.action in (Action.RUN, Action.RERUN):
@@ -95,6 +111,8 @@ class Plan:
         parts = [f"{n['build']} to build"]
         if n["pull"]:
             parts.append(f"{n['pull']} to pull")
+        if n["load"]:
+            parts.append(f"{n['load']} to load")
         if n["push"]:
             parts.append(f"{n['push']} to push")
         parts += [f"{n['run']} to run", f"{n['unchanged']} unchanged"]

@@ -1,7 +1,9 @@
 """Observation: what the state store recorded, checked against the world. Read-only I/O.
 
-An image the store says was built is asked for on its target; if it is gone (removed by hand), the
-planner rebuilds it. An image that is not here, with a registry set, is looked for in the registry: if
+The images the store says were built are asked for on their target, all at once, per host (one
+batched query per host): an image gone from every host (removed by hand) is rebuilt; one that some
+hosts of a many-host target lack is loaded onto them. An image that is not here, with a registry set,
+is looked for in the registry: if
 another machine built and pushed it, the planner pulls it instead of building it. Jobs are not
 re-observed: a recorded result is the result; but a job recorded RUNNING is asked about: if the
 workspace lock is held by a live process other than this one, an apply is running it now.
@@ -18,9 +20,10 @@ import dataclasses
 import os
 from collections.abc import Mapping
 
-from madengine.apply.specs import image_spec
 from madengine.backends.base import Backend
+from madengine.backends.specs import image_spec_of
 from madengine.graph.dag import Dag
+from madengine.lock.entries import LockEntries, NodeKind
 from madengine.lock.lockfile import Lock
 from madengine.plan.model import Plan
 from madengine.state.lock import WorkspaceLock
@@ -31,29 +34,49 @@ from madengine.state.store import StateStore
 def observe(store: StateStore, graph: Dag, lock: Lock, backends: Mapping[str, Backend],
             registry: str | None) -> Observed:
     base = store.observed()  # serial, images and latest attempts from one snapshot
-    images = base.images
-    missing = set()
-    for (address, target), record in images.items():
-        if address not in graph or record.node_hash != lock["images"][address]["hash"]:
-            continue  # not planned, or rebuilt anyway: nothing to ask
+    entries = LockEntries.of(lock)
+    # The images recorded as built from the lock's inputs, per target: asked of each target at once.
+    recorded: dict[str, dict[str, list[ImageRecord]]] = {}
+    for (address, target, _), record in base.images.items():
+        if address in graph and record.node_hash == entries.images[address].hash:
+            recorded.setdefault(target, {}).setdefault(address, []).append(record)
+    missing: set[tuple[str, str]] = set()
+    lacking: dict[tuple[str, str], tuple[str, ...]] = {}
+    hosts: dict[str, tuple[str, ...]] = {}
+    for target, by_address in recorded.items():
         backend = backends.get(target)
-        if backend is not None and backend.builds_images and \
-                not backend.observe_image(image_spec(address, lock, registry), record.image_id):
-            missing.add((address, target))
+        if backend is None or not backend.builds_images:
+            continue
+        seen = backend.observe_images([image_spec_of(a, entries.images[a], registry) for a in by_address])
+        hosts[target] = tuple(seen)
+        for address, records in by_address.items():
+            have = [host for host, tags in seen.items() if _holds(tags, entries.images[address].tag, records)]
+            if not have:
+                missing.add((address, target))  # gone from every host: rebuilt
+            elif len(have) < len(seen):
+                lacking[address, target] = tuple(h for h in seen if h not in have)
     in_registry = {}
     for address, data in graph.nodes.items():
         if not registry or data["kind"] != "image":
             continue
-        node_hash = lock["images"][address]["hash"]
         absent = [t for t in data["targets"]
-                  if (address, t) in missing or not _built(images.get((address, t)), node_hash)]
+                  if (address, t) in missing or address not in recorded.get(t, {})]
         backend = backends.get(absent[0]) if absent else None  # asked only about images not here
         if backend is not None and backend.builds_images:
-            digest = backend.observe_registry(image_spec(address, lock, registry))
+            digest = backend.observe_registry(image_spec_of(address, entries.images[address], registry))
             if digest:
                 in_registry[address] = digest
     return dataclasses.replace(base, missing_images=frozenset(missing), in_registry=in_registry,
-                               live_apply=_live_apply(store, base))
+                               live_apply=_live_apply(store, base), lacking=lacking, hosts=hosts)
+
+
+def _holds(tags: Mapping[str, str], tag: str, records: list[ImageRecord]) -> bool:
+    """Does a host hold the recorded build: its tag names the image id recorded (any id, when a record
+    has none). A tag moved to another image is not this build: that is not what runs."""
+    image_id = tags.get(tag)
+    if image_id is None:
+        return False
+    return any(r.image_id is None or r.image_id == image_id for r in records)
 
 
 def _live_apply(store: StateStore, base: Observed) -> Holder | None:
@@ -85,19 +108,16 @@ def runnable(the_plan: Plan, lock: Lock, backends: Mapping[str, Backend]) -> dic
         return answers[key]
 
     out = {}
+    jobs = LockEntries.of(lock).jobs
     for change in the_plan.changes:
         if not change.action.changes:
             continue
-        if change.kind == "image":
+        if change.kind == NodeKind.IMAGE:
             for target in change.targets:
                 ask(target, "NONE", 0)
-        elif change.kind == "job":
-            entry = lock["jobs"][change.address]
-            problem = ask(entry["target"], str(entry["env"].get("MAD_GPU_VENDOR", "NONE")), entry["n_gpus"])
+        elif change.kind == NodeKind.JOB:
+            entry = jobs[change.address]
+            problem = ask(entry.target, str(entry.env.get("MAD_GPU_VENDOR", "NONE")), entry.n_gpus)
             if problem is not None:
                 out[change.address] = problem
     return out
-
-
-def _built(record: ImageRecord | None, node_hash: str) -> bool:
-    return record is not None and record.node_hash == node_hash

@@ -13,6 +13,7 @@ from typing import Any
 from madengine import shape
 from madengine.errors import ConfigError, Diagnostic, FileSystemError, MadengineError, UsageError
 from madengine.files import decode_utf8
+from madengine.lock.entries import NodeKind
 from madengine.plan.model import Action, Change, Plan
 from madengine.shape import ListOf, MapOf, OneOf
 
@@ -80,9 +81,9 @@ _SHAPE = {
     "lock_hash": str,
     "serial": int,
     "options?": MapOf(object),
-    "changes": ListOf({"address": str, "kind": OneOf("image", "push", "job"),
+    "changes": ListOf({"address": str, "kind": OneOf(*(k.value for k in NodeKind)),
                        "action": OneOf(*(a.value for a in Action)), "reason": str, "hash": str,
-                       "targets": ListOf(str), "depends_on?": ListOf(str)}),
+                       "targets": ListOf(str), "depends_on?": ListOf(str), "hosts?": ListOf(str)}),
 }
 
 

@@ -15,9 +15,10 @@ from typing import Any
 from madengine.errors import ConfigError, Diagnostic
 from madengine.graph.build import topological_order
 from madengine.graph.dag import Dag
+from madengine.lock.entries import ImageEntry, JobEntry, LockEntries, NodeKind
 from madengine.lock.lockfile import Lock
 from madengine.plan.model import Action, Change, Plan
-from madengine.state.model import Attempt, Observed, Status
+from madengine.state.model import Attempt, ImageRecord, Observed, Status
 
 # Lock-entry keys -> how a change of them reads in a reason.
 IMAGE_INPUTS = {"dockerfile": "Dockerfile", "context": "build context", "build_args": "build args",
@@ -41,18 +42,20 @@ class PlanOptions:
 def plan(lock: Lock, lock_hash: str, graph: Dag, observed: Observed,
          options: PlanOptions = PlanOptions()) -> Plan:
     changes = []
+    entries = LockEntries.of(lock)
+    placed = _placements(observed)
     for address in topological_order(graph):
         kind = graph.nodes[address]["kind"]
         deps = tuple(sorted(graph.predecessors(address)))
-        if kind == "image":
-            changes.append(_image_change(address, lock["images"][address], graph.nodes[address]["targets"],
-                                         observed, options))
-        elif kind == "push":
+        if kind == NodeKind.IMAGE:
+            changes.append(_image_change(address, entries.images[address], graph.nodes[address]["targets"],
+                                         observed, placed, options))
+        elif kind == NodeKind.PUSH:
             image = graph.nodes[address]["image"]
-            changes.append(_push_change(address, image, lock["images"][image], graph.nodes[image]["targets"],
+            changes.append(_push_change(address, image, entries.images[image], graph.nodes[image]["targets"],
                                         observed, options, deps))
         else:
-            changes.append(_job_change(address, lock["jobs"][address], observed, options, deps))
+            changes.append(_job_change(address, entries.jobs[address], observed, options, deps))
     return Plan(lock_hash=lock_hash, serial=observed.serial, changes=tuple(changes),
                 options={"replace": sorted(options.replace), "rerun_failed": options.rerun_failed})
 
@@ -74,62 +77,89 @@ def refuse_what_cannot_run(cannot_run: Mapping[str, tuple[str, str]]) -> None:
     raise ConfigError.many(problems)
 
 
-def _image_change(address: str, entry: Mapping[str, Any], targets: tuple[str, ...], observed: Observed,
-                  options: PlanOptions) -> Change:
-    node_hash = entry["hash"]
+def _placements(observed: Observed) -> dict[tuple[str, str], dict[str, ImageRecord]]:
+    """The recorded images by (address, target), then by host ('' for a target's only host)."""
+    out: dict[tuple[str, str], dict[str, ImageRecord]] = {}
+    for (address, target, host), record in observed.images.items():
+        out.setdefault((address, target), {})[host] = record
+    return out
+
+
+def _latest(records: Mapping[str, ImageRecord] | None) -> ImageRecord | None:
+    """The latest record of an image on a target, on whichever host."""
+    if not records:
+        return None
+    return max(records.values(), key=lambda r: r.built_at)
+
+
+def _image_change(address: str, entry: ImageEntry, targets: tuple[str, ...], observed: Observed,
+                  placed: Mapping[tuple[str, str], Mapping[str, ImageRecord]], options: PlanOptions) -> Change:
+    node_hash = entry.hash
     todo: list[tuple[str, Action, str]] = []
+    loads: list[str] = []  # "target/host" placements lacking an image built for their target
     built_at = ""
     for target in targets:
-        record = observed.images.get((address, target))
+        records = placed.get((address, target))
+        built = [r for r in (records or {}).values() if r.node_hash == node_hash]
+        record = max(built, key=lambda r: r.built_at) if built else _latest(records)
         if address in options.replace:
             todo.append((target, Action.REBUILD, options.replace_reason))
         elif record is None:
             todo.append((target, Action.BUILD, "never built" if len(targets) == 1 else f"never built on {target}"))
         elif record.node_hash != node_hash:
-            todo.append((target, Action.REBUILD, _why(record.inputs, entry, IMAGE_INPUTS)))
+            todo.append((target, Action.REBUILD, _why(record.inputs, entry.to_json(), IMAGE_INPUTS)))
         elif (address, target) in observed.missing_images:
             todo.append((target, Action.REBUILD, f"image gone from {target} (removed outside madengine)"))
         else:
             built_at = built_at or record.built_at
+            loads += [f"{target}/{host}" for host in observed.lacking.get((address, target), ())]
+    if not todo and loads:
+        return Change(address, NodeKind.IMAGE, Action.LOAD, f"built {_day(built_at)}; not on "
+                      f"{', '.join(h.split('/', 1)[1] for h in loads)}", node_hash,
+                      tuple(dict.fromkeys(h.split("/", 1)[0] for h in loads)), hosts=tuple(loads))
     if not todo:
-        return Change(address, "image", Action.NOOP, f"built {_day(built_at)}", node_hash, targets)
+        return Change(address, NodeKind.IMAGE, Action.NOOP, f"built {_day(built_at)}", node_hash, targets)
     action = Action.REBUILD if any(a is Action.REBUILD for _, a, _ in todo) else Action.BUILD
     reasons = list(dict.fromkeys(r for _, _, r in todo))
     digest = observed.in_registry.get(address)
     if digest and address not in options.replace:  # built elsewhere from the same inputs: fetch it
         action = Action.PULL
         reasons.append(f"in the registry as {digest}")
-    return Change(address, "image", action, "; ".join(reasons), node_hash, tuple(t for t, _, _ in todo))
+    # Hosts are named for targets of many hosts only; the loads of other targets wait for the next plan.
+    hosts = tuple(f"{t}/{h}" for t, _, _ in todo for h in observed.hosts.get(t, ()) if len(observed.hosts[t]) > 1)
+    return Change(address, NodeKind.IMAGE, action, "; ".join(reasons), node_hash, tuple(t for t, _, _ in todo),
+                  hosts=hosts)
 
 
-def _push_change(address: str, image: str, entry: Mapping[str, Any], targets: tuple[str, ...],
-                 observed: Observed, options: PlanOptions, deps: tuple[str, ...]) -> Change:
+def _push_change(address: str, image: str, entry: ImageEntry, targets: tuple[str, ...], observed: Observed,
+                 options: PlanOptions, deps: tuple[str, ...]) -> Change:
     """A push is done from where the image was built: its first target's engine."""
-    node_hash = entry["hash"]
-    pushed = [r.digest for (a, _), r in observed.images.items() if a == image and r.node_hash == node_hash and r.digest]
+    node_hash = entry.hash
+    pushed = [r.digest for (a, _, _), r in observed.images.items() if a == image and r.node_hash == node_hash
+              and r.digest]
     if image in observed.in_registry:
         pushed.append(observed.in_registry[image])
     if pushed and address not in options.replace and image not in options.replace:
-        return Change(address, "push", Action.NOOP, f"pushed {pushed[0]}", node_hash, targets[:1], deps)
-    return Change(address, "push", Action.PUSH, "not in the registry" if not pushed else options.replace_reason,
+        return Change(address, NodeKind.PUSH, Action.NOOP, f"pushed {pushed[0]}", node_hash, targets[:1], deps)
+    return Change(address, NodeKind.PUSH, Action.PUSH, "not in the registry" if not pushed else options.replace_reason,
                   node_hash, targets[:1], deps)
 
 
-def _job_change(address: str, entry: Mapping[str, Any], observed: Observed, options: PlanOptions,
+def _job_change(address: str, entry: JobEntry, observed: Observed, options: PlanOptions,
                 deps: tuple[str, ...]) -> Change:
-    node_hash = entry["hash"]
-    target = (entry["target"],)
+    node_hash = entry.hash
+    target = (entry.target,)
     last = observed.latest.get(address)
 
     def change(action: Action, reason: str) -> Change:
-        return Change(address, "job", action, reason, node_hash, target, deps)
+        return Change(address, NodeKind.JOB, action, reason, node_hash, target, deps)
 
     if last is None:
         return change(Action.RUN, "never run")
     if address in options.replace:
         return change(Action.RERUN, options.replace_reason)
     if last.node_hash != node_hash:
-        return change(Action.RERUN, _why(last.inputs, entry, JOB_INPUTS))
+        return change(Action.RERUN, _why(last.inputs, entry.to_json(), JOB_INPUTS))
     if last.status is Status.SUCCESS:
         return change(Action.NOOP, describe_result(last))
     if last.status.failed:

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from madengine.plan.model import Action, Plan
 
-VERB = {Action.BUILD: "build", Action.REBUILD: "rebuild", Action.PULL: "pull", Action.PUSH: "push", Action.RUN: "run",
+VERB = {Action.BUILD: "build", Action.REBUILD: "rebuild", Action.PULL: "pull", Action.LOAD: "load",
+        Action.PUSH: "push", Action.RUN: "run",
         Action.RERUN: "rerun", Action.NOOP: "up to date", Action.FAILED: "failed", Action.WAIT: "running"}
 STYLE = {"+": "green", "~": "yellow", "=": "dim", "!": "red", "*": "cyan"}
 
 
 def plan_lines(plan: Plan, show_unchanged: bool = True) -> list[tuple[str, str]]:
-    """(style, text) per line: `+ build image:x@cpu (never built)`."""
+    """(style, text) per line: `+ build image:x@cpu (never built)`; `+ load image:x@cpu → lab/node2 (...)`
+    where a change acts on some hosts of a many-host target (`hosts` are named only for those)."""
     lines = []
     for c in plan.changes:
         if c.action is Action.NOOP and not show_unchanged:
             continue
         where = f" on {', '.join(c.targets)}" if c.kind == "image" and len(c.targets) > 1 else ""
+        if c.hosts and c.action.changes:
+            where = f" → {', '.join(c.hosts)}"
         lines.append((STYLE[c.action.symbol], f"{c.action.symbol} {VERB[c.action]} {c.address}{where} ({c.reason})"))
     return lines
 

@@ -45,6 +45,7 @@ class ImageRecord:
     inputs: dict[str, Any]  # the lock entry it was built from, to explain a later rebuild
     built_at: str
     status: Status = Status.SUCCESS
+    host: str = ""  # which host of the target holds it; "": the target's only host
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,11 @@ class Attempt:
     log_path: str | None = None  # relative to the state directory
     image_digest: str | None = None
     inputs: dict[str, Any] = field(default_factory=dict)  # the lock entry it ran from
-    pid: int | None = None  # of a local process group, to clean up after a killed apply
+    handle: str | None = None  # what to stop after a killed apply: a process group id, a container id...
     message: str = ""  # one line: why it failed, timed out or was skipped
     perf: tuple[PerfRow, ...] = ()
     gate: dict[str, Any] | None = None  # its `expect:` gate's verdict when recorded (`results.gates.Verdict`)
+    facts: dict[str, Any] | None = None  # the host facts it ran under, when known
 
     @property
     def chronology(self) -> tuple[str, int]:
@@ -124,8 +126,11 @@ class Observed:
     """What the planner knows of the world: the store's records plus the backends' answers."""
 
     serial: int
-    images: dict[tuple[str, str], ImageRecord]  # (address, target) -> latest successful build
+    images: dict[tuple[str, str, str], ImageRecord]  # (address, target, host) -> latest successful record
     latest: dict[str, Attempt]  # address -> latest finished (or running) attempt of a job
-    missing_images: frozenset[tuple[str, str]] = frozenset()  # recorded, but gone from the engine
+    missing_images: frozenset[tuple[str, str]] = frozenset()  # (address, target): recorded, gone from every host
+    # (address, target) -> the hosts of a many-host target that lack an image others of them hold
+    lacking: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    hosts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # target -> its hosts, where observed
     in_registry: dict[str, str] = field(default_factory=dict)  # image address -> digest, for images not here
     live_apply: Holder | None = None  # another process's apply, holding the workspace lock now

@@ -86,7 +86,21 @@ _V2 = """
 ALTER TABLE attempts ADD COLUMN gate TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+# Version 3, for backends of many machines: an attempt's handle is text (a process group id, a container
+# id, later a SLURM or Kubernetes id; a v2 pid becomes its text), the host facts it ran under (JSON,
+# NULL when unknown), and image records per host of their target ('': the target's only host, as
+# every record of a v2 store was made).
+_V3 = """
+ALTER TABLE attempts ADD COLUMN handle TEXT;
+UPDATE attempts SET handle = CAST(pid AS TEXT) WHERE pid IS NOT NULL;
+ALTER TABLE attempts DROP COLUMN pid;
+ALTER TABLE attempts ADD COLUMN facts TEXT;
+ALTER TABLE images ADD COLUMN host TEXT NOT NULL DEFAULT '';
+DROP INDEX images_by_key;
+CREATE INDEX images_by_key ON images (address, target, host, id);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -49,8 +49,8 @@ STATE_ENV = "MADENGINE_STATE"
 BUSY_TIMEOUT_MS = 10_000
 
 _ATTEMPT_COLUMNS = ("id, apply_id, address, node_hash, status, started_at, ended_at, host, exit_code, log_path, "
-                    "image_digest, inputs, pid, message, gate")
-_IMAGE_COLUMNS = "address, target, node_hash, tag, image_id, digest, inputs, built_at, status"
+                    "image_digest, inputs, handle, message, gate, facts")
+_IMAGE_COLUMNS = "address, target, node_hash, tag, image_id, digest, inputs, built_at, status, host"
 # The latest attempt of each address and its perf rows. The (address, id) index answers the inner
 # GROUP BY without reading the table; each attempt and perf row is then one primary-key lookup.
 _LATEST_WITH_PERF = (
@@ -266,18 +266,27 @@ class StateStore:
     def record_image(self, rec: ImageRecord, apply_id: int) -> None:
         with self._write() as conn:
             conn.execute(
-                f"INSERT INTO images ({_IMAGE_COLUMNS}, apply_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO images ({_IMAGE_COLUMNS}, apply_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (rec.address, rec.target, rec.node_hash, rec.tag, rec.image_id, rec.digest, _dumps(rec.inputs),
-                 rec.built_at, Status(rec.status).value, apply_id))
+                 rec.built_at, Status(rec.status).value, rec.host, apply_id))
             _bump_serial(conn)
 
     def images(self) -> dict[tuple[str, str], ImageRecord]:
-        """The latest successful build of each (address, target)."""
+        """The latest successful build of each (address, target), on whichever of its hosts."""
         with self._read() as conn:
             rows = conn.execute(
                 f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id IN "
                 "(SELECT max(id) FROM images WHERE status = 'SUCCESS' GROUP BY address, target)")
             return {(r[0], r[1]): _image(r) for r in rows}
+
+    def placements(self) -> dict[tuple[str, str, str], ImageRecord]:
+        """The latest successful record of each (address, target, host): where each image was put
+        (host '' is the target's only host)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id IN "
+                "(SELECT max(id) FROM images WHERE status = 'SUCCESS' GROUP BY address, target, host)")
+            return {(r[0], r[1], r[9]): _image(r) for r in rows}
 
     def image_records(self, address: str) -> list[ImageRecord]:
         """Every recorded build of one image address (all targets, failures too), oldest first."""
@@ -297,21 +306,25 @@ class StateStore:
     # --- attempts -------------------------------------------------------------------------------
 
     def start_attempt(self, apply_id: int, address: str, node_hash: str, inputs: dict[str, Any],
-                      host: str | None, log_path: str | None, pid: int | None = None) -> int:
-        """Record a RUNNING attempt (committed before the job starts); return its id."""
+                      host: str | None, log_path: str | None, handle: str | None = None,
+                      facts: Mapping[str, Any] | None = None) -> int:
+        """Record a RUNNING attempt (committed before the job starts); return its id. `facts`: the
+        host facts it runs under (JSON), stored as given."""
         model = inputs.get("model")
         with self._write() as conn:
             cur = conn.execute(
                 "INSERT INTO attempts (apply_id, address, node_hash, model, status, started_at, host, log_path, "
-                "inputs, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "inputs, handle, facts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (apply_id, address, node_hash, model if isinstance(model, str) else None, Status.RUNNING.value,
-                 utc_now(), host, log_path, _dumps(inputs), pid))
+                 utc_now(), host, log_path, _dumps(inputs), handle,
+                 _dumps(dict(facts)) if facts is not None else None))
             _bump_serial(conn)
             return _lastrowid(cur)
 
-    def set_attempt_pid(self, attempt_id: int, pid: int | None) -> None:
+    def set_attempt_handle(self, attempt_id: int, handle: str | None) -> None:
+        """What to stop if the apply is killed (a process group id, a container id...), as text."""
         with self._write() as conn:
-            _expect_row(conn.execute("UPDATE attempts SET pid = ? WHERE id = ?", (pid, attempt_id)),
+            _expect_row(conn.execute("UPDATE attempts SET handle = ? WHERE id = ?", (handle, attempt_id)),
                         "attempt", attempt_id)
 
     def finish_attempt(self, attempt_id: int, status: Status, *, exit_code: int | None = None, message: str = "",
@@ -378,7 +391,7 @@ class StateStore:
                 inputs = [_inputs(g[0][11], "attempts", g[0][0], g[0][2]) for g in groups]  # to name the bad one
             out: dict[str, Attempt] = {}
             for group, data in zip(groups, inputs, strict=True):
-                perf = tuple(_perf_row(r[0], r[2], r[15], r[16], r[17], r[18]) for r in group if r[15] is not None)
+                perf = tuple(_perf_row(r[0], r[2], r[16], r[17], r[18], r[19]) for r in group if r[16] is not None)
                 attempt = _attempt(group[0], perf, data)
                 out[attempt.address] = attempt
             return out
@@ -411,7 +424,7 @@ class StateStore:
     def observed(self) -> Observed:
         """What the planner reads, from one snapshot: serial, realized images, latest attempts."""
         with self._read():
-            return Observed(serial=self.serial(), images=self.images(), latest=self.latest_attempts())
+            return Observed(serial=self.serial(), images=self.placements(), latest=self.latest_attempts())
 
     # --- maintenance ----------------------------------------------------------------------------
 
@@ -507,7 +520,7 @@ def _perf_row(attempt_id: int, address: str, model: str, performance: float | No
 def _image(r: sqlite3.Row | tuple[Any, ...]) -> ImageRecord:
     return ImageRecord(address=r[0], target=r[1], node_hash=r[2], tag=r[3], image_id=r[4], digest=r[5],
                        inputs=_inputs(r[6], "images", f"for {r[1]}", r[0]), built_at=r[7],
-                       status=_status(r[8], "images", f"for {r[1]}", r[0]))
+                       status=_status(r[8], "images", f"for {r[1]}", r[0]), host=r[9])
 
 
 def _attempts(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[Attempt]:
@@ -531,9 +544,10 @@ def _attempt(r: tuple[Any, ...], perf: tuple[PerfRow, ...], inputs: dict[str, An
         inputs = _inputs(r[11], "attempts", r[0], r[2])
     return Attempt(id=r[0], apply_id=r[1], address=r[2], node_hash=r[3],
                    status=_status(r[4], "attempts", r[0], r[2]), started_at=r[5], ended_at=r[6], host=r[7],
-                   exit_code=r[8], log_path=r[9], image_digest=r[10], inputs=inputs, pid=r[12], message=r[13],
+                   exit_code=r[8], log_path=r[9], image_digest=r[10], inputs=inputs, handle=r[12], message=r[13],
                    perf=perf,
-                   gate=_inputs(r[14], "attempts", r[0], r[2], "a gate verdict that is") if r[14] else None)
+                   gate=_inputs(r[14], "attempts", r[0], r[2], "a gate verdict that is") if r[14] else None,
+                   facts=_inputs(r[15], "attempts", r[0], r[2], "host facts that are") if r[15] else None)
 
 
 # --- checks and failures -------------------------------------------------------------------------

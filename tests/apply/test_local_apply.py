@@ -51,7 +51,8 @@ def statuses(root: Path) -> dict[str, list[str]]:
 
 def assert_gone(root: Path, address: str) -> None:
     """The job's process group (its pid is recorded with the attempt) has no process left."""
-    (pid,) = db(root).execute("SELECT pid FROM attempts WHERE address=? ORDER BY id DESC", (address,)).fetchone()
+    (pid,) = db(root).execute("SELECT CAST(handle AS INTEGER) FROM attempts WHERE address=? ORDER BY id DESC",
+                              (address,)).fetchone()
     assert pid
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)
@@ -174,7 +175,7 @@ def _wait_for(predicate: Callable[[], object], timeout: float = 20.0) -> None:
 
 def _running(root: Path) -> bool:
     try:
-        return bool(db(root).execute("SELECT 1 FROM attempts WHERE status='RUNNING' AND pid IS NOT NULL")
+        return bool(db(root).execute("SELECT 1 FROM attempts WHERE status='RUNNING' AND handle IS NOT NULL")
                     .fetchall())
     except sqlite3.OperationalError:
         return False
@@ -229,7 +230,7 @@ def test_a_second_sigterm_still_records_the_stopped_jobs_interrupted(tmp_path: P
     assert statuses(root) == {"job:a@cpu/here#1": ["INTERRUPTED"]}
     assert db(root).execute("SELECT outcome FROM applies").fetchall() == [("INTERRUPTED",)]
     assert (root / ".madengine" / "state.lock").read_text() == ""
-    (pid,) = db(root).execute("SELECT pid FROM attempts").fetchone()
+    (pid,) = db(root).execute("SELECT CAST(handle AS INTEGER) FROM attempts").fetchone()
     _wait_for(lambda: not _group_alive(pid))  # SIGKILLed after its grace: gone once its orphans are reaped
 
 

@@ -27,7 +27,8 @@ from typing import Any
 
 import pytest
 
-from madengine.backends.base import ATTEMPT_ENV, Backend, JobSpec, Workspace
+from madengine.backends.base import ATTEMPT_ENV, Backend, Workspace
+from madengine.backends.specs import JobSpec
 from tests.infra.services import Registry, docker_client, registry  # noqa: F401 (fixtures)
 
 MARKER_ENV = "MADENGINE_CONFORMANCE"  # in every job's env: the workspace id, to find what a job left
@@ -102,7 +103,7 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.backend = self.make(self.target)
-        self.host = self.backend.hosts()[0][0]
+        self.host = self.backend.hosts()[0].name
 
     @property
     def root(self) -> Path:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -27,7 +28,9 @@ from typing import Any
 import pytest
 
 from madengine.backends import registry as backend_registry
-from madengine.backends.base import ATTEMPT_ENV, Backend, Cancel, JobSpec, Outcome, RunArtifacts
+from madengine.backends.base import ATTEMPT_ENV, Backend, Cancel, OrphanRecord, Outcome, RunArtifacts
+from madengine.backends.session import HostInfo
+from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.compile.ir import ScriptCall
 from madengine.state.model import Status
 from tests.backends.conftest import Harness
@@ -127,20 +130,34 @@ def test_protocol_shape_and_registration(harness: Harness) -> None:
     assert harness.name in backend_registry.available()
     made = backend_registry.make_backends({harness.target_name: harness.target}, harness.workspace)
     assert type(made[harness.target_name]) is type(b)
-    if not b.builds_images:  # apply never builds for it: its jobs' images are always "present"
-        assert b.observe_image(None, None) is True  # type: ignore[arg-type]
+    if not b.builds_images:  # apply never builds for it: there are no images to observe, nor to deliver
+        assert b.observe_images([]) == {}
+        gone = b.deliver(None, "elsewhere", harness.workspace.logs / "x.log", Cancel())  # type: ignore[arg-type]
+        assert gone.status is Status.FAILURE and gone.message
+
+
+def test_images_are_observed_per_host_of_the_target(harness: Harness) -> None:
+    """One answer per host (`hosts()` names them), holding only what is there of what was asked."""
+    b = harness.backend
+    never = ImageSpec(address="image:never@cpu", node_hash="sha256:" + "0" * 64,
+                      tag=f"madengine/never-built:{uuid.uuid4().hex[:12]}", dockerfile="d", build_context=".",
+                      build_args={}, base=None, base_digest=None, registry=None)
+    seen = b.observe_images([never])
+    if b.builds_images:
+        assert {host: dict(tags) for host, tags in seen.items()} == {h.name: {} for h in b.hosts()}
+    else:
+        assert seen == {}
 
 
 @pytest.mark.parametrize("gpus", [None, 0, 2])
-def test_hosts_are_name_and_gpu_count_pairs(harness: Harness, gpus: int | None) -> None:
+def test_hosts_are_named_with_their_gpu_count(harness: Harness, gpus: int | None) -> None:
     hosts = harness.with_gpus(gpus).hosts()
     assert isinstance(hosts, list) and hosts
     for host in hosts:
-        assert isinstance(host, tuple) and len(host) == 2
-        name, count = host
-        assert isinstance(name, str) and name
-        assert count == gpus
-    assert len({name for name, _ in hosts}) == len(hosts)
+        assert isinstance(host, HostInfo)
+        assert isinstance(host.name, str) and host.name
+        assert host.gpus == gpus
+    assert len({h.name for h in hosts}) == len(hosts)
 
 
 def test_validate_does_no_io_and_flags_too_many_gpus(harness: Harness) -> None:
@@ -388,9 +405,9 @@ def test_cleanup_orphans_with_nothing_to_clean_is_safe(harness: Harness) -> None
     env = {k: v for k, v in os.environ.items() if k != ATTEMPT_ENV}
     stranger = subprocess.Popen(["sleep", "10"], start_new_session=True, env=env)
     try:
-        entries: list[dict[str, Any]] = [{"attempt": 1, "handle": str(stranger.pid), "host": harness.host},
-                   {"attempt": 2, "handle": None, "host": harness.host},
-                   {"attempt": 3, "handle": "0123456789abcdef", "host": "another-host"}]
+        entries = [OrphanRecord(attempt=1, handle=str(stranger.pid), host=harness.host),
+                   OrphanRecord(attempt=2, handle=None, host=harness.host),
+                   OrphanRecord(attempt=3, handle="0123456789abcdef", host="another-host")]
         removed = b.cleanup_orphans(entries)
         assert isinstance(removed, list) and removed == []
         assert stranger.poll() is None
@@ -409,7 +426,7 @@ def test_cleanup_orphans_removes_what_an_abandoned_job_left(harness: Harness) ->
     abandoned.start()
     assert eventually(lambda: handles and harness.leftovers(), within=10), "the job did not start"
     assert eventually(lambda: "sleeping" in log_of(job))
-    entry = {"attempt": int(job.env[ATTEMPT_ENV]), "handle": handles[-1], "host": harness.host}
+    entry = OrphanRecord(attempt=int(job.env[ATTEMPT_ENV]), handle=handles[-1], host=harness.host)
     removed = harness.backend.cleanup_orphans([entry])
     assert isinstance(removed, list) and removed and all(isinstance(r, str) for r in removed)
     assert eventually(lambda: harness.leftovers() == []), harness.leftovers()

@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from madengine.backends.base import Cancel, ImageSpec, JobSpec, Workspace
+from madengine.backends.base import Cancel, OrphanRecord, Workspace
 from madengine.backends.docker import DockerBackend, EngineUnavailable
 from madengine.backends.registry_client import manifest_exists, resolve_digest
+from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.compile.ir import DataMount, ScriptCall
 from madengine.madfile.model import DockerTarget
 from madengine.state.model import Status
@@ -124,11 +125,11 @@ def test_build_labels_the_image_and_observe_sees_it(project: Project, docker_cli
     assert outcome.image_id == image.id
     assert image.labels["madengine.node"] == spec.node_hash
     assert "Step 1/" in log.read_text()
-    assert project.backend.observe_image(spec, outcome.image_id) is True
-    assert project.backend.observe_image(spec, None) is True
+    other = image_spec(f"madengine/tiny-test:{uuid.uuid4().hex[:12]}")  # never built: not listed
+    (host,) = [h.name for h in project.backend.hosts()]
+    assert project.backend.observe_images([spec, other]) == {host: {tag: outcome.image_id}}
     docker_client.images.remove(image.id, force=True)
-    assert project.backend.observe_image(spec, outcome.image_id) is False
-    assert project.backend.observe_image(spec, None) is False
+    assert project.backend.observe_images([spec, other]) == {host: {}}
 
 
 def test_no_cache_builds_every_step_again(project: Project, docker_client: Any) -> None:
@@ -312,10 +313,10 @@ def test_cleanup_orphans_removes_labelled_leftovers(project: Project, docker_cli
     ws = project.workspace.workspace_id
     running7, created8, stranger = leftover(ws, "7", True), leftover(ws, "8", False), leftover("other-ws", "7", True)
     try:
-        removed = project.backend.cleanup_orphans([{"attempt": 7, "handle": None, "host": "box"}])
+        removed = project.backend.cleanup_orphans([OrphanRecord(attempt=7, handle=None, host="box")])
         assert removed == [f"container {running7.short_id} (job:x#7, attempt 7)"]
         assert {c.id for c in project.containers()} == {created8.id}
-        removed = project.backend.cleanup_orphans([{"attempt": 99, "handle": created8.id, "host": "box"}])
+        removed = project.backend.cleanup_orphans([OrphanRecord(attempt=99, handle=created8.id, host="box")])
         assert removed == [f"container {created8.short_id} (job:x#8, attempt 8)"]
         leftover(ws, "9", False)
         assert len(project.backend.cleanup_orphans(None)) == 1
@@ -359,7 +360,8 @@ def test_pull_fetches_a_pushed_build_and_refuses_one_of_other_inputs(
     outcome = project.backend.pull(spec, log, Cancel())
     assert outcome.status is Status.SUCCESS, log.read_text()
     assert (outcome.image_id, outcome.digest) == (image_id, pushed.digest)
-    assert docker_client.images.get(tag).id == image_id and project.backend.observe_image(spec, image_id)
+    assert docker_client.images.get(tag).id == image_id
+    assert [dict(seen) for seen in project.backend.observe_images([spec]).values()] == [{tag: image_id}]
     # The same tag claimed by other inputs (a node hash the image was not built from) is refused.
     other = replace(spec, node_hash="sha256:" + "00" * 32)
     docker_client.images.remove(image_id, force=True)
@@ -433,4 +435,4 @@ def test_unreachable_engine(tmp_path: Path, registry: Registry) -> None:
     build = project.backend.build(image_spec("madengine/x:1"), tmp_path / "b.log", Cancel())
     assert build.status is Status.FAILURE and not build.transient
     with pytest.raises(EngineUnavailable):
-        project.backend.observe_image(image_spec("madengine/x:1"), None)
+        project.backend.observe_images([image_spec("madengine/x:1")])

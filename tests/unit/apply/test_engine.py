@@ -6,61 +6,36 @@ import signal
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from madengine.apply.engine import Applier, ApplyOptions
-from madengine.backends.base import Cancel, ImageSpec, JobSpec, Outcome
-from madengine.errors import Diagnostic, ExitCode
+from madengine.backends.base import Cancel, Outcome
+from madengine.backends.session import HostInfo
+from madengine.backends.specs import JobSpec
+from madengine.errors import ExitCode
 from madengine.pipeline import Realization, make_plan, realization
 from madengine.state.model import PerfRow, Status
 from madengine.state.store import StateStore
+from tests.unit.apply.fake_backend import FakeHostProcesses
 
 
-class Flaky:
+class Flaky(FakeHostProcesses):
     """Fails each job transiently `failures` times, then succeeds."""
 
-    name: ClassVar[str] = "flaky"
-    builds_images: ClassVar[bool] = False
-
     def __init__(self, failures: int) -> None:
+        super().__init__(hosts_=[HostInfo("h", None)])
         self.failures = failures
-        self.calls: dict[str, int] = {}
-
-    def validate(self, job: JobSpec) -> list[Diagnostic]:
-        return []
-
-    def hosts(self) -> list[tuple[str, int | None]]:
-        return [("h", None)]
-
-    def observe_image(self, image: ImageSpec, image_id: str | None) -> bool:
-        return True
-
-    def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
-        raise AssertionError("no images here")
-
-    push = build
-
-    def cleanup_orphans(self, running: list[dict[str, Any]] | None) -> list[str]:
-        return []
+        self.tries: dict[str, int] = {}
 
     def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
         assert job.log_path is not None
-        n = self.calls[job.address] = self.calls.get(job.address, 0) + 1
+        n = self.tries[job.address] = self.tries.get(job.address, 0) + 1
         if n <= self.failures:
             return Outcome(Status.FAILURE, message="engine hiccup", transient=True)
         job.log_path.write_text("performance: 2 x\n")
         return Outcome(Status.SUCCESS, exit_code=0)
-
-    # The rest of the Backend protocol: its one target has no images or devices to look at.
-    def observe_registry(self, image: ImageSpec) -> str | None:
-        return None
-
-    def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
-        return None
-
-    pull = build
 
 
 class Quiet:

@@ -1,6 +1,6 @@
 """The SDK-free image probe that `plan` uses: which engines it speaks to, and what it makes of answers.
 
-The real engine answers it in the backend conformance suite (observe_image on `docker`); here a
+The real engine answers it in the docker backend's tests (observe_images on `docker`); here a
 stdlib HTTP server on a unix socket plays the engine, to reach the answers a healthy engine never gives.
 """
 
@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -26,6 +27,11 @@ class _Engine(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.seen.append(self.path)
+        if self.path.startswith("/images/json?"):  # the list call, filtered by reference
+            wanted = set(json.loads(parse_qs(urlsplit(self.path).query)["filters"][0])["reference"])
+            self._answer(200, [{"Id": name, "RepoTags": tags} for name, tags in self.images.items()
+                               if wanted & set(tags)])
+            return
         name = self.path.removeprefix("/images/").removesuffix("/json")
         if name == "broken":
             self._answer(500, {"message": "engine on fire"})
@@ -34,7 +40,7 @@ class _Engine(http.server.BaseHTTPRequestHandler):
         else:
             self._answer(404, {"message": "No such image"})
 
-    def _answer(self, status: int, body: dict[str, object]) -> None:
+    def _answer(self, status: int, body: object) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Length", str(len(data)))
@@ -94,3 +100,10 @@ def test_which_engines_are_probed(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(probe.Unsupported):
         probe.engine_connection(None)
     assert probe.engine_connection("unix:///run/other.sock")._path == "/run/other.sock"  # type: ignore[attr-defined]
+
+
+def test_the_tags_of_many_images_are_one_list_call(engine: str) -> None:
+    found = probe.tagged_images(engine, ["madengine/x:abc", "other:1", "madengine/gone:1"])
+    assert found == {"madengine/x:abc": "madengine/x:abc", "other:1": "madengine/x:abc"}  # tag -> the image's id
+    assert len(_Engine.seen) == 1 and _Engine.seen[0].startswith("/images/json?filters=")
+    assert probe.tagged_images(engine, []) == {} and len(_Engine.seen) == 1  # nothing asked: no call

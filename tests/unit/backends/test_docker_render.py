@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from madengine.backends import docker_render as render
-from madengine.backends.base import JobSpec, Workspace
+from madengine.backends.base import Workspace
 from madengine.backends.docker import DockerBackend
+from madengine.backends.session import HostInfo
+from madengine.backends.specs import JobSpec
 from madengine.compile.ir import DataMount, ScriptCall
 from madengine.madfile.model import DockerTarget
 
@@ -242,13 +244,13 @@ def test_validate_without_io() -> None:
 
 def test_hosts_are_named_as_the_engines_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")  # an engine on this host: its name
-    assert backend(gpus=8).hosts() == [(socket.gethostname(), 8)]
-    assert backend().hosts() == [(socket.gethostname(), None)]
+    assert backend(gpus=8).hosts() == [HostInfo(socket.gethostname(), 8)]
+    assert backend().hosts() == [HostInfo(socket.gethostname(), None)]
 
 
 def test_push_reference() -> None:
-    from madengine.backends.base import ImageSpec
     from madengine.backends.credentials import RegistryCredentials, Secret
+    from madengine.backends.specs import ImageSpec
 
     spec = ImageSpec(address="image:dummy@cpu", node_hash="sha256:1", tag="madengine/dummy.ubuntu:0123456789ab",
                      dockerfile="d", build_context=".", build_args={}, base=None, base_digest=None,

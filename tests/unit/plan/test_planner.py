@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from madengine.graph.build import build_graph
 from madengine.graph.dag import Dag
 from madengine.lock.lockfile import Lock, build_lock
+from madengine.plan import planfile
 from madengine.plan.model import Action, Plan
 from madengine.plan.planner import PlanOptions, plan
 from madengine.plan.render import render_text
@@ -64,7 +66,8 @@ def _attempt(lock: Lock, address: str, status: Status = Status.SUCCESS, **kw: An
 def _plan(lock: Lock, graph: Dag, images: dict[tuple[str, str], ImageRecord] | None = None,
           latest: dict[str, Attempt] | None = None, missing: frozenset[tuple[str, str]] = frozenset(),
           in_registry: dict[str, str] | None = None, live_apply: Holder | None = None, **options: Any) -> Plan:
-    observed = Observed(serial=3, images=images or {}, latest=latest or {}, missing_images=missing,
+    placed = {(address, target, ""): r for (address, target), r in (images or {}).items()}  # on the only host
+    observed = Observed(serial=3, images=placed, latest=latest or {}, missing_images=missing,
                         in_registry=in_registry or {}, live_apply=live_apply)
     return plan(lock, "sha256:lock", graph, observed, PlanOptions(**options))
 
@@ -211,3 +214,36 @@ def test_plan_is_pure(project_dir: Path) -> None:
     before = (dict(images), graph.edges, {n: dict(d) for n, d in graph.nodes.items()})
     assert _plan(lock, graph, images) == _plan(lock, graph, images)
     assert (images, graph.edges, graph.nodes) == before
+
+
+def test_an_image_some_hosts_of_a_target_lack_is_loaded_onto_them_only(project_dir: Path, tmp_path: Path) -> None:
+    lock, graph = _lock_graph(project_dir)
+    latest = {JOB: _attempt(lock, JOB), JOB2: _attempt(lock, JOB2)}
+    observed = Observed(serial=3, images={(IMAGE, "box", "gpu-1"): _image(lock, host="gpu-1")}, latest=latest,
+                        lacking={(IMAGE, "box"): ("gpu-2", "gpu-3")}, hosts={"box": ("gpu-1", "gpu-2", "gpu-3")})
+    p = plan(lock, "sha256:lock", graph, observed)
+    (load,) = [c for c in p.changes if c.action.changes]
+    assert (load.action, load.targets, load.hosts) == (Action.LOAD, ("box",), ("box/gpu-2", "box/gpu-3"))
+    assert load.hosts_of("box") == ("gpu-2", "gpu-3") and load.hosts_of("other") == ()
+    assert render_text(p).splitlines()[0] == \
+        f"+ load {IMAGE} → box/gpu-2, box/gpu-3 (built 2026-11-28; not on gpu-2, gpu-3)"
+    assert p.summary() == "Plan: 0 to build, 1 to load, 0 to run, 2 unchanged."
+    # Saved and read back as it was; a plan saved before hosts existed reads with none.
+    saved = tmp_path / "plan.json"
+    planfile.save(saved, p, "madfile.yaml")
+    assert planfile.load(saved)[0] == p
+    data = json.loads(saved.read_text())
+    for change in data["changes"]:
+        change.pop("hosts", None)
+        change["action"] = "noop"
+    saved.write_text(json.dumps(data))
+    assert all(c.hosts == () for c in planfile.load(saved)[0].changes)
+
+
+def test_a_one_host_target_names_no_host_and_plans_no_load(project_dir: Path) -> None:
+    lock, graph = _lock_graph(project_dir)
+    observed = Observed(serial=3, images={(IMAGE, "box", ""): _image(lock)}, latest={}, hosts={"box": ("me",)},
+                        missing_images=frozenset({(IMAGE, "box")}))
+    (image,) = [c for c in plan(lock, "sha256:lock", graph, observed).changes if c.address == IMAGE]
+    assert (image.action, image.hosts) == (Action.REBUILD, ())
+    assert "hosts" not in image.to_json() and image.to_json()["kind"] == "image"

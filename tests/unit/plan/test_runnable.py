@@ -3,13 +3,14 @@ run (never run, changed, `--replace`, `--rerun-failed`) gets it checked, and a n
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from madengine.backends.base import ImageSpec
+from madengine.backends.specs import ImageSpec
 from madengine.errors import ConfigError
 from madengine.pipeline import make_plan
 from madengine.plan.model import Action
@@ -29,8 +30,8 @@ class DevicelessTarget:
     def __init__(self) -> None:
         self.asked: list[tuple[str, int]] = []
 
-    def observe_image(self, image: ImageSpec, image_id: str | None) -> bool:
-        return True
+    def observe_images(self, images: Sequence[ImageSpec]) -> Mapping[str, Mapping[str, str]]:
+        return {"box": {image.tag: "sha256:img" for image in images}}  # every image, as `_image` records it
 
     def observe_registry(self, image: ImageSpec) -> str | None:
         return None

@@ -156,7 +156,7 @@ def test_a_version_1_store_gains_gate_verdicts_and_keeps_its_attempts(db: Path) 
         store.finish_attempt(attempt, Status.SUCCESS, gate=verdict)
         assert store.latest_attempts()["job:b@c/t#1"].gate == verdict
         assert store.attempts(address="job:b@c/t#1")[0].gate == verdict
-    assert schema_version(raw(db)) == SCHEMA_VERSION == 2
+    assert schema_version(raw(db)) == SCHEMA_VERSION == 3
 
 
 def test_a_reader_upgrades_an_older_store_it_can_write(db: Path) -> None:
@@ -166,3 +166,25 @@ def test_a_reader_upgrades_an_older_store_it_can_write(db: Path) -> None:
     with StateStore.open(db, readonly=True) as store:
         assert list(store.latest_attempts()) == ["job:a@c/t#1"]
     assert schema_version(raw(db)) == SCHEMA_VERSION
+
+
+def test_a_version_2_store_keeps_every_row_with_handles_as_text_and_images_on_the_only_host(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    conn = raw(db)
+    migrate(conn, str(db), MIGRATIONS[:2])
+    conn.execute("INSERT INTO applies (lock_hash, serial, started_at, host, pid) VALUES ('h', 1, 't', 'x', 1)")
+    for address, pid in (("job:a@c/t#1", 4242), ("job:b@c/t#1", None)):
+        conn.execute("INSERT INTO attempts (apply_id, address, node_hash, status, started_at, inputs, pid) "
+                     "VALUES (1, ?, 'sha256:a', 'RUNNING', '2026-12-01T00:00:00Z', '{}', ?)", (address, pid))
+    conn.execute("INSERT INTO images (address, target, node_hash, tag, image_id, built_at, status, apply_id) "
+                 "VALUES ('image:a@c', 'box', 'sha256:i', 'madengine/a:1', 'sha256:1', 't', 'SUCCESS', 1)")
+    conn.close()
+    with StateStore.open(db) as store:
+        running = {a.address: a for a in store.running_attempts()}
+        assert {a: (r.handle, r.facts) for a, r in running.items()} == {"job:a@c/t#1": ("4242", None),
+                                                                        "job:b@c/t#1": (None, None)}
+        assert [(k, r.image_id) for k, r in store.placements().items()] == [(("image:a@c", "box", ""), "sha256:1")]
+        assert list(store.images()) == [("image:a@c", "box")]
+    columns = {r[1]: r[2] for r in raw(db).execute("PRAGMA table_info(attempts)")}
+    assert "pid" not in columns and columns["handle"] == "TEXT" and columns["facts"] == "TEXT"
+    assert [r[2] for r in raw(db).execute("PRAGMA index_info(images_by_key)")] == ["address", "target", "host", "id"]

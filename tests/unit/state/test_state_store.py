@@ -108,10 +108,12 @@ def test_attempt_lifecycle(store: StateStore) -> None:
     apply_id = store.begin_apply("h")
     attempt_id = store.start_attempt(apply_id, JOB, "sha256:j1", INPUTS, "box1", "logs/dummy.log")
     (running,) = store.running_attempts()
-    assert (running.id, running.status, running.ended_at, running.pid) == (attempt_id, Status.RUNNING, None, None)
+    assert (running.id, running.status, running.ended_at, running.handle) == (attempt_id, Status.RUNNING, None, None)
     assert running.inputs == INPUTS and running.host == "box1" and running.log_path == "logs/dummy.log"
-    store.set_attempt_pid(attempt_id, 4242)
-    assert store.running_attempts()[0].pid == 4242
+    store.set_attempt_handle(attempt_id, "4242")
+    assert store.running_attempts()[0].handle == "4242"
+    store.set_attempt_handle(attempt_id, "0123abcdef")  # a container id: any text
+    assert store.running_attempts()[0].handle == "0123abcdef"
     perf = [PerfRow("dummy", 123.5, "gflops"), PerfRow("dummy_b", None, "ms", Status.FAILURE)]
     store.finish_attempt(attempt_id, Status.SUCCESS, exit_code=0, perf=perf, image_digest="sha256:d")
     assert store.running_attempts() == []
@@ -124,17 +126,19 @@ def test_attempt_lifecycle(store: StateStore) -> None:
     with pytest.raises(StateError, match="no attempt 999"):
         store.finish_attempt(999, Status.SUCCESS)
     with pytest.raises(StateError, match="no attempt 999"):
-        store.set_attempt_pid(999, 1)
+        store.set_attempt_handle(999, "1")
 
 
 def test_finishing_again_replaces_perf_rows(store: StateStore) -> None:
     apply_id = store.begin_apply("h")
-    attempt_id = store.start_attempt(apply_id, JOB, "sha256:j1", INPUTS, None, None, pid=7)
+    attempt_id = store.start_attempt(apply_id, JOB, "sha256:j1", INPUTS, None, None, handle="7",
+                                     facts={"os": "Ubuntu 22.04"})
     store.finish_attempt(attempt_id, Status.SUCCESS, perf=[PerfRow("dummy", 1.0, "x")])
     store.finish_attempt(attempt_id, Status.FAILURE, exit_code=3, message="Traceback in log",
                          perf=[PerfRow("dummy", None, "x", Status.FAILURE)])
     (a,) = store.attempts()
-    assert (a.status, a.exit_code, a.message, a.pid) == (Status.FAILURE, 3, "Traceback in log", 7)
+    assert (a.status, a.exit_code, a.message, a.handle) == (Status.FAILURE, 3, "Traceback in log", "7")
+    assert a.facts == {"os": "Ubuntu 22.04"} and store.latest_attempts()[JOB].facts == a.facts
     assert a.perf == (PerfRow("dummy", None, "x", Status.FAILURE),)
 
 
@@ -268,7 +272,7 @@ def test_every_observable_write_moves_the_serial(store: StateStore) -> None:
     serials.append(store.serial())
     attempt = store.start_attempt(apply_id, JOB, "sha256:j1", INPUTS, None, None)
     serials.append(store.serial())
-    store.set_attempt_pid(attempt, 5)  # not something a planner reads
+    store.set_attempt_handle(attempt, "5")  # not something a planner reads
     assert store.serial() == serials[-1]
     store.finish_attempt(attempt, Status.SUCCESS)
     serials.append(store.serial())
@@ -312,7 +316,7 @@ def test_observed_and_integrity(store: StateStore) -> None:
     attempt = store.start_attempt(apply_id, JOB, "sha256:j1", INPUTS, None, None)
     store.finish_attempt(attempt, Status.SUCCESS)
     observed = store.observed()
-    assert observed == Observed(serial=store.serial(), images=store.images(), latest=store.latest_attempts())
+    assert observed == Observed(serial=store.serial(), images=store.placements(), latest=store.latest_attempts())
     assert observed.serial == 4
     assert store.integrity_check() == "ok"
 
