@@ -156,3 +156,13 @@ def test_ctrl_c_writes_the_report_with_what_finished(run_cli: RunCli, tmp_path: 
     assert results["dummy"]["status"] == "SUCCESS" and results["dummy"]["this_run"]
     assert results["dummy_dir/slow"]["status"] in ("INTERRUPTED", "NOT_STARTED"), results
     assert data["successful_executions"] == 1 and data["failed_executions"] == 1
+
+
+def test_live_output_streams_the_remote_log(run_cli: RunCli, tmp_path: Path, ssh_hosts: SshServices) -> None:
+    root, env = cpu_package(tmp_path), client_env(tmp_path, ssh_hosts)
+    inventory(root, ssh_hosts, ["node3"])
+    code, out, err = run_cli("runner", "ssh", "-i", "nodes.json", "--tags", "dummy", "--live-output",
+                             "--timeout", "120", "-j", "2", cwd=root, env=env, timeout=300)
+    assert code == 0, out + err
+    assert "job:dummy@default/ssh#1 | performance: 123.4 samples_per_second" in out  # the job's own line, from node3
+    assert by_model(report(root))["dummy"]["node_id"] == "node3"
