@@ -83,6 +83,9 @@ class SimBackend:
     def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
         return None
 
+    def close(self) -> None:
+        pass
+
     def pull(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         raise NotImplementedError
 

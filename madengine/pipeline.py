@@ -188,6 +188,12 @@ class Realization:
     _fresh: Fresh | None = field(default=None, repr=False)  # the record of a fresh lock that stood for the project
     lock_note: str = ""  # `madengine.lock updated: ...` when it was rewritten for this command
 
+    def close_backends(self) -> None:
+        """The end of the command: the backends made so far release their hosts' connections."""
+        close = getattr(self.backends, "close", None)
+        if close is not None:
+            close()
+
     def gates(self) -> dict[str, Gate]:
         """The `expect:` gates of the graph's jobs (those --select/--target left), by address: from the
         compiled project, or from the freshness record when a fresh lock stood for it."""

@@ -178,6 +178,11 @@ class Backend(Protocol):
         concurrent jobs) for apply's scheduler, and for placing images per host."""
         ...
 
+    def close(self) -> None:
+        """The end of a command (Terraform's provider `Close()`): release connections to hosts and
+        engines. The backend may be used again after (it connects again)."""
+        ...
+
     def cleanup_orphans(self, running: Sequence[OrphanRecord] | None) -> list[str]:
         """Stop what killed applies left behind; say what was removed.
 

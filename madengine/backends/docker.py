@@ -674,6 +674,14 @@ class DockerBackend:
         return Outcome(Status.FAILURE, message=f"target {self.target_name} has one host (its engine's): "
                        "there is no other host to deliver an image to")
 
+    def close(self) -> None:
+        """Release the engine's connection pool (a later call opens a new one)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
     def containers(self) -> list[Any]:
         """Every container (running or not) labelled with this workspace, on this target's engine."""
         label = f"{render.LABEL_WORKSPACE}={self.workspace.workspace_id}"

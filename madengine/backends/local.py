@@ -86,6 +86,9 @@ class LocalBackend:
             outcome = run_host_steps(self.session, job, self.environment(job), run_dir, log, cancel)
         return replace(outcome, artifacts=collect_artifacts(self.session, job, run_dir, outcome.exit_code))
 
+    def close(self) -> None:
+        pass  # no connection
+
     def cleanup_orphans(self, running: Sequence[OrphanRecord] | None) -> list[str]:
         """Stop the process groups that RUNNING attempts of a killed apply left on this host.
 
@@ -116,25 +119,32 @@ class LocalBackend:
         return self.workspace.root / Path(workdir).expanduser()
 
     def environment(self, job: JobSpec) -> dict[str, str]:
-        host_gpus = self.target.gpus or 0
-        runtime = host_gpus if job.n_gpus == -1 else max(job.n_gpus, 0)
-        # The MAD variables from the spec (as the docker backend sets them), under the job's own env.
-        mad = {"MAD_MODEL_NAME": job.model, "MAD_GPU_VENDOR": job.gpu_vendor, "MAD_GUEST_OS": job.guest_os}
-        if job.multiple_results:
-            mad["MAD_OUTPUT_CSV"] = job.multiple_results
-        env = {**os.environ, **mad, **job.env}
-        if job.data_mounts:  # no container: the data is where it is on this host
-            homes = [str(self.workspace.root / m.host_path) if m.in_project else m.host_path for m in job.data_mounts]
-            env["MAD_DATAHOME"] = ",".join(homes)
-        env.update({
-            "MAD_SYSTEM_NGPUS": str(host_gpus),
-            "MAD_RUNTIME_NGPUS": str(runtime),
-            ATTEMPT_ENV: job.env.get(ATTEMPT_ENV, ""),
-        })
-        if job.gpu_ids:
-            visible = ",".join(map(str, job.gpu_ids))
-            env["HIP_VISIBLE_DEVICES" if job.gpu_vendor == "AMD" else "CUDA_VISIBLE_DEVICES"] = visible
-        return env
+        homes = [str(self.workspace.root / m.host_path) if m.in_project else m.host_path for m in job.data_mounts]
+        return {**os.environ, **host_environment(job, self.target.gpus, homes)}
+
+
+def host_environment(job: JobSpec, host_gpus: int | None, data_homes: list[str]) -> dict[str, str]:
+    """The MAD variables of a job run as host processes (no container), under the job's own env, for
+    every host-process backend (`local` adds this machine's environment, `ssh` the host's `env:`).
+    `data_homes`: the data mounts' paths on the job's host (no container: the data is where it is)."""
+    gpus = host_gpus or 0
+    runtime = gpus if job.n_gpus == -1 else max(job.n_gpus, 0)
+    # The MAD variables from the spec (as the docker backend sets them), under the job's own env.
+    mad = {"MAD_MODEL_NAME": job.model, "MAD_GPU_VENDOR": job.gpu_vendor, "MAD_GUEST_OS": job.guest_os}
+    if job.multiple_results:
+        mad["MAD_OUTPUT_CSV"] = job.multiple_results
+    env = {**mad, **job.env}
+    if data_homes:
+        env["MAD_DATAHOME"] = ",".join(data_homes)
+    env.update({
+        "MAD_SYSTEM_NGPUS": str(gpus),
+        "MAD_RUNTIME_NGPUS": str(runtime),
+        ATTEMPT_ENV: job.env.get(ATTEMPT_ENV, ""),
+    })
+    if job.gpu_ids:
+        visible = ",".join(map(str, job.gpu_ids))
+        env["HIP_VISIBLE_DEVICES" if job.gpu_vendor == "AMD" else "CUDA_VISIBLE_DEVICES"] = visible
+    return env
 
 
 def _mirror(package_root: Path, runs: Path) -> None:

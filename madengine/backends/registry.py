@@ -20,6 +20,7 @@ ENTRY_POINT_GROUP = "madengine.backends"
 BUILTIN: Mapping[str, str] = {
     "local": "madengine.backends.local:LocalBackend",
     "docker": "madengine.backends.docker:DockerBackend",
+    "ssh": "madengine.backends.ssh:SshBackend",
 }
 
 
@@ -108,6 +109,12 @@ class LazyBackends(Mapping[str, Backend]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
+
+    def close(self) -> None:
+        """Close the backends made so far (their sessions to hosts, their engine connections)."""
+        made, self._made = list(self._made.values()), {}
+        for backend in made:
+            backend.close()
 
     def __len__(self) -> int:
         return len(self._names)

@@ -61,6 +61,14 @@ def apply_realization(r: Realization, request: ApplyRequest, command: str,
     console = output.console()
     if r.lock_note:  # the lock was refreshed for this apply: said on stderr, as `plan` says it
         typer.echo(r.lock_note, err=True)
+    try:
+        return _apply(r, request, command, console, after)
+    finally:
+        r.close_backends()  # every host's connection, once per command
+
+
+def _apply(r: Realization, request: ApplyRequest, command: str, console: Console,
+           after: Callable[[StateStore, ApplyResult | None], None] | None) -> Applied:
     result: ApplyResult | None = None
     unmet: tuple[Verdict, ...] = ()
     with WorkspaceLock.for_store(r.state_path).acquire(command), StateStore.open(r.state_path) as store:

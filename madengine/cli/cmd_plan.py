@@ -52,8 +52,11 @@ def plan(
         r = realization(path, locked=locked, select=select, targets=target, state=state, compile=False)
         if r.lock_note:  # the lock was refreshed: said, as cargo says `Updating`, on stderr
             typer.echo(r.lock_note, err=True)
-        with StateStore.open(r.state_path, readonly=True) as store:
-            the_plan, _ = make_plan(r, store, replace, rerun_failed)
+        try:
+            with StateStore.open(r.state_path, readonly=True) as store:
+                the_plan, _ = make_plan(r, store, replace, rerun_failed)
+        finally:
+            r.close_backends()  # the hosts' connections, opened by observation
     except Exception:
         if detailed_exitcode:  # Terraform's contract: 1 is an error whatever the error was
             _exit_one_on_error()

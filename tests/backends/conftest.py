@@ -11,6 +11,9 @@ joins the suite by adding one factory to `FACTORIES`; every test then runs again
   tests/infra/services.py). Jobs run in an image built once per session FROM the registry's busybox
   base image (`/bin/bash` there is a shim to busybox sh; there is no python3). What is left: the
   containers, in any state, labelled with this workspace.
+- `ssh`: `container: none` jobs on a private sshd on loopback (tests/backends/sshd.py; a failure when
+  sshd is missing), so the "remote" host is this machine: what is left running is looked for as for
+  `local`, and run directories are on this disk (under a workdir of the test's own).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import pytest
 
 from madengine.backends.base import ATTEMPT_ENV, Backend, Workspace
 from madengine.backends.specs import JobSpec
+from tests.backends.sshd import PrivateSshd, private_sshd  # noqa: F401 (fixture)
 from tests.infra.services import Registry, docker_client, registry  # noqa: F401 (fixtures)
 
 MARKER_ENV = "MADENGINE_CONFORMANCE"  # in every job's env: the workspace id, to find what a job left
@@ -97,6 +101,7 @@ class Harness:
     leftovers: Callable[[], list[str]]  # what jobs of this workspace left running (or existing), described
     image_tag: str | None = None  # what jobs run in, for backends that need an image
     python3: bool = True  # whether `.py` scripts can run where the jobs run
+    gpus_of: Callable[[Any, int | None], Any] | None = None  # the target with its hosts' GPUs changed
     backend: Backend = field(init=False)
     host: str = field(init=False)
     _ids: Iterator[int] = field(init=False, default_factory=lambda: itertools.count(1))
@@ -111,6 +116,8 @@ class Harness:
 
     def with_gpus(self, gpus: int | None) -> Backend:
         """Another backend of this kind whose hosts have `gpus` GPUs (None: not scheduled by GPUs)."""
+        if self.gpus_of is not None:
+            return self.make(self.gpus_of(self.target, gpus))
         return self.make(self.target.model_copy(update={"gpus": gpus}))
 
     def job(self, *args: str, **changes: Any) -> JobSpec:
@@ -228,11 +235,71 @@ def docker_factory(request: pytest.FixtureRequest, workspace: Workspace) -> Harn
                    image_tag=image.tag, python3=image.python3)
 
 
+# --- ssh ------------------------------------------------------------------------------------------
+
+
+def ssh_factory(request: pytest.FixtureRequest, workspace: Workspace, container: str = "none") -> Harness:
+    from madengine.backends.ssh import SshBackend
+    from madengine.madfile.model import SshTarget
+
+    sshd: PrivateSshd = request.getfixturevalue("private_sshd")
+    marker = workspace.workspace_id
+    host = {"name": "loopback", "address": sshd.address, "port": sshd.port, "user": sshd.user, "key": str(sshd.key)}
+    target = SshTarget.model_validate({"backend": "ssh", "hosts": [host], "container": container,
+                                       "workdir": str(workspace.root.parent / "host workdir")})
+    image: ConformanceImage | None = None
+    if container == "docker":  # the loopback host's engine is this machine's
+        image = request.getfixturevalue("conformance_image")
+        client = request.getfixturevalue("docker_client")
+
+    def containers() -> list[Any]:
+        label = f"madengine.workspace={workspace.workspace_id}"
+        return list(client.containers.list(all=True, filters={"label": label}, ignore_removed=True))
+
+    def leftovers() -> list[str]:
+        found = [f"process {pid} ({_cmdline(pid)})" for pid in _marked_processes(marker)]
+        return found + ([f"container {c.short_id} ({c.status})" for c in containers()] if image else [])
+
+    def kill_leftovers() -> None:
+        for pid in _marked_processes(marker):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        for c in containers() if image else ():
+            with contextlib.suppress(Exception):
+                c.remove(force=True)
+
+    made: list[Any] = []
+
+    def make(t: Any) -> Backend:
+        backend = SshBackend("lab", t, workspace, known_hosts=(sshd.known_hosts,))
+        made.append(backend)
+        return backend
+
+    def close() -> None:
+        for backend in made:
+            backend.close()
+        kill_leftovers()
+
+    def gpus_of(t: SshTarget, gpus: int | None) -> SshTarget:
+        return t.model_copy(update={"hosts": [h.model_copy(update={"gpus": gpus}) for h in t.hosts or ()]})
+
+    request.addfinalizer(close)
+    return Harness("ssh", workspace, "lab", target, make, leftovers, gpus_of=gpus_of,
+                   image_tag=image.tag if image else None, python3=image.python3 if image else True)
+
+
+def ssh_docker_factory(request: pytest.FixtureRequest, workspace: Workspace) -> Harness:
+    """`container: docker` on the loopback sshd: `docker run` over SSH, into this machine's engine."""
+    return ssh_factory(request, workspace, container="docker")
+
+
 # --- the registry of factories: add a backend here --------------------------------------------------
 
 FACTORIES: dict[str, tuple[Factory, tuple[pytest.MarkDecorator, ...]]] = {
     "local": (local_factory, ()),
     "docker": (docker_factory, (pytest.mark.docker,)),
+    "ssh": (ssh_factory, ()),
+    "ssh-docker": (ssh_docker_factory, (pytest.mark.docker,)),
 }
 
 

@@ -10,7 +10,8 @@ from tests.conftest import REPO_ROOT
 
 # Tests without the engine in the directories of engine tests: the registry's own client and the local
 # backend's conformance.
-WITHOUT_DOCKERD = {"tests/docker/test_registry_client.py"}
+WITHOUT_DOCKERD = {"tests/docker/test_registry_client.py", "tests/backends/test_ssh_session.py",
+                   "tests/backends/test_ssh_backend.py"}
 
 
 def collected(*args: str) -> list[str]:
@@ -27,7 +28,8 @@ def test_not_docker_deselects_every_test_that_needs_dockerd() -> None:
     assert without, "nothing collected"
     for test in without:
         path = test.split("::", 1)[0]
-        assert path in WITHOUT_DOCKERD or (path == "tests/backends/test_conformance.py" and "[local" in test), test
+        assert path in WITHOUT_DOCKERD or (path == "tests/backends/test_conformance.py" and (
+            "[local" in test or "[ssh]" in test or ("[ssh-" in test and "[ssh-docker" not in test))), test
     with_docker = collected("-m", "docker")
     assert any("test_apply_docker.py" in t for t in with_docker)
     assert any("test_rocm_commands_docker.py" in t for t in with_docker)

@@ -46,6 +46,7 @@ class FakeBackend:
     ran: list[Ran] = field(default_factory=list)
     orphans: list[Sequence[OrphanRecord] | None] = field(default_factory=list)
     running: dict[str, set[str]] = field(default_factory=dict)  # host -> addresses running there now
+    closed: bool = False  # close() was called (the end of the command)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- validate / observe -----------------------------------------------------------------------------
@@ -126,6 +127,9 @@ class FakeBackend:
         finally:
             with self._lock:
                 self.running[job.host].discard(job.address)
+
+    def close(self) -> None:
+        self.closed = True
 
     def cleanup_orphans(self, running: Sequence[OrphanRecord] | None) -> list[str]:
         self.orphans.append(running)

@@ -48,7 +48,7 @@ runs:                          # what runs where: the cross product becomes jobs
       matmul: {metric: gflops, better: higher, min: 10}
 """
 
-# Metadata that registers the backends the format describes but madengine does not ship (ssh, slurm...).
+# Metadata that registers the backends the format describes but madengine does not ship (ansible, slurm...).
 FUTURE_BACKENDS = Path(__file__).resolve().parents[2] / "fixtures" / "plugins"
 
 

@@ -1,0 +1,766 @@
+"""The `ssh` backend: jobs on a target's hosts over SSH, one connection per host per command.
+
+Each host is a `FabricSession`, opened on first use and shared by every job placed there (one channel
+per command); `close()` ends them all at the end of the command. A host that cannot be reached, refuses
+the key, shows an unknown or changed host key, has a full disk or no Docker fails the jobs placed on it,
+each with `<host>: <reason>` in one line; the other hosts go on.
+
+On each host, under the target's `workdir` (default `~/.madengine`), a directory per workspace:
+
+    <workdir>/<workspace id>/package/        the MAD package's top-level entries (scripts/, ...), sent
+                                             once per command as one tar stream, only when they changed
+                                             (`package.id` beside it says which copy is there)
+    <workdir>/<workspace id>/runs/<job>/     a job's run directory (rundir.prepare_run_dir, put per job)
+    <workdir>/<workspace id>/runs/<entry>    -> ../package/<entry>: so `../scripts/...` from a run
+                                             directory means what it means in ROCm madengine
+
+`container: none`: the job's steps run as host processes (rundir.run_host_steps), with the MAD
+environment `local` builds (local.host_environment) under the host's `env:`. `container: docker`: the
+job runs in its image in the host's engine, `docker run` in the foreground (docker_cli.run_argv, the
+docker backend's labels, mounts and driver script), the run directory bind-mounted from the host.
+
+Images are built by this machine's engine (a `DockerBackend`), then delivered to the hosts: by a pull
+of the content-addressed tag from the registry when there is one (its `madengine.node` label checked),
+else by `docker save` here streamed into `docker load` there, once per image and host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import posixpath
+import shlex
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+
+from madengine.backends import docker_cli
+from madengine.backends import docker_render as render
+from madengine.backends.base import Cancel, OrphanRecord, Outcome, RunArtifacts, Workspace
+from madengine.backends.credentials import CREDENTIAL_FILE
+from madengine.backends.local import host_environment
+from madengine.backends.rundir import collect_artifacts, prepare_run_dir, run_host_steps
+from madengine.backends.session import HostInfo, HostUnavailable
+from madengine.backends.specs import ImageSpec, JobSpec
+from madengine.backends.ssh_session import FabricSession, HostKeyCheck, SshEndpoint, known_hosts_files
+from madengine.errors import Diagnostic
+from madengine.facts import FactsCache
+from madengine.state.model import Status
+
+if TYPE_CHECKING:  # the target's type only: pydantic is not needed to run a job
+    from madengine.backends.docker import DockerBackend
+    from madengine.facts import HostFacts
+    from madengine.madfile.model import SshTarget
+
+WORKSPACE_ENV = "MADENGINE_WORKSPACE"  # in every host-process job's env: a sweep finds this workspace's
+OPEN_HOSTS_AT_ONCE = 16
+
+
+@dataclass(frozen=True)
+class SshHost:
+    """One host of an ssh target, resolved: its name, how to reach it, its GPUs and environment."""
+
+    name: str
+    endpoint: SshEndpoint
+    gpus: int | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    gpu_vendor: str | None = None
+
+
+def target_hosts(target: SshTarget, root: Path) -> tuple[SshHost, ...]:
+    """The target's hosts (its `hosts:`, or its inventory read now), each with its name and its key as an
+    absolute path of this machine."""
+    from madengine.madfile.inventory import target_hosts as resolve
+
+    return tuple(SshHost(h.label, SshEndpoint(h.address, h.port, h.user, h.key), h.gpus, dict(h.env), h.gpu_vendor)
+                 for h in resolve(target, root))
+
+
+@dataclass
+class _Place:
+    """What is known of one host during this command: where its workspace directory is, and what was
+    sent there."""
+
+    base: str = ""  # <workdir>/<workspace id>, absolute on the host
+    bridge: bool | None = None  # does its engine have a `bridge` network
+    packages: dict[str, str] = field(default_factory=dict)  # package_dir -> remote package root, once sent
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def runs(self) -> str:
+        return posixpath.join(self.base, "runs")
+
+    @property
+    def package(self) -> str:
+        return posixpath.join(self.base, "package")
+
+
+# Run on a host at its first use: where the workspace directory is, which package copy it holds, and
+# (for docker jobs) whether its engine has a bridge network. $1: workdir ('' for the home directory,
+# relative: under it), $2: workspace id, $3: docker or none.
+_PREPARE = """\
+case $1 in /*) base=$1 ;; '') base=$HOME ;; *) base=$HOME/$1 ;; esac
+base=$base/$2
+mkdir -p -- "$base/runs" || exit
+printf '%s\\n' "$base"
+cat -- "$base/package.id" 2>/dev/null || echo
+if [ "$3" = docker ]; then
+  if docker network inspect bridge >/dev/null 2>&1; then echo yes; else echo no; fi
+fi
+"""
+
+# Links each package entry into runs/, writes the package id. $1: base, $2: id, then the entry names.
+_LINK = """\
+base=$1 id=$2
+shift 2
+cd -- "$base/runs" || exit
+for e do rm -rf -- "./$e" && ln -s "../package/$e" "./$e" || exit; done
+printf '%s\\n' "$id" > "$base/package.id"
+"""
+
+# Stops this workspace's host-process jobs: $1 the workspace marker; then pairs <pgid> <attempt> (only
+# those groups, if their leader has that attempt and this workspace), or none: every group led by a
+# process of this workspace.
+_ORPHANS = """\
+mark=$1
+shift
+kill_group() { kill -s KILL -- "-$1" 2>/dev/null && printf '%s\\n' "$1"; }
+leads() { tr '\\0' '\\n' < "/proc/$1/environ" 2>/dev/null | grep -qxF "$2"; }
+if [ "$#" -eq 0 ]; then
+  for f in $(grep -lxzF -- "$mark" /proc/[0-9]*/environ 2>/dev/null); do
+    pid=${f#/proc/}; pid=${pid%/environ}
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    rest=${stat##*) }
+    set -- $rest
+    [ "$3" = "$pid" ] && kill_group "$pid"
+  done
+  exit 0
+fi
+while [ "$#" -ge 2 ]; do
+  if leads "$1" "$mark" && leads "$1" "MADENGINE_ATTEMPT=$2"; then kill_group "$1"; fi
+  shift 2
+done
+exit 0
+"""
+
+
+class SshBackend:
+    name: ClassVar[str] = "ssh"
+    builds_images: ClassVar[bool] = True
+
+    def __init__(self, target_name: str, target: SshTarget, workspace: Workspace, *,
+                 known_hosts: Sequence[Path] | None = None) -> None:
+        """`known_hosts`: the files host keys are trusted from (default: the user's, as ssh reads them);
+        madengine's own (`<state dir>/ssh/known_hosts`, where `accept-new` remembers keys) is read too."""
+        self.target_name = target_name
+        self.target = target
+        self.workspace = workspace
+        self.ssh_hosts = target_hosts(target, workspace.root)
+        self.by_name = {h.name: h for h in self.ssh_hosts}
+        self.container: str = target.container
+        self.host_key_check: HostKeyCheck = target.host_key_check
+        self.workdir: str = target.workdir
+        self.max_parallel: int | None = target.max_parallel_per_host
+        self.known_hosts = tuple(known_hosts) if known_hosts is not None else known_hosts_files()
+        self._lock = threading.Lock()
+        self._sessions: dict[str, FabricSession] = {}
+        self._places: dict[str, _Place] = {}
+        self._listings: dict[str, tuple[list[tuple[str, Path]], str]] = {}  # package_dir -> (entries, id)
+        self._builder: DockerBackend | None = None
+        self._undelivered: dict[tuple[str, str], str] = {}  # (tag, host) -> why it is not there
+        self.unreachable: dict[str, str] = {}  # host -> why, as plan's observation found
+        self._facts = FactsCache()
+
+    # --- hosts and sessions ---------------------------------------------------------------------------
+
+    def hosts(self) -> list[HostInfo]:
+        return [HostInfo(h.name, h.gpus, self.max_parallel) for h in self.ssh_hosts]
+
+    def session(self, host: str) -> FabricSession:
+        """The host's session (created on first use, opened by its first command)."""
+        with self._lock:
+            if host not in self._sessions:
+                h = self.by_name[host]
+                self._sessions[host] = FabricSession(
+                    HostInfo(h.name, h.gpus, self.max_parallel), h.endpoint, known_hosts=self.known_hosts,
+                    remember=self.workspace.state_dir / "ssh" / "known_hosts", host_key_check=self.host_key_check)
+            return self._sessions[host]
+
+    def close(self) -> None:
+        """End every host's connection (the end of a command: Terraform's provider Close())."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+            self._places.clear()
+            self._listings.clear()  # what this command knew of the hosts: the next one looks again
+            self._undelivered.clear()
+            self.unreachable.clear()
+            self._facts = FactsCache()
+        for s in sessions:
+            s.close()
+
+    def _each_host(self, work: Any, hosts: Iterable[str] | None = None) -> dict[str, Any]:
+        """`work(host)` on every host at once: host -> its result, or the exception it raised."""
+        names = list(hosts if hosts is not None else self.by_name)
+        results: dict[str, Any] = {}
+
+        def one(name: str) -> None:
+            try:
+                results[name] = work(name)
+            except Exception as e:  # the caller says what a failed host means
+                results[name] = e
+
+        with ThreadPoolExecutor(max(1, min(OPEN_HOSTS_AT_ONCE, len(names)))) as pool:
+            list(pool.map(one, names))
+        return results
+
+    def _place(self, host: str) -> _Place:
+        """The host's workspace directory, found (and made) on its first use in this command."""
+        with self._lock:
+            place = self._places.setdefault(host, _Place())
+        with place.lock:
+            if place.base:
+                return place
+            session = self.session(host)
+            workdir = self.workdir
+            relative = workdir[2:] if workdir.startswith("~/") else "" if workdir == "~" else workdir
+            command = shlex.join(["sh", "-c", _PREPARE, "madengine-prepare", relative,
+                                  _safe(self.workspace.workspace_id), self.container])
+            code, out, err = session.run_simple(command, timeout=120)
+            lines = out.decode(errors="replace").splitlines()
+            if code != 0 or not lines or not lines[0].startswith("/"):
+                raise OSError(f"cannot make the work directory {workdir} there: {_one_line(err) or f'exit {code}'}")
+            place.base = lines[0]
+            place.packages["@id"] = lines[1] if len(lines) > 1 else ""
+            if self.container == "docker":
+                place.bridge = len(lines) > 2 and lines[2] == "yes"
+            return place
+
+    def _package(self, host: str, job: JobSpec) -> _Place:
+        """The host's place with the job's MAD package there (sent once per command, if it changed)."""
+        place = self._place(host)
+        with place.lock:
+            if job.package_dir in place.packages:
+                return place
+            entries, ident = self._package_listing(job.package_dir)
+            if place.packages.get("@id") != ident:
+                session = self.session(host)
+                session.put_many([(name, path) for name, path in entries], place.package, replace_all=True)
+                code, _, err = session.run_simple(shlex.join(["sh", "-c", _LINK, "madengine-link", place.base, ident,
+                                                              *(name for name, _ in entries)]), timeout=120)
+                if code != 0:
+                    raise OSError(f"cannot link the package into {place.runs}: {_one_line(err)}")
+                place.packages["@id"] = ident
+            place.packages[job.package_dir] = place.package
+            return place
+
+    def _package_listing(self, package_dir: str) -> tuple[list[tuple[str, Path]], str]:
+        """The package's entries and their id, listed once per command (not once per host)."""
+        with self._lock:
+            known = self._listings.get(package_dir)
+        if known is None:
+            entries = self._entries(package_dir)
+            known = (entries, _package_id(entries))
+            with self._lock:
+                self._listings[package_dir] = known
+        return known
+
+    def package_entries(self, job: JobSpec) -> list[tuple[str, Path]]:
+        return self._package_listing(job.package_dir)[0]
+
+    def _entries(self, package_dir: str) -> list[tuple[str, Path]]:
+        """The MAD package root's top-level entries sent to the hosts: as the docker backend mounts them
+        (not hidden ones, not the state directory, never credential.json)."""
+        package = (self.workspace.root / package_dir).resolve()
+        state_dir = self.workspace.state_dir.resolve()
+        return [(e.name, e) for e in sorted(package.iterdir())
+                if not e.name.startswith(".") and e.name != CREDENTIAL_FILE and e.resolve() != state_dir]
+
+    # --- validate / observe -----------------------------------------------------------------------------
+
+    def validate(self, job: JobSpec) -> list[Diagnostic]:
+        problems = []
+        most = [h.gpus for h in self.ssh_hosts if h.gpus is not None]
+        if len(most) == len(self.ssh_hosts) and most and job.n_gpus > max(most):
+            problems.append(Diagnostic(None, None, None, f"{job.address} needs {job.n_gpus} GPUs; no host of "
+                                       f"target {self.target_name!r} has more than {max(most)}",
+                                       hint="lower n_gpus, or give the hosts' gpus"))
+        if self.container == "docker":
+            problems += [Diagnostic(None, None, None, f"{job.address}: {p}") for p in render.validate_options(job)]
+        return problems
+
+    def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
+        vendors = {h.gpu_vendor for h in self.ssh_hosts}
+        vendor = gpu_vendor.upper()
+        if vendor not in ("NONE", "") and None not in vendors and vendor not in vendors:
+            return (f"no host of target {self.target_name} has {vendor} GPUs (they have "
+                    f"{', '.join(sorted(str(v) for v in vendors))})",
+                    "run these contexts on another target, or leave these jobs out (--select or --target)")
+        return None
+
+    def observe_images(self, images: Sequence[ImageSpec]) -> dict[str, dict[str, str]]:
+        """One `docker image ls` per host, all hosts at once: host -> {tag: image id} for these images'
+        tags. A host that cannot be asked is left out (said in `unreachable`; its jobs fail at apply with
+        its reason) so that the plan still shows the rest; when no host answers, the first one's reason
+        is raised."""
+        if self.container != "docker":  # host processes: no image is ever placed there
+            return {h.name: {} for h in self.ssh_hosts}
+        if not images:
+            return {}
+        wanted = {i.tag for i in images}
+        answers = self._each_host(self._image_ids)
+        out: dict[str, dict[str, str]] = {}
+        for host, answer in answers.items():
+            if isinstance(answer, BaseException):
+                self.unreachable[host] = _one_line(str(answer))
+                continue
+            out[host] = {tag: image_id for tag, image_id in answer.items() if tag in wanted}
+        if not out and answers:
+            raise next(a for _, a in sorted(answers.items()) if isinstance(a, BaseException))
+        return out
+
+    def _image_ids(self, host: str) -> dict[str, str]:
+        code, out, err = self.session(host).run_simple(
+            "docker image ls --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}'", timeout=60)
+        if code != 0:  # no docker there, or its engine is down
+            raise HostUnavailable(host, f"docker image ls: {_one_line(err) or f'exit {code}'}")
+        pairs = (line.split(" ", 1) for line in out.decode(errors="replace").splitlines() if " " in line)
+        return {tag: image_id for tag, image_id in pairs}
+
+    def observe_registry(self, image: ImageSpec) -> str | None:
+        return self.builder().observe_registry(image) if self.container == "docker" else None
+
+    def observe_facts(self) -> dict[str, HostFacts | Exception]:
+        """Read-only: every host's facts (facts.probe through its session), all hosts at once and each
+        once per command; a host that cannot be reached has its HostUnavailable in place of facts."""
+        from madengine.facts import probe_session
+
+        def observer(host: str) -> Callable[[], HostFacts]:
+            return lambda: probe_session(self.session(host))
+
+        return self._facts.get_all({h: observer(h) for h in self.by_name})
+
+    # --- images -----------------------------------------------------------------------------------------
+
+    def builder(self) -> DockerBackend:
+        """This machine's engine, which builds and pushes (and from which images are streamed to hosts)."""
+        with self._lock:
+            if self._builder is None:
+                from madengine.backends.docker import DockerBackend
+                from madengine.madfile.model import DockerTarget
+
+                self._builder = DockerBackend(self.target_name, DockerTarget(backend="docker"), self.workspace)
+            return self._builder
+
+    def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        """Built here, then delivered to every host. A host that could not get it (unreachable, disk
+        full...) does not fail the build, which other hosts' jobs wait for: the jobs placed on that host
+        fail, each saying why; the next plan finds the host lacking the image and loads it there."""
+        if self.container != "docker":
+            return Outcome(Status.FAILURE, message=f"target {self.target_name} runs host processes (container: none)")
+        built = self.builder().build(image, log_path, cancel)
+        if built.status is not Status.SUCCESS:
+            return built
+        return self._deliver_everywhere(image, log_path, cancel, built)
+
+    def pull(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        """Built elsewhere and in the registry: every host pulls it (its label checked)."""
+        return self._deliver_everywhere(image, log_path, cancel, Outcome(Status.SUCCESS, message=f"pulled {image.tag}"))
+
+    def push(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
+        return self.builder().push(image, log_path, cancel)
+
+    def _deliver_everywhere(self, image: ImageSpec, log_path: Path, cancel: Cancel, built: Outcome) -> Outcome:
+        results = self._each_host(lambda host: self._ensure_on(image, host, log_path, cancel, built.image_id))
+        delivered = {h: r for h, r in results.items() if isinstance(r, Outcome) and r.status is Status.SUCCESS}
+        failed = {h: (r.message if isinstance(r, Outcome) else _one_line(str(r))) for h, r in results.items()
+                  if h not in delivered}
+        for host, why in failed.items():
+            self._undelivered[image.tag, host] = why
+        if cancel.is_set():
+            return Outcome(Status.INTERRUPTED, message="interrupted")
+        ids = {r.image_id for r in delivered.values() if r.image_id}
+        message = built.message if not failed else f"{built.message}; not delivered to " + "; ".join(
+            why for _, why in sorted(failed.items()))  # each `host: reason`
+        return replace(built, message=message, image_id=built.image_id or (ids.pop() if len(ids) == 1 else None))
+
+    def deliver(self, image: ImageSpec, host: str, log_path: Path, cancel: Cancel) -> Outcome:
+        """The image, built from the same inputs, onto one host: a registry pull when `image.registry`
+        is set, else `docker save` (here, or on a host that has it) streamed into `docker load` there."""
+        try:
+            if image.registry:
+                outcome = self._pull_on(image, host, log_path)
+            else:
+                outcome = self._stream_to(image, host, log_path, cancel)
+        except (HostUnavailable, OSError) as e:
+            outcome = Outcome(Status.FAILURE, message=_host_message(host, e), host=host,
+                              transient=getattr(e, "transient", False))
+        _log(log_path, f"{host}: {outcome.message}\n")
+        if outcome.status is Status.SUCCESS:
+            self._undelivered.pop((image.tag, host), None)
+        return outcome
+
+    def _ensure_on(self, image: ImageSpec, host: str, log_path: Path, cancel: Cancel,
+                   image_id: str | None) -> Outcome:
+        """`deliver`, unless the host already holds this very image (the same id, when it is known)."""
+        try:
+            seen = self._inspect(host, image.tag)
+        except (HostUnavailable, OSError):
+            seen = None  # said by deliver, which tries again
+        if seen is not None and seen[1] == image.node_hash and image_id in (None, seen[0]):
+            _log(log_path, f"{host}: {image.tag} is there already\n")
+            self._undelivered.pop((image.tag, host), None)
+            return Outcome(Status.SUCCESS, image_id=seen[0], host=host, message=f"{image.tag} is there already")
+        return self.deliver(image, host, log_path, cancel)
+
+    def _inspect(self, host: str, ref: str) -> tuple[str, str] | None:
+        """(image id, its madengine.node label) of `ref` on the host, or None when it has no such image."""
+        fmt = '{{.Id}} {{index .Config.Labels "' + render.LABEL_NODE + '"}}'  # a Go template, not a shell's
+        code, out, _ = self.session(host).run_simple(shlex.join(["docker", "image", "inspect", "--format", fmt, ref]),
+                                                     timeout=60)
+        if code != 0:
+            return None
+        image_id, _, label = out.decode(errors="replace").strip().partition(" ")
+        return image_id, label
+
+    def _pull_on(self, image: ImageSpec, host: str, log_path: Path) -> Outcome:
+        repository, tag = self.builder().push_reference(image)
+        ref = f"{repository}:{tag}"
+        session = self.session(host)
+        with open(log_path, "ab") as log:
+            code, _, err = session.run_simple(shlex.join(["docker", "pull", "--quiet", ref]), output=log, timeout=3600)
+        if code != 0:
+            return Outcome(Status.FAILURE, message=f"docker pull {ref}: {_one_line(err) or f'exit {code}'}", host=host,
+                           transient=True)
+        seen = self._inspect(host, ref)
+        if seen is None or seen[1] != image.node_hash:
+            session.run_simple(shlex.join(["docker", "image", "rm", ref]), timeout=60)
+            return Outcome(Status.FAILURE, host=host, message=(
+                f"{ref} was not built from this node ({render.LABEL_NODE} is {seen[1] if seen else None}); "
+                f"build it here with --replace {image.address}"))
+        code, _, err = session.run_simple(shlex.join(["docker", "tag", ref, image.tag]), timeout=60)
+        if code != 0:
+            return Outcome(Status.FAILURE, message=f"docker tag: {_one_line(err)}", host=host)
+        return Outcome(Status.SUCCESS, image_id=seen[0], host=host, message=f"pulled {ref}")
+
+    def _stream_to(self, image: ImageSpec, host: str, log_path: Path, cancel: Cancel) -> Outcome:
+        """`docker save` streamed into the host's `docker load`: from this machine's engine when it has
+        the image, else from a host that has it (through this machine)."""
+        import docker
+
+        try:
+            local = self.builder().client().images.get(image.tag)
+        except docker.errors.ImageNotFound:
+            local = None
+        except Exception:  # no engine here: look for it on the hosts
+            local = None
+        if local is not None and (local.labels or {}).get(render.LABEL_NODE) == image.node_hash:
+            chunks = self.builder().client().api.get_image(image.tag)
+            return self._load(host, image, _IterReader(chunks), f"sent {image.tag} from here", log_path)
+        for other in self.by_name:
+            if other == host or (image.tag, other) in self._undelivered:
+                continue
+            try:
+                seen = self._inspect(other, image.tag)
+            except (HostUnavailable, OSError):
+                continue
+            if seen is not None and seen[1] == image.node_hash:
+                return self._relay(image, other, host, log_path)
+        return Outcome(Status.FAILURE, host=host, message=f"{image.tag} is neither here nor on another host "
+                                                          "to send it from; build it again (--replace)")
+
+    def _load(self, host: str, image: ImageSpec, stream: BinaryIO | io.RawIOBase, what: str, log_path: Path) -> Outcome:
+        session = self.session(host)
+        with open(log_path, "ab") as log:
+            code, _, err = session.run_simple("docker load --quiet", stdin=stream, output=log, timeout=3600)
+        if code != 0:
+            return Outcome(Status.FAILURE, message=f"docker load: {_one_line(err) or f'exit {code}'}", host=host)
+        seen = self._inspect(host, image.tag)
+        if seen is None or seen[1] != image.node_hash:
+            return Outcome(Status.FAILURE, message=f"{image.tag} is not there after docker load", host=host)
+        return Outcome(Status.SUCCESS, image_id=seen[0], host=host, message=what)
+
+    def _relay(self, image: ImageSpec, source: str, host: str, log_path: Path) -> Outcome:
+        read_fd, write_fd = os.pipe()
+        reader, writer = os.fdopen(read_fd, "rb"), os.fdopen(write_fd, "wb")
+        failure: list[str] = []
+
+        def save() -> None:
+            try:
+                code, _, err = self.session(source).run_simple(shlex.join(["docker", "save", image.tag]),
+                                                               output=writer, timeout=3600)
+                if code != 0:
+                    failure.append(f"docker save on {source}: {_one_line(err)}")
+            except Exception as e:
+                failure.append(_one_line(str(e)))
+            finally:
+                with contextlib.suppress(OSError):
+                    writer.close()
+
+        sender = threading.Thread(target=save, name=f"save {source}", daemon=True)
+        sender.start()
+        try:
+            outcome = self._load(host, image, reader, f"sent {image.tag} from {source}", log_path)
+        finally:
+            reader.close()
+            sender.join(60)
+        if failure and outcome.status is Status.SUCCESS:
+            return Outcome(Status.FAILURE, message=failure[0], host=host)
+        return outcome
+
+    # --- run ------------------------------------------------------------------------------------------------
+
+    def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
+        assert job.log_path is not None, "apply chooses the log path"
+        host = self.by_name.get(job.host or "") or self.ssh_hosts[0]
+        job.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if cancel.is_set():
+            return Outcome(Status.INTERRUPTED, message="interrupted", host=host.name)
+        session = self.session(host.name)
+        try:
+            place = self._package(host.name, job)  # the host's own failure first: unreachable, key refused...
+            why = self._undelivered.get((job.image_tag or "", host.name)) if self.container == "docker" else None
+            if why is not None:
+                return self._failed(job, host.name, f"{host.name}: image {job.image_tag} was not delivered here: "
+                                                    f"{why.removeprefix(host.name + ': ')}")
+            run_dir = prepare_run_dir(session, self.workspace.root, job,
+                                      staging=self.workspace.runs / "ssh" / _safe(self.target_name) / host.name,
+                                      runs=place.runs)
+        except HostUnavailable as e:
+            return self._failed(job, host.name, _host_message(host.name, e), transient=e.transient)
+        except OSError as e:  # RunDirConflict included: a script would replace another; a full disk there
+            return self._failed(job, host.name, f"{host.name}: cannot prepare the run directory: "
+                                                f"{_host_message(host.name, e).removeprefix(host.name + ': ')}")
+        with open(job.log_path, "ab", buffering=0) as log:
+            try:
+                if self.container == "docker":
+                    outcome = self._run_container(job, host, place, run_dir, log, cancel)
+                else:
+                    env = {**host.env, **host_environment(job, host.gpus, self._data_homes(job, place)),
+                           WORKSPACE_ENV: self.workspace.workspace_id}
+                    outcome = run_host_steps(session, job, env, run_dir, log, cancel)
+            except HostUnavailable as e:
+                message = _host_message(host.name, e)
+                with contextlib.suppress(OSError):
+                    log.write(f"\nmadengine: {message}\n".encode())
+                outcome = Outcome(Status.FAILURE, message=message, host=host.name, transient=e.transient)
+        return replace(outcome, host=host.name, artifacts=self._artifacts(session, job, run_dir, outcome))
+
+    def _artifacts(self, session: FabricSession, job: JobSpec, run_dir: str, outcome: Outcome) -> RunArtifacts:
+        assert job.log_path is not None
+        try:
+            return collect_artifacts(session, job, run_dir, outcome.exit_code)
+        except (HostUnavailable, OSError) as e:
+            return RunArtifacts(log=job.log_path, run_dir=run_dir, exit_code=outcome.exit_code,
+                                log_lost=f"the results could not be fetched: {_one_line(str(e))}")
+
+    def _failed(self, job: JobSpec, host: str, message: str, *, transient: bool = False) -> Outcome:
+        assert job.log_path is not None
+        _log(job.log_path, f"madengine: {message}\n")
+        return Outcome(Status.FAILURE, message=message, host=host, transient=transient)
+
+    def _data_homes(self, job: JobSpec, place: _Place) -> list[str]:
+        return [posixpath.join(place.package, m.host_path) if m.in_project else m.host_path for m in job.data_mounts]
+
+    def _run_container(self, job: JobSpec, host: SshHost, place: _Place, run_dir: str, log: BinaryIO,
+                       cancel: Cancel) -> Outcome:
+        """`docker run` in the foreground on the host: its output is the log. A cancel or the timeout
+        removes the container (`docker rm -f`, another channel), which ends the run."""
+        session = self.session(host.name)
+        name = docker_cli.container_name(self.workspace.workspace_id, job)
+        entries = tuple((n, posixpath.join(place.package, n)) for n, _ in self.package_entries(job))
+        ctx = render.RunContext(workspace_id=self.workspace.workspace_id, run_dir_host=run_dir,
+                                project_root=place.package, package_entries=entries,
+                                network=None if place.bridge else "none", system_gpus=host.gpus)
+        try:
+            argv, env = docker_cli.run_argv(replace(job, env={**host.env, **job.env}), ctx, name=name,
+                                            remove=not job.keep_alive)
+        except ValueError as e:
+            return Outcome(Status.FAILURE, message=f"{job.address}: {e}", host=host.name)
+        cancel.started(name)  # before the container exists: a clean-up of a killed apply removes it by name
+        own = Cancel()
+        stopped: list[tuple[Status, str]] = []
+        done = threading.Event()
+        deadline = time.monotonic() + job.timeout if job.timeout > 0 else None
+
+        def watch() -> None:
+            while not done.wait(0.05):
+                if cancel.is_set():
+                    stopped.append((Status.INTERRUPTED, "interrupted"))
+                elif deadline is not None and time.monotonic() > deadline:
+                    stopped.append((Status.TIMEOUT, f"timed out after {job.timeout}s"))
+                if stopped:
+                    with contextlib.suppress(HostUnavailable):
+                        session.run_simple(shlex.join(["docker", "rm", "--force", name]), timeout=60)
+                    own.event.set()
+                    return
+
+        watcher = threading.Thread(target=watch, name=f"watch {name}", daemon=True)
+        watcher.start()
+        tail = _Tail(log)
+        try:
+            finished = session.exec(argv, env=env, output=tail, cancel=own, reap=False)  # type: ignore[arg-type]
+        finally:
+            done.set()
+            watcher.join(90)
+        if stopped:
+            # Again, now that the CLI is gone: stopped before its container existed, the first removal
+            # found none, and the CLI may have created it since.
+            with contextlib.suppress(HostUnavailable):
+                session.run_simple(shlex.join(["docker", "rm", "--force", name]), timeout=60)
+            with contextlib.suppress(OSError):
+                log.write(f"\nmadengine: {stopped[0][1]}; container removed\n".encode())
+            return Outcome(stopped[0][0], message=stopped[0][1], host=host.name, details={"container": name})
+        code = finished.exit_code
+        details: dict[str, Any] = {"container": name, **({"kept": True} if job.keep_alive else {})}
+        if not finished.started:  # no docker on the host
+            return Outcome(Status.FAILURE, exit_code=None, host=host.name,
+                           message=f"{host.name}: {finished.message}")
+        if code == 125:  # docker itself failed: its last line says why (engine down, no image, disk full)
+            return Outcome(Status.FAILURE, exit_code=None, host=host.name, details=details,
+                           message=f"{host.name}: docker run: {tail.last_line() or 'exit 125'}")
+        if code == 0:
+            return Outcome(Status.SUCCESS, exit_code=0, host=host.name, details=details)
+        return Outcome(Status.FAILURE, exit_code=code, message=f"exit code {code}", host=host.name, details=details)
+
+    # --- clean-up ---------------------------------------------------------------------------------------------
+
+    def cleanup_orphans(self, running: Sequence[OrphanRecord] | None) -> list[str]:
+        """What killed applies left on the hosts: containers by their attempt label (or name), host
+        process groups whose leader carries the attempt and this workspace in its environment. A sweep
+        (None) removes every container of this workspace that is not kept alive, and every process
+        group led by one of its jobs, on every host that answers."""
+        records = [(r.attempt, r.handle, r.host) for r in running or ()]
+        hosts = list(self.by_name) if running is None else sorted({h for _, _, h in records if h in self.by_name})
+        if not hosts:
+            return []
+        answers = self._each_host(lambda host: self._cleanup_host(
+            host, None if running is None else [(a, h) for a, h, where in records if where == host]), hosts)
+        removed: list[str] = []
+        for host, answer in sorted(answers.items()):
+            if isinstance(answer, BaseException):
+                continue  # a host that does not answer now (or its engine) is cleaned the next time it does
+            removed += [f"{host}: {what}" for what in answer]
+        return removed
+
+    def _cleanup_host(self, host: str, records: list[tuple[Any, Any]] | None) -> list[str]:
+        session = self.session(host)
+        mark = f"{WORKSPACE_ENV}={self.workspace.workspace_id}"
+        removed: list[str] = []
+        if self.container == "none":
+            pairs = [w for a, h in (records or []) if h and str(h).isdigit() for w in (str(h), str(a))]
+            if records is not None and not pairs:
+                return []
+            code, out, _ = session.run_simple(shlex.join(["sh", "-c", _ORPHANS, "madengine-orphans", mark, *pairs]),
+                                              timeout=120)
+            return [f"process group {g}" for g in out.decode(errors="replace").split()]
+        label = f"{render.LABEL_WORKSPACE}={self.workspace.workspace_id}"
+        fmt = " ".join(["{{.ID}}", "{{.Names}}", _go_label(render.LABEL_ATTEMPT), _go_label(render.LABEL_KEEP_ALIVE)])
+        code, out, err = session.run_simple(shlex.join(["docker", "ps", "--all", "--no-trunc", "--filter",
+                                                        f"label={label}", "--format", fmt]), timeout=60)
+        if code != 0:
+            raise OSError(f"{host}: docker ps: {_one_line(err)}")
+        attempts = {str(a) for a, _ in records or ()}
+        handles = {str(h) for _, h in records or () if h}
+        doomed = []
+        for line in out.decode(errors="replace").splitlines():
+            cid, cname, attempt, keep = [*line.split(" "), "", "", ""][:4]
+            ours = attempt in attempts or cname in handles or cid in handles
+            if (records is None and keep != "1") or (records is not None and ours):
+                doomed.append(cid)
+                removed.append(f"container {cid[:12]} ({cname}, attempt {attempt or '?'})")
+        if doomed:
+            session.run_simple(shlex.join(["docker", "rm", "--force", *doomed]), timeout=120)
+        return removed
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+
+
+def _go_label(key: str) -> str:
+    return '{{.Label "' + key + '"}}'
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text) or "_"
+
+
+def _one_line(text: str | bytes, limit: int = 300) -> str:
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    line = lines[-1] if lines else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _host_message(host: str, e: BaseException) -> str:
+    """`host: reason`, said once (HostUnavailable already begins with its host)."""
+    text = _one_line(str(e))
+    return text if text.startswith(f"{host}: ") else f"{host}: {text}"
+
+
+def _log(path: Path, text: str) -> None:
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text)
+
+
+def _package_id(entries: Sequence[tuple[str, Path]]) -> str:
+    """Which copy of the package this is: names, sizes, modes and times of every file (not the contents:
+    reading them all would cost more than sending them)."""
+    h = hashlib.sha256()
+    for name, path in entries:
+        for p in [path, *sorted(path.rglob("*"))] if path.is_dir() and not path.is_symlink() else [path]:
+            try:
+                st = p.lstat()
+            except OSError:
+                continue
+            rel = name if p == path else f"{name}/{p.relative_to(path).as_posix()}"
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mode}\0{st.st_mtime_ns}\n".encode(errors="surrogateescape"))
+    return h.hexdigest()[:32]
+
+
+class _IterReader(io.RawIOBase):
+    """A readable stream over an iterator of byte chunks (the engine's `docker save` stream)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks: Iterator[bytes] = iter(chunks)
+        self._rest = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._rest:
+            try:
+                self._rest = next(self._chunks)
+            except StopIteration:
+                return b""
+        n = len(self._rest) if size is None or size < 0 else size
+        data, self._rest = self._rest[:n], self._rest[n:]
+        return data
+
+
+class _Tail:
+    """Writes through to the log, keeping the last bytes (for docker's own one-line reason)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._tail = b""
+
+    def write(self, data: bytes) -> int:
+        self._tail = (self._tail + data)[-4096:]
+        return self._out.write(data) or len(data)
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def last_line(self) -> str:
+        return _one_line(self._tail)
