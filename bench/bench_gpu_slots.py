@@ -27,9 +27,10 @@ sys.path.insert(0, str(REPO))
 
 from madengine.apply.engine import Applier, ApplyOptions  # noqa: E402
 from madengine.backends.base import Cancel, OrphanRecord, Outcome  # noqa: E402
-from madengine.backends.session import HostInfo  # noqa: E402
+from madengine.backends.session import HostInfo, HostUnavailable  # noqa: E402
 from madengine.backends.specs import ImageSpec, JobSpec  # noqa: E402
 from madengine.errors import Diagnostic  # noqa: E402
+from madengine.facts.model import HostFacts  # noqa: E402
 from madengine.pipeline import make_plan, realization  # noqa: E402
 from madengine.state.model import PerfRow, Status  # noqa: E402
 from madengine.state.store import StateStore  # noqa: E402
@@ -91,6 +92,9 @@ class SimBackend:
 
     def deliver(self, image: ImageSpec, host: str, log_path: Path, cancel: Cancel) -> Outcome:
         raise NotImplementedError
+
+    def observe_facts(self) -> Mapping[str, HostFacts | HostUnavailable]:
+        return {h.name: HostFacts() for h in self._hosts}  # simulated hosts: nothing known of them
 
 
 class Quiet:

@@ -126,7 +126,9 @@ def remember_fresh(locked: Locked, started_ns: int) -> None:
                      lock_hash=lock_digest(locked.lock), registry=locked.project.registry,
                      tags=locked.project.model_tags(),
                      gates={a: g.to_json() for a, g in project_gates(locked.project).items()},
-                     targets={name: t.model_dump(mode="json") for name, t in locked.project.targets.items()})
+                     targets={name: t.model_dump(mode="json") for name, t in locked.project.targets.items()},
+                     contexts={name: c.model_dump(mode="json") for name, c in locked.project.contexts.items()},
+                     skip_gpu_arch=locked.project.skip_gpu_arch())
 
 
 def project_gates(project: Project) -> dict[str, Gate]:
@@ -204,6 +206,34 @@ class Realization:
 
             every = {a: Gate.from_json(g) for a, g in (self._fresh.gates if self._fresh else {}).items()}
         return {a: g for a, g in every.items() if a in self.graph}
+
+    def rerun_on(self) -> dict[tuple[str, str], tuple[str, ...] | None]:
+        """(context, target) -> the facts whose change reruns its jobs (None: the default), for the pairs
+        the graph's jobs use: from the compiled project, or from the freshness record when a fresh lock
+        stood for it (plain JSON, as `madfile.model.rerun_on` reads the models)."""
+        pairs = {(str(e["context"]), str(e["target"])) for a, e in self.lock["jobs"].items() if a in self.graph}
+        if self.project is not None:
+            from madengine.madfile.model import rerun_on
+
+            p = self.project
+            return {(c, t): rerun_on(p.contexts[c], p.targets[t]) for c, t in pairs
+                    if c in p.contexts and t in p.targets}
+        fresh = self._fresh
+        contexts, targets = (fresh.contexts, fresh.targets or {}) if fresh is not None else ({}, {})
+        out: dict[tuple[str, str], tuple[str, ...] | None] = {}
+        for c, t in pairs:
+            chosen = (contexts.get(c) or {}).get("rerun_on")
+            if chosen is None:
+                chosen = (targets.get(t) or {}).get("rerun_on")
+            out[c, t] = tuple(chosen) if chosen is not None else None
+        return out
+
+    def skip_gpu_arch(self) -> dict[str, tuple[str, ...]]:
+        """Model name -> its models.json `skip_gpu_arch`, for the models that have one: from the compiled
+        project, or from the freshness record when a fresh lock stood for it."""
+        if self.project is not None:
+            return self.project.skip_gpu_arch()
+        return dict(self._fresh.skip_gpu_arch) if self._fresh is not None else {}
 
     def compiled(self) -> Project:
         """The compiled project, which apply needs for the jobs' specs: compiled now if a fresh lock
@@ -311,6 +341,7 @@ def make_plan(r: Realization, store: StateStore, replace: Sequence[str] = (),
     observed = observe(store, r.graph, r.lock, r.backends, r.registry)
     the_plan = plan(r.lock, r.lock_hash, r.graph, observed,
                     PlanOptions(replace=frozenset(replace), rerun_failed=rerun_failed,
-                                replace_reason=replace_reason or REPLACED))
+                                replace_reason=replace_reason or REPLACED, rerun_on=r.rerun_on(),
+                                skip_gpu_arch=r.skip_gpu_arch()))
     refuse_what_cannot_run(runnable(the_plan, r.lock, r.backends))
     return the_plan, observed

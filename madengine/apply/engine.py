@@ -24,10 +24,12 @@ from madengine.backends.base import ATTEMPT_ENV, Backend, Cancel, OrphanRecord, 
 from madengine.backends.specs import JobSpec, image_spec, job_metadata, job_spec
 from madengine.compile.ir import Project
 from madengine.errors import ConfigError, Diagnostic, ExitCode, FileSystemError, MadengineError
+from madengine.facts.model import HostFacts
 from madengine.graph.build import image_address
 from madengine.lock.entries import LockEntries, NodeKind
 from madengine.lock.lockfile import Lock
 from madengine.plan.model import Action, Change, Plan
+from madengine.plan.observe import observe_facts
 from madengine.results.gates import judge_gate
 from madengine.state.model import ImageRecord, PerfRow, Status, utc_now
 from madengine.state.store import StateStore
@@ -108,6 +110,7 @@ class Applier:
         self.tries: dict[str, int] = {}  # retries used, per address
         self.apply_id = 0
         self.running: dict[Future[Outcome], _Running] = {}  # nodes on a worker now
+        self.facts: dict[tuple[str, str], HostFacts] = {}  # (target, host) -> facts, recorded with each attempt
 
     # --- before anything runs -------------------------------------------------------------------
 
@@ -116,7 +119,7 @@ class Applier:
         problems: list[Diagnostic] = []
         jobs: dict[str, JobSpec] = {}
         for change in self.todo.values():
-            if change.kind != NodeKind.JOB:
+            if change.kind != NodeKind.JOB or change.action is Action.SKIP:
                 continue
             try:
                 job = job_spec(change.address, self.entries, self.project, timeout_override=self.options.timeout,
@@ -128,9 +131,11 @@ class Applier:
             problems.extend(found)
             # The scheduler's own check, so that a job no host can take never waits forever; said only
             # when the backend did not already say what is wrong with the job.
-            if not found and not self.slots.fits_ever(job.target, job.n_gpus):
+            allowed = change.hosts_of(job.target)
+            if not found and not self.slots.fits_ever(job.target, job.n_gpus, allowed):
+                among = f" of {', '.join(allowed)} (the hosts skip_gpu_arch leaves it)" if allowed else ""
                 problems.append(Diagnostic(None, None, None, f"{job.address} needs {job.n_gpus} GPUs; no host "
-                                           f"of target {job.target!r} has that many",
+                                           f"of target {job.target!r}{among} has that many",
                                            hint="set the hosts' `gpus`, or lower the model's n_gpus"))
             jobs[change.address] = job
         if problems:
@@ -179,6 +184,9 @@ class Applier:
         jobs = self.check()
         self.recover()
         self._sweep()
+        # The facts each job runs under, recorded with its attempt: those this command's plan observed
+        # (cached per command), observed now for a saved plan. Unknown facts are recorded as none.
+        self.facts, _ = observe_facts(self.backends, {j.target for j in jobs.values()})
         apply_id = self.apply_id = self.store.begin_apply(self.plan.lock_hash)
         result = ApplyResult(apply_id)
         self.reporter.begin(len(self.todo))
@@ -247,15 +255,18 @@ class Applier:
         for change in self._ready(waiting):
             if len(running) >= max(1, self.options.parallelism):
                 return
+            if change.action is Action.SKIP:  # never run: recorded SKIPPED with the plan's reason
+                self._skip(change, change.reason, result, waiting)
+                continue
             failed_dep = next((d for d in change.depends_on if result.statuses.get(d) not in (None, Status.SUCCESS)
                                and d in self.todo), None)
             if failed_dep is not None:
-                self._skip(change, failed_dep, result, waiting)
+                self._skip(change, f"{failed_dep} did not succeed", result, waiting)
                 continue
             slot = None
             job = jobs.get(change.address)
             if job is not None:
-                slot = self.slots.take(job.target, job.n_gpus)
+                slot = self.slots.take(job.target, job.n_gpus, change.hosts_of(job.target))
                 if slot is None:
                     continue  # not enough free GPUs now: a smaller job may fit (backfill)
             del waiting[change.address]
@@ -266,9 +277,11 @@ class Applier:
     def _start(self, change: Change, job: JobSpec | None, slot: Slot | None) -> _Running:
         log_path = self.workspace.logs / str(self.apply_id) / f"{node_file_name(change.address)}.log"
         inputs = self._inputs(change)
+        facts = self.facts.get((slot.target, slot.host)) if slot else None
         attempt_id = self.store.start_attempt(self.apply_id, change.address, change.node_hash, inputs,
                                               host=slot.host if slot else None,
-                                              log_path=str(log_path.relative_to(self.workspace.state_dir)))
+                                              log_path=str(log_path.relative_to(self.workspace.state_dir)),
+                                              facts=facts.to_dict() if facts is not None else None)
         if job is not None:
             job = replace(job, log_path=log_path, host=slot.host if slot else None,
                           gpu_ids=slot.gpu_ids if slot else (),
@@ -402,11 +415,11 @@ class Applier:
                                             image_id=image_id, digest=digest, inputs=entry.to_json(),
                                             built_at=utc_now(), host=host), self.apply_id)
 
-    def _skip(self, change: Change, failed: str, result: ApplyResult, waiting: dict[str, Change]) -> None:
+    def _skip(self, change: Change, message: str, result: ApplyResult, waiting: dict[str, Change]) -> None:
+        """Record a node that does not run: what it needs did not succeed, or skip_gpu_arch excludes it."""
         del waiting[change.address]
         attempt = self.store.start_attempt(self.apply_id, change.address, change.node_hash, self._inputs(change),
                                            host=None, log_path=None)
-        message = f"{failed} did not succeed"
         self.store.finish_attempt(attempt, Status.SKIPPED, message=message,
                                   gate=self._verdict(change, Status.SKIPPED, ()))
         result.statuses[change.address] = Status.SKIPPED

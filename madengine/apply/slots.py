@@ -47,14 +47,19 @@ class Slots:
         self._hosts = {target: [Host(h.name, h.gpus, h.max_parallel) for h in entries]
                        for target, entries in hosts.items()}
 
-    def fits_ever(self, target: str, n_gpus: int) -> bool:
-        """Could this job run on some host of the target at all (when every GPU is free)?"""
-        return any(h.need(n_gpus) <= (h.gpus if h.gpus is not None else 0) and h.max_parallel != 0
-                   for h in self._hosts[target])
+    def _candidates(self, target: str, only: Sequence[str]) -> list[Host]:
+        return [h for h in self._hosts[target] if not only or h.name in only]
 
-    def take(self, target: str, n_gpus: int) -> Slot | None:
-        """A host and GPUs for the job now, or None if it must wait."""
-        fitting = [h for h in self._hosts[target] if h.can_take(n_gpus)]
+    def fits_ever(self, target: str, n_gpus: int, only: Sequence[str] = ()) -> bool:
+        """Could this job run on some host of the target (of `only`, when given) at all, when every GPU
+        is free?"""
+        return any(h.need(n_gpus) <= (h.gpus if h.gpus is not None else 0) and h.max_parallel != 0
+                   for h in self._candidates(target, only))
+
+    def take(self, target: str, n_gpus: int, only: Sequence[str] = ()) -> Slot | None:
+        """A host and GPUs for the job now, or None if it must wait. `only`: the hosts it may run on
+        (those a model's skip_gpu_arch leaves it; empty: any)."""
+        fitting = [h for h in self._candidates(target, only) if h.can_take(n_gpus)]
         if not fitting:
             return None
         if any(h.gpus is not None for h in fitting):

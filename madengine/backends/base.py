@@ -15,13 +15,17 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from madengine.backends.session import HostInfo
+from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.compile.ir import run_dir_names
 from madengine.errors import Diagnostic
+from madengine.facts.probe import FactsCache
 from madengine.state.model import PerfRow, Status
+
+if TYPE_CHECKING:
+    from madengine.facts.model import HostFacts
 
 ATTEMPT_ENV = "MADENGINE_ATTEMPT"  # apply puts the attempt id in every job's env: proves a process is ours
 
@@ -46,6 +50,9 @@ class Workspace:
     root: Path  # the madfile's directory
     state_dir: Path  # `.madengine/` beside the madfile (overridable)
     workspace_id: str  # stable id of this workspace, put in container labels
+    # Host facts observed in this command, shared by its backends: `local` and `docker` targets
+    # observe this machine once between them (a Workspace is made once per command).
+    facts: FactsCache = field(default_factory=FactsCache, compare=False, repr=False)
 
     @property
     def logs(self) -> Path:
@@ -171,6 +178,15 @@ class Backend(Protocol):
 
     def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
         """Run the job to completion, timeout or cancellation; write its log to job.log_path."""
+        ...
+
+    def observe_facts(self) -> Mapping[str, HostFacts | HostUnavailable]:
+        """Read-only: the facts of each host `hosts()` names (host name -> facts), observed once per
+        command (through `Workspace.facts`), hosts in parallel. A host that cannot be reached maps to its
+        HostUnavailable instead of raising (the other hosts are not held up by it); raises only when the
+        target cannot even name its hosts (all its facts are then unknown); {} for a backend that has no
+        way to observe them (nothing is compared). Facts never fail a plan by themselves, and a missing
+        tool is no error (the facts say what is unknown)."""
         ...
 
     def hosts(self) -> list[HostInfo]:

@@ -53,12 +53,13 @@ from madengine.backends.credentials import (
     load_credentials,
     redact,
 )
-from madengine.backends.local_session import LocalSession
+from madengine.backends.local_session import LocalSession, this_machine_facts
 from madengine.backends.registry_client import lookup_digest, parse_reference, resolve_digest
 from madengine.backends.rundir import collect_artifacts, prepare_run_dir
-from madengine.backends.session import HostInfo
+from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.errors import Diagnostic, MadengineError
+from madengine.facts.model import HostFacts
 from madengine.state.model import Status
 
 if TYPE_CHECKING:  # the target's type only: pydantic is not needed to run a job
@@ -662,6 +663,17 @@ class DockerBackend:
         return Outcome(Status.FAILURE, message=text, host=where, transient=self._transient(e))
 
     # --- scheduling and clean-up ------------------------------------------------------------------------
+
+    def observe_facts(self) -> Mapping[str, HostFacts | HostUnavailable]:
+        """This machine's facts, with the Docker version of the target's engine (its `host`, when set):
+        a local socket's engine runs its containers here, on this machine's devices. A remote engine's
+        (tcp://, ssh://) host is another machine that no probe reaches: its facts are not observed ({}),
+        so they are never taken for this machine's (its jobs are then compared and skipped on nothing,
+        and perf.csv names the engine's host as before)."""
+        if probe.socket_path(self.target.host) is None:
+            return {}
+        host = self.hosts()[0].name
+        return {host: this_machine_facts(self.workspace.facts, host, self.target.host)}
 
     def hosts(self) -> list[HostInfo]:
         """One host: the engine's, by its host name (recorded with each run, as local records its own):

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from madengine.backends.base import ATTEMPT_ENV, Cancel, OrphanRecord, Outcome, Workspace
-from madengine.backends.local_session import LocalSession, process_env
+from madengine.backends.local_session import LocalSession, process_env, this_machine_facts
 from madengine.backends.rundir import collect_artifacts, prepare_run_dir, run_host_steps
-from madengine.backends.session import HostInfo
+from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.errors import Diagnostic
+from madengine.facts.model import HostFacts
 from madengine.state.model import Status
 
 if TYPE_CHECKING:  # the target's type only: pydantic is not needed to run a job
@@ -54,6 +55,9 @@ class LocalBackend:
 
     def observe_images(self, images: Sequence[ImageSpec]) -> Mapping[str, Mapping[str, str]]:
         return {}  # nothing to observe: local jobs need no image
+
+    def observe_facts(self) -> Mapping[str, HostFacts | HostUnavailable]:
+        return {self.host: this_machine_facts(self.workspace.facts, self.host)}
 
     def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         return Outcome(Status.FAILURE, message="the local backend builds no images")

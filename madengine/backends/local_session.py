@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from madengine.backends.session import Finished, HostInfo, RemotePath
+from madengine.facts.model import HostFacts
+from madengine.facts.probe import FactsCache, probe_local
 from madengine.state.model import Status
 
 if TYPE_CHECKING:
@@ -132,3 +134,11 @@ def process_env(pid: int) -> dict[str, str]:
         return {}
     pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def this_machine_facts(cache: FactsCache, host: str, docker_host: str | None = None) -> HostFacts:
+    """This machine's facts, observed once per command whoever asks (`local` and `docker` targets
+    share one probe); `docker_host` (a docker target's engine, when not the default) is what the probe's
+    `docker version` asks, so the Docker version is that engine's."""
+    env = None if docker_host is None else {**os.environ, "DOCKER_HOST": docker_host}
+    return cache.get(f"this machine\0{docker_host or ''}\0{host}", lambda: probe_local(env=env))

@@ -50,7 +50,6 @@ from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.backends.ssh_session import FabricSession, HostKeyCheck, SshEndpoint, known_hosts_files
 from madengine.errors import Diagnostic
-from madengine.facts import FactsCache
 from madengine.state.model import Status
 
 if TYPE_CHECKING:  # the target's type only: pydantic is not needed to run a job
@@ -175,7 +174,6 @@ class SshBackend:
         self._builder: DockerBackend | None = None
         self._undelivered: dict[tuple[str, str], str] = {}  # (tag, host) -> why it is not there
         self.unreachable: dict[str, str] = {}  # host -> why, as plan's observation found
-        self._facts = FactsCache()
 
     # --- hosts and sessions ---------------------------------------------------------------------------
 
@@ -201,7 +199,6 @@ class SshBackend:
             self._listings.clear()  # what this command knew of the hosts: the next one looks again
             self._undelivered.clear()
             self.unreachable.clear()
-            self._facts = FactsCache()
         for s in sessions:
             s.close()
 
@@ -336,7 +333,7 @@ class SshBackend:
     def observe_registry(self, image: ImageSpec) -> str | None:
         return self.builder().observe_registry(image) if self.container == "docker" else None
 
-    def observe_facts(self) -> dict[str, HostFacts | Exception]:
+    def observe_facts(self) -> dict[str, HostFacts | HostUnavailable]:
         """Read-only: every host's facts (facts.probe through its session), all hosts at once and each
         once per command; a host that cannot be reached has its HostUnavailable in place of facts."""
         from madengine.facts import probe_session
@@ -344,7 +341,14 @@ class SshBackend:
         def observer(host: str) -> Callable[[], HostFacts]:
             return lambda: probe_session(self.session(host))
 
-        return self._facts.get_all({h: observer(h) for h in self.by_name})
+        out: dict[str, HostFacts | HostUnavailable] = {}
+        key = f"ssh:{self.target_name}/"  # the command's cache, which every target shares
+        got = self.workspace.facts.get_all({key + h: observer(h) for h in self.by_name})
+        for host, facts in ((k.removeprefix(key), f) for k, f in got.items()):
+            if isinstance(facts, Exception) and not isinstance(facts, HostUnavailable):
+                facts = HostUnavailable(host, _one_line(str(facts)) or type(facts).__name__)
+            out[host] = facts
+        return out
 
     # --- images -----------------------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ CONNECT_TIMEOUT = 10.0
 KILL_GRACE_SECONDS = 5.0
 POLL = 0.05
 CHUNK = 1 << 16
+EOF_GRACE = 2.0  # seconds of quiet output after a command exited without EOF: a background process holds it
 MAX_COMMANDS = 8  # commands at once on one connection: OpenSSH allows 10 sessions (MaxSessions); 2 stay free
 # for the short commands that stop them (more jobs at once on one host wait here: a second connection is to do)
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -339,6 +340,7 @@ class FabricSession:
         pending = b""  # stdout before the group id line: held back until the handle is given
         errors = bytearray()
         stopped: tuple[Status, str] | None = None
+        quiet_since = time.monotonic()
         while True:
             got = False
             if chan.recv_ready():
@@ -365,9 +367,11 @@ class FabricSession:
                     stopped = (Status.TIMEOUT, "timed out")
                 if stopped is not None:
                     self._stop_group(pgid)
-            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+            if got:
+                quiet_since = time.monotonic()
+            elif _drained(chan, quiet_since):
                 break
-            if not got:
+            else:
                 select.select([chan], [], [], POLL)
         if feeder is not None:
             feeder.join(1)
@@ -424,6 +428,7 @@ class FabricSession:
                 with contextlib.suppress(Exception):
                     chan.shutdown_write()
             limit = None if timeout is None else time.monotonic() + timeout
+            quiet_since = time.monotonic()
             while True:
                 got = False
                 if chan.recv_ready():
@@ -436,7 +441,9 @@ class FabricSession:
                 if chan.recv_stderr_ready():
                     err += chan.recv_stderr(CHUNK)
                     got = True
-                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                if got:
+                    quiet_since = time.monotonic()
+                elif _drained(chan, quiet_since):
                     break
                 if limit is not None and time.monotonic() > limit:
                     raise self._lost(f"no answer within {timeout:g} s")
@@ -536,6 +543,15 @@ class FabricSession:
 
 
 # --- streams ---------------------------------------------------------------------------------------------
+
+
+def _drained(chan: paramiko.Channel, quiet_since: float) -> bool:
+    """Has a command ended and all its output arrived? The exit status can come before the last of the
+    output (the server holds what the client's window did not take yet): wait for EOF too, or for the
+    output to have been quiet a while (a process the command left in the background may hold it open)."""
+    if not chan.exit_status_ready() or chan.recv_ready() or chan.recv_stderr_ready():
+        return False
+    return chan.eof_received or chan.closed or time.monotonic() - quiet_since > EOF_GRACE
 
 
 def _feed(chan: paramiko.Channel, stdin: BinaryIO | io.RawIOBase) -> threading.Thread:

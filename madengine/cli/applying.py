@@ -21,7 +21,7 @@ from madengine.errors import ExitCode, UsageError
 from madengine.pipeline import Realization, make_plan
 from madengine.plan import planfile as plans
 from madengine.plan.model import Plan
-from madengine.plan.render import no_changes, plan_lines
+from madengine.plan.render import facts_notes, no_changes, plan_lines
 from madengine.results.gates import Verdict, check_gates, summary
 from madengine.state.lock import WorkspaceLock
 from madengine.state.model import Attempt
@@ -78,6 +78,8 @@ def _apply(r: Realization, request: ApplyRequest, command: str, console: Console
         else:
             the_plan, observed = make_plan(r, store, request.replace, request.rerun_failed, request.replace_reason)
             latest = observed.latest
+            for note in facts_notes(observed):  # never fatal: said on stderr, as `plan` says it
+                typer.echo(note, err=True)
             for style, text in plan_lines(the_plan, show_unchanged=False):
                 console.print(f"[{style}]{escape(text)}[/]", soft_wrap=True)  # one line per node, as `plan`
             console.print(the_plan.summary())

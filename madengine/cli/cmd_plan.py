@@ -44,7 +44,7 @@ def plan(
     from madengine.cli.options import madfile_path
     from madengine.pipeline import make_plan, realization
     from madengine.plan import planfile
-    from madengine.plan.render import render_text
+    from madengine.plan.render import facts_notes, render_text
     from madengine.state.store import StateStore
 
     path = madfile_path(file, chdir)
@@ -54,9 +54,11 @@ def plan(
             typer.echo(r.lock_note, err=True)
         try:
             with StateStore.open(r.state_path, readonly=True) as store:
-                the_plan, _ = make_plan(r, store, replace, rerun_failed)
+                the_plan, observed = make_plan(r, store, replace, rerun_failed)
         finally:
             r.close_backends()  # the hosts' connections, opened by observation
+        for note in facts_notes(observed):  # never fatal: said on stderr, as the lock note is
+            typer.echo(note, err=True)
     except Exception:
         if detailed_exitcode:  # Terraform's contract: 1 is an error whatever the error was
             _exit_one_on_error()

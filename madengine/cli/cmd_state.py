@@ -88,6 +88,8 @@ def show(
                    f"  host {a.host or '-'}{exit_code}  hash {_short(a.node_hash)}")
         if a.message:
             out.append(f"      {a.message}")
+        if a.facts is not None:  # the facts of the host it ran on, as observed when it started
+            out.append(f"      facts {a.host or '-'}: {_facts_summary(a.facts)}")
         if a.log_path:
             out.append(f"      log {display_path(db.parent / a.log_path)}")
         if a.image_digest:
@@ -180,11 +182,21 @@ def _result(a: Attempt) -> str:
     return ""
 
 
+def _facts_summary(facts: dict[str, Any]) -> str:
+    from madengine.facts import HostFacts, summary
+
+    try:
+        return summary(HostFacts.from_dict(facts)) or "nothing known"
+    except ValueError as e:  # recorded by a madengine that wrote them otherwise
+        return f"unreadable ({e})"
+
+
 def _attempt_json(a: Attempt) -> dict[str, Any]:
     return {"id": a.id, "apply_id": a.apply_id, "address": a.address, "node_hash": a.node_hash,
             "status": a.status.value, "started_at": a.started_at, "ended_at": a.ended_at,
             "duration": a.duration, "host": a.host, "exit_code": a.exit_code, "log_path": a.log_path,
             "image_digest": a.image_digest, "handle": a.handle, "message": a.message, "inputs": a.inputs,
+            "facts": a.facts,
             "perf": [{"model": p.model, "performance": p.performance, "metric": p.metric, "status": p.status.value}
                      for p in a.perf]}
 

@@ -590,6 +590,7 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, im
                                     m.container_path, m.readwrite, m.in_package) for m in data.mounts)
         if data else (),
         data_provider=data.provider_type if data else "",
+        skip_gpu_arch=model.skip_gpu_arch,
     ))
 
 

@@ -105,6 +105,7 @@ class JobNode:
     cmd_prefix: tuple[str, ...] = ()  # the tools' `cmd` wrappers, outermost first, before `bash <script>`
     data_mounts: tuple[DataMount, ...] = ()
     data_provider: str = ""
+    skip_gpu_arch: tuple[str, ...] = ()  # models.json's: GPU architectures the model must not run on
     expect: Gate | None = None  # the run's `expect:` gate for this model; not an input (not in the lock)
 
 
@@ -126,3 +127,8 @@ class Project:
     def model_tags(self) -> dict[str, tuple[str, ...]]:
         """Each model's tags, by model name: what the graph needs besides the lock."""
         return {job.model: job.tags for job in self.jobs.values()}
+
+    def skip_gpu_arch(self) -> dict[str, tuple[str, ...]]:
+        """The models that have a `skip_gpu_arch`, by name, with it: what the planner needs besides the
+        lock (where a job must not run is not an input of it, so not in the lock)."""
+        return {job.model: job.skip_gpu_arch for job in self.jobs.values() if job.skip_gpu_arch}

@@ -7,8 +7,9 @@ else, including a missing or unreadable record, means "compute it". The record l
 and never changes what a lock contains.
 
 The record also keeps the little that the dependency graph needs besides the lock (the registry and
-each model's tags), the targets' configuration that backends are made from, and the jobs' `expect:`
-gates (not inputs, so not in the lock), so that a no-op `plan` or `apply` reads the lock and the state
+each model's tags), the targets' configuration that backends are made from, the contexts' (for their
+`rerun_on`), the models' `skip_gpu_arch`, and the jobs' `expect:` gates (none of them inputs, so
+none in the lock), so that a no-op `plan` or `apply` reads the lock and the state
 and neither compiles nor reads the madfile.
 """
 
@@ -43,6 +44,8 @@ class Fresh:
     tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # model name -> its tags
     gates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # job address -> `Gate.to_json()`
     targets: Mapping[str, Any] | None = None  # target name -> its configuration as JSON (None: not recorded)
+    contexts: Mapping[str, Any] = field(default_factory=dict)  # context name -> its configuration as JSON
+    skip_gpu_arch: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # model name -> its skip_gpu_arch
 
 
 def fingerprint(root: Path, madfile_name: str, extra_dirs: Iterable[str], lock_name: str) -> tuple[str, int]:
@@ -101,7 +104,8 @@ def _digest(text: bytes | None) -> str | None:
 # The record's shape: a record that does not fit it (edited, truncated, from another version) is ignored.
 _SHAPE = {"inputs": str, "lock": str, "lock_hash": str, "extra": ListOf(str), "images": int, "jobs": int,
           "registry": Opt(str), "tags": MapOf(ListOf(str)), "gates": MapOf({"metric": str}),
-          "targets": Opt(MapOf(object))}
+          "targets": Opt(MapOf(object)), "contexts": MapOf(object),
+          "skip_gpu_arch": MapOf(ListOf(str))}
 
 
 def check(madfile: Path, lock_path: Path) -> Fresh | None:
@@ -125,13 +129,15 @@ def check(madfile: Path, lock_path: Path) -> Fresh | None:
         return None
     return Fresh(images=rec["images"], jobs=rec["jobs"], lock_text=lock_text, lock_hash=rec["lock_hash"],
                  registry=rec["registry"], tags={m: tuple(t) for m, t in rec["tags"].items()},
-                 gates=rec["gates"], targets=rec["targets"])
+                 gates=rec["gates"], targets=rec["targets"], contexts=rec["contexts"],
+                 skip_gpu_arch={m: tuple(a) for m, a in rec["skip_gpu_arch"].items()})
 
 
 def record(madfile: Path, lock_path: Path, extra_dirs: Iterable[str], started_ns: int, *,
            images: int, jobs: int, lock_hash: str, registry: str | None,
            tags: Mapping[str, Sequence[str]], gates: Mapping[str, Mapping[str, Any]],
-           targets: Mapping[str, Any] | None = None) -> None:
+           targets: Mapping[str, Any] | None = None, contexts: Mapping[str, Any] | None = None,
+           skip_gpu_arch: Mapping[str, Sequence[str]] | None = None) -> None:
     """Remember that the lock at lock_path is what its current inputs give. Never raises.
 
     Nothing is recorded when an input is newer than `started_ns` (when the caller began reading):
@@ -145,7 +151,9 @@ def record(madfile: Path, lock_path: Path, extra_dirs: Iterable[str], started_ns
             return
         data = {"inputs": inputs, "lock": _digest(_read(lock_path)), "lock_hash": lock_hash, "extra": extra,
                 "images": images, "jobs": jobs, "registry": registry, "tags": {m: list(t) for m, t in tags.items()},
-                "gates": {a: dict(g) for a, g in gates.items()}, "targets": targets}
+                "gates": {a: dict(g) for a, g in gates.items()}, "targets": targets,
+                "contexts": dict(contexts or {}),
+                "skip_gpu_arch": {m: list(a) for m, a in (skip_gpu_arch or {}).items()}}
         path = root / RECORD
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")

@@ -26,22 +26,29 @@ class Action(str, enum.Enum):
     # (rerun with --rerun-failed), and one that a live apply is running now.
     FAILED = "failed"
     WAIT = "wait"
+    # A job that must not run where its target's hosts are (models.json's `skip_gpu_arch` against their
+    # observed GPU architecture): apply records it SKIPPED with the reason and runs nothing. Once so
+    # recorded it is SKIPPED here, which changes nothing (a plan of only those is up to date); an
+    # image only such jobs need is SKIPPED too (not built).
+    SKIP = "skip"
+    SKIPPED = "skipped"
 
     @property
     def symbol(self) -> str:
         return {"build": "+", "pull": "+", "load": "+", "push": "+", "run": "+", "rebuild": "~", "rerun": "~",
-                "noop": "=", "failed": "!", "wait": "*"}[self.value]
+                "noop": "=", "failed": "!", "wait": "*", "skip": "-", "skipped": "-"}[self.value]
 
     @property
     def changes(self) -> bool:
-        return self not in (Action.NOOP, Action.FAILED, Action.WAIT)
+        return self not in (Action.NOOP, Action.FAILED, Action.WAIT, Action.SKIPPED)
 
 
 @dataclass(frozen=True)
 class Change:
     """What apply will do to one node, and why. `targets` are where (images may serve several);
     `hosts` the "target/host" placements an image change acts on, named only for targets of more
-    than one host (a one-host target's image is simply on that target)."""
+    than one host (a one-host target's image is simply on that target); for a job, the hosts it may
+    run on when `skip_gpu_arch` excludes the others (empty: any host of its target)."""
 
     address: str
     kind: NodeKind
@@ -102,6 +109,10 @@ class Plan:
                 out["failed"] += 1
             elif c.action is Action.WAIT:
                 out["running"] += 1
+            elif c.action is Action.SKIP:
+                out["skip"] += 1
+            elif c.action is Action.SKIPPED:
+                out["skipped"] += 1
             else:
                 out["unchanged"] += 1
         return out
@@ -116,5 +127,7 @@ class Plan:
         if n["push"]:
             parts.append(f"{n['push']} to push")
         parts += [f"{n['run']} to run", f"{n['unchanged']} unchanged"]
-        parts += [f"{n[k]} {k}" for k in ("failed", "running") if n[k]]
+        if n["skip"]:
+            parts.append(f"{n['skip']} to skip")
+        parts += [f"{n[k]} {k}" for k in ("skipped", "failed", "running") if n[k]]
         return "Plan: " + ", ".join(parts) + "."

@@ -12,16 +12,22 @@ After planning, the plan's changes that run something are checked against their 
 (`runnable`, asking `Backend.observe_runnable`): a context that needs a device the engine's host lacks
 (AMD's /dev/kfd) is a problem of the plan, said before anything runs, not an engine error at apply.
 The plan decides what runs (with `--replace`, `--rerun-failed`...), so it is asked of the plan itself.
+
+The facts of every host of every target that has jobs (`Backend.observe_facts`, cached per command)
+are observed while the rest is: each target in a thread of its own. A host or a target whose facts
+cannot be observed is recorded as unknown, with why; it never fails the plan.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from madengine.backends.base import Backend
 from madengine.backends.specs import image_spec_of
+from madengine.facts.model import HostFacts
 from madengine.graph.dag import Dag
 from madengine.lock.entries import LockEntries, NodeKind
 from madengine.lock.lockfile import Lock
@@ -33,6 +39,74 @@ from madengine.state.store import StateStore
 
 def observe(store: StateStore, graph: Dag, lock: Lock, backends: Mapping[str, Backend],
             registry: str | None) -> Observed:
+    job_targets = {d["target"] for d in graph.nodes.values() if d["kind"] == "job"}
+    with ThreadPoolExecutor(max_workers=max(1, len(job_targets)), thread_name_prefix="facts") as pool:
+        pending = _submit(pool, backends, job_targets)
+        observed = _observe(store, graph, lock, backends, registry)
+        facts, unknown = gather_facts(pending)
+    return dataclasses.replace(observed, facts=facts, facts_unknown=unknown)
+
+
+def _submit(pool: ThreadPoolExecutor, backends: Mapping[str, Backend], targets: Iterable[str]) \
+        -> dict[str, Future[Mapping[str, HostFacts | Exception]]]:
+    """Each target's facts observed on the pool. Backends are made here, on this thread (they are made
+    on first use, which is not thread-safe); one that cannot be made has its error for facts."""
+    pending: dict[str, Future[Mapping[str, HostFacts | Exception]]] = {}
+    for target in sorted(set(targets)):
+        try:
+            backend = backends.get(target)
+        except Exception as e:  # a backend that is not installed...: said where it matters, not here
+            failed: Future[Mapping[str, HostFacts | Exception]] = Future()
+            failed.set_exception(e)
+            pending[target] = failed
+            continue
+        pending[target] = pool.submit(_target_facts, backend)
+    return pending
+
+
+def _target_facts(backend: Backend | None) -> Mapping[str, HostFacts | Exception]:
+    return dict(backend.observe_facts()) if backend is not None else {}
+
+
+def gather_facts(pending: Mapping[str, Future[Mapping[str, HostFacts | Exception]]]) \
+        -> tuple[dict[tuple[str, str], HostFacts], dict[tuple[str, str], str]]:
+    """The facts per (target, host), and why those that could not be observed are unknown: a target
+    whose backend failed to answer at all is unknown as a whole (host "")."""
+    facts: dict[tuple[str, str], HostFacts] = {}
+    unknown: dict[tuple[str, str], str] = {}
+    for target, future in pending.items():
+        error = future.exception()
+        if error is not None and not isinstance(error, Exception):
+            raise error  # Ctrl-C
+        if error is not None:
+            unknown[target, ""] = _one_line(error)
+            continue
+        for host, found in future.result().items():
+            if isinstance(found, HostFacts):
+                facts[target, host] = found
+            else:
+                unknown[target, host] = _one_line(found)
+    return facts, unknown
+
+
+def observe_facts(backends: Mapping[str, Backend], targets: Iterable[str]) \
+        -> tuple[dict[tuple[str, str], HostFacts], dict[tuple[str, str], str]]:
+    """The facts of these targets' hosts, targets in parallel (see `gather_facts`)."""
+    wanted = set(targets)
+    if not wanted:
+        return {}, {}
+    with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="facts") as pool:
+        pending = _submit(pool, backends, wanted)
+    return gather_facts(pending)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(getattr(error, "reason", None) or error).split()) or type(error).__name__
+    return text if len(text) <= 160 else text[:159] + "…"
+
+
+def _observe(store: StateStore, graph: Dag, lock: Lock, backends: Mapping[str, Backend],
+             registry: str | None) -> Observed:
     base = store.observed()  # serial, images and latest attempts from one snapshot
     entries = LockEntries.of(lock)
     # The images recorded as built from the lock's inputs, per target: asked of each target at once.

@@ -4,15 +4,32 @@ Each node gets one action and the reason for it. A node's hash says whether its 
 inputs recorded with the last realization say which ones, for the reason (`~ rebuild (Dockerfile
 changed)`). Drift found by observation (an image deleted by hand) rebuilds without rerunning: the
 jobs' results are still valid for the same content.
+
+Host facts (`madengine.facts`), observed per (target, host):
+- A job whose last success ran under facts that differ now on the host it ran on, in the facts its
+  `rerun_on` names (the context's, else the target's, else `DEFAULT_RERUN_ON`), reruns:
+  `~ rerun job:… (gpu-1: rocm 6.2.0 → 6.3.1)`. A fact unknown then or now is no change
+  (`facts.changed`). When the host is no longer one of its target's, or its facts cannot be observed
+  now, the result stands (nothing says it is wrong, and a host that is down must not rerun its jobs
+  elsewhere by surprise) and the reason says the facts were not compared and why. A success recorded
+  without facts (before they were recorded) is not compared either.
+- A model's `skip_gpu_arch` is matched against each host's architecture (`facts.skip_reason`): a job
+  every host of whose target is excluded is planned `- skip (gfx908 in skip_gpu_arch)` instead of run
+  (once recorded so, `- skipped`, which changes nothing); excluded from some hosts only, it is placed
+  on the others (`Change.hosts`). A host whose architecture is unknown is not excluded. An image
+  only skipped jobs need is not built (`- skipped`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from madengine.errors import ConfigError, Diagnostic
+from madengine.facts.compare import DEFAULT_RERUN_ON, change_note, changed, skip_reason
+from madengine.facts.model import HostFacts
 from madengine.graph.build import topological_order
 from madengine.graph.dag import Dag
 from madengine.lock.entries import ImageEntry, JobEntry, LockEntries, NodeKind
@@ -37,6 +54,12 @@ class PlanOptions:
     replace: frozenset[str] = frozenset()  # addresses to redo whatever their state
     rerun_failed: bool = False
     replace_reason: str = REPLACED  # why they are redone, as the command that asked says it
+    # (context, target) -> the facts whose change reruns their jobs (`madfile.model.rerun_on`); a pair
+    # not here, or None, is DEFAULT_RERUN_ON
+    rerun_on: Mapping[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
+    # model name -> its models.json `skip_gpu_arch` (not in the lock: where a job must not run is not
+    # an input of it); models not here have none
+    skip_gpu_arch: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def plan(lock: Lock, lock_hash: str, graph: Dag, observed: Observed,
@@ -44,6 +67,7 @@ def plan(lock: Lock, lock_hash: str, graph: Dag, observed: Observed,
     changes = []
     entries = LockEntries.of(lock)
     placed = _placements(observed)
+    hosts = _fact_hosts(observed)
     for address in topological_order(graph):
         kind = graph.nodes[address]["kind"]
         deps = tuple(sorted(graph.predecessors(address)))
@@ -55,7 +79,9 @@ def plan(lock: Lock, lock_hash: str, graph: Dag, observed: Observed,
             changes.append(_push_change(address, image, entries.images[image], graph.nodes[image]["targets"],
                                         observed, options, deps))
         else:
-            changes.append(_job_change(address, entries.jobs[address], observed, options, deps))
+            changes.append(_job_change(address, entries.jobs[address], observed, options, deps, hosts))
+    if any(c.action in (Action.SKIP, Action.SKIPPED) for c in changes):
+        changes = _skip_unneeded_images(changes, graph)
     return Plan(lock_hash=lock_hash, serial=observed.serial, changes=tuple(changes),
                 options={"replace": sorted(options.replace), "rerun_failed": options.rerun_failed})
 
@@ -146,7 +172,78 @@ def _push_change(address: str, image: str, entry: ImageEntry, targets: tuple[str
 
 
 def _job_change(address: str, entry: JobEntry, observed: Observed, options: PlanOptions,
-                deps: tuple[str, ...]) -> Change:
+                deps: tuple[str, ...], hosts: Mapping[str, tuple[str, ...]]) -> Change:
+    """The job's change from its record, then narrowed by `skip_gpu_arch` where it would run."""
+    planned = _job_record_change(address, entry, observed, options, deps, hosts)
+    skip_gpu_arch = options.skip_gpu_arch.get(entry.model)
+    if not skip_gpu_arch or planned.action in (Action.NOOP, Action.WAIT):
+        return planned
+    skipped: dict[str, str] = {}  # host -> why the model must not run there
+    for host in hosts.get(entry.target, ()):
+        facts = observed.facts.get((entry.target, host))
+        why = skip_reason(facts, skip_gpu_arch) if facts is not None else None
+        if why is not None:
+            skipped[host] = why
+    if not skipped:
+        return planned
+    every = hosts[entry.target]
+    if len(skipped) == len(every):
+        reason = ", ".join(dict.fromkeys(skipped.values()))
+        last = observed.latest.get(planned.address)
+        done = (last is not None and last.status is Status.SKIPPED and last.node_hash == entry.hash
+                and last.message == reason and planned.address not in options.replace)
+        return replace(planned, action=Action.SKIPPED if done else Action.SKIP, reason=reason)
+    if planned.action is Action.FAILED:
+        return planned
+    shown = "; ".join(f"not on {', '.join(h for h, w in skipped.items() if w == why)} ({why})"
+                      for why in dict.fromkeys(skipped.values()))
+    return replace(planned, reason=f"{planned.reason}; {shown}",
+                   hosts=tuple(f"{entry.target}/{h}" for h in every if h not in skipped))
+
+
+def _fact_hosts(observed: Observed) -> dict[str, tuple[str, ...]]:
+    """Each observed target's hosts, as its backend named them when asked for facts."""
+    out: dict[str, list[str]] = {}
+    for target, host in [*observed.facts, *observed.facts_unknown]:
+        out.setdefault(target, []).append(host)
+    return {t: tuple(sorted(set(h))) for t, h in out.items()}
+
+
+def _facts_moved(entry: JobEntry, last: Attempt, observed: Observed, options: PlanOptions,
+                 hosts: Mapping[str, tuple[str, ...]]) -> tuple[str | None, str]:
+    """(why the job's last success must be rerun, a note for its reason when the facts it ran under
+    could not be compared with the host's now)."""
+    keys = options.rerun_on.get((entry.context, entry.target))
+    keys = DEFAULT_RERUN_ON if keys is None else keys
+    if not keys or last.facts is None or entry.target not in hosts:
+        return None, ""
+    host = last.host or ""
+    where = f"{entry.target}/{host}" if host else entry.target
+    unknown = observed.facts_unknown.get((entry.target, host), observed.facts_unknown.get((entry.target, "")))
+    if unknown is not None:
+        return None, f"facts of {where} not compared: unknown now ({unknown})"
+    now = observed.facts.get((entry.target, host))
+    if now is None:
+        return None, f"facts not compared: {host or 'its host'} is no longer a host of {entry.target}"
+    if last.facts == _as_dict(now):  # the common case, answered without reading the record
+        return None, ""
+    try:
+        before = HostFacts.from_dict(last.facts)
+    except ValueError:  # a record this version cannot read is no evidence of a change
+        return None, ""
+    moved = changed(before, now, keys)
+    return (change_note(host, moved) if moved else None), ""
+
+
+@functools.lru_cache(maxsize=256)
+def _as_dict(facts: HostFacts) -> dict[str, Any]:
+    """A host's facts as attempts record them, made once per host (not once per job of a no-op plan).
+    Read only."""
+    return facts.to_dict()
+
+
+def _job_record_change(address: str, entry: JobEntry, observed: Observed, options: PlanOptions,
+                       deps: tuple[str, ...], hosts: Mapping[str, tuple[str, ...]]) -> Change:
     node_hash = entry.hash
     target = (entry.target,)
     last = observed.latest.get(address)
@@ -161,7 +258,10 @@ def _job_change(address: str, entry: JobEntry, observed: Observed, options: Plan
     if last.node_hash != node_hash:
         return change(Action.RERUN, _why(last.inputs, entry.to_json(), JOB_INPUTS))
     if last.status is Status.SUCCESS:
-        return change(Action.NOOP, describe_result(last))
+        moved, note = _facts_moved(entry, last, observed, options, hosts)
+        if moved is not None:
+            return change(Action.RERUN, moved)
+        return change(Action.NOOP, describe_result(last) + (f"; {note}" if note else ""))
     if last.status.failed:
         if options.rerun_failed:
             return change(Action.RERUN, f"{describe_failure(last)}; --rerun-failed")
@@ -175,6 +275,25 @@ def _job_change(address: str, entry: JobEntry, observed: Observed, options: Plan
     # RUNNING (its apply was killed), INTERRUPTED or SKIPPED: it never finished, so it runs.
     return change(Action.RUN, {Status.SKIPPED: "skipped last time", Status.INTERRUPTED: "interrupted",
                                Status.RUNNING: "interrupted (its apply was killed)"}[last.status])
+
+
+def _skip_unneeded_images(changes: list[Change], graph: Dag) -> list[Change]:
+    """An image (and its push) that only skipped jobs need is not built or fetched: SKIPPED, with why.
+    Planned again, it is built as soon as one of its jobs can run somewhere."""
+    by_address = {c.address: c for c in changes}
+    skipped = {"job": {a for a, c in by_address.items() if c.action in (Action.SKIP, Action.SKIPPED)}}
+    out = []
+    for c in changes:
+        if c.kind == NodeKind.IMAGE and c.action.changes:
+            jobs = [s for s in graph.successors(c.address) if graph.nodes[s]["kind"] == NodeKind.JOB]
+            if jobs and all(j in skipped["job"] for j in jobs):
+                why = ", ".join(dict.fromkeys(by_address[j].reason for j in jobs))
+                c = replace(c, action=Action.SKIPPED, reason=f"only skipped jobs use it ({why})", hosts=())
+                skipped.setdefault("image", set()).add(c.address)
+        elif c.kind == NodeKind.PUSH and c.action.changes and skipped.get("image", set()) & set(c.depends_on):
+            c = replace(c, action=Action.SKIPPED, reason="its image is not built: only skipped jobs use it")
+        out.append(c)
+    return out
 
 
 def describe_result(attempt: Attempt) -> str:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from madengine.plan.model import Action, Plan
+from madengine.state.model import Observed
 
 VERB = {Action.BUILD: "build", Action.REBUILD: "rebuild", Action.PULL: "pull", Action.LOAD: "load",
         Action.PUSH: "push", Action.RUN: "run",
-        Action.RERUN: "rerun", Action.NOOP: "up to date", Action.FAILED: "failed", Action.WAIT: "running"}
-STYLE = {"+": "green", "~": "yellow", "=": "dim", "!": "red", "*": "cyan"}
+        Action.RERUN: "rerun", Action.NOOP: "up to date", Action.FAILED: "failed", Action.WAIT: "running",
+        Action.SKIP: "skip", Action.SKIPPED: "skipped"}
+STYLE = {"+": "green", "~": "yellow", "=": "dim", "!": "red", "*": "cyan", "-": "magenta"}
 
 
 def plan_lines(plan: Plan, show_unchanged: bool = True) -> list[tuple[str, str]]:
@@ -34,11 +36,19 @@ def render_text(plan: Plan, show_unchanged: bool = True) -> str:
 def no_changes(plan: Plan) -> str:
     """What a plan without changes says: up to date, or what stays failed or running (for `plan` and `apply`)."""
     n = plan.counts()
+    skipped = f"; {n['skipped']} skipped (skip_gpu_arch)" if n["skipped"] else ""
     if not n["failed"] and not n["running"]:
-        return "No changes: everything is up to date."
+        return f"No changes: everything is up to date{skipped}."
     notes = []
     if n["failed"]:
         notes.append(f"{n['failed']} failed job(s) stay failed until rerun with --rerun-failed")
     if n["running"]:
         notes.append(f"{n['running']} job(s) are running in another apply")
-    return "No changes to apply: " + "; ".join(notes) + "."
+    return "No changes to apply: " + "; ".join(notes) + skipped + "."
+
+
+def facts_notes(observed: Observed) -> list[str]:
+    """One line per host whose facts could not be observed (a whole target when it could not even name
+    its hosts): its jobs are planned as usual, their results there not compared. For stderr."""
+    return [f"facts of {target}{'/' + host if host else ''} unknown ({why}): its jobs are planned without them"
+            for (target, host), why in sorted(observed.facts_unknown.items())]

@@ -2,7 +2,9 @@
 
 Column meanings follow ROCm madengine's `create_run_details_dict` (execution/container_runner.py):
 `docker_file` is the Dockerfile path, `base_docker` its base image, `docker_sha` the base image's
-digest, `docker_image` the image the job ran in, `machine_name` the host, `tags` comma-joined.
+digest, `docker_image` the image the job ran in, `machine_name` the host (its own name, from the facts
+recorded with the attempt), `gpu_architecture` its GPUs' (from the facts too, unless the context sets
+MAD_SYSTEM_GPU_ARCHITECTURE), `tags` comma-joined.
 What madengine does not know (pipeline, git_commit, build_number, data sizes...) is an empty string.
 """
 
@@ -17,6 +19,8 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+from madengine.facts.compare import perf_gpu_architecture, perf_machine_name
+from madengine.facts.model import HostFacts
 from madengine.state.model import Attempt, ImageRecord, PerfRow, Status
 
 # ROCm madengine's perf.csv header, in its order (DESIGN §3; `_PERF_CSV_HEADER` in ROCm's k8s_results.py).
@@ -137,11 +141,22 @@ def _data_fields(data: object) -> dict[str, str]:
     return {"dataname": "", "data_provider_type": ""}
 
 
-def _gpu_architecture(inputs: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
+def _facts(attempt: Attempt) -> HostFacts | None:
+    if attempt.facts is None:
+        return None
+    try:
+        return HostFacts.from_dict(attempt.facts)
+    except ValueError:  # recorded otherwise by another version: as if unknown
+        return None
+
+
+def _gpu_architecture(inputs: Mapping[str, Any], meta: Mapping[str, Any], facts: HostFacts | None) -> str:
+    """The context's MAD_SYSTEM_GPU_ARCHITECTURE when it sets one (it wins, as in ROCm madengine), else
+    the architecture observed on the host the job ran on."""
     env = inputs.get("env")
     if isinstance(env, Mapping) and env.get("MAD_SYSTEM_GPU_ARCHITECTURE"):
         return str(env["MAD_SYSTEM_GPU_ARCHITECTURE"])
-    return str(meta.get("gpu_architecture") or "")
+    return perf_gpu_architecture(facts) or str(meta.get("gpu_architecture") or "")
 
 
 def perf_rows(attempts: Iterable[Attempt], images: Mapping[tuple[str, str], ImageRecord],
@@ -160,6 +175,7 @@ def perf_rows(attempts: Iterable[Attempt], images: Mapping[tuple[str, str], Imag
     for attempt in selected:
         inputs = attempt.inputs
         meta = meta_of(inputs)
+        facts = _facts(attempt)
         image_address = inputs.get("image")
         image = images.get((str(image_address), str(inputs.get("target", "")))) if image_address else None
         build_duration = None
@@ -181,10 +197,10 @@ def perf_rows(attempts: Iterable[Attempt], images: Mapping[tuple[str, str], Imag
             else str(tags),
             **_image_fields(image, meta),
             "git_commit": "",
-            "machine_name": attempt.host or "",
+            "machine_name": perf_machine_name(facts, attempt.host),
             "deployment_type": backend,
             "launcher": "docker" if backend == "docker" else "",  # ROCm's default launcher for local Docker
-            "gpu_architecture": _gpu_architecture(inputs, meta),
+            "gpu_architecture": _gpu_architecture(inputs, meta, facts),
             "build_duration": _seconds(build_duration),
             "test_duration": _seconds(attempt.duration),
             **_data_fields(inputs.get("data")),

@@ -133,6 +133,7 @@ def to_json(selected: Sequence[Attempt], history: Iterable[Attempt]) -> list[dic
         "log_path": a.log_path,
         "message": a.message,
         "gate": a.gate,  # the `expect:` verdict recorded with this result (met, value, reason, bounds), or null
+        "facts": a.facts,  # the facts of the host it ran on (`madengine.facts.HostFacts`), or null
         "perf": [{"model": r.model, "performance": r.performance, "metric": r.metric, "status": r.status.value,
                   "relative_change": changes.get((a.id, i), "")} for i, r in enumerate(a.perf)],
     } for a in selected]

@@ -9,7 +9,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from madengine.facts.model import HostFacts
 
 
 def utc_now() -> str:
@@ -134,3 +137,8 @@ class Observed:
     hosts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # target -> its hosts, where observed
     in_registry: dict[str, str] = field(default_factory=dict)  # image address -> digest, for images not here
     live_apply: Holder | None = None  # another process's apply, holding the workspace lock now
+    # (target, host) -> the host's facts now, for the targets observed
+    facts: dict[tuple[str, str], HostFacts] = field(default_factory=dict)
+    # (target, host) -> why its facts are unknown now (unreachable...); host "" when the target could not
+    # even name its hosts. A target in neither mapping was not observed: its facts are not compared.
+    facts_unknown: dict[tuple[str, str], str] = field(default_factory=dict)

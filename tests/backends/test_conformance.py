@@ -32,6 +32,7 @@ from madengine.backends.base import ATTEMPT_ENV, Backend, Cancel, OrphanRecord, 
 from madengine.backends.session import HostInfo
 from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.compile.ir import ScriptCall
+from madengine.facts import HostFacts, probe_local
 from madengine.state.model import Status
 from tests.backends.conftest import Harness
 
@@ -147,6 +148,21 @@ def test_images_are_observed_per_host_of_the_target(harness: Harness) -> None:
         assert {host: dict(tags) for host, tags in seen.items()} == {h.name: {} for h in b.hosts()}
     else:
         assert seen == {}
+
+
+def test_facts_are_observed_per_host_of_the_target_once_per_command(harness: Harness) -> None:
+    """One answer per host `hosts()` names: its facts, or why they cannot be observed; asked again in
+    the same command (the same Workspace), nothing is probed again."""
+    b = harness.backend
+    seen = b.observe_facts()
+    assert set(seen) == {h.name for h in b.hosts()}
+    for host, facts in seen.items():
+        assert isinstance(facts, HostFacts), f"{host}: {facts}"
+        assert facts.hostname  # every host knows its own name
+    probed = harness.workspace.facts.known()
+    assert probed and b.observe_facts() == seen and harness.workspace.facts.known() == probed
+    if b.name in ("local", "docker"):  # this machine, with the docker version of its engine
+        assert list(seen.values()) == [probe_local()]
 
 
 @pytest.mark.parametrize("gpus", [None, 0, 2])

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import ClassVar
 
 from madengine.backends.base import Backend, Cancel, OrphanRecord, Outcome
-from madengine.backends.session import HostInfo
+from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.errors import Diagnostic
+from madengine.facts.model import HostFacts
 from madengine.state.model import Status
 
 Script = Outcome | list[Outcome] | Callable[[JobSpec, Cancel], Outcome]
@@ -40,6 +41,8 @@ class FakeBackend:
     hosts_: list[HostInfo] = field(default_factory=lambda: [HostInfo("node1", None)])
     images: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> tag -> image id
     script: dict[str, Script] = field(default_factory=dict)  # by address (jobs) or tag (builds, deliveries)
+    # host -> its facts, or the reason it cannot be observed (a host not named: facts all unknown)
+    facts: dict[str, HostFacts | str] = field(default_factory=dict)
     name: ClassVar[str] = "fake"
     builds_images: ClassVar[bool] = True  # `FakeHostProcesses` builds none, as `local`
     calls: list[tuple[str, str]] = field(default_factory=list)  # (method, address / tag / host)
@@ -66,6 +69,14 @@ class FakeBackend:
 
     def observe_registry(self, image: ImageSpec) -> str | None:
         return None
+
+    def observe_facts(self) -> Mapping[str, HostFacts | HostUnavailable]:
+        self.calls.append(("observe_facts", ",".join(h.name for h in self.hosts_)))
+        out: dict[str, HostFacts | HostUnavailable] = {}
+        for host in self.hosts_:
+            found = self.facts.get(host.name, HostFacts())
+            out[host.name] = HostUnavailable(host.name, found) if isinstance(found, str) else found
+        return out
 
     def observe_runnable(self, gpu_vendor: str, n_gpus: int) -> tuple[str, str] | None:
         return None

@@ -44,7 +44,7 @@ class DevicelessTarget:
 def _realization(root: Path) -> Any:
     lock, graph = _lock_graph(root)
     return SimpleNamespace(lock=lock, lock_hash="sha256:lock", graph=graph, registry=None,
-                           backends={"box": DevicelessTarget()})
+                           backends={"box": DevicelessTarget()}, rerun_on=dict, skip_gpu_arch=dict)
 
 
 def _record(store: StateStore, r: Any, statuses: dict[str, Status]) -> None:

@@ -94,7 +94,7 @@ def test_to_json() -> None:
     assert data[0] == {
         "address": A, "model": "a", "apply_id": 2, "attempt_id": 4, "status": "SUCCESS",
         "started_at": "2026-11-21T10:00:00Z", "ended_at": "2026-11-21T10:02:05Z", "duration": 125.0,
-        "host": "bench-01", "exit_code": 0, "log_path": None, "message": "", "gate": None,
+        "host": "bench-01", "exit_code": 0, "log_path": None, "message": "", "gate": None, "facts": None,
         "perf": [{"model": "a", "performance": 110.0, "metric": "samples_per_second", "status": "SUCCESS",
                   "relative_change": "+10.00%"}],
     }
