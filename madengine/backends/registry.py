@@ -21,7 +21,24 @@ BUILTIN: Mapping[str, str] = {
     "local": "madengine.backends.local:LocalBackend",
     "docker": "madengine.backends.docker:DockerBackend",
     "ssh": "madengine.backends.ssh:SshBackend",
+    "ansible": "madengine.backends.ansible:AnsibleBackend",
 }
+# Built-in backends that need an optional extra: the modules they import, and how to install them.
+REQUIRES: Mapping[str, tuple[tuple[str, ...], str]] = {
+    "ansible": (("ansible_runner", "ansible"), "pip install 'madengine[ansible]' (ansible-core and ansible-runner)"),
+}
+
+
+def missing_requirement(name: str) -> tuple[str, str] | None:
+    """(what is missing, how to install it) when a built-in backend cannot work here; found without
+    importing anything."""
+    from importlib.util import find_spec
+
+    modules, hint = REQUIRES.get(name, ((), ""))
+    for module in modules:
+        if find_spec(module) is None:
+            return f"the Python module `{module}` is not installed", hint
+    return None
 
 
 def available() -> dict[str, str]:
@@ -62,9 +79,8 @@ def _origin(ep: EntryPoint) -> str:
 def installed(names: Iterable[str] = ()) -> set[str]:
     """The installed backends' names. Entry points are read only when `names` holds one that is not
     built in: validating a madfile of `local` and `docker` targets costs nothing."""
-    if all(name in BUILTIN for name in names):
-        return set(BUILTIN)
-    return set(available())
+    found = set(BUILTIN) if all(name in BUILTIN for name in names) else set(available())
+    return {name for name in found if name not in REQUIRES or missing_requirement(name) is None}
 
 
 def backend_class(name: str) -> type[Backend]:

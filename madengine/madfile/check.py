@@ -214,12 +214,19 @@ def _check_backends(targets: dict[Any, Any], source: SourceMap) -> list[Diagnost
                 if isinstance(t, dict) and isinstance(t.get("backend"), str) and t["backend"] in backends()}
     if not declared:
         return []
-    from madengine.backends.registry import installed
+    from madengine.backends.registry import installed, missing_requirement
 
     names = installed(declared.values())
-    return [source.diagnostic(("targets", name, "backend"), f"backend `{backend}` is not installed",
-                              f"installed backends: {', '.join(sorted(names))}", at="value")
-            for name, backend in declared.items() if backend not in names]
+    out = []
+    for name, backend in declared.items():
+        if backend in names:
+            continue
+        at = ("targets", name, "backend")
+        lacking = missing_requirement(backend)  # built in, but what it needs is not installed
+        out.append(source.diagnostic(at, f"backend `{backend}` cannot work here: {lacking[0]}", lacking[1], at="value")
+                   if lacking else source.diagnostic(at, f"backend `{backend}` is not installed",
+                                                     f"installed backends: {', '.join(sorted(names))}", at="value"))
+    return out
 
 
 def _env_maps(data: Mapping[Any, Any]) -> Iterator[tuple[KeyPath, dict[Any, Any]]]:

@@ -77,7 +77,7 @@ def test_targets_of_backends_not_installed(run_cli: RunCli, tmp_path: Path) -> N
     write(tmp_path / "madfile.yaml", DESIGN_EXAMPLE)
     for rel, text in DESIGN_PACKAGE.items():
         write(tmp_path / rel, text)
-    hint = "(hint: installed backends: docker, local, ssh)"
+    hint = "(hint: installed backends: ansible, docker, local, ssh)"
     for command in ("validate", "lock", "plan"):
         assert_config_error(
             run_cli(command, cwd=tmp_path),

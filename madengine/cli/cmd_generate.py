@@ -1,0 +1,92 @@
+"""`madengine generate ansible -o DIR`: what a backend would submit, written for review or hand-off (DESIGN §6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from madengine.cli.options import ChdirOption, FileOption, JsonOption, SelectOption, TargetOption
+
+if TYPE_CHECKING:
+    from madengine.backends.specs import JobSpec
+    from madengine.compile.ir import Project
+    from madengine.lock.lockfile import Lock
+
+
+def register(app: typer.Typer) -> None:
+    generate_app = typer.Typer(name="generate", help="Write what a backend would submit, for review or hand-off.",
+                               no_args_is_help=True, rich_markup_mode=None)
+    generate_app.command("ansible")(ansible)
+    app.add_typer(generate_app, name="generate")
+
+
+def ansible(
+    output: Path = typer.Option(..., "-o", "--output", metavar="DIR",
+                                help="Where to write them: DIR/TARGET/ for each ansible target."),
+    file: Path | None = FileOption,
+    chdir: Path | None = ChdirOption,
+    target: list[str] = TargetOption,
+    select: list[str] = SelectOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Write the inventory, playbook, ansible.cfg and run directories of the ansible targets' jobs.
+
+    Each DIR/TARGET/ runs as it is: `cd DIR/TARGET && ansible-playbook -i inventory.yml playbook.yml`
+    (one play per job, on the host it is placed on; logs and results come back to results/JOB/).
+    """
+    import sys
+
+    from madengine.backends.ansible import AnsibleBackend
+    from madengine.backends.ansible_render import job_name
+    from madengine.backends.base import Workspace
+    from madengine.cli import output as out
+    from madengine.cli.options import madfile_path
+    from madengine.errors import UsageError
+    from madengine.madfile.locate import display_path
+    from madengine.madfile.model import AnsibleTarget
+    from madengine.pipeline import lock_project
+
+    output = (chdir or Path()) / output  # as if started in -C's directory
+    locked = lock_project(madfile_path(file, chdir), resolve=lambda ref: None)
+    project = locked.project
+    by_target = _ansible_jobs(locked.lock, project, select, target)
+    if not by_target:
+        named = f" among {', '.join(target)}" if target else ""
+        raise UsageError(f"no jobs on an ansible target{named}",
+                         hint="give a target `backend: ansible` and run models on it (`runs:`), or check --select")
+    root = locked.loaded.path.parent
+    workspace = Workspace(root=root, state_dir=root / ".madengine", workspace_id="generated")
+    written: dict[str, list[str]] = {}
+    for name, jobs in by_target.items():
+        config = project.targets[name]
+        assert isinstance(config, AnsibleTarget)  # _ansible_jobs keeps ansible targets' jobs only
+        backend = AnsibleBackend(name, config, workspace)
+        directory = output / name
+        files = backend.generate(jobs, directory)
+        written[name] = [display_path(p) for p in files] + [display_path(directory / "runs" / job_name(j.address))
+                                                             + "/" for j in jobs]
+    if as_json:
+        out.print_json({"targets": {n: {"directory": display_path(output / n), "files": f}
+                                    for n, f in written.items()}})
+        return
+    for name, jobs in by_target.items():
+        sys.stdout.write(f"{display_path(output / name)}/: inventory.yml, playbook.yml, ansible.cfg, "
+                         f"{len(jobs)} run director{'y' if len(jobs) == 1 else 'ies'} (target {name})\n")
+
+
+def _ansible_jobs(lock: Lock, project: Project, select: list[str], targets: list[str]) -> dict[str, list[JobSpec]]:
+    """The jobs of ansible targets that --select/--target leave, by target, in address order (as a backend is
+    handed them: `${env:NAME}` references resolved from madengine's environment)."""
+    from madengine.backends.specs import job_spec
+    from madengine.graph.build import build_graph
+    from madengine.graph.build import select as select_nodes
+
+    graph = select_nodes(build_graph(lock, registry=project.registry, tags=project.model_tags()), select, targets)
+    out: dict[str, list[JobSpec]] = {}
+    for address in sorted(a for a, data in graph.nodes.items() if data["kind"] == "job"):
+        spec = job_spec(address, lock, project)
+        if project.targets[spec.target].backend == "ansible":
+            out.setdefault(spec.target, []).append(spec)
+    return dict(sorted(out.items()))
