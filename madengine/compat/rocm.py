@@ -41,6 +41,7 @@ class RocmArgs:
     backend: str = "docker"
     registry: str | None = None
     gpus: int | None = None
+    target: Mapping[str, Any] = field(default_factory=dict)  # more keys of the target (`runner`'s inventory)
 
 
 def parse_context(text: str | None, file: Path | None) -> dict[str, Any]:
@@ -107,6 +108,7 @@ def madfile_text(args: RocmArgs) -> str:
     target: dict[str, Any] = {"backend": args.backend}
     if args.gpus is not None:
         target["gpus"] = args.gpus
+    target.update(args.target)
     madfile: dict[str, Any] = {
         "version": 1,
         "name": "run",

@@ -1,0 +1,219 @@
+"""`madengine runner ssh|ansible --inventory FILE`: ROCm madengine's runners, in a MAD package, over the
+declarative core (an in-memory madfile whose one target is the inventory's nodes; `compat.runner`).
+
+ROCm's flags that are refused rather than accepted and ignored (each says why): `--verbose/-v`,
+`--registry` (the manifest names it), `--additional-context[-file]` (the context is the nodes'),
+`--node-selector` (every node of the inventory runs jobs), and `runner ansible --playbook` (madengine
+renders the playbook from the lock, so that each task's outcome is a job's; `generate ansible` writes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from madengine.cli.options import ChdirOption, TagsOption
+
+if TYPE_CHECKING:
+    from madengine.pipeline import Realization
+    from madengine.results.runner_report import RunInfo
+
+DEFAULT_INVENTORY = Path("inventory.yml")  # ROCm's defaults
+DEFAULT_MANIFEST = Path("build_manifest.json")
+DEFAULT_REPORT = Path("runner_report.json")
+
+
+def register(app: typer.Typer) -> None:
+    runner_app = typer.Typer(name="runner", help="ROCm madengine's runners: the models of a build manifest (or of "
+                             "--tags) on the nodes of an inventory, over SSH or Ansible.",
+                             no_args_is_help=True, rich_markup_mode=None)
+    runner_app.command("ssh")(ssh)
+    runner_app.command("ansible")(ansible)
+    app.add_typer(runner_app, name="runner")
+
+
+def _refused(flag: str, hint: str) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value not in (None, False):
+            from madengine.errors import UsageError
+
+            raise UsageError(f"{flag} is not supported by madengine's runner", hint=hint)
+        return value
+    return check
+
+
+def _refuse(names: tuple[str, ...], hint: str, *, flag: bool = False) -> Any:
+    # A flag is one by its `bool` annotation (typer's way): only the default differs here.
+    return typer.Option(False if flag else None, *names, hidden=True, callback=_refused(names[0], hint))
+
+
+InventoryOption = typer.Option(DEFAULT_INVENTORY, "--inventory", "-i", metavar="FILE",
+                               help="ROCm madengine's inventory (`nodes: [{hostname, address, ...}]`, YAML or JSON).")
+ManifestOption = typer.Option(None, "--manifest-file", "-m", metavar="FILE",
+                              help="A build_manifest.json: run its models, pulling the images its build pushed "
+                              "(default build_manifest.json, unless --tags is given).")
+ReportOption = typer.Option(DEFAULT_REPORT, "--report-output", metavar="FILE",
+                            help="Write a JSON report of every job here (written even when jobs fail).")
+TimeoutOption = typer.Option(None, "--timeout", min=0, metavar="SECONDS", help="Seconds per model; 0 = none.")
+ParallelismOption = typer.Option(None, "--parallelism", "-j", min=1, metavar="N",
+                                 help="Jobs at once over all nodes, spread evenly (default: one per node).")
+LiveOutputOption = typer.Option(False, "--live-output", help="Stream the models' logs.")
+VerboseOption = _refuse(("--verbose", "-v"), "the plan and the progress lines say what runs; each job's log is "
+                        "under .madengine/runs", flag=True)
+RegistryOption = _refuse(("--registry",), "the images come from the registry the build manifest names (`madengine "
+                         "build --registry R` writes it)")
+ContextOption = _refuse(("--additional-context", "-a"), "the context is the inventory nodes' GPU vendor; for "
+                        "another, write a madfile with an ssh target (see examples/ssh)")
+ContextFileOption = _refuse(("--additional-context-file",), "the context is the inventory nodes' GPU vendor; for "
+                            "another, write a madfile with an ssh target (see examples/ssh)")
+NodeSelectorOption = _refuse(("--node-selector",), "every node of the inventory runs jobs: give an inventory of "
+                             "the nodes you want")
+
+
+def ssh(
+    inventory: Path = InventoryOption,
+    manifest_file: Path | None = ManifestOption,
+    tags: list[str] = TagsOption,
+    report_output: Path = ReportOption,
+    timeout: int | None = TimeoutOption,
+    parallelism: int | None = ParallelismOption,
+    live_output: bool = LiveOutputOption,
+    chdir: Path | None = ChdirOption,
+    verbose: bool = VerboseOption,
+    registry: str | None = RegistryOption,
+    additional_context: str | None = ContextOption,
+    additional_context_file: str | None = ContextFileOption,
+    node_selector: str | None = NodeSelectorOption,
+) -> None:
+    """Run the models on the inventory's nodes over SSH; record results and write the report."""
+    _run("ssh", inventory, manifest_file, tags, report_output, timeout, parallelism, live_output, chdir)
+
+
+def ansible(
+    inventory: Path = InventoryOption,
+    playbook: str | None = _refuse(("--playbook",), "madengine renders the playbook from the lock, so that each "
+                                   "task reports a job's outcome; drop --playbook (`madengine generate ansible -o DIR` "
+                                   "writes what it runs, for review)"),
+    manifest_file: Path | None = ManifestOption,
+    tags: list[str] = TagsOption,
+    report_output: Path = ReportOption,
+    timeout: int | None = TimeoutOption,
+    parallelism: int | None = ParallelismOption,
+    live_output: bool = LiveOutputOption,
+    chdir: Path | None = ChdirOption,
+    verbose: bool = VerboseOption,
+    registry: str | None = RegistryOption,
+    additional_context: str | None = ContextOption,
+    additional_context_file: str | None = ContextFileOption,
+    node_selector: str | None = NodeSelectorOption,
+) -> None:
+    """Run the models on the inventory's nodes through ansible-runner; record results and write the report."""
+    _run("ansible", inventory, manifest_file, tags, report_output, timeout, parallelism, live_output, chdir)
+
+
+def _run(backend: str, inventory: Path, manifest_file: Path | None, tags: list[str], report_output: Path,
+         timeout: int | None, parallelism: int | None, live_output: bool, chdir: Path | None) -> None:
+    import time
+
+    from madengine.apply.engine import ApplyOptions
+    from madengine.cli.applying import ApplyRequest, apply_realization, exit_with
+    from madengine.compat import runner
+    from madengine.compat.rocm import generated_path
+    from madengine.mad.tags import split_tags
+    from madengine.madfile.inventory import read_inventory
+    from madengine.madfile.locate import display_path
+    from madengine.pipeline import realization
+    from madengine.results.runner_report import RunInfo
+    from madengine.state.model import utc_now
+
+    started = time.monotonic()
+    base = chdir if chdir is not None else Path()
+    inventory_path = base / inventory
+    if not inventory_path.exists():
+        from madengine.errors import ConfigError
+
+        raise ConfigError(f"the inventory {display_path(inventory_path)} does not exist",
+                          file=display_path(inventory_path), hint="name the nodes' inventory with --inventory FILE "
+                          "(ROCm's format: `nodes: [{hostname: gpu-1, address: 10.0.0.5}]`)")
+    hosts = read_inventory(inventory_path)  # its errors at its file:line:col, before anything else
+    if (base / report_output).is_dir():  # said now, not after the jobs ran
+        from madengine.errors import UsageError
+
+        raise UsageError(f"--report-output {base / report_output} is a directory", hint="name the report's file")
+    selected, registry = _models(base, manifest_file, tags)
+    args = runner.RunnerArgs(backend="ssh" if backend == "ssh" else "ansible", inventory=inventory_path.absolute(),
+                             hosts=hosts, tags=split_tags(selected), registry=registry, parallelism=parallelism)
+    r = realization(generated_path(base), locked=False, text=runner.madfile_text(args))
+    total, _ = runner.parallelism(args)
+    # Idempotent and resumable as `apply` is (what succeeded stays done), but what failed runs again:
+    # a runner is re-run after a node is fixed.
+    request = ApplyRequest(yes=True, live_output=live_output, rerun_failed=True,
+                           options=ApplyOptions(parallelism=total, timeout=timeout, keep_going=True))
+    command = f"madengine runner {backend}"
+
+    def info(apply_id: int | None, outcome: str, code: int) -> RunInfo:
+        return RunInfo(command=command, inventory=display_path(inventory_path), total_nodes=len(hosts),
+                       total_duration=time.monotonic() - started, apply_id=apply_id, outcome=outcome, exit_code=code)
+
+    def report(store: Any, result: Any) -> None:
+        if result is None:
+            run = info(None, "NO CHANGES", 0)
+        else:
+            run = info(result.apply_id, result.outcome, int(result.exit_code))
+        _write_report(base / report_output, r, store.latest_attempts(), run)
+
+    since = utc_now()
+    try:
+        applied = apply_realization(r, request, command, after=report)
+    except KeyboardInterrupt:  # a second Ctrl-C: the report still says what finished
+        _report_after_interrupt(base / report_output, r, since, info)
+        raise
+    exit_with(applied)
+
+
+def _models(base: Path, manifest_file: Path | None, tags: list[str]) -> tuple[list[str], str | None]:
+    """The tags to run and the registry their images come from: --tags over the package, or the build
+    manifest's models (its registry either way, when one is given)."""
+    from madengine.errors import UsageError
+    from madengine.results.manifest import read_build_manifest
+
+    if manifest_file is None and tags:
+        return tags, None
+    path = base / (manifest_file or DEFAULT_MANIFEST)
+    if not path.is_file():
+        what = "does not exist" if not path.exists() else "is not a file"
+        raise UsageError(f"the build manifest {path} {what}",
+                         hint="write it with `madengine build --tags T --registry HOST:PORT` (the images are pushed "
+                         "there for the nodes to pull), or name the models with --tags")
+    manifest_tags, registry = read_build_manifest(path)
+    return tags or manifest_tags, registry
+
+
+def _write_report(path: Path, r: Realization, latest: Any, run: RunInfo) -> None:
+    from madengine.results.runner_report import ReportJob, runner_report, write_runner_report
+
+    jobs = [ReportJob(address, str(data["hash"]), str(data["model"]), str(data["context"]), str(data["target"]))
+            for address, data in r.graph.nodes.items() if data["kind"] == "job"]
+    report = runner_report(jobs, latest, run, r.workspace.state_dir)
+    write_runner_report(path, report)
+    typer.echo(f"wrote {path} ({report['successful_executions']} of {len(jobs)} job(s) SUCCESS)")
+
+
+def _report_after_interrupt(path: Path, r: Realization, since: str,
+                            info: Callable[[int | None, str, int], RunInfo]) -> None:
+    """Best effort, on the way out of an interrupted apply: the store has what finished (and the apply
+    this command began, if it got that far: the last one begun since the command started)."""
+    from madengine.cli import output
+    from madengine.errors import ExitCode, MadengineError
+    from madengine.state.store import StateStore
+
+    try:
+        with StateStore.open(r.state_path) as store:
+            latest = store.latest_attempts()
+            ours = [a.id for a in store.applies() if a.started_at >= since]
+        _write_report(path, r, latest, info(max(ours, default=None), "INTERRUPTED", int(ExitCode.INTERRUPTED)))
+    except (MadengineError, OSError) as exc:
+        output.error(f"could not write the report {path}: {exc}")
