@@ -44,6 +44,7 @@ from madengine.backends.base import ATTEMPT_ENV, Cancel, OrphanRecord, Outcome, 
 from madengine.backends.rundir import fill_run_dir
 from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
+from madengine.backends.ssh_session import KNOWN_HOSTS_ENV
 from madengine.errors import Diagnostic
 from madengine.madfile.model import is_secret_name
 from madengine.state.model import Status
@@ -54,7 +55,6 @@ if TYPE_CHECKING:  # the target's type only: pydantic is not needed to run a job
     from madengine.madfile.model import AnsibleTarget
 
 INSTALL_HINT = "install it with `pip install 'madengine[ansible]'` (ansible-core and ansible-runner)"
-KNOWN_HOSTS_ENV = "MADENGINE_SSH_KNOWN_HOSTS"  # the known_hosts file (default: ~/.ssh/known_hosts, as ssh)
 POLL = 0.25  # seconds between ansible-runner's looks at cancel and timeout
 
 
@@ -175,7 +175,7 @@ class AnsibleBackend:
     def config(self, home: Path | None) -> render.Config:
         """ansible.cfg's settings; `home` None for a hand-off (ansible's own directories)."""
         forks = self.target.forks or max(1, len(self.hosts_by_name))
-        known = os.environ.get(KNOWN_HOSTS_ENV) or os.path.expanduser("~/.ssh/known_hosts")
+        known = os.environ.get(KNOWN_HOSTS_ENV) or os.path.expanduser("~/.ssh/known_hosts")  # ssh takes one file
         return render.Config(known_hosts=known, home=None if home is None else str(home),
                              control_path_dir=None if home is None else _control_path_dir(home, known),
                              host_key_check=self.target.host_key_check, forks=forks)
@@ -251,9 +251,7 @@ class AnsibleBackend:
             if self._facts is None:
                 config = SshTarget.model_validate({**self.target.model_dump(exclude={"backend", "playbook_extra_vars",
                                                                                      "forks"}), "backend": "ssh"})
-                known = os.environ.get(KNOWN_HOSTS_ENV)
-                self._facts = SshBackend(self.target_name, config, self.workspace,
-                                         known_hosts=[*([Path(known)] if known else []), *known_hosts_files()])
+                self._facts = SshBackend(self.target_name, config, self.workspace, known_hosts=known_hosts_files())
             return self._facts
 
     def close(self) -> None:

@@ -632,8 +632,13 @@ class _Sink:
         return len(data)
 
 
+KNOWN_HOSTS_ENV = "MADENGINE_SSH_KNOWN_HOSTS"  # a known_hosts file read before the user's own
+
+
 def known_hosts_files() -> tuple[Path, ...]:
-    """The user's known_hosts files, as ssh reads them by default."""
+    """The known_hosts files host keys are checked against: $MADENGINE_SSH_KNOWN_HOSTS if set, then the
+    user's, as ssh reads them by default (the `ssh` and `ansible` backends read the same ones)."""
     home = Path.home() / ".ssh"
-    return (home / "known_hosts", home / "known_hosts2")
+    extra = os.environ.get(KNOWN_HOSTS_ENV)
+    return (*([Path(extra).expanduser()] if extra else []), home / "known_hosts", home / "known_hosts2")
 
