@@ -406,8 +406,11 @@ class SshBackend:
             outcome = Outcome(Status.FAILURE, message=_host_message(host, e), host=host,
                               transient=getattr(e, "transient", False))
         _log(log_path, f"{host}: {outcome.message}\n")
-        if outcome.status is Status.SUCCESS:
-            self._undelivered.pop((image.tag, host), None)
+        with self._lock:  # a LOAD delivers to hosts in parallel
+            if outcome.status is Status.SUCCESS:
+                self._undelivered.pop((image.tag, host), None)
+            else:  # a job placed on this host then fails there, with this reason
+                self._undelivered[image.tag, host] = outcome.message
         return outcome
 
     def _ensure_on(self, image: ImageSpec, host: str, log_path: Path, cancel: Cancel,
