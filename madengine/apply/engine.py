@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from madengine.apply.slots import Slot, Slots
 from madengine.backends.base import ATTEMPT_ENV, Backend, Cancel, OrphanRecord, Outcome, Workspace, node_file_name
-from madengine.backends.specs import JobSpec, image_spec, job_metadata, job_spec
+from madengine.backends.specs import ImageSpec, JobSpec, image_spec, job_metadata, job_spec
 from madengine.compile.ir import Project
 from madengine.errors import ConfigError, Diagnostic, ExitCode, FileSystemError, MadengineError
 from madengine.facts.model import HostFacts
@@ -33,6 +33,8 @@ from madengine.plan.observe import observe_facts
 from madengine.results.gates import judge_gate
 from madengine.state.model import ImageRecord, PerfRow, Status, utc_now
 from madengine.state.store import StateStore
+
+MAX_LOADS = 4  # hosts an image is streamed to at once by one LOAD (each a whole image over the network)
 
 
 @dataclass(frozen=True)
@@ -317,14 +319,8 @@ class Applier:
             return self.backends[change.targets[0]].push(image, entry.log_path, cancel)
         image = image_spec(change.address, self.entries, registry, no_cache=self.options.no_cache)
         outcome = Outcome(Status.SUCCESS)
-        if change.action is Action.LOAD:  # to the hosts of a many-host target that lack it, one by one
-            for target in change.targets:
-                for host in change.hosts_of(target):
-                    outcome = self.backends[target].deliver(image, host, entry.log_path, cancel)
-                    if outcome.status is not Status.SUCCESS:
-                        return replace(outcome, message=f"{target}/{host}: {outcome.message}")
-                    entry.delivered.append((target, host, outcome))
-            return outcome
+        if change.action is Action.LOAD:
+            return self._load(image, entry, cancel)
         for target in change.targets:
             backend = self.backends[target]
             realize = backend.pull if change.action is Action.PULL else backend.build
@@ -332,6 +328,42 @@ class Applier:
             if outcome.status is not Status.SUCCESS:
                 return outcome
         return outcome
+
+    def _load(self, image: ImageSpec, entry: _Running, cancel: Cancel) -> Outcome:
+        """A LOAD: to every host of a many-host target that lacks the image, hosts in parallel. A host
+        that cannot get it fails only its own jobs (the backend fails a job placed where its image is
+        not); the LOAD fails only when no host holds it now. Each host that got it is in `entry.delivered`."""
+        places = [(t, h) for t in entry.change.targets for h in entry.change.hosts_of(t)]
+
+        def one(place: tuple[str, str]) -> Outcome:
+            target, host = place
+            try:
+                return self.backends[target].deliver(image, host, entry.log_path, cancel)
+            except Exception as exc:  # a backend bug on one host must not lose the others' deliveries
+                return Outcome(Status.FAILURE, message=f"{type(exc).__name__}: {exc}", host=host)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(len(places), MAX_LOADS)),
+                                thread_name_prefix="load") as pool:
+            outcomes = list(pool.map(one, places))
+        failed = []
+        for (target, host), outcome in zip(places, outcomes, strict=True):
+            if outcome.status is Status.SUCCESS:
+                entry.delivered.append((target, host, outcome))
+            else:
+                failed.append((target, host, outcome))
+        if not failed:
+            return outcomes[-1] if outcomes else Outcome(Status.SUCCESS)
+        if cancel.is_set():
+            return Outcome(Status.INTERRUPTED, message="interrupted")
+        why = "; ".join(f"{t}/{h}: {o.message.removeprefix(h + ': ')}" for t, h, o in failed)
+        # The hosts a LOAD does not name held the image when planned: its jobs can run there.
+        held = [(t, h) for t in entry.change.targets for h in self.slots.names(t)
+                if h not in entry.change.hosts_of(t)]
+        if not entry.delivered and not held:
+            return Outcome(Status.FAILURE, message=why, transient=all(o.transient for _, _, o in failed))
+        got = ", ".join(f"{t}/{h}" for t, h, _ in entry.delivered)
+        return Outcome(Status.SUCCESS, message=f"loaded on {got}; not on {why}" if got else f"not loaded on {why}",
+                       image_id=entry.delivered[-1][2].image_id if entry.delivered else None)
 
     def _record_handles(self) -> None:
         while True:

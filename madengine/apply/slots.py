@@ -47,6 +47,10 @@ class Slots:
         self._hosts = {target: [Host(h.name, h.gpus, h.max_parallel) for h in entries]
                        for target, entries in hosts.items()}
 
+    def names(self, target: str) -> list[str]:
+        """The target's hosts, by name."""
+        return [h.name for h in self._hosts.get(target, ())]
+
     def _candidates(self, target: str, only: Sequence[str]) -> list[Host]:
         return [h for h in self._hosts[target] if not only or h.name in only]
 

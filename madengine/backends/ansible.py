@@ -340,6 +340,11 @@ class AnsibleBackend:
         host = self.hosts_by_name.get(job.host or "") or next(iter(self.hosts_by_name.values()))
         job_dir = self.base_dir / render.job_name(job.address)
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            images = self._facts  # the ssh backend that delivered this command's images, if any did
+        why = images.not_delivered(job, host.name) if images is not None else None
+        if why is not None:  # a delivery to this host failed: its jobs fail here, saying why
+            return self._failed(job, host, why)
         try:
             if job_dir.exists():
                 shutil.rmtree(job_dir)

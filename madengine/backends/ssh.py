@@ -406,9 +406,19 @@ class SshBackend:
             outcome = Outcome(Status.FAILURE, message=_host_message(host, e), host=host,
                               transient=getattr(e, "transient", False))
         _log(log_path, f"{host}: {outcome.message}\n")
-        if outcome.status is Status.SUCCESS:
-            self._undelivered.pop((image.tag, host), None)
+        with self._lock:  # a LOAD delivers to hosts in parallel
+            if outcome.status is Status.SUCCESS:
+                self._undelivered.pop((image.tag, host), None)
+            else:  # a job placed on this host then fails there, with this reason
+                self._undelivered[image.tag, host] = outcome.message
         return outcome
+
+    def not_delivered(self, job: JobSpec, host: str) -> str | None:
+        """Why the job's image is not on this host (a delivery there failed in this command), or None."""
+        with self._lock:
+            why = self._undelivered.get((job.image_tag or "", host)) if self.container == "docker" else None
+        return None if why is None else \
+            f"{host}: image {job.image_tag} was not delivered here: {why.removeprefix(host + ': ')}"
 
     def _ensure_on(self, image: ImageSpec, host: str, log_path: Path, cancel: Cancel,
                    image_id: str | None) -> Outcome:
@@ -529,10 +539,9 @@ class SshBackend:
         session = self.session(host.name)
         try:
             place = self._package(host.name, job)  # the host's own failure first: unreachable, key refused...
-            why = self._undelivered.get((job.image_tag or "", host.name)) if self.container == "docker" else None
+            why = self.not_delivered(job, host.name)
             if why is not None:
-                return self._failed(job, host.name, f"{host.name}: image {job.image_tag} was not delivered here: "
-                                                    f"{why.removeprefix(host.name + ': ')}")
+                return self._failed(job, host.name, why)
             run_dir = prepare_run_dir(session, self.workspace.root, job,
                                       staging=self.workspace.runs / "ssh" / _safe(self.target_name) / host.name,
                                       runs=place.runs)

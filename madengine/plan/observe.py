@@ -2,7 +2,9 @@
 
 The images the store says were built are asked for on their target, all at once, per host (one
 batched query per host): an image gone from every host (removed by hand) is rebuilt; one that some
-hosts of a many-host target lack is loaded onto them. An image that is not here, with a registry set,
+hosts of a many-host target lack is loaded onto them. A target none of whose hosts answers is not
+observed (its images are planned as the store records them; its jobs fail at apply with the hosts'
+reasons): it never fails the plan of the other targets. An image that is not here, with a registry set,
 is looked for in the registry: if
 another machine built and pushed it, the planner pulls it instead of building it. Jobs are not
 re-observed: a recorded result is the result; but a job recorded RUNNING is asked about: if the
@@ -26,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from madengine.backends.base import Backend
+from madengine.backends.session import HostUnavailable
 from madengine.backends.specs import image_spec_of
 from madengine.facts.model import HostFacts
 from madengine.graph.dag import Dag
@@ -117,11 +120,16 @@ def _observe(store: StateStore, graph: Dag, lock: Lock, backends: Mapping[str, B
     missing: set[tuple[str, str]] = set()
     lacking: dict[tuple[str, str], tuple[str, ...]] = {}
     hosts: dict[str, tuple[str, ...]] = {}
+    unobserved: dict[str, str] = {}
     for target, by_address in recorded.items():
         backend = backends.get(target)
         if backend is None or not backend.builds_images:
             continue
-        seen = backend.observe_images([image_spec_of(a, entries.images[a], registry) for a in by_address])
+        try:
+            seen = backend.observe_images([image_spec_of(a, entries.images[a], registry) for a in by_address])
+        except (HostUnavailable, OSError) as e:  # no host answered: not observed, never a failed plan
+            unobserved[target] = _one_line(e)
+            continue
         hosts[target] = tuple(seen)
         for address, records in by_address.items():
             have = [host for host, tags in seen.items() if _holds(tags, entries.images[address].tag, records)]
@@ -141,7 +149,8 @@ def _observe(store: StateStore, graph: Dag, lock: Lock, backends: Mapping[str, B
             if digest:
                 in_registry[address] = digest
     return dataclasses.replace(base, missing_images=frozenset(missing), in_registry=in_registry,
-                               live_apply=_live_apply(store, base), lacking=lacking, hosts=hosts)
+                               live_apply=_live_apply(store, base), lacking=lacking, hosts=hosts,
+                               images_unknown=unobserved)
 
 
 def _holds(tags: Mapping[str, str], tag: str, records: list[ImageRecord]) -> bool:

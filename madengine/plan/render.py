@@ -48,7 +48,10 @@ def no_changes(plan: Plan) -> str:
 
 
 def facts_notes(observed: Observed) -> list[str]:
-    """One line per host whose facts could not be observed (a whole target when it could not even name
-    its hosts): its jobs are planned as usual, their results there not compared. For stderr."""
-    return [f"facts of {target}{'/' + host if host else ''} unknown ({why}): its jobs are planned without them"
-            for (target, host), why in sorted(observed.facts_unknown.items())]
+    """One line per target whose images could not be observed (no host answered), then one per host whose
+    facts could not be (a whole target when it could not even name its hosts): its jobs are planned as
+    usual, their results there not compared. For stderr."""
+    return [*(f"images of {target} not observed ({why}): planned as recorded; its jobs fail at apply if its "
+              "hosts still do not answer" for target, why in sorted(observed.images_unknown.items())),
+            *(f"facts of {target}{'/' + host if host else ''} unknown ({why}): its jobs are planned without them"
+              for (target, host), why in sorted(observed.facts_unknown.items()))]

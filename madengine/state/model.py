@@ -142,3 +142,5 @@ class Observed:
     # (target, host) -> why its facts are unknown now (unreachable...); host "" when the target could not
     # even name its hosts. A target in neither mapping was not observed: its facts are not compared.
     facts_unknown: dict[tuple[str, str], str] = field(default_factory=dict)
+    # target -> why its images could not be observed (no host answered): planned as the store records them
+    images_unknown: dict[str, str] = field(default_factory=dict)

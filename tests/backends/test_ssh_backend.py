@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from madengine.backends.base import ATTEMPT_ENV, Cancel, Workspace
-from madengine.backends.specs import JobSpec
+from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.backends.ssh import SshBackend
 from madengine.madfile.model import SshTarget
 from madengine.state.model import Status
@@ -118,3 +118,22 @@ def test_a_hostile_workdir_and_host_env_are_data_on_the_host(private_sshd: Priva
     assert outcome.status is Status.SUCCESS, outcome
     assert j.log_path is not None and f"env<{env['HOSTILE']}><0,1>\n" in j.log_path.read_text()
     assert not marker.exists() and workdir.is_dir()  # the directory of that very name
+
+
+def test_a_failed_delivery_fails_the_jobs_placed_on_that_host(private_sshd: PrivateSshd,  # noqa: F811
+                                                              tmp_path: Path) -> None:
+    """A LOAD delivers to each host on its own: a host it failed on is remembered, and its jobs fail there."""
+    b = make(private_sshd, tmp_path / "p", [host(private_sshd, "a")], tmp_path / "remote")
+    b.container = "docker"
+    tag = f"madengine/nowhere:{uuid.uuid4().hex[:12]}"
+    image = ImageSpec(address="image:nowhere@cpu", node_hash="sha256:" + "1" * 64, tag=tag, dockerfile="Dockerfile",
+                      build_context=".", build_args={}, base=None, base_digest=None, registry=None)
+    b.workspace.logs.mkdir(parents=True, exist_ok=True)
+    try:
+        delivered = b.deliver(image, "a", b.workspace.logs / "load.log", Cancel())
+        outcome = b.run(replace(job(b, 1, "a"), image_tag=tag), Cancel())
+    finally:
+        b.close()
+    assert delivered.status is Status.FAILURE, delivered
+    assert outcome.status is Status.FAILURE
+    assert outcome.message == f"a: image {tag} was not delivered here: {delivered.message}", outcome.message

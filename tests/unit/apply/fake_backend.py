@@ -50,6 +50,8 @@ class FakeBackend:
     orphans: list[Sequence[OrphanRecord] | None] = field(default_factory=list)
     running: dict[str, set[str]] = field(default_factory=dict)  # host -> addresses running there now
     closed: bool = False  # close() was called (the end of the command)
+    # (tag, host) -> why a deliver there failed: a job placed there then fails with it (as ssh's `_undelivered`)
+    undelivered: dict[tuple[str, str], str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- validate / observe -----------------------------------------------------------------------------
@@ -117,8 +119,12 @@ class FakeBackend:
         if not have:
             return Outcome(Status.FAILURE, message=f"no host holds {image.tag}")
         outcome = self._scripted(f"deliver {host}", None, cancel, Outcome(Status.SUCCESS, image_id=have[0]))
-        if outcome.status is Status.SUCCESS:
-            self.images.setdefault(host, {})[image.tag] = have[0]
+        with self._lock:
+            if outcome.status is Status.SUCCESS:
+                self.images.setdefault(host, {})[image.tag] = have[0]
+                self.undelivered.pop((image.tag, host), None)
+            else:
+                self.undelivered[image.tag, host] = outcome.message
         return outcome
 
     # --- jobs ---------------------------------------------------------------------------------------------
@@ -131,6 +137,10 @@ class FakeBackend:
             here.add(job.address)
         try:
             self.calls.append(("run", job.address))
+            why = self.undelivered.get((job.image_tag or "", job.host))
+            if why is not None:
+                return Outcome(Status.FAILURE, message=f"{job.host}: image {job.image_tag} was not delivered here: "
+                                                       f"{why}", host=job.host)
             outcome = self._scripted(job.address, job, cancel, Outcome(Status.SUCCESS, exit_code=0))
             if outcome.status is Status.SUCCESS:
                 job.log_path.write_text(f"performance: 1 x\nran on {job.host}\n")
