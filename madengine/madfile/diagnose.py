@@ -376,7 +376,7 @@ def _diagnostic(e: _Located | _Merged, source: SourceMap) -> Diagnostic:
         bound_key, words = _CONSTRAINTS[kind]
         bound = (err.get("ctx") or {}).get(bound_key)
         return source.diagnostic(path, f"must be {words} {_number(bound)}, found {_yaml_text(value)}",
-                                 at=_at_value(value))
+                                 _VALUE_HINTS.get((e.owner, str(path[-1])), "") if path else "", at=_at_value(value))
     if kind == "too_short":
         return source.diagnostic(path, "must not be empty", "list at least one entry", at="key")
     if kind == "value_error":
