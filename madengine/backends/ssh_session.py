@@ -451,7 +451,8 @@ class FabricSession:
                 if cancel is not None and cancel.is_set():
                     raise Cancelled(self.host.name)  # the channel is closed below, which stops the transfer
                 if idle is not None and time.monotonic() - moved[0] > idle:
-                    raise self._lost(f"nothing moved for {idle:g} s")
+                    raise HostUnavailable(self.host.name, f"the transfer stalled: nothing moved for {idle:g} s",
+                                          transient=True, hint="is the host's docker engine (or its disk) busy?")
                 got = False
                 if chan.recv_ready():
                     data = chan.recv(CHUNK)
