@@ -3,15 +3,23 @@ at once, whichever way its bytes go, and its limit is on silence, not on its len
 
 from __future__ import annotations
 
+import contextlib
 import io
+import socket
 import threading
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from madengine.backends.base import Cancel
+from madengine.backends.base import Cancel, Outcome, Workspace
 from madengine.backends.session import HostInfo, HostUnavailable
+from madengine.backends.specs import ImageSpec
+from madengine.backends.ssh import SshBackend
 from madengine.backends.ssh_session import Cancelled, FabricSession, SshEndpoint
+from madengine.madfile.model import SshTarget
+from madengine.state.model import Status
 from tests.backends.sshd import PrivateSshd, private_sshd  # noqa: F401 (fixture)
 
 QUICK = 8.0  # seconds: "at once" for a cancel (the transfers here would never end by themselves)
@@ -59,7 +67,8 @@ class _Sink(io.BytesIO):
 
 
 def _cancelled(call: Callable[[Cancel], object], started: threading.Event) -> BaseException | None:
-    """Run `call` on a thread, set its cancel once `started`: what it raised (None: it is still running)."""
+    """Run `call` on a thread, set its cancel once `started`: what it raised within QUICK (None: nothing,
+    it returned or still runs)."""
     cancel = Cancel()
     raised: list[BaseException] = []
 
@@ -110,3 +119,41 @@ def test_the_transfer_limit_is_on_silence_not_on_length(session: FabricSession) 
     assert code == 0 and out.split()[-1] == b"10"
     with pytest.raises(HostUnavailable, match=r"nothing moved for 1\.5 s"):
         session.run_simple("sleep 10", idle=1.5)
+
+
+@pytest.mark.docker
+def test_a_cancel_during_a_pull_on_the_host_interrupts_the_delivery_at_once(
+        tmp_path: Path, private_sshd: PrivateSshd) -> None:  # noqa: F811
+    """The host's engine pulls from a registry that accepts the connection and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    asked = threading.Event()
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(listener.accept()[0])
+                asked.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    root = tmp_path / "p"
+    workspace = Workspace(root=root, state_dir=root / ".madengine", workspace_id=f"d-{uuid.uuid4().hex[:8]}")
+    target = SshTarget.model_validate({"backend": "ssh", "workdir": str(tmp_path / "remote"), "hosts": [
+        {"name": "lo", "address": private_sshd.address, "port": private_sshd.port, "user": private_sshd.user,
+         "key": str(private_sshd.key)}]})
+    b = SshBackend("lab", target, workspace, known_hosts=(private_sshd.known_hosts,))
+    image = ImageSpec(address="image:m", node_hash=f"sha256:{7:064x}", tag=f"madengine/m:{7:012x}",
+                      dockerfile="docker/a", build_context=".", build_args={}, base=None, base_digest=None,
+                      registry=f"127.0.0.1:{listener.getsockname()[1]}")
+    outcome: list[Outcome] = []
+    try:
+        raised = _cancelled(lambda c: outcome.append(b.deliver(image, "lo", tmp_path / "deliver.log", c)), asked)
+        assert raised is None and outcome, "the delivery did not end at once after the cancel"
+        assert outcome[0].status is Status.INTERRUPTED, outcome[0]
+    finally:
+        b.close()
+        listener.close()
+        for s in held:
+            s.close()
