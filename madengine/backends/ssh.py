@@ -48,7 +48,14 @@ from madengine.backends.local import host_environment
 from madengine.backends.rundir import collect_artifacts, prepare_run_dir, run_host_steps
 from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
-from madengine.backends.ssh_session import FabricSession, HostKeyCheck, SshEndpoint, known_hosts_files
+from madengine.backends.ssh_session import (
+    MAX_COMMANDS,
+    Cancelled,
+    FabricSession,
+    HostKeyCheck,
+    SshEndpoint,
+    known_hosts_files,
+)
 from madengine.errors import Diagnostic
 from madengine.state.model import Status
 
@@ -59,6 +66,7 @@ if TYPE_CHECKING:  # the target's type only: pydantic is not needed to run a job
 
 WORKSPACE_ENV = "MADENGINE_WORKSPACE"  # in every host-process job's env: a sweep finds this workspace's
 OPEN_HOSTS_AT_ONCE = 16
+DELIVERY_IDLE = 3600.0  # seconds an image transfer may go without a byte moved (not in all: 30 GB take long)
 
 
 @dataclass(frozen=True)
@@ -178,7 +186,9 @@ class SshBackend:
     # --- hosts and sessions ---------------------------------------------------------------------------
 
     def hosts(self) -> list[HostInfo]:
-        return [HostInfo(h.name, h.gpus, self.max_parallel) for h in self.ssh_hosts]
+        # No more jobs at once than one connection runs: one queued in the session would spend its timeout there.
+        cap = min(self.max_parallel or MAX_COMMANDS, MAX_COMMANDS)
+        return [HostInfo(h.name, h.gpus, cap) for h in self.ssh_hosts]
 
     def session(self, host: str) -> FabricSession:
         """The host's session (created on first use, opened by its first command)."""
@@ -399,9 +409,11 @@ class SshBackend:
         is set, else `docker save` (here, or on a host that has it) streamed into `docker load` there."""
         try:
             if image.registry:
-                outcome = self._pull_on(image, host, log_path)
+                outcome = self._pull_on(image, host, log_path, cancel)
             else:
                 outcome = self._stream_to(image, host, log_path, cancel)
+        except Cancelled:
+            outcome = Outcome(Status.INTERRUPTED, message=f"{host}: interrupted", host=host)
         except (HostUnavailable, OSError) as e:
             outcome = Outcome(Status.FAILURE, message=_host_message(host, e), host=host,
                               transient=getattr(e, "transient", False))
@@ -443,12 +455,13 @@ class SshBackend:
         image_id, _, label = out.decode(errors="replace").strip().partition(" ")
         return image_id, label
 
-    def _pull_on(self, image: ImageSpec, host: str, log_path: Path) -> Outcome:
+    def _pull_on(self, image: ImageSpec, host: str, log_path: Path, cancel: Cancel) -> Outcome:
         repository, tag = self.builder().push_reference(image)
         ref = f"{repository}:{tag}"
         session = self.session(host)
         with open(log_path, "ab") as log:
-            code, _, err = session.run_simple(shlex.join(["docker", "pull", "--quiet", ref]), output=log, timeout=3600)
+            code, _, err = session.run_simple(shlex.join(["docker", "pull", "--quiet", ref]), output=log,
+                                              idle=DELIVERY_IDLE, cancel=cancel)
         if code != 0:
             return Outcome(Status.FAILURE, message=f"docker pull {ref}: {_one_line(err) or f'exit {code}'}", host=host,
                            transient=True)
@@ -476,7 +489,7 @@ class SshBackend:
             local = None
         if local is not None and (local.labels or {}).get(render.LABEL_NODE) == image.node_hash:
             chunks = self.builder().client().api.get_image(image.tag)
-            return self._load(host, image, _IterReader(chunks), f"sent {image.tag} from here", log_path)
+            return self._load(host, image, _IterReader(chunks), f"sent {image.tag} from here", log_path, cancel)
         for other in self.by_name:
             if other == host or (image.tag, other) in self._undelivered:
                 continue
@@ -485,14 +498,16 @@ class SshBackend:
             except (HostUnavailable, OSError):
                 continue
             if seen is not None and seen[1] == image.node_hash:
-                return self._relay(image, other, host, log_path)
+                return self._relay(image, other, host, log_path, cancel)
         return Outcome(Status.FAILURE, host=host, message=f"{image.tag} is neither here nor on another host "
                                                           "to send it from; build it again (--replace)")
 
-    def _load(self, host: str, image: ImageSpec, stream: BinaryIO | io.RawIOBase, what: str, log_path: Path) -> Outcome:
+    def _load(self, host: str, image: ImageSpec, stream: BinaryIO | io.RawIOBase, what: str, log_path: Path,
+              cancel: Cancel) -> Outcome:
         session = self.session(host)
         with open(log_path, "ab") as log:
-            code, _, err = session.run_simple("docker load --quiet", stdin=stream, output=log, timeout=3600)
+            code, _, err = session.run_simple("docker load --quiet", stdin=stream, output=log, idle=DELIVERY_IDLE,
+                                              cancel=cancel)
         if code != 0:
             return Outcome(Status.FAILURE, message=f"docker load: {_one_line(err) or f'exit {code}'}", host=host)
         seen = self._inspect(host, image.tag)
@@ -500,7 +515,7 @@ class SshBackend:
             return Outcome(Status.FAILURE, message=f"{image.tag} is not there after docker load", host=host)
         return Outcome(Status.SUCCESS, image_id=seen[0], host=host, message=what)
 
-    def _relay(self, image: ImageSpec, source: str, host: str, log_path: Path) -> Outcome:
+    def _relay(self, image: ImageSpec, source: str, host: str, log_path: Path, cancel: Cancel) -> Outcome:
         read_fd, write_fd = os.pipe()
         reader, writer = os.fdopen(read_fd, "rb"), os.fdopen(write_fd, "wb")
         failure: list[str] = []
@@ -508,7 +523,7 @@ class SshBackend:
         def save() -> None:
             try:
                 code, _, err = self.session(source).run_simple(shlex.join(["docker", "save", image.tag]),
-                                                               output=writer, timeout=3600)
+                                                               output=writer, idle=DELIVERY_IDLE, cancel=cancel)
                 if code != 0:
                     failure.append(f"docker save on {source}: {_one_line(err)}")
             except Exception as e:
@@ -520,9 +535,9 @@ class SshBackend:
         sender = threading.Thread(target=save, name=f"save {source}", daemon=True)
         sender.start()
         try:
-            outcome = self._load(host, image, reader, f"sent {image.tag} from {source}", log_path)
+            outcome = self._load(host, image, reader, f"sent {image.tag} from {source}", log_path, cancel)
         finally:
-            reader.close()
+            reader.close()  # the save's writer fails at once: its channel closes, `docker save` there stops
             sender.join(60)
         if failure and outcome.status is Status.SUCCESS:
             return Outcome(Status.FAILURE, message=failure[0], host=host)
@@ -619,6 +634,8 @@ class SshBackend:
         tail = _Tail(log)
         try:
             finished = session.exec(argv, env=env, output=tail, cancel=own, reap=False)  # type: ignore[arg-type]
+        except HostUnavailable as e:
+            raise self._remove_lost(session, name, e) from None
         finally:
             done.set()
             watcher.join(90)
@@ -641,6 +658,22 @@ class SshBackend:
         if code == 0:
             return Outcome(Status.SUCCESS, exit_code=0, host=host.name, details=details)
         return Outcome(Status.FAILURE, exit_code=code, message=f"exit code {code}", host=host.name, details=details)
+
+    def _remove_lost(self, session: FabricSession, name: str, lost: HostUnavailable) -> HostUnavailable:
+        """The connection of a running `docker run` was lost: the engine there keeps the container (its CLI
+        is gone). Remove it over a new connection; if that cannot be done, the failure is not transient:
+        a retry would run a second copy beside the first."""
+        try:
+            code, _, err = session.run_simple(shlex.join(["docker", "rm", "--force", name]), timeout=60)
+            why = "" if code == 0 else _one_line(err) or f"exit {code}"
+        except HostUnavailable as e:
+            why = e.reason
+        if not why:
+            return HostUnavailable(lost.host, f"{lost.reason}; container {name} removed", hint=lost.diagnostics[0].hint,
+                                   transient=lost.transient)
+        return HostUnavailable(lost.host, f"{lost.reason}; container {name} may still be running there "
+                               f"(cannot remove it: {why})", transient=False,
+                               hint="the next apply removes it (cleanup_orphans) before running the job again")
 
     # --- clean-up ---------------------------------------------------------------------------------------------
 

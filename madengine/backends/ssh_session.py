@@ -54,8 +54,11 @@ KILL_GRACE_SECONDS = 5.0
 POLL = 0.05
 CHUNK = 1 << 16
 EOF_GRACE = 2.0  # seconds of quiet output after a command exited without EOF: a background process holds it
-MAX_COMMANDS = 8  # commands at once on one connection: OpenSSH allows 10 sessions (MaxSessions); 2 stay free
-# for the short commands that stop them (more jobs at once on one host wait here: a second connection is to do)
+# Commands at once on one connection: OpenSSH allows 10 sessions (MaxSessions); 2 stay free for the short
+# commands that stop them. The scheduler places no more jobs than this on a host (SshBackend.hosts), and the
+# madfile refuses a larger `max_parallel_per_host` (madfile.model.MAX_PARALLEL_PER_HOST, the same number): a job
+# never waits here while its timeout runs.
+MAX_COMMANDS = 8
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 EXEC_NAME = "madengine-exec"  # $0 of the wrapper: names it in the host shell's own messages
 NOT_STARTED = (126, 127)
@@ -85,6 +88,14 @@ while kill -s 0 -- "-$1" 2>/dev/null; do
   i=$((i + 1))
 done
 """
+
+
+class Cancelled(Exception):
+    """`run_simple` stopped by its cancel: the channel is closed, the command's outcome is unknown."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"{host}: interrupted")
+        self.host = host
 
 
 @dataclass(frozen=True)
@@ -408,11 +419,18 @@ class FabricSession:
             self.run_simple(stop_command(pgid), timeout=KILL_GRACE_SECONDS + 10)
 
     def run_simple(self, command: str, *, stdin: bytes | BinaryIO | io.RawIOBase | None = None,
-                   output: BinaryIO | None = None, timeout: float | None = None) -> tuple[int, bytes, bytes]:
+                   output: BinaryIO | None = None, timeout: float | None = None, idle: float | None = None,
+                   cancel: Cancel | None = None) -> tuple[int, bytes, bytes]:
         """A command line (already quoted) run to its end on its own channel: (exit code, stdout, stderr),
-        stdout kept unless `output` takes it. For madengine's own commands (stop, probe, docker)."""
+        stdout kept unless `output` takes it. For madengine's own commands (stop, probe, docker).
+        `timeout`: seconds in all; `idle`: seconds without a byte moved either way (a transfer of any
+        size goes on while it moves). A set `cancel` closes the channel at once (the host's command
+        reads EOF or loses its output, a stdin being fed stops) and raises `Cancelled`."""
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(self.host.name)
         chan = self._channel()
         out, err = bytearray(), bytearray()
+        moved = [time.monotonic()]  # the last time a byte went either way (the feeder writes it too)
         try:
             try:
                 chan.exec_command(command)
@@ -423,13 +441,18 @@ class FabricSession:
                 with contextlib.suppress(Exception):
                     chan.sendall(stdin)
             elif stdin is not None:
-                feeder = _feed(chan, stdin)
+                feeder = _feed(chan, stdin, moved)
             if feeder is None:
                 with contextlib.suppress(Exception):
                     chan.shutdown_write()
             limit = None if timeout is None else time.monotonic() + timeout
             quiet_since = time.monotonic()
             while True:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled(self.host.name)  # the channel is closed below, which stops the transfer
+                if idle is not None and time.monotonic() - moved[0] > idle:
+                    raise HostUnavailable(self.host.name, f"the transfer stalled: nothing moved for {idle:g} s",
+                                          transient=True, hint="is the host's docker engine (or its disk) busy?")
                 got = False
                 if chan.recv_ready():
                     data = chan.recv(CHUNK)
@@ -442,7 +465,7 @@ class FabricSession:
                     err += chan.recv_stderr(CHUNK)
                     got = True
                 if got:
-                    quiet_since = time.monotonic()
+                    quiet_since = moved[0] = time.monotonic()
                 elif _drained(chan, quiet_since):
                     break
                 if limit is not None and time.monotonic() > limit:
@@ -554,8 +577,8 @@ def _drained(chan: paramiko.Channel, quiet_since: float) -> bool:
     return chan.eof_received or chan.closed or time.monotonic() - quiet_since > EOF_GRACE
 
 
-def _feed(chan: paramiko.Channel, stdin: BinaryIO | io.RawIOBase) -> threading.Thread:
-    """Copy `stdin` into the channel on a thread of its own, then send EOF."""
+def _feed(chan: paramiko.Channel, stdin: BinaryIO | io.RawIOBase, moved: list[float] | None = None) -> threading.Thread:
+    """Copy `stdin` into the channel on a thread of its own, then send EOF; `moved[0]`: when it last sent."""
 
     def copy() -> None:
         try:
@@ -564,6 +587,8 @@ def _feed(chan: paramiko.Channel, stdin: BinaryIO | io.RawIOBase) -> threading.T
                 if not data:
                     break
                 chan.sendall(data)
+                if moved is not None:
+                    moved[0] = time.monotonic()
         except Exception:  # the command ended first, or the reader failed: said by the reader
             pass
         finally:

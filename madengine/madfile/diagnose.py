@@ -58,6 +58,8 @@ _VALUE_HINTS: dict[tuple[type[BaseModel] | None, str], str] = {
     (m.Host, "name"): f"a host name is {m.HOST_NAME_RULE}; set `name:` for an address that is not one",
     (m.LoginHost, "address"): "a DNS name or an IP address, without `user@` or `:port`",
     (m.Host, "address"): "a DNS name or an IP address, without `user@` or `:port` (those are `user:` and `port:`)",
+    (m.SshTarget, "max_parallel_per_host"): m.MAX_PARALLEL_HINT,
+    (m.AnsibleTarget, "max_parallel_per_host"): m.MAX_PARALLEL_HINT,
 }
 # Target = Annotated[LocalTarget | DockerTarget | ..., Field(discriminator="backend")]
 _TARGETS: tuple[type[BaseModel], ...] = get_args(get_args(m.Target)[0])
@@ -374,7 +376,7 @@ def _diagnostic(e: _Located | _Merged, source: SourceMap) -> Diagnostic:
         bound_key, words = _CONSTRAINTS[kind]
         bound = (err.get("ctx") or {}).get(bound_key)
         return source.diagnostic(path, f"must be {words} {_number(bound)}, found {_yaml_text(value)}",
-                                 at=_at_value(value))
+                                 _VALUE_HINTS.get((e.owner, str(path[-1])), "") if path else "", at=_at_value(value))
     if kind == "too_short":
         return source.diagnostic(path, "must not be empty", "list at least one entry", at="key")
     if kind == "value_error":

@@ -311,6 +311,13 @@ class DockerTarget(Strict):
     rerun_on: RerunOn = _rerun_on()
 
 
+# The most jobs at once on one host: the commands one SSH connection runs side by side (OpenSSH's
+# MaxSessions is 10; two channels stay free for the short commands that stop jobs and probe the host).
+MAX_PARALLEL_PER_HOST = 8
+MAX_PARALLEL_HINT = (f"one SSH connection runs at most {MAX_PARALLEL_PER_HOST} jobs at once on a host; "
+                     f"set `max_parallel_per_host` to {MAX_PARALLEL_PER_HOST} or less")
+
+
 class _HostsTarget(Strict):
     """The keys `ssh` and `ansible` share: which hosts (listed, or an inventory file) and how jobs run there."""
 
@@ -324,8 +331,9 @@ class _HostsTarget(Strict):
         default="docker", description="docker: jobs run in their image on the host; none: host processes, "
         "as on `local`")
     workdir: str = Field(default="~/.madengine", description="where run directories live on the hosts")
-    max_parallel_per_host: int | None = Field(default=None, ge=1, description="the most jobs at once on one "
-                                              "host, besides its GPUs; unset: no other limit")
+    max_parallel_per_host: int | None = Field(
+        default=None, ge=1, le=MAX_PARALLEL_PER_HOST, description="the most jobs at once on one host, besides its "
+        f"GPUs, at most {MAX_PARALLEL_PER_HOST} (what one SSH connection runs at once); unset: {MAX_PARALLEL_PER_HOST}")
     rerun_on: RerunOn = _rerun_on()
 
     @model_validator(mode="after")
