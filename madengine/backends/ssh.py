@@ -5,13 +5,14 @@ per command); `close()` ends them all at the end of the command. A host that can
 the key, shows an unknown or changed host key, has a full disk or no Docker fails the jobs placed on it,
 each with `<host>: <reason>` in one line; the other hosts go on.
 
-On each host, under the target's `workdir` (default `~/.madengine`), a directory per workspace:
+On each host, under the target's `workdir` (default `~/.madengine`), a directory per workspace and target
+(two targets naming one host never share, nor replace, each other's package copy):
 
-    <workdir>/<workspace id>/package/        the MAD package's top-level entries (scripts/, ...), sent
+    <workdir>/<workspace id>-<target>/package/        the MAD package's top-level entries (scripts/, ...), sent
                                              once per command as one tar stream, only when they changed
                                              (`package.id` beside it says which copy is there)
-    <workdir>/<workspace id>/runs/<job>/     a job's run directory (rundir.prepare_run_dir, put per job)
-    <workdir>/<workspace id>/runs/<entry>    -> ../package/<entry>: so `../scripts/...` from a run
+    <workdir>/<workspace id>-<target>/runs/<job>/     a job's run directory (rundir.prepare_run_dir, put per job)
+    <workdir>/<workspace id>-<target>/runs/<entry>    -> ../package/<entry>: so `../scripts/...` from a run
                                              directory means what it means in ROCm madengine
 
 `container: none`: the job's steps run as host processes (rundir.run_host_steps), with the MAD
@@ -238,7 +239,7 @@ class SshBackend:
             workdir = self.workdir
             relative = workdir[2:] if workdir.startswith("~/") else "" if workdir == "~" else workdir
             command = shlex.join(["sh", "-c", _PREPARE, "madengine-prepare", relative,
-                                  _safe(self.workspace.workspace_id), self.container])
+                                  _safe(f"{self.workspace.workspace_id}-{self.target_name}"), self.container])
             code, out, err = session.run_simple(command, timeout=120)
             lines = out.decode(errors="replace").splitlines()
             if code != 0 or not lines or not lines[0].startswith("/"):

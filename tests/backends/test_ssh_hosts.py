@@ -287,7 +287,7 @@ def test_host_processes_on_the_hosts_and_a_changed_host_key_fails_only_that_host
     for host in ("node1", "node3"):
         outcome, log = outcomes[host]
         assert outcome.status is Status.SUCCESS, outcome
-        assert f"on {host} in " in log.read_text() and "/.madengine/procs/runs/job_m_" in log.read_text()
+        assert f"on {host} in " in log.read_text() and "/.madengine/procs-lab/runs/job_m_" in log.read_text()
         home = ssh_hosts[host].home  # each host's own home, seen from here
         assert home is not None and any((home / ".madengine" / "procs" / "runs").glob("job_m_*"))
     refused, _ = outcomes["node2"]
