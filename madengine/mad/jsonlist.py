@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from madengine import limits
+from madengine.errors import ConfigError
 from madengine.files import decode_utf8
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
@@ -63,8 +64,40 @@ def read_json_text(path: str | os.PathLike[str], shown: str, limit: int, env: st
     """The text of a JSON input file (models.json, tools.json, data.json), refused before it is parsed
     when over `limit` bytes (`env` is the variable that raises it), and a ConfigError at the line and
     column of a byte that is not UTF-8. OSError (a missing file...) is the caller's to report."""
-    return decode_utf8(limits.read_bounded(path, shown, limit, env), shown,
+    text = decode_utf8(limits.read_bounded(path, shown, limit, env), shown,
                        hint="save the file as UTF-8 (JSON is UTF-8 text)")
+    offset = lone_surrogate(text)
+    if offset is not None:
+        line, column = line_of(text, offset)
+        raise ConfigError(f"the escape {text[offset:offset + 6]} is half of a UTF-16 surrogate pair, not a "
+                          "character", file=shown, line=line, column=column,
+                          hint="write the character itself, or both halves of its pair (\\ud83d\\ude00)")
+    return text
+
+
+_MAYBE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.S)
+
+
+def lone_surrogate(text: str) -> int | None:
+    """The offset of a `\\uXXXX` escape that is half of a UTF-16 surrogate pair without its other half:
+    json.loads keeps it as a lone surrogate, which no UTF-8 text (a lock, a log) can hold."""
+    if not _MAYBE_SURROGATE.search(text):
+        return None
+    pending = None  # a high half's offset, waiting for the low half right after it
+    for match in _ESCAPE.finditer(text):  # every escape in order: an escaped backslash is one of them
+        body = match.group(1)
+        code = int(body[1:], 16) if len(body) == 5 else None
+        if pending is not None:
+            if code is not None and 0xDC00 <= code <= 0xDFFF and match.start() == pending + 6:
+                pending = None
+                continue
+            return pending
+        if code is not None and 0xD800 <= code <= 0xDBFF:
+            pending = match.start()
+        elif code is not None and 0xDC00 <= code <= 0xDFFF:
+            return match.start()
+    return pending
 
 
 def too_deep(value: Any, limit: int = limits.MAX_DEPTH) -> bool:

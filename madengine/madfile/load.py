@@ -9,6 +9,7 @@ plain dicts and lists for pydantic, and validated. Every problem becomes a `Diag
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,6 +250,9 @@ class _BoundedComposer(Composer):
             self._depth -= 1
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")  # what `\ud83d` escapes give: no character, and not UTF-8
+
+
 def _check_tree(root: Node, shown: str, what: str) -> None:
     """Refuse tags that are not plain YAML (all of them, at once) and an expansion past the budget.
 
@@ -271,6 +275,14 @@ def _check_tree(root: Node, shown: str, what: str) -> None:
                                   message=f"unsupported YAML tag `{shown_tag}`",
                                   hint=f"remove the tag: {what} holds plain YAML values (strings, "
                                        "numbers, booleans, lists and mappings)"))
+        unit = _SURROGATE.search(node.value) if isinstance(node, ScalarNode) and isinstance(node.value, str) else None
+        if unit is not None:
+            line, column = _mark_pos(node.start_mark)
+            bad.append(Diagnostic(file=shown, line=line, column=column, key_path=format_key_path(path),
+                                  message=f"the escape \\u{ord(unit.group()):04x} is half of a UTF-16 surrogate pair, "
+                                          "not a character",
+                                  hint="write the character itself, or its code point as \\UXXXXXXXX "
+                                       "(\\U0001F600, not \\ud83d\\ude00)"))
         total = 1
         if isinstance(node, MappingNode):
             for key_node, value_node in node.value:

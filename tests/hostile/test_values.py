@@ -188,3 +188,26 @@ def test_a_huge_integer_param_is_passed_as_text(run_cli: RunCli, tmp_path: Path)
     assert run_cli("validate", cwd=root)[0] == 0
     code, out, err = run_cli("apply", "--yes", cwd=root)
     assert code == 0 and f"job:m[seed={2**70}]@default/local#1" in out, (out, err)
+
+
+def test_half_a_surrogate_pair_in_the_madfile(run_cli: RunCli, tmp_path: Path) -> None:
+    """YAML's `\\ud83d\\ude00` is two lone surrogates (not JSON's pair): no UTF-8 lock could hold them."""
+    err = config_error(run_cli, project(tmp_path, 'version: 1\nmodels: [{name: "m\\ud83d\\ude00", scripts: run.sh}]\n'))
+    assert "madfile.yaml:2:17: error: models[0].name: the escape \\ud83d is half of a UTF-16 surrogate pair" in err
+    assert "\\U0001F600" in err
+
+
+def test_half_a_surrogate_pair_in_models_json(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "version: 1\npackage: .\nmodels: [{select: all}]\n")
+    (root / "models.json").write_text('[{"name": "m\\ud83d", "scripts": "run.sh", "n_gpus": "0"}]', encoding="utf-8")
+    err = config_error(run_cli, root)
+    assert "models.json:1:13: error: the escape \\ud83d is half of a UTF-16 surrogate pair" in err
+
+
+def test_a_whole_surrogate_pair_in_models_json_is_its_character(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "version: 1\npackage: .\nmodels: [{select: all}]\n")
+    (root / "models.json").write_text('[{"name": "m\\ud83d\\ude00", "scripts": "run.sh", "n_gpus": "0", "owner": "",'
+                                      ' "training_precision": "", "tags": ["t"], "args": "", "dockerfile": "d"}]',
+                                      encoding="utf-8")
+    code, out, err = run_cli("lock", cwd=root)
+    assert code == 0 and "m\U0001F600" in (root / "madengine.lock").read_text(encoding="utf-8"), (code, out, err)
