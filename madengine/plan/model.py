@@ -79,6 +79,12 @@ class Change:
         return tuple(h[len(prefix):] for h in self.hosts if h.startswith(prefix))
 
 
+# How a change is counted in a plan's summary (any other action: "unchanged").
+_COUNTED_AS = {Action.BUILD: "build", Action.REBUILD: "build", Action.PULL: "pull", Action.LOAD: "load",
+               Action.PUSH: "push", Action.RUN: "run", Action.RERUN: "run", Action.FAILED: "failed",
+               Action.WAIT: "running", Action.SKIP: "skip", Action.SKIPPED: "skipped"}
+
+
 @dataclass(frozen=True)
 class Plan:
     """Every change of one plan, in dependency order, with what it was computed against."""
@@ -93,41 +99,12 @@ class Plan:
         return any(c.action.changes for c in self.changes)
 
     def counts(self) -> Counter[str]:
-        out: Counter[str] = Counter()
-        for c in self.changes:
-            if c.action in (Action.BUILD, Action.REBUILD):
-                out["build"] += 1
-            elif c.action is Action.PULL:
-                out["pull"] += 1
-            elif c.action is Action.LOAD:
-                out["load"] += 1
-            elif c.action is Action.PUSH:
-                out["push"] += 1
-            elif c.action in (Action.RUN, Action.RERUN):
-                out["run"] += 1
-            elif c.action is Action.FAILED:
-                out["failed"] += 1
-            elif c.action is Action.WAIT:
-                out["running"] += 1
-            elif c.action is Action.SKIP:
-                out["skip"] += 1
-            elif c.action is Action.SKIPPED:
-                out["skipped"] += 1
-            else:
-                out["unchanged"] += 1
-        return out
+        return Counter(_COUNTED_AS.get(c.action, "unchanged") for c in self.changes)
 
     def summary(self) -> str:
         n = self.counts()
-        parts = [f"{n['build']} to build"]
-        if n["pull"]:
-            parts.append(f"{n['pull']} to pull")
-        if n["load"]:
-            parts.append(f"{n['load']} to load")
-        if n["push"]:
-            parts.append(f"{n['push']} to push")
-        parts += [f"{n['run']} to run", f"{n['unchanged']} unchanged"]
-        if n["skip"]:
-            parts.append(f"{n['skip']} to skip")
-        parts += [f"{n[k]} {k}" for k in ("skipped", "failed", "running") if n[k]]
+        parts = [f"{n['build']} to build", *(f"{n[k]} to {k}" for k in ("pull", "load", "push") if n[k]),
+                 f"{n['run']} to run", f"{n['unchanged']} unchanged",
+                 *(f"{n[k]} to {k}" for k in ("skip",) if n[k]),
+                 *(f"{n[k]} {k}" for k in ("skipped", "failed", "running") if n[k])]
         return "Plan: " + ", ".join(parts) + "."
