@@ -71,7 +71,8 @@ def run_unprivileged(args: tuple[str, ...], cwd: Path) -> tuple[int, str, str]:
     command = [sys.executable, "-m", "madengine", *args]
     if os.geteuid() == 0:
         if shutil.which("capsh") is None:
-            pytest.skip("root without capsh cannot give up its file capabilities")
+            pytest.fail("root without capsh cannot give up its file capabilities: install libcap2-bin "
+                        "(dev/services start does)")
         command = ["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c", 'exec "$0" "$@"', *command]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NO_COLOR": "1", "COLUMNS": "200"}
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
