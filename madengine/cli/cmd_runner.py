@@ -65,10 +65,10 @@ VerboseOption = _refuse(("--verbose", "-v"), "the plan and the progress lines sa
                         "under .madengine/runs", flag=True)
 RegistryOption = _refuse(("--registry",), "the images come from the registry the build manifest names (`madengine "
                          "build --registry R` writes it)")
-ContextOption = _refuse(("--additional-context", "-a"), "the context is the inventory nodes' GPU vendor; for "
-                        "another, write a madfile with an ssh target (see examples/ssh)")
-ContextFileOption = _refuse(("--additional-context-file",), "the context is the inventory nodes' GPU vendor; for "
-                            "another, write a madfile with an ssh target (see examples/ssh)")
+_CONTEXT_HINT = ("the context is the inventory nodes' GPU vendor; for another, write a madfile with an ssh target "
+                 "(see examples/ssh)")
+ContextOption = _refuse(("--additional-context", "-a"), _CONTEXT_HINT)
+ContextFileOption = _refuse(("--additional-context-file",), _CONTEXT_HINT)
 NodeSelectorOption = _refuse(("--node-selector",), "every node of the inventory runs jobs: give an inventory of "
                              "the nodes you want")
 
