@@ -17,13 +17,18 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.infra.services import unavailable
+
+if TYPE_CHECKING:
+    from madengine.backends.ssh import SshBackend
 
 SSHD = os.environ.get("MADENGINE_SSHD", "/usr/sbin/sshd")
 HINT = "apt-get install -y --no-install-recommends --no-upgrade openssh-server openssh-client"
@@ -39,6 +44,18 @@ class PrivateSshd:
     known_hosts: Path  # this server's host key, as ssh-keyscan gives it
     other_host_key_line: str  # a known_hosts line for this address with ANOTHER key (a "changed" key)
     pid: int
+
+    def backend(self, root: Path, workdir: Path, prefix: str) -> SshBackend:
+        """An `ssh` backend of one host "lo" (this server) for a project at `root`, its hosts' files under
+        `workdir`, in a workspace of its own (id `<prefix>-<random>`)."""
+        from madengine.backends.base import Workspace
+        from madengine.backends.ssh import SshBackend
+        from madengine.madfile.model import SshTarget
+
+        workspace = Workspace(root=root, state_dir=root / ".madengine", workspace_id=f"{prefix}-{uuid.uuid4().hex[:8]}")
+        target = SshTarget.model_validate({"backend": "ssh", "workdir": str(workdir), "hosts": [
+            {"name": "lo", "address": self.address, "port": self.port, "user": self.user, "key": str(self.key)}]})
+        return SshBackend("lab", target, workspace, known_hosts=(self.known_hosts,))
 
     def alive(self) -> bool:
         try:

@@ -93,21 +93,16 @@ def test_a_docker_job_cancelled_as_soon_as_it_is_handed_over_leaves_no_container
     remove the container that `docker run` creates right after."""
     import docker
 
-    from madengine.backends.base import ATTEMPT_ENV, Cancel, Workspace
+    from madengine.backends.base import ATTEMPT_ENV, Cancel
     from madengine.backends.specs import JobSpec
-    from madengine.backends.ssh import SshBackend
-    from madengine.madfile.model import SshTarget
     from madengine.state.model import Status
 
     client = docker.from_env()
     root = tmp_path / "p"
     (root / "scripts").mkdir(parents=True)
     (root / "scripts" / "run.sh").write_text("sleep 30\n")
-    workspace = Workspace(root=root, state_dir=root / ".madengine", workspace_id=f"c-{uuid.uuid4().hex[:8]}")
-    target = SshTarget.model_validate({"backend": "ssh", "workdir": str(tmp_path / "remote"), "hosts": [
-        {"name": "lo", "address": private_sshd.address, "port": private_sshd.port, "user": private_sshd.user,
-         "key": str(private_sshd.key)}]})
-    b = SshBackend("lab", target, workspace, known_hosts=(private_sshd.known_hosts,))
+    b = private_sshd.backend(root, tmp_path / "remote", "c")
+    workspace = b.workspace
     label = f"madengine.workspace={workspace.workspace_id}"
     try:
         for n in range(3):

@@ -7,16 +7,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from madengine.backends.base import ATTEMPT_ENV, Cancel, Workspace
+from madengine.backends.base import ATTEMPT_ENV, Cancel
 from madengine.backends.specs import JobSpec
 from madengine.backends.ssh import SshBackend
-from madengine.madfile.model import SshTarget
 from madengine.state.model import Status
 from tests.backends.sshd import PrivateSshd, private_sshd  # noqa: F401 (fixture)
 from tests.infra.services import Registry, registry  # noqa: F401 (fixture)
@@ -61,11 +59,8 @@ def test_a_lost_connection_removes_the_jobs_container_or_says_it_may_still_run(
     root = tmp_path / "p"
     (root / "scripts").mkdir(parents=True)
     (root / "scripts" / "run.sh").write_text("sleep 60\n")
-    workspace = Workspace(root=root, state_dir=root / ".madengine", workspace_id=f"l-{uuid.uuid4().hex[:8]}")
-    target = SshTarget.model_validate({"backend": "ssh", "workdir": str(tmp_path / "remote"), "hosts": [
-        {"name": "lo", "address": private_sshd.address, "port": private_sshd.port, "user": private_sshd.user,
-         "key": str(private_sshd.key)}]})
-    b = SshBackend("lab", target, workspace, known_hosts=(private_sshd.known_hosts,))
+    b = private_sshd.backend(root, tmp_path / "remote", "l")
+    workspace = b.workspace
     label = f"madengine.workspace={workspace.workspace_id}"
     job = JobSpec(address="job:m@cpu/lab#1", node_hash=f"sha256:{1:064x}", model="m", context="cpu", target="lab",
                   script="scripts/run.sh", args=(), env={ATTEMPT_ENV: "1"}, n_gpus=0, timeout=0,

@@ -7,18 +7,15 @@ import contextlib
 import io
 import socket
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from madengine.backends.base import Cancel, Outcome, Workspace
+from madengine.backends.base import Cancel, Outcome
 from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec
-from madengine.backends.ssh import SshBackend
 from madengine.backends.ssh_session import Cancelled, FabricSession, SshEndpoint
-from madengine.madfile.model import SshTarget
 from madengine.state.model import Status
 from tests.backends.sshd import PrivateSshd, private_sshd  # noqa: F401 (fixture)
 
@@ -139,11 +136,7 @@ def test_a_cancel_during_a_pull_on_the_host_interrupts_the_delivery_at_once(
 
     threading.Thread(target=accept, daemon=True).start()
     root = tmp_path / "p"
-    workspace = Workspace(root=root, state_dir=root / ".madengine", workspace_id=f"d-{uuid.uuid4().hex[:8]}")
-    target = SshTarget.model_validate({"backend": "ssh", "workdir": str(tmp_path / "remote"), "hosts": [
-        {"name": "lo", "address": private_sshd.address, "port": private_sshd.port, "user": private_sshd.user,
-         "key": str(private_sshd.key)}]})
-    b = SshBackend("lab", target, workspace, known_hosts=(private_sshd.known_hosts,))
+    b = private_sshd.backend(root, tmp_path / "remote", "d")
     image = ImageSpec(address="image:m", node_hash=f"sha256:{7:064x}", tag=f"madengine/m:{7:012x}",
                       dockerfile="docker/a", build_context=".", build_args={}, base=None, base_digest=None,
                       registry=f"127.0.0.1:{listener.getsockname()[1]}")
