@@ -159,7 +159,7 @@ class AnsibleBackend:
         self.container: str = target.container
         self.hosts_by_name = {h.name: h for h in target_hosts(target, workspace.root)}
         self._lock = threading.Lock()
-        self._facts: SshBackend | None = None
+        self._hosts_ssh: SshBackend | None = None  # the ssh backend that reaches the same hosts (facts, images)
 
 
     # --- configuration --------------------------------------------------------------------------
@@ -248,17 +248,17 @@ class AnsibleBackend:
         from madengine.madfile.model import SshTarget
 
         with self._lock:
-            if self._facts is None:
+            if self._hosts_ssh is None:
                 config = SshTarget.model_validate({**self.target.model_dump(exclude={"backend", "playbook_extra_vars",
                                                                                      "forks"}), "backend": "ssh"})
-                self._facts = SshBackend(self.target_name, config, self.workspace, known_hosts=known_hosts_files())
-            return self._facts
+                self._hosts_ssh = SshBackend(self.target_name, config, self.workspace, known_hosts=known_hosts_files())
+            return self._hosts_ssh
 
     def close(self) -> None:
         """The end of a command: the `ssh` backend's connections (images, facts) are let go; ssh
         connections of playbook runs close themselves, ControlPersist seconds after their last use."""
         with self._lock:
-            made, self._facts = self._facts, None
+            made, self._hosts_ssh = self._hosts_ssh, None
         if made is not None:
             made.close()
 
@@ -341,7 +341,7 @@ class AnsibleBackend:
         job_dir = self.base_dir / render.job_name(job.address)
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            images = self._facts  # the ssh backend that delivered this command's images, if any did
+            images = self._hosts_ssh  # the ssh backend that delivered this command's images, if any did
         why = images.not_delivered(job, host.name) if images is not None else None
         if why is not None:  # a delivery to this host failed: its jobs fail here, saying why
             return self._failed(job, host, why)
