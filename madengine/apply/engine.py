@@ -392,6 +392,8 @@ class Applier:
         self.store.finish_attempt(entry.attempt_id, outcome.status, exit_code=outcome.exit_code, message=message,
                                   perf=outcome.perf, image_digest=outcome.digest,
                                   gate=self._verdict(change, outcome.status, outcome.perf))
+        if outcome.host_unreachable and entry.slot is not None:
+            self.slots.unreachable(entry.slot.target, entry.slot.host)
         if change.action is Action.LOAD:  # each host that got it is recorded, even if a later one failed
             self._record_loads(change, entry)
         elif outcome.status is Status.SUCCESS and change.kind != NodeKind.JOB:

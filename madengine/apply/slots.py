@@ -3,7 +3,8 @@
 A job of `n_gpus: k` waits for k free GPUs on one host of its target; `-1` means all of that host's
 GPUs. A host without a GPU count (`gpus` unset) does not limit jobs by GPUs. A host's `max_parallel`
 caps how many jobs run on it at once, whatever their GPUs. Among hosts that fit, the one with the
-fewest free GPUs is taken (best fit), which keeps whole hosts free for large jobs.
+fewest free GPUs is taken (best fit), which keeps whole hosts free for large jobs. A host found
+unreachable takes no more jobs while another host of the target could ever take them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class Host:
     max_parallel: int | None = None  # None: no cap besides GPUs
     free: list[int] = field(default_factory=list)
     running: int = 0
+    unreachable: bool = False
 
     def __post_init__(self) -> None:
         self.free = list(range(self.gpus or 0))
@@ -29,6 +31,9 @@ class Host:
         if self.gpus is None:
             return 0
         return self.gpus if n_gpus < 0 else n_gpus
+
+    def fits_ever(self, n_gpus: int) -> bool:
+        return self.need(n_gpus) <= (self.gpus or 0) and self.max_parallel != 0
 
     def can_take(self, n_gpus: int) -> bool:
         full = self.max_parallel is not None and self.running >= self.max_parallel
@@ -51,19 +56,25 @@ class Slots:
         """The target's hosts, by name."""
         return [h.name for h in self._hosts.get(target, ())]
 
-    def _candidates(self, target: str, only: Sequence[str]) -> list[Host]:
-        return [h for h in self._hosts[target] if not only or h.name in only]
+    def _candidates(self, target: str, only: Sequence[str], n_gpus: int) -> list[Host]:
+        hosts = [h for h in self._hosts[target] if not only or h.name in only]
+        reachable = [h for h in hosts if not h.unreachable and h.fits_ever(n_gpus)]
+        return reachable or hosts  # all the job could use are down: it tries them again (a transient failure)
+
+    def unreachable(self, target: str, host: str) -> None:
+        """The host could not be reached: jobs go to the others while they can."""
+        for h in self._hosts.get(target, ()):
+            h.unreachable = h.unreachable or h.name == host
 
     def fits_ever(self, target: str, n_gpus: int, only: Sequence[str] = ()) -> bool:
         """Could this job run on some host of the target (of `only`, when given) at all, when every GPU
         is free?"""
-        return any(h.need(n_gpus) <= (h.gpus if h.gpus is not None else 0) and h.max_parallel != 0
-                   for h in self._candidates(target, only))
+        return any(h.fits_ever(n_gpus) for h in self._candidates(target, only, n_gpus))
 
     def take(self, target: str, n_gpus: int, only: Sequence[str] = ()) -> Slot | None:
         """A host and GPUs for the job now, or None if it must wait. `only`: the hosts it may run on
         (those a model's skip_gpu_arch leaves it; empty: any)."""
-        fitting = [h for h in self._candidates(target, only) if h.can_take(n_gpus)]
+        fitting = [h for h in self._candidates(target, only, n_gpus) if h.can_take(n_gpus)]
         if not fitting:
             return None
         if any(h.gpus is not None for h in fitting):

@@ -100,6 +100,7 @@ class Outcome:
     image_id: str | None = None  # builds: the engine's id
     digest: str | None = None  # builds/pushes: the registry digest
     transient: bool = False  # a failure worth retrying (network, engine hiccup)
+    host_unreachable: bool = False  # the host could not be reached: no more jobs go there while another can take them
     perf: tuple[PerfRow, ...] = ()
     artifacts: RunArtifacts | None = None  # a job's run, once it had a run directory
     details: dict[str, Any] = field(default_factory=dict)  # informational: container id, duration...

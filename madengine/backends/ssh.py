@@ -562,7 +562,8 @@ class SshBackend:
                                       staging=self.workspace.runs / "ssh" / _safe(self.target_name) / host.name,
                                       runs=place.runs)
         except HostUnavailable as e:
-            return self._failed(job, host.name, _host_message(host.name, e), transient=e.transient)
+            return replace(self._failed(job, host.name, _host_message(host.name, e), transient=e.transient),
+                           host_unreachable=True)
         except OSError as e:  # RunDirConflict included: a script would replace another; a full disk there
             return self._failed(job, host.name, f"{host.name}: cannot prepare the run directory: "
                                                 f"{_host_message(host.name, e).removeprefix(host.name + ': ')}")
@@ -578,7 +579,8 @@ class SshBackend:
                 message = _host_message(host.name, e)
                 with contextlib.suppress(OSError):
                     log.write(f"\nmadengine: {message}\n".encode())
-                outcome = Outcome(Status.FAILURE, message=message, host=host.name, transient=e.transient)
+                outcome = Outcome(Status.FAILURE, message=message, host=host.name, transient=e.transient,
+                                  host_unreachable=True)
         return replace(outcome, host=host.name, artifacts=self._artifacts(session, job, run_dir, outcome))
 
     def _artifacts(self, session: FabricSession, job: JobSpec, run_dir: str, outcome: Outcome) -> RunArtifacts:

@@ -1,6 +1,6 @@
 """`madengine runner ssh` over the three hosts of `dev/services` (node1..node3: own address, hostname, home and
 Docker engine), end to end: the build manifest's models run on every host, the report says where and how; a host
-that is down fails only its own jobs; a second run has nothing to do; what failed runs again."""
+that is down has its jobs run on the others; a second run has nothing to do."""
 
 from __future__ import annotations
 
@@ -91,26 +91,24 @@ def test_runner_ssh_runs_the_manifest_on_every_host_and_reports(
         {m: r["node_id"] for m, r in results.items()}
 
 
-def test_a_host_that_is_down_fails_only_its_jobs_and_they_run_again(
+def test_the_jobs_of_a_host_that_is_down_run_on_the_others(
         run_cli: RunCli, tmp_path: Path, ssh_hosts: SshServices) -> None:
     root, env = cpu_package(tmp_path), client_env(tmp_path, ssh_hosts)
     inventory(root, ssh_hosts)
     with ssh_hosts.stopped("node2"):
         code, out, err = run_cli("runner", "ssh", "-i", "nodes.json", "--tags", MODELS, cwd=root, env=env,
                                  timeout=600)
-    assert code == 3, out + err
+    assert code == 0, out + err
+    # The first jobs spread over the three hosts: the one placed on node2 failed to connect, and its retry
+    # (and every later job) went to a host that answers.
+    assert "node2: connection refused" in out and "(transient; retrying)" in out, out
     data = report(root)
-    failed = [r for r in data["node_results"] if r["status"] != "SUCCESS"]
-    assert failed and data["failed_executions"] == len(failed)
-    for r in failed:
-        assert r["node_id"] == "node2" and r["status"] == "FAILURE" and "node2" in r["error_message"], r
-    assert {r["node_id"] for r in data["node_results"] if r["status"] == "SUCCESS"} <= {"node1", "node3"}
+    assert data["successful_executions"] == 5 and data["failed_executions"] == 0, data
+    assert {r["node_id"] for r in data["node_results"]} <= {"node1", "node3"}
 
     code, out, err = run_cli("runner", "ssh", "-i", "nodes.json", "--tags", MODELS, cwd=root, env=env, timeout=600)
     assert code == 0, out + err
-    again = report(root)
-    assert again["successful_executions"] == 5
-    assert {r["model_tag"] for r in again["node_results"] if r["this_run"]} == {r["model_tag"] for r in failed}
+    assert "No changes" in out
 
 
 def test_runner_ansible_runs_the_models_on_every_host(run_cli: RunCli, tmp_path: Path,

@@ -196,3 +196,18 @@ def test_a_one_host_target_never_loads_and_its_plan_names_no_host(tmp_path: Path
         plan, _ = make_plan(dataclasses.replace(r, backends={"lab": fake}), store)
         (rebuild,) = [c for c in plan.changes if c.action.changes]
         assert rebuild.action is Action.REBUILD and rebuild.hosts == () and "→" not in render_text(plan)
+
+
+def test_the_retry_of_a_job_whose_host_was_unreachable_runs_on_another_host(tmp_path: Path) -> None:
+    r = jobs_project(tmp_path, {"m": 0})
+    fake = FakeHostProcesses(hosts_=[HostInfo("n1", None), HostInfo("n2", None)])
+
+    def n1_down(j: JobSpec, cancel: Cancel) -> Outcome:
+        if j.host == "n1":
+            return Outcome(Status.FAILURE, message="n1: connection refused", transient=True, host_unreachable=True)
+        return Outcome(Status.SUCCESS, exit_code=0)
+
+    fake.script[job("m")] = n1_down
+    with StateStore.open(r.state_path) as store:
+        assert apply(r, store, fake, retries=2).exit_code is ExitCode.OK
+        assert [(a.status, a.host) for a in store.attempts()] == [(Status.FAILURE, "n1"), (Status.SUCCESS, "n2")]

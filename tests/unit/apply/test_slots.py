@@ -54,3 +54,23 @@ def test_hosts_without_gpus_take_jobs_in_turn() -> None:
 
 def test_a_host_that_takes_no_job_never_fits() -> None:
     assert not Slots({"lab": [HostInfo("a", 8, max_parallel=0)]}).fits_ever("lab", 1)
+
+
+def test_an_unreachable_host_takes_no_job_another_host_could_ever_take() -> None:
+    slots = Slots({"lab": [HostInfo("a", 4), HostInfo("b", 8)]})
+    slots.unreachable("lab", "a")
+    taken = [slots.take("lab", 1) for _ in range(3)]
+    assert [t.host for t in taken if t is not None] == ["b", "b", "b"]  # a (the best fit) is passed over
+    big = slots.take("lab", 4)
+    assert big is not None and big.host == "b"
+    assert slots.take("lab", 2) is None  # b is full: the job waits for b rather than go to the host that is down
+    only_a = slots.take("lab", 1, only=["a"])  # the only host it may use: tried again (the failure was transient)
+    assert only_a is not None and only_a.host == "a"
+
+
+def test_a_job_only_an_unreachable_host_fits_is_tried_there() -> None:
+    slots = Slots({"lab": [HostInfo("a", 8), HostInfo("b", 2)]})
+    slots.unreachable("lab", "a")
+    assert slots.fits_ever("lab", 8)
+    taken = slots.take("lab", 8)
+    assert taken is not None and taken.host == "a"
