@@ -147,6 +147,30 @@ class OrphanRecord:
     host: str | None
 
 
+@dataclass(frozen=True)
+class QueueState:
+    """A job in a batch system (SLURM, Kubernetes), as the system last said. `state` is the system's own
+    word (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY... for SLURM;
+    Pending, Running, Succeeded, Failed for Kubernetes); `status` says what it means to madengine once
+    the job is finished (None while it is queued or running)."""
+
+    handle: str  # the system's id: a SLURM job id (`4242`, `4242_3` in an array), a Kubernetes Job name
+    state: str
+    status: Status | None = None  # set once finished: SUCCESS, FAILURE, TIMEOUT or INTERRUPTED (cancelled)
+    where: str = ""  # the node(s) it runs or ran on, when known
+    reason: str = ""  # one line: why it waits (SLURM's Reason), why it failed
+    exit_code: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status is not None
+
+    def describe(self, system: str) -> str:
+        """`slurm 4242 RUNNING on node2`, `slurm 4242 PENDING (Resources)`."""
+        return (f"{system} {self.handle} {self.state}" + (f" on {self.where}" if self.where else "")
+                + (f" ({self.reason})" if self.reason else ""))
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A backend for one target."""
@@ -223,3 +247,49 @@ class Backend(Protocol):
         lock, when nothing of its own runs (at its end), for what a dying apply was still creating.
         """
         ...
+
+
+@runtime_checkable
+class BatchBackend(Backend, Protocol):
+    """A backend that hands jobs to a batch system (SLURM, Kubernetes), as ReFrame's `JobScheduler`:
+    apply submits, polls every job of the target in one query, collects the finished ones, and never
+    holds a thread per queued job. `run` is not called for its jobs.
+
+    A job's handle is recorded with its attempt the moment `submit` returns, so an apply that is killed
+    leaves jobs a later plan finds (`observe_queue`) and a later apply waits for (`poll`, `collect`)
+    rather than submit again."""
+
+    system: ClassVar[str]  # how plans and messages name the system: "slurm", "kubernetes"
+    poll_interval: ClassVar[float]  # seconds between two polls of one target while it has jobs in flight
+
+    def submit(self, jobs: Sequence[JobSpec]) -> list[str | Outcome]:
+        """Prepare each job's run directory where the system's nodes see it and hand the jobs to the system
+        in as few submissions as it allows (one SLURM array per image and shape); images are already where
+        the system pulls them from. Per job, in order: its handle, or the Outcome of a submission that
+        failed (the others are still submitted). Called on the apply's main thread: quick, no waiting."""
+        ...
+
+    def poll(self, handles: Sequence[str]) -> Mapping[str, QueueState]:
+        """Read-only, one query for all: the state of each handle. A handle the system no longer knows
+        maps to a finished state saying so (status FAILURE, or whatever its accounting remembers).
+        Raises HostUnavailable when the system cannot be asked (apply asks again later)."""
+        ...
+
+    def observe_queue(self, handles: Sequence[str]) -> Mapping[str, QueueState]:
+        """Read-only, at plan: `poll`, for the handles of attempts a killed apply left RUNNING (never
+        called when there are none, so a no-op plan asks the system nothing)."""
+        ...
+
+    def collect(self, job: JobSpec, state: QueueState) -> Outcome:
+        """A finished job: its log into `job.log_path`, its artifacts and performance, the status its
+        state says. Called on a worker thread."""
+        ...
+
+    def cancel(self, handles: Sequence[str]) -> None:
+        """Ask the system to stop these (scancel, delete the Job); a later `poll` says when they have."""
+        ...
+
+
+def is_batch(backend: Backend) -> bool:
+    """Does apply submit and poll this backend's jobs, rather than `run` each one on a worker?"""
+    return isinstance(backend, BatchBackend)

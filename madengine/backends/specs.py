@@ -45,7 +45,7 @@ class JobSpec:
     script: str  # project-relative path of the run script
     args: tuple[str, ...]
     env: Mapping[str, str]  # secrets already resolved here, never recorded
-    n_gpus: int  # -1: all of the host's GPUs
+    n_gpus: int  # -1: all of the host's GPUs (per node, for a multi-node job)
     timeout: int  # seconds; 0: none
     image_tag: str | None  # None on `local`
     image_digest: str | None
@@ -63,6 +63,7 @@ class JobSpec:
     log_path: Path | None = None  # where the backend writes the run's log (apply chooses it)
     host: str | None = None  # which host of the target (apply's GPU scheduler chooses it)
     gpu_ids: tuple[int, ...] = ()  # which of the host's GPUs this job was given
+    nnodes: int = 1  # nodes the job spans (models.json `nnodes`): one launch per node, MASTER_ADDR/NODE_RANK set
 
 
 _ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
