@@ -22,10 +22,12 @@ BUILTIN: Mapping[str, str] = {
     "docker": "madengine.backends.docker:DockerBackend",
     "ssh": "madengine.backends.ssh:SshBackend",
     "ansible": "madengine.backends.ansible:AnsibleBackend",
+    "kubernetes": "madengine.backends.kubernetes:KubernetesBackend",
 }
 # Built-in backends that need an optional extra: the modules they import, and how to install them.
 REQUIRES: Mapping[str, tuple[tuple[str, ...], str]] = {
     "ansible": (("ansible_runner", "ansible"), "pip install 'madengine[ansible]' (ansible-core and ansible-runner)"),
+    "kubernetes": (("kubernetes",), "pip install 'madengine[kubernetes]'"),
 }
 
 

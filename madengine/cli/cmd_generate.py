@@ -1,4 +1,4 @@
-"""`madengine generate ansible -o DIR`: what a backend would submit, written for review or hand-off (DESIGN §6)."""
+"""`madengine generate ansible|k8s -o DIR`: what a backend would submit, written for review or hand-off (DESIGN §6)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
     generate_app = typer.Typer(name="generate", help="Write what a backend would submit, for review or hand-off.",
                                no_args_is_help=True, rich_markup_mode=None)
     generate_app.command("ansible")(ansible)
+    generate_app.command("k8s")(k8s)
     app.add_typer(generate_app, name="generate")
 
 
@@ -51,7 +52,7 @@ def ansible(
     output = (chdir or Path()) / output  # as if started in -C's directory
     locked = lock_project(madfile_path(file, chdir), resolve=lambda ref: None)
     project = locked.project
-    by_target = _ansible_jobs(locked.lock, project, select, target)
+    by_target = _jobs_of(locked.lock, project, select, target, "ansible")
     if not by_target:
         named = f" among {', '.join(target)}" if target else ""
         raise UsageError(f"no jobs on an ansible target{named}",
@@ -61,7 +62,7 @@ def ansible(
     written: dict[str, list[str]] = {}
     for name, jobs in by_target.items():
         config = project.targets[name]
-        assert isinstance(config, AnsibleTarget)  # _ansible_jobs keeps ansible targets' jobs only
+        assert isinstance(config, AnsibleTarget)  # _jobs_of keeps ansible targets' jobs only
         backend = AnsibleBackend(name, config, workspace)
         directory = output / name
         files = backend.generate(jobs, directory)
@@ -76,8 +77,102 @@ def ansible(
                          f"{len(jobs)} run director{'y' if len(jobs) == 1 else 'ies'} (target {name})\n")
 
 
-def _ansible_jobs(lock: Lock, project: Project, select: list[str], targets: list[str]) -> dict[str, list[JobSpec]]:
-    """The jobs of ansible targets that --select/--target leave, by target, in address order (as a backend is
+def k8s(
+    output: Path = typer.Option(..., "-o", "--output", "--output-dir", metavar="DIR",
+                                help="Where to write them: DIR/TARGET/JOB.yaml for each job of a kubernetes target."),
+    namespace: str | None = typer.Option(None, "--namespace", metavar="NAMESPACE",
+                                         help="The namespace of every manifest, instead of the targets' own."),
+    file: Path | None = FileOption,
+    chdir: Path | None = ChdirOption,
+    target: list[str] = TargetOption,
+    select: list[str] = SelectOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Write the manifests the kubernetes targets' jobs would be submitted as, one file per job.
+
+    Each DIR/TARGET/JOB.yaml holds the job's ConfigMap (its run directory), its Job, and for a multi-node
+    job its headless Service: `kubectl apply -f DIR/TARGET/JOB.yaml`. A job's secret variables are never
+    written: the file's first lines name the Secret and keys its Job reads them from.
+    """
+    import re
+    import sys
+    import tempfile
+
+    from madengine.backends import kubernetes_render as render
+    from madengine.backends.base import Workspace
+    from madengine.backends.kubernetes import KubernetesBackend
+    from madengine.cli import output as out
+    from madengine.cli.options import madfile_path
+    from madengine.errors import UsageError
+    from madengine.madfile.locate import display_path
+    from madengine.madfile.model import KubernetesTarget
+    from madengine.pipeline import lock_project
+
+    if namespace is not None and not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", namespace):
+        raise UsageError(f"--namespace {namespace!r} is not a Kubernetes namespace name",
+                         hint="at most 63 lowercase letters, digits and `-`, beginning and ending with a letter or "
+                         "digit")
+    output = (chdir or Path()) / output  # as if started in -C's directory
+    locked = lock_project(madfile_path(file, chdir), resolve=lambda ref: None)
+    project = locked.project
+    by_target = _jobs_of(locked.lock, project, select, target, "kubernetes")
+    if not by_target:
+        named = f" among {', '.join(target)}" if target else ""
+        raise UsageError(f"no jobs on a kubernetes target{named}",
+                         hint="give a target `backend: kubernetes` and run models on it (`runs:`), or check --select")
+    root = locked.loaded.path.parent
+    written: dict[str, list[str]] = {}
+    with tempfile.TemporaryDirectory(prefix="madengine-generate-") as staging:
+        workspace = Workspace(root=root, state_dir=Path(staging), workspace_id="generated")
+        for name, jobs in by_target.items():
+            config = project.targets[name]
+            assert isinstance(config, KubernetesTarget)  # _jobs_of keeps kubernetes targets' jobs only
+            if namespace is not None:
+                config = config.model_copy(update={"namespace": namespace})
+            backend = KubernetesBackend(name, config, workspace)
+            directory = output / name
+            directory.mkdir(parents=True, exist_ok=True)
+            files = []
+            for job in jobs:
+                problems = [d.message for d in backend.validate(job)]
+                try:
+                    docs = backend.manifests(job) if not problems else []
+                except ValueError as e:  # a run directory too big for a ConfigMap, a render error
+                    problems.append(f"{job.address}: {e}")
+                if problems:
+                    raise UsageError(problems[0], hint="fix the madfile, or leave the job out (--select, --target)")
+                path = directory / f"{render.job_name(job)}.yaml"
+                path.write_text(_k8s_header(job, backend) + render.dump(docs), encoding="utf-8")
+                files.append(display_path(path))
+            written[name] = files
+    if as_json:
+        out.print_json({"targets": {n: {"directory": display_path(output / n), "files": f}
+                                    for n, f in written.items()}})
+        return
+    for name, files in written.items():
+        sys.stdout.write(f"{display_path(output / name)}/: {len(files)} manifest file{'' if len(files) == 1 else 's'} "
+                         f"(target {name})\n")
+
+
+def _k8s_header(job: JobSpec, backend: object) -> str:
+    """What a file says before its manifests: the job, and the Secret its variables are read from."""
+    from madengine.backends import kubernetes_render as render
+    from madengine.backends.kubernetes import KubernetesBackend
+
+    assert isinstance(backend, KubernetesBackend)
+    lines = [f"# {job.address}: generated by madengine; kubectl apply -f this file"]
+    secrets = sorted(render.secret_values(job, backend.settings))
+    if secrets:
+        name = render.secret_name(render.job_name(job))
+        lines.append(f"# Its Job reads {', '.join(secrets)} from Secret {name} (values are never written): "
+                     f"kubectl -n {backend.namespace} create secret generic {name} "
+                     + " ".join(f"--from-literal={k}=..." for k in secrets))
+    return "\n".join(lines) + "\n"
+
+
+def _jobs_of(lock: Lock, project: Project, select: list[str], targets: list[str],
+             backend: str) -> dict[str, list[JobSpec]]:
+    """The jobs of `backend` targets that --select/--target leave, by target, in address order (as a backend is
     handed them: `${env:NAME}` references resolved from madengine's environment)."""
     from madengine.backends.specs import job_spec
     from madengine.graph.build import build_graph
@@ -87,6 +182,6 @@ def _ansible_jobs(lock: Lock, project: Project, select: list[str], targets: list
     out: dict[str, list[JobSpec]] = {}
     for address in sorted(a for a, data in graph.nodes.items() if data["kind"] == "job"):
         spec = job_spec(address, lock, project)
-        if project.targets[spec.target].backend == "ansible":
+        if project.targets[spec.target].backend == backend:
             out.setdefault(spec.target, []).append(spec)
     return dict(sorted(out.items()))

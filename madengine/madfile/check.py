@@ -46,6 +46,7 @@ def check(data: Mapping[Any, Any], source: SourceMap) -> list[Diagnostic]:
     out += _check_models(models, source)
     out += _check_targets(targets, source)
     out += _check_backends(targets, source)
+    out += _check_cluster_registry(data, targets, source)
     out += _check_secrets(data, source)
     out += _check_env_names(data, source)
     out += _check_runs(data, contexts, targets, source)
@@ -227,6 +228,19 @@ def _check_backends(targets: dict[Any, Any], source: SourceMap) -> list[Diagnost
                    if lacking else source.diagnostic(at, f"backend `{backend}` is not installed",
                                                      f"installed backends: {', '.join(sorted(names))}", at="value"))
     return out
+
+
+def _check_cluster_registry(data: Mapping[Any, Any], targets: dict[Any, Any], source: SourceMap) -> list[Diagnostic]:
+    """A cluster's nodes pull images from the madfile's registry: a kubernetes target without one could
+    never start a pod."""
+    if data.get("registry"):
+        return []
+    return [source.diagnostic(("targets", name, "backend"),
+                              f"target `{name}` (kubernetes) pulls its images from a registry, and the madfile "
+                              "names none",
+                              "set `registry:` at the top of the madfile (e.g. `registry: localhost:5000`): images are "
+                              "pushed there and the cluster's nodes pull them", at="value")
+            for name, t in targets.items() if isinstance(t, dict) and t.get("backend") == "kubernetes"]
 
 
 def _env_maps(data: Mapping[Any, Any]) -> Iterator[tuple[KeyPath, dict[Any, Any]]]:

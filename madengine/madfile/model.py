@@ -382,14 +382,96 @@ class SlurmTarget(Strict):
     sbatch_options: list[str] = Field(default_factory=list)
 
 
+# Kubernetes names: a DNS-1123 label (namespaces), a DNS-1123 subdomain (secrets, service accounts), a
+# qualified name (label keys, resource names: `[prefix/]name`), a label value.
+_K8S_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+_K8S_SUBDOMAIN = re.compile(r"(?=.{1,253}\Z)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\Z")
+_K8S_NAME_PART = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?\Z")
+_K8S_LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?\Z")
+
+
+def _k8s_label(value: str) -> str:
+    if not _K8S_LABEL.match(value):
+        raise ValueError(f"`{value}` is not a Kubernetes namespace name (at most 63 lowercase letters, digits "
+                         "and `-`, beginning and ending with a letter or digit)")
+    return value
+
+
+def _k8s_subdomain(value: str) -> str:
+    if not _K8S_SUBDOMAIN.match(value):
+        raise ValueError(f"`{value}` is not a Kubernetes object name (lowercase letters, digits, `-` and `.`, "
+                         "beginning and ending with a letter or digit)")
+    return value
+
+
+def _k8s_qualified(value: str) -> str:
+    prefix, _, name = value.rpartition("/")
+    if (prefix and not _K8S_SUBDOMAIN.match(prefix)) or not _K8S_NAME_PART.match(name):
+        raise ValueError(f"`{value}` is not a Kubernetes qualified name (`[domain/]name`, e.g. `amd.com/gpu`)")
+    return value
+
+
+def _k8s_selector(value: dict[str, str]) -> dict[str, str]:
+    for key, label in value.items():
+        _k8s_qualified(key)
+        if not _K8S_LABEL_VALUE.match(label):
+            raise ValueError(f"`{label}` (of `{key}`) is not a Kubernetes label value (at most 63 letters, digits, "
+                             "`-`, `_` and `.`, beginning and ending with a letter or digit)")
+    return value
+
+
+class Toleration(Strict):
+    """A pod toleration of a node taint, as Kubernetes reads it."""
+
+    key: Annotated[str, AfterValidator(_k8s_qualified)] | None = Field(
+        default=None, description="the taint's key; unset with `operator: Exists`: every taint")
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="unset: every effect")
+    toleration_seconds: int | None = Field(default=None, ge=0, description="NoExecute: how long the pod stays "
+                                           "on a node tainted after it started")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Toleration:
+        if self.operator == "Exists" and self.value is not None:
+            raise ValueError("a toleration with `operator: Exists` has no `value`")
+        if self.key is None and self.operator != "Exists":
+            raise ValueError("a toleration without `key` needs `operator: Exists`")
+        return self
+
+    def to_api(self) -> dict[str, Any]:
+        """The pod spec's form (camelCase, unset keys left out)."""
+        out: dict[str, Any] = {"key": self.key, "operator": self.operator, "value": self.value,
+                               "effect": self.effect, "tolerationSeconds": self.toleration_seconds}
+        return {k: v for k, v in out.items() if v is not None}
+
+
 class KubernetesTarget(Strict):
+    """Jobs as batch/v1 Jobs of a Kubernetes cluster; their images are pulled from the madfile's `registry`."""
+
     backend: Literal["kubernetes"]
-    namespace: str = "default"
-    kubeconfig: str | None = None
-    context: str | None = None
-    gpu_resource: str = "amd.com/gpu"
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    service_account: str | None = None
+    namespace: Annotated[str, AfterValidator(_k8s_label)] = Field(default="default",
+                                                                  description="where the Jobs are created")
+    kubeconfig: str | None = Field(default=None, description="the kubeconfig file, relative to this file (`~` "
+                                   "expanded); default: $KUBECONFIG, then ~/.kube/config")
+    context: str | None = Field(default=None, description="the kubeconfig's context; default: its current one")
+    gpu_resource: Annotated[str, AfterValidator(_k8s_qualified)] | None = Field(
+        default=None, description="the device plugin's resource a job's n_gpus asks for; default: from the "
+        "context's gpu_vendor (AMD: amd.com/gpu, NVIDIA: nvidia.com/gpu, INTEL: gpu.intel.com/i915)")
+    gpus: int | None = Field(default=None, ge=0, description="GPUs of a node: what n_gpus -1 (all GPUs) asks "
+                             "for; unset: a job with n_gpus -1 is an error here")
+    node_selector: Annotated[dict[str, str], AfterValidator(_k8s_selector)] = Field(
+        default_factory=dict, description="node labels the pods must run on")
+    tolerations: list[Toleration] = Field(default_factory=list, description="taints the pods tolerate")
+    image_pull_secret: Annotated[str, AfterValidator(_k8s_subdomain)] | None = Field(
+        default=None, description="the name of a Secret of the namespace that logs in to the registry (a name, "
+        "never the credentials)")
+    service_account: Annotated[str, AfterValidator(_k8s_subdomain)] | None = Field(
+        default=None, description="the pods' service account; default: the namespace's default")
+    ttl_seconds: int | None = Field(default=None, ge=0, description="the cluster deletes a finished Job after "
+                                    "this many seconds, if madengine has not (ttlSecondsAfterFinished)")
+    rerun_on: RerunOn = _rerun_on()
 
 
 Target = Annotated[
@@ -403,7 +485,11 @@ Target = Annotated[
 # reruns on other facts must not rerun every job. (The facts of the host a job ran on are recorded with
 # each attempt and compared at plan time instead.) Every other key counts: `container` (in an image or
 # as host processes), `workdir`, `playbook_extra_vars`, `gpus`, `backend`...
-HASH_EXCLUDED = frozenset({"hosts", "inventory", "host_key_check", "max_parallel_per_host", "forks", "rerun_on"})
+HASH_EXCLUDED = frozenset({"hosts", "inventory", "host_key_check", "max_parallel_per_host", "forks", "rerun_on",
+                           # kubernetes: which cluster and namespace, with what credentials and clean-up; not
+                           # `gpu_resource`, `node_selector`, `tolerations` (which nodes, which devices)
+                           "namespace", "kubeconfig", "context", "image_pull_secret", "service_account",
+                           "ttl_seconds"})
 
 
 def job_config(config: Context | Target) -> dict[str, Any]:
