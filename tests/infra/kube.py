@@ -26,6 +26,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +88,9 @@ class Kube:
             try:
                 async with kmock.KubernetesEmulator() as emulator, \
                         kmock.Server(emulator, host="127.0.0.1", port=self.port):
-                    emulator.resources.load_bundled()
+                    with warnings.catch_warnings():  # kmock reads its bundle with a deprecated importlib call
+                        warnings.simplefilter("ignore", DeprecationWarning)
+                        emulator.resources.load_bundled()
                     emulator["get", kmock.subresource("log")] << self._log
                     self.emulator = emulator
                     ready.set()
@@ -104,8 +107,8 @@ class Kube:
             raise failed[0]
         return self
 
-    def _log(self, request: Any) -> bytes:
-        return self.logs.get((request.namespace, request.name), "").encode()
+    def _log(self, request: Any) -> str:
+        return self.logs.get((request.namespace, request.name), "")
 
     def stop(self) -> None:
         """The API server goes away (its port refuses connections)."""
