@@ -502,7 +502,8 @@ class KubernetesBackend:
         if log_lost:
             message = "; ".join(m for m in (message, log_lost) if m)
         outcome = Outcome(state.status or Status.FAILURE, exit_code=code, message=message,
-                          host=_where(pods or []) or state.where or self.target_name, details={"job": name, "namespace": self.namespace},
+                          host=_where(pods or []) or state.where or self.target_name,
+                          details={"job": name, "namespace": self.namespace},
                           artifacts=RunArtifacts(log=job.log_path, run_dir=f"{self.namespace}/{name}", exit_code=code,
                                                  perf_csv=perf_csv, log_lost=log_lost))
         try:
