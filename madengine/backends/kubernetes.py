@@ -109,6 +109,7 @@ class KubernetesBackend:
         self._first_seen: dict[str, float] = {}  # handle -> when this process first knew it (no creationTimestamp)
         self._pods: dict[str, list[Any]] = {}  # handle -> its pods, as the last poll saw them
         self._runnable: tuple[str, str] | bool | None = False  # False: not asked yet in this command
+        self._cancelled: set[str] = set()  # handles this process deleted on a cancel: gone is INTERRUPTED
 
     # --- the API ----------------------------------------------------------------------------------------
 
@@ -358,17 +359,20 @@ class KubernetesBackend:
             raise
         return True
 
-    def _delete_job(self, name: str, pods: Sequence[Any] | None = None, *, with_secret: bool = True) -> list[str]:
+    def _delete_job(self, name: str, pods: Sequence[Any] | None = None, *, service: bool = True,
+                    secret: bool = True) -> list[str]:
         """Everything madengine created for one Job, and its pods (a cluster's garbage collector deletes them
-        with the Job; madengine does not count on one). Objects already gone are no error."""
+        with the Job; madengine does not count on one). Objects already gone are no error. `service`,
+        `secret`: False when the job is known to have none (one request fewer each)."""
         removed = []
         if self._delete("Job", name):
             removed.append(f"Job {name}")
         for pod in pods if pods is not None else self._list_pods({name}).get(name, []):
             self._delete("Pod", pod.metadata.name)
-        for kind, object_name in (("ConfigMap", render.configmap_name(name)), ("Service", name),
-                                  *((("Secret", render.secret_name(name)),) if with_secret else ())):
-            self._delete(kind, object_name)
+        for kind, object_name, created in (("ConfigMap", render.configmap_name(name), True),
+                                           ("Service", name, service), ("Secret", render.secret_name(name), secret)):
+            if created:
+                self._delete(kind, object_name)
         with self._lock:
             self._pods.pop(name, None)
             self._first_seen.pop(name, None)
@@ -419,7 +423,9 @@ class KubernetesBackend:
         for handle in handles:
             job = jobs.get(handle)
             if job is None:
-                out[handle] = QueueState(handle, "Deleted", Status.FAILURE, reason="deleted outside madengine")
+                out[handle] = QueueState(handle, "Deleted", Status.INTERRUPTED, reason="cancelled") \
+                    if handle in self._cancelled else \
+                    QueueState(handle, "Deleted", Status.FAILURE, reason="deleted outside madengine")
                 continue
             out[handle] = self._state(handle, job, pods.get(handle, []), now, first_seen[handle])
         return out
@@ -478,7 +484,7 @@ class KubernetesBackend:
                 texts.append((pod, self._read_log(pod.metadata.name)))
             except Exception as e:
                 log_lost = log_lost or f"the log of pod {pod.metadata.name} could not be read ({_reason(e)})"
-        if pods == [] and not log_lost and state.status is not Status.TIMEOUT:
+        if pods == [] and not log_lost and state.status not in (Status.TIMEOUT, Status.INTERRUPTED):
             log_lost = "the Job left no pod: there is no log"
         begin, end = render.csv_markers(name)
         perf_csv = None
@@ -507,7 +513,8 @@ class KubernetesBackend:
                           artifacts=RunArtifacts(log=job.log_path, run_dir=f"{self.namespace}/{name}", exit_code=code,
                                                  perf_csv=perf_csv, log_lost=log_lost))
         try:
-            self._delete_job(name, pods)
+            self._delete_job(name, pods, service=job.nnodes > 1,
+                             secret=bool(render.secret_values(job, self.settings)))
         except Exception as e:  # the result stands; what is left is said, and a later clean-up removes it
             outcome = replace(outcome, message="; ".join(m for m in (outcome.message,
                                                                      f"not deleted: {_reason(e)}") if m))
@@ -518,6 +525,8 @@ class KubernetesBackend:
     def cancel(self, handles: Sequence[str]) -> None:
         """Delete the Jobs (their pods stop) and what goes with them; a later poll says they are gone."""
         for handle in handles:
+            with self._lock:
+                self._cancelled.add(handle)
             with contextlib.suppress(HostUnavailable):
                 self._delete_job(handle)
 

@@ -179,27 +179,34 @@ class JobController:
         self._work.cleanup()
 
     def _loop(self) -> None:
-        from kubernetes import client
+        """Jobs as a watch streams them (kmock streams what exists, then what is created): each is played once."""
+        from kubernetes import client, watch
 
         api = self.kube.api()
         batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
         try:
             while not self._stop.is_set():
+                stream = watch.Watch()
                 try:
-                    jobs = api.sanitize_for_serialization(batch.list_job_for_all_namespaces()).get("items", [])
-                except Exception:  # the server was stopped by the test
-                    self._stop.wait(self.interval * 10)
-                    continue
-                for job in jobs:
-                    key = (job["metadata"]["namespace"], job["metadata"]["name"])
-                    if key in self.seen:
-                        continue
-                    self.seen.add(key)
-                    try:
-                        self._play(batch, core, job)
-                    except Exception as e:
-                        self.errors.append(e)
-                self._stop.wait(self.interval)
+                    # kmock ends no watch by itself: the client's read timeout does, and the loop watches again.
+                    for event in stream.stream(batch.list_job_for_all_namespaces, _request_timeout=(5, 0.5)):
+                        if self._stop.is_set():
+                            break
+                        if event["type"] != "ADDED":
+                            continue
+                        job = api.sanitize_for_serialization(event["object"])
+                        key = (job["metadata"]["namespace"], job["metadata"]["name"])
+                        if key in self.seen:
+                            continue
+                        self.seen.add(key)
+                        try:
+                            self._play(batch, core, job)
+                        except Exception as e:
+                            self.errors.append(e)
+                except Exception:  # the read timeout, or the server stopped by the test
+                    self._stop.wait(self.interval)
+                finally:
+                    stream.stop()
         finally:
             api.close()
 

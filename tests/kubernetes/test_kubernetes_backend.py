@@ -281,7 +281,9 @@ def test_cancel_deletes_the_job_and_what_goes_with_it(kube: KubeFixture, tmp_pat
     b.cancel([handle])
     for kind in ("Job", "Pod", "ConfigMap", "Secret", "Service"):
         assert kube.kube.objects(kind) == [], kind
-    assert b.poll([handle])[handle].reason == "deleted outside madengine"
+    assert b.poll([handle])[handle] == QueueState(handle, "Deleted", Status.INTERRUPTED, reason="cancelled")
+    # another process (a later apply) did not cancel it: to it the Job was deleted outside madengine
+    assert backend(kube, tmp_path).poll([handle])[handle].reason == "deleted outside madengine"
 
 
 def test_run_submits_and_waits(kube: KubeFixture, tmp_path: Path) -> None:

@@ -1,0 +1,186 @@
+"""What the `kubernetes` backend adds to the API calls it makes: 200 Jobs against kmock (DESIGN §6).
+
+    python bench/bench_k8s.py [--jobs 200] [--rounds 3] [--json out.json]
+
+Each round starts a fresh kmock API server (tests/infra/kube.py) in a process of its own (as a cluster is
+another machine: its work is not on the client's clock) with a Job controller played by this script (each
+Job gets its pod, a canned log with a performance line, and its Complete status: nothing runs, so only the
+API traffic and madengine's own work are timed). Timed, from the first create to the last delete, the same
+way on both sides (`--jobs` Jobs submitted, polled every 0.05 s, collected one by one):
+
+- madengine: KubernetesBackend.submit (run directory filled, manifests rendered: ConfigMap + Job per job),
+  poll (one list of Jobs, one of pods while some are unfinished), collect (pod log read, performance
+  judged, Job, pods and ConfigMap deleted);
+- plain: the same client calls in a loop, with manifests rendered once before the clock starts:
+  create_namespaced_config_map + create_namespaced_job per job; list_namespaced_job (+ list_namespaced_pod)
+  per poll; read_namespaced_pod_log, delete_namespaced_job, delete_namespaced_pod,
+  delete_namespaced_config_map per job.
+
+Budget (issue 9): madengine ≤ 1.3 × plain. Prints the best round of each and the ratio; exits 1 over
+budget. Not a test: the figures depend on the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from madengine.backends import kubernetes_render as render
+from madengine.backends.base import Workspace
+from madengine.backends.kubernetes import KubernetesBackend
+from madengine.backends.specs import JobSpec
+from madengine.madfile.model import KubernetesTarget
+from madengine.state.model import Status
+from tests.infra.kube import JobController, Kube, Script
+
+POLL = 0.05
+BUDGET = 1.3
+LOG = "warming up\nperformance: 123.4 samples_per_second\n"
+
+
+def jobs(root: Path, n: int, round_: int) -> list[JobSpec]:
+    base = JobSpec(address="", node_hash="sha256:" + "ab" * 32, model="m", context="cpu", target="k8s",
+                   script="scripts/m/run.sh", args=("--size", "256"), env={}, n_gpus=0, timeout=3600,
+                   image_tag="madengine/m:0123456789ab", image_digest=None, registry="localhost:5000")
+    return [replace(base, address=f"job:m[i={i}]@cpu/k8s#1", env={"MADENGINE_ATTEMPT": str(round_ * 10000 + i)},
+                    log_path=root / "logs" / f"{round_}-{i}.log") for i in range(n)]
+
+
+def madengine_round(kubeconfig: Path, root: Path, specs: list[JobSpec]) -> float:
+    target = KubernetesTarget.model_validate({"backend": "kubernetes", "kubeconfig": str(kubeconfig)})
+    backend = KubernetesBackend("k8s", target, Workspace(root=root, state_dir=root / ".madengine",
+                                                         workspace_id="bench0000000"))
+    by_handle: dict[str, JobSpec] = {}
+    start = time.perf_counter()
+    for spec, handle in zip(specs, backend.submit(specs), strict=True):
+        assert isinstance(handle, str), handle
+        by_handle[handle] = spec
+    pending = set(by_handle)
+    while pending:
+        time.sleep(POLL)
+        for handle, state in backend.poll(sorted(pending)).items():
+            if state.finished:
+                pending.discard(handle)
+                outcome = backend.collect(by_handle[handle], state)
+                assert outcome.status is Status.SUCCESS and outcome.perf[0].performance == 123.4, outcome
+    elapsed = time.perf_counter() - start
+    backend.close()
+    return elapsed
+
+
+def plain_round(kubeconfig: Path, root: Path, specs: list[JobSpec]) -> float:
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+    files = render.run_files([("run.sh", (root / "scripts" / "m" / "run.sh").read_bytes(), False)])
+    docs = [render.manifests(s, image="localhost:5000/madengine/m:0123456789ab", workspace_id="plain0000000",
+                             settings=render.PodSettings(), files=files) for s in specs]
+    selector = f"{render.LABEL_WORKSPACE}=plain0000000"
+    start = time.perf_counter()
+    for configmap, job in docs:
+        core.create_namespaced_config_map("default", configmap)
+        batch.create_namespaced_job("default", job)
+    pending = {job["metadata"]["name"] for _, job in docs}
+    while pending:
+        time.sleep(POLL)
+        listed = {j.metadata.name: j for j in batch.list_namespaced_job("default", label_selector=selector).items}
+        done = {n for n in pending if any(c.type == "Complete" and c.status == "True"
+                                          for c in ((listed[n].status and listed[n].status.conditions) or []))}
+        pods: dict[str, list[Any]] = {}
+        for pod in core.list_namespaced_pod("default", label_selector=selector).items if pending - done else []:
+            pods.setdefault((pod.metadata.labels or {}).get(render.LABEL_JOB), []).append(pod)
+        for name in sorted(done):
+            pending.discard(name)
+            mine = [p for p in core.list_namespaced_pod("default", label_selector=selector).items
+                    if (p.metadata.labels or {}).get(render.LABEL_JOB) == name]
+            for pod in mine:
+                assert "performance: 123.4" in core.read_namespaced_pod_log(pod.metadata.name, "default",
+                                                                            container=render.CONTAINER)
+            batch.delete_namespaced_job(name, "default", propagation_policy="Background")
+            for pod in mine:
+                core.delete_namespaced_pod(pod.metadata.name, "default")
+            core.delete_namespaced_config_map(f"{name}-run", "default")
+    elapsed = time.perf_counter() - start
+    api.close()
+    return elapsed
+
+
+def serve(directory: Path) -> None:
+    """The API server and its Job controller, in a process of their own (as a cluster is): prints the
+    kubeconfig's path, serves until stdin closes."""
+    kube = Kube(directory).start()
+    controller = JobController(kube, lambda job: Script(log=LOG)).start()
+    print(kube.kubeconfig, flush=True)
+    sys.stdin.read()
+    controller.stop()
+    kube.stop()
+
+
+class Served:
+    """A `serve` subprocess; `kubeconfig` is what a client needs."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", str(directory)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.kubeconfig = Path(self.proc.stdout.readline().strip())
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(30)
+
+
+def timed(kind: str, n: int, round_: int, tmp: Path) -> float:
+    root = tmp / f"{kind}-{round_}"
+    (root / "scripts" / "m").mkdir(parents=True)
+    (root / "scripts" / "m" / "run.sh").write_text('echo "performance: 1 x"\n')
+    server = Served(root / "kube")
+    try:
+        specs = jobs(root, n, round_)
+        return madengine_round(server.kubeconfig, root, specs) if kind == "madengine" \
+            else plain_round(server.kubeconfig, root, specs)
+    finally:
+        server.close()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--jobs", type=int, default=200)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--json", type=Path)
+    p.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the API server's own process
+    a = p.parse_args()
+    if a.serve:
+        serve(a.serve)
+        return 0
+    times: dict[str, list[float]] = {"plain": [], "madengine": []}
+    with tempfile.TemporaryDirectory(prefix="bench-k8s-") as tmp:
+        for round_ in range(a.rounds):
+            for kind in ("plain", "madengine"):  # alternated: a slow moment of the machine hits both
+                times[kind].append(timed(kind, a.jobs, round_, Path(tmp)))
+                print(f"round {round_ + 1} {kind:9s} {times[kind][-1]:7.2f} s", flush=True)
+    best = {k: min(v) for k, v in times.items()}
+    ratio = best["madengine"] / best["plain"]
+    print(f"{a.jobs} Jobs against kmock, create/poll/collect/delete, best of {a.rounds}:")
+    print(f"  plain client loop  {best['plain']:7.2f} s  ({best['plain'] / a.jobs * 1000:.1f} ms/job)")
+    print(f"  madengine backend  {best['madengine']:7.2f} s  ({best['madengine'] / a.jobs * 1000:.1f} ms/job)")
+    print(f"  ratio              {ratio:7.2f}   (budget {BUDGET})")
+    if a.json:
+        a.json.write_text(json.dumps({"jobs": a.jobs, "times": times, "best": best, "ratio": ratio}, indent=2))
+    return 0 if ratio <= BUDGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
