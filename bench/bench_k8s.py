@@ -80,8 +80,9 @@ def madengine_round(kubeconfig: Path, root: Path, specs: list[JobSpec]) -> float
 def plain_round(kubeconfig: Path, root: Path, specs: list[JobSpec]) -> float:
     from kubernetes import client, config
 
-    api = config.new_client_from_config(config_file=str(kubeconfig))
-    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+    api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    batch: Any = client.BatchV1Api(api)  # the client's models are read as plainly as the backend reads them
+    core: Any = client.CoreV1Api(api)
     files = render.run_files([("run.sh", (root / "scripts" / "m" / "run.sh").read_bytes(), False)])
     docs = [render.manifests(s, image="localhost:5000/madengine/m:0123456789ab", workspace_id="plain0000000",
                              settings=render.PodSettings(), files=files) for s in specs]
@@ -96,9 +97,8 @@ def plain_round(kubeconfig: Path, root: Path, specs: list[JobSpec]) -> float:
         listed = {j.metadata.name: j for j in batch.list_namespaced_job("default", label_selector=selector).items}
         done = {n for n in pending if any(c.type == "Complete" and c.status == "True"
                                           for c in ((listed[n].status and listed[n].status.conditions) or []))}
-        pods: dict[str, list[Any]] = {}
-        for pod in core.list_namespaced_pod("default", label_selector=selector).items if pending - done else []:
-            pods.setdefault((pod.metadata.labels or {}).get(render.LABEL_JOB), []).append(pod)
+        if pending - done:  # what the unfinished ones' pods say (why they wait), as the backend asks
+            core.list_namespaced_pod("default", label_selector=selector)
         for name in sorted(done):
             pending.discard(name)
             mine = [p for p in core.list_namespaced_pod("default", label_selector=selector).items

@@ -186,10 +186,11 @@ class JobController:
         batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
         try:
             while not self._stop.is_set():
-                stream = watch.Watch()
+                stream = watch.Watch()  # type: ignore[no-untyped-call]
                 try:
                     # kmock ends no watch by itself: the client's read timeout does, and the loop watches again.
-                    for event in stream.stream(batch.list_job_for_all_namespaces, _request_timeout=(5, 0.5)):
+                    for event in stream.stream(  # type: ignore[no-untyped-call]
+                            batch.list_job_for_all_namespaces, _request_timeout=(5, 0.5)):
                         if self._stop.is_set():
                             break
                         if event["type"] != "ADDED":
@@ -206,7 +207,7 @@ class JobController:
                 except Exception:  # the read timeout, or the server stopped by the test
                     self._stop.wait(self.interval)
                 finally:
-                    stream.stop()
+                    stream.stop()  # type: ignore[no-untyped-call]
         finally:
             api.close()
 
