@@ -390,7 +390,9 @@ class KubernetesBackend:
         return {j.metadata.name: j for j in listed.items if self._ours(j)}
 
     def _list_pods(self, names: set[str]) -> dict[str, list[Any]]:
-        selector = f"{render.LABEL_WORKSPACE}={self.workspace.workspace_id}"
+        """The pods of these Jobs (one list: of one Job's by its label, else of the workspace's), rank 0 first."""
+        selector = f"{render.LABEL_JOB}={next(iter(names))}" if len(names) == 1 else \
+            f"{render.LABEL_WORKSPACE}={self.workspace.workspace_id}"
         listed = self._call(lambda: self.core().list_namespaced_pod(self.namespace, label_selector=selector,
                                                                     _request_timeout=REQUEST_TIMEOUT))
         out: dict[str, list[Any]] = {}

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from madengine.backends import kubernetes_render as render
-from madengine.backends.base import Cancel, OrphanRecord, Outcome, QueueState, Workspace
+from madengine.backends.base import Cancel, OrphanRecord, Outcome, QueueState, Workspace, is_batch
 from madengine.backends.kubernetes import KubernetesBackend
 from madengine.backends.session import HostUnavailable
 from madengine.backends.specs import JobSpec
@@ -318,6 +318,7 @@ def test_cleanup_of_a_killed_applys_jobs(kube: KubeFixture, tmp_path: Path) -> N
 
 def test_hosts_and_what_plan_asks(kube: KubeFixture, tmp_path: Path) -> None:
     b = backend(kube, tmp_path)
+    assert is_batch(b) and b.system == "kubernetes" and b.builds_images
     [host] = b.hosts()
     assert (host.name, host.gpus, host.max_parallel) == ("k8s", None, None)
     assert b.observe_facts() == {}
