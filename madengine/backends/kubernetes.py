@@ -271,7 +271,31 @@ class KubernetesBackend:
         for path in sorted(run_dir.rglob("*")):
             if path.is_file():
                 found.append((path.relative_to(run_dir).as_posix(), path.read_bytes(), os.access(path, os.X_OK)))
+        for path, rel in self.package_files(job):
+            found.append((f"../{rel}", path.read_bytes(), os.access(path, os.X_OK)))
         return render.run_files(found)
+
+    def package_files(self, job: JobSpec) -> list[tuple[Path, str]]:
+        """The MAD package's files a tool's command names from the run directory (`../scripts/common/x.sh`,
+        as ROCm's tools do), with the other files of their directories (what a wrapper calls beside it):
+        the docker backend mounts the package beside the run directory; a pod has only its ConfigMap.
+        Never a hidden entry, credential.json or anything outside the package."""
+        from madengine.backends.credentials import CREDENTIAL_FILE
+
+        package = (self.workspace.root / job.package_dir).resolve()
+        out: dict[str, Path] = {}
+        for word in job.cmd_prefix:
+            if not word.startswith("../"):
+                continue
+            named = (package / word[3:]).resolve()
+            if not named.is_file() or not named.is_relative_to(package):
+                continue
+            for path in sorted(named.parent.iterdir()):
+                rel = path.relative_to(package).as_posix()
+                if path.is_file() and not any(p.startswith(".") for p in rel.split("/")) \
+                        and rel != CREDENTIAL_FILE and path.resolve().is_relative_to(package):
+                    out[rel] = path
+        return sorted(((p, r) for r, p in out.items()), key=lambda pr: pr[1])
 
     def manifests(self, job: JobSpec, workspace_id: str | None = None) -> list[dict[str, Any]]:
         """What `submit` creates for the job but its Secret (the same for `generate`): ConfigMap, Job (, Service)."""

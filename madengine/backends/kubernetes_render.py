@@ -193,9 +193,16 @@ def configmap_size(files: Sequence[RunFile]) -> int:
     return sum(len(f.data) * 4 // 3 + 256 for f in files)
 
 
-def volume_items(files: Sequence[RunFile]) -> list[dict[str, Any]]:
-    return [{"key": configmap_key(i, f.path), "path": f.path, "mode": 0o755 if f.executable else 0o644}
-            for i, f in enumerate(files)]
+def volume_items(files: Sequence[RunFile], prefix: str = "") -> list[dict[str, Any]]:
+    """The items of the ConfigMap that restore the files under `prefix` (the run directory's: ''), each at
+    its path below it."""
+    return [{"key": configmap_key(i, f.path), "path": f.path[len(prefix):], "mode": 0o755 if f.executable else 0o644}
+            for i, f in enumerate(files) if (f.path.startswith(prefix) if prefix else not f.path.startswith("../"))]
+
+
+def package_entries(files: Sequence[RunFile]) -> list[str]:
+    """The MAD package's top-level entries some file of the ConfigMap comes from (`../scripts/...`)."""
+    return sorted({f.path.split("/")[1] for f in files if f.path.startswith("../")})
 
 
 # --- the pod ------------------------------------------------------------------------------------------
@@ -377,6 +384,11 @@ def job_manifest(job: JobSpec, *, name: str, image: str, workspace_id: str, sett
         spec["tolerations"] = [dict(t) for t in settings.tolerations]
     source = {"name": configmap_name(name), "items": volume_items(files)}
     spec["volumes"] = [{"name": "run-source", "configMap": source}, {"name": "workspace", "emptyDir": {}}, *pod.volumes]
+    for i, entry in enumerate(package_entries(files)):  # beside the run directory, read-only, as on docker
+        items = volume_items(files, f"../{entry}/")
+        spec["volumes"].append({"name": f"package-{i}", "configMap": {"name": configmap_name(name), "items": items}})
+        container["volumeMounts"].append({"name": f"package-{i}", "readOnly": True,
+                                          "mountPath": posixpath.join(docker_render.WORKSPACE_IN_CONTAINER, entry)})
     job_spec: dict[str, Any] = {"backoffLimit": 0}
     if job.nnodes > 1:
         spec["subdomain"] = name
@@ -461,5 +473,7 @@ def _plain(value: Any) -> Any:
 
 
 def run_files(paths: Sequence[tuple[str, bytes, bool]]) -> list[RunFile]:
-    """The run directory's files in a stable order (the ConfigMap's keys follow it)."""
-    return [RunFile(posixpath.normpath(p), data, x) for p, data, x in sorted(paths)]
+    """The run directory's files in a stable order (the ConfigMap's keys follow it); a path beginning `../`
+    is a file of the MAD package a tool's command names (`../scripts/common/...`), restored beside the run
+    directory."""
+    return [RunFile(p if p.startswith("../") else posixpath.normpath(p), data, x) for p, data, x in sorted(paths)]

@@ -275,10 +275,14 @@ class JobController:
         root = Path(self._work.name) / pod["metadata"]["name"]
         mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
         where: dict[str, str] = {}  # a volume's mount path in the pod -> its directory here
+        for mount in sorted(mounts.values(), key=len):  # one mounted inside another lies inside it here too
+            outer = max((m for m in where if mount.startswith(m + "/")), key=len, default=None)
+            where[mount] = where[outer] + mount[len(outer):] if outer else str(root / "volumes" / mount.strip("/"))
+            Path(where[mount]).mkdir(parents=True, exist_ok=True)
         for volume in pod["spec"].get("volumes", []):
-            if "configMap" in volume:
+            if "configMap" in volume and volume["name"] in mounts:
                 cm = core.read_namespaced_config_map(volume["configMap"]["name"], ns)
-                source = root / "volumes" / volume["name"]
+                source = Path(where[mounts[volume["name"]]])
                 for item in volume["configMap"].get("items", []):
                     key = item["key"]
                     data = (cm.data or {}).get(key)
@@ -287,10 +291,6 @@ class JobController:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(raw)
                     target.chmod(item.get("mode", 0o644))
-                where[mounts[volume["name"]]] = str(source)
-            elif "emptyDir" in volume and volume["name"] in mounts:
-                (root / "volumes" / volume["name"]).mkdir(parents=True, exist_ok=True)
-                where[mounts[volume["name"]]] = str(root / "volumes" / volume["name"])
         env: dict[str, str] = {}
         for entry in container.get("env", []):
             if "value" in entry:

@@ -39,6 +39,12 @@ def project(tmp_path: Path) -> Path:
     (root / "scripts" / "dummy").mkdir(parents=True)
     (root / "scripts" / "dummy" / "run.sh").write_text(RUN_SH)
     (root / "scripts" / "dummy" / "data.txt").write_text("beside the script\n")
+    (root / "scripts" / "common" / "tools").mkdir(parents=True)
+    (root / "scripts" / "common" / "tools" / "wrap.sh").write_text(
+        'echo "wrap: $(cat "$(dirname "$0")/banner.txt")"\n"$@"\n')
+    (root / "scripts" / "common" / "tools" / "banner.txt").write_text("a file beside the wrapper\n")
+    (root / "scripts" / "common" / "unrelated.sh").write_text("echo not needed\n")
+    (root / "credential.json").write_text('{"never": "sent"}\n')
     return root
 
 
@@ -326,3 +332,22 @@ def test_hosts_and_what_plan_asks(kube: KubeFixture, tmp_path: Path) -> None:
     assert b.validate(job(tmp_path)) == []
     [problem] = b.validate(job(tmp_path, registry=None))
     assert "pulls images from a registry" in problem.message
+
+
+def test_a_tools_wrapper_from_the_package_is_beside_the_run_directory(kube: KubeFixture, tmp_path: Path) -> None:
+    """ROCm's tools name `../scripts/common/...` from the run directory: those files (and their directory's)
+    travel in the ConfigMap and are mounted beside the run directory, read-only, as the docker backend does."""
+    b = backend(kube, tmp_path)
+    spec = job(tmp_path, cmd_prefix=("bash", "../scripts/common/tools/wrap.sh"))
+    docs = b.manifests(spec)
+    assert sorted(docs[0]["data"]) == ["0000....scripts.common.tools.banner.txt",
+                                       "0001....scripts.common.tools.wrap.sh", "0002.data.txt", "0003.run.sh"]
+    volumes = {v["name"]: v for v in docs[1]["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["package-0"]["configMap"]["items"][1] == {"key": "0001....scripts.common.tools.wrap.sh",
+                                                             "path": "common/tools/wrap.sh", "mode": 0o644}
+    mounts = docs[1]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": "package-0", "readOnly": True, "mountPath": "/myworkspace/scripts"} in mounts
+    [handle] = submitted(b, spec)
+    outcome = b.collect(spec, finish(b, [handle])[handle])
+    assert outcome.status is Status.SUCCESS, outcome
+    assert spec.log_path is not None and "wrap: a file beside the wrapper\n" in spec.log_path.read_text()
