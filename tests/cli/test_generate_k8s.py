@@ -193,3 +193,16 @@ def test_generate_golden_is_reviewable(run_cli: RunCli, tmp_path: Path) -> None:
     assert "\n        - |\n          src=$$1 dst=$$2 csv=$$3 mark=$$4\n" in text
     assert text.index("apiVersion: v1\nkind: ConfigMap") < text.index("apiVersion: batch/v1\nkind: Job")
     assert os.linesep == "\n"
+
+
+def test_a_kubernetes_target_without_the_client_is_refused_at_validate(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path)
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['kubernetes'] = None\n")
+    from tests.conftest import REPO_ROOT
+
+    code, out, err = run_cli("validate", cwd=root, env={**ENV, "PYTHONPATH": f"{hide}{os.pathsep}{REPO_ROOT}"})
+    assert (code, out) == (CONFIG, "")
+    assert err == ("madfile.yaml:10:14: error: targets.k8s.backend: backend `kubernetes` cannot work here: the "
+                   "Python module `kubernetes` is not installed (hint: pip install 'madengine[kubernetes]')\n"), err
