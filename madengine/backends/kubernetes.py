@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from functools import partial
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -55,6 +55,10 @@ REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read: an API server that does not answ
 FATAL_WAITING = frozenset({"InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError"})
 # Pod waiting reasons that say why a job does not start (the kubelet retries them).
 PULL_WAITING = frozenset({"ImagePullBackOff", "ErrImagePull", "RegistryUnavailable"})
+# Responses are read as the API's JSON, never built into the client's models (costly: a list of 200 pods
+# takes longer to build than to fetch); creates and deletes need no answer but their status.
+RAW: dict[str, Any] = {"_preload_content": False, "_request_timeout": (5.0, 30.0)}
+Obj = dict[str, Any]  # an object of the API, as its JSON
 RUNNING_GRACE = 60.0  # s past a running job's timeout before madengine, not the cluster, calls it a TIMEOUT
 
 
@@ -325,8 +329,7 @@ class KubernetesBackend:
             if secret_values:
                 secret = render.secret(job, name=name, workspace_id=self.workspace.workspace_id,
                                        namespace=self.namespace, values=secret_values)
-                self._call(lambda: self.core().create_namespaced_secret(self.namespace, secret,
-                                                                        _request_timeout=REQUEST_TIMEOUT))
+                self._send(lambda: self.core().create_namespaced_secret(self.namespace, secret, **RAW))
                 created.append(("Secret", render.secret_name(name)))
             for doc in docs:
                 self._create(doc)
@@ -354,11 +357,11 @@ class KubernetesBackend:
         kind = doc["kind"]
         ns = self.namespace
         if kind == "Job":
-            self._call(lambda: self.batch().create_namespaced_job(ns, doc, _request_timeout=REQUEST_TIMEOUT))
+            self._send(lambda: self.batch().create_namespaced_job(ns, doc, **RAW))
         elif kind == "ConfigMap":
-            self._call(lambda: self.core().create_namespaced_config_map(ns, doc, _request_timeout=REQUEST_TIMEOUT))
+            self._send(lambda: self.core().create_namespaced_config_map(ns, doc, **RAW))
         elif kind == "Service":
-            self._call(lambda: self.core().create_namespaced_service(ns, doc, _request_timeout=REQUEST_TIMEOUT))
+            self._send(lambda: self.core().create_namespaced_service(ns, doc, **RAW))
         else:
             raise ValueError(f"madengine creates no {kind}")
 
@@ -368,15 +371,14 @@ class KubernetesBackend:
 
         ns = self.namespace
         calls: dict[str, Callable[[], Any]] = {
-            "Job": lambda: self.batch().delete_namespaced_job(name, ns, propagation_policy="Background",
-                                                              _request_timeout=REQUEST_TIMEOUT),
-            "Pod": lambda: self.core().delete_namespaced_pod(name, ns, _request_timeout=REQUEST_TIMEOUT),
-            "ConfigMap": lambda: self.core().delete_namespaced_config_map(name, ns, _request_timeout=REQUEST_TIMEOUT),
-            "Secret": lambda: self.core().delete_namespaced_secret(name, ns, _request_timeout=REQUEST_TIMEOUT),
-            "Service": lambda: self.core().delete_namespaced_service(name, ns, _request_timeout=REQUEST_TIMEOUT),
+            "Job": lambda: self.batch().delete_namespaced_job(name, ns, propagation_policy="Background", **RAW),
+            "Pod": lambda: self.core().delete_namespaced_pod(name, ns, **RAW),
+            "ConfigMap": lambda: self.core().delete_namespaced_config_map(name, ns, **RAW),
+            "Secret": lambda: self.core().delete_namespaced_secret(name, ns, **RAW),
+            "Service": lambda: self.core().delete_namespaced_service(name, ns, **RAW),
         }
         try:
-            self._call(calls[kind])
+            self._send(calls[kind])
         except ApiException as e:
             if e.status == 404:
                 return False
@@ -392,7 +394,7 @@ class KubernetesBackend:
         if self._delete("Job", name):
             removed.append(f"Job {name}")
         for pod in pods if pods is not None else self._list_pods({name}).get(name, []):
-            self._delete("Pod", pod.metadata.name)
+            self._delete("Pod", _name(pod))
         for kind, object_name, created in (("ConfigMap", render.configmap_name(name), True),
                                            ("Service", name, service), ("Secret", render.secret_name(name), secret)):
             if created:
@@ -404,24 +406,37 @@ class KubernetesBackend:
 
     # --- the queue ------------------------------------------------------------------------------------------
 
-    def _ours(self, obj: Any) -> bool:
-        return (obj.metadata.labels or {}).get(render.LABEL_WORKSPACE) == self.workspace.workspace_id
+    def _ours(self, obj: Obj) -> bool:
+        return _labels(obj).get(render.LABEL_WORKSPACE) == self.workspace.workspace_id
 
-    def _list_jobs(self) -> dict[str, Any]:
+    def _items(self, lister: Callable[..., Any], selector: str) -> list[Obj]:
+        """A list's items as the API's JSON (the client's models cost more to build than the request)."""
+        import json
+
+        items: list[Obj] = json.loads(self._send(lambda: lister(self.namespace, label_selector=selector, **RAW)))\
+            .get("items") or []
+        return items
+
+    def _send(self, call: Callable[[], Any]) -> bytes:
+        """A call made with RAW: its answer's body, read (so that its connection goes back to the pool)."""
+        response = self._call(call)
+        try:
+            data: bytes = response.data
+            return data
+        finally:
+            response.release_conn()
+
+    def _list_jobs(self) -> dict[str, Obj]:
         selector = f"{render.LABEL_WORKSPACE}={self.workspace.workspace_id}"
-        listed = self._call(lambda: self.batch().list_namespaced_job(self.namespace, label_selector=selector,
-                                                                     _request_timeout=REQUEST_TIMEOUT))
-        return {j.metadata.name: j for j in listed.items if self._ours(j)}
+        return {_name(j): j for j in self._items(self.batch().list_namespaced_job, selector) if self._ours(j)}
 
     def _list_pods(self, names: set[str]) -> dict[str, list[Any]]:
         """The pods of these Jobs (one list: of one Job's by its label, else of the workspace's), rank 0 first."""
         selector = f"{render.LABEL_JOB}={next(iter(names))}" if len(names) == 1 else \
             f"{render.LABEL_WORKSPACE}={self.workspace.workspace_id}"
-        listed = self._call(lambda: self.core().list_namespaced_pod(self.namespace, label_selector=selector,
-                                                                    _request_timeout=REQUEST_TIMEOUT))
-        out: dict[str, list[Any]] = {}
-        for pod in listed.items:
-            owner = (pod.metadata.labels or {}).get(render.LABEL_JOB)
+        out: dict[str, list[Obj]] = {}
+        for pod in self._items(self.core().list_namespaced_pod, selector):
+            owner = _labels(pod).get(render.LABEL_JOB)
             if owner in names and self._ours(pod):
                 out.setdefault(owner, []).append(pod)
         for pods in out.values():
@@ -469,7 +484,7 @@ class KubernetesBackend:
             return QueueState(handle, "Failed", Status.FAILURE, where=where,
                               reason=f"{fatal[0]}: {fatal[1]}".strip(": "))
         started = _created(job) or first_seen
-        deadline = job.spec.active_deadline_seconds
+        deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
         running = bool(pods) and all(_scheduled(p) for p in pods) and not waiting
         reason = "; ".join(f"{w}: {m}".strip(": ") for w, m in waiting[:1])
         if not reason and pods and not running:
@@ -507,9 +522,9 @@ class KubernetesBackend:
         texts: list[tuple[Any, str]] = []
         for pod in pods or []:
             try:
-                texts.append((pod, self._read_log(pod.metadata.name)))
+                texts.append((pod, self._read_log(_name(pod))))
             except Exception as e:
-                log_lost = log_lost or f"the log of pod {pod.metadata.name} could not be read ({_reason(e)})"
+                log_lost = log_lost or f"the log of pod {_name(pod)} could not be read ({_reason(e)})"
         if pods == [] and not log_lost and state.status not in (Status.TIMEOUT, Status.INTERRUPTED):
             log_lost = "the Job left no pod: there is no log"
         begin, end = render.csv_markers(name)
@@ -518,7 +533,7 @@ class KubernetesBackend:
             for index, (pod, text) in enumerate(texts):
                 body, csv = _split_results(text, begin, end)
                 if index:
-                    log.write(f"\nmadengine: --- {pod.metadata.name} (node {_rank(pod)[0]}) ---\n")
+                    log.write(f"\nmadengine: --- {_name(pod)} (node {_rank(pod)[0]}) ---\n")
                 log.write(body)
                 if index == 0 and csv is not None and job.multiple_results:
                     perf_csv = job.log_path.with_name(f"{job.log_path.stem}.{os.path.basename(job.multiple_results)}")
@@ -599,19 +614,17 @@ class KubernetesBackend:
                 wanted = {r.handle for r in running if r.handle}
                 attempts = {str(r.attempt) for r in running}
                 for name, job in jobs.items():
-                    if name in wanted or (job.metadata.labels or {}).get(render.LABEL_ATTEMPT) in attempts:
+                    if name in wanted or _labels(job).get(render.LABEL_ATTEMPT) in attempts:
                         removed += self._delete_job(name) or [f"Job {name} (already gone)"]
                 return removed
             selector = f"{render.LABEL_WORKSPACE}={self.workspace.workspace_id}"
             core = self.core()
             for kind, lister in (("ConfigMap", core.list_namespaced_config_map),
                                  ("Secret", core.list_namespaced_secret), ("Service", core.list_namespaced_service)):
-                listed = self._call(partial(lister, self.namespace, label_selector=selector,
-                                            _request_timeout=REQUEST_TIMEOUT))
-                for obj in listed.items:
-                    owner = _owner(kind, obj.metadata.name)
-                    if self._ours(obj) and owner not in jobs and self._delete(kind, obj.metadata.name):
-                        removed.append(f"{kind} {obj.metadata.name}")
+                for obj in self._items(lister, selector):
+                    owner = _owner(kind, _name(obj))
+                    if self._ours(obj) and owner not in jobs and self._delete(kind, _name(obj)):
+                        removed.append(f"{kind} {_name(obj)}")
             return removed
         except ApiException as e:
             raise KubernetesUnavailable(self.target_name, f"cannot clean up: {one_line(e)}",
@@ -633,67 +646,77 @@ def _owner(kind: str, name: str) -> str:
     return name
 
 
-def _finished(job: Any) -> tuple[Status, str] | None:
+def _name(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
+
+
+def _labels(obj: Obj) -> dict[str, str]:
+    return (obj.get("metadata") or {}).get("labels") or {}
+
+
+def _finished(job: Obj) -> tuple[Status, str] | None:
     """A Job's end from its conditions: Complete, Failed (DeadlineExceeded: a timeout), or None."""
-    for cond in job.status.conditions or [] if job.status is not None else []:
-        if cond.status != "True":
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") != "True":
             continue
-        if cond.type == "Complete":
+        if cond.get("type") == "Complete":
             return Status.SUCCESS, ""
-        if cond.type == "Failed":
-            why = ": ".join(x for x in (cond.reason, cond.message) if x)
-            return (Status.TIMEOUT if cond.reason == "DeadlineExceeded" else Status.FAILURE), " ".join(why.split())
+        if cond.get("type") == "Failed":
+            reason = cond.get("reason")
+            why = ": ".join(x for x in (reason, cond.get("message")) if x)
+            return (Status.TIMEOUT if reason == "DeadlineExceeded" else Status.FAILURE), " ".join(why.split())
     return None
 
 
-def _rank(pod: Any) -> tuple[int, str]:
+def _rank(pod: Obj) -> tuple[int, str]:
     """A pod's completion index (its node rank; 0 for a one-pod Job), then its name."""
-    annotations = pod.metadata.annotations or {}
-    index = annotations.get("batch.kubernetes.io/job-completion-index", "0")
-    return (int(index) if str(index).isdigit() else 0, pod.metadata.name)
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    index = str(annotations.get("batch.kubernetes.io/job-completion-index", "0"))
+    return (int(index) if index.isdigit() else 0, _name(pod))
 
 
-def _where(pods: Sequence[Any]) -> str:
-    nodes = sorted({p.spec.node_name for p in pods if p.spec is not None and p.spec.node_name})
-    return ",".join(nodes)
+def _where(pods: Sequence[Obj]) -> str:
+    return ",".join(sorted({n for p in pods if (n := (p.get("spec") or {}).get("nodeName"))}))
 
 
-def _statuses(pod: Any) -> list[Any]:
-    status = pod.status
-    return list((status.container_statuses or []) if status is not None else [])
+def _statuses(pod: Obj) -> list[Obj]:
+    return list((pod.get("status") or {}).get("containerStatuses") or [])
 
 
-def _waiting(pod: Any) -> tuple[str, str] | None:
+def _waiting(pod: Obj) -> tuple[str, str] | None:
     """A container that waits for a reason worth saying (an image it cannot pull, a config it lacks)."""
     for cs in _statuses(pod):
-        waiting = cs.state.waiting if cs.state is not None else None
-        if waiting is not None and waiting.reason in FATAL_WAITING | PULL_WAITING:
-            return waiting.reason, " ".join((waiting.message or "").split())
+        waiting = (cs.get("state") or {}).get("waiting")
+        if waiting is not None and waiting.get("reason") in FATAL_WAITING | PULL_WAITING:
+            return str(waiting["reason"]), " ".join(str(waiting.get("message") or "").split())
     return None
 
 
-def _scheduled(pod: Any) -> bool:
-    status = pod.status
-    return status is not None and status.phase in ("Running", "Succeeded", "Failed")
+def _scheduled(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed")
 
 
-def _unschedulable(pod: Any) -> str:
-    status = pod.status
-    for cond in (status.conditions or []) if status is not None else []:
-        if cond.type == "PodScheduled" and cond.status == "False":
-            return ": ".join(x for x in (cond.reason, " ".join((cond.message or "").split())) if x)
+def _unschedulable(pod: Obj) -> str:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            return ": ".join(x for x in (cond.get("reason"), " ".join(str(cond.get("message") or "").split())) if x)
     return ""
 
 
-def _created(job: Any) -> float | None:
-    stamp = job.metadata.creation_timestamp
-    return stamp.timestamp() if stamp is not None else None
+def _created(job: Obj) -> float | None:
+    stamp = (job.get("metadata") or {}).get("creationTimestamp")
+    if not stamp:
+        return None
+    with contextlib.suppress(ValueError):
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    return None
 
 
-def _exit_code(pod: Any) -> int | None:
+def _exit_code(pod: Obj) -> int | None:
     for cs in _statuses(pod):
-        if cs.name == render.CONTAINER and cs.state is not None and cs.state.terminated is not None:
-            return int(cs.state.terminated.exit_code)
+        terminated = (cs.get("state") or {}).get("terminated")
+        if cs.get("name") == render.CONTAINER and terminated is not None and terminated.get("exitCode") is not None:
+            return int(terminated["exitCode"])
     return None
 
 

@@ -61,8 +61,12 @@ Decide = Callable[[dict[str, Any]], Script | None]  # a Job -> its script, or No
 class Kube:
     """kmock's emulator, served on 127.0.0.1:<port> from a thread of its own."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, forget_deleted: bool = False) -> None:
+        """`forget_deleted`: drop deleted objects and served requests from memory. kmock keeps both for a
+        test's assertions, and matching a request scans every request served before it: a long run slows
+        down with what it did (each request costs O(requests so far)), which no API server does."""
         self.directory = directory
+        self.forget_deleted = forget_deleted
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.logs: dict[tuple[str, str], str] = {}
@@ -86,7 +90,7 @@ class Kube:
         async def serve() -> None:
             self._stop = asyncio.Event()
             try:
-                async with kmock.KubernetesEmulator() as emulator, \
+                async with _emulator_class(self.forget_deleted)() as emulator, \
                         kmock.Server(emulator, host="127.0.0.1", port=self.port):
                     with warnings.catch_warnings():  # kmock reads its bundle with a deprecated importlib call
                         warnings.simplefilter("ignore", DeprecationWarning)
@@ -146,6 +150,26 @@ class Kube:
             return sorted(o.metadata.name for o in lister(namespace).items)
         finally:
             api.close()
+
+
+def _emulator_class(forget_deleted: bool) -> Any:
+    """kmock's emulator; or one that forgets each request once served, and deleted objects (their history)."""
+    import kmock
+
+    if not forget_deleted:
+        return kmock.KubernetesEmulator
+
+    class Forgetful(kmock.KubernetesEmulator):
+        async def _handle(self, request: Any) -> Any:
+            try:
+                return await super()._handle(request)
+            finally:
+                self._requests.clear()
+                if request.method is not None and request.method.value == "DELETE":
+                    for key in [k for k, obj in self.objects.items() if obj.deleted]:
+                        del self.objects[key]
+
+    return Forgetful
 
 
 def expand(text: str, env: dict[str, str]) -> str:
