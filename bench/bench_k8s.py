@@ -41,6 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from madengine.apply.engine import judge_job
 from madengine.backends import kubernetes_render as render
 from madengine.backends.base import Workspace
 from madengine.backends.kubernetes import KubernetesBackend
@@ -57,7 +58,7 @@ LOG = "warming up\nperformance: 123.4 samples_per_second\n"
 def jobs(root: Path, n: int, round_: int) -> list[JobSpec]:
     base = JobSpec(address="", node_hash="sha256:" + "ab" * 32, model="m", context="cpu", target="k8s",
                    script="scripts/m/run.sh", args=("--size", "256"), env={}, n_gpus=0, timeout=3600,
-                   image_tag="madengine/m:0123456789ab", image_digest=None, registry="localhost:5000")
+                   image_tag="madengine/m:0123456789ab", image_digest=None)
     return [replace(base, address=f"job:m[i={i}]@cpu/k8s#1", env={"MADENGINE_ATTEMPT": str(round_ * 10000 + i)},
                     log_path=root / "logs" / f"{round_}-{i}.log") for i in range(n)]
 
@@ -65,7 +66,7 @@ def jobs(root: Path, n: int, round_: int) -> list[JobSpec]:
 def madengine_round(kubeconfig: Path, root: Path, specs: list[JobSpec]) -> tuple[float, float]:
     target = KubernetesTarget.model_validate({"backend": "kubernetes", "kubeconfig": str(kubeconfig)})
     backend = KubernetesBackend("k8s", target, Workspace(root=root, state_dir=root / ".madengine",
-                                                         workspace_id="bench0000000"))
+                                                         workspace_id="bench0000000"), registry="localhost:5000")
     by_handle: dict[str, JobSpec] = {}
     start, cpu = time.perf_counter(), time.process_time()
     for spec, handle in zip(specs, backend.submit(specs), strict=True):
@@ -77,7 +78,7 @@ def madengine_round(kubeconfig: Path, root: Path, specs: list[JobSpec]) -> tuple
         for handle, state in backend.poll(sorted(pending)).items():
             if state.finished:
                 pending.discard(handle)
-                outcome = backend.collect(by_handle[handle], state)
+                outcome = judge_job(by_handle[handle], backend.collect(by_handle[handle], state))
                 assert outcome.status is Status.SUCCESS and outcome.perf[0].performance == 123.4, outcome
     elapsed = time.perf_counter() - start, time.process_time() - cpu
     backend.close()

@@ -16,8 +16,8 @@ lazily (the `kubernetes` extra): madengine works without it until a target names
   activeDeadlineSeconds: this also holds when nothing of the cluster runs). A Job gone is a FAILURE
   ("deleted outside madengine").
 - collect: the pods' logs (rank 0 first) into the job's log, the `multiple_results` CSV from the end of
-  rank 0's log, the result judged as on every backend (apply.engine.judge_job: results.extract), then
-  everything of the job deleted (the Job with propagation Background, its pods, ConfigMap, Secret and
+  rank 0's log, the exit code of rank 0's container (apply judges the result from the log, as on every
+  backend), then everything of the job deleted (the Job with propagation Background, its pods, ConfigMap, Secret and
   Service).
 - Images are built by this machine's engine and pushed to the madfile's registry (a kubernetes target
   needs one: the madfile check says so); a build pushes at once, since a cluster can only pull. What
@@ -97,8 +97,11 @@ class KubernetesBackend:
     system: ClassVar[str] = "kubernetes"
     poll_interval: ClassVar[float] = 2.0
 
-    def __init__(self, target_name: str, target: KubernetesTarget, workspace: Workspace) -> None:
+    def __init__(self, target_name: str, target: KubernetesTarget, workspace: Workspace, *,
+                 registry: str | None = None) -> None:
+        """`registry`: the madfile's, where the cluster's nodes pull images from (make_backends passes it)."""
         self.target_name = target_name
+        self.registry = registry
         self.target = target
         self.workspace = workspace
         self.namespace = target.namespace
@@ -173,7 +176,7 @@ class KubernetesBackend:
     def validate(self, job: JobSpec) -> list[Diagnostic]:
         problems = [Diagnostic(None, None, None, f"{job.address}: {p}")
                     for p in render.validate_job(job, self.settings)]
-        if job.image_tag is not None and not job.registry:
+        if job.image_tag is not None and not self.registry:
             problems.append(Diagnostic(None, None, None, f"{job.address}: target {self.target_name!r} (kubernetes) "
                                        "pulls images from a registry, and the madfile names none",
                                        hint="set `registry:` at the top of the madfile (e.g. localhost:5000)"))
@@ -257,11 +260,11 @@ class KubernetesBackend:
 
     def image_reference(self, job: JobSpec) -> str:
         """Where the cluster pulls the job's image: the reference it was pushed as (docker.push_reference)."""
-        if job.image_tag is None or not job.registry:
+        if job.image_tag is None or not self.registry:
             raise ValueError(f"target {self.target_name} (kubernetes) pulls images from the madfile's `registry:`, "
                              "and there is none")
         spec = ImageSpec(address="", node_hash="", tag=job.image_tag, dockerfile="", build_context="", build_args={},
-                         base=None, base_digest=None, registry=job.registry)
+                         base=None, base_digest=None, registry=self.registry)
         repository, tag = self.builder().push_reference(spec)
         return f"{repository}:{tag}" + (f"@{job.image_digest}" if job.image_digest else "")
 
@@ -507,9 +510,8 @@ class KubernetesBackend:
         return self.poll(handles)
 
     def collect(self, job: JobSpec, state: QueueState) -> Outcome:
-        """The logs, the CSV, the result judged; then the Job and all of its objects deleted."""
-        from madengine.apply.engine import judge_job
-
+        """The logs (rank 0's first), the CSV, the exit code; then the Job and all of its objects deleted.
+        The result is judged from the log by apply, as for every backend (apply.engine.judge_job)."""
         assert job.log_path is not None, "apply chooses the log path"
         name = state.handle
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -559,8 +561,6 @@ class KubernetesBackend:
         except Exception as e:  # the result stands; what is left is said, and a later clean-up removes it
             outcome = replace(outcome, message="; ".join(m for m in (outcome.message,
                                                                      f"not deleted: {_reason(e)}") if m))
-        if outcome.status in (Status.SUCCESS, Status.FAILURE) and code is not None:
-            outcome = judge_job(job, outcome)
         return outcome
 
     def cancel(self, handles: Sequence[str]) -> None:

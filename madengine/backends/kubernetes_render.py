@@ -331,6 +331,7 @@ def environment(job: JobSpec, settings: PodSettings, name: str, pod: _Pod) -> li
             {"name": "MASTER_ADDR", "value": f"{name}-0.{name}"},
             {"name": "MASTER_PORT", "value": str(MASTER_PORT)},
             {"name": "NNODES", "value": str(job.nnodes)},
+            {"name": "NPROC_PER_NODE", "value": str(max(ngpus, 1))},
             {"name": "MAD_MULTI_NODE_RUNNER", "value": runner}]
         out = [e for e in out if e["name"] not in {m["name"] for m in multi}] + multi  # referenced in this order
     return out

@@ -64,7 +64,6 @@ class JobSpec:
     host: str | None = None  # which host of the target (apply's GPU scheduler chooses it)
     gpu_ids: tuple[int, ...] = ()  # which of the host's GPUs this job was given
     nnodes: int = 1  # nodes the job spans (models.json `nnodes`): one launch per node, MASTER_ADDR/NODE_RANK set
-    registry: str | None = None  # the madfile's: where a cluster (kubernetes) pulls the job's image from
 
 
 _ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -117,7 +116,6 @@ def job_spec(address: str, lock: Lock | LockEntries, project: Project, *, timeou
         mounts=dict(context.docker_mounts),
         docker_options=node.additional_docker_run_options,
         keep_alive=keep_alive,
-        registry=project.registry,
     )
 
 

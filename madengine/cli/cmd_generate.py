@@ -52,7 +52,7 @@ def ansible(
     output = (chdir or Path()) / output  # as if started in -C's directory
     locked = lock_project(madfile_path(file, chdir), resolve=lambda ref: None)
     project = locked.project
-    by_target = _jobs_of(locked.lock, project, select, target, "ansible")
+    by_target = _backend_jobs(locked.lock, project, select, target, "ansible")
     if not by_target:
         named = f" among {', '.join(target)}" if target else ""
         raise UsageError(f"no jobs on an ansible target{named}",
@@ -62,7 +62,7 @@ def ansible(
     written: dict[str, list[str]] = {}
     for name, jobs in by_target.items():
         config = project.targets[name]
-        assert isinstance(config, AnsibleTarget)  # _jobs_of keeps ansible targets' jobs only
+        assert isinstance(config, AnsibleTarget)  # _backend_jobs keeps ansible targets' jobs only
         backend = AnsibleBackend(name, config, workspace)
         directory = output / name
         files = backend.generate(jobs, directory)
@@ -115,7 +115,7 @@ def k8s(
     output = (chdir or Path()) / output  # as if started in -C's directory
     locked = lock_project(madfile_path(file, chdir), resolve=lambda ref: None)
     project = locked.project
-    by_target = _jobs_of(locked.lock, project, select, target, "kubernetes")
+    by_target = _backend_jobs(locked.lock, project, select, target, "kubernetes")
     if not by_target:
         named = f" among {', '.join(target)}" if target else ""
         raise UsageError(f"no jobs on a kubernetes target{named}",
@@ -126,10 +126,10 @@ def k8s(
         workspace = Workspace(root=root, state_dir=Path(staging), workspace_id="generated")
         for name, jobs in by_target.items():
             config = project.targets[name]
-            assert isinstance(config, KubernetesTarget)  # _jobs_of keeps kubernetes targets' jobs only
+            assert isinstance(config, KubernetesTarget)  # _backend_jobs keeps kubernetes targets' jobs only
             if namespace is not None:
                 config = config.model_copy(update={"namespace": namespace})
-            backend = KubernetesBackend(name, config, workspace)
+            backend = KubernetesBackend(name, config, workspace, registry=project.registry)
             directory = output / name
             directory.mkdir(parents=True, exist_ok=True)
             files = []
@@ -170,10 +170,10 @@ def _k8s_header(job: JobSpec, backend: object) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _jobs_of(lock: Lock, project: Project, select: list[str], targets: list[str],
+def _backend_jobs(lock: Lock, project: Project, select: list[str], targets: list[str],
              backend: str) -> dict[str, list[JobSpec]]:
-    """The jobs of `backend` targets that --select/--target leave, by target, in address order (as a backend is
-    handed them: `${env:NAME}` references resolved from madengine's environment)."""
+    """The jobs of `backend`'s targets that --select/--target leave, by target, in address order (as a backend
+    is handed them: `${env:NAME}` references resolved from madengine's environment)."""
     from madengine.backends.specs import job_spec
     from madengine.graph.build import build_graph
     from madengine.graph.build import select as select_nodes

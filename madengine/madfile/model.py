@@ -471,7 +471,7 @@ class KubernetesTarget(Strict):
         default=None, description="the pods' service account; default: the namespace's default")
     ttl_seconds: int | None = Field(default=None, ge=0, description="the cluster deletes a finished Job after "
                                     "this many seconds, if madengine has not (ttlSecondsAfterFinished)")
-    rerun_on: RerunOn = _rerun_on()
+    # No `rerun_on`: the nodes' facts are not known before a pod runs there, so none is compared.
 
 
 Target = Annotated[

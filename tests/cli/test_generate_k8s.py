@@ -85,7 +85,8 @@ def test_generate_writes_what_the_backend_creates(run_cli: RunCli, tmp_path: Pat
     locked = lock_project(root / "madfile.yaml", resolve=lambda ref: None)
     target = locked.project.targets["k8s"]
     assert isinstance(target, KubernetesTarget)
-    b = KubernetesBackend("k8s", target, Workspace(root=root, state_dir=tmp_path / "state", workspace_id="generated"))
+    b = KubernetesBackend("k8s", target, Workspace(root=root, state_dir=tmp_path / "state", workspace_id="generated"),
+                          registry=locked.project.registry)
     for address in locked.lock["jobs"]:
         spec = job_spec(address, locked.lock, locked.project, environ=ENV)
         written = (root / "out" / "k8s" / f"{render.job_name(spec)}.yaml").read_text()
@@ -159,6 +160,7 @@ def test_a_kubernetes_target_without_a_registry_is_a_config_error(run_cli: RunCl
      "(hint: did you mean `toleration_seconds`?)"),
     ("image_pull_secret: {name: x}", "madfile.yaml:11:24: error: targets.k8s.image_pull_secret: expected a string, "
                                      "found a mapping"),
+    ("rerun_on: [rocm]", "madfile.yaml:11:5: error: targets.k8s.rerun_on: unknown key `rerun_on`"),
     ("pod_template: {}", "madfile.yaml:11:5: error: targets.k8s.pod_template: unknown key"),
 ])
 def test_the_kubernetes_target_is_strict(run_cli: RunCli, tmp_path: Path, key: str, error: str) -> None:

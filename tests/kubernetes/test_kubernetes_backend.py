@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from madengine.apply.engine import judge_job
 from madengine.backends import kubernetes_render as render
 from madengine.backends.base import Cancel, OrphanRecord, Outcome, QueueState, Workspace, is_batch
 from madengine.backends.kubernetes import KubernetesBackend
@@ -48,12 +49,13 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def backend(kube: KubeFixture, tmp_path: Path, namespace: str = "default", **keys: object) -> KubernetesBackend:
+def backend(kube: KubeFixture, tmp_path: Path, namespace: str = "default", registry: str | None = "localhost:5000",
+            **keys: object) -> KubernetesBackend:
     root = project(tmp_path) if not (tmp_path / "proj").exists() else tmp_path / "proj"
     target = KubernetesTarget.model_validate({"backend": "kubernetes", "kubeconfig": str(kube.kube.kubeconfig),
                                               "namespace": namespace, **keys})
     return KubernetesBackend("k8s", target, Workspace(root=root, state_dir=root / ".madengine",
-                                                      workspace_id="ws0123456789"))
+                                                      workspace_id="ws0123456789"), registry=registry)
 
 
 def job(tmp_path: Path, attempt: int = 1, **fields: object) -> JobSpec:
@@ -61,7 +63,7 @@ def job(tmp_path: Path, attempt: int = 1, **fields: object) -> JobSpec:
         address=f"job:dummy@cpu/k8s#{attempt}", node_hash="sha256:" + "cd" * 32, model="dummy", context="cpu",
         target="k8s", script="scripts/dummy/run.sh", args=("--n", "$(HOME)", "$x y"),
         env={"MADENGINE_ATTEMPT": str(attempt), "HF_TOKEN": "hf_value_never_in_a_manifest"}, n_gpus=0, timeout=60,
-        image_tag="madengine/dummy:0123456789ab", image_digest=None, registry="localhost:5000",
+        image_tag="madengine/dummy:0123456789ab", image_digest=None,
         log_path=tmp_path / "logs" / f"dummy-{attempt}.log")
     values.update(fields)
     return JobSpec(**values)  # type: ignore[arg-type]
@@ -76,6 +78,11 @@ def finish(b: KubernetesBackend, handles: Sequence[str], timeout: float = 30.0) 
             return states
         assert time.monotonic() < deadline, states
         time.sleep(0.05)
+
+
+def collected(b: KubernetesBackend, spec: JobSpec, state: QueueState) -> Outcome:
+    """collect, then the result judged from the log as apply does (apply.engine.judge_job)."""
+    return judge_job(spec, b.collect(spec, state))
 
 
 def submitted(b: KubernetesBackend, *jobs: JobSpec) -> list[str]:
@@ -95,7 +102,7 @@ def test_a_job_is_created_polled_collected_and_deleted(kube: KubeFixture, tmp_pa
     assert kube.kube.objects("Secret") == [render.secret_name(handle)]
     states = finish(b, [handle])
     assert states[handle].status is Status.SUCCESS and states[handle].state == "Succeeded"
-    outcome = b.collect(spec, states[handle])
+    outcome = collected(b, spec, states[handle])
     assert outcome.status is Status.SUCCESS, outcome
     assert [(r.performance, r.metric) for r in outcome.perf] == [(12.5, "samples_per_second")]
     assert outcome.exit_code == 0 and outcome.host == "node1"
@@ -111,7 +118,7 @@ def test_multiple_results_come_back_through_the_log(kube: KubeFixture, tmp_path:
     b = backend(kube, tmp_path)
     spec = job(tmp_path, multiple_results="perf.csv")
     [handle] = submitted(b, spec)
-    outcome = b.collect(spec, finish(b, [handle])[handle])
+    outcome = collected(b, spec, finish(b, [handle])[handle])
     assert outcome.status is Status.SUCCESS, outcome
     assert [(r.model, r.performance, r.metric) for r in outcome.perf] == [("dummy_a", 1.5, "x"), ("dummy_b", 2.5, "y")]
     assert outcome.artifacts is not None and outcome.artifacts.perf_csv is not None
@@ -124,7 +131,7 @@ def test_a_multi_node_job_is_an_indexed_job_whose_ranks_reach_rank_0(kube: KubeF
     spec = job(tmp_path, nnodes=2, env={"MADENGINE_ATTEMPT": "1"})
     [handle] = submitted(b, spec)
     assert kube.kube.objects("Service") == [handle]
-    outcome = b.collect(spec, finish(b, [handle])[handle])
+    outcome = collected(b, spec, finish(b, [handle])[handle])
     assert outcome.status is Status.SUCCESS, outcome
     ranks = sorted(r["env"]["NODE_RANK"] for r in kube.controller.ran)
     assert ranks == ["0", "1"]
@@ -145,7 +152,7 @@ def test_a_failed_job_is_a_failure_with_its_exit_code(kube: KubeFixture, tmp_pat
     state = finish(b, [handle])[handle]
     assert (state.status, state.state) == (Status.FAILURE, "Failed")
     assert state.reason == "BackoffLimitExceeded: Job has reached the specified backoff limit"
-    outcome = b.collect(spec, state)
+    outcome = collected(b, spec, state)
     assert (outcome.status, outcome.exit_code) == (Status.FAILURE, 3)
     assert outcome.message == "exit code 3 (error pattern 'RuntimeError:' at line 4: RuntimeError: boom)"
     assert kube.kube.objects("Job") == []
@@ -159,7 +166,7 @@ def test_a_job_past_its_deadline_is_a_timeout(kube: KubeFixture, tmp_path: Path)
     state = finish(b, [handle])[handle]
     assert (state.status, state.reason) == (Status.TIMEOUT, "DeadlineExceeded: Job was active longer than "
                                                             "specified deadline")
-    outcome = b.collect(spec, state)
+    outcome = collected(b, spec, state)
     assert outcome.status is Status.TIMEOUT and outcome.perf == ()
 
 
@@ -177,7 +184,7 @@ def test_a_job_never_scheduled_times_out_saying_why(kube: KubeFixture, tmp_path:
     assert state.status is Status.TIMEOUT
     assert state.reason == "timed out after 1 s never started (Unschedulable: 0/3 nodes are available: 3 " \
                            "Insufficient amd.com/gpu.)"
-    outcome = b.collect(spec, state)
+    outcome = collected(b, spec, state)
     assert outcome.status is Status.TIMEOUT and "never started" in outcome.message
     assert kube.kube.objects("Pod") == [] and kube.kube.objects("Job") == []
 
@@ -297,7 +304,7 @@ def test_run_submits_and_waits(kube: KubeFixture, tmp_path: Path) -> None:
     b.poll_interval = 0.05  # type: ignore[misc]
     started: list[str] = []
     spec = job(tmp_path)
-    outcome = b.run(spec, Cancel(on_start=started.append))
+    outcome = judge_job(spec, b.run(spec, Cancel(on_start=started.append)))
     assert outcome.status is Status.SUCCESS and started == [render.job_name(spec)]
 
 
@@ -330,7 +337,7 @@ def test_hosts_and_what_plan_asks(kube: KubeFixture, tmp_path: Path) -> None:
     assert b.observe_facts() == {}
     assert b.observe_runnable("AMD", 8) is None
     assert b.validate(job(tmp_path)) == []
-    [problem] = b.validate(job(tmp_path, registry=None))
+    [problem] = backend(kube, tmp_path, registry=None).validate(job(tmp_path))
     assert "pulls images from a registry" in problem.message
 
 
@@ -348,6 +355,6 @@ def test_a_tools_wrapper_from_the_package_is_beside_the_run_directory(kube: Kube
     mounts = docs[1]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
     assert {"name": "package-0", "readOnly": True, "mountPath": "/myworkspace/scripts"} in mounts
     [handle] = submitted(b, spec)
-    outcome = b.collect(spec, finish(b, [handle])[handle])
+    outcome = collected(b, spec, finish(b, [handle])[handle])
     assert outcome.status is Status.SUCCESS, outcome
     assert spec.log_path is not None and "wrap: a file beside the wrapper\n" in spec.log_path.read_text()

@@ -27,8 +27,7 @@ JOB = JobSpec(address="job:dummy[batch=8]@mi300x/k8s#1", node_hash="sha256:" + "
               args=("--batch", "8", "$(HOME)", "$x; rm -rf /"),
               env={"MADENGINE_ATTEMPT": "42", "HF_TOKEN": "hf_secret_value", "HSA_ENABLE_SDMA": "0", "REF": "$(B)"},
               n_gpus=2, timeout=600, image_tag="madengine/dummy.ubuntu.amd:0123456789ab", image_digest=None,
-              multiple_results="perf.csv", gpu_vendor="AMD", docker_options="--shm-size 16g --env X=1",
-              registry="localhost:5000")
+              multiple_results="perf.csv", gpu_vendor="AMD", docker_options="--shm-size 16g --env X=1")
 MULTI = replace(JOB, address="job:train@h100/k8s#1", model="train", context="h100", gpu_vendor="NVIDIA", nnodes=2,
                 n_gpus=8, multiple_results="", docker_options="", env={"MADENGINE_ATTEMPT": "7"})
 SETTINGS = render.PodSettings(namespace="bench", node_selector={"node.kubernetes.io/instance-type": "mi300x"},
