@@ -171,7 +171,7 @@ def _k8s_header(job: JobSpec, backend: object) -> str:
 
 
 def _backend_jobs(lock: Lock, project: Project, select: list[str], targets: list[str],
-             backend: str) -> dict[str, list[JobSpec]]:
+                  backend: str) -> dict[str, list[JobSpec]]:
     """The jobs of `backend`'s targets that --select/--target leave, by target, in address order (as a backend
     is handed them: `${env:NAME}` references resolved from madengine's environment)."""
     from madengine.backends.specs import job_spec
