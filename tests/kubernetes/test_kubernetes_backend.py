@@ -61,7 +61,7 @@ def backend(kube: KubeFixture, tmp_path: Path, namespace: str = "default", regis
 def job(tmp_path: Path, attempt: int = 1, **fields: object) -> JobSpec:
     values: dict[str, object] = dict(
         address=f"job:dummy@cpu/k8s#{attempt}", node_hash="sha256:" + "cd" * 32, model="dummy", context="cpu",
-        target="k8s", script="scripts/dummy/run.sh", args=("--n", "$(HOME)", "$x y"),
+        target="k8s", script="scripts/dummy/run.sh", args=("--n", "$(MAD_MODEL_NAME)", "$x y"),
         env={"MADENGINE_ATTEMPT": str(attempt), "HF_TOKEN": "hf_value_never_in_a_manifest"}, n_gpus=0, timeout=60,
         image_tag="madengine/dummy:0123456789ab", image_digest=None,
         log_path=tmp_path / "logs" / f"dummy-{attempt}.log")
@@ -109,7 +109,7 @@ def test_a_job_is_created_polled_collected_and_deleted(kube: KubeFixture, tmp_pa
     assert spec.log_path is not None
     log = spec.log_path.read_text()
     # The model's arguments and secret reached the pod as written (no `$(VAR)` expansion, no shell).
-    assert "args: --n $(HOME) $x y\n" in log and "token: hf_value_never_in_a_manifest rank: none" in log
+    assert "args: --n $(MAD_MODEL_NAME) $x y\n" in log and "token: hf_value_never_in_a_manifest rank: none" in log
     for kind in ("Job", "Pod", "ConfigMap", "Secret", "Service"):
         assert kube.kube.objects(kind) == [], kind
 

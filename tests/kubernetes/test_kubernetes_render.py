@@ -24,8 +24,9 @@ WORKSPACE = "0f1e2d3c4b5a"
 
 JOB = JobSpec(address="job:dummy[batch=8]@mi300x/k8s#1", node_hash="sha256:" + "ab" * 32, model="dummy",
               context="mi300x", target="k8s", script="scripts/dummy/run.sh",
-              args=("--batch", "8", "$(HOME)", "$x; rm -rf /"),
-              env={"MADENGINE_ATTEMPT": "42", "HF_TOKEN": "hf_secret_value", "HSA_ENABLE_SDMA": "0", "REF": "$(B)"},
+              args=("--batch", "8", "$(MAD_MODEL_NAME)", "$x; rm -rf /"),
+              env={"MADENGINE_ATTEMPT": "42", "HF_TOKEN": "hf_secret_value", "HSA_ENABLE_SDMA": "0",
+                   "REF": "$(HSA_ENABLE_SDMA)"},
               n_gpus=2, timeout=600, image_tag="madengine/dummy.ubuntu.amd:0123456789ab", image_digest=None,
               multiple_results="perf.csv", gpu_vendor="AMD", docker_options="--shm-size 16g --env X=1")
 MULTI = replace(JOB, address="job:train@h100/k8s#1", model="train", context="h100", gpu_vendor="NVIDIA", nnodes=2,
@@ -95,9 +96,9 @@ def test_values_reach_the_container_as_written_after_kubernetes_expansion() -> N
     for e in container["env"]:
         if "value" in e:
             env[e["name"]] = expand(e["value"], env)
-    assert env["REF"] == "$(B)"
+    assert env["REF"] == "$(HSA_ENABLE_SDMA)"  # defined before it: Kubernetes would expand it, unescaped
     args = [expand(a, env) for a in container["args"]]
-    assert args[-4:] == ["--batch", "8", "$(HOME)", "$x; rm -rf /"]
+    assert args[-4:] == ["--batch", "8", "$(MAD_MODEL_NAME)", "$x; rm -rf /"]
     assert expand(container["command"][2], env) == render.POD_DRIVER
     # the launcher's own variables are references Kubernetes does expand
     multi = {e["name"]: e for e in manifests(MULTI)[1]["spec"]["template"]["spec"]["containers"][0]["env"]}
