@@ -218,6 +218,11 @@ class KubernetesBackend:
     def hosts(self) -> list[HostInfo]:
         return [HostInfo(self.target_name, None, None)]
 
+    def max_nodes(self) -> int | None:
+        """Not known before the cluster is asked (its schedulable nodes change): an Indexed Job larger than
+        the cluster waits Pending, and times out saying why."""
+        return None
+
     # --- images -----------------------------------------------------------------------------------------
 
     def builder(self) -> DockerBackend:

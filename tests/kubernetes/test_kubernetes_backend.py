@@ -334,7 +334,7 @@ def test_hosts_and_what_plan_asks(kube: KubeFixture, tmp_path: Path) -> None:
     assert is_batch(b) and b.system == "kubernetes" and b.builds_images
     [host] = b.hosts()
     assert (host.name, host.gpus, host.max_parallel) == ("k8s", None, None)
-    assert b.observe_facts() == {}
+    assert b.observe_facts() == {} and b.max_nodes() is None
     assert b.observe_runnable("AMD", 8) is None
     assert b.validate(job(tmp_path)) == []
     [problem] = backend(kube, tmp_path, registry=None).validate(job(tmp_path))
