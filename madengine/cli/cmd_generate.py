@@ -96,16 +96,11 @@ def k8s(
     """
     import re
     import sys
-    import tempfile
 
-    from madengine.backends import kubernetes_render as render
-    from madengine.backends.base import Workspace
-    from madengine.backends.kubernetes import KubernetesBackend
     from madengine.cli import output as out
     from madengine.cli.options import madfile_path
     from madengine.errors import UsageError
     from madengine.madfile.locate import display_path
-    from madengine.madfile.model import KubernetesTarget
     from madengine.pipeline import lock_project
 
     if namespace is not None and not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", namespace):
@@ -114,15 +109,35 @@ def k8s(
                          "digit")
     output = (chdir or Path()) / output  # as if started in -C's directory
     locked = lock_project(madfile_path(file, chdir), resolve=lambda ref: None)
-    project = locked.project
-    by_target = _backend_jobs(locked.lock, project, select, target, "kubernetes")
+    written = write_k8s(locked.lock, locked.project, locked.loaded.path.parent, output, select, target, namespace)
+    if as_json:
+        out.print_json({"targets": {n: {"directory": display_path(output / n), "files": [display_path(p) for p in f]}
+                                    for n, (f, _) in written.items()}})
+        return
+    for name, (files, _) in written.items():
+        sys.stdout.write(f"{display_path(output / name)}/: {len(files)} manifest file{'' if len(files) == 1 else 's'} "
+                         f"(target {name})\n")
+
+
+def write_k8s(lock: Lock, project: Project, root: Path, output: Path, select: list[str], target: list[str],
+              namespace: str | None = None) -> dict[str, tuple[list[Path], int]]:
+    """Write the kubernetes targets' manifests under `output` (DIR/TARGET/JOB.yaml), every namespace
+    `namespace` when given; per target, the files written and its job count."""
+    import tempfile
+
+    from madengine.backends import kubernetes_render as render
+    from madengine.backends.base import Workspace
+    from madengine.backends.kubernetes import KubernetesBackend
+    from madengine.errors import UsageError
+    from madengine.madfile.model import KubernetesTarget
+
+    by_target = _backend_jobs(lock, project, select, target, "kubernetes")
     if not by_target:
         named = f" among {', '.join(target)}" if target else ""
         raise UsageError(f"no jobs on a kubernetes target{named}",
                          hint="give a target `backend: kubernetes` and run models on it (`runs:`), or check --select")
-    root = locked.loaded.path.parent
-    written: dict[str, list[str]] = {}
-    with tempfile.TemporaryDirectory(prefix="madengine-generate-") as staging:
+    written: dict[str, tuple[list[Path], int]] = {}
+    with tempfile.TemporaryDirectory(prefix="madengine-generate-") as staging:  # run directories, then dropped
         workspace = Workspace(root=root, state_dir=Path(staging), workspace_id="generated")
         for name, jobs in by_target.items():
             config = project.targets[name]
@@ -143,15 +158,9 @@ def k8s(
                     raise UsageError(problems[0], hint="fix the madfile, or leave the job out (--select, --target)")
                 path = directory / f"{render.job_name(job)}.yaml"
                 path.write_text(_k8s_header(job, backend) + render.dump(docs), encoding="utf-8")
-                files.append(display_path(path))
-            written[name] = files
-    if as_json:
-        out.print_json({"targets": {n: {"directory": display_path(output / n), "files": f}
-                                    for n, f in written.items()}})
-        return
-    for name, files in written.items():
-        sys.stdout.write(f"{display_path(output / name)}/: {len(files)} manifest file{'' if len(files) == 1 else 's'} "
-                         f"(target {name})\n")
+                files.append(path)
+            written[name] = (files, len(jobs))
+    return written
 
 
 def _k8s_header(job: JobSpec, backend: object) -> str:
