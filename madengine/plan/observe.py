@@ -229,6 +229,12 @@ def runnable(the_plan: Plan, lock: Lock, backends: Mapping[str, Backend]) -> dic
                 ask(target, "NONE", 0)
         elif change.kind == NodeKind.JOB:
             entry = jobs[change.address]
+            backend = backends.get(entry.target)
+            if entry.nnodes > 1 and backend is not None and not is_batch(backend):
+                out[change.address] = (f"needs {entry.nnodes} nodes, and a {backend.name} target runs a job on "
+                                       "one host", "run multi-node models (nnodes > 1) on a slurm or kubernetes "
+                                       "target, or set the model's nnodes to 1")
+                continue
             problem = ask(entry.target, str(entry.env.get("MAD_GPU_VENDOR", "NONE")), entry.n_gpus)
             if problem is not None:
                 out[change.address] = problem

@@ -188,7 +188,7 @@ def perf_rows(attempts: Iterable[Attempt], images: Mapping[tuple[str, str], Imag
         tags = meta.get("tags") or []
         common = {
             "n_gpus": n_gpus,
-            "nnodes": "1",  # every backend so far runs a job on one host
+            "nnodes": str(inputs.get("nnodes", 1)),
             "gpus_per_node": n_gpus,
             "training_precision": str(meta.get("training_precision") or ""),
             "pipeline": "",
