@@ -31,6 +31,7 @@ from madengine.backends.base import (
     Workspace,
     node_file_name,
 )
+from madengine.backends.session import HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec, image_spec, job_metadata, job_spec
 from madengine.compile.ir import Project
 from madengine.errors import ConfigError, Diagnostic, ExitCode, FileSystemError, MadengineError
@@ -322,7 +323,10 @@ class Applier:
         jobs = [e.job for e in entries if e.job is not None]
         try:
             answers: list[str | Outcome] = list(self.inflight.backend(target).submit(jobs))
-        except Exception as exc:  # a backend bug or a lost login node: these jobs fail, nothing else does
+        except HostUnavailable as exc:  # the login node: these jobs fail (retried when that is transient)
+            lost = Outcome(Status.FAILURE, message=f"{exc.host}: {exc.reason}", transient=exc.transient)
+            answers = [lost] * len(entries)
+        except Exception as exc:  # a backend bug: these jobs fail, nothing else does
             answers = [Outcome(Status.FAILURE, message=f"submit: {type(exc).__name__}: {exc}")] * len(entries)
         if len(answers) != len(entries):
             answers = [Outcome(Status.FAILURE, message=f"{target}: submit answered {len(answers)} handles for "
