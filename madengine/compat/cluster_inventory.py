@@ -8,7 +8,8 @@ SLURM (ROCm's `runners/slurm_runner.py` and its `templates/slurm/inventory.yml.j
       login_node: {hostname: login01, address: login01.example.org, port: 22, username: me,
                    ssh_key_path: ~/.ssh/id_rsa}          # optional: sbatch on this machine without it
       partitions:                    # exactly one: the one the jobs go to
-        - {name: gpu, max_time: "24:00:00", default_gpu_count: 8, gpu_vendor: AMD, qos: normal, account: proj42}
+        - {name: gpu, max_time: "24:00:00", max_nodes: 32, memory_per_node: 256G, default_gpu_count: 8,
+           gpu_vendor: AMD, qos: normal, account: proj42}
       workspace: {shared_filesystem: /scratch/me/madengine}   # required: a directory every node sees
       modules: [rocm/6.3]
       environment: {NCCL_DEBUG: INFO}
@@ -48,8 +49,6 @@ from madengine.madfile.source import KeyPath, SourceMap
 # could act on: refused with what to do instead (never accepted and ignored).
 _NOT_ACTED_ON = {
     "gpu_types": "madengine does not select nodes by GPU type: a madfile slurm target's `constraint:` does",
-    "memory_per_node": "give SLURM's `--mem` in a madfile slurm target's `extra_sbatch:`",
-    "max_nodes": "SLURM refuses a job larger than its partition: remove it",
     "gpu_mapping": "a madfile slurm target's `constraint:` and `extra_sbatch:` say what ROCm mapped per vendor",
     "execution": "madengine submits job arrays and retries by itself: remove it",
     "results_dir": "results come back into madengine's state store: remove it",
@@ -70,6 +69,8 @@ class LoginNode(Strict):
 class Partition(Strict):
     name: str = Field(min_length=1)
     max_time: str | None = None
+    max_nodes: int | None = Field(default=None, ge=1)
+    memory_per_node: str | None = None
     default_gpu_count: int = Field(default=0, ge=0)
     gpu_vendor: GpuVendor = "AMD"
     qos: str | None = None
@@ -136,7 +137,8 @@ def read_slurm_inventory(path: Path) -> Meant:
                            **({"user": login.username} if login.username else {}),
                            **({"key": _local_path(login.ssh_key_path, path)} if login.ssh_key_path else {})}
     optional = {"time_limit": partition.max_time, "qos": partition.qos, "account": partition.account,
-                "modules": cluster.modules or None}
+                "max_nodes": partition.max_nodes, "modules": cluster.modules or None,
+                "extra_sbatch": [f"--mem={partition.memory_per_node}"] if partition.memory_per_node else None}
     target.update({k: v for k, v in optional.items() if v is not None})
     vendor = partition.gpu_vendor if partition.default_gpu_count else "NONE"
     return Meant(name=cluster.cluster_name or "slurm", target=target, gpu_vendor=vendor, env=dict(cluster.environment))

@@ -24,6 +24,8 @@ slurm_cluster:
       default_gpu_count: 8
       gpu_vendor: AMD
       account: proj42
+      max_nodes: 4
+      memory_per_node: 256G
   workspace:
     shared_filesystem: /scratch/me/madengine
   modules: [rocm/6.3]
@@ -44,7 +46,8 @@ def test_a_slurm_inventory_is_a_slurm_target_with_its_login_partition_and_shared
         "backend": "slurm", "partition": "gpu", "shared_dir": "/scratch/me/madengine", "gpus_per_node": 8,
         "login": {"address": "login01.example.org", "port": 22, "user": "me",
                   "key": str(tmp_path / "keys" / "id_ed25519")},
-        "time_limit": "24:00:00", "account": "proj42", "modules": ["rocm/6.3"]}
+        "time_limit": "24:00:00", "account": "proj42", "max_nodes": 4, "modules": ["rocm/6.3"],
+        "extra_sbatch": ["--mem=256G"]}
 
 
 def test_a_slurm_inventory_as_json_without_a_login_node_submits_here(tmp_path: Path) -> None:
@@ -56,7 +59,7 @@ def test_a_slurm_inventory_as_json_without_a_login_node_submits_here(tmp_path: P
 @pytest.mark.parametrize(("text", "line", "message", "hint"), [
     (SLURM.replace("      account: proj42\n", "      account: proj42\n      gpu_types: [MI300X]\n"), 14,
      "unknown key `gpu_types`", "constraint"),
-    (SLURM.replace("  modules:", "  execution: {max_retries: 3}\n  modules:"), 16, "unknown key `execution`",
+    (SLURM.replace("  modules:", "  execution: {max_retries: 3}\n  modules:"), 18, "unknown key `execution`",
      "retries"),
     (SLURM.replace("    - name: gpu\n", "    - name: gpu\n      partiton: x\n"), 10, "unknown key `partiton`", ""),
     (SLURM.replace("  workspace:\n    shared_filesystem: /scratch/me/madengine\n", ""), 1,
