@@ -8,6 +8,8 @@ node1..node3, each with a slurmd in its own namespaces (a job there sees that ho
 of the hosts: `sbatch` works through a login node reached over SSH). A job inherits the submitter's
 environment: with the env file's DOCKER_HOST it runs `docker` against the main engine, from either partition;
 /tmp is shared by every node, so a job writes its output to any directory under /tmp (a test's tmp_path).
+Every node has 8 CPUs and 8 GPUs that SLURM only counts (gres gpu on copies of /dev/null): `--gpus-per-node`
+and `--gres=gpu:N` are scheduled and set CUDA_VISIBLE_DEVICES / ROCR_VISIBLE_DEVICES, asking for more is refused.
 
 Fixture (import it into a conftest: `from tests.infra.slurm import slurm_cluster  # noqa: F401`):
 
@@ -60,6 +62,7 @@ class SlurmCluster:
     conf: Path  # slurm.conf (SLURM_CONF)
     env: Mapping[str, str]  # this process's environment with SLURM_CONF and the env file's DOCKER_HOST
     partitions: Mapping[str, tuple[str, ...]]  # partition -> its node names: `local` and `nodes`
+    gpus_per_node: int  # GPUs SLURM counts on every node (gres gpu, no real device): --gpus-per-node works
     local: str = LOCAL
     remote: str = NODES
 
@@ -161,16 +164,18 @@ def load_slurm_cluster() -> SlurmCluster:
         unavailable(f"slurmctld does not answer ({ping.strip() or 'scontrol ping failed'}): {HINT}")
     partitions: dict[str, list[str]] = {}
     down = []
-    for line in _client(client_env, "sinfo", "-h", "-N", "-o", "%N %P %T").splitlines():
-        node, partition, state = line.split()
+    gpus = set()
+    for line in _client(client_env, "sinfo", "-h", "-N", "-o", "%N %P %T %G").splitlines():
+        node, partition, state, gres = line.split()
         partitions.setdefault(partition.rstrip("*"), []).append(node)
+        gpus.add(int(found.group(1)) if (found := re.search(r"\bgpu:(?:[^:,]+:)?(\d+)", gres)) else 0)
         if state.rstrip("*~#$@+-^!") not in {"idle", "mixed", "allocated", "completing"}:
             down.append(f"{node} ({state})")
     missing = [p for p in (LOCAL, NODES) if not partitions.get(p)]
     if missing or down:
         why = f"partitions missing: {', '.join(missing)}" if missing else f"nodes not up: {', '.join(down)}"
         unavailable(f"SLURM at {conf}: {why}: {HINT}")
-    return SlurmCluster(conf, client_env, {p: tuple(sorted(n)) for p, n in partitions.items()})
+    return SlurmCluster(conf, client_env, {p: tuple(sorted(n)) for p, n in partitions.items()}, min(gpus))
 
 
 def _client(env: Mapping[str, str], *argv: str) -> str:
