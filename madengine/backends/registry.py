@@ -22,6 +22,7 @@ BUILTIN: Mapping[str, str] = {
     "docker": "madengine.backends.docker:DockerBackend",
     "ssh": "madengine.backends.ssh:SshBackend",
     "ansible": "madengine.backends.ansible:AnsibleBackend",
+    "slurm": "madengine.backends.slurm:SlurmBackend",
 }
 # Built-in backends that need an optional extra: the modules they import, and how to install them.
 REQUIRES: Mapping[str, tuple[tuple[str, ...], str]] = {
