@@ -16,7 +16,7 @@ targets:
     backend: slurm
     login: {address: login.example.org, user: me, key: ~/.ssh/id_ed25519}   # omit: sbatch on this machine
     partition: gpu
-    account: proj42          # optional: qos, time_limit, exclusive, constraint, modules: [rocm/6.3], extra_sbatch: [...]
+    account: proj42          # optional: qos, time_limit, exclusive, constraint, modules: [rocm/6.3]
     gpus_per_node: 8
     container: docker        # docker | apptainer | none (host processes on the compute node)
     shared_dir: /scratch/me/madengine   # a directory every node sees: run dirs, logs, results
@@ -77,8 +77,8 @@ def test_an_unknown_key_is_refused_at_its_line(errors: Errors) -> None:
 ])
 def test_values_that_are_not_one_word_of_sbatch_are_refused(errors: Errors, key: str, value: str,
                                                              message: str) -> None:
-    d = one(errors(f"version: 1\ntargets:\n  hpc:\n    backend: slurm\n    container: none\n    {key}: {value}\n")
-            if key != "container" else errors(f"version: 1\ntargets:\n  hpc:\n    backend: slurm\n    {key}: {value}\n"))
+    container = "" if key == "container" else "    container: none\n"
+    d = one(errors(f"version: 1\ntargets:\n  hpc:\n    backend: slurm\n{container}    {key}: {value}\n"))
     assert message in d.message, d.message
     assert d.line == 6 or (key == "container" and d.line == 5)
 
