@@ -41,7 +41,7 @@ from madengine.backends import slurm_render as render
 from madengine.backends.base import Cancel, OrphanRecord, Outcome, QueueState, RunArtifacts, Workspace, node_file_name
 from madengine.backends.credentials import CREDENTIAL_FILE
 from madengine.backends.local_session import LocalSession
-from madengine.backends.rundir import collect_artifacts, prepare_run_dir
+from madengine.backends.rundir import collect_artifacts, fill_run_dir, prepare_run_dir
 from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.errors import Diagnostic
@@ -150,18 +150,21 @@ class SlurmBackend:
             known = self._cluster
         if known is not None:
             return known
-        t = self.target
-        shared = self.session().expand(t.shared_dir)
-        base = posixpath.join(shared, _safe(f"{self.workspace.workspace_id}-{self.target_name}"))
-        cluster = render.Cluster(
-            target=self.target_name, workspace_id=self.workspace.workspace_id, base=base, container=t.container,
-            partition=t.partition, account=t.account, qos=t.qos, time_limit=t.time_limit, exclusive=t.exclusive,
-            constraint=t.constraint, modules=tuple(t.modules), extra_sbatch=tuple(t.extra_sbatch),
-            gpus_per_node=t.gpus_per_node, array=t.array)
+        cluster = self.settings(self.session().expand(self.target.shared_dir))
         self._mkdirs([cluster.jobs, cluster.logs, cluster.runs])
         with self._lock:
             self._cluster = cluster
         return cluster
+
+    def settings(self, shared_dir: str) -> render.Cluster:
+        """The target's settings, its directory under `shared_dir` (absolute on the cluster)."""
+        t = self.target
+        base = posixpath.join(shared_dir, _safe(f"{self.workspace.workspace_id}-{self.target_name}"))
+        return render.Cluster(
+            target=self.target_name, workspace_id=self.workspace.workspace_id, base=base, container=t.container,
+            partition=t.partition, account=t.account, qos=t.qos, time_limit=t.time_limit, exclusive=t.exclusive,
+            constraint=t.constraint, modules=tuple(t.modules), extra_sbatch=tuple(t.extra_sbatch),
+            gpus_per_node=t.gpus_per_node, array=t.array)
 
     def _mkdirs(self, paths: Sequence[str]) -> None:
         session = self.session()
@@ -299,12 +302,9 @@ class SlurmBackend:
             return known
         from madengine.backends.ssh import _LINK, _package_id
 
-        root = (self.workspace.root / job.package_dir).resolve()
-        state_dir = self.workspace.state_dir.resolve()
-        entries = [(e.name, e) for e in sorted(root.iterdir())
-                   if not e.name.startswith(".") and e.name != CREDENTIAL_FILE and e.resolve() != state_dir]
-        ident = _package_id(entries)
         session = self.session()
+        entries = self.package_entries(job, [Path(cluster.base)] if isinstance(session, LocalSession) else [])
+        ident = _package_id(entries)
         id_file = posixpath.join(cluster.base, "package.id")
         if isinstance(session, LocalSession):
             there = Path(id_file).read_text(encoding="utf-8").strip() if Path(id_file).is_file() else ""
@@ -333,6 +333,16 @@ class SlurmBackend:
             self._packages[job.package_dir] = names
         return names
 
+    def package_entries(self, job: JobSpec, within: Sequence[Path] = ()) -> list[tuple[str, Path]]:
+        """The MAD package root's top-level entries the nodes see: as the docker backend mounts them (not
+        hidden ones, not the state directory, never credential.json), nor one holding a directory of `within`
+        (where they are copied to: a copy into itself would never end)."""
+        root = (self.workspace.root / job.package_dir).resolve()
+        outside = [self.workspace.state_dir.resolve(), *(p.resolve() for p in within)]
+        return [(e.name, e) for e in sorted(root.iterdir())
+                if not e.name.startswith(".") and e.name != CREDENTIAL_FILE
+                and not any(p.is_relative_to(e.resolve()) for p in outside)]
+
     def _task(self, job: JobSpec, cluster: render.Cluster) -> render.Task:
         entries = self._package(job, cluster)
         ref = self.image_ref(job) if self.container != "none" else None
@@ -340,10 +350,37 @@ class SlurmBackend:
                                   staging=self.workspace.runs / "slurm" / _safe(self.target_name), runs=cluster.runs)
         return render.Task(job=job, run_dir=run_dir, image_ref=ref, package_entries=entries)
 
-    def scripts(self, jobs: Sequence[JobSpec], cluster: render.Cluster,
-                tasks: Mapping[str, render.Task]) -> list[render.Script]:
-        """The submissions of these jobs, in order (what `generate slurm` writes too)."""
-        return [render.render([tasks[j.address] for j in group], cluster) for group in render.group(jobs, cluster)]
+    def generate(self, jobs: Sequence[JobSpec], directory: Path) -> list[Path]:
+        """What `submit` hands SLURM, for all `jobs`, in `directory` (nothing is sent to the cluster): the
+        scripts (`jobs/<name>.sbatch`, exactly as submitted), the run directories (`runs/<job>/`) and the MAD
+        package (`package/`) staged to be copied into the shared directory, and `submit.sh`, which copies them
+        there and submits the scripts in order. A secret of a job's environment is read by the scripts from
+        sbatch's environment (their header says which)."""
+        cluster = self.settings(self.session().expand(self.target.shared_dir))
+        for stale in ("runs", "package", "jobs"):  # ours: what jobs gone since left
+            shutil.rmtree(directory / stale, ignore_errors=True)
+        tasks = {}
+        for job in jobs:
+            name = node_file_name(job.address)
+            fill_run_dir(self.workspace.root, job, directory / "runs" / name)
+            entries = self.package_entries(job, [directory])
+            for entry, path in entries:
+                if not (directory / "package" / entry).exists():
+                    LocalSession().put(path, str(directory / "package" / entry))
+            ref = self.image_ref(job) if self.container != "none" else None
+            tasks[job.address] = render.Task(job, posixpath.join(cluster.runs, name), ref,
+                                             tuple(n for n, _ in entries))
+        written: list[tuple[str, render.Script]] = []
+        (directory / "jobs").mkdir(parents=True, exist_ok=True)
+        for group in render.group(list(jobs), cluster):
+            script = render.render([tasks[j.address] for j in group], cluster)
+            local = f"jobs/{script.name}.sbatch"
+            (directory / local).write_text(script.text, encoding="utf-8")
+            written.append((local, script))
+        submit = directory / "submit.sh"
+        submit.write_text(render.render_submit(written, cluster), encoding="utf-8")
+        submit.chmod(0o755)
+        return [directory / local for local, _ in written] + [submit]
 
     # --- submit / poll / collect / cancel ----------------------------------------------------------------
 
