@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeGuard, runtime_checkable
 
 from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
@@ -290,6 +290,6 @@ class BatchBackend(Backend, Protocol):
         ...
 
 
-def is_batch(backend: Backend) -> bool:
+def is_batch(backend: Backend) -> TypeGuard[BatchBackend]:
     """Does apply submit and poll this backend's jobs, rather than `run` each one on a worker?"""
     return isinstance(backend, BatchBackend)

@@ -102,6 +102,7 @@ def job_spec(address: str, lock: Lock | LockEntries, project: Project, *, timeou
         args=tuple(entry.args),
         env=resolve_env(entry.env, environ),
         n_gpus=entry.n_gpus,
+        nnodes=entry.nnodes,
         timeout=entry.timeout if timeout_override is None else timeout_override,
         image_tag=image.tag if image else None,
         image_digest=None,

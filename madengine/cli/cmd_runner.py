@@ -28,10 +28,13 @@ DEFAULT_REPORT = Path("runner_report.json")
 
 def register(app: typer.Typer) -> None:
     runner_app = typer.Typer(name="runner", help="ROCm madengine's runners: the models of a build manifest (or of "
-                             "--tags) on the nodes of an inventory, over SSH or Ansible.",
+                             "--tags) on the nodes of an inventory, over SSH or Ansible, or on a SLURM or "
+                             "Kubernetes cluster.",
                              no_args_is_help=True, rich_markup_mode=None)
     runner_app.command("ssh")(ssh)
     runner_app.command("ansible")(ansible)
+    runner_app.command("slurm")(slurm)
+    runner_app.command("k8s")(k8s)
     app.add_typer(runner_app, name="runner")
 
 
@@ -52,6 +55,12 @@ def _refuse(names: tuple[str, ...], hint: str, *, flag: bool = False) -> Any:
 
 InventoryOption = typer.Option(DEFAULT_INVENTORY, "--inventory", "-i", metavar="FILE",
                                help="ROCm madengine's inventory (`nodes: [{hostname, address, ...}]`, YAML or JSON).")
+SlurmInventoryOption = typer.Option(DEFAULT_INVENTORY, "--inventory", "-i", metavar="FILE",
+                                    help="ROCm madengine's SLURM inventory (`slurm_cluster: {login_node, partitions, "
+                                    "workspace}`, YAML or JSON).")
+K8sInventoryOption = typer.Option(DEFAULT_INVENTORY, "--inventory", "-i", metavar="FILE",
+                                  help="ROCm madengine's Kubernetes inventory (`pods: [{name, node_selector, "
+                                  "resources, gpu_vendor}]`, YAML or JSON).")
 ManifestOption = typer.Option(None, "--manifest-file", "-m", metavar="FILE",
                               help="A build_manifest.json: run its models, pulling the images its build pushed "
                               "(default build_manifest.json, unless --tags is given).")
@@ -114,13 +123,59 @@ def ansible(
     _run("ansible", inventory, manifest_file, tags, report_output, timeout, parallelism, live_output, chdir)
 
 
+def slurm(
+    inventory: Path = SlurmInventoryOption,
+    manifest_file: Path | None = ManifestOption,
+    tags: list[str] = TagsOption,
+    job_scripts_dir: Path | None = typer.Option(
+        None, "--job-scripts-dir", metavar="DIR", help="The scripts `madengine generate slurm -o DIR` wrote (for "
+        "review): checked to be exactly what is submitted, refused if they differ."),
+    report_output: Path = ReportOption,
+    timeout: int | None = TimeoutOption,
+    live_output: bool = LiveOutputOption,
+    chdir: Path | None = ChdirOption,
+    verbose: bool = VerboseOption,
+    registry: str | None = RegistryOption,
+    additional_context: str | None = ContextOption,
+    additional_context_file: str | None = ContextFileOption,
+) -> None:
+    """Run the models on the SLURM cluster of the inventory (`slurm_cluster:`); record results and write the report."""
+    _run("slurm", inventory, manifest_file, tags, report_output, timeout, None, live_output, chdir,
+         handed_off=job_scripts_dir)
+
+
+def k8s(
+    inventory: Path = K8sInventoryOption,
+    manifest_file: Path | None = ManifestOption,
+    tags: list[str] = TagsOption,
+    manifests_dir: Path | None = typer.Option(
+        None, "--manifests-dir", metavar="DIR", help="The manifests `madengine generate k8s -o DIR` wrote (for "
+        "review): checked to be exactly what is created, refused if they differ."),
+    namespace: str | None = typer.Option(None, "--namespace", "-n", metavar="NAME",
+                                         help="Overrides the inventory's namespace."),
+    report_output: Path = ReportOption,
+    timeout: int | None = TimeoutOption,
+    live_output: bool = LiveOutputOption,
+    chdir: Path | None = ChdirOption,
+    verbose: bool = VerboseOption,
+    registry: str | None = RegistryOption,
+    additional_context: str | None = ContextOption,
+    additional_context_file: str | None = ContextFileOption,
+) -> None:
+    """Run the models as Kubernetes Jobs like the inventory's pods (`pods:`); record results, write the report."""
+    _run("kubernetes", inventory, manifest_file, tags, report_output, timeout, None, live_output, chdir,
+         handed_off=manifests_dir, namespace=namespace)
+
+
 def _run(backend: str, inventory: Path, manifest_file: Path | None, tags: list[str], report_output: Path,
-         timeout: int | None, parallelism: int | None, live_output: bool, chdir: Path | None) -> None:
+         timeout: int | None, parallelism: int | None, live_output: bool, chdir: Path | None, *,
+         handed_off: Path | None = None, namespace: str | None = None) -> None:
     import time
 
     from madengine.apply.engine import ApplyOptions
     from madengine.cli.applying import ApplyRequest, apply_realization, exit_with
     from madengine.compat import runner
+    from madengine.compat.cluster_inventory import read_k8s_inventory, read_slurm_inventory
     from madengine.compat.rocm import generated_path
     from madengine.mad.tags import split_tags
     from madengine.madfile.inventory import read_inventory
@@ -138,16 +193,30 @@ def _run(backend: str, inventory: Path, manifest_file: Path | None, tags: list[s
         raise ConfigError(f"the inventory {display_path(inventory_path)} does not exist",
                           file=display_path(inventory_path), hint="name the nodes' inventory with --inventory FILE "
                           "(ROCm's format: `nodes: [{hostname: gpu-1, address: 10.0.0.5}]`)")
-    hosts = read_inventory(inventory_path)  # its errors at its file:line:col, before anything else
+    # The inventory's errors at its file:line:col, before anything else.
+    if backend in ("ssh", "ansible"):
+        hosts = read_inventory(inventory_path)
+        nodes = len(hosts)
+    else:
+        meant = (read_slurm_inventory(inventory_path) if backend == "slurm"
+                 else read_k8s_inventory(inventory_path, namespace))
+        nodes = 1  # a cluster: its system places the jobs
     if (base / report_output).is_dir():  # said now, not after the jobs ran
         from madengine.errors import UsageError
 
         raise UsageError(f"--report-output {base / report_output} is a directory", hint="name the report's file")
     selected, registry = _models(base, manifest_file, tags)
-    args = runner.RunnerArgs(backend="ssh" if backend == "ssh" else "ansible", inventory=inventory_path.absolute(),
-                             hosts=hosts, tags=split_tags(selected), registry=registry, parallelism=parallelism)
-    r = realization(generated_path(base), locked=False, text=runner.madfile_text(args))
-    total, _ = runner.parallelism(args)
+    if backend in ("ssh", "ansible"):
+        args = runner.RunnerArgs(backend="ssh" if backend == "ssh" else "ansible", inventory=inventory_path.absolute(),
+                                 hosts=hosts, tags=split_tags(selected), registry=registry, parallelism=parallelism)
+        text = runner.madfile_text(args)
+        total, _ = runner.parallelism(args)
+    else:
+        text = runner.cluster_madfile_text(meant, split_tags(selected), registry)
+        total = 8  # workers collect finished jobs; the cluster's queue holds the rest, not a thread each
+    r = realization(generated_path(base), locked=False, text=text)
+    if handed_off is not None:
+        _check_handed_off(r, backend, base / handed_off)
     # Idempotent and resumable as `apply` is (what succeeded stays done), but what failed runs again:
     # a runner is re-run after a node is fixed.
     request = ApplyRequest(yes=True, live_output=live_output, rerun_failed=True,
@@ -155,7 +224,7 @@ def _run(backend: str, inventory: Path, manifest_file: Path | None, tags: list[s
     command = f"madengine runner {backend}"
 
     def info(apply_id: int | None, outcome: str, code: int) -> RunInfo:
-        return RunInfo(command=command, inventory=display_path(inventory_path), total_nodes=len(hosts),
+        return RunInfo(command=command, inventory=display_path(inventory_path), total_nodes=nodes,
                        total_duration=time.monotonic() - started, apply_id=apply_id, outcome=outcome, exit_code=code)
 
     def report(store: Any, result: Any) -> None:
@@ -190,6 +259,14 @@ def _models(base: Path, manifest_file: Path | None, tags: list[str]) -> tuple[li
                          "there for the nodes to pull), or name the models with --tags")
     manifest_tags, registry = read_build_manifest(path)
     return tags or manifest_tags, registry
+
+
+def _check_handed_off(r: Realization, backend: str, directory: Path) -> None:
+    """The files `generate` wrote for review must be exactly what this run submits."""
+    from madengine.errors import UsageError
+
+    raise UsageError(f"checking {directory} against what {backend} submits is not built yet",
+                     hint="drop the option: the runner submits what `madengine generate` would write")
 
 
 def _write_report(path: Path, r: Realization, latest: Any, run: RunInfo) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from madengine import limits as _limits
-from madengine.mad.model import ENV_NAME, INT64_MAX
+from madengine.mad.model import ENV_NAME, INT64_MAX, MAX_NODES
 
 FORMAT_VERSION = 1
 
@@ -60,7 +60,9 @@ class InlineModel(Strict):
     dockerfile: str | None = Field(default=None, description="a prefix: every <prefix>.*.Dockerfile")
     scripts: str
     args: str = ""
-    n_gpus: int = Field(default=1, description="GPUs the model needs; -1 = all of the host's")
+    n_gpus: int = Field(default=1, description="GPUs the model needs (per node); -1 = all of the host's")
+    nnodes: int = Field(default=1, ge=1, le=MAX_NODES, description="nodes one run spans (a slurm or kubernetes "
+                        "target): the script is started once per node, with MASTER_ADDR and NODE_RANK set")
     timeout: int = Field(default=-1, description="seconds; -1 = the default (7200)")
     tags: list[str] = Field(default_factory=list)
     owner: str = ""

@@ -19,6 +19,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+from madengine.backends.multinode import LAUNCHER
 from madengine.facts.compare import perf_gpu_architecture, perf_machine_name
 from madengine.facts.model import HostFacts
 from madengine.state.model import Attempt, ImageRecord, PerfRow, Status
@@ -188,7 +189,7 @@ def perf_rows(attempts: Iterable[Attempt], images: Mapping[tuple[str, str], Imag
         tags = meta.get("tags") or []
         common = {
             "n_gpus": n_gpus,
-            "nnodes": "1",  # every backend so far runs a job on one host
+            "nnodes": str(inputs.get("nnodes", 1)),
             "gpus_per_node": n_gpus,
             "training_precision": str(meta.get("training_precision") or ""),
             "pipeline": "",
@@ -199,7 +200,8 @@ def perf_rows(attempts: Iterable[Attempt], images: Mapping[tuple[str, str], Imag
             "git_commit": "",
             "machine_name": perf_machine_name(facts, attempt.host),
             "deployment_type": backend,
-            "launcher": "docker" if backend == "docker" else "",  # ROCm's default launcher for local Docker
+            # ROCm's: torchrun for multi-node runs, docker for a local Docker run
+            "launcher": LAUNCHER if int(inputs.get("nnodes", 1)) > 1 else "docker" if backend == "docker" else "",
             "gpu_architecture": _gpu_architecture(inputs, meta, facts),
             "build_duration": _seconds(build_duration),
             "test_duration": _seconds(attempt.duration),
