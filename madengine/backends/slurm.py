@@ -16,8 +16,8 @@ state is wiped, and another user's job must never be reported, nor cancelled, as
 
 Images for `container: docker|apptainer` are built by this machine's engine and pushed to the madfile's
 registry; each node pulls the content-addressed tag (docker) or the shared directory gets one `.sif` per
-image (apptainer). Performance is judged from the job's output exactly as for `docker` (apply's
-`judge_job`).
+image (apptainer). Performance is judged from the job's output exactly as for `docker` (by apply's
+`judge_job`, from the log and CSV `collect` brings back).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from madengine.backends import slurm_render as render
 from madengine.backends.base import Cancel, OrphanRecord, Outcome, QueueState, RunArtifacts, Workspace, node_file_name
 from madengine.backends.credentials import CREDENTIAL_FILE
 from madengine.backends.local_session import LocalSession
+from madengine.backends.multinode import LAUNCHER
 from madengine.backends.rundir import collect_artifacts, fill_run_dir, prepare_run_dir
 from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
@@ -474,9 +475,8 @@ class SlurmBackend:
         return parse_sacct(out, self._job_prefix()) if code == 0 else {}
 
     def collect(self, job: JobSpec, state: QueueState) -> Outcome:
-        """The job's output (its log) into job.log_path, its results CSV, and its status."""
-        from madengine.apply.engine import judge_job
-
+        """The job's output (its log) into job.log_path, its results CSV, and its status (apply judges the
+        log and CSV for performance and errors, as for every backend)."""
         assert job.log_path is not None, "apply chooses the log path"
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
         lost = ""
@@ -500,13 +500,13 @@ class SlurmBackend:
                 artifacts = RunArtifacts(log=job.log_path, run_dir=run_dir, exit_code=outcome.exit_code, log_lost=lost)
         else:
             artifacts = RunArtifacts(log=job.log_path, run_dir=run_dir, exit_code=outcome.exit_code, log_lost=lost)
-        return judge_job(job, replace(outcome, artifacts=artifacts))
+        return replace(outcome, artifacts=artifacts)
 
     def outcome(self, job: JobSpec, state: QueueState) -> Outcome:
         """What a finished job's state says, before its log is judged."""
         details: dict[str, Any] = {"slurm_job": state.handle, "state": state.state, "nodes": state.where,
                                    "nnodes": job.nnodes, "gpus_per_node": render.gpus(job, self._plain_cluster()),
-                                   "launcher": "torchrun" if job.nnodes > 1 else ""}
+                                   "launcher": LAUNCHER if job.nnodes > 1 else ""}
         said = state.describe(self.system)
         if state.status is Status.SUCCESS:
             return Outcome(Status.SUCCESS, exit_code=0, host=self.target_name, details=details)

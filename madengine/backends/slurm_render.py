@@ -35,15 +35,15 @@ from pathlib import Path
 
 import jinja2
 
-from madengine.backends import docker_render
+from madengine.backends import docker_render, multinode
 from madengine.backends.base import ATTEMPT_ENV, node_file_name
 from madengine.backends.specs import JobSpec
 
 MAX_ARRAY = 1000  # tasks in one array: SLURM's default MaxArraySize is 1001 (indices 0-1000)
 SECRET_ENV_PREFIX = "MADENGINE_SECRET_"  # + `<task>_<NAME>`: a secret's value, in sbatch's environment
-MASTER_PORT_BASE = 29500  # torchrun's default; a multi-node job adds its job id modulo 10000 (two on one node)
 # The variables a multi-node job sets on each node (MAD's launchers read them); into a container by name.
-MULTI_NODE_ENV = ("MASTER_ADDR", "MASTER_PORT", "NNODES", "NODE_RANK", "NPROC_PER_NODE", "MAD_MULTI_NODE_RUNNER")
+MULTI_NODE_ENV = tuple(multinode.node_env(2, 1, "0", "x"))
+_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Docker options an apptainer container cannot be given (it runs as the user, with the host's limits).
 _NOT_FOR_APPTAINER = {"user": "--user", "ulimits": "--ulimit", "privileged": "--privileged",
@@ -133,6 +133,24 @@ def env_name(name: str) -> str:
     if not _ENV_NAME.match(name):
         raise ValueError(f"{name!r} is not an environment variable's name")
     return name
+
+
+def double_quoted(value: str) -> str:
+    """A value in double quotes for the node's shell: its `${NAME}` references expanded there, nothing else."""
+    out, at = [], 0
+    for m in _REFERENCE.finditer(value):
+        out.append(re.sub(r'([\\"`$])', r"\\\1", value[at:m.start()]) + m.group())
+        at = m.end()
+    out.append(re.sub(r'([\\"`$])', r"\\\1", value[at:]))
+    return '"' + "".join(out) + '"'
+
+
+def node_exports(job: JobSpec, cluster: Cluster) -> list[tuple[str, str]]:
+    """What each node of a multi-node job exports, in order (multinode.node_env): its rank is SLURM's node id,
+    the master is the first node of the job's allocation (MADENGINE_MASTER_ADDR, found once by the batch step)."""
+    env = multinode.node_env(max(1, job.nnodes), max(1, gpus(job, cluster)), "${SLURM_NODEID}",
+                             "${MADENGINE_MASTER_ADDR}")
+    return [(env_name(k), double_quoted(v)) for k, v in env.items()]
 
 
 def comment_text(text: str) -> str:
@@ -376,7 +394,7 @@ def render(tasks: Sequence[Task], cluster: Cluster, *, array: bool | None = None
     text = _environment().get_template("job.sbatch.j2").render(
         cluster=cluster, header=header, tasks=blocks,
         script_path=shlex.quote(script.path(cluster)), modules=shlex.join(cluster.modules), nnodes=nnodes,
-        nproc=max(1, gpus(first, cluster)), master_port_base=MASTER_PORT_BASE, secret_prefix=SECRET_ENV_PREFIX,
+        node_exports=node_exports(first, cluster) if nnodes > 1 else [], secret_prefix=SECRET_ENV_PREFIX,
         driver=shlex.quote(docker_render.DRIVER), driver_name=docker_render.DRIVER_NAME,
         run_dir_in_container=shlex.quote(docker_render.RUN_DIR_IN_CONTAINER))
     return replace(script, text=text, secrets={k: v for b in blocks for k, v in b.env.secret_values.items()})

@@ -170,3 +170,12 @@ def test_submit_sh_copies_then_submits_in_order(tmp_path: Path) -> None:
     assert text == path.read_text(encoding="utf-8")
     (tmp_path / "submit.sh").write_text(text)
     assert subprocess.run(["bash", "-n", str(tmp_path / "submit.sh")], check=False, timeout=30).returncode == 0
+
+
+def test_node_variables_expand_only_their_references() -> None:
+    assert render.double_quoted("${SLURM_NODEID}") == '"${SLURM_NODEID}"'
+    assert render.double_quoted('a "b" `c` $d \\ ${E}') == '"a \\"b\\" \\`c\\` \\$d \\\\ ${E}"'
+    exports = dict(render.node_exports(job(nnodes=2, n_gpus=-1), CLUSTER))
+    assert list(exports) == ["NNODES", "NPROC_PER_NODE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT",
+                             "MAD_MULTI_NODE_RUNNER"]
+    assert exports["NPROC_PER_NODE"] == '"8"' and exports["NODE_RANK"] == '"${SLURM_NODEID}"'
