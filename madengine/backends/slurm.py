@@ -68,7 +68,7 @@ UNKNOWN = "no longer known to SLURM"
 class SlurmBackend:
     name: ClassVar[str] = "slurm"
     system: ClassVar[str] = "slurm"
-    poll_interval: ClassVar[float] = 1.0  # a job's turnaround is about a second on an idle cluster
+    poll_interval: ClassVar[float] = 0.5  # a job takes about a second on an idle cluster; a squeue, milliseconds
     # Images are built here and pushed (container docker/apptainer); a `container: none` target's jobs have no
     # image node at all (madfile.model.runs_in_image), so it is never asked to build one.
     builds_images: ClassVar[bool] = True
