@@ -13,7 +13,8 @@ from tests.conftest import REPO_ROOT
 # the slurm backend's tests of host-process jobs.
 WITHOUT_DOCKERD = {"tests/docker/test_registry_client.py", "tests/backends/test_ssh_session.py",
                    "tests/backends/test_ssh_backend.py", "tests/backends/test_ssh_limits.py",
-                   "tests/backends/test_ssh_transfer.py", "tests/backends/test_slurm_backend.py"}
+                   "tests/backends/test_ssh_transfer.py", "tests/backends/test_slurm_backend.py",
+                   "tests/backends/test_slurm_apply.py"}
 
 
 def collected(*args: str) -> list[str]:
