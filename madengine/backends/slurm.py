@@ -389,16 +389,17 @@ class SlurmBackend:
         results: dict[str, str | Outcome] = {}
         try:
             cluster = self.cluster()
-        except (HostUnavailable, OSError, ValueError) as e:
-            failed = _message(e)
-            return [self._failed(j, f"cannot prepare {self.target.shared_dir} on {self._where()}: {failed}",
-                                 transient=getattr(e, "transient", False)) for j in jobs]
+        except HostUnavailable as e:  # the login node: unreachable, key refused or unknown...
+            return [self._failed(j, f"{self._where()}: {e.reason}", transient=e.transient) for j in jobs]
+        except (OSError, ValueError) as e:
+            return [self._failed(j, f"cannot prepare {self.target.shared_dir} on {self._where()}: {_message(e)}")
+                    for j in jobs]
         tasks: dict[str, render.Task] = {}
         for job in jobs:
             try:
                 tasks[job.address] = self._task(job, cluster)
             except HostUnavailable as e:
-                results[job.address] = self._failed(job, _message(e), transient=e.transient)
+                results[job.address] = self._failed(job, f"{self._where()}: {e.reason}", transient=e.transient)
             except (OSError, ValueError) as e:  # RunDirConflict included; a full shared disk; no registry
                 results[job.address] = self._failed(job, f"cannot prepare the job: {_message(e)}")
         ready = [j for j in jobs if j.address in tasks]
@@ -406,10 +407,13 @@ class SlurmBackend:
             try:
                 script = render.render([tasks[j.address] for j in group], cluster)
                 job_id = self._sbatch(script, cluster)
-            except (HostUnavailable, OSError, ValueError) as e:
+            except HostUnavailable as e:
                 for job in group:
-                    results[job.address] = self._failed(job, f"sbatch: {_message(e)}",
-                                                        transient=getattr(e, "transient", False))
+                    results[job.address] = self._failed(job, f"{self._where()}: {e.reason}", transient=e.transient)
+                continue
+            except (OSError, ValueError) as e:
+                for job in group:
+                    results[job.address] = self._failed(job, f"sbatch: {_message(e)}")
                 continue
             for index, job in enumerate(group):
                 results[job.address] = script.handle(job_id, index)

@@ -14,6 +14,7 @@ import pytest
 
 from madengine.apply.engine import judge_job
 from madengine.backends.base import ATTEMPT_ENV, Cancel, OrphanRecord, Outcome, QueueState, Workspace
+from madengine.backends.session import HostUnavailable
 from madengine.backends.slurm import UNKNOWN, SlurmBackend
 from madengine.backends.specs import JobSpec
 from madengine.madfile.model import SlurmTarget
@@ -115,7 +116,7 @@ def test_one_job_then_an_array_of_eight_on_this_machine(slurm: Slurm) -> None:
         assert [(p.model, p.performance) for p in outcome.perf] == [("m", float(job.env[ATTEMPT_ENV]))]
         assert outcome.details["slurm_job"] == handle and outcome.host == "hpc"
     assert single.log_path is not None
-    assert single.log_path.read_text().startswith("<a b>\n<$(touch pwned)>\n")
+    assert "\n<a b>\n<$(touch pwned)>\n" in "\n" + single.log_path.read_text()  # (slurmstepd may say things first)
     assert not list(slurm.root.rglob("pwned"))
 
 
@@ -261,3 +262,20 @@ def test_through_a_login_node(slurm: Slurm, ssh_hosts: SshServices) -> None:  # 
         assert backend.observe_runnable("NONE", 0) is None
     finally:
         backend.close()
+
+
+def test_a_login_node_whose_host_key_is_unknown_is_refused(slurm: Slurm, ssh_hosts: SshServices,  # noqa: F811
+                                                           tmp_path: Path) -> None:
+    """As for `ssh` targets: strict by default, every job of the submission fails saying why, nothing is sent."""
+    lo = ssh_hosts.loopback
+    config = slurm.backend(login={"address": lo.address, "port": lo.port, "user": lo.user, "key": str(lo.key)}).target
+    backend = SlurmBackend("hpc", config, slurm.workspace, known_hosts=[tmp_path / "empty_known_hosts"])
+    jobs = [slurm.job("perf"), slurm.job("perf")]
+    outcomes = backend.submit(jobs)
+    for outcome in outcomes:
+        assert isinstance(outcome, Outcome) and outcome.status is Status.FAILURE
+        assert outcome.message.startswith(f"the login node {lo.address}: the host key of {lo.address}:{lo.port} is "
+                                          "unknown"), outcome.message
+    assert not (slurm.root / "shared").exists()
+    with pytest.raises(HostUnavailable, match="is unknown"):
+        backend.observe_runnable("NONE", 0)
