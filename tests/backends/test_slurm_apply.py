@@ -121,3 +121,26 @@ def test_a_job_cancelled_outside_madengine_is_replanned_with_why(run_cli: RunCli
     assert f"slurm {ids[0]} CANCELLED" in out and "cancelled outside madengine" in out, out
     code, out, err = run_cli("plan", cwd=root, env=env)
     assert code == 0 and "cancelled outside madengine" in out and "--rerun-failed" in out, out + err
+
+
+def test_ctrl_c_cancels_the_submitted_jobs(run_cli: RunCli, tmp_path: Path, env: dict[str, str],
+                                           slurm_cluster: SlurmCluster) -> None:  # noqa: F811
+    root = project(tmp_path, "container: none", sizes="[1, 2]")
+    prefix = f"madengine-{workspace_id(root / '.madengine' / 'state.db')}-"
+    full_env = {**os.environ, **env, "SLEEP": "120", "PYTHONPATH": str(REPO_ROOT)}
+    apply = subprocess.Popen([sys.executable, "-m", "madengine", "apply", "--yes"], cwd=root, env=full_env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while True:
+        lines = slurm_cluster.run(["squeue", "-h", "-r", "-t", "running", "-o", "%i %j"]).stdout.split("\n")
+        ids = [line.split()[0] for line in lines if line.strip() and line.split()[1].startswith(prefix)]
+        if len(ids) == 2:
+            break
+        assert apply.poll() is None and time.monotonic() < deadline, "the apply ended before its jobs ran"
+        time.sleep(0.1)
+    apply.send_signal(signal.SIGINT)
+    out, _ = apply.communicate(timeout=90)
+    assert apply.returncode == 130, out
+    assert slurm_cluster.states(ids[0].split("_")[0]) == dict.fromkeys(sorted(ids), "CANCELLED")
+    code, out, err = run_cli("results", "--json", cwd=root, env=env)
+    assert code == 0 and sorted(row["status"] for row in json.loads(out)) == ["INTERRUPTED"] * 2, out + err
