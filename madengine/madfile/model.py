@@ -475,6 +475,9 @@ class SlurmTarget(Strict):
     def _login_runs_nothing(self) -> SlurmTarget:
         if self.login is not None and self.login.gpus is not None:
             raise ValueError("the login node runs no jobs: give the compute nodes' GPUs as `gpus_per_node`")
+        if self.login is None and "host_key_check" in self.model_fields_set:
+            raise ValueError("`host_key_check` is the login node's, and there is none: give `login:`, or leave "
+                             "host_key_check out (sbatch runs on this machine)")
         return self
 
 

@@ -47,7 +47,6 @@ targets:
     modules: [rocm/6.3, gcc/13.2]
     extra_sbatch: [--mem=64G, --reservation=bench]
     max_nodes: 4
-    host_key_check: accept-new
 """).madfile.targets["hpc"]
     assert isinstance(target, SlurmTarget)
     assert (target.qos, target.time_limit, target.exclusive, target.constraint, target.modules, target.extra_sbatch,
@@ -87,6 +86,15 @@ def test_the_login_node_runs_no_jobs(errors: Errors) -> None:
     d = one(errors("version: 1\ntargets:\n  hpc:\n    backend: slurm\n    container: none\n"
                    "    login: {address: login, gpus: 8}\n"))
     assert "the login node runs no jobs" in d.message and "gpus_per_node" in d.message
+
+
+def test_host_key_check_needs_a_login_node(load: Load, errors: Errors) -> None:
+    d = one(errors("version: 1\ntargets:\n  hpc:\n    backend: slurm\n    container: none\n"
+                   "    host_key_check: accept-new\n"))
+    assert "`host_key_check` is the login node's, and there is none" in d.message
+    target = load("version: 1\ntargets:\n  hpc:\n    backend: slurm\n    container: none\n"
+                  "    login: {address: login}\n    host_key_check: accept-new\n").madfile.targets["hpc"]
+    assert isinstance(target, SlurmTarget) and target.host_key_check == "accept-new"
 
 
 @pytest.mark.parametrize(("container", "where"), [("", (4, 14)), ("    container: docker\n", (5, 16)),
