@@ -5,6 +5,7 @@ so each test's shared_dir is under its tmp_path."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -246,6 +247,58 @@ def test_jobs_in_their_image_pulled_from_the_registry(slurm: Slurm, registry: Re
         _, outcome = done[handle]
         assert outcome.status is Status.SUCCESS, (outcome, job.log_path and job.log_path.read_text())
         assert [p.performance for p in outcome.perf] == [float(job.env[ATTEMPT_ENV])]
+
+
+# apptainer is not installed here (nor in Debian): this stand-in takes its place on the nodes' PATH. `pull`
+# fetches the image into the engine and writes its reference into the .sif; `exec` runs the command in it with
+# docker, the binds as volumes, the environment's MAD variables passed on (as apptainer passes the host's).
+APPTAINER = """#!/usr/bin/env python3
+import os, subprocess, sys
+args = sys.argv[1:]
+if args[0] == "pull":
+    dest, ref = [a for a in args[1:] if a != "--force"]
+    subprocess.run(["docker", "pull", "--quiet", ref.removeprefix("docker://")], check=True, stdout=subprocess.DEVNULL)
+    with open(dest, "w") as f:
+        f.write(ref.removeprefix("docker://"))
+    with open(os.environ["APPTAINER_PULLS"], "a") as f:
+        f.write(dest + "\\n")
+    sys.exit(0)
+docker, i = ["docker", "run", "--rm", "--network", "none"], 1
+while args[i].startswith("--"):
+    if args[i] in ("--bind", "--pwd"):
+        docker += ["-v" if args[i] == "--bind" else "-w", args[i + 1]]
+        i += 1
+    i += 1
+env = [w for k in os.environ if k.startswith(("MAD_", "MADENGINE_")) for w in ("-e", k)]
+with open(args[i]) as f:
+    image = f.read()
+os.execvp("docker", docker + env + ["--entrypoint", args[i + 1], image, *args[i + 2:]])
+"""
+
+
+@pytest.mark.docker  # the stand-in runs the image with docker
+def test_apptainer_pulls_each_image_once_into_the_shared_directory(slurm: Slurm, registry: Registry,
+                                                                   tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "apptainer").write_text(APPTAINER)
+    (bin_dir / "apptainer").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")  # the jobs' environment is sbatch's
+    monkeypatch.setenv("APPTAINER_PULLS", str(tmp_path / "pulls"))
+    name, _, tag = registry.base_image.partition("/")[2].rpartition(":")
+    backend = slurm.backend(container="apptainer", pull_from=registry.base_image.partition("/")[0])
+    jobs = [slurm.job("perf", str(i), image=f"{name}:{tag}") for i in range(3)]
+    submitted = handles(backend.submit(jobs))
+    done = wait(backend, dict(zip(submitted, jobs, strict=True)), timeout=180)
+    for handle, job in zip(submitted, jobs, strict=True):
+        _, outcome = done[handle]
+        assert outcome.status is Status.SUCCESS, (outcome, job.log_path and job.log_path.read_text())
+        assert [p.performance for p in outcome.perf] == [float(job.env[ATTEMPT_ENV])]
+    pulls = (tmp_path / "pulls").read_text().splitlines()
+    assert len(pulls) == 1 and pulls[0].endswith(".part"), pulls  # one pull for three tasks started together
+    assert [p.name for p in (slurm.root / "shared").glob("*/images/*.sif")] == [
+        pulls[0].rsplit("/", 1)[1].split(".sif.")[0] + ".sif"]
 
 
 def test_through_a_login_node(slurm: Slurm, ssh_hosts: SshServices) -> None:  # noqa: F811
