@@ -15,7 +15,7 @@ SQUEUE = """\
 24|CANCELLED|None|node[1-3]|15|other|job|
 20_0|COMPLETED|None|vm|0|madengine-wsx-5|
 20_1|PENDING|Resources||0|madengine-wsx-5|
-25|TIMEOUT|TimeLimit|vm|0|madengine-wsx-6|
+25|TIMEOUT|TimeLimit|vm|15|madengine-wsx-6|
 26|OUT_OF_MEMORY|OutOfMemory|vm|0|madengine-wsx-7|
 """
 
@@ -30,7 +30,7 @@ def test_squeue_lines_become_states() -> None:
     assert seen["23"].status is Status.INTERRUPTED and seen["23"].where == "node[1-3]"
     assert seen["20_0"].status is Status.SUCCESS and seen["20_0"].exit_code == 0
     assert seen["20_1"].status is None and seen["20_1"].describe("slurm") == "slurm 20_1 PENDING (Resources)"
-    assert seen["25"].status is Status.TIMEOUT and seen["25"].reason == "TimeLimit"
+    assert (seen["25"].status, seen["25"].reason, seen["25"].exit_code) == (Status.TIMEOUT, "TimeLimit", 143)
     assert seen["26"].status is Status.FAILURE and seen["26"].describe("slurm") == \
         "slurm 26 OUT_OF_MEMORY on vm (OutOfMemory)"
 
