@@ -318,7 +318,7 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
     used = {t for data in graph.nodes.values()
             for t in ((data["target"],) if data["kind"] == "job" else data.get("targets", ()))}
     r = Realization(madfile, shown, lock, lock_hash, registry, graph, workspace,
-                    LazyBackends(used, lambda: r.target_configs(), workspace), db, project,
+                    LazyBackends(used, lambda: r.target_configs(), workspace, registry), db, project,
                     _fresh=fresh, lock_note=note)
     return r
 

@@ -7,6 +7,7 @@ a plugin package adds one with `[project.entry-points."madengine.backends"] name
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ BUILTIN: Mapping[str, str] = {
     "docker": "madengine.backends.docker:DockerBackend",
     "ssh": "madengine.backends.ssh:SshBackend",
     "ansible": "madengine.backends.ansible:AnsibleBackend",
+    "slurm": "madengine.backends.slurm:SlurmBackend",
 }
 # Built-in backends that need an optional extra: the modules they import, and how to install them.
 REQUIRES: Mapping[str, tuple[tuple[str, ...], str]] = {
@@ -93,10 +95,15 @@ def backend_class(name: str) -> type[Backend]:
     return cls
 
 
-def make_backends(targets: Mapping[str, Any], workspace: Workspace) -> dict[str, Backend]:
-    """One backend per target, constructed with the target's configuration."""
-    return {name: backend_class(t.backend)(name, t, workspace)  # type: ignore[call-arg]
-            for name, t in targets.items()}
+def make_backends(targets: Mapping[str, Any], workspace: Workspace, registry: str | None = None) -> dict[str, Backend]:
+    """One backend per target, constructed with the target's configuration; a backend whose constructor takes
+    `registry` (its nodes pull images from it: `slurm`) is given the madfile's."""
+    made = {}
+    for name, t in targets.items():
+        cls: Any = backend_class(t.backend)
+        takes = registry is not None and "registry" in inspect.signature(cls).parameters
+        made[name] = cls(name, t, workspace, registry=registry) if takes else cls(name, t, workspace)
+    return made
 
 
 class LazyBackends(Mapping[str, Backend]):
@@ -107,11 +114,12 @@ class LazyBackends(Mapping[str, Backend]):
     """
 
     def __init__(self, names: Iterable[str], targets: Callable[[], Mapping[str, Any]],
-                 workspace: Workspace) -> None:
+                 workspace: Workspace, registry: str | None = None) -> None:
         self._names = sorted(names)
         self._read_targets = targets
         self._targets: Mapping[str, Any] | None = None
         self._workspace = workspace
+        self._registry = registry
         self._made: dict[str, Backend] = {}
 
     def __getitem__(self, name: str) -> Backend:
@@ -120,7 +128,7 @@ class LazyBackends(Mapping[str, Backend]):
         if name not in self._made:
             if self._targets is None:
                 self._targets = self._read_targets()
-            self._made.update(make_backends({name: self._targets[name]}, self._workspace))
+            self._made.update(make_backends({name: self._targets[name]}, self._workspace, self._registry))
         return self._made[name]
 
     def __iter__(self) -> Iterator[str]:

@@ -1,4 +1,4 @@
-"""`madengine generate ansible -o DIR`: what a backend would submit, written for review or hand-off (DESIGN §6)."""
+"""`madengine generate ansible|slurm -o DIR`: what a backend would submit, for review or hand-off (DESIGN §6)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
     generate_app = typer.Typer(name="generate", help="Write what a backend would submit, for review or hand-off.",
                                no_args_is_help=True, rich_markup_mode=None)
     generate_app.command("ansible")(ansible)
+    generate_app.command("slurm")(slurm)
     app.add_typer(generate_app, name="generate")
 
 
@@ -51,7 +52,7 @@ def ansible(
     output = (chdir or Path()) / output  # as if started in -C's directory
     locked = lock_project(madfile_path(file, chdir), resolve=lambda ref: None)
     project = locked.project
-    by_target = _ansible_jobs(locked.lock, project, select, target)
+    by_target = _backend_jobs(locked.lock, project, select, target, "ansible")
     if not by_target:
         named = f" among {', '.join(target)}" if target else ""
         raise UsageError(f"no jobs on an ansible target{named}",
@@ -61,7 +62,7 @@ def ansible(
     written: dict[str, list[str]] = {}
     for name, jobs in by_target.items():
         config = project.targets[name]
-        assert isinstance(config, AnsibleTarget)  # _ansible_jobs keeps ansible targets' jobs only
+        assert isinstance(config, AnsibleTarget)  # _backend_jobs keeps ansible targets' jobs only
         backend = AnsibleBackend(name, config, workspace)
         directory = output / name
         files = backend.generate(jobs, directory)
@@ -76,9 +77,74 @@ def ansible(
                          f"{len(jobs)} run director{'y' if len(jobs) == 1 else 'ies'} (target {name})\n")
 
 
-def _ansible_jobs(lock: Lock, project: Project, select: list[str], targets: list[str]) -> dict[str, list[JobSpec]]:
-    """The jobs of ansible targets that --select/--target leave, by target, in address order (as a backend is
-    handed them: `${env:NAME}` references resolved from madengine's environment)."""
+def slurm(
+    output: Path = typer.Option(..., "-o", "--output", metavar="DIR",
+                                help="Where to write them: DIR/TARGET/ for each slurm target."),
+    file: Path | None = FileOption,
+    chdir: Path | None = ChdirOption,
+    target: list[str] = TargetOption,
+    select: list[str] = SelectOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Write the sbatch scripts of the slurm targets' jobs, exactly as the backend submits them.
+
+    Each DIR/TARGET/ holds jobs/*.sbatch (one per job, or per job array of one image and shape), the run
+    directories and MAD package to copy into the target's shared_dir, and submit.sh, which copies them
+    there and submits the scripts in order (run it on the login node). Images are pulled by the nodes
+    from the registry: push them first (`madengine build`).
+    """
+    import sys
+
+    from madengine.backends.base import Workspace
+    from madengine.backends.session import HostUnavailable
+    from madengine.backends.slurm import SlurmBackend
+    from madengine.cli import output as out
+    from madengine.cli.options import madfile_path
+    from madengine.errors import MadengineError, UsageError
+    from madengine.madfile.locate import display_path
+    from madengine.madfile.model import SlurmTarget
+    from madengine.pipeline import lock_project
+
+    output = (chdir or Path()) / output  # as if started in -C's directory
+    locked = lock_project(madfile_path(file, chdir), resolve=lambda ref: None)
+    project = locked.project
+    by_target = _backend_jobs(locked.lock, project, select, target, "slurm")
+    if not by_target:
+        named = f" among {', '.join(target)}" if target else ""
+        raise UsageError(f"no jobs on a slurm target{named}",
+                         hint="give a target `backend: slurm` and run models on it (`runs:`), or check --select")
+    root = locked.loaded.path.parent
+    workspace = Workspace(root=root, state_dir=root / ".madengine", workspace_id="generated")
+    written: dict[str, list[str]] = {}
+    for name, jobs in by_target.items():
+        config = project.targets[name]
+        assert isinstance(config, SlurmTarget)  # _backend_jobs keeps slurm targets' jobs only
+        backend = SlurmBackend(name, config, workspace, registry=project.registry)
+        try:
+            files = backend.generate(jobs, output / name)
+        except HostUnavailable as e:  # `~` in shared_dir is the login node's home: asked of it
+            raise MadengineError(f"target {name}: cannot ask the login node where shared_dir is: {e.reason}",
+                                 hint=e.diagnostics[0].hint or "give shared_dir as an absolute path") from None
+        except (OSError, ValueError) as e:  # RunDirConflict: a pre/post script would replace another file
+            raise MadengineError(f"target {name}: cannot write its scripts: {e}") from None
+        finally:
+            backend.close()
+        written[name] = [display_path(p) for p in files]
+    if as_json:
+        out.print_json({"targets": {n: {"directory": display_path(output / n), "files": f}
+                                    for n, f in written.items()}})
+        return
+    for name, paths in written.items():
+        scripts = len(paths) - 1
+        sys.stdout.write(f"{display_path(output / name)}/: {scripts} sbatch script{'' if scripts == 1 else 's'}, "
+                         f"submit.sh, {len(by_target[name])} run director{'y' if len(by_target[name]) == 1 else 'ies'}"
+                         f" (target {name})\n")
+
+
+def _backend_jobs(lock: Lock, project: Project, select: list[str], targets: list[str],
+                  backend: str) -> dict[str, list[JobSpec]]:
+    """The jobs of `backend`'s targets that --select/--target leave, by target, in address order (as a backend
+    is handed them: `${env:NAME}` references resolved from madengine's environment)."""
     from madengine.backends.specs import job_spec
     from madengine.graph.build import build_graph
     from madengine.graph.build import select as select_nodes
@@ -87,6 +153,6 @@ def _ansible_jobs(lock: Lock, project: Project, select: list[str], targets: list
     out: dict[str, list[JobSpec]] = {}
     for address in sorted(a for a, data in graph.nodes.items() if data["kind"] == "job"):
         spec = job_spec(address, lock, project)
-        if project.targets[spec.target].backend == "ansible":
+        if project.targets[spec.target].backend == backend:
             out.setdefault(spec.target, []).append(spec)
     return dict(sorted(out.items()))

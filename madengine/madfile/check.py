@@ -46,6 +46,7 @@ def check(data: Mapping[Any, Any], source: SourceMap) -> list[Diagnostic]:
     out += _check_models(models, source)
     out += _check_targets(targets, source)
     out += _check_backends(targets, source)
+    out += _check_batch_registry(data, targets, source)
     out += _check_secrets(data, source)
     out += _check_env_names(data, source)
     out += _check_runs(data, contexts, targets, source)
@@ -226,6 +227,27 @@ def _check_backends(targets: dict[Any, Any], source: SourceMap) -> list[Diagnost
         out.append(source.diagnostic(at, f"backend `{backend}` cannot work here: {lacking[0]}", lacking[1], at="value")
                    if lacking else source.diagnostic(at, f"backend `{backend}` is not installed",
                                                      f"installed backends: {', '.join(sorted(names))}", at="value"))
+    return out
+
+
+def _check_batch_registry(data: Mapping[Any, Any], targets: dict[Any, Any], source: SourceMap) -> list[Diagnostic]:
+    """A SLURM target running jobs in their images: its nodes pull them from the registry (images are built
+    here), so the madfile must name one."""
+    if data.get("registry"):
+        return []
+    out = []
+    for name, target in targets.items():
+        if not isinstance(target, dict) or target.get("backend") != "slurm":
+            continue
+        container = target.get("container", "docker")
+        if container not in ("docker", "apptainer"):
+            continue
+        at = ("targets", name, "container") if "container" in target else ("targets", name, "backend")
+        out.append(source.diagnostic(
+            at, f"target `{name}` runs jobs in their images (container: {container}), which its nodes pull from "
+            "a registry, and the madfile names none",
+            "set `registry:` (e.g. `registry: localhost:5000`), where images built here are pushed; or "
+            "`container: none` for host processes", at="value"))
     return out
 
 
