@@ -39,10 +39,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from madengine.backends import slurm_render as render
 from madengine.backends.base import Cancel, OrphanRecord, Outcome, QueueState, RunArtifacts, Workspace, node_file_name
-from madengine.backends.credentials import CREDENTIAL_FILE
 from madengine.backends.local_session import LocalSession
 from madengine.backends.multinode import LAUNCHER
-from madengine.backends.rundir import collect_artifacts, fill_run_dir, prepare_run_dir
+from madengine.backends.rundir import collect_artifacts, fill_run_dir, package_entries, prepare_run_dir
 from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.errors import Diagnostic
@@ -335,14 +334,9 @@ class SlurmBackend:
         return names
 
     def package_entries(self, job: JobSpec, within: Sequence[Path] = ()) -> list[tuple[str, Path]]:
-        """The MAD package root's top-level entries the nodes see: as the docker backend mounts them (not
-        hidden ones, not the state directory, never credential.json), nor one holding a directory of `within`
-        (where they are copied to: a copy into itself would never end)."""
-        root = (self.workspace.root / job.package_dir).resolve()
-        outside = [self.workspace.state_dir.resolve(), *(p.resolve() for p in within)]
-        return [(e.name, e) for e in sorted(root.iterdir())
-                if not e.name.startswith(".") and e.name != CREDENTIAL_FILE
-                and not any(p.is_relative_to(e.resolve()) for p in outside)]
+        """The MAD package root's top-level entries the nodes see: those the docker backend mounts, nor one
+        holding a directory of `within` (where they are copied to)."""
+        return package_entries(self.workspace, job.package_dir, within)
 
     def _task(self, job: JobSpec, cluster: render.Cluster) -> render.Task:
         entries = self._package(job, cluster)

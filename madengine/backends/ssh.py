@@ -44,9 +44,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 from madengine.backends import docker_cli
 from madengine.backends import docker_render as render
 from madengine.backends.base import Cancel, OrphanRecord, Outcome, RunArtifacts, Workspace
-from madengine.backends.credentials import CREDENTIAL_FILE
 from madengine.backends.local import host_environment
-from madengine.backends.rundir import collect_artifacts, prepare_run_dir, run_host_steps
+from madengine.backends.rundir import collect_artifacts, package_entries, prepare_run_dir, run_host_steps
 from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.backends.ssh_session import (
@@ -283,12 +282,8 @@ class SshBackend:
         return self._package_listing(job.package_dir)[0]
 
     def _entries(self, package_dir: str) -> list[tuple[str, Path]]:
-        """The MAD package root's top-level entries sent to the hosts: as the docker backend mounts them
-        (not hidden ones, not the state directory, never credential.json)."""
-        package = (self.workspace.root / package_dir).resolve()
-        state_dir = self.workspace.state_dir.resolve()
-        return [(e.name, e) for e in sorted(package.iterdir())
-                if not e.name.startswith(".") and e.name != CREDENTIAL_FILE and e.resolve() != state_dir]
+        """The MAD package root's top-level entries sent to the hosts: those the docker backend mounts."""
+        return package_entries(self.workspace, package_dir)
 
     # --- validate / observe -----------------------------------------------------------------------------
 
