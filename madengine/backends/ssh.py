@@ -620,14 +620,15 @@ class SshBackend:
                                                f"{self.target_name}; it was given {', '.join(names)}")
         if cancel.is_set():
             return Outcome(Status.INTERRUPTED, message="interrupted", host=names[0])
-        prepared = self._each_host(lambda host: self._prepare(job, host), names)
+        # One host after another: hosts whose workdir is one shared directory (a home over NFS) would
+        # otherwise replace the package and the run directory under each other.
+        prepared: dict[str, tuple[_Place, str]] = {}
         for name in names:  # nothing has started yet: a host that cannot be reached now is worth a retry
-            got = prepared[name]
-            if isinstance(got, BaseException):  # a bug: said, with the host
-                got = Outcome(Status.FAILURE, message=f"{name}: {type(got).__name__}: {got}", host=name)
+            got = self._prepare(job, name)
             if isinstance(got, Outcome):
                 _log(job.log_path, f"madengine: {got.message}\n")
                 return replace(got, details={**got.details, "failed_node": name})
+            prepared[name] = got
         master = self.by_name[names[0]].endpoint.address
         stop = threading.Event()  # a node failed, or apply cancels: every node's run stops
         lock = threading.Lock()
