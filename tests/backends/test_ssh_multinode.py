@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from madengine.errors import ExitCode
+from madengine.state.model import Status
 from tests.conftest import REPO_ROOT, RunCli
 from tests.infra.services import Registry, registry, service_env  # noqa: F401 (fixtures)
 from tests.infra.ssh import SshServices, ssh_hosts, ssh_services  # noqa: F401 (fixtures)
@@ -257,35 +258,119 @@ def _attempt_processes(attempt: int, workspace: str) -> list[int]:
     return found
 
 
+def _recorded_handle(root: Path) -> str:
+    try:
+        rows = attempts(root)
+    except sqlite3.Error:  # not there yet, or busy: asked again
+        return ""
+    return str(rows[0][5] or "") if rows else ""
+
+
+def _containers(ssh: SshServices, hosts: Sequence[str], attempt: int) -> dict[str, list[str]]:
+    """The containers of this attempt on each host's engine (in any state)."""
+    return {h: ssh[h].docker("ps", "--all", "--quiet", "--filter", f"label=madengine.attempt={attempt}").stdout.split()
+            for h in hosts}
+
+
+@pytest.mark.parametrize("container", ["none", pytest.param("docker", marks=pytest.mark.docker)])
 def test_a_killed_apply_leaves_every_nodes_run_recorded_and_the_next_apply_stops_them(
-        ssh_hosts: SshServices, tmp_path: Path) -> None:  # noqa: F811
+        ssh_hosts: SshServices, registry: Registry, tmp_path: Path, container: str) -> None:  # noqa: F811
     from madengine.backends.base import workspace_id
 
     root = tmp_path / "p"
-    shared = project(root, ssh_hosts, nnodes=2, args="sleep", shared_workdir=True)
+    shared = project(root, ssh_hosts, nnodes=2, args="sleep", container=container, base=registry.base_image,
+                     shared_workdir=container == "none")
     env = {**os.environ, **service_env(), "PYTHONPATH": str(REPO_ROOT), "NO_COLOR": "1"}
     with subprocess.Popen([sys.executable, "-m", "madengine", "apply", "--yes"], cwd=root, env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True) as killed:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not all((shared / f"arrived.{r}").exists() for r in (0, 1)):
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not (
+                all((shared / f"arrived.{r}").exists() for r in (0, 1)) and _recorded_handle(root).count("node") == 2):
             time.sleep(0.2)
-        assert all((shared / f"arrived.{r}").exists() for r in (0, 1))  # both nodes run
-        time.sleep(0.5)  # their handles reach the state store (apply records them every 0.2 s)
         os.killpg(killed.pid, 9)
+    assert all((shared / f"arrived.{r}").exists() for r in (0, 1))  # both nodes ran
     (attempt, _, status, _, _, handle) = attempts(root)[0]
     assert status == "RUNNING" and handle is not None and handle.startswith("ranks:"), handle
-    hosts = [h for h, _ in json.loads(handle.removeprefix("ranks:"))]
+    hosts = [h for h, _ in json.loads(handle.removeprefix("ranks:"))]  # each node's run, on its host
     assert sorted(hosts) == sorted((shared / f"arrived.{r}").read_text().strip() for r in (0, 1)), handle
     workspace = workspace_id(root / ".madengine" / "state.db")
-    left = _attempt_processes(attempt, workspace)
-    assert left, "the killed apply's nodes are still running"
+    if container == "none":
+        assert _attempt_processes(attempt, workspace), "the killed apply's nodes are still running"
+    else:
+        assert all(_containers(ssh_hosts, hosts, attempt).values())
     # The next apply stops what each node left, then runs the job again (now quickly).
     models = json.loads((root / "models.json").read_text())
     models[0]["args"] = f"{shared}-again ok"
     (root / "models.json").write_text(json.dumps(models))
+    if container == "docker":
+        mounts = {f"{shared}-again": f"{shared}-again"}
+        text = (root / "madfile.yaml").read_text().replace(json.dumps({str(shared): str(shared)}), json.dumps(mounts))
+        (root / "madfile.yaml").write_text(text)
+    Path(f"{shared}-again").mkdir()
     again = subprocess.run([sys.executable, "-m", "madengine", "apply", "--yes"], cwd=root, env=env,
                            capture_output=True, text=True, timeout=300, check=False)
     assert again.returncode == 0, again.stdout + again.stderr
-    cleaned = [ln for ln in again.stdout.splitlines() if "cleaned up" in ln and "process group" in ln]
+    what = "process group" if container == "none" else "container"
+    cleaned = [ln for ln in again.stdout.splitlines() if "cleaned up" in ln and what in ln]
     assert {h for h in hosts if any(f"cleaned up {h}: " in ln for ln in cleaned)} == set(hosts), again.stdout
-    assert _attempt_processes(attempt, workspace) == []
+    if container == "none":
+        assert _attempt_processes(attempt, workspace) == []
+    else:
+        assert _containers(ssh_hosts, hosts, attempt) == {h: [] for h in hosts}
+
+
+def test_a_node_host_that_cannot_be_reached_fails_its_first_try_and_the_retry_runs_on_the_others(
+        ssh_hosts: SshServices, run_cli: RunCli, tmp_path: Path) -> None:  # noqa: F811
+    root = tmp_path / "p"
+    shared = project(root, ssh_hosts, nnodes=2)
+    with ssh_hosts.stopped("node2"):  # the job's first try takes node1 (rank 0) and node2
+        code, out, err = run_cli("apply", "--yes", cwd=root, env=service_env(), timeout=300)
+    assert code == 0, out + err
+    rows = attempts(root)
+    assert [s for _, _, s, _, _, _ in rows] == ["FAILURE", "SUCCESS"], rows  # nothing had started: retried
+    assert rows[0][4].startswith("node2: ") and "(transient; retrying)" in rows[0][4], rows
+    # The host that was lost, not rank 0's, takes no more jobs while others can: the retry runs without it.
+    assert sorted((shared / f"arrived.{r}").read_text().strip() for r in (0, 1)) == ["node1", "node3"]
+
+
+def test_the_handle_of_a_multi_node_run_names_every_nodes_run_for_the_clean_up_of_a_killed_apply(
+        ssh_hosts: SshServices, tmp_path: Path) -> None:  # noqa: F811
+    """What a killed apply recorded (one handle naming each node's process group) is enough for the next
+    one to stop the run on every node, without its end-of-apply sweep."""
+    import threading
+
+    from madengine.backends.base import ATTEMPT_ENV, Cancel, OrphanRecord, Outcome, Workspace
+    from madengine.backends.specs import JobSpec
+    from madengine.backends.ssh import SshBackend
+    from madengine.madfile.model import SshTarget
+
+    root = tmp_path / "p"
+    shared = project(root, ssh_hosts, nnodes=2)
+    target = SshTarget.model_validate({"backend": "ssh", "container": "none", "hosts": ssh_hosts.madfile_hosts()})
+    workspace = Workspace(root=root, state_dir=root / ".madengine", workspace_id=f"mn-{uuid.uuid4().hex[:8]}")
+    job = JobSpec(address="job:multi@cpu/lab#1", node_hash="sha256:" + "1" * 64, model="multi", context="cpu",
+                  target="lab", script="scripts/m/run.sh", args=(str(shared), "sleep"), env={ATTEMPT_ENV: "77"},
+                  n_gpus=0, timeout=0, image_tag=None, image_digest=None, nnodes=2,
+                  log_path=root / ".madengine" / "logs" / "1" / "multi.log", host="node3", peers=(("node1", ()),))
+    handles: list[str] = []
+    outcome: list[Outcome] = []
+    running = SshBackend("lab", target, workspace, known_hosts=(ssh_hosts.known_hosts,))
+    other = SshBackend("lab", target, workspace, known_hosts=(ssh_hosts.known_hosts,))  # the next apply's
+    stop = Cancel()
+    runner = threading.Thread(target=lambda: outcome.append(running.run(job, Cancel(stop.event, handles.append))))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (handles and handles[-1].count("node") == 2
+                                                   and all((shared / f"arrived.{r}").exists() for r in (0, 1))):
+            time.sleep(0.1)
+        assert handles and json.loads(handles[-1].removeprefix("ranks:"))[0][0] == "node3", handles
+        removed = other.cleanup_orphans([OrphanRecord(attempt=77, handle=handles[-1], host="node3")])
+        assert sorted(r.split(":")[0] for r in removed) == ["node1", "node3"], removed
+        runner.join(60)
+        assert outcome and outcome[0].status is Status.FAILURE, outcome  # its nodes were killed under it
+    finally:
+        stop.event.set()
+        runner.join(60)
+        running.close()
+        other.close()
