@@ -374,3 +374,34 @@ def test_the_handle_of_a_multi_node_run_names_every_nodes_run_for_the_clean_up_o
         runner.join(60)
         running.close()
         other.close()
+
+
+def test_the_timeout_stops_every_node_and_ctrl_c_interrupts_them_all(
+        ssh_hosts: SshServices, run_cli: RunCli, tmp_path: Path) -> None:  # noqa: F811
+    import signal
+
+    from madengine.backends.base import workspace_id
+
+    root = tmp_path / "p"
+    shared = project(root, ssh_hosts, nnodes=2, args="sleep")  # each node sleeps 300 s
+    code, out, err = run_cli("apply", "--yes", "--timeout", "3", cwd=root, env=service_env(), timeout=120)
+    assert code == ExitCode.RUN_FAILURE, out + err
+    (row,) = attempts(root)
+    assert row[2] == "TIMEOUT" and "(rank " in row[4] and "timed out" in row[4], row
+    workspace = workspace_id(root / ".madengine" / "state.db")
+    assert _attempt_processes(row[0], workspace) == []
+    for r in (0, 1):
+        (shared / f"arrived.{r}").unlink()
+    env = {**os.environ, **service_env(), "PYTHONPATH": str(REPO_ROOT), "NO_COLOR": "1"}
+    with subprocess.Popen([sys.executable, "-m", "madengine", "apply", "--yes", "--rerun-failed"], cwd=root, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as apply:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not all((shared / f"arrived.{r}").exists() for r in (0, 1)):
+            time.sleep(0.1)
+        assert all((shared / f"arrived.{r}").exists() for r in (0, 1))
+        apply.send_signal(signal.SIGINT)
+        out, err = apply.communicate(timeout=120)  # both nodes stopped: it does not wait for their sleep
+    assert apply.returncode == ExitCode.INTERRUPTED, out + err
+    last = attempts(root)[-1]
+    assert last[2] == "INTERRUPTED", last
+    assert _attempt_processes(last[0], workspace) == []
