@@ -249,7 +249,8 @@ def _nodes_problem(backend: Backend, target: str, nnodes: int, n_gpus: int,
     from madengine.apply.slots import NODES_HINT, Slots, nodes_problem
 
     if not getattr(backend, "spans_hosts", False):
-        return (f"needs {nnodes} nodes, and a {backend.name} target runs a job on one host",
+        article = "an" if backend.name[:1] in ("a", "e", "i", "o", "u") else "a"
+        return (f"needs {nnodes} nodes, and {article} {backend.name} target runs a job on one host",
                 "run multi-node models (nnodes > 1) on an ssh, slurm or kubernetes target, or set the model's "
                 "nnodes to 1")
     hosts = Slots({target: backend.hosts()}).hosts_ever(target, n_gpus, allowed)

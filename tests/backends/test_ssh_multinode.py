@@ -405,3 +405,15 @@ def test_the_timeout_stops_every_node_and_ctrl_c_interrupts_them_all(
     last = attempts(root)[-1]
     assert last[2] == "INTERRUPTED", last
     assert _attempt_processes(last[0], workspace) == []
+
+
+def test_an_ansible_target_refuses_a_multi_node_job_at_plan_and_says_where_it_runs(
+        ssh_hosts: SshServices, run_cli: RunCli, tmp_path: Path) -> None:  # noqa: F811
+    root = tmp_path / "p"
+    project(root, ssh_hosts, nnodes=2)
+    text = (root / "madfile.yaml").read_text().replace('"backend": "ssh"', '"backend": "ansible"')
+    (root / "madfile.yaml").write_text(text)
+    code, out, err = run_cli("plan", cwd=root, env=service_env())
+    assert code == ExitCode.CONFIG, out + err
+    assert "job:multi@cpu/lab#1: needs 2 nodes, and an ansible target runs a job on one host" in err, err
+    assert "on an ssh, slurm or kubernetes target" in err and "Traceback" not in err
