@@ -124,6 +124,6 @@ NODES_HINT = "lower the model's nnodes, add hosts to the target, or run it on a 
 def nodes_problem(nnodes: int, n_gpus: int, target: str, hosts: int, among: str = "") -> str:
     """Why a multi-node job never runs on its target (too few hosts), in one line, said at plan and at
     apply after the job's address."""
-    gpus = f" (with {n_gpus} GPUs free)" if n_gpus > 0 else ""
+    gpus = f" (with {n_gpus} GPU{'s' * (n_gpus != 1)} free)" if n_gpus > 0 else ""
     return (f"needs {nnodes} nodes; target {target!r}{among} has {hosts} host{'s' * (hosts != 1)} "
             f"that could take it{gpus}")
