@@ -20,6 +20,10 @@ environment `local` builds (local.host_environment) under the host's `env:`. `co
 job runs in its image in the host's engine, `docker run` in the foreground (docker_cli.run_argv, the
 docker backend's labels, mounts and driver script), the run directory bind-mounted from the host.
 
+A job of `nnodes: N` (N > 1) runs on the N hosts apply's scheduler gave it at once (`_run_nodes`): one
+run per node, each told its NODE_RANK, NNODES and the first node's address (MASTER_ADDR), as MAD's
+launchers expect (multinode.node_env); containers use the host's network.
+
 Images are built by this machine's engine (a `DockerBackend`), then delivered to the hosts: by a pull
 of the content-addressed tag from the registry when there is one (its `madengine.node` label checked),
 else by `docker save` here streamed into `docker load` there, once per image and host.
@@ -866,7 +870,6 @@ def _per_host(record: OrphanRecord) -> list[tuple[str | None, str | None]]:
         except (ValueError, TypeError):  # written otherwise: its first host is still cleaned by attempt
             return [(None, record.host)]
     return [(record.handle, record.host)]
-
 
 
 def _go_label(key: str) -> str:
