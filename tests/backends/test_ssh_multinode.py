@@ -27,6 +27,8 @@ from tests.conftest import REPO_ROOT, RunCli
 from tests.infra.services import Registry, registry, service_env  # noqa: F401 (fixtures)
 from tests.infra.ssh import SshServices, ssh_hosts, ssh_services  # noqa: F401 (fixtures)
 
+pytestmark = pytest.mark.docker  # the registry's base image, and the hosts' engines for container: docker
+
 # $1: the shared directory; $2: what this run does (ok, fail-on-<rank>, sleep). Busybox sh in containers.
 RUN = r"""#!/bin/bash
 dir=$1
@@ -135,7 +137,7 @@ def check_two_nodes_ran_at_once(ssh: SshServices, root: Path, shared: Path) -> N
     assert row[2] == "SUCCESS" and row[3] == hosts[0], row
 
 
-@pytest.mark.parametrize("container", ["none", pytest.param("docker", marks=pytest.mark.docker)])
+@pytest.mark.parametrize("container", ["none", "docker"])
 def test_a_two_node_job_runs_on_two_hosts_at_once_and_rank_0_is_the_master(
         ssh_hosts: SshServices, registry: Registry, run_cli: RunCli, tmp_path: Path,  # noqa: F811
         container: str) -> None:
@@ -272,7 +274,7 @@ def _containers(ssh: SshServices, hosts: Sequence[str], attempt: int) -> dict[st
             for h in hosts}
 
 
-@pytest.mark.parametrize("container", ["none", pytest.param("docker", marks=pytest.mark.docker)])
+@pytest.mark.parametrize("container", ["none", "docker"])
 def test_a_killed_apply_leaves_every_nodes_run_recorded_and_the_next_apply_stops_them(
         ssh_hosts: SshServices, registry: Registry, tmp_path: Path, container: str) -> None:  # noqa: F811
     from madengine.backends.base import workspace_id
