@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 
 from madengine.errors import ExitCode
-from madengine.state.model import Status
 from tests.conftest import REPO_ROOT, RunCli
 from tests.infra.services import Registry, registry, service_env  # noqa: F401 (fixtures)
 from tests.infra.ssh import SshServices, ssh_hosts, ssh_services  # noqa: F401 (fixtures)
@@ -335,46 +334,61 @@ def test_a_node_host_that_cannot_be_reached_fails_its_first_try_and_the_retry_ru
     assert sorted((shared / f"arrived.{r}").read_text().strip() for r in (0, 1)) == ["node1", "node3"]
 
 
+# A process that runs one multi-node job through the backend, printing each handle it is given, until it
+# is killed (as an apply is): argv: the project root, the workspace id, the shared directory, the hosts as JSON.
+KILLED_RUNNER = """
+import json, sys
+from pathlib import Path
+from madengine.backends.base import ATTEMPT_ENV, Cancel, Workspace
+from madengine.backends.specs import JobSpec
+from madengine.backends.ssh import SshBackend
+from madengine.madfile.model import SshTarget
+
+root, ident, shared, hosts, known = Path(sys.argv[1]), sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), sys.argv[5]
+target = SshTarget.model_validate({"backend": "ssh", "container": "none", "hosts": hosts})
+backend = SshBackend("lab", target, Workspace(root=root, state_dir=root / ".madengine", workspace_id=ident),
+                     known_hosts=(Path(known),))
+job = JobSpec(address="job:multi@cpu/lab#1", node_hash="sha256:" + "1" * 64, model="multi", context="cpu",
+              target="lab", script="scripts/m/run.sh", args=(shared, "sleep"), env={ATTEMPT_ENV: "77"}, n_gpus=0,
+              timeout=0, image_tag=None, image_digest=None, nnodes=2, host="node3", peers=(("node1", ()),),
+              log_path=root / ".madengine" / "logs" / "1" / "multi.log")
+backend.run(job, Cancel(on_start=lambda handle: print(handle, flush=True)))
+"""
+
+
 def test_the_handle_of_a_multi_node_run_names_every_nodes_run_for_the_clean_up_of_a_killed_apply(
         ssh_hosts: SshServices, tmp_path: Path) -> None:  # noqa: F811
     """What a killed apply recorded (one handle naming each node's process group) is enough for the next
     one to stop the run on every node, without its end-of-apply sweep."""
-    import threading
-
-    from madengine.backends.base import ATTEMPT_ENV, Cancel, OrphanRecord, Outcome, Workspace
-    from madengine.backends.specs import JobSpec
+    from madengine.backends.base import OrphanRecord, Workspace
     from madengine.backends.ssh import SshBackend
     from madengine.madfile.model import SshTarget
 
     root = tmp_path / "p"
     shared = project(root, ssh_hosts, nnodes=2)
-    target = SshTarget.model_validate({"backend": "ssh", "container": "none", "hosts": ssh_hosts.madfile_hosts()})
-    workspace = Workspace(root=root, state_dir=root / ".madengine", workspace_id=f"mn-{uuid.uuid4().hex[:8]}")
-    job = JobSpec(address="job:multi@cpu/lab#1", node_hash="sha256:" + "1" * 64, model="multi", context="cpu",
-                  target="lab", script="scripts/m/run.sh", args=(str(shared), "sleep"), env={ATTEMPT_ENV: "77"},
-                  n_gpus=0, timeout=0, image_tag=None, image_digest=None, nnodes=2,
-                  log_path=root / ".madengine" / "logs" / "1" / "multi.log", host="node3", peers=(("node1", ()),))
-    handles: list[str] = []
-    outcome: list[Outcome] = []
-    running = SshBackend("lab", target, workspace, known_hosts=(ssh_hosts.known_hosts,))
-    other = SshBackend("lab", target, workspace, known_hosts=(ssh_hosts.known_hosts,))  # the next apply's
-    stop = Cancel()
-    runner = threading.Thread(target=lambda: outcome.append(running.run(job, Cancel(stop.event, handles.append))))
-    runner.start()
-    try:
+    ident = f"mn-{uuid.uuid4().hex[:8]}"
+    hosts = ssh_hosts.madfile_hosts()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    with subprocess.Popen([sys.executable, "-c", KILLED_RUNNER, str(root), ident, str(shared), json.dumps(hosts),
+                           str(ssh_hosts.known_hosts)], env=env, stdout=subprocess.PIPE, text=True) as killed:
+        assert killed.stdout is not None
+        handle = ""
+        while handle.count("node") < 2:  # each node's run has started (the handle names both)
+            handle = killed.stdout.readline().strip()
+            assert handle, "the runner ended before both nodes started"
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (handles and handles[-1].count("node") == 2
-                                                   and all((shared / f"arrived.{r}").exists() for r in (0, 1))):
+        while time.monotonic() < deadline and not all((shared / f"arrived.{r}").exists() for r in (0, 1)):
             time.sleep(0.1)
-        assert handles and json.loads(handles[-1].removeprefix("ranks:"))[0][0] == "node3", handles
-        removed = other.cleanup_orphans([OrphanRecord(attempt=77, handle=handles[-1], host="node3")])
+        killed.kill()
+    assert json.loads(handle.removeprefix("ranks:"))[0][0] == "node3", handle  # rank 0 first
+    target = SshTarget.model_validate({"backend": "ssh", "container": "none", "hosts": hosts})
+    other = SshBackend("lab", target, Workspace(root=root, state_dir=root / ".madengine", workspace_id=ident),
+                       known_hosts=(ssh_hosts.known_hosts,))  # the next apply's
+    try:
+        removed = other.cleanup_orphans([OrphanRecord(attempt=77, handle=handle, host="node3")])
         assert sorted(r.split(":")[0] for r in removed) == ["node1", "node3"], removed
-        runner.join(60)
-        assert outcome and outcome[0].status is Status.FAILURE, outcome  # its nodes were killed under it
+        assert other.cleanup_orphans(None) == []  # nothing of it was left for the sweep
     finally:
-        stop.event.set()
-        runner.join(60)
-        running.close()
         other.close()
 
 
