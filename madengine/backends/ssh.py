@@ -189,6 +189,7 @@ class SshBackend:
         self._builder: DockerBackend | None = None
         self._undelivered: dict[tuple[str, str], str] = {}  # (tag, host) -> why it is not there
         self.unreachable: dict[str, str] = {}  # host -> why, as plan's observation found
+        self._ports: dict[str, set[int]] = {}  # host -> MASTER_PORTs of the multi-node jobs it is the master of now
 
     # --- hosts and sessions ---------------------------------------------------------------------------
 
@@ -634,6 +635,21 @@ class SshBackend:
                 return replace(got, details={**got.details, "failed_node": name})
             prepared[name] = got
         master = self.by_name[names[0]].endpoint.address
+        with self._lock:  # two multi-node jobs whose first node is one host must not listen on one port there
+            taken = self._ports.setdefault(names[0], set())
+            port = next(p for p in range(multinode.MASTER_PORT, multinode.MASTER_PORT + 1000) if p not in taken)
+            taken.add(port)
+        try:
+            return self._run_ranks(job, cancel, ranks, prepared, master, port)
+        finally:
+            with self._lock:
+                self._ports[names[0]].discard(port)
+
+    def _run_ranks(self, job: JobSpec, cancel: Cancel, ranks: Sequence[tuple[str, tuple[int, ...]]],
+                   prepared: Mapping[str, tuple[_Place, str]], master: str, port: int) -> Outcome:
+        """Every node's run at once (see `_run_nodes`); the first node, the master, at `master`:`port`."""
+        assert job.log_path is not None
+        names = [name for name, _ in ranks]
         stop = threading.Event()  # a node failed, or apply cancels: every node's run stops
         lock = threading.Lock()
         handles: dict[int, tuple[str, str]] = {}  # rank -> (host, what stops its run there)
@@ -652,10 +668,9 @@ class SshBackend:
             place, run_dir = prepared[name]
             node_job = replace(job, host=name, gpu_ids=gpu_ids, peers=())
             nproc = max(1, render.runtime_gpus(node_job, host.gpus))
-            env = multinode.node_env(job.nnodes, nproc, str(rank), master, multinode.MASTER_PORT)
+            env = multinode.node_env(job.nnodes, nproc, str(rank), master, port)
             # The torchrun line with this node's values: they reach the script verbatim, no shell expands them.
-            env["MAD_MULTI_NODE_RUNNER"] = multinode.runner_command(job.nnodes, nproc, str(rank), master,
-                                                                    multinode.MASTER_PORT)
+            env["MAD_MULTI_NODE_RUNNER"] = multinode.runner_command(job.nnodes, nproc, str(rank), master, port)
             node_job = replace(node_job, env={**job.env, **env}, log_path=logs[rank])
             own = Cancel(event=stop, on_start=lambda handle: started(rank, handle))
             try:

@@ -65,7 +65,7 @@ echo "performance: 1 x"
 
 def project(root: Path, ssh: SshServices, *, nnodes: int, container: str = "none", args: str = "ok",
             base: str = "scratch", hosts: dict[str, Any] | None = None, extra_models: Sequence[dict[str, Any]] = (),
-            shared: Path | None = None, shared_workdir: bool = False) -> Path:
+            shared: Path | None = None, shared_workdir: bool = False, names: Sequence[str] | None = None) -> Path:
     """A MAD package with model `multi` of `nnodes` nodes (models.json's key) on an ssh target of node1..node3.
     The hosts' workdir is each one's own home, or (`shared_workdir`) one directory of the /tmp they share, as
     a home on NFS is: the nodes then prepare, and run in, the same run directory."""
@@ -75,7 +75,8 @@ def project(root: Path, ssh: SshServices, *, nnodes: int, container: str = "none
                              "nnodes": nnodes}
     models = [model, *({"dockerfile": "docker/a", "owner": "", "training_precision": "", "tags": ["t"], **m}
                        for m in extra_models)]
-    target: dict[str, Any] = {"backend": "ssh", "container": container, "hosts": ssh.madfile_hosts(**(hosts or {}))}
+    target: dict[str, Any] = {"backend": "ssh", "container": container,
+                              "hosts": ssh.madfile_hosts(names, **(hosts or {}))}
     if shared_workdir:
         target["workdir"] = f"{shared}-work"
     context: dict[str, Any] = {"gpu_vendor": "NONE"}
@@ -182,6 +183,25 @@ def test_a_three_node_job_waits_for_the_host_a_single_job_holds_then_runs(
     assert all(f"--nproc_per_node=1 --node_rank={r}" in log.read_text() for r, log in enumerate(logs))
     statuses = {a.split("@")[0]: s for _, a, s, _, _, _ in attempts(root)}
     assert statuses == {"job:multi": "SUCCESS", "job:hold": "SUCCESS"}, statuses
+
+
+def test_two_multi_node_jobs_with_one_master_host_at_once_get_a_master_port_each(
+        ssh_hosts: SshServices, run_cli: RunCli, tmp_path: Path) -> None:  # noqa: F811
+    root = tmp_path / "p"
+    other = Path("/tmp") / f"madengine-multinode-{uuid.uuid4().hex[:12]}"
+    other.mkdir()
+    # Two hosts of 2 GPUs, two jobs of 2 nodes x 1 GPU: both run at once, on both hosts, rank 0 on node1.
+    project(root, ssh_hosts, nnodes=2, hosts={"gpus": 2}, names=["node1", "node2"], extra_models=[
+        {"name": "other", "scripts": "scripts/m/run.sh", "n_gpus": "1", "args": f"{other} ok", "nnodes": 2}])
+    models = json.loads((root / "models.json").read_text())
+    models[0]["n_gpus"] = "1"
+    (root / "models.json").write_text(json.dumps(models))
+    code, out, err = run_cli("apply", "--yes", "-j", "2", cwd=root, env=service_env(), timeout=300)
+    assert code == 0, out + err
+    masters = {model: {node_lines(log)["master"] for log in job_logs(root, model)} for model in ("multi", "other")}
+    assert all(len(seen) == 1 for seen in masters.values()), masters  # one master per job, said to each node
+    address = ssh_hosts["node1"].address
+    assert sorted(m for seen in masters.values() for m in seen) == [f"{address}:29500", f"{address}:29501"], masters
 
 
 def test_more_nodes_than_the_target_has_hosts_is_a_plan_error(
