@@ -1,8 +1,9 @@
 """Multi-node jobs (`nnodes: N`) on an ssh target: one job on N hosts of dev/services (node1..node3) at once,
 each node with its NODE_RANK, NNODES and the master's address, as host processes and in containers.
 
-The hosts share /tmp (tests/infra/ssh.py): each job's script meets the others in a directory there (a
-barrier: every node waits until all have arrived, so the nodes ran at the same time) and says what it saw.
+The hosts share /tmp (tests/infra/ssh.py), pytest's tmp_path with it: each job's script meets the others in a
+directory there (a barrier: every node waits until all have arrived, so the nodes ran at the same time) and
+says what it saw.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def project(root: Path, ssh: SshServices, *, nnodes: int, container: str = "none
     """A MAD package with model `multi` of `nnodes` nodes (models.json's key) on an ssh target of node1..node3.
     The hosts' workdir is each one's own home, or (`shared_workdir`) one directory of the /tmp they share, as
     a home on NFS is: the nodes then prepare, and run in, the same run directory."""
-    shared = shared or Path("/tmp") / f"madengine-multinode-{uuid.uuid4().hex[:12]}"
+    shared = shared or root.parent / "shared"  # under pytest's /tmp, which every host sees
     model: dict[str, Any] = {"name": "multi", "dockerfile": "docker/a", "scripts": "scripts/m/run.sh", "n_gpus": "0",
                              "owner": "", "training_precision": "", "tags": ["t"], "args": f"{shared} {args}",
                              "nnodes": nnodes}
@@ -164,7 +165,7 @@ def job_host(root: Path) -> str:
 def test_a_three_node_job_waits_for_the_host_a_single_job_holds_then_runs(
         ssh_hosts: SshServices, run_cli: RunCli, tmp_path: Path) -> None:  # noqa: F811
     root = tmp_path / "p"
-    shared = Path("/tmp") / f"madengine-multinode-{uuid.uuid4().hex[:12]}"
+    shared = tmp_path / "shared"
     # Two GPUs per host. `hold` (2 GPUs: it goes first, the larger job per node) takes a whole host for a
     # while; `multi` needs 1 GPU on each of the 3 hosts, so it waits for that one, holding nothing meanwhile.
     project(root, ssh_hosts, nnodes=3, hosts={"gpus": 2}, shared=shared, extra_models=[
@@ -188,7 +189,7 @@ def test_a_three_node_job_waits_for_the_host_a_single_job_holds_then_runs(
 def test_two_multi_node_jobs_with_one_master_host_at_once_get_a_master_port_each(
         ssh_hosts: SshServices, run_cli: RunCli, tmp_path: Path) -> None:  # noqa: F811
     root = tmp_path / "p"
-    other = Path("/tmp") / f"madengine-multinode-{uuid.uuid4().hex[:12]}"
+    other = tmp_path / "other"
     other.mkdir()
     # Two hosts of 2 GPUs, two jobs of 2 nodes x 1 GPU: both run at once, on both hosts, rank 0 on node1.
     project(root, ssh_hosts, nnodes=2, hosts={"gpus": 2}, names=["node1", "node2"], extra_models=[
