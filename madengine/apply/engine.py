@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from madengine.apply.batch import InFlight
-from madengine.apply.slots import Slot, Slots
+from madengine.apply.slots import NODES_HINT, Slot, Slots, nodes_problem
 from madengine.backends.base import (
     ATTEMPT_ENV,
     Backend,
@@ -147,15 +147,25 @@ class Applier:
             # The scheduler's own check, so that a job no host can take never waits forever; said only
             # when the backend did not already say what is wrong with the job.
             allowed = change.hosts_of(job.target)
+            among = f" of {', '.join(allowed)} (the hosts skip_gpu_arch leaves it)" if allowed else ""
             if not found and not self.slots.fits_ever(job.target, job.n_gpus, allowed):
-                among = f" of {', '.join(allowed)} (the hosts skip_gpu_arch leaves it)" if allowed else ""
                 problems.append(Diagnostic(None, None, None, f"{job.address} needs {job.n_gpus} GPUs; no host "
                                            f"of target {job.target!r}{among} has that many",
                                            hint="set the hosts' `gpus`, or lower the model's n_gpus"))
+            elif not found and not self.slots.fits_ever(job.target, job.n_gpus, allowed, self._nodes(job)):
+                hosts = self.slots.hosts_ever(job.target, job.n_gpus, allowed)
+                problems.append(Diagnostic(None, None, None, f"{job.address}: "
+                                           f"{nodes_problem(job.nnodes, job.n_gpus, job.target, hosts, among)}",
+                                           hint=NODES_HINT))
             jobs[change.address] = job
         if problems:
             raise ConfigError.many(problems)
         return jobs
+
+    def _nodes(self, job: JobSpec) -> int:
+        """The hosts of its target the scheduler gives a job: a multi-node job's nnodes, at once; one for a
+        job of a batch system (which places the nodes itself, on the target's one entry here)."""
+        return 1 if self.inflight.takes(job.target) else job.nnodes
 
     def recover(self) -> None:
         """Attempts left RUNNING by a killed apply: stop what they left behind, mark them INTERRUPTED."""
@@ -301,9 +311,9 @@ class Applier:
                 continue
             slot = None
             if job is not None:
-                slot = self.slots.take(job.target, job.n_gpus, change.hosts_of(job.target))
+                slot = self.slots.take(job.target, job.n_gpus, change.hosts_of(job.target), self._nodes(job))
                 if slot is None:
-                    continue  # not enough free GPUs now: a smaller job may fit (backfill)
+                    continue  # not enough free GPUs (or hosts) now: a smaller job may fit (backfill)
             del waiting[change.address]
             running_entry = self._start(change, job, slot)
             if job is not None and queued:
@@ -380,9 +390,9 @@ class Applier:
                                               facts=facts.to_dict() if facts is not None else None)
         if job is not None:
             job = replace(job, log_path=log_path, host=slot.host if slot else None,
-                          gpu_ids=slot.gpu_ids if slot else (),
+                          gpu_ids=slot.gpu_ids if slot else (), peers=slot.peers if slot else (),
                           env={**job.env, ATTEMPT_ENV: str(attempt_id)})
-        where = f"{slot.host}" + (f" GPUs {','.join(map(str, slot.gpu_ids))}" if slot and slot.gpu_ids else "") \
+        where = " + ".join(host + (f" GPUs {','.join(map(str, ids))}" if ids else "") for host, ids in slot.hosts) \
             if slot else ", ".join(change.hosts or change.targets)
         self.reporter.started(change, where, log_path)
         return _Running(change, attempt_id, time.monotonic(), log_path, slot, job)
@@ -485,8 +495,9 @@ class Applier:
         self.store.finish_attempt(entry.attempt_id, outcome.status, exit_code=outcome.exit_code, message=message,
                                   perf=outcome.perf, image_digest=outcome.digest,
                                   gate=self._verdict(change, outcome.status, outcome.perf))
-        if outcome.host_unreachable and entry.slot is not None:
-            self.slots.unreachable(entry.slot.target, entry.slot.host)
+        if outcome.host_unreachable and entry.slot is not None:  # of a multi-node job: the node that was lost
+            hosts = [h for h, _ in entry.slot.hosts]
+            self.slots.unreachable(entry.slot.target, outcome.host if outcome.host in hosts else entry.slot.host)
         if change.action is Action.LOAD:  # each host that got it is recorded, even if a later one failed
             self._record_loads(change, entry)
         elif outcome.status is Status.SUCCESS and change.kind != NodeKind.JOB:
@@ -590,8 +601,8 @@ def judge_job(job: JobSpec, outcome: Outcome) -> Outcome:
         csv = artifacts.perf_csv if artifacts is not None else None
         csv_text = csv.read_text(encoding="utf-8", errors="replace") if csv is not None and csv.exists() else ""
     status, perf, message = judge(log_text, outcome.exit_code, csv_text, job.model)
-    if outcome.status is Status.FAILURE and not message:
-        message = outcome.message
+    if outcome.status is Status.FAILURE and (not message or outcome.details.get("failed_node")):
+        message = outcome.message  # the log gave no reason; or a multi-node job's: which node failed, and why
     lost = artifacts.log_lost if artifacts is not None else ""  # why the log may lack a result
     if lost and status is not Status.SUCCESS and lost not in message:
         message = f"{message}; {lost}" if message else lost

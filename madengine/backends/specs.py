@@ -63,6 +63,8 @@ class JobSpec:
     log_path: Path | None = None  # where the backend writes the run's log (apply chooses it)
     host: str | None = None  # which host of the target (apply's GPU scheduler chooses it)
     gpu_ids: tuple[int, ...] = ()  # which of the host's GPUs this job was given
+    # A multi-node job's other nodes (ranks 1..nnodes-1, `host` is rank 0), each with the GPUs it was given.
+    peers: tuple[tuple[str, tuple[int, ...]], ...] = ()
     nnodes: int = 1  # nodes the job spans (models.json `nnodes`): one launch per node, MASTER_ADDR/NODE_RANK set
 
 

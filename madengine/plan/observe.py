@@ -231,11 +231,30 @@ def runnable(the_plan: Plan, lock: Lock, backends: Mapping[str, Backend]) -> dic
             entry = jobs[change.address]
             backend = backends.get(entry.target)
             if entry.nnodes > 1 and backend is not None and not is_batch(backend):
-                out[change.address] = (f"needs {entry.nnodes} nodes, and a {backend.name} target runs a job on "
-                                       "one host", "run multi-node models (nnodes > 1) on a slurm or kubernetes "
-                                       "target, or set the model's nnodes to 1")
-                continue
+                nodes = _nodes_problem(backend, entry.target, entry.nnodes, entry.n_gpus, change.hosts_of(entry.target))
+                if nodes is not None:
+                    out[change.address] = nodes
+                    continue
             problem = ask(entry.target, str(entry.env.get("MAD_GPU_VENDOR", "NONE")), entry.n_gpus)
             if problem is not None:
                 out[change.address] = problem
     return out
+
+
+def _nodes_problem(backend: Backend, target: str, nnodes: int, n_gpus: int,
+                   allowed: tuple[str, ...]) -> tuple[str, str] | None:
+    """Why a job of `nnodes` > 1 never runs on this (not batch) target, or None: a target that runs a
+    job on one host refuses it; one whose jobs span hosts (`spans_hosts`: ssh) needs that many hosts
+    that could take it (what apply's scheduler will look for, all at once)."""
+    from madengine.apply.slots import NODES_HINT, Slots, nodes_problem
+
+    if not getattr(backend, "spans_hosts", False):
+        article = "an" if backend.name[:1] in ("a", "e", "i", "o", "u") else "a"
+        return (f"needs {nnodes} nodes, and {article} {backend.name} target runs a job on one host",
+                "run multi-node models (nnodes > 1) on an ssh, slurm or kubernetes target, or set the model's "
+                "nnodes to 1")
+    hosts = Slots({target: backend.hosts()}).hosts_ever(target, n_gpus, allowed)
+    if hosts >= nnodes:
+        return None
+    among = f" of {', '.join(allowed)} (the hosts skip_gpu_arch leaves it)" if allowed else ""
+    return nodes_problem(nnodes, n_gpus, target, hosts, among), NODES_HINT
