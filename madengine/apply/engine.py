@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from madengine.apply.batch import InFlight
-from madengine.apply.slots import NODES_HINT, Slot, Slots, nodes_problem
 from madengine.backends.base import (
     ATTEMPT_ENV,
     Backend,
@@ -32,6 +31,7 @@ from madengine.backends.base import (
     node_file_name,
 )
 from madengine.backends.session import HostUnavailable
+from madengine.backends.slots import NODES_HINT, Slot, Slots, nodes_problem
 from madengine.backends.specs import ImageSpec, JobSpec, image_spec, job_metadata, job_spec
 from madengine.compile.ir import Project
 from madengine.errors import ConfigError, Diagnostic, ExitCode, FileSystemError, MadengineError

@@ -246,7 +246,7 @@ def _nodes_problem(backend: Backend, target: str, nnodes: int, n_gpus: int,
     """Why a job of `nnodes` > 1 never runs on this (not batch) target, or None: a target that runs a
     job on one host refuses it; one whose jobs span hosts (`spans_hosts`: ssh) needs that many hosts
     that could take it (what apply's scheduler will look for, all at once)."""
-    from madengine.apply.slots import NODES_HINT, Slots, nodes_problem
+    from madengine.backends.slots import NODES_HINT, Slots, nodes_problem
 
     if not getattr(backend, "spans_hosts", False):
         article = "an" if backend.name[:1] in ("a", "e", "i", "o", "u") else "a"

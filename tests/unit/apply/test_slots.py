@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from madengine.apply.slots import Slots
 from madengine.backends.session import HostInfo
+from madengine.backends.slots import Slots
 
 
 def test_best_fit_keeps_a_whole_host_free() -> None:
