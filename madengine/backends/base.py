@@ -289,6 +289,11 @@ class BatchBackend(Backend, Protocol):
         """Ask the system to stop these (scancel, delete the Job); a later `poll` says when they have."""
         ...
 
+    def max_nodes(self) -> int | None:
+        """The most nodes one job may span here, when the target says (a larger multi-node job is refused
+        at plan rather than left pending); None: not known before the system is asked."""
+        ...
+
 
 def is_batch(backend: Backend) -> TypeGuard[BatchBackend]:
     """Does apply submit and poll this backend's jobs, rather than `run` each one on a worker?"""

@@ -518,6 +518,9 @@ class SlurmBackend:
         code = state.exit_code if state.state == "FAILED" else None
         return Outcome(Status.FAILURE, exit_code=code, host=self.target_name, details=details, message=said)
 
+    def max_nodes(self) -> int | None:
+        return self.target.max_nodes
+
     def cancel(self, handles: Sequence[str]) -> None:
         """One scancel for all (one already finished is no error)."""
         valid = [h for h in handles if _HANDLE.match(h)]

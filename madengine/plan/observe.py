@@ -27,7 +27,7 @@ import os
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from madengine.backends.base import Backend, is_batch
+from madengine.backends.base import Backend, BatchBackend, is_batch
 from madengine.backends.session import HostUnavailable
 from madengine.backends.specs import image_spec_of
 from madengine.facts.model import HostFacts
@@ -230,8 +230,9 @@ def runnable(the_plan: Plan, lock: Lock, backends: Mapping[str, Backend]) -> dic
         elif change.kind == NodeKind.JOB:
             entry = jobs[change.address]
             backend = backends.get(entry.target)
-            if entry.nnodes > 1 and backend is not None and not is_batch(backend):
-                nodes = _nodes_problem(backend, entry.target, entry.nnodes, entry.n_gpus, change.hosts_of(entry.target))
+            if entry.nnodes > 1 and backend is not None:
+                nodes = _batch_nodes_problem(backend, entry.target, entry.nnodes) if is_batch(backend) else \
+                    _nodes_problem(backend, entry.target, entry.nnodes, entry.n_gpus, change.hosts_of(entry.target))
                 if nodes is not None:
                     out[change.address] = nodes
                     continue
@@ -239,6 +240,14 @@ def runnable(the_plan: Plan, lock: Lock, backends: Mapping[str, Backend]) -> dic
             if problem is not None:
                 out[change.address] = problem
     return out
+
+
+def _batch_nodes_problem(backend: BatchBackend, target: str, nnodes: int) -> tuple[str, str] | None:
+    most = backend.max_nodes()
+    if most is None or nnodes <= most:
+        return None
+    return (f"needs {nnodes} nodes; target {target!r} has {most} (max_nodes)",
+            "lower the model's nnodes, or raise the target's max_nodes if the cluster has more")
 
 
 def _nodes_problem(backend: Backend, target: str, nnodes: int, n_gpus: int,

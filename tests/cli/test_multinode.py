@@ -39,3 +39,13 @@ def test_a_multi_node_job_on_a_one_host_target_is_refused_at_plan(run_cli: RunCl
     assert code == ExitCode.CONFIG, out + err
     assert "job:many@default/lab#1: needs 2 nodes, and a local target runs a job on one host" in err
     assert "slurm or kubernetes" in err and "Traceback" not in err
+
+
+def test_a_job_of_more_nodes_than_a_slurm_target_has_is_refused_at_plan(run_cli: RunCli, tmp_path: Path) -> None:
+    (tmp_path / "run.sh").write_text('echo "performance: 1 x"\n')
+    (tmp_path / "madfile.yaml").write_text(
+        "version: 1\nmodels: [{name: many, scripts: run.sh, n_gpus: 0, nnodes: 3}]\n"
+        f"targets: {{hpc: {{backend: slurm, container: none, max_nodes: 2, shared_dir: {tmp_path / 'shared'}}}}}\n")
+    code, out, err = run_cli("plan", cwd=tmp_path)
+    assert code == ExitCode.CONFIG, out + err
+    assert "job:many@default/hpc#1: needs 3 nodes; target 'hpc' has 2 (max_nodes)" in err, err

@@ -87,6 +87,9 @@ class FakeQueue(FakeHostProcesses):
             if handle in self.queue:
                 self.queue[handle].life = ["CANCELLED"]
 
+    def max_nodes(self) -> int | None:
+        return None
+
     def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
         raise AssertionError("apply submits a batch target's jobs; it never runs them on a worker")
 
