@@ -91,6 +91,8 @@ def run_cli_fixture() -> RunCli:
 DOCKERD_FIXTURES = frozenset({"docker_client", "conformance_image", "tiny_image"})
 # Likewise the SSH hosts of `dev/services` (tests/infra/ssh.py): an `ssh` test.
 SSH_FIXTURES = frozenset({"ssh_services", "ssh_hosts"})
+# And the SLURM cluster of `dev/services` (tests/infra/slurm.py): a `slurm` test.
+SLURM_FIXTURES = frozenset({"slurm_cluster"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -100,3 +102,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.docker)
         if SSH_FIXTURES & fixtures:
             item.add_marker(pytest.mark.ssh)
+        if SLURM_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.slurm)

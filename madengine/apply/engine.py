@@ -19,8 +19,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from madengine.apply.slots import Slot, Slots
-from madengine.backends.base import ATTEMPT_ENV, Backend, Cancel, OrphanRecord, Outcome, Workspace, node_file_name
+from madengine.apply.batch import InFlight
+from madengine.backends.base import (
+    ATTEMPT_ENV,
+    Backend,
+    Cancel,
+    OrphanRecord,
+    Outcome,
+    QueueState,
+    Workspace,
+    node_file_name,
+)
+from madengine.backends.session import HostUnavailable
+from madengine.backends.slots import NODES_HINT, Slot, Slots, nodes_problem
 from madengine.backends.specs import ImageSpec, JobSpec, image_spec, job_metadata, job_spec
 from madengine.compile.ir import Project
 from madengine.errors import ConfigError, Diagnostic, ExitCode, FileSystemError, MadengineError
@@ -31,7 +42,7 @@ from madengine.lock.lockfile import Lock
 from madengine.plan.model import Action, Change, Plan
 from madengine.plan.observe import observe_facts
 from madengine.results.gates import judge_gate
-from madengine.state.model import ImageRecord, PerfRow, Status, utc_now
+from madengine.state.model import Attempt, ImageRecord, PerfRow, Status, utc_now
 from madengine.state.store import StateStore
 
 MAX_LOADS = 4  # hosts an image is streamed to at once by one LOAD (each a whole image over the network)
@@ -112,7 +123,9 @@ class Applier:
         self.tries: dict[str, int] = {}  # retries used, per address
         self.apply_id = 0
         self.running: dict[Future[Outcome], _Running] = {}  # nodes on a worker now
+        self.inflight: InFlight[_Running] = InFlight(backends, reporter.note)  # jobs in a batch system's queue
         self.facts: dict[tuple[str, str], HostFacts] = {}  # (target, host) -> facts, recorded with each attempt
+        self.adopted: dict[str, Attempt] = {}  # address -> the RUNNING attempt of a killed apply this one awaits
 
     # --- before anything runs -------------------------------------------------------------------
 
@@ -134,20 +147,36 @@ class Applier:
             # The scheduler's own check, so that a job no host can take never waits forever; said only
             # when the backend did not already say what is wrong with the job.
             allowed = change.hosts_of(job.target)
+            among = f" of {', '.join(allowed)} (the hosts skip_gpu_arch leaves it)" if allowed else ""
             if not found and not self.slots.fits_ever(job.target, job.n_gpus, allowed):
-                among = f" of {', '.join(allowed)} (the hosts skip_gpu_arch leaves it)" if allowed else ""
                 problems.append(Diagnostic(None, None, None, f"{job.address} needs {job.n_gpus} GPUs; no host "
                                            f"of target {job.target!r}{among} has that many",
                                            hint="set the hosts' `gpus`, or lower the model's n_gpus"))
+            elif not found and not self.slots.fits_ever(job.target, job.n_gpus, allowed, self._nodes(job)):
+                hosts = self.slots.hosts_ever(job.target, job.n_gpus, allowed)
+                problems.append(Diagnostic(None, None, None, f"{job.address}: "
+                                           f"{nodes_problem(job.nnodes, job.n_gpus, job.target, hosts, among)}",
+                                           hint=NODES_HINT))
             jobs[change.address] = job
         if problems:
             raise ConfigError.many(problems)
         return jobs
 
+    def _nodes(self, job: JobSpec) -> int:
+        """The hosts of its target the scheduler gives a job: a multi-node job's nnodes, at once; one for a
+        job of a batch system (which places the nodes itself, on the target's one entry here)."""
+        return 1 if self.inflight.takes(job.target) else job.nnodes
+
     def recover(self) -> None:
         """Attempts left RUNNING by a killed apply: stop what they left behind, mark them INTERRUPTED."""
         self.store.close_abandoned_applies()
         running = self.store.running_attempts()
+        awaited = {c.address for c in self.todo.values() if c.action is Action.AWAIT}
+        self.adopted = {a.address: a for a in running if a.address in awaited and a.handle}
+        running = [a for a in running if a.address not in self.adopted]
+        if self.adopted:  # still in their batch system: this apply waits for them (`_adopt`), under new attempts
+            self.store.mark_interrupted([a.id for a in self.adopted.values()],
+                                        "its apply was killed; the next apply waited for the job")
         if not running:
             return
         entries = [OrphanRecord(attempt=a.id, handle=a.handle, host=a.host) for a in running]
@@ -176,9 +205,11 @@ class Applier:
             try:
                 return self._run()
             except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: the nodes are stopped; say so, then out
+                self.inflight.cancel()
                 if self.apply_id:
                     with contextlib.suppress(MadengineError):
-                        self.store.mark_interrupted([e.attempt_id for e in self.running.values()], "interrupted")
+                        stopped = [*self.running.values(), *(e for _, _, e in self.inflight.items())]
+                        self.store.mark_interrupted([e.attempt_id for e in stopped], "interrupted")
                         self.store.finish_apply(self.apply_id, "INTERRUPTED")
                 raise
 
@@ -197,18 +228,25 @@ class Applier:
         stopping = False
         with ThreadPoolExecutor(max_workers=max(1, self.options.parallelism),
                                 thread_name_prefix="madengine-apply") as pool, self._stop_nodes_on_error():
-            while waiting or running:
+            while waiting or running or self.inflight:
                 if self.cancel_event.is_set() and not result.interrupted:
                     result.interrupted = stopping = True
                     self.reporter.note("interrupted: stopping the running nodes")
+                if self.cancel_event.is_set():
+                    self.inflight.cancel()
                 if not stopping:
                     self._dispatch(pool, waiting, running, jobs, result)
-                if not running:
+                if not running and not self.inflight:
                     if waiting and not stopping:
                         raise RuntimeError(f"apply cannot make progress; waiting: {', '.join(sorted(waiting)[:3])}")
                     break
-                done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+                if running:
+                    done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+                else:  # only jobs in batch queues: wait for their next poll (or a Ctrl-C)
+                    done = set()
+                    self.cancel_event.wait(0.2)
                 self._record_handles()
+                self._poll(pool, running)
                 for future in done:
                     entry = running[future]
                     if entry.slot is not None:
@@ -252,11 +290,17 @@ class Applier:
 
     def _dispatch(self, pool: ThreadPoolExecutor, waiting: dict[str, Change], running: dict[Future[Outcome], _Running],
                   jobs: Mapping[str, JobSpec], result: ApplyResult) -> None:
-        if len(running) >= max(1, self.options.parallelism):
-            return  # every worker is busy: nothing to look at
+        """Start what is ready: on a worker (up to `parallelism` at once), or, for a job of a batch target,
+        into its system's queue (all of a target's ready jobs in one `submit`: no worker is held)."""
+        workers_full = len(running) >= max(1, self.options.parallelism)
+        if workers_full and not self.inflight.takes_any():
+            return  # every worker is busy and no job goes to a queue: nothing to look at
+        submit: dict[str, list[_Running]] = {}
         for change in self._ready(waiting):
-            if len(running) >= max(1, self.options.parallelism):
-                return
+            job = jobs.get(change.address)
+            queued = job is not None and self.inflight.takes(job.target)
+            if not queued and len(running) >= max(1, self.options.parallelism):
+                continue
             if change.action is Action.SKIP:  # never run: recorded SKIPPED with the plan's reason
                 self._skip(change, change.reason, result, waiting)
                 continue
@@ -266,18 +310,78 @@ class Applier:
                 self._skip(change, f"{failed_dep} did not succeed", result, waiting)
                 continue
             slot = None
-            job = jobs.get(change.address)
             if job is not None:
-                slot = self.slots.take(job.target, job.n_gpus, change.hosts_of(job.target))
+                slot = self.slots.take(job.target, job.n_gpus, change.hosts_of(job.target), self._nodes(job))
                 if slot is None:
-                    continue  # not enough free GPUs now: a smaller job may fit (backfill)
+                    continue  # not enough free GPUs (or hosts) now: a smaller job may fit (backfill)
             del waiting[change.address]
             running_entry = self._start(change, job, slot)
+            if job is not None and queued:
+                if change.action is Action.AWAIT and change.address in self.adopted:
+                    self._adopt(running_entry)
+                else:
+                    submit.setdefault(job.target, []).append(running_entry)
+                continue
             future = pool.submit(self._work, running_entry)
             running[future] = running_entry
+        for target, entries in submit.items():
+            self._submit(target, entries, running)
+
+    def _submit(self, target: str, entries: list[_Running], running: dict[Future[Outcome], _Running]) -> None:
+        """Hand a target's ready jobs to its batch system; record each handle at once. A job whose
+        submission failed finishes as a worker's job does (so a transient failure is retried)."""
+        jobs = [e.job for e in entries if e.job is not None]
+        try:
+            answers: list[str | Outcome] = list(self.inflight.backend(target).submit(jobs))
+        except HostUnavailable as exc:  # the login node: these jobs fail (retried when that is transient)
+            lost = Outcome(Status.FAILURE, message=f"{exc.host}: {exc.reason}", transient=exc.transient)
+            answers = [lost] * len(entries)
+        except Exception as exc:  # a backend bug: these jobs fail, nothing else does
+            answers = [Outcome(Status.FAILURE, message=f"submit: {type(exc).__name__}: {exc}")] * len(entries)
+        if len(answers) != len(entries):
+            answers = [Outcome(Status.FAILURE, message=f"{target}: submit answered {len(answers)} handles for "
+                               f"{len(entries)} jobs")] * len(entries)
+        for entry, answer in zip(entries, answers, strict=True):
+            if isinstance(answer, Outcome):
+                failed: Future[Outcome] = Future()
+                failed.set_result(answer)
+                running[failed] = entry
+                continue
+            self.store.set_attempt_handle(entry.attempt_id, answer)
+            self.inflight.add(target, answer, entry)
+
+    def _adopt(self, entry: _Running) -> None:
+        """A job a killed apply left in its batch system: waited for under this apply's attempt."""
+        assert entry.job is not None
+        handle = self.adopted[entry.change.address].handle
+        assert handle is not None, "only attempts with a handle are adopted"
+        self.store.set_attempt_handle(entry.attempt_id, handle)
+        self.inflight.add(entry.job.target, handle, entry)
+
+    def _poll(self, pool: ThreadPoolExecutor, running: dict[Future[Outcome], _Running]) -> None:
+        """Poll the batch targets that are due; each finished job is collected on a worker."""
+        if not self.inflight:
+            return
+        for entry, state in self.inflight.poll(lambda e: e.change.address):
+            running[pool.submit(self._collect, entry, state)] = entry
+        for entry in self.inflight.given_up():
+            gone: Future[Outcome] = Future()
+            gone.set_result(Outcome(Status.INTERRUPTED, message="cancelled; its stop was not confirmed by its system"))
+            running[gone] = entry
+
+    def _collect(self, entry: _Running, state: QueueState) -> Outcome:
+        """On a worker: a finished batch job's log, artifacts and result."""
+        assert entry.job is not None
+        backend = self.inflight.backend(entry.job.target)
+        outcome = backend.collect(entry.job, state)
+        if state.status is Status.INTERRUPTED and not self.cancel_event.is_set():
+            outcome = replace(outcome, status=Status.FAILURE,
+                              message=f"{state.describe(backend.system)}: cancelled outside madengine")
+        return self.judge(entry.job, outcome)
 
     def _start(self, change: Change, job: JobSpec | None, slot: Slot | None) -> _Running:
         log_path = self.workspace.logs / str(self.apply_id) / f"{node_file_name(change.address)}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         inputs = self._inputs(change)
         facts = self.facts.get((slot.target, slot.host)) if slot else None
         attempt_id = self.store.start_attempt(self.apply_id, change.address, change.node_hash, inputs,
@@ -286,9 +390,9 @@ class Applier:
                                               facts=facts.to_dict() if facts is not None else None)
         if job is not None:
             job = replace(job, log_path=log_path, host=slot.host if slot else None,
-                          gpu_ids=slot.gpu_ids if slot else (),
+                          gpu_ids=slot.gpu_ids if slot else (), peers=slot.peers if slot else (),
                           env={**job.env, ATTEMPT_ENV: str(attempt_id)})
-        where = f"{slot.host}" + (f" GPUs {','.join(map(str, slot.gpu_ids))}" if slot and slot.gpu_ids else "") \
+        where = " + ".join(host + (f" GPUs {','.join(map(str, ids))}" if ids else "") for host, ids in slot.hosts) \
             if slot else ", ".join(change.hosts or change.targets)
         self.reporter.started(change, where, log_path)
         return _Running(change, attempt_id, time.monotonic(), log_path, slot, job)
@@ -308,7 +412,6 @@ class Applier:
             return Outcome(Status.INTERRUPTED, message="interrupted")  # backing off, on this worker
         cancel = Cancel(event=self.cancel_event,
                         on_start=lambda handle: self.started_handles.put((entry.attempt_id, handle)))
-        entry.log_path.parent.mkdir(parents=True, exist_ok=True)
         if change.kind == NodeKind.JOB:
             assert entry.job is not None
             outcome = self.backends[entry.job.target].run(entry.job, cancel)
@@ -392,8 +495,9 @@ class Applier:
         self.store.finish_attempt(entry.attempt_id, outcome.status, exit_code=outcome.exit_code, message=message,
                                   perf=outcome.perf, image_digest=outcome.digest,
                                   gate=self._verdict(change, outcome.status, outcome.perf))
-        if outcome.host_unreachable and entry.slot is not None:
-            self.slots.unreachable(entry.slot.target, entry.slot.host)
+        if outcome.host_unreachable and entry.slot is not None:  # of a multi-node job: the node that was lost
+            hosts = [h for h, _ in entry.slot.hosts]
+            self.slots.unreachable(entry.slot.target, outcome.host if outcome.host in hosts else entry.slot.host)
         if change.action is Action.LOAD:  # each host that got it is recorded, even if a later one failed
             self._record_loads(change, entry)
         elif outcome.status is Status.SUCCESS and change.kind != NodeKind.JOB:
@@ -497,8 +601,8 @@ def judge_job(job: JobSpec, outcome: Outcome) -> Outcome:
         csv = artifacts.perf_csv if artifacts is not None else None
         csv_text = csv.read_text(encoding="utf-8", errors="replace") if csv is not None and csv.exists() else ""
     status, perf, message = judge(log_text, outcome.exit_code, csv_text, job.model)
-    if outcome.status is Status.FAILURE and not message:
-        message = outcome.message
+    if outcome.status is Status.FAILURE and (not message or outcome.details.get("failed_node")):
+        message = outcome.message  # the log gave no reason; or a multi-node job's: which node failed, and why
     lost = artifacts.log_lost if artifacts is not None else ""  # why the log may lack a result
     if lost and status is not Status.SUCCESS and lost not in message:
         message = f"{message}; {lost}" if message else lost

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeGuard, runtime_checkable
 
 from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
@@ -289,7 +289,12 @@ class BatchBackend(Backend, Protocol):
         """Ask the system to stop these (scancel, delete the Job); a later `poll` says when they have."""
         ...
 
+    def max_nodes(self) -> int | None:
+        """The most nodes one job may span here, when the target says (a larger multi-node job is refused
+        at plan rather than left pending); None: not known before the system is asked."""
+        ...
 
-def is_batch(backend: Backend) -> bool:
+
+def is_batch(backend: Backend) -> TypeGuard[BatchBackend]:
     """Does apply submit and poll this backend's jobs, rather than `run` each one on a worker?"""
     return isinstance(backend, BatchBackend)

@@ -46,7 +46,6 @@ from madengine.backends import docker_probe as probe
 from madengine.backends import docker_render as render
 from madengine.backends.base import Cancel, OrphanRecord, Outcome, Workspace
 from madengine.backends.credentials import (
-    CREDENTIAL_FILE,
     RegistryCredentials,
     all_secrets,
     for_registry,
@@ -55,7 +54,7 @@ from madengine.backends.credentials import (
 )
 from madengine.backends.local_session import LocalSession, this_machine_facts
 from madengine.backends.registry_client import lookup_digest, parse_reference, resolve_digest
-from madengine.backends.rundir import collect_artifacts, prepare_run_dir
+from madengine.backends.rundir import collect_artifacts, package_entries, prepare_run_dir
 from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.errors import Diagnostic, MadengineError
@@ -511,14 +510,8 @@ class DockerBackend:
         return prepare_run_dir(self.session, self.workspace.root, job, staging=runs, runs=str(runs))
 
     def package_entries(self, job: JobSpec) -> tuple[tuple[str, str], ...]:
-        """The MAD package root's top-level entries, mounted read-only beside the run directory.
-
-        Not hidden entries (.git, the state dir) and never credential.json: a model gets no registry password.
-        """
-        package = (self.workspace.root / job.package_dir).resolve()
-        state_dir = self.workspace.state_dir.resolve()
-        return tuple((e.name, str(e.resolve())) for e in sorted(package.iterdir())
-                     if not e.name.startswith(".") and e.name != CREDENTIAL_FILE and e.resolve() != state_dir)
+        """The MAD package root's top-level entries, mounted read-only beside the run directory."""
+        return tuple((name, str(path)) for name, path in package_entries(self.workspace, job.package_dir))
 
     def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
         import docker

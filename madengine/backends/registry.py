@@ -24,6 +24,7 @@ BUILTIN: Mapping[str, str] = {
     "ssh": "madengine.backends.ssh:SshBackend",
     "ansible": "madengine.backends.ansible:AnsibleBackend",
     "kubernetes": "madengine.backends.kubernetes:KubernetesBackend",
+    "slurm": "madengine.backends.slurm:SlurmBackend",
 }
 # Built-in backends that need an optional extra: the modules they import, and how to install them.
 REQUIRES: Mapping[str, tuple[tuple[str, ...], str]] = {

@@ -11,10 +11,12 @@ from __future__ import annotations
 import posixpath
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from madengine.backends.base import Cancel, Outcome, RunArtifacts, node_file_name, run_steps
+from madengine.backends.base import Cancel, Outcome, RunArtifacts, Workspace, node_file_name, run_steps
+from madengine.backends.credentials import CREDENTIAL_FILE
 from madengine.backends.session import RemotePath, Session
 from madengine.backends.specs import JobSpec
 from madengine.compile.ir import run_dir_names
@@ -111,3 +113,21 @@ def run_host_steps(session: Session, job: JobSpec, env: dict[str, str], run_dir:
                 log.write(f"madengine: {message}\n".encode())
             failed = Outcome(Status.FAILURE, exit_code=finished.exit_code, host=host, message=message)
     return failed or Outcome(Status.SUCCESS, exit_code=0, host=host)
+
+
+# `madengine generate` marks the directories it writes: one inside the package is not part of the package
+# (its first run would otherwise lack the directory a second one has, and no output would ever be stable).
+GENERATED_MARKER = ".madengine-generated"
+
+
+def package_entries(workspace: Workspace, package_dir: str, within: Sequence[Path] = ()) -> list[tuple[str, Path]]:
+    """The MAD package root's top-level entries a job sees beside its run directory (mounted or copied).
+    Not hidden entries (.git, the state dir), never credential.json (a model gets no registry password), not
+    what `generate` wrote, nor an entry holding a directory of `within` (where a backend copies the package
+    to: a copy into itself would never end)."""
+    root = (workspace.root / package_dir).resolve()
+    state_dir = workspace.state_dir.resolve()
+    targets = [p.resolve() for p in within]
+    return [(e.name, e) for e in sorted(root.iterdir())
+            if not e.name.startswith(".") and e.name != CREDENTIAL_FILE and e.resolve() != state_dir
+            and not (e / GENERATED_MARKER).exists() and not any(p.is_relative_to(e.resolve()) for p in targets)]

@@ -63,6 +63,8 @@ class JobSpec:
     log_path: Path | None = None  # where the backend writes the run's log (apply chooses it)
     host: str | None = None  # which host of the target (apply's GPU scheduler chooses it)
     gpu_ids: tuple[int, ...] = ()  # which of the host's GPUs this job was given
+    # A multi-node job's other nodes (ranks 1..nnodes-1, `host` is rank 0), each with the GPUs it was given.
+    peers: tuple[tuple[str, tuple[int, ...]], ...] = ()
     nnodes: int = 1  # nodes the job spans (models.json `nnodes`): one launch per node, MASTER_ADDR/NODE_RANK set
 
 
@@ -102,6 +104,7 @@ def job_spec(address: str, lock: Lock | LockEntries, project: Project, *, timeou
         args=tuple(entry.args),
         env=resolve_env(entry.env, environ),
         n_gpus=entry.n_gpus,
+        nnodes=entry.nnodes,
         timeout=entry.timeout if timeout_override is None else timeout_override,
         image_tag=image.tag if image else None,
         image_digest=None,

@@ -20,6 +20,10 @@ environment `local` builds (local.host_environment) under the host's `env:`. `co
 job runs in its image in the host's engine, `docker run` in the foreground (docker_cli.run_argv, the
 docker backend's labels, mounts and driver script), the run directory bind-mounted from the host.
 
+A job of `nnodes: N` (N > 1) runs on the N hosts apply's scheduler gave it at once (`_run_nodes`): one
+run per node, each told its NODE_RANK, NNODES and the first node's address (MASTER_ADDR), as MAD's
+launchers expect (multinode.node_env); containers use the host's network.
+
 Images are built by this machine's engine (a `DockerBackend`), then delivered to the hosts: by a pull
 of the content-addressed tag from the registry when there is one (its `madengine.node` label checked),
 else by `docker save` here streamed into `docker load` there, once per image and host.
@@ -30,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import posixpath
 import shlex
@@ -41,12 +46,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-from madengine.backends import docker_cli
+from madengine.backends import docker_cli, multinode
 from madengine.backends import docker_render as render
 from madengine.backends.base import Cancel, OrphanRecord, Outcome, RunArtifacts, Workspace
-from madengine.backends.credentials import CREDENTIAL_FILE
 from madengine.backends.local import host_environment
-from madengine.backends.rundir import collect_artifacts, prepare_run_dir, run_host_steps
+from madengine.backends.rundir import collect_artifacts, package_entries, prepare_run_dir, run_host_steps
 from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
 from madengine.backends.ssh_session import (
@@ -161,6 +165,7 @@ exit 0
 class SshBackend:
     name: ClassVar[str] = "ssh"
     builds_images: ClassVar[bool] = True
+    spans_hosts: ClassVar[bool] = True  # a job of `nnodes` > 1 runs on that many of its hosts at once
 
     def __init__(self, target_name: str, target: SshTarget, workspace: Workspace, *,
                  known_hosts: Sequence[Path] | None = None) -> None:
@@ -183,6 +188,7 @@ class SshBackend:
         self._builder: DockerBackend | None = None
         self._undelivered: dict[tuple[str, str], str] = {}  # (tag, host) -> why it is not there
         self.unreachable: dict[str, str] = {}  # host -> why, as plan's observation found
+        self._ports: dict[str, set[int]] = {}  # host -> MASTER_PORTs of the multi-node jobs it is the master of now
 
     # --- hosts and sessions ---------------------------------------------------------------------------
 
@@ -283,12 +289,8 @@ class SshBackend:
         return self._package_listing(job.package_dir)[0]
 
     def _entries(self, package_dir: str) -> list[tuple[str, Path]]:
-        """The MAD package root's top-level entries sent to the hosts: as the docker backend mounts them
-        (not hidden ones, not the state directory, never credential.json)."""
-        package = (self.workspace.root / package_dir).resolve()
-        state_dir = self.workspace.state_dir.resolve()
-        return [(e.name, e) for e in sorted(package.iterdir())
-                if not e.name.startswith(".") and e.name != CREDENTIAL_FILE and e.resolve() != state_dir]
+        """The MAD package root's top-level entries sent to the hosts: those the docker backend mounts."""
+        return package_entries(self.workspace, package_dir)
 
     # --- validate / observe -----------------------------------------------------------------------------
 
@@ -548,40 +550,167 @@ class SshBackend:
 
     def run(self, job: JobSpec, cancel: Cancel) -> Outcome:
         assert job.log_path is not None, "apply chooses the log path"
+        if job.nnodes > 1:
+            return self._run_nodes(job, cancel)
         host = self.by_name.get(job.host or "") or self.ssh_hosts[0]
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
         if cancel.is_set():
             return Outcome(Status.INTERRUPTED, message="interrupted", host=host.name)
-        session = self.session(host.name)
+        prepared = self._prepare(job, host.name)
+        if isinstance(prepared, Outcome):
+            _log(job.log_path, f"madengine: {prepared.message}\n")
+            return prepared
+        place, run_dir = prepared
+        with open(job.log_path, "ab", buffering=0) as log:
+            outcome = self._run_on(job, host, place, run_dir, log, cancel)
+        return replace(outcome, host=host.name,
+                       artifacts=self._artifacts(self.session(host.name), job, run_dir, outcome))
+
+    def _prepare(self, job: JobSpec, host: str) -> tuple[_Place, str] | Outcome:
+        """The job's package and run directory on the host; or why it cannot run there (the host's own
+        failure first: unreachable, key refused..., then its image, then the run directory)."""
         try:
-            place = self._package(host.name, job)  # the host's own failure first: unreachable, key refused...
-            why = self.not_delivered(job, host.name)
+            place = self._package(host, job)
+            why = self.not_delivered(job, host)
             if why is not None:
-                return self._failed(job, host.name, why)
-            run_dir = prepare_run_dir(session, self.workspace.root, job,
-                                      staging=self.workspace.runs / "ssh" / _safe(self.target_name) / host.name,
+                return Outcome(Status.FAILURE, message=why, host=host)
+            run_dir = prepare_run_dir(self.session(host), self.workspace.root, job,
+                                      staging=self.workspace.runs / "ssh" / _safe(self.target_name) / host,
                                       runs=place.runs)
         except HostUnavailable as e:
-            return replace(self._failed(job, host.name, _host_message(host.name, e), transient=e.transient),
+            return Outcome(Status.FAILURE, message=_host_message(host, e), host=host, transient=e.transient,
                            host_unreachable=True)
         except OSError as e:  # RunDirConflict included: a script would replace another; a full disk there
-            return self._failed(job, host.name, f"{host.name}: cannot prepare the run directory: "
-                                                f"{_host_message(host.name, e).removeprefix(host.name + ': ')}")
-        with open(job.log_path, "ab", buffering=0) as log:
+            return Outcome(Status.FAILURE, host=host, message=f"{host}: cannot prepare the run directory: "
+                                                              f"{_host_message(host, e).removeprefix(host + ': ')}")
+        return place, run_dir
+
+    def _run_on(self, job: JobSpec, host: SshHost, place: _Place, run_dir: str, log: BinaryIO, cancel: Cancel, *,
+                rank: int | None = None) -> Outcome:
+        """One run of the job on one host, its output into `log`: in its container, or as host processes.
+        `rank`: the node of a multi-node job this run is (its container is named for it; host networking)."""
+        try:
+            if self.container == "docker":
+                return self._run_container(job, host, place, run_dir, log, cancel, rank=rank)
+            env = {**host.env, **host_environment(job, host.gpus, self._data_homes(job, place)),
+                   WORKSPACE_ENV: self.workspace.workspace_id}
+            return run_host_steps(self.session(host.name), job, env, run_dir, log, cancel)
+        except HostUnavailable as e:
+            message = _host_message(host.name, e)
+            with contextlib.suppress(OSError):
+                log.write(f"\nmadengine: {message}\n".encode())
+            return Outcome(Status.FAILURE, message=message, host=host.name, transient=e.transient,
+                           host_unreachable=True)
+
+    # --- multi-node jobs -------------------------------------------------------------------------------------
+
+    def _run_nodes(self, job: JobSpec, cancel: Cancel) -> Outcome:
+        """A job of `nnodes` > 1 on the hosts apply gave it (`host` is rank 0, the master; `peers` the
+        others, in rank order): its run directory prepared on every one, then one run per node, all at
+        once, each with its node's environment (multinode.node_env: NNODES, NODE_RANK, MASTER_ADDR...).
+        Rank 0's output is the job's log (its performance lines), rank i's is `<log>.rank<i>` beside it.
+        It succeeds when every node's run does; the first node that fails (or times out) stops the others,
+        and the job's message names it. Results (the CSV) are collected from rank 0."""
+        assert job.log_path is not None
+        ranks = [(job.host or self.ssh_hosts[0].name, job.gpu_ids), *job.peers]
+        names = [name for name, _ in ranks]
+        job.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if len(ranks) != job.nnodes or len(set(names)) != len(names) or not set(names) <= set(self.by_name):
+            return self._failed(job, names[0], f"{job.address} spans {job.nnodes} hosts of target "
+                                               f"{self.target_name}; it was given {', '.join(names)}")
+        if cancel.is_set():
+            return Outcome(Status.INTERRUPTED, message="interrupted", host=names[0])
+        # One host after another: hosts whose workdir is one shared directory (a home over NFS) would
+        # otherwise replace the package and the run directory under each other.
+        prepared: dict[str, tuple[_Place, str]] = {}
+        for name in names:  # nothing has started yet: a host that cannot be reached now is worth a retry
+            got = self._prepare(job, name)
+            if isinstance(got, Outcome):
+                _log(job.log_path, f"madengine: {got.message}\n")
+                return replace(got, details={**got.details, "failed_node": name})
+            prepared[name] = got
+        master = self.by_name[names[0]].endpoint.address
+        with self._lock:  # two multi-node jobs whose first node is one host must not listen on one port there
+            taken = self._ports.setdefault(names[0], set())
+            port = next(p for p in range(multinode.MASTER_PORT, multinode.MASTER_PORT + 1000) if p not in taken)
+            taken.add(port)
+        try:
+            return self._run_ranks(job, cancel, ranks, prepared, master, port)
+        finally:
+            with self._lock:
+                self._ports[names[0]].discard(port)
+
+    def _run_ranks(self, job: JobSpec, cancel: Cancel, ranks: Sequence[tuple[str, tuple[int, ...]]],
+                   prepared: Mapping[str, tuple[_Place, str]], master: str, port: int) -> Outcome:
+        """Every node's run at once (see `_run_nodes`); the first node, the master, at `master`:`port`."""
+        assert job.log_path is not None
+        names = [name for name, _ in ranks]
+        stop = threading.Event()  # a node failed, or apply cancels: every node's run stops
+        lock = threading.Lock()
+        handles: dict[int, tuple[str, str]] = {}  # rank -> (host, what stops its run there)
+        outcomes: dict[int, Outcome] = {}
+        failed: list[int] = []  # ranks that failed on their own, in the order they did
+        logs = [job.log_path, *(job.log_path.with_name(f"{job.log_path.name}.rank{r}") for r in range(1, len(ranks)))]
+
+        def started(rank: int, handle: str) -> None:
+            with lock:  # recorded whole each time: the last record names every node's run
+                handles[rank] = (names[rank], handle)
+                cancel.started(rank_handles([handles[r] for r in sorted(handles)]))
+
+        def node(rank: int) -> None:
+            name, gpu_ids = ranks[rank]
+            host = self.by_name[name]
+            place, run_dir = prepared[name]
+            node_job = replace(job, host=name, gpu_ids=gpu_ids, peers=())
+            nproc = max(1, render.runtime_gpus(node_job, host.gpus))
+            env = multinode.node_env(job.nnodes, nproc, str(rank), master, port)
+            # The torchrun line with this node's values: they reach the script verbatim, no shell expands them.
+            env["MAD_MULTI_NODE_RUNNER"] = multinode.runner_command(job.nnodes, nproc, str(rank), master, port)
+            node_job = replace(node_job, env={**job.env, **env}, log_path=logs[rank])
+            own = Cancel(event=stop, on_start=lambda handle: started(rank, handle))
             try:
-                if self.container == "docker":
-                    outcome = self._run_container(job, host, place, run_dir, log, cancel)
-                else:
-                    env = {**host.env, **host_environment(job, host.gpus, self._data_homes(job, place)),
-                           WORKSPACE_ENV: self.workspace.workspace_id}
-                    outcome = run_host_steps(session, job, env, run_dir, log, cancel)
-            except HostUnavailable as e:
-                message = _host_message(host.name, e)
-                with contextlib.suppress(OSError):
-                    log.write(f"\nmadengine: {message}\n".encode())
-                outcome = Outcome(Status.FAILURE, message=message, host=host.name, transient=e.transient,
-                                  host_unreachable=True)
-        return replace(outcome, host=host.name, artifacts=self._artifacts(session, job, run_dir, outcome))
+                with open(logs[rank], "ab", buffering=0) as log:
+                    outcome = self._run_on(node_job, host, place, run_dir, log, own, rank=rank)
+            except Exception as e:  # a bug, or this machine's disk: the job fails, the other nodes stop
+                outcome = Outcome(Status.FAILURE, message=f"{type(e).__name__}: {_one_line(str(e))}", host=name)
+            with lock:
+                outcomes[rank] = outcome
+                if outcome.status is not Status.SUCCESS and not stop.is_set():
+                    failed.append(rank)
+                if outcome.status is not Status.SUCCESS:
+                    stop.set()
+
+        threads = [threading.Thread(target=node, args=(r,), name=f"{job.address} rank {r}", daemon=True)
+                   for r in range(len(ranks))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                if cancel.is_set():
+                    stop.set()
+                t.join(0.05)
+        _, first_dir = prepared[names[0]]
+        outcome = self._nodes_outcome(job, names, outcomes, failed, logs, cancel)
+        return replace(outcome, artifacts=self._artifacts(self.session(names[0]), job, first_dir, outcome))
+
+    def _nodes_outcome(self, job: JobSpec, names: Sequence[str], outcomes: Mapping[int, Outcome],
+                       failed: Sequence[int], logs: Sequence[Path], cancel: Cancel) -> Outcome:
+        """The job's outcome from its nodes': the first that failed on its own decides, named with its
+        rank (and its log, when it is not the job's); else INTERRUPTED when apply cancelled it."""
+        assert job.log_path is not None
+        details: dict[str, Any] = {"nodes": list(names)}
+        if failed:
+            rank = failed[0]
+            first = outcomes[rank]
+            where = f"{names[rank]} (rank {rank})"
+            log = "" if rank == 0 else f" (its log: {logs[rank].name})"
+            message = f"{where}: {first.message.removeprefix(names[rank] + ': ')}{log}"
+            _log(job.log_path, f"madengine: {message}\n")
+            return Outcome(first.status, exit_code=first.exit_code, message=message, host=names[rank],
+                           host_unreachable=first.host_unreachable, details={**details, "failed_node": where})
+        if cancel.is_set() or len(outcomes) < len(names):
+            return Outcome(Status.INTERRUPTED, message="interrupted", host=names[0], details=details)
+        return Outcome(Status.SUCCESS, exit_code=0, host=names[0], details=details)
 
     def _artifacts(self, session: FabricSession, job: JobSpec, run_dir: str, outcome: Outcome) -> RunArtifacts:
         assert job.log_path is not None
@@ -600,15 +729,17 @@ class SshBackend:
         return [posixpath.join(place.package, m.host_path) if m.in_project else m.host_path for m in job.data_mounts]
 
     def _run_container(self, job: JobSpec, host: SshHost, place: _Place, run_dir: str, log: BinaryIO,
-                       cancel: Cancel) -> Outcome:
+                       cancel: Cancel, *, rank: int | None = None) -> Outcome:
         """`docker run` in the foreground on the host: its output is the log. A cancel or the timeout
-        removes the container (`docker rm -f`, another channel), which ends the run."""
+        removes the container (`docker rm -f`, another channel), which ends the run. A node of a
+        multi-node job (`rank`) runs on the host's network, where the other nodes reach its master."""
         session = self.session(host.name)
-        name = docker_cli.container_name(self.workspace.workspace_id, job)
+        name = docker_cli.container_name(self.workspace.workspace_id, job) + (f"-rank{rank}" if rank else "")
         entries = tuple((n, posixpath.join(place.package, n)) for n, _ in self.package_entries(job))
+        network = "host" if rank is not None else None if place.bridge else "none"
         ctx = render.RunContext(workspace_id=self.workspace.workspace_id, run_dir_host=run_dir,
                                 project_root=place.package, package_entries=entries,
-                                network=None if place.bridge else "none", system_gpus=host.gpus)
+                                network=network, system_gpus=host.gpus)
         try:
             argv, env = docker_cli.run_argv(replace(job, env={**host.env, **job.env}), ctx, name=name,
                                             remove=not job.keep_alive)
@@ -685,7 +816,7 @@ class SshBackend:
         process groups whose leader carries the attempt and this workspace in its environment. A sweep
         (None) removes every container of this workspace that is not kept alive, and every process
         group led by one of its jobs, on every host that answers."""
-        records = [(r.attempt, r.handle, r.host) for r in running or ()]
+        records = [(r.attempt, handle, host) for r in running or () for handle, host in _per_host(r)]
         hosts = list(self.by_name) if running is None else sorted({h for _, _, h in records if h in self.by_name})
         if not hosts:
             return []
@@ -730,6 +861,25 @@ class SshBackend:
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
+
+RANKS = "ranks:"  # a multi-node job's handle: what stops each node's run, on its host (JSON [[host, handle]...])
+
+
+def rank_handles(pairs: Sequence[tuple[str, str]]) -> str:
+    """One handle for the runs of a multi-node job's nodes: (host, handle) per node, in rank order."""
+    return RANKS + json.dumps([list(p) for p in pairs], separators=(",", ":"))
+
+
+def _per_host(record: OrphanRecord) -> list[tuple[str | None, str | None]]:
+    """(handle, host) of each run an attempt left: its own, or each node's of a multi-node job."""
+    handle = record.handle or ""
+    if handle.startswith(RANKS):
+        try:
+            pairs = json.loads(handle[len(RANKS):])
+            return [(str(h), str(host)) for host, h in pairs]
+        except (ValueError, TypeError):  # written otherwise: its first host is still cleaned by attempt
+            return [(None, record.host)]
+    return [(record.handle, record.host)]
 
 
 def _go_label(key: str) -> str:

@@ -22,16 +22,18 @@ if TYPE_CHECKING:
     from madengine.results.runner_report import RunInfo
 
 DEFAULT_INVENTORY = Path("inventory.yml")  # ROCm's defaults
-DEFAULT_MANIFEST = Path("build_manifest.json")
 DEFAULT_REPORT = Path("runner_report.json")
 
 
 def register(app: typer.Typer) -> None:
     runner_app = typer.Typer(name="runner", help="ROCm madengine's runners: the models of a build manifest (or of "
-                             "--tags) on the nodes of an inventory, over SSH or Ansible.",
+                             "--tags) on the nodes of an inventory, over SSH or Ansible, or on a SLURM or "
+                             "Kubernetes cluster.",
                              no_args_is_help=True, rich_markup_mode=None)
     runner_app.command("ssh")(ssh)
     runner_app.command("ansible")(ansible)
+    runner_app.command("slurm")(slurm)
+    runner_app.command("k8s")(k8s)
     app.add_typer(runner_app, name="runner")
 
 
@@ -52,6 +54,12 @@ def _refuse(names: tuple[str, ...], hint: str, *, flag: bool = False) -> Any:
 
 InventoryOption = typer.Option(DEFAULT_INVENTORY, "--inventory", "-i", metavar="FILE",
                                help="ROCm madengine's inventory (`nodes: [{hostname, address, ...}]`, YAML or JSON).")
+SlurmInventoryOption = typer.Option(DEFAULT_INVENTORY, "--inventory", "-i", metavar="FILE",
+                                    help="ROCm madengine's SLURM inventory (`slurm_cluster: {login_node, partitions, "
+                                    "workspace}`, YAML or JSON).")
+K8sInventoryOption = typer.Option(DEFAULT_INVENTORY, "--inventory", "-i", metavar="FILE",
+                                  help="ROCm madengine's Kubernetes inventory (`pods: [{name, node_selector, "
+                                  "resources, gpu_vendor}]`, YAML or JSON).")
 ManifestOption = typer.Option(None, "--manifest-file", "-m", metavar="FILE",
                               help="A build_manifest.json: run its models, pulling the images its build pushed "
                               "(default build_manifest.json, unless --tags is given).")
@@ -114,48 +122,80 @@ def ansible(
     _run("ansible", inventory, manifest_file, tags, report_output, timeout, parallelism, live_output, chdir)
 
 
+def slurm(
+    inventory: Path = SlurmInventoryOption,
+    manifest_file: Path | None = ManifestOption,
+    tags: list[str] = TagsOption,
+    job_scripts_dir: Path | None = typer.Option(
+        None, "--job-scripts-dir", metavar="DIR", help="The scripts `madengine generate slurm -o DIR` wrote (for "
+        "review): checked to be exactly what is submitted, refused if they differ."),
+    report_output: Path = ReportOption,
+    timeout: int | None = TimeoutOption,
+    live_output: bool = LiveOutputOption,
+    chdir: Path | None = ChdirOption,
+    verbose: bool = VerboseOption,
+    registry: str | None = RegistryOption,
+    additional_context: str | None = ContextOption,
+    additional_context_file: str | None = ContextFileOption,
+) -> None:
+    """Run the models on the SLURM cluster of the inventory (`slurm_cluster:`); record results and write the report."""
+    _run("slurm", inventory, manifest_file, tags, report_output, timeout, None, live_output, chdir,
+         handed_off=job_scripts_dir)
+
+
+def k8s(
+    inventory: Path = K8sInventoryOption,
+    manifest_file: Path | None = ManifestOption,
+    tags: list[str] = TagsOption,
+    manifests_dir: Path | None = typer.Option(
+        None, "--manifests-dir", metavar="DIR", help="The manifests `madengine generate k8s -o DIR` wrote (for "
+        "review): checked to be exactly what is created, refused if they differ."),
+    namespace: str | None = typer.Option(None, "--namespace", "-n", metavar="NAME",
+                                         help="Overrides the inventory's namespace."),
+    report_output: Path = ReportOption,
+    timeout: int | None = TimeoutOption,
+    live_output: bool = LiveOutputOption,
+    chdir: Path | None = ChdirOption,
+    verbose: bool = VerboseOption,
+    registry: str | None = RegistryOption,
+    additional_context: str | None = ContextOption,
+    additional_context_file: str | None = ContextFileOption,
+) -> None:
+    """Run the models as Kubernetes Jobs like the inventory's pods (`pods:`); record results, write the report."""
+    _run("kubernetes", inventory, manifest_file, tags, report_output, timeout, None, live_output, chdir,
+         handed_off=manifests_dir, namespace=namespace)
+
+
 def _run(backend: str, inventory: Path, manifest_file: Path | None, tags: list[str], report_output: Path,
-         timeout: int | None, parallelism: int | None, live_output: bool, chdir: Path | None) -> None:
+         timeout: int | None, parallelism: int | None, live_output: bool, chdir: Path | None, *,
+         handed_off: Path | None = None, namespace: str | None = None) -> None:
     import time
 
     from madengine.apply.engine import ApplyOptions
     from madengine.cli.applying import ApplyRequest, apply_realization, exit_with
-    from madengine.compat import runner
-    from madengine.compat.rocm import generated_path
-    from madengine.mad.tags import split_tags
-    from madengine.madfile.inventory import read_inventory
+    from madengine.cli.runner_input import runner_input
     from madengine.madfile.locate import display_path
-    from madengine.pipeline import realization
     from madengine.results.runner_report import RunInfo
     from madengine.state.model import utc_now
 
     started = time.monotonic()
     base = chdir if chdir is not None else Path()
-    inventory_path = base / inventory
-    if not inventory_path.exists():
-        from madengine.errors import ConfigError
-
-        raise ConfigError(f"the inventory {display_path(inventory_path)} does not exist",
-                          file=display_path(inventory_path), hint="name the nodes' inventory with --inventory FILE "
-                          "(ROCm's format: `nodes: [{hostname: gpu-1, address: 10.0.0.5}]`)")
-    hosts = read_inventory(inventory_path)  # its errors at its file:line:col, before anything else
     if (base / report_output).is_dir():  # said now, not after the jobs ran
         from madengine.errors import UsageError
 
         raise UsageError(f"--report-output {base / report_output} is a directory", hint="name the report's file")
-    selected, registry = _models(base, manifest_file, tags)
-    args = runner.RunnerArgs(backend="ssh" if backend == "ssh" else "ansible", inventory=inventory_path.absolute(),
-                             hosts=hosts, tags=split_tags(selected), registry=registry, parallelism=parallelism)
-    r = realization(generated_path(base), locked=False, text=runner.madfile_text(args))
-    total, _ = runner.parallelism(args)
+    given = runner_input(backend, base, inventory, manifest_file, tags, parallelism=parallelism, namespace=namespace)
+    r, inventory_path, nodes = given.realization, given.inventory, given.nodes
+    if handed_off is not None:
+        _check_handed_off(r, backend, base / handed_off)
     # Idempotent and resumable as `apply` is (what succeeded stays done), but what failed runs again:
     # a runner is re-run after a node is fixed.
     request = ApplyRequest(yes=True, live_output=live_output, rerun_failed=True,
-                           options=ApplyOptions(parallelism=total, timeout=timeout, keep_going=True))
+                           options=ApplyOptions(parallelism=given.parallelism, timeout=timeout, keep_going=True))
     command = f"madengine runner {backend}"
 
     def info(apply_id: int | None, outcome: str, code: int) -> RunInfo:
-        return RunInfo(command=command, inventory=display_path(inventory_path), total_nodes=len(hosts),
+        return RunInfo(command=command, inventory=display_path(inventory_path), total_nodes=nodes,
                        total_duration=time.monotonic() - started, apply_id=apply_id, outcome=outcome, exit_code=code)
 
     def report(store: Any, result: Any) -> None:
@@ -174,22 +214,43 @@ def _run(backend: str, inventory: Path, manifest_file: Path | None, tags: list[s
     exit_with(applied)
 
 
-def _models(base: Path, manifest_file: Path | None, tags: list[str]) -> tuple[list[str], str | None]:
-    """The tags to run and the registry their images come from: --tags over the package, or the build
-    manifest's models (its registry either way, when one is given)."""
-    from madengine.errors import UsageError
-    from madengine.results.manifest import read_build_manifest
+def _check_handed_off(r: Realization, backend: str, directory: Path) -> None:
+    """The files `generate` wrote for review (ROCm's --job-scripts-dir / --manifests-dir) must be what
+    `generate` writes now from the same manifest and inventory: the runner submits exactly that, so a
+    directory that differs was reviewed against something else (stale, or edited) and is refused."""
+    import tempfile
 
-    if manifest_file is None and tags:
-        return tags, None
-    path = base / (manifest_file or DEFAULT_MANIFEST)
-    if not path.is_file():
-        what = "does not exist" if not path.exists() else "is not a file"
-        raise UsageError(f"the build manifest {path} {what}",
-                         hint="write it with `madengine build --tags T --registry HOST:PORT` (the images are pushed "
-                         "there for the nodes to pull), or name the models with --tags")
-    manifest_tags, registry = read_build_manifest(path)
-    return tags or manifest_tags, registry
+    from madengine.cli.cmd_generate import Source, writer
+    from madengine.errors import MadengineError
+    from madengine.madfile.locate import display_path
+
+    with tempfile.TemporaryDirectory(prefix="madengine-generated-") as tmp:
+        fresh = Path(tmp)
+        written = writer(backend)(Source(r.lock, r.compiled(), r.workspace.root), fresh, [], [])
+        for name in written:
+            differs = _tree_difference(fresh / name, directory / name)
+            if differs:
+                raise MadengineError(f"{display_path(directory / name / differs)} is not what the runner submits "
+                                     "now", hint=f"write it again with `madengine generate {_GENERATE[backend]} "
+                                     f"--manifest-file ... --inventory ... -o {display_path(directory)}`, review it, "
+                                     "and run the runner again")
+
+
+_GENERATE = {"slurm": "slurm", "kubernetes": "k8s"}
+
+
+def _tree_difference(fresh: Path, given: Path) -> str:
+    """The first file (relative path) that one tree has and the other has not, or has with other bytes;
+    "" when they are the same."""
+    def files(root: Path) -> dict[str, Path]:
+        return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()} \
+            if root.is_dir() else {}
+
+    ours, theirs = files(fresh), files(given)
+    for rel in sorted(ours.keys() | theirs.keys()):
+        if rel not in ours or rel not in theirs or ours[rel].read_bytes() != theirs[rel].read_bytes():
+            return rel
+    return ""
 
 
 def _write_report(path: Path, r: Realization, latest: Any, run: RunInfo) -> None:

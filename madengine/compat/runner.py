@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from madengine.compat.cluster_inventory import Meant
 from madengine.compat.rocm import RocmArgs
 from madengine.compat.rocm import madfile_text as rocm_madfile_text
 from madengine.errors import UsageError
@@ -71,3 +72,12 @@ def madfile_text(args: RunnerArgs) -> str:
     target = {"inventory": str(args.inventory), "max_parallel_per_host": per_node}
     return rocm_madfile_text(RocmArgs(tags=args.tags, additional_context={"gpu_vendor": gpu_vendor(args.hosts)},
                                       backend=args.backend, registry=args.registry, target=target))
+
+
+def cluster_madfile_text(meant: Meant, tags: Sequence[str], registry: str | None) -> str:
+    """The madfile of `runner slurm|k8s`: one target, the inventory's cluster; the context's vendor is its
+    GPUs' and its environment the inventory's."""
+    target = {k: v for k, v in meant.target.items() if k != "backend"}
+    context = {"gpu_vendor": meant.gpu_vendor, **({"docker_env_vars": dict(meant.env)} if meant.env else {})}
+    return rocm_madfile_text(RocmArgs(tags=tags, additional_context=context, backend=str(meant.target["backend"]),
+                                      registry=registry, target=target))

@@ -574,6 +574,7 @@ def _job(inst: ModelInstance, ctx_name: str, context: Context, tgt_name: str, im
         script=scripts.script,
         env=env,
         n_gpus=model.n_gpus,
+        nnodes=model.nnodes,
         timeout=timeout,
         multiple_results=model.multiple_results,
         data=model.data,

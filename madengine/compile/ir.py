@@ -90,9 +90,10 @@ class JobNode:
     script: str  # project-relative path of the run script
     args: tuple[str, ...]  # argv after the script, already split (never re-joined for a shell)
     env: Mapping[str, str]  # non-secret environment (MAD_* and the context's docker_env_vars)
-    n_gpus: int  # -1 = all of the host's GPUs
+    n_gpus: int  # -1 = all of the host's GPUs (per node)
     timeout: int  # seconds, after the context multiplier; 0 = none
     multiple_results: str = ""
+    nnodes: int = 1  # nodes one run spans
     data: str = ""
     tags: tuple[str, ...] = ()
     owner: str = ""

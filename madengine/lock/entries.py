@@ -77,13 +77,17 @@ class JobEntry(NamedTuple):
     tools: Mapping[str, Any] | None
     depends_on: list[str]
     hash: str
+    nnodes: int  # written only when not 1
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> JobEntry:
-        return tuple.__new__(cls, _job_values(data))
+        return tuple.__new__(cls, (*_job_values(data), data.get("nnodes", 1)))
 
     def to_json(self) -> dict[str, Any]:
-        return dict(zip(self._fields, self, strict=True))
+        out = dict(zip(self._fields, self, strict=True))
+        if self.nnodes == 1:
+            del out["nnodes"]
+        return out
 
     @property
     def script_path(self) -> str:
@@ -91,7 +95,7 @@ class JobEntry(NamedTuple):
 
 
 _image_values = operator.itemgetter(*ImageEntry._fields)
-_job_values = operator.itemgetter(*JobEntry._fields)
+_job_values = operator.itemgetter(*JobEntry._fields[:-1])  # all but the optional `nnodes`
 
 E = TypeVar("E", ImageEntry, JobEntry)
 

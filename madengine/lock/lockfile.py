@@ -108,6 +108,8 @@ def _job_entry(node: JobNode, definitions: Mapping[tuple[str, str], str], hasher
         "tools": tools,
         "depends_on": [node.image] if node.image else [],
     }
+    if node.nnodes != 1:  # only then: the locks (and hashes) of single-node jobs stay as they were
+        inputs["nnodes"] = node.nnodes
     return {**inputs, "hash": hash_value(inputs)}
 
 
@@ -253,6 +255,7 @@ _LOCK_SHAPE = {
         "tools": Opt({"names": ListOf(str), "pre_scripts": ListOf(_SCRIPT_CALL),
                       "post_scripts": ListOf(_SCRIPT_CALL), "cmd": ListOf(str)}),
         "depends_on": ListOf(str),
+        "nnodes?": int,
         "hash": str,
     }),
 }

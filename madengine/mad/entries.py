@@ -21,7 +21,7 @@ from typing import Any
 from madengine.errors import Diagnostic
 from madengine.mad.fastbuild import adopter, static_defaults
 from madengine.mad.jsonlist import Lines, json_type_name
-from madengine.mad.model import ENV_NAME, INT64_MAX, KNOWN_KEYS, MadModel, Origin
+from madengine.mad.model import ENV_NAME, INT64_MAX, KNOWN_KEYS, MAX_NODES, MadModel, Origin
 
 
 class _Invalid(ValueError):
@@ -61,6 +61,12 @@ def _n_gpus(value: Any) -> int:
     if value is None:
         return 1
     return _integer(value, 'an integer number of GPUs, such as "8" or "-1" for all')
+
+
+def _nnodes(value: Any) -> int:
+    if value is None:
+        return 1
+    return _integer(value, 'an integer number of nodes, such as "2"')
 
 
 def _timeout(value: Any) -> int:
@@ -106,7 +112,7 @@ def _env_vars(value: Any) -> dict[str, str]:
 _COERCE: dict[str, Callable[[Any], Any]] = {
     **{key: _string for key in KNOWN_KEYS if key != "name"},
     "n_gpus": _n_gpus, "timeout": _timeout, "tags": _tags, "skip_gpu_arch": _skip_gpu_arch,
-    "env_vars": _env_vars,
+    "env_vars": _env_vars, "nnodes": _nnodes,
 }
 _KNOWN = frozenset(KNOWN_KEYS)
 _STRING_KEYS = tuple(key for key, coerce in _COERCE.items() if coerce is _string)
@@ -186,6 +192,8 @@ class EntryReader:
             ok = self._coerce(state, ("n_gpus",), name, index, line, offset) and ok
         if type(state["timeout"]) is not int:
             ok = self._coerce(state, ("timeout",), name, index, line, offset) and ok
+        if type(state["nnodes"]) is not int:
+            ok = self._coerce(state, ("nnodes",), name, index, line, offset) and ok
         tags = state["tags"]
         if type(tags) is not tuple:
             try:
@@ -208,7 +216,8 @@ class EntryReader:
         if not ok:
             return None
         # What validates must run: values a job could not be started with are errors here.
-        usual = -1 <= state["n_gpus"] <= INT64_MAX and -1 <= state["timeout"] <= INT64_MAX
+        usual = -1 <= state["n_gpus"] <= INT64_MAX and -1 <= state["timeout"] <= INT64_MAX \
+            and 1 <= state["nnodes"] <= MAX_NODES
         if not (usual and not state["env_vars"]) and not self._in_range(state, name, index, line, offset):
             return None
         resolved = self._resolved
@@ -259,6 +268,9 @@ class EntryReader:
             elif value > INT64_MAX:
                 problems.append((key, f"`{key}` is too large ({value.bit_length()} bits; numbers must fit "
                                       "in 64 bits)", f"give {what}"))
+        if not 1 <= state["nnodes"] <= MAX_NODES:
+            problems.append(("nnodes", f"`nnodes` must be 1 to {MAX_NODES}, not {state['nnodes']}",
+                             "give the number of nodes one run spans (1: a single node)"))
         for env_name, env_value in state["env_vars"].items():
             if not ENV_NAME.match(env_name):
                 problems.append(("env_vars", f"`env_vars` has an invalid variable name {env_name!r}",

@@ -15,9 +15,10 @@ from typing import Any
 KNOWN_KEYS: tuple[str, ...] = (
     "name", "dockerfile", "scripts", "n_gpus", "owner", "training_precision", "tags", "args",
     "multiple_results", "timeout", "url", "data", "skip_gpu_arch", "cred", "dockercontext",
-    "additional_docker_run_options", "env_vars",
+    "additional_docker_run_options", "env_vars", "nnodes",
 )
 
+MAX_NODES = 65536  # nodes one run may span (`nnodes`): beyond any cluster, within what a scheduler takes
 DEFAULT_TIMEOUT = 7200  # seconds; a models.json `timeout` of -1 (or none) means this
 
 # What an environment variable may be called (docker's --env, ROCm's container_runner.py; and any
@@ -62,6 +63,7 @@ class MadModel:
     dockercontext: str = ""
     additional_docker_run_options: str = ""
     env_vars: Mapping[str, str] = field(default_factory=dict)
+    nnodes: int = 1  # nodes one run spans (ROCm madengine's multi-node key): one launch per node
     extra: Mapping[str, Any] = field(default_factory=dict)  # unknown keys, kept verbatim
     directory: str = ""  # "" for the root models.json, else the `<dir>` of scripts/<dir>/
     origin: Origin | None = field(default=None, compare=False)

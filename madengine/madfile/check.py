@@ -47,6 +47,7 @@ def check(data: Mapping[Any, Any], source: SourceMap) -> list[Diagnostic]:
     out += _check_targets(targets, source)
     out += _check_backends(targets, source)
     out += _check_cluster_registry(data, targets, source)
+    out += _check_batch_registry(data, targets, source)
     out += _check_secrets(data, source)
     out += _check_env_names(data, source)
     out += _check_runs(data, contexts, targets, source)
@@ -241,6 +242,25 @@ def _check_cluster_registry(data: Mapping[Any, Any], targets: dict[Any, Any], so
                               "set `registry:` at the top of the madfile (e.g. `registry: localhost:5000`): images are "
                               "pushed there and the cluster's nodes pull them", at="value")
             for name, t in targets.items() if isinstance(t, dict) and t.get("backend") == "kubernetes"]
+def _check_batch_registry(data: Mapping[Any, Any], targets: dict[Any, Any], source: SourceMap) -> list[Diagnostic]:
+    """A SLURM target running jobs in their images: its nodes pull them from the registry (images are built
+    here), so the madfile must name one."""
+    if data.get("registry"):
+        return []
+    out = []
+    for name, target in targets.items():
+        if not isinstance(target, dict) or target.get("backend") != "slurm":
+            continue
+        container = target.get("container", "docker")
+        if container not in ("docker", "apptainer"):
+            continue
+        at = ("targets", name, "container") if "container" in target else ("targets", name, "backend")
+        out.append(source.diagnostic(
+            at, f"target `{name}` runs jobs in their images (container: {container}), which its nodes pull from "
+            "a registry, and the madfile names none",
+            "set `registry:` (e.g. `registry: localhost:5000`), where images built here are pushed; or "
+            "`container: none` for host processes", at="value"))
+    return out
 
 
 def _env_maps(data: Mapping[Any, Any]) -> Iterator[tuple[KeyPath, dict[Any, Any]]]:

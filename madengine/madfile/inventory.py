@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -122,6 +122,25 @@ def _resolved(host: Host, base: Path) -> Host:
 
 
 def _read(path: Path, shown: str) -> tuple[tuple[Host, ...], SourceMap, str]:
+    data, source, diagnostics = load_document(path, shown, "list the hosts: `nodes: [{hostname: gpu-1, address: "
+                                              "10.0.0.5}]`", "`nodes:`")
+    inventory: Inventory | None = None
+    try:
+        inventory = Inventory.model_validate(data)
+    except ValidationError as exc:
+        diagnostics += [diagnostic(err, source, _unknown_hint) for err in exc.errors()]
+    diagnostics += _duplicate_names(data, source)
+    diagnostics += _literal_secrets(data, source)
+    if diagnostics or inventory is None:
+        raise ConfigError.many(diagnostics)
+    key = "nodes" if inventory.nodes is not None else "gpu_nodes"
+    return tuple(node.host() for node in inventory.entries()), source, key
+
+
+def load_document(path: Path, shown: str, example: str, top: str) -> tuple[dict[Any, Any], SourceMap, list[Diagnostic]]:
+    """An inventory file (YAML, or JSON checked by the JSON decoder first) as plain data with its source
+    positions, and the reader's own problems; a ConfigError when it is not a mapping at all. `example`:
+    the hint for an empty or wrong file; `top`: what its top level holds, as said in a message."""
     from madengine.madfile.load import parse_yaml
 
     try:
@@ -129,6 +148,9 @@ def _read(path: Path, shown: str) -> tuple[tuple[Host, ...], SourceMap, str]:
     except FileNotFoundError:
         raise ConfigError(f"the inventory {shown} does not exist", file=shown,
                           hint="`inventory:` is relative to the madfile's directory") from None
+    except IsADirectoryError:
+        raise ConfigError(f"the inventory {shown} is a directory", file=shown, hint="name the inventory file") \
+            from None
     except OSError as exc:
         raise ConfigError(f"cannot read the inventory {shown}: {exc.strerror or exc}", file=shown) from None
     text = decode_utf8(raw, shown, what="not valid UTF-8", hint="save the inventory as UTF-8")
@@ -136,24 +158,11 @@ def _read(path: Path, shown: str) -> tuple[tuple[Host, ...], SourceMap, str]:
         text = _json_as_yaml(text, shown)
     data, source, problems = parse_yaml(text, shown, _WHAT)
     if data is None:
-        raise ConfigError(f"the inventory {shown} is empty", file=shown, line=1, column=1,
-                          hint="list the hosts: `nodes: [{hostname: gpu-1, address: 10.0.0.5}]`")
+        raise ConfigError(f"the inventory {shown} is empty", file=shown, line=1, column=1, hint=example)
     if not isinstance(data, dict):
         raise ConfigError.many([source.file_diagnostic(
-            f"the top level must be a mapping with `nodes:`, found {describe(data)}",
-            "list the hosts: `nodes: [{hostname: gpu-1, address: 10.0.0.5}]`", pos=source.locate(()))])
-    diagnostics = list(problems)
-    inventory: Inventory | None = None
-    try:
-        inventory = Inventory.model_validate(data)
-    except ValidationError as exc:
-        diagnostics += [_diagnostic(err, data, source) for err in exc.errors()]
-    diagnostics += _duplicate_names(data, source)
-    diagnostics += _literal_secrets(data, source)
-    if diagnostics or inventory is None:
-        raise ConfigError.many(diagnostics)
-    key = "nodes" if inventory.nodes is not None else "gpu_nodes"
-    return tuple(node.host() for node in inventory.entries()), source, key
+            f"the top level must be a mapping with {top}, found {describe(data)}", example, pos=source.locate(()))])
+    return data, source, list(problems)
 
 
 def _json_as_yaml(text: str, shown: str) -> str:
@@ -219,13 +228,15 @@ def _literal_secrets(data: dict[Any, Any], source: SourceMap) -> list[Diagnostic
     return out
 
 
-def _diagnostic(err: Any, data: Any, source: SourceMap) -> Diagnostic:
+def diagnostic(err: Any, source: SourceMap, unknown_hint: Callable[[str, KeyPath], str]) -> Diagnostic:
+    """A pydantic error of an inventory at its line and column, said as the madfile's are;
+    `unknown_hint(key, path)` says what to do about an unknown key."""
     path: KeyPath = tuple(p for p in err["loc"] if isinstance(p, str | int))
     kind = err["type"]
     value = err.get("input")
     if kind == "extra_forbidden":
         key = str(path[-1])
-        return source.diagnostic(path, f"unknown key `{key}`", _unknown_hint(key, len(path) == 1))
+        return source.diagnostic(path, f"unknown key `{key}`", unknown_hint(key, path))
     if kind == "missing":
         return source.diagnostic(path[:-1], f"missing required key `{path[-1]}`", f"add `{path[-1]}:` here")
     shown = "a string" if path and path[-1] == "ssh_key_path" else describe(value)  # never a key's text
@@ -263,8 +274,8 @@ def _value_hint(path: KeyPath) -> str:
     return ""
 
 
-def _unknown_hint(key: str, top: bool) -> str:
-    if top:
+def _unknown_hint(key: str, path: KeyPath) -> str:
+    if len(path) == 1:
         return "an inventory lists its hosts under `nodes:` (or ROCm's `gpu_nodes:`); nothing else is read"
     if key == "labels":
         return ("madengine does not select hosts by label (ROCm's --node-selector): every node of the inventory "

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from madengine import limits as _limits
-from madengine.mad.model import ENV_NAME, INT64_MAX
+from madengine.mad.model import ENV_NAME, INT64_MAX, MAX_NODES
 
 FORMAT_VERSION = 1
 
@@ -60,7 +60,9 @@ class InlineModel(Strict):
     dockerfile: str | None = Field(default=None, description="a prefix: every <prefix>.*.Dockerfile")
     scripts: str
     args: str = ""
-    n_gpus: int = Field(default=1, description="GPUs the model needs; -1 = all of the host's")
+    n_gpus: int = Field(default=1, description="GPUs the model needs (per node); -1 = all of the host's")
+    nnodes: int = Field(default=1, ge=1, le=MAX_NODES, description="nodes one run spans (a slurm or kubernetes "
+                        "target): the script is started once per node, with MASTER_ADDR and NODE_RANK set")
     timeout: int = Field(default=-1, description="seconds; -1 = the default (7200)")
     tags: list[str] = Field(default_factory=list)
     owner: str = ""
@@ -370,16 +372,113 @@ class AnsibleTarget(_HostsTarget):
     forks: int | None = Field(default=None, ge=1, description="hosts ansible works on at once; default: all")
 
 
+# SLURM's words go into `#SBATCH` lines, which sbatch reads itself (not a shell): a strict character set
+# keeps every value one word there, never a second option.
+_SLURM_NAME = re.compile(r"[A-Za-z0-9_.+-]+(?:,[A-Za-z0-9_.+-]+)*\Z")  # partition, account, qos: a comma list
+_SLURM_CONSTRAINT = re.compile(r"[A-Za-z0-9_.&|,:*()\[\]!-]+\Z")  # a feature expression (`mi300x&ib`)
+_SLURM_TIME = re.compile(r"(?:\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d{1,2}(?::\d{1,2}(?::\d{1,2})?)?"
+                         r"|UNLIMITED|INFINITE)\Z")
+_SLURM_MODULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./+-]*\Z")
+_SBATCH_OPTION = re.compile(r"--[a-z][a-z0-9-]*(?:=[^\s'\"\\]+)?\Z")
+# Options madengine sets in every script (what it submits, names, waits for and reads back): a target's
+# `extra_sbatch` may not set them, nor those its own keys set.
+SBATCH_OWN = frozenset({"array", "job-name", "comment", "output", "error", "parsable", "nodes", "ntasks",
+                        "ntasks-per-node", "time", "partition", "account", "qos", "exclusive", "constraint",
+                        "gpus-per-node", "chdir", "wait", "wrap", "open-mode", "export", "dependency"})
+# The shared directory is written into `#SBATCH --output=` lines and scripts: a plain path (no blanks, no
+# quotes, no `%`, which sbatch expands there).
+_SHARED_DIR = re.compile(r"(?:/|~/|~\Z)[A-Za-z0-9_./+@-]*\Z")
+
+
+def _slurm_name(value: str) -> str:
+    if not _SLURM_NAME.match(value):
+        raise ValueError(f"`{value}` is not a SLURM name (letters, digits, `_ . + -`; several separated by commas)")
+    return value
+
+
+def _slurm_constraint(value: str) -> str:
+    if not _SLURM_CONSTRAINT.match(value):
+        raise ValueError(f"`{value}` is not a SLURM feature expression (features joined by `&`, `|`, `,`)")
+    return value
+
+
+def _slurm_time(value: str) -> str:
+    if not _SLURM_TIME.match(value):
+        raise ValueError(f"`{value}` is not a SLURM time (minutes, MM:SS, HH:MM:SS, D-HH[:MM[:SS]] or UNLIMITED)")
+    return value
+
+
+def _slurm_modules(value: list[str]) -> list[str]:
+    for name in value:
+        if not _SLURM_MODULE.match(name):
+            raise ValueError(f"`{name}` is not a module name (letters, digits, `_ . / + -`)")
+    return value
+
+
+def _extra_sbatch(value: list[str]) -> list[str]:
+    for option in value:
+        if not _SBATCH_OPTION.match(option):
+            raise ValueError(f"`{option}` is not one sbatch option as `--name=value` (no blanks, no quotes)")
+        name = option[2:].split("=", 1)[0]
+        if name in SBATCH_OWN:
+            raise ValueError(f"`--{name}` is set by madengine (or by a key of the target): it cannot be in "
+                             "extra_sbatch")
+    return value
+
+
+def _shared_dir(value: str) -> str:
+    if not _SHARED_DIR.match(value):
+        raise ValueError(f"`{value}` is not an absolute path (or `~/...`) of letters, digits and `_ . / + @ -`")
+    return value
+
+
 class SlurmTarget(Strict):
+    """A SLURM cluster: jobs become sbatch scripts (job arrays), submitted here or on a login node."""
+
     backend: Literal["slurm"]
-    partition: str | None = None
-    login: LoginHost | None = None
-    account: str | None = None
-    qos: str | None = None
-    nodes: int = Field(default=1, ge=1)
-    gpus_per_node: int = Field(default=0, ge=0)
-    time_limit: str | None = None
-    sbatch_options: list[str] = Field(default_factory=list)
+    login: LoginHost | None = Field(default=None, description="the login node, reached over SSH; unset: sbatch, "
+                                    "squeue and scontrol run on this machine")
+    host_key_check: Literal["strict", "accept-new"] = Field(
+        default="strict", description="the login node's host key, as for `ssh` targets: strict: it must be in "
+        "known_hosts; accept-new: an unknown key is added to madengine's own. A changed key is always refused")
+    partition: Annotated[str, AfterValidator(_slurm_name)] | None = Field(
+        default=None, description="unset: the cluster's default partition")
+    account: Annotated[str, AfterValidator(_slurm_name)] | None = None
+    qos: Annotated[str, AfterValidator(_slurm_name)] | None = None
+    time_limit: Annotated[str, AfterValidator(_slurm_time)] | None = Field(
+        default=None, description="`--time` of jobs without a timeout (a job's timeout gives its own); unset: "
+        "the partition's default")
+    exclusive: bool = Field(default=False, description="`--exclusive`: no other job shares a node with a job")
+    constraint: Annotated[str, AfterValidator(_slurm_constraint)] | None = Field(
+        default=None, description="`--constraint`: node features a job needs (`mi300x`, `mi300x&ib`)")
+    modules: Annotated[list[str], AfterValidator(_slurm_modules)] = Field(
+        default_factory=list, description="environment modules loaded before a job (`module load ...`)")
+    extra_sbatch: Annotated[list[str], AfterValidator(_extra_sbatch)] = Field(
+        default_factory=list, description="more `#SBATCH` options, each `--name=value` (not those madengine sets)")
+    gpus_per_node: int | None = Field(
+        default=None, ge=0, description="GPUs of a node: a job asking for n GPUs gets `--gpus-per-node=n`, one "
+        "asking for all (-1) this many; unset: no GPUs are requested (jobs asking for some are refused)")
+    max_nodes: int | None = Field(default=None, ge=1, description="nodes the partition has: a multi-node job "
+                                  "asking for more is refused at plan, not left pending; unset: not checked")
+    container: Literal["docker", "apptainer", "none"] = Field(
+        default="docker", description="docker: jobs run in their image, pulled from the madfile's registry on "
+        "each node; apptainer: the image is pulled once into shared_dir (`apptainer pull docker://...`); none: "
+        "host processes on the compute node, as on `local`")
+    shared_dir: Annotated[str, AfterValidator(_shared_dir)] = Field(
+        default="~/.madengine", description="a directory every node sees (on the login node when one is given): "
+        "run directories, scripts, logs and results go there; `~` is the (login) user's home, which clusters "
+        "share")
+    array: bool = Field(default=True, description="jobs of one image and shape go in one job array")
+    # No `rerun_on`: the compute nodes' facts are not known before a job runs there, so none is compared.
+
+    @model_validator(mode="after")
+    def _login_runs_nothing(self) -> SlurmTarget:
+        if self.login is not None and self.login.gpus is not None:
+            raise ValueError("the login node runs no jobs: give the compute nodes' GPUs as `gpus_per_node`")
+        if self.login is None and "host_key_check" in self.model_fields_set:
+            raise ValueError("`host_key_check` is the login node's, and there is none: give `login:`, or leave "
+                             "host_key_check out (sbatch runs on this machine)")
+        return self
 
 
 # Kubernetes names: a DNS-1123 label (namespaces), a DNS-1123 subdomain (secrets, service accounts), a
@@ -489,7 +588,9 @@ HASH_EXCLUDED = frozenset({"hosts", "inventory", "host_key_check", "max_parallel
                            # kubernetes: which cluster and namespace, with what credentials and clean-up; not
                            # `gpu_resource`, `node_selector`, `tolerations` (which nodes, which devices)
                            "namespace", "kubeconfig", "context", "image_pull_secret", "service_account",
-                           "ttl_seconds"})
+                           "ttl_seconds",
+                           # slurm: where it is submitted from, where files go, how jobs are grouped and billed
+                           "login", "shared_dir", "array", "account", "qos", "time_limit", "max_nodes"})
 
 
 def job_config(config: Context | Target) -> dict[str, Any]:

@@ -26,6 +26,9 @@ class Action(str, enum.Enum):
     # (rerun with --rerun-failed), and one that a live apply is running now.
     FAILED = "failed"
     WAIT = "wait"
+    # A job a killed apply left in a batch system's queue (SLURM, Kubernetes), still queued or running
+    # there, or finished with a result: apply waits for it and collects it instead of submitting it again.
+    AWAIT = "await"
     # A job that must not run where its target's hosts are (models.json's `skip_gpu_arch` against their
     # observed GPU architecture): apply records it SKIPPED with the reason and runs nothing. Once so
     # recorded it is SKIPPED here, which changes nothing (a plan of only those is up to date); an
@@ -36,7 +39,7 @@ class Action(str, enum.Enum):
     @property
     def symbol(self) -> str:
         return {"build": "+", "pull": "+", "load": "+", "push": "+", "run": "+", "rebuild": "~", "rerun": "~",
-                "noop": "=", "failed": "!", "wait": "*", "skip": "-", "skipped": "-"}[self.value]
+                "noop": "=", "failed": "!", "wait": "*", "await": "~", "skip": "-", "skipped": "-"}[self.value]
 
     @property
     def changes(self) -> bool:
@@ -81,8 +84,8 @@ class Change:
 
 # How a change is counted in a plan's summary (any other action: "unchanged").
 _COUNTED_AS = {Action.BUILD: "build", Action.REBUILD: "build", Action.PULL: "pull", Action.LOAD: "load",
-               Action.PUSH: "push", Action.RUN: "run", Action.RERUN: "run", Action.FAILED: "failed",
-               Action.WAIT: "running", Action.SKIP: "skip", Action.SKIPPED: "skipped"}
+               Action.PUSH: "push", Action.RUN: "run", Action.RERUN: "run", Action.AWAIT: "wait for",
+               Action.FAILED: "failed", Action.WAIT: "running", Action.SKIP: "skip", Action.SKIPPED: "skipped"}
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,8 @@ class Plan:
     def summary(self) -> str:
         n = self.counts()
         parts = [f"{n['build']} to build", *(f"{n[k]} to {k}" for k in ("pull", "load", "push") if n[k]),
-                 f"{n['run']} to run", f"{n['unchanged']} unchanged",
+                 f"{n['run']} to run", *(f"{n[k]} to {k}" for k in ("wait for",) if n[k]),
+                 f"{n['unchanged']} unchanged",
                  *(f"{n[k]} to {k}" for k in ("skip",) if n[k]),
                  *(f"{n[k]} {k}" for k in ("skipped", "failed", "running") if n[k])]
         return "Plan: " + ", ".join(parts) + "."

@@ -27,7 +27,7 @@ import os
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from madengine.backends.base import Backend
+from madengine.backends.base import Backend, BatchBackend, is_batch
 from madengine.backends.session import HostUnavailable
 from madengine.backends.specs import image_spec_of
 from madengine.facts.model import HostFacts
@@ -148,9 +148,10 @@ def _observe(store: StateStore, graph: Dag, lock: Lock, backends: Mapping[str, B
             digest = backend.observe_registry(image_spec_of(address, entries.images[address], registry))
             if digest:
                 in_registry[address] = digest
+    live = _live_apply(store, base)
     return dataclasses.replace(base, missing_images=frozenset(missing), in_registry=in_registry,
-                               live_apply=_live_apply(store, base), lacking=lacking, hosts=hosts,
-                               images_unknown=unobserved)
+                               live_apply=live, lacking=lacking, hosts=hosts, images_unknown=unobserved,
+                               queued={} if live is not None else _queued(base, backends))
 
 
 def _holds(tags: Mapping[str, str], tag: str, records: list[ImageRecord]) -> bool:
@@ -160,6 +161,34 @@ def _holds(tags: Mapping[str, str], tag: str, records: list[ImageRecord]) -> boo
     if image_id is None:
         return False
     return any(r.image_id is None or r.image_id == image_id for r in records)
+
+
+def _queued(base: Observed, backends: Mapping[str, Backend]) -> dict[str, tuple[str, Status | None]]:
+    """The jobs a killed apply left RUNNING on a batch target, as its system says now: one query per target,
+    and none at all when no such job is recorded (a no-op plan asks no queue anything). A queue that
+    cannot be asked is said so, and its jobs are awaited rather than submitted twice."""
+    by_target: dict[str, dict[str, str]] = {}  # target -> handle -> address
+    for address, attempt in base.latest.items():
+        target = attempt.inputs.get("target")
+        backend = backends.get(target) if isinstance(target, str) else None
+        if attempt.status is Status.RUNNING and attempt.handle and backend is not None and is_batch(backend):
+            by_target.setdefault(str(target), {})[attempt.handle] = address
+    out: dict[str, tuple[str, Status | None]] = {}
+    for target, addresses in by_target.items():
+        backend = backends[target]
+        if not is_batch(backend):
+            continue
+        try:
+            states = backend.observe_queue(sorted(addresses))
+        except (HostUnavailable, OSError) as e:
+            for handle, address in addresses.items():
+                out[address] = (f"{backend.system} {handle}: its queue cannot be asked now ({_one_line(e)})", None)
+            continue
+        for handle, address in addresses.items():
+            state = states.get(handle)
+            out[address] = (state.describe(backend.system), state.status) if state is not None else \
+                (f"{backend.system} {handle} not in its answer", None)
+    return out
 
 
 def _live_apply(store: StateStore, base: Observed) -> Holder | None:
@@ -200,7 +229,41 @@ def runnable(the_plan: Plan, lock: Lock, backends: Mapping[str, Backend]) -> dic
                 ask(target, "NONE", 0)
         elif change.kind == NodeKind.JOB:
             entry = jobs[change.address]
+            backend = backends.get(entry.target)
+            if entry.nnodes > 1 and backend is not None:
+                nodes = _batch_nodes_problem(backend, entry.target, entry.nnodes) if is_batch(backend) else \
+                    _nodes_problem(backend, entry.target, entry.nnodes, entry.n_gpus, change.hosts_of(entry.target))
+                if nodes is not None:
+                    out[change.address] = nodes
+                    continue
             problem = ask(entry.target, str(entry.env.get("MAD_GPU_VENDOR", "NONE")), entry.n_gpus)
             if problem is not None:
                 out[change.address] = problem
     return out
+
+
+def _batch_nodes_problem(backend: BatchBackend, target: str, nnodes: int) -> tuple[str, str] | None:
+    most = backend.max_nodes()
+    if most is None or nnodes <= most:
+        return None
+    return (f"needs {nnodes} nodes; target {target!r} has {most} (max_nodes)",
+            "lower the model's nnodes, or raise the target's max_nodes if the cluster has more")
+
+
+def _nodes_problem(backend: Backend, target: str, nnodes: int, n_gpus: int,
+                   allowed: tuple[str, ...]) -> tuple[str, str] | None:
+    """Why a job of `nnodes` > 1 never runs on this (not batch) target, or None: a target that runs a
+    job on one host refuses it; one whose jobs span hosts (`spans_hosts`: ssh) needs that many hosts
+    that could take it (what apply's scheduler will look for, all at once)."""
+    from madengine.backends.slots import NODES_HINT, Slots, nodes_problem
+
+    if not getattr(backend, "spans_hosts", False):
+        article = "an" if backend.name[:1] in ("a", "e", "i", "o", "u") else "a"
+        return (f"needs {nnodes} nodes, and {article} {backend.name} target runs a job on one host",
+                "run multi-node models (nnodes > 1) on an ssh, slurm or kubernetes target, or set the model's "
+                "nnodes to 1")
+    hosts = Slots({target: backend.hosts()}).hosts_ever(target, n_gpus, allowed)
+    if hosts >= nnodes:
+        return None
+    among = f" of {', '.join(allowed)} (the hosts skip_gpu_arch leaves it)" if allowed else ""
+    return nodes_problem(nnodes, n_gpus, target, hosts, among), NODES_HINT

@@ -272,6 +272,12 @@ def _job_record_change(address: str, entry: JobEntry, observed: Observed, option
         holder = observed.live_apply  # `madengine run` and `build` apply too: named as the user typed them
         verb = holder.command.removeprefix("madengine ").split(" ", 1)[0] or "apply"
         return change(Action.WAIT, f"{verb} pid {holder.pid} on {holder.host} since {holder.since}")
+    queued = observed.queued.get(address) if last.status is Status.RUNNING else None
+    if queued is not None:  # its apply was killed; the batch system still has it
+        said, status = queued
+        if status in (None, Status.SUCCESS):
+            return change(Action.AWAIT, said + ("; its result is collected" if status else ""))
+        return change(Action.RUN, f"{said}, while its apply was gone")
     # RUNNING (its apply was killed), INTERRUPTED or SKIPPED: it never finished, so it runs.
     return change(Action.RUN, {Status.SKIPPED: "skipped last time", Status.INTERRUPTED: "interrupted",
                                Status.RUNNING: "interrupted (its apply was killed)"}[last.status])

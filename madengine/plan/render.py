@@ -6,9 +6,9 @@ from madengine.plan.model import Action, Plan
 from madengine.state.model import Observed
 
 VERB = {Action.BUILD: "build", Action.REBUILD: "rebuild", Action.PULL: "pull", Action.LOAD: "load",
-        Action.PUSH: "push", Action.RUN: "run",
-        Action.RERUN: "rerun", Action.NOOP: "up to date", Action.FAILED: "failed", Action.WAIT: "running",
-        Action.SKIP: "skip", Action.SKIPPED: "skipped"}
+        Action.PUSH: "push", Action.RUN: "run", Action.RERUN: "rerun", Action.NOOP: "up to date",
+        Action.FAILED: "failed", Action.WAIT: "running", Action.AWAIT: "wait", Action.SKIP: "skip",
+        Action.SKIPPED: "skipped"}
 STYLE = {"+": "green", "~": "yellow", "=": "dim", "!": "red", "*": "cyan", "-": "magenta"}
 
 

@@ -19,6 +19,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+from madengine.backends.multinode import LAUNCHER
 from madengine.facts.compare import perf_gpu_architecture, perf_machine_name
 from madengine.facts.model import HostFacts
 from madengine.state.model import Attempt, ImageRecord, PerfRow, Status
@@ -183,12 +184,17 @@ def perf_rows(attempts: Iterable[Attempt], images: Mapping[tuple[str, str], Imag
             # The build of exactly this image; else the latest build of its address (a record whose
             # build attempt was forgotten, or hashed differently).
             build_duration = builds.get((image.address, image.node_hash), builds.get((image.address, "")))
-        n_gpus = "" if inputs.get("n_gpus") is None else str(inputs["n_gpus"])
+        n_gpus = "" if inputs.get("n_gpus") is None else str(inputs["n_gpus"])  # per node
+        nnodes = int(inputs.get("nnodes", 1))
+        # ROCm's multi-node rows (slurm.py): n_gpus is the job's total, gpus_per_node each node's (-1, a
+        # whole host's GPUs, has no total known here: said per node).
+        per_node = inputs.get("n_gpus")
+        total = str(nnodes * per_node) if nnodes > 1 and isinstance(per_node, int) and per_node >= 0 else n_gpus
         backend = str(meta.get("backend") or "")
         tags = meta.get("tags") or []
         common = {
-            "n_gpus": n_gpus,
-            "nnodes": "1",  # every backend so far runs a job on one host
+            "n_gpus": total,
+            "nnodes": str(nnodes),
             "gpus_per_node": n_gpus,
             "training_precision": str(meta.get("training_precision") or ""),
             "pipeline": "",
@@ -199,7 +205,8 @@ def perf_rows(attempts: Iterable[Attempt], images: Mapping[tuple[str, str], Imag
             "git_commit": "",
             "machine_name": perf_machine_name(facts, attempt.host),
             "deployment_type": backend,
-            "launcher": "docker" if backend == "docker" else "",  # ROCm's default launcher for local Docker
+            # ROCm's: torchrun for multi-node runs, docker for a local Docker run
+            "launcher": LAUNCHER if nnodes > 1 else "docker" if backend == "docker" else "",
             "gpu_architecture": _gpu_architecture(inputs, meta, facts),
             "build_duration": _seconds(build_duration),
             "test_duration": _seconds(attempt.duration),

@@ -144,3 +144,6 @@ class Observed:
     facts_unknown: dict[tuple[str, str], str] = field(default_factory=dict)
     # target -> why its images could not be observed (no host answered): planned as the store records them
     images_unknown: dict[str, str] = field(default_factory=dict)
+    # address -> a job a killed apply left in a batch system's queue, as the system says now: (how the plan
+    # says it, e.g. "slurm 4242 RUNNING on node2"; its status when finished, None while queued or running)
+    queued: dict[str, tuple[str, Status | None]] = field(default_factory=dict)

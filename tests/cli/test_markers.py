@@ -9,10 +9,12 @@ import sys
 from tests.conftest import REPO_ROOT
 
 # Tests without the engine in the directories of engine tests: the registry's own client, the local and ssh
-# (host processes) backends' conformance, and the ssh tests of host processes and transfers over a private sshd.
+# (host processes) backends' conformance, the ssh tests of host processes and transfers over a private sshd, and
+# the slurm backend's tests of host-process jobs.
 WITHOUT_DOCKERD = {"tests/docker/test_registry_client.py", "tests/backends/test_ssh_session.py",
                    "tests/backends/test_ssh_backend.py", "tests/backends/test_ssh_limits.py",
-                   "tests/backends/test_ssh_transfer.py"}
+                   "tests/backends/test_ssh_transfer.py", "tests/backends/test_slurm_backend.py",
+                   "tests/backends/test_slurm_apply.py"}
 
 
 def collected(*args: str) -> list[str]:

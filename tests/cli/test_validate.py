@@ -77,11 +77,8 @@ def test_targets_of_backends_not_installed(run_cli: RunCli, tmp_path: Path) -> N
     write(tmp_path / "madfile.yaml", DESIGN_EXAMPLE)
     for rel, text in DESIGN_PACKAGE.items():
         write(tmp_path / rel, text)
-    hint = "(hint: installed backends: ansible, docker, kubernetes, local, ssh)"
-    for command in ("validate", "lock", "plan"):
-        assert_config_error(
-            run_cli(command, cwd=tmp_path),
-            f"madfile.yaml:26:20: error: targets.hpc.backend: backend `slurm` is not installed {hint}")
+    code, _, err = run_cli("validate", cwd=tmp_path)
+    assert (code, err) == (0, ""), err
 
 
 def test_yml_fallback_and_chdir(run_cli: RunCli, tmp_path: Path) -> None:

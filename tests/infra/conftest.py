@@ -1,6 +1,8 @@
-"""The services' own tests (test_ssh_services.py): the real dockerd, registry and SSH hosts of `dev/services`."""
+"""The services' own tests (test_ssh_services.py, test_slurm_services.py): the real dockerd, registry, SSH hosts
+and SLURM cluster of `dev/services`."""
 
 from __future__ import annotations
 
 from tests.infra.services import docker_client, registry  # noqa: F401 (fixtures)
+from tests.infra.slurm import slurm_cluster  # noqa: F401 (fixture)
 from tests.infra.ssh import ssh_hosts, ssh_services  # noqa: F401 (fixtures)

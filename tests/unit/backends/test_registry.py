@@ -29,25 +29,25 @@ def plugin(root: Path, dist: str, **backends: str) -> Path:
 def test_two_plugins_of_one_backend_name_are_refused_naming_both(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     shutil.copytree(FUTURE, tmp_path / FUTURE.name)
-    plugin(tmp_path, "fleet_tools", slurm="fleet_tools.slurm:FleetSlurm")
+    plugin(tmp_path, "fleet_tools", pbs="fleet_tools.pbs:FleetPbs")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ConfigError) as info:
         available()
     (d,) = info.value.diagnostics
-    assert d.message.startswith("two backends are named 'slurm': ")
-    assert "madengine_future_backends:SlurmBackend (distribution madengine-future-backends 0.0 at " in d.message
-    assert "fleet_tools.slurm:FleetSlurm (distribution fleet_tools 1.0 at " in d.message
+    assert d.message.startswith("two backends are named 'pbs': ")
+    assert "madengine_future_backends:PbsBackend (distribution madengine-future-backends 0.0 at " in d.message
+    assert "fleet_tools.pbs:FleetPbs (distribution fleet_tools 1.0 at " in d.message
     assert "uninstall one" in d.hint
-    with pytest.raises(ConfigError, match="two backends are named 'slurm'"):
-        installed(["slurm"])  # what validating a madfile with a slurm target asks
+    with pytest.raises(ConfigError, match="two backends are named 'pbs'"):
+        installed(["pbs"])  # what validating a madfile with a pbs target asks
 
 
 def test_a_plugin_reusing_a_built_in_name_with_another_class_is_refused(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    plugin(tmp_path, "shadow", docker="shadow:Docker", slurm="shadow:Slurm")
+    plugin(tmp_path, "shadow", docker="shadow:Docker", pbs="shadow:Pbs")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ConfigError) as info:
-        backend_class("slurm")  # a plugin's backend is looked up through every entry point
+        backend_class("pbs")  # a plugin's backend is looked up through every entry point
     (d,) = info.value.diagnostics
     assert d.message.startswith("two backends are named 'docker': madengine.backends.docker:DockerBackend "
                                 "(built into madengine) and shadow:Docker (distribution shadow 1.0 at ")
@@ -60,6 +60,6 @@ def test_the_same_class_registered_twice_is_one_backend(tmp_path: Path, monkeypa
     for path in ("a", "b", "c"):
         monkeypatch.syspath_prepend(str(tmp_path / path))
     found = available()
-    assert found["slurm"] == "madengine_future_backends:SlurmBackend"
+    assert found["pbs"] == "madengine_future_backends:PbsBackend"
     assert found["ssh"] == "madengine.backends.ssh:SshBackend"  # built in
     assert found["local"] == "madengine.backends.local:LocalBackend"

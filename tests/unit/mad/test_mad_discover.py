@@ -367,3 +367,21 @@ def test_integer_strings_with_spaces_and_integral_numbers_are_gpu_counts(
     root = write_package({"models.json": [entry("m", n_gpus=n_gpus)]})
 
     assert discover_package(root).models[0].n_gpus == expected
+
+
+@pytest.mark.parametrize(("nnodes", "expected"), [("2", 2), (4, 4), (None, 1)])
+def test_nnodes_is_read_as_rocm_madengine_writes_it(write_package: WritePackage, nnodes: object,
+                                                     expected: int) -> None:
+    root = write_package({"models.json": [entry("m", nnodes=nnodes)]})
+
+    model = discover_package(root).models[0]
+    assert model.nnodes == expected and "nnodes" not in model.extra
+
+
+@pytest.mark.parametrize("nnodes", ["0", -1, "two", 70000])
+def test_an_nnodes_that_is_no_node_count_is_an_error_at_its_key(write_package: WritePackage, nnodes: object) -> None:
+    root = write_package({"models.json": [entry("m", nnodes=nnodes)]})
+
+    error = only_error(root)
+
+    assert error.key_path == "[0].nnodes" and error.line == 13 and "nnodes" in error.message, error

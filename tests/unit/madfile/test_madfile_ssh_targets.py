@@ -193,7 +193,7 @@ def test_rerun_on_values(errors: Errors, load: Load, where: str) -> None:
 
 
 def test_rerun_on_is_not_on_batch_targets(errors: Errors) -> None:
-    d = one(errors("version: 1\ntargets:\n  t: {backend: slurm, rerun_on: [rocm]}\n"))
+    d = one(errors("version: 1\ntargets:\n  t: {backend: slurm, container: none, rerun_on: [rocm]}\n"))
     assert d.message == "unknown key `rerun_on`"
 
 

@@ -167,3 +167,11 @@ def test_write_an_empty_perf_csv(tmp_path: Path) -> None:
     path = tmp_path / "perf.csv"
     assert write_perf_csv(path, []) == 0
     assert path.read_text() == DESIGN_COLUMNS + "\n"
+
+
+@pytest.mark.parametrize(("n_gpus", "total"), [(2, "6"), (0, "0"), (-1, "-1")])
+def test_a_multi_node_row_has_the_jobs_gpus_in_all_and_per_node_and_torchrun(n_gpus: int, total: str) -> None:
+    inputs = {**job_inputs(target="lab", backend="ssh"), "nnodes": 3, "n_gpus": n_gpus}
+    [row] = perf_rows([attempt(1, job_address(target="lab"), inputs, perf=(perf(1),))], IMAGES)
+    assert (row["n_gpus"], row["nnodes"], row["gpus_per_node"], row["launcher"], row["deployment_type"]) == (
+        total, "3", str(n_gpus), "torchrun", "ssh")
