@@ -66,3 +66,39 @@ def test_apply_on_a_kubernetes_target_then_nothing_to_do(run_cli: RunCli, tmp_pa
     code, out, _ = run_cli("apply", "--yes", cwd=root, env=env)
     assert code == 0 and "No changes: everything is up to date." in out, out
     assert len(kube.controller.ran) == 1
+
+
+def test_a_killed_applys_jobs_are_waited_for_and_never_run_twice(run_cli: RunCli, tmp_path: Path,
+                                                                  registry: Registry, docker_client: Any,
+                                                                  kube: KubeFixture) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO_ROOT
+    from tests.infra.kube import Script
+
+    root = project(tmp_path / "proj", registry.base_image, kube.kube.kubeconfig)
+    env = service_env()
+    kube.scripts["mad-m1"] = Script(never=True)  # held in the queue: no pod yet
+    apply = subprocess.Popen([sys.executable, "-m", "madengine", "apply", "--yes"], cwd=root,
+                             env={**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)},
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not kube.kube.objects("Job"):
+        assert apply.poll() is None and time.monotonic() < deadline, "the apply ended before it submitted"
+        time.sleep(0.1)
+    time.sleep(1)  # its handle is recorded the moment the Job is created
+    apply.send_signal(signal.SIGKILL)
+    apply.wait(30)
+    [held] = kube.kube.objects("Job")
+    code, out, err = run_cli("plan", cwd=root, env=env)
+    assert code == 0, out + err
+    assert "~ wait job:m1@cpu/k8s#1" in out and f"(kubernetes {held} " in out, out
+    del kube.scripts["mad-m1"]  # the cluster runs it now: the controller plays the Job again
+    kube.controller.seen.clear()
+    code, out, err = run_cli("apply", "--yes", cwd=root, env=env)
+    assert code == 0 and "SUCCESS" in out, out + err
+    assert kube.kube.objects("Job") == [] and len(kube.controller.ran) == 1, "nothing ran twice"
