@@ -102,3 +102,33 @@ def test_a_killed_applys_jobs_are_waited_for_and_never_run_twice(run_cli: RunCli
     code, out, err = run_cli("apply", "--yes", cwd=root, env=env)
     assert code == 0 and "SUCCESS" in out, out + err
     assert kube.kube.objects("Job") == [] and len(kube.controller.ran) == 1, "nothing ran twice"
+
+
+def test_ctrl_c_deletes_the_queued_job_and_records_it_interrupted(tmp_path: Path, registry: Registry,
+                                                                  docker_client: Any, kube: KubeFixture) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO_ROOT
+    from tests.infra.kube import Script
+
+    root = project(tmp_path / "proj", registry.base_image, kube.kube.kubeconfig)
+    kube.scripts["mad-m1"] = Script(unschedulable="0/3 nodes are available")
+    apply = subprocess.Popen([sys.executable, "-m", "madengine", "apply", "--yes"], cwd=root,
+                             env={**os.environ, **service_env(), "PYTHONPATH": str(REPO_ROOT)},
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not kube.kube.objects("Pod"):
+        assert apply.poll() is None and time.monotonic() < deadline, "the apply ended before its job was queued"
+        time.sleep(0.1)
+    apply.send_signal(signal.SIGINT)
+    out, _ = apply.communicate(timeout=60)
+    assert apply.returncode == 130, out
+    for kind in ("Job", "Pod", "ConfigMap"):
+        assert kube.kube.objects(kind) == [], kind
+    rows = sqlite3.connect(root / ".madengine" / "state.db").execute(
+        "SELECT status FROM attempts WHERE address = 'job:m1@cpu/k8s#1'").fetchall()
+    assert rows == [("INTERRUPTED",)], (rows, out)
