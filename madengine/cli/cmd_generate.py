@@ -173,7 +173,7 @@ def _source(backend: str, file: Path | None, chdir: Path | None, manifest_file: 
 
 def writer(backend: str) -> Callable[[Source, Path, list[str], list[str]], Mapping[str, tuple[list[Path], int]]]:
     """What writes a backend's files (`write_slurm`...), for `generate` and the runners that check them."""
-    return {"slurm": write_slurm}[backend]
+    return {"slurm": write_slurm, "kubernetes": write_k8s}[backend]
 
 
 def write_slurm(source: Source, output: Path, select: list[str],
@@ -220,13 +220,19 @@ def k8s(
     chdir: Path | None = ChdirOption,
     target: list[str] = TargetOption,
     select: list[str] = SelectOption,
+    manifest_file: Path | None = ManifestOption,
+    inventory: Path | None = typer.Option(None, "--inventory", "-i", metavar="FILE",
+                                          help="With --manifest-file: ROCm's Kubernetes inventory (`pods:`)."),
+    environment: str | None = EnvironmentOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Write the manifests the kubernetes targets' jobs would be submitted as, one file per job.
 
     Each DIR/TARGET/JOB.yaml holds the job's ConfigMap (its run directory), its Job, and for a multi-node
     job its headless Service: `kubectl apply -f DIR/TARGET/JOB.yaml`. A job's secret variables are never
-    written: the file's first lines name the Secret and keys its Job reads them from.
+    written: the file's first lines name the Secret and keys its Job reads them from. With --manifest-file
+    and --inventory (in a MAD package, as ROCm's `generate k8s`), the manifests are those `madengine runner
+    k8s` creates; it checks them with --manifests-dir DIR.
     """
     import re
     import sys
@@ -240,7 +246,7 @@ def k8s(
                          hint="at most 63 lowercase letters, digits and `-`, beginning and ending with a letter or "
                          "digit")
     output = (chdir or Path()) / output  # as if started in -C's directory
-    source = _source("kubernetes", file, chdir, None, None, namespace)
+    source = _source("kubernetes", file, chdir, manifest_file, inventory, namespace)
     written = write_k8s(source, output, select, target, namespace)
     if as_json:
         out.print_json({"targets": {n: {"directory": display_path(output / n), "files": [display_path(p) for p in f]}

@@ -226,7 +226,7 @@ def _check_handed_off(r: Realization, backend: str, directory: Path) -> None:
 
     with tempfile.TemporaryDirectory(prefix="madengine-generated-") as tmp:
         fresh = Path(tmp)
-        written = writer(backend)(Source(r.lock, r.compiled(), r.workspace.root), fresh, [], [])
+        written = writer(backend)(Source(r.lock, r.compiled(), r.workspace.root), fresh, [], [])  # namespace in r
         for name in written:
             differs = _tree_difference(fresh / name, directory / name)
             if differs:
