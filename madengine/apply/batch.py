@@ -2,21 +2,26 @@
 `JobScheduler.poll(*jobs)`). Apply's loop submits them, records each handle at once, and asks each
 target about all of its jobs in flight in one query every `poll_interval` seconds; a finished one
 goes to a worker to be collected. On Ctrl-C they are cancelled through their system, and polled
-until it says they stopped (or a grace period passes)."""
+until it says they stopped. A job whose fate cannot be learnt (its stop not confirmed within a grace
+period, its system refusing to be asked for good) is released: this apply stops waiting for it, but its
+attempt stays RUNNING with its handle, so the next plan asks the system again rather than guess."""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from madengine.backends.base import Backend, BatchBackend, QueueState, is_batch
 from madengine.backends.session import HostUnavailable
+from madengine.state.model import Status
 
 T = TypeVar("T")
 
 CANCEL_GRACE = 60.0  # seconds a cancelled job may take to be confirmed stopped before apply stops asking
+SAID_ONE_BY_ONE = 20  # a target with more jobs in flight has their states counted, not said one by one
 
 
 @dataclass
@@ -36,6 +41,7 @@ class InFlight(Generic[T]):
         self._note = note
         self._cancelled_at: float | None = None
         self._unreachable: dict[str, str] = {}  # target -> why its last poll failed (said once)
+        self._released: list[tuple[T, Status, str]] = []  # no longer waited for; their attempts stay RUNNING
 
     def takes(self, target: str) -> bool:
         """Are this target's jobs submitted and polled (not run on a worker)?"""
@@ -61,6 +67,7 @@ class InFlight(Generic[T]):
         longer in flight). A state that changed is said once (`describe` names the job)."""
         now = time.monotonic()
         finished: list[tuple[T, QueueState]] = []
+        changed: set[str] = set()
         for name, target in self._targets.items():
             if not target.jobs or now < target.next_poll:
                 continue
@@ -69,7 +76,10 @@ class InFlight(Generic[T]):
                 states = target.backend.poll(sorted(target.jobs))
             except (HostUnavailable, OSError) as e:
                 why = " ".join(str(getattr(e, "reason", None) or e).split())
-                if self._unreachable.get(name) != why:
+                if isinstance(e, HostUnavailable) and not e.transient:  # asking again cannot help
+                    self._release(target, Status.FAILURE, f"cannot ask {target.backend.system} about it: {why}; "
+                                  "the job may still run: the next plan asks again")
+                elif self._unreachable.get(name) != why:
                     self._note(f"{name}: cannot ask {target.backend.system} about its jobs ({why}); asking again")
                     self._unreachable[name] = why
                 continue
@@ -84,7 +94,13 @@ class InFlight(Generic[T]):
                     finished.append((job, state))
                 elif target.said.get(handle) != state.state:
                     target.said[handle] = state.state
-                    self._note(f"{describe(job)}: {state.describe(target.backend.system)}")
+                    if len(target.jobs) <= SAID_ONE_BY_ONE:
+                        self._note(f"{describe(job)}: {state.describe(target.backend.system)}")
+                    else:
+                        changed.add(name)
+            if name in changed:  # many jobs: their states counted, one line per change of the counts
+                counts = Counter(target.said.values())
+                self._note(f"{name}: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
         return finished
 
     def cancel(self) -> None:
@@ -100,12 +116,17 @@ class InFlight(Generic[T]):
                     self._note(f"{name}: could not cancel its jobs in {target.backend.system}: {e}")
                 target.next_poll = 0.0
 
-    def given_up(self) -> list[T]:
-        """After a cancel, the jobs whose stop was not confirmed within the grace period: no longer
-        waited for (their handles stay recorded)."""
-        if self._cancelled_at is None or time.monotonic() - self._cancelled_at < CANCEL_GRACE:
-            return []
-        out = [j for t in self._targets.values() for j in t.jobs.values()]
-        for t in self._targets.values():
-            t.jobs.clear()
+    def released(self) -> list[tuple[T, Status, str]]:
+        """The jobs this apply stopped waiting for since the last call, with the status and message it
+        reports for them (their attempts stay RUNNING: the next plan asks their system again)."""
+        if self._cancelled_at is not None and time.monotonic() - self._cancelled_at >= CANCEL_GRACE:
+            for target in self._targets.values():
+                self._release(target, Status.INTERRUPTED, f"cancelled; {target.backend.system} did not confirm it "
+                              "stopped: the next plan asks again")
+        out, self._released = self._released, []
         return out
+
+    def _release(self, target: _Target[T], status: Status, message: str) -> None:
+        self._released += [(job, status, message) for job in target.jobs.values()]
+        target.jobs.clear()
+        target.said.clear()

@@ -121,6 +121,8 @@ class Applier:
         self.started_handles: queue.Queue[tuple[int, str]] = queue.Queue()
         self.done: set[str] = set()  # addresses finished in this apply, whatever their status
         self.tries: dict[str, int] = {}  # retries used, per address
+        # address -> when a batch job's retry may be submitted (a worker's retry backs off on its worker)
+        self.retry_at: dict[str, float] = {}
         self.apply_id = 0
         self.running: dict[Future[Outcome], _Running] = {}  # nodes on a worker now
         self.inflight: InFlight[_Running] = InFlight(backends, reporter.note)  # jobs in a batch system's queue
@@ -168,15 +170,18 @@ class Applier:
         return 1 if self.inflight.takes(job.target) else job.nnodes
 
     def recover(self) -> None:
-        """Attempts left RUNNING by a killed apply: stop what they left behind, mark them INTERRUPTED."""
+        """Attempts left RUNNING by a killed apply: stop what they left behind, mark them INTERRUPTED.
+
+        Not those still in a batch system's queue that this plan awaits (adopted as soon as the apply
+        begins), nor those of a batch target this plan does not touch (`--select`, `--target`): a later
+        plan finds them there and waits for them."""
         self.store.close_abandoned_applies()
         running = self.store.running_attempts()
         awaited = {c.address for c in self.todo.values() if c.action is Action.AWAIT}
         self.adopted = {a.address: a for a in running if a.address in awaited and a.handle}
-        running = [a for a in running if a.address not in self.adopted]
-        if self.adopted:  # still in their batch system: this apply waits for them (`_adopt`), under new attempts
-            self.store.mark_interrupted([a.id for a in self.adopted.values()],
-                                        "its apply was killed; the next apply waited for the job")
+        planned = {c.address for c in self.plan.changes}
+        running = [a for a in running if a.address not in self.adopted
+                   and (a.address in planned or not self._queued_elsewhere(a))]
         if not running:
             return
         entries = [OrphanRecord(attempt=a.id, handle=a.handle, host=a.host) for a in running]
@@ -185,6 +190,24 @@ class Applier:
                 self.reporter.note(f"cleaned up {what}")
         self.store.mark_interrupted([a.id for a in running], "its apply was stopped before it finished")
         self.reporter.note(f"{len(running)} node(s) of an earlier apply were interrupted; they run again")
+
+    def _queued_elsewhere(self, attempt: Attempt) -> bool:
+        """Was this attempt handed to a batch system (a target of this apply's that is one)?"""
+        target = attempt.inputs.get("target")
+        return bool(attempt.handle) and isinstance(target, str) and self.inflight.takes(target)
+
+    def _adopt_awaited(self, waiting: dict[str, Change], jobs: Mapping[str, JobSpec]) -> None:
+        """The jobs this plan awaits, adopted before anything else happens: each gets an attempt of this
+        apply with the handle of the killed apply's (marked INTERRUPTED now, not before: an apply stopped
+        earlier leaves it RUNNING for the next plan to find again)."""
+        for address, old in self.adopted.items():
+            change, job = waiting.pop(address), jobs[address]
+            slot = self.slots.take(job.target, job.n_gpus, change.hosts_of(job.target))
+            entry = self._start(change, job, slot)
+            assert old.handle is not None, "only attempts with a handle are adopted"
+            self.store.set_attempt_handle(entry.attempt_id, old.handle)
+            self.store.mark_interrupted([old.id], f"its apply was killed; apply {self.apply_id} waited for the job")
+            self.inflight.add(job.target, old.handle, entry)
 
     def _sweep(self) -> None:
         """Nothing of this apply runs now: remove what a killed apply was still creating when it died
@@ -224,6 +247,7 @@ class Applier:
         result = ApplyResult(apply_id)
         self.reporter.begin(len(self.todo))
         waiting = dict(self.todo)
+        self._adopt_awaited(waiting, jobs)
         running = self.running
         stopping = False
         with ThreadPoolExecutor(max_workers=max(1, self.options.parallelism),
@@ -238,6 +262,9 @@ class Applier:
                     self._dispatch(pool, waiting, running, jobs, result)
                 if not running and not self.inflight:
                     if waiting and not stopping:
+                        if any(self.retry_at.get(a, 0.0) > time.monotonic() for a in waiting):
+                            self.cancel_event.wait(0.2)  # a batch job's retry, backing off
+                            continue
                         raise RuntimeError(f"apply cannot make progress; waiting: {', '.join(sorted(waiting)[:3])}")
                     break
                 if running:
@@ -246,7 +273,7 @@ class Applier:
                     done = set()
                     self.cancel_event.wait(0.2)
                 self._record_handles()
-                self._poll(pool, running)
+                self._poll(pool, running, result)
                 for future in done:
                     entry = running[future]
                     if entry.slot is not None:
@@ -301,6 +328,8 @@ class Applier:
             queued = job is not None and self.inflight.takes(job.target)
             if not queued and len(running) >= max(1, self.options.parallelism):
                 continue
+            if queued and self.retry_at.get(change.address, 0.0) > time.monotonic():
+                continue  # a failed submission, retried after its back-off
             if change.action is Action.SKIP:  # never run: recorded SKIPPED with the plan's reason
                 self._skip(change, change.reason, result, waiting)
                 continue
@@ -317,10 +346,7 @@ class Applier:
             del waiting[change.address]
             running_entry = self._start(change, job, slot)
             if job is not None and queued:
-                if change.action is Action.AWAIT and change.address in self.adopted:
-                    self._adopt(running_entry)
-                else:
-                    submit.setdefault(job.target, []).append(running_entry)
+                submit.setdefault(job.target, []).append(running_entry)
                 continue
             future = pool.submit(self._work, running_entry)
             running[future] = running_entry
@@ -331,13 +357,21 @@ class Applier:
         """Hand a target's ready jobs to its batch system; record each handle at once. A job whose
         submission failed finishes as a worker's job does (so a transient failure is retried)."""
         jobs = [e.job for e in entries if e.job is not None]
+        attempts = {e.change.address: e.attempt_id for e in entries}
+        recorded: dict[str, str] = {}
+
+        def record(job: JobSpec, handle: str) -> None:  # committed before the next submission
+            self.store.set_attempt_handle(attempts[job.address], handle)
+            recorded[job.address] = handle
+
         try:
-            answers: list[str | Outcome] = list(self.inflight.backend(target).submit(jobs))
+            answers: list[str | Outcome] = list(self.inflight.backend(target).submit(jobs, record))
         except HostUnavailable as exc:  # the login node: these jobs fail (retried when that is transient)
             lost = Outcome(Status.FAILURE, message=f"{exc.host}: {exc.reason}", transient=exc.transient)
-            answers = [lost] * len(entries)
-        except Exception as exc:  # a backend bug: these jobs fail, nothing else does
-            answers = [Outcome(Status.FAILURE, message=f"submit: {type(exc).__name__}: {exc}")] * len(entries)
+            answers = [recorded.get(e.change.address, lost) for e in entries]
+        except Exception as exc:  # a backend bug: these jobs fail, nothing else does (the submitted ones are polled)
+            bug = Outcome(Status.FAILURE, message=f"submit: {type(exc).__name__}: {exc}")
+            answers = [recorded.get(e.change.address, bug) for e in entries]
         if len(answers) != len(entries):
             answers = [Outcome(Status.FAILURE, message=f"{target}: submit answered {len(answers)} handles for "
                                f"{len(entries)} jobs")] * len(entries)
@@ -347,27 +381,28 @@ class Applier:
                 failed.set_result(answer)
                 running[failed] = entry
                 continue
-            self.store.set_attempt_handle(entry.attempt_id, answer)
+            if recorded.get(entry.change.address) != answer:
+                self.store.set_attempt_handle(entry.attempt_id, answer)
             self.inflight.add(target, answer, entry)
 
-    def _adopt(self, entry: _Running) -> None:
-        """A job a killed apply left in its batch system: waited for under this apply's attempt."""
-        assert entry.job is not None
-        handle = self.adopted[entry.change.address].handle
-        assert handle is not None, "only attempts with a handle are adopted"
-        self.store.set_attempt_handle(entry.attempt_id, handle)
-        self.inflight.add(entry.job.target, handle, entry)
+    def _release(self, entry: _Running, status: Status, message: str, result: ApplyResult) -> None:
+        """A batch job this apply stops waiting for: reported with `status`, its attempt left RUNNING with
+        its handle (not recorded: what became of it is the system's to say, to the next plan)."""
+        if entry.slot is not None:
+            self.slots.give_back(entry.slot)
+        result.statuses[entry.change.address] = status
+        self.done.add(entry.change.address)
+        self.reporter.finished(entry.change, status, message, time.monotonic() - entry.started, ())
 
-    def _poll(self, pool: ThreadPoolExecutor, running: dict[Future[Outcome], _Running]) -> None:
+    def _poll(self, pool: ThreadPoolExecutor, running: dict[Future[Outcome], _Running],
+              result: ApplyResult) -> None:
         """Poll the batch targets that are due; each finished job is collected on a worker."""
         if not self.inflight:
             return
         for entry, state in self.inflight.poll(lambda e: e.change.address):
             running[pool.submit(self._collect, entry, state)] = entry
-        for entry in self.inflight.given_up():
-            gone: Future[Outcome] = Future()
-            gone.set_result(Outcome(Status.INTERRUPTED, message="cancelled; its stop was not confirmed by its system"))
-            running[gone] = entry
+        for entry, status, message in self.inflight.released():
+            self._release(entry, status, message, result)
 
     def _collect(self, entry: _Running, state: QueueState) -> Outcome:
         """On a worker: a finished batch job's log, artifacts and result."""
@@ -506,6 +541,8 @@ class Applier:
         self.reporter.finished(change, outcome.status, message, seconds, outcome.perf)
         if retry:
             self.tries[change.address] = tries + 1
+            if entry.job is not None and self.inflight.takes(entry.job.target):
+                self.retry_at[change.address] = time.monotonic() + self.options.retry_delay * (tries + 1)
             return change
         result.statuses[change.address] = outcome.status
         self.done.add(change.address)

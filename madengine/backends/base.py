@@ -262,11 +262,14 @@ class BatchBackend(Backend, Protocol):
     system: ClassVar[str]  # how plans and messages name the system: "slurm", "kubernetes"
     poll_interval: ClassVar[float]  # seconds between two polls of one target while it has jobs in flight
 
-    def submit(self, jobs: Sequence[JobSpec]) -> list[str | Outcome]:
+    def submit(self, jobs: Sequence[JobSpec],
+               on_handle: Callable[[JobSpec, str], None] | None = None) -> list[str | Outcome]:
         """Prepare each job's run directory where the system's nodes see it and hand the jobs to the system
         in as few submissions as it allows (one SLURM array per image and shape); images are already where
         the system pulls them from. Per job, in order: its handle, or the Outcome of a submission that
-        failed (the others are still submitted). Called on the apply's main thread: quick, no waiting."""
+        failed (the others are still submitted). `on_handle(job, handle)` is called the moment the system
+        has a job, before the next submission: apply records the handle then, so an apply killed between two
+        submissions leaves none unrecorded. Called on the apply's main thread: quick, no waiting."""
         ...
 
     def poll(self, handles: Sequence[str]) -> Mapping[str, QueueState]:

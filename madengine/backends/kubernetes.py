@@ -321,8 +321,15 @@ class KubernetesBackend:
                                 workspace_id=workspace_id or self.workspace.workspace_id,
                                 settings=self.settings, files=files)
 
-    def submit(self, jobs: Sequence[JobSpec]) -> list[str | Outcome]:
-        return [self._submit_one(job) for job in jobs]
+    def submit(self, jobs: Sequence[JobSpec],
+               on_handle: Callable[[JobSpec, str], None] | None = None) -> list[str | Outcome]:
+        out = []
+        for job in jobs:
+            answer = self._submit_one(job)
+            if on_handle is not None and isinstance(answer, str):
+                on_handle(job, answer)
+            out.append(answer)
+        return out
 
     def _submit_one(self, job: JobSpec) -> str | Outcome:
         name = render.job_name(job)

@@ -29,7 +29,7 @@ from typing import Any
 
 from madengine.backends import docker_render
 from madengine.backends.base import ATTEMPT_ENV
-from madengine.backends.specs import JobSpec
+from madengine.backends.specs import JobSpec, hidden
 
 SOURCE_DIR = "/madengine/run"  # the ConfigMap's files, read-only
 CONTAINER = "job"  # the pod's one container
@@ -292,11 +292,10 @@ def _host_mounts(job: JobSpec, pod: _Pod) -> None:
         pod.mounts.append({"name": f"host-{i}", "mountPath": path, "readOnly": read_only})
 
 
-def secret_names(env: Mapping[str, str]) -> list[str]:
-    """The variables that go through a Secret, never in a manifest: those named like secrets."""
-    from madengine.madfile.model import is_secret_name
-
-    return sorted(k for k in env if is_secret_name(k))
+def secret_names(env: Mapping[str, str], job: JobSpec) -> list[str]:
+    """The variables that go through a Secret, never in a manifest: those named like secrets, and those
+    given by a `${env:NAME}` reference (specs.hidden)."""
+    return sorted(k for k in env if hidden(k, job))
 
 
 def _values(job: JobSpec, settings: PodSettings, pod: _Pod) -> dict[str, str]:
@@ -308,14 +307,14 @@ def secret_values(job: JobSpec, settings: PodSettings) -> dict[str, str]:
     pod = _Pod()
     _docker_options(job, pod)
     values = _values(job, settings, pod)
-    return {k: values[k] for k in secret_names(values)}
+    return {k: values[k] for k in secret_names(values, job)}
 
 
 def environment(job: JobSpec, settings: PodSettings, name: str, pod: _Pod) -> list[dict[str, Any]]:
     """The container's env: options' --env, the MAD variables and the job's own (docker_render's), each
     secret from the job's Secret; then, for a multi-node job, what MAD's launchers read."""
     values = _values(job, settings, pod)
-    secrets = set(secret_names(values))
+    secrets = set(secret_names(values, job))
     out: list[dict[str, Any]] = []
     for key, value in sorted(values.items()):
         if key in secrets:

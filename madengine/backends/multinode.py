@@ -10,7 +10,7 @@ MASTER_PORT = 29500  # torchrun's default rendezvous port
 LAUNCHER = "torchrun"  # perf.csv's `launcher` column for multi-node runs
 
 
-def runner_command(nnodes: int, nproc_per_node: int, node_rank: str, master_addr: str, master_port: int) -> str:
+def runner_command(nnodes: int, nproc_per_node: int, node_rank: str, master_addr: str, master_port: int | str) -> str:
     """MAD_MULTI_NODE_RUNNER. `node_rank` and `master_addr` are values, or `${VAR}` references the node's
     shell expands (the variable is then exported before it: see `node_env`)."""
     return (f"torchrun --nnodes={nnodes} --nproc_per_node={nproc_per_node} --node_rank={node_rank} "
@@ -18,7 +18,7 @@ def runner_command(nnodes: int, nproc_per_node: int, node_rank: str, master_addr
 
 
 def node_env(nnodes: int, nproc_per_node: int, node_rank: str, master_addr: str,
-             master_port: int = MASTER_PORT) -> dict[str, str]:
+             master_port: int | str = MASTER_PORT) -> dict[str, str]:
     """Every variable one node of the job gets, in the order they must be set (MAD_MULTI_NODE_RUNNER
     names the others). With `node_rank="${NODE_RANK}"` it is a template for a shell."""
     return {"NNODES": str(nnodes), "NPROC_PER_NODE": str(nproc_per_node), "NODE_RANK": node_rank,

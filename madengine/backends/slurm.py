@@ -32,7 +32,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -379,7 +379,8 @@ class SlurmBackend:
 
     # --- submit / poll / collect / cancel ----------------------------------------------------------------
 
-    def submit(self, jobs: Sequence[JobSpec]) -> list[str | Outcome]:
+    def submit(self, jobs: Sequence[JobSpec],
+               on_handle: Callable[[JobSpec, str], None] | None = None) -> list[str | Outcome]:
         results: dict[str, str | Outcome] = {}
         try:
             cluster = self.cluster()
@@ -410,7 +411,9 @@ class SlurmBackend:
                     results[job.address] = self._failed(job, f"sbatch: {_message(e)}")
                 continue
             for index, job in enumerate(group):
-                results[job.address] = script.handle(job_id, index)
+                handle = results[job.address] = script.handle(job_id, index)
+                if on_handle is not None:
+                    on_handle(job, handle)
         return [results[j.address] for j in jobs]
 
     def _sbatch(self, script: render.Script, cluster: render.Cluster) -> str:

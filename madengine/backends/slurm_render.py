@@ -37,7 +37,7 @@ import jinja2
 
 from madengine.backends import docker_render, multinode
 from madengine.backends.base import ATTEMPT_ENV, node_file_name
-from madengine.backends.specs import JobSpec
+from madengine.backends.specs import JobSpec, hidden
 
 MAX_ARRAY = 1000  # tasks in one array: SLURM's default MaxArraySize is 1001 (indices 0-1000)
 SECRET_ENV_PREFIX = "MADENGINE_SECRET_"  # + `<task>_<NAME>`: a secret's value, in sbatch's environment
@@ -147,9 +147,10 @@ def double_quoted(value: str) -> str:
 
 def node_exports(job: JobSpec, cluster: Cluster) -> list[tuple[str, str]]:
     """What each node of a multi-node job exports, in order (multinode.node_env): its rank is SLURM's node id,
-    the master is the first node of the job's allocation (MADENGINE_MASTER_ADDR, found once by the batch step)."""
+    the master is the first node of the job's allocation and its port one chosen by the job id
+    (MADENGINE_MASTER_ADDR and _PORT, found once by the batch step)."""
     env = multinode.node_env(max(1, job.nnodes), max(1, gpus(job, cluster)), "${SLURM_NODEID}",
-                             "${MADENGINE_MASTER_ADDR}")
+                             "${MADENGINE_MASTER_ADDR}", "${MADENGINE_MASTER_PORT}")
     return [(env_name(k), double_quoted(v)) for k, v in env.items()]
 
 
@@ -275,13 +276,11 @@ class _TaskBlock:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def _split_env(env: Mapping[str, str], index: int) -> _Env:
+def _split_env(env: Mapping[str, str], index: int, job: JobSpec) -> _Env:
     """The plain variables (quoted), the secret ones' names, and the secrets' values as sbatch's environment
-    gives them to the script."""
-    from madengine.madfile.model import is_secret_name
-
-    plain = tuple((env_name(k), shlex.quote(v)) for k, v in sorted(env.items()) if not is_secret_name(k))
-    secrets = tuple(env_name(k) for k in sorted(env) if is_secret_name(k))
+    gives them to the script. Secret: named like one, or given by a `${env:NAME}` reference (specs.hidden)."""
+    plain = tuple((env_name(k), shlex.quote(v)) for k, v in sorted(env.items()) if not hidden(k, job))
+    secrets = tuple(env_name(k) for k in sorted(env) if hidden(k, job))
     return _Env(plain, secrets, {secret_variable(index, k): env[k] for k in secrets})
 
 
@@ -317,7 +316,8 @@ def _task_block(index: int, task: Task, cluster: Cluster) -> _TaskBlock:
         homes = [posixpath.join(cluster.package, m.host_path) if m.in_project else m.host_path
                  for m in job.data_mounts]
         return _TaskBlock(index, comment_text(job.address), shlex.quote(task.run_dir),
-                          shlex.join(docker_render.run_steps(job)), _split_env(host_env(job, cluster, homes), index))
+                          shlex.join(docker_render.run_steps(job)),
+                          _split_env(host_env(job, cluster, homes), index, job))
     if task.image_ref is None:
         raise ValueError(f"{job.address}: a job in its image needs the registry reference its nodes pull")
     ctx = _run_context(task, cluster)
@@ -334,8 +334,9 @@ def _task_block(index: int, task: Task, cluster: Cluster) -> _TaskBlock:
         argv, env = run_argv(multi, ctx, name=name, remove=not job.keep_alive)
         env = {k: v for k, v in env.items() if not (job.nnodes > 1 and k in MULTI_NODE_ENV)}
         return _TaskBlock(index, comment_text(job.address), shlex.quote(task.run_dir), shlex.join(argv[2:]),
-                          _split_env(env, index), container=shlex.quote(name), image=shlex.quote(job.image_tag or ""),
-                          image_ref=shlex.quote(task.image_ref), network=network)
+                          _split_env(env, index, job), container=shlex.quote(name),
+                          image=shlex.quote(job.image_tag or ""), image_ref=shlex.quote(task.image_ref),
+                          network=network)
     # apptainer: the docker backend's mounts and environment, in an image pulled once into shared_dir
     kwargs = docker_render.run_arguments(multi, ctx)
     refused = [flag for key, flag in _NOT_FOR_APPTAINER.items() if kwargs.get(key)]
@@ -349,7 +350,7 @@ def _task_block(index: int, task: Task, cluster: Cluster) -> _TaskBlock:
     command = [*kwargs["entrypoint"], *kwargs["command"]]
     sif = posixpath.join(cluster.images, node_file_name(job.image_tag or "") + ".sif")
     return _TaskBlock(index, comment_text(job.address), shlex.quote(task.run_dir), shlex.join(words),
-                      _split_env(env, index), image=shlex.quote(sif),
+                      _split_env(env, index, job), image=shlex.quote(sif),
                       image_ref=shlex.quote(f"docker://{task.image_ref}"), extra={"command": shlex.join(command)})
 
 
@@ -394,7 +395,8 @@ def render(tasks: Sequence[Task], cluster: Cluster, *, array: bool | None = None
     text = _environment().get_template("job.sbatch.j2").render(
         cluster=cluster, header=header, tasks=blocks,
         script_path=shlex.quote(script.path(cluster)), modules=shlex.join(cluster.modules), nnodes=nnodes,
-        node_exports=node_exports(first, cluster) if nnodes > 1 else [], secret_prefix=SECRET_ENV_PREFIX,
+        node_exports=node_exports(first, cluster) if nnodes > 1 else [], master_port=multinode.MASTER_PORT,
+        secret_prefix=SECRET_ENV_PREFIX,
         driver=shlex.quote(docker_render.DRIVER), driver_name=docker_render.DRIVER_NAME,
         run_dir_in_container=shlex.quote(docker_render.RUN_DIR_IN_CONTAINER))
     return replace(script, text=text, secrets={k: v for b in blocks for k, v in b.env.secret_values.items()})

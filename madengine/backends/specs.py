@@ -63,6 +63,9 @@ class JobSpec:
     log_path: Path | None = None  # where the backend writes the run's log (apply chooses it)
     host: str | None = None  # which host of the target (apply's GPU scheduler chooses it)
     gpu_ids: tuple[int, ...] = ()  # which of the host's GPUs this job was given
+    # Variables whose values came from `${env:NAME}` references (madengine's environment): whatever their
+    # names, never written into a file a backend submits or generate writes (as variables named like secrets)
+    referenced: frozenset[str] = frozenset()
     # A multi-node job's other nodes (ranks 1..nnodes-1, `host` is rank 0), each with the GPUs it was given.
     peers: tuple[tuple[str, tuple[int, ...]], ...] = ()
     nnodes: int = 1  # nodes the job spans (models.json `nnodes`): one launch per node, MASTER_ADDR/NODE_RANK set
@@ -103,6 +106,7 @@ def job_spec(address: str, lock: Lock | LockEntries, project: Project, *, timeou
         script=entry.script_path,
         args=tuple(entry.args),
         env=resolve_env(entry.env, environ),
+        referenced=frozenset(k for k, v in entry.env.items() if _ENV_REFERENCE.search(v)),
         n_gpus=entry.n_gpus,
         nnodes=entry.nnodes,
         timeout=entry.timeout if timeout_override is None else timeout_override,
@@ -120,6 +124,14 @@ def job_spec(address: str, lock: Lock | LockEntries, project: Project, *, timeou
         docker_options=node.additional_docker_run_options,
         keep_alive=keep_alive,
     )
+
+
+def hidden(name: str, job: JobSpec) -> bool:
+    """Is this variable of the job's environment one whose value never goes into a file: named like a
+    secret, or given by a `${env:NAME}` reference?"""
+    from madengine.madfile.model import is_secret_name
+
+    return is_secret_name(name) or name in job.referenced
 
 
 def resolve_env(env: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:

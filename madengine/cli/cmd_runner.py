@@ -75,6 +75,9 @@ RegistryOption = _refuse(("--registry",), "the images come from the registry the
                          "build --registry R` writes it)")
 _CONTEXT_HINT = ("the context is the inventory nodes' GPU vendor; for another, write a madfile with an ssh target "
                  "(see examples/ssh)")
+ClusterRegistryOption = typer.Option(None, "--registry", metavar="HOST:PORT",
+                                     help="Where images built for --tags are pushed for the cluster's nodes to pull "
+                                     "(a build manifest names its own).")
 ContextOption = _refuse(("--additional-context", "-a"), _CONTEXT_HINT)
 ContextFileOption = _refuse(("--additional-context-file",), _CONTEXT_HINT)
 NodeSelectorOption = _refuse(("--node-selector",), "every node of the inventory runs jobs: give an inventory of "
@@ -134,13 +137,13 @@ def slurm(
     live_output: bool = LiveOutputOption,
     chdir: Path | None = ChdirOption,
     verbose: bool = VerboseOption,
-    registry: str | None = RegistryOption,
+    registry: str | None = ClusterRegistryOption,
     additional_context: str | None = ContextOption,
     additional_context_file: str | None = ContextFileOption,
 ) -> None:
     """Run the models on the SLURM cluster of the inventory (`slurm_cluster:`); record results and write the report."""
     _run("slurm", inventory, manifest_file, tags, report_output, timeout, None, live_output, chdir,
-         handed_off=job_scripts_dir)
+         handed_off=job_scripts_dir, registry=registry)
 
 
 def k8s(
@@ -157,18 +160,18 @@ def k8s(
     live_output: bool = LiveOutputOption,
     chdir: Path | None = ChdirOption,
     verbose: bool = VerboseOption,
-    registry: str | None = RegistryOption,
+    registry: str | None = ClusterRegistryOption,
     additional_context: str | None = ContextOption,
     additional_context_file: str | None = ContextFileOption,
 ) -> None:
     """Run the models as Kubernetes Jobs like the inventory's pods (`pods:`); record results, write the report."""
     _run("kubernetes", inventory, manifest_file, tags, report_output, timeout, None, live_output, chdir,
-         handed_off=manifests_dir, namespace=namespace)
+         handed_off=manifests_dir, namespace=namespace, registry=registry)
 
 
 def _run(backend: str, inventory: Path, manifest_file: Path | None, tags: list[str], report_output: Path,
          timeout: int | None, parallelism: int | None, live_output: bool, chdir: Path | None, *,
-         handed_off: Path | None = None, namespace: str | None = None) -> None:
+         handed_off: Path | None = None, namespace: str | None = None, registry: str | None = None) -> None:
     import time
 
     from madengine.apply.engine import ApplyOptions
@@ -184,7 +187,8 @@ def _run(backend: str, inventory: Path, manifest_file: Path | None, tags: list[s
         from madengine.errors import UsageError
 
         raise UsageError(f"--report-output {base / report_output} is a directory", hint="name the report's file")
-    given = runner_input(backend, base, inventory, manifest_file, tags, parallelism=parallelism, namespace=namespace)
+    given = runner_input(backend, base, inventory, manifest_file, tags, parallelism=parallelism, namespace=namespace,
+                         registry=registry)
     r, inventory_path, nodes = given.realization, given.inventory, given.nodes
     if handed_off is not None:
         _check_handed_off(r, backend, base / handed_off)

@@ -27,7 +27,8 @@ class RunnerInput:
 
 
 def runner_input(backend: str, base: Path, inventory: Path, manifest_file: Path | None, tags: list[str], *,
-                 parallelism: int | None = None, namespace: str | None = None) -> RunnerInput:
+                 parallelism: int | None = None, namespace: str | None = None,
+                 registry: str | None = None) -> RunnerInput:
     """The in-memory madfile of a runner command in the MAD package at `base`, realized (not yet planned)."""
     from madengine.compat import runner
     from madengine.compat.cluster_inventory import read_k8s_inventory, read_slurm_inventory
@@ -51,7 +52,19 @@ def runner_input(backend: str, base: Path, inventory: Path, manifest_file: Path 
         text, nodes, (total, _) = runner.madfile_text(args), len(hosts), runner.parallelism(args)
     else:
         meant = read_slurm_inventory(path) if backend == "slurm" else read_k8s_inventory(path, namespace)
-        selected, registry = models(base, manifest_file, tags)
+        selected, named = models(base, manifest_file, tags)
+        if named and registry and named != registry:
+            from madengine.errors import UsageError
+
+            raise UsageError(f"--registry {registry} is not the build manifest's registry ({named})",
+                             hint="the images are where the manifest's build pushed them: drop --registry")
+        registry = named or registry
+        if registry is None:
+            from madengine.errors import UsageError
+
+            raise UsageError(f"the images of a {backend} target must be in a registry its nodes pull from",
+                             hint="give --registry HOST:PORT (images built for --tags are pushed there), or "
+                             "--manifest-file of a `madengine build --registry` that pushed them")
         # Workers only collect finished jobs: the cluster's queue holds the rest, not a thread each.
         text, nodes, total = runner.cluster_madfile_text(meant, split_tags(selected), registry), 1, 8
     return RunnerInput(realization(generated_path(base), locked=False, text=text), path, nodes, total)

@@ -42,7 +42,17 @@ from madengine.errors import ConfigError, Diagnostic
 from madengine.madfile.diagnose import close_match
 from madengine.madfile.inventory import diagnostic, load_document
 from madengine.madfile.locate import display_path
-from madengine.madfile.model import AddressText, EnvMap, GpuVendor, HostNameText, KeyPathText, Strict, UserText
+from madengine.madfile.model import (
+    AddressText,
+    EnvMap,
+    GpuVendor,
+    HostNameText,
+    KeyPathText,
+    KubernetesTarget,
+    SlurmTarget,
+    Strict,
+    UserText,
+)
 from madengine.madfile.source import KeyPath, SourceMap
 
 # Keys of ROCm's generated inventories that describe a cluster without telling a job anything madengine
@@ -123,9 +133,9 @@ class Meant(BaseModel):
 
 def read_slurm_inventory(path: Path) -> Meant:
     shown = display_path(path)
-    inv = _validated(path, shown, SlurmInventory, "`slurm_cluster:`",
-                     "describe the cluster: `slurm_cluster: {partitions: [{name: gpu}], workspace: "
-                     "{shared_filesystem: /scratch/madengine}}`")
+    inv, source = _validated(path, shown, SlurmInventory, "`slurm_cluster:`",
+                             "describe the cluster: `slurm_cluster: {partitions: [{name: gpu}], workspace: "
+                             "{shared_filesystem: /scratch/madengine}}`")
     cluster = inv.slurm_cluster
     partition = cluster.partitions[0]
     target: dict[str, Any] = {"backend": "slurm", "partition": partition.name,
@@ -140,14 +150,15 @@ def read_slurm_inventory(path: Path) -> Meant:
                 "max_nodes": partition.max_nodes, "modules": cluster.modules or None,
                 "extra_sbatch": [f"--mem={partition.memory_per_node}"] if partition.memory_per_node else None}
     target.update({k: v for k, v in optional.items() if v is not None})
+    _check_target(SlurmTarget, target, source, _SLURM_KEYS)
     vendor = partition.gpu_vendor if partition.default_gpu_count else "NONE"
     return Meant(name=cluster.cluster_name or "slurm", target=target, gpu_vendor=vendor, env=dict(cluster.environment))
 
 
 def read_k8s_inventory(path: Path, namespace: str | None = None) -> Meant:
     shown = display_path(path)
-    inv = _validated(path, shown, K8sInventory, "`pods:`",
-                     "describe the pods: `pods: [{name: bench, resources: {requests: {amd.com/gpu: 1}}}]`")
+    inv, source = _validated(path, shown, K8sInventory, "`pods:`",
+                             "describe the pods: `pods: [{name: bench, resources: {requests: {amd.com/gpu: 1}}}]`")
     pod = inv.pods[0]
     target: dict[str, Any] = {"backend": "kubernetes", "namespace": namespace or inv.namespace or "default"}
     gpu = [k for k in {**pod.resources.requests, **pod.resources.limits} if k.endswith("/gpu")]
@@ -160,6 +171,8 @@ def read_k8s_inventory(path: Path, namespace: str | None = None) -> Meant:
         target["node_selector"] = dict(pod.node_selector)
     if inv.kubeconfig:
         target["kubeconfig"] = _local_path(inv.kubeconfig, path)
+    if namespace is None:  # --namespace is checked as an option, not at a line of the inventory
+        _check_target(KubernetesTarget, target, source, _K8S_KEYS)
     return Meant(name=pod.name, target=target, gpu_vendor=pod.gpu_vendor if gpu else "NONE")
 
 
@@ -169,7 +182,7 @@ def _local_path(value: str, inventory: Path) -> str:
     return os.path.normpath(os.path.join(inventory.parent.absolute(), os.path.expanduser(value)))
 
 
-def _validated(path: Path, shown: str, model: type[Strict], top: str, example: str) -> Any:
+def _validated(path: Path, shown: str, model: type[Strict], top: str, example: str) -> tuple[Any, SourceMap]:
     data, source, diagnostics = load_document(path, shown, example, top)
     parsed = None
     try:
@@ -178,7 +191,39 @@ def _validated(path: Path, shown: str, model: type[Strict], top: str, example: s
         diagnostics += [_said(err, source, model) for err in exc.errors()]
     if diagnostics or parsed is None:
         raise ConfigError.many(diagnostics)
-    return parsed
+    return parsed, source
+
+
+# Where each key of the target an inventory means was written in it: a value the target refuses (a time
+# limit SLURM cannot read, a partition name with a space) is reported there, not in the in-memory madfile.
+_PARTITION = ("slurm_cluster", "partitions", 0)
+_SLURM_KEYS: dict[str, KeyPath] = {
+    "partition": (*_PARTITION, "name"), "time_limit": (*_PARTITION, "max_time"), "qos": (*_PARTITION, "qos"),
+    "account": (*_PARTITION, "account"), "max_nodes": (*_PARTITION, "max_nodes"),
+    "gpus_per_node": (*_PARTITION, "default_gpu_count"), "extra_sbatch": (*_PARTITION, "memory_per_node"),
+    "shared_dir": ("slurm_cluster", "workspace", "shared_filesystem"), "modules": ("slurm_cluster", "modules"),
+    "login": ("slurm_cluster", "login_node")}
+_LOGIN_KEYS = {"user": "username", "key": "ssh_key_path"}
+_K8S_KEYS: dict[str, KeyPath] = {"namespace": ("namespace",), "gpu_resource": ("pods", 0, "resources"),
+                                 "node_selector": ("pods", 0, "node_selector"), "kubeconfig": ("kubeconfig",)}
+
+
+def _check_target(model: type[Strict], target: Mapping[str, Any], source: SourceMap,
+                  where: Mapping[str, KeyPath]) -> None:
+    """The target checked as a madfile's would be, each problem at the inventory key it came from."""
+    try:
+        model.model_validate(target)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = [p for p in err["loc"] if isinstance(p, str | int)]
+            path: KeyPath = where.get(str(loc[0]), ()) if loc else ()
+            if loc and loc[0] == "login" and len(loc) > 1:
+                path = (*path, _LOGIN_KEYS.get(str(loc[1]), str(loc[1])))
+            error = (err.get("ctx") or {}).get("error")
+            message = str(error) if error is not None else str(err["msg"])
+            problems.append(source.diagnostic(path, message[:1].lower() + message[1:], at="value"))
+        raise ConfigError.many(problems) from None
 
 
 def _said(err: Mapping[str, Any], source: SourceMap, model: type[Strict]) -> Diagnostic:

@@ -85,3 +85,13 @@ def test_generate_without_a_slurm_target_is_a_usage_error(run_cli: RunCli, tmp_p
     assert (code, out) == (USAGE, "")
     assert err.startswith("error: no jobs on a slurm target"), err
     assert not (root / "out").exists()
+
+
+def test_a_value_given_by_an_env_reference_never_reaches_a_script_whatever_its_name(run_cli: RunCli,
+                                                                                   tmp_path: Path) -> None:
+    madfile = MADFILE.replace('HF_TOKEN: "${env:MY_HF_TOKEN}"', 'HF_TOKEN: "${env:MY_HF_TOKEN}", NGC_KEY: "${env:NGC}"')
+    root = project(tmp_path, madfile)
+    code, out, err = run_cli("generate", "slurm", "-o", "out", cwd=root, env={**ENV, "NGC": "supersecret-ngc"})
+    assert code == 0, out + err
+    written = "".join(p.read_text() for p in (root / "out").rglob("*") if p.is_file())
+    assert "NGC_KEY" in written and "supersecret-ngc" not in written

@@ -148,3 +148,10 @@ def test_what_a_pod_cannot_do_is_refused_not_dropped() -> None:
             manifests(job)
     assert render.validate_job(JOB, SETTINGS) == []
     assert render.validate_job(replace(JOB, n_gpus=-1), replace(SETTINGS, gpus=8)) == []
+
+
+def test_a_value_given_by_an_env_reference_goes_through_the_secret_whatever_its_name() -> None:
+    spec = replace(JOB, env={"NGC_KEY": "supersecret-ngc", "PLAIN": "1"}, referenced=frozenset({"NGC_KEY"}))
+    written = render.dump(manifests(spec))
+    assert "NGC_KEY" in written and "supersecret-ngc" not in written and render.secret_names(spec.env, spec) == \
+        ["NGC_KEY"]

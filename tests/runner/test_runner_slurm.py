@@ -64,3 +64,16 @@ def test_generate_from_a_manifest_needs_its_inventory(run_cli: RunCli, tmp_path:
     assert code == 4 and "--manifest-file needs --inventory too" in err, out + err
     code, out, err = run_cli("generate", "slurm", "--environment", "hpc", "-o", "x", cwd=root)
     assert code == 4 and "--environment is not supported" in err, out + err
+
+
+def test_runner_slurm_with_tags_builds_pushes_to_the_registry_given_and_runs(
+        run_cli: RunCli, tmp_path: Path, registry: Registry, slurm_cluster: SlurmCluster) -> None:  # noqa: F811
+    root = cpu_package(tmp_path)
+    env = {**service_env(), **slurm_cluster.env}
+    (root / "cluster.yml").write_text(INVENTORY.format(shared=tmp_path / "shared"))
+    code, out, err = run_cli("runner", "slurm", "-i", "cluster.yml", "--tags", "dummy", cwd=root, env=env)
+    assert code == 4 and "must be in a registry its nodes pull from" in err and "--registry" in err, out + err
+    code, out, err = run_cli("runner", "slurm", "-i", "cluster.yml", "--tags", "dummy", "--registry",
+                             registry.address, cwd=root, env=env, timeout=600)
+    assert code == 0, out + err
+    assert report(root)["successful_executions"] == 1

@@ -5,7 +5,7 @@ test sees how many submissions and queries apply made. Type-checked against `Bat
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -37,6 +37,7 @@ class FakeQueue(FakeHostProcesses):
     hosts_: list[HostInfo] = field(default_factory=lambda: [HostInfo("queue", None)])
     lives: dict[str, tuple[str, ...]] = field(default_factory=dict)
     refuse: dict[str, Outcome] = field(default_factory=dict)
+    die_after: set[str] = field(default_factory=set)  # addresses whose submission is followed by a kill
     queue: dict[str, Queued] = field(default_factory=dict)  # handle -> job, as the system knows it
     submissions: list[list[str]] = field(default_factory=list)  # addresses of each submit call
     polls: list[list[str]] = field(default_factory=list)  # handles of each poll / observe_queue call
@@ -45,7 +46,8 @@ class FakeQueue(FakeHostProcesses):
     system: ClassVar[str] = "fakeq"
     poll_interval: ClassVar[float] = 0.0
 
-    def submit(self, jobs: Sequence[JobSpec]) -> list[str | Outcome]:
+    def submit(self, jobs: Sequence[JobSpec],
+               on_handle: Callable[[JobSpec, str], None] | None = None) -> list[str | Outcome]:
         self.submissions.append([j.address for j in jobs])
         out: list[str | Outcome] = []
         for job in jobs:
@@ -54,6 +56,10 @@ class FakeQueue(FakeHostProcesses):
                 continue
             handle = str(next(self._ids))
             self.queue[handle] = Queued(handle, job, list(self.lives.get(job.address, LIFE)))
+            if on_handle is not None:
+                on_handle(job, handle)
+            if job.address in self.die_after:  # the apply is killed right after this job was submitted
+                raise KeyboardInterrupt
             out.append(handle)
         return out
 

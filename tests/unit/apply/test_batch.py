@@ -7,10 +7,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import pytest
+
 from madengine.apply.engine import Applier, ApplyOptions, ApplyResult
-from madengine.backends.base import Outcome
+from madengine.backends.base import OrphanRecord, Outcome, QueueState
+from madengine.backends.session import HostUnavailable
 from madengine.backends.specs import job_spec
 from madengine.errors import ExitCode
 from madengine.lock.entries import LockEntries
@@ -59,11 +63,12 @@ def test_a_job_whose_submission_failed_fails_alone(tmp_path: Path) -> None:
             job("a"): (Status.FAILURE, "sbatch: invalid partition"), job("b"): (Status.SUCCESS, "")}
 
 
-def kill_apply_after_submit(r: Realization, store: StateStore, fake: FakeQueue) -> None:
-    """An apply SIGKILLed once its jobs were submitted: attempts RUNNING with their handles, as it left them."""
+def kill_apply_after_submit(r: Realization, store: StateStore, fake: FakeQueue, only: Sequence[str] = ()) -> None:
+    """An apply SIGKILLed once its jobs (those of `only`, when given) were submitted: attempts RUNNING with their
+    handles, as it left them."""
     plan = plan_of(r, store, fake)
     apply_id = store.begin_apply(plan.lock_hash)
-    jobs = [c for c in plan.changes if c.kind == "job"]
+    jobs = [c for c in plan.changes if c.kind == "job" and (not only or c.address in only)]
     specs = [job_spec(c.address, LockEntries.of(r.lock), r.compiled()) for c in jobs]
     for change, handle in zip(jobs, fake.submit(specs), strict=True):
         attempt = store.start_attempt(apply_id, change.address, change.node_hash,
@@ -138,3 +143,85 @@ def test_ctrl_c_cancels_the_queued_jobs_through_their_system(tmp_path: Path) -> 
         assert apply(r, store, fake).exit_code is ExitCode.INTERRUPTED
         assert sorted(fake.cancelled) == ["4242", "4243"]
         assert {a.status for a in store.attempts()} == {Status.INTERRUPTED}
+
+
+def test_an_apply_killed_between_two_submissions_recorded_the_first_handle(tmp_path: Path) -> None:
+    r = jobs_project(tmp_path, {"a": 0, "b": 0})
+    fake = FakeQueue(die_after={job("a")}, lives={job("a"): ("RUNNING",)})
+    with StateStore.open(r.state_path) as store:
+        with pytest.raises(KeyboardInterrupt):  # killed right after the system took `a`, before `b`
+            apply(r, store, fake)
+        assert {a.address: (a.status, a.handle) for a in store.attempts()} == {
+            job("a"): (Status.RUNNING, "4242"), job("b"): (Status.RUNNING, None)}
+        fake.die_after.clear()
+        plan = plan_of(r, store, fake)
+        assert {c.address: c.action for c in plan.changes} == {job("a"): Action.AWAIT, job("b"): Action.RUN}
+
+
+def test_an_awaited_job_is_adopted_before_anything_can_stop_the_apply(tmp_path: Path) -> None:
+    r = jobs_project(tmp_path, {"a": 0, "b": 0})
+    fake = FakeQueue(die_after={job("a")}, lives={job("a"): ("RUNNING",)})
+    with StateStore.open(r.state_path) as store:
+        with pytest.raises(KeyboardInterrupt):  # leaves `a` queued (awaited next), `b` an orphan to clean up
+            apply(r, store, fake)
+        fake.die_after.clear()
+        real_cleanup = fake.cleanup_orphans
+
+        def ctrl_c_while_cleaning(running: Sequence[OrphanRecord] | None) -> list[str]:
+            if running is not None:  # recovering the killed apply's orphan `b`, before the walk began
+                os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C
+            return real_cleanup(running)
+
+        fake.cleanup_orphans = ctrl_c_while_cleaning  # type: ignore[method-assign]
+        assert apply(r, store, fake).exit_code is ExitCode.INTERRUPTED
+        assert fake.cancelled == ["4242"]  # adopted, then stopped through SLURM: never left running unwatched
+        assert store.latest_attempts()[job("a")].status is Status.INTERRUPTED
+
+
+def test_queued_jobs_outside_the_plan_are_left_to_a_later_plan(tmp_path: Path) -> None:
+    r = jobs_project(tmp_path, {"a": 0, "b": 0})
+    fake = FakeQueue(lives={job("a"): ("RUNNING",), job("b"): ("RUNNING", "COMPLETED")})
+    with StateStore.open(r.state_path) as store:
+        kill_apply_after_submit(r, store, fake)
+        full = plan_of(r, store, fake)
+        only_b = dataclasses.replace(full, changes=tuple(c for c in full.changes if c.address == job("b")))
+        assert apply(r, store, fake, only_b).exit_code is ExitCode.OK  # as `apply --select b`
+        assert [r.handle for records in fake.orphans for r in records or ()] == []  # `a` not cleaned up
+        latest = store.latest_attempts()
+        assert (latest[job("a")].status, latest[job("a")].handle) == (Status.RUNNING, "4242")
+        assert plan_of(r, store, fake).changes[0].action is Action.AWAIT
+
+
+def test_a_cancel_its_system_never_confirms_leaves_the_job_for_the_next_plan(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("madengine.apply.batch.CANCEL_GRACE", 0.2)
+    r = jobs_project(tmp_path, {"a": 0})
+    fake = FakeQueue(lives={job("a"): ("RUNNING",)})
+    fake.cancel = lambda handles: fake.cancelled.extend(handles)  # type: ignore[method-assign]  # never stops
+    real_poll = fake.poll
+
+    def poll_then_ctrl_c(handles: Sequence[str]) -> Mapping[str, QueueState]:
+        if not fake.cancelled:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_poll(handles)
+
+    fake.poll = poll_then_ctrl_c  # type: ignore[method-assign]
+    with StateStore.open(r.state_path) as store:
+        assert apply(r, store, fake).exit_code is ExitCode.INTERRUPTED
+        assert fake.cancelled == ["4242"]
+        (attempt,) = store.attempts()
+        assert (attempt.status, attempt.handle) == (Status.RUNNING, "4242")  # what became of it is SLURM's to say
+
+
+def test_a_queue_that_refuses_to_be_asked_for_good_fails_its_jobs_and_leaves_them_recorded(tmp_path: Path) -> None:
+    r = jobs_project(tmp_path, {"a": 0})
+    fake = FakeQueue()
+
+    def refused(handles: Sequence[str]) -> Mapping[str, QueueState]:
+        raise HostUnavailable("login", "authentication refused", transient=False)
+
+    fake.poll = refused  # type: ignore[method-assign]
+    with StateStore.open(r.state_path) as store:
+        assert apply(r, store, fake).exit_code is ExitCode.RUN_FAILURE
+        (attempt,) = store.attempts()
+        assert (attempt.status, attempt.handle) == (Status.RUNNING, "4242")

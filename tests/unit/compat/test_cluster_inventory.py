@@ -90,3 +90,16 @@ def test_a_k8s_inventory_of_two_kinds_of_pod_is_refused(tmp_path: Path) -> None:
         read_k8s_inventory(write(tmp_path, "pods:\n  - name: a\n  - name: b\n"))
     (d,) = caught.value.diagnostics
     assert d.line == 1 and "kind of pod" in d.message
+
+
+@pytest.mark.parametrize(("old", "new", "line"), [
+    ('max_time: "24:00:00"', "max_time: 24h", 10),
+    ("    - name: gpu\n", "    - name: gpu part\n", 9),
+    ("memory_per_node: 256G", 'memory_per_node: "256 G"', 15),
+])
+def test_a_value_the_slurm_target_refuses_is_reported_at_the_inventory_line(tmp_path: Path, old: str, new: str,
+                                                                          line: int) -> None:
+    with pytest.raises(ConfigError) as caught:
+        read_slurm_inventory(write(tmp_path, SLURM.replace(old, new)))
+    (d,) = caught.value.diagnostics
+    assert d.file and d.file.endswith("cluster.yml") and d.line == line, d
