@@ -130,8 +130,9 @@ def slurm(
     manifest_file: Path | None = ManifestOption,
     tags: list[str] = TagsOption,
     job_scripts_dir: Path | None = typer.Option(
-        None, "--job-scripts-dir", metavar="DIR", help="The scripts `madengine generate slurm -o DIR` wrote (for "
-        "review): checked to be exactly what is submitted, refused if they differ."),
+        None, "--job-scripts-dir", metavar="DIR", help="The scripts `madengine generate slurm --manifest-file F "
+        "--inventory I -o DIR` wrote for review: refused unless they are what generate writes now from the same "
+        "inputs (what is submitted differs only in the workspace and attempt ids)."),
     report_output: Path = ReportOption,
     timeout: int | None = TimeoutOption,
     live_output: bool = LiveOutputOption,
@@ -151,8 +152,9 @@ def k8s(
     manifest_file: Path | None = ManifestOption,
     tags: list[str] = TagsOption,
     manifests_dir: Path | None = typer.Option(
-        None, "--manifests-dir", metavar="DIR", help="The manifests `madengine generate k8s -o DIR` wrote (for "
-        "review): checked to be exactly what is created, refused if they differ."),
+        None, "--manifests-dir", metavar="DIR", help="The manifests `madengine generate k8s --manifest-file F "
+        "--inventory I -o DIR` wrote for review: refused unless they are what generate writes now from the same "
+        "inputs (what is created differs only in the workspace and attempt ids)."),
     namespace: str | None = typer.Option(None, "--namespace", "-n", metavar="NAME",
                                          help="Overrides the inventory's namespace."),
     report_output: Path = ReportOption,
