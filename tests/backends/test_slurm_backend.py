@@ -147,8 +147,9 @@ def test_a_job_of_two_nodes_starts_the_script_on_each(slurm: Slurm) -> None:
     assert job.log_path is not None
     ranks = sorted(line for line in job.log_path.read_text().splitlines() if line.startswith("rank="))
     first, second = slurm.cluster.nodes[:2]
+    port = 29500 + int(handle) % 1000  # by job id: two jobs whose first node is one host listen on two ports
     runner = (f"torchrun --nnodes=2 --nproc_per_node=1 --node_rank={{}} --master_addr={first} "
-              "--master_port=29500")
+              f"--master_port={port}")
     assert ranks == [f"rank=0 of 2 on {first} master={first} runner={runner.format(0)}",
                      f"rank=1 of 2 on {second} master={first} runner={runner.format(1)}"]
     assert outcome.details["nnodes"] == 2 and outcome.details["launcher"] == "torchrun"
