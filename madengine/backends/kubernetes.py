@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from madengine.backends import kubernetes_render as render
 from madengine.backends.base import Cancel, OrphanRecord, Outcome, QueueState, RunArtifacts, Workspace, node_file_name
+from madengine.backends.builder import BuildsHere
 from madengine.backends.rundir import RunDirConflict, fill_run_dir
 from madengine.backends.session import HostInfo, HostUnavailable
 from madengine.backends.specs import ImageSpec, JobSpec
@@ -91,7 +92,7 @@ def _status(error: BaseException) -> int | None:
     return getattr(error, "status", None) if type(error).__name__ == "ApiException" else None
 
 
-class KubernetesBackend:
+class KubernetesBackend(BuildsHere):
     name: ClassVar[str] = "kubernetes"
     builds_images: ClassVar[bool] = True
     system: ClassVar[str] = "kubernetes"
@@ -224,16 +225,6 @@ class KubernetesBackend:
         return None
 
     # --- images -----------------------------------------------------------------------------------------
-
-    def builder(self) -> DockerBackend:
-        """This machine's engine, which builds and pushes."""
-        with self._lock:
-            if self._builder is None:
-                from madengine.backends.docker import DockerBackend
-                from madengine.madfile.model import DockerTarget
-
-                self._builder = DockerBackend(self.target_name, DockerTarget(backend="docker"), self.workspace)
-            return self._builder
 
     def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         """Built here and pushed at once: a cluster only pulls. The build's id for this target is the digest."""

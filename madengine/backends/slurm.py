@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from madengine.backends import slurm_render as render
 from madengine.backends.base import Cancel, OrphanRecord, Outcome, QueueState, RunArtifacts, Workspace, node_file_name
+from madengine.backends.builder import BuildsHere
 from madengine.backends.local_session import LocalSession
 from madengine.backends.multinode import LAUNCHER
 from madengine.backends.rundir import collect_artifacts, fill_run_dir, package_entries, prepare_run_dir
@@ -64,7 +65,7 @@ _HANDLE = re.compile(r"\d+(?:_\d+)?\Z")
 UNKNOWN = "no longer known to SLURM"
 
 
-class SlurmBackend:
+class SlurmBackend(BuildsHere):
     name: ClassVar[str] = "slurm"
     system: ClassVar[str] = "slurm"
     poll_interval: ClassVar[float] = 0.5  # a job takes about a second on an idle cluster; a squeue, milliseconds
@@ -250,16 +251,6 @@ class SlurmBackend:
                 self.registry = image.registry
 
     # --- images -----------------------------------------------------------------------------------------
-
-    def builder(self) -> DockerBackend:
-        """This machine's engine: builds, pushes, and pulls images built elsewhere."""
-        with self._lock:
-            if self._builder is None:
-                from madengine.backends.docker import DockerBackend
-                from madengine.madfile.model import DockerTarget
-
-                self._builder = DockerBackend(self.target_name, DockerTarget(backend="docker"), self.workspace)
-            return self._builder
 
     def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         if self.container == "none":

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 from madengine.backends import docker_cli, multinode
 from madengine.backends import docker_render as render
 from madengine.backends.base import Cancel, OrphanRecord, Outcome, RunArtifacts, Workspace
+from madengine.backends.builder import BuildsHere
 from madengine.backends.local import host_environment
 from madengine.backends.rundir import collect_artifacts, package_entries, prepare_run_dir, run_host_steps
 from madengine.backends.session import HostInfo, HostUnavailable
@@ -162,7 +163,7 @@ exit 0
 """
 
 
-class SshBackend:
+class SshBackend(BuildsHere):
     name: ClassVar[str] = "ssh"
     builds_images: ClassVar[bool] = True
     spans_hosts: ClassVar[bool] = True  # a job of `nnodes` > 1 runs on that many of its hosts at once
@@ -364,16 +365,6 @@ class SshBackend:
         return out
 
     # --- images -----------------------------------------------------------------------------------------
-
-    def builder(self) -> DockerBackend:
-        """This machine's engine, which builds and pushes (and from which images are streamed to hosts)."""
-        with self._lock:
-            if self._builder is None:
-                from madengine.backends.docker import DockerBackend
-                from madengine.madfile.model import DockerTarget
-
-                self._builder = DockerBackend(self.target_name, DockerTarget(backend="docker"), self.workspace)
-            return self._builder
 
     def build(self, image: ImageSpec, log_path: Path, cancel: Cancel) -> Outcome:
         """Built here, then delivered to every host. A host that could not get it (unreachable, disk
