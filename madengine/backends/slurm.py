@@ -440,7 +440,24 @@ class SlurmBackend(BuildsHere):
         missing = [h for h in valid if h not in seen]
         if missing and self.accounting():
             seen.update(self._sacct(missing))
+        missing = [h for h in valid if h not in seen]
+        if missing:
+            seen.update(self._exit_files(missing))
         return {h: seen.get(h) or QueueState(h, "UNKNOWN", Status.FAILURE, reason=UNKNOWN) for h in handles}
+
+    def _exit_files(self, handles: Sequence[str]) -> dict[str, QueueState]:
+        """Jobs SLURM no longer lists (MinJobAge passed, no accounting) that left their exit status beside
+        their log: finished, with it. One command for all of them."""
+        code, out, _ = self._command(["sh", "-c", _EXIT_FILES, "sh", self.cluster().logs, *handles])
+        found: dict[str, QueueState] = {}
+        for line in out.splitlines() if code == 0 else ():
+            handle, _, status = line.strip().partition(" ")
+            if handle in handles and status.lstrip("-").isdigit():
+                exit_code = int(status)
+                found[handle] = QueueState(handle, "COMPLETED" if exit_code == 0 else "FAILED",
+                                           Status.SUCCESS if exit_code == 0 else Status.FAILURE, exit_code=exit_code,
+                                           reason="" if exit_code == 0 else f"exit code {exit_code}")
+        return found
 
     def observe_queue(self, handles: Sequence[str]) -> Mapping[str, QueueState]:
         return self.poll(handles)
@@ -604,6 +621,11 @@ def parse_squeue(text: str, prefix: str) -> dict[str, QueueState]:
             continue
         out[handle.strip()] = queue_state(handle.strip(), state, reason, nodes, exit_code(code))
     return out
+
+
+# `sh -c` with the logs directory and the handles as arguments: "<handle> <status>" per exit file found.
+_EXIT_FILES = ('cd "$1" 2>/dev/null || exit 0; shift; '
+               'for h in "$@"; do [ -f "$h.exit" ] && printf "%s %s\\n" "$h" "$(cat "$h.exit")"; done; exit 0')
 
 
 def parse_sacct(text: str, prefix: str) -> dict[str, QueueState]:

@@ -7,6 +7,7 @@ Layout in the target's shared directory (`<shared_dir>/<workspace id>-<target>`,
 
     jobs/<name>.sbatch      a submission's script (read again by `srun` on every node of a multi-node job)
     logs/<id>.out           a job's output (its log), by its SLURM id (`<array id>_<task>.out` in an array)
+    logs/<id>.exit          its exit status, written by its script as it ends (read when SLURM forgot the job)
     runs/<job>/             a job's run directory (rundir.fill_run_dir), `runs/<entry>` -> ../package/<entry>
     package/                the MAD package's top-level entries
     images/<image>.sif      apptainer images, pulled once per image
@@ -396,6 +397,7 @@ def render(tasks: Sequence[Task], cluster: Cluster, *, array: bool | None = None
         cluster=cluster, header=header, tasks=blocks,
         script_path=shlex.quote(script.path(cluster)), modules=shlex.join(cluster.modules), nnodes=nnodes,
         node_exports=node_exports(first, cluster) if nnodes > 1 else [], master_port=multinode.MASTER_PORT,
+        logs=shlex.quote(cluster.logs),
         secret_prefix=SECRET_ENV_PREFIX,
         driver=shlex.quote(docker_render.DRIVER), driver_name=docker_render.DRIVER_NAME,
         run_dir_in_container=shlex.quote(docker_render.RUN_DIR_IN_CONTAINER))

@@ -333,3 +333,19 @@ def test_a_login_node_whose_host_key_is_unknown_is_refused(slurm: Slurm, ssh_hos
     assert not (slurm.root / "shared").exists()
     with pytest.raises(HostUnavailable, match="is unknown"):
         backend.observe_runnable("NONE", 0)
+
+
+def test_a_job_slurm_no_longer_lists_is_known_by_the_exit_status_its_script_left(slurm: Slurm) -> None:
+    backend = slurm.backend()
+    ok, failing = slurm.job("perf", "x"), slurm.job("fail")
+    handles_ = handles(backend.submit([ok, failing]))
+    wait(backend, dict(zip(handles_, [ok, failing], strict=True)))
+    (logs,) = (slurm.root / "shared").glob("*/logs")
+    written = {p.stem: p.read_text().strip() for p in logs.glob("*.exit")}
+    assert written == {handles_[0]: "0", handles_[1]: "3"}, written
+    # As after MinJobAge without accounting: squeue does not know these ids; their exit files say how they ended.
+    for forgotten, kept in (("999990_0", handles_[0]), ("999990_1", handles_[1])):
+        (logs / f"{forgotten}.exit").write_text((logs / f"{kept}.exit").read_text())
+    states = backend.poll(["999990_0", "999990_1", "999990_2"])
+    assert [(s.state, s.status, s.exit_code) for s in states.values()] == [
+        ("COMPLETED", Status.SUCCESS, 0), ("FAILED", Status.FAILURE, 3), ("UNKNOWN", Status.FAILURE, None)]
