@@ -262,7 +262,9 @@ def test_sigterm_before_the_walk_exits_130_and_frees_the_workspace(tmp_path: Pat
         lock = root / ".madengine" / "state.lock"
         assert f'"pid": {proc.pid}' in lock.read_text()  # held while the prompt waits
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 130, seen
+        # A bound on a hang, not a timing: on a loaded CI machine the exit once took over 20 s (cause not
+        # found; an I/O stall while the store closes is likely). The test is about the code and the freed lock.
+        assert proc.wait(timeout=120) == 130, seen
     finally:
         if proc.poll() is None:
             proc.kill()
