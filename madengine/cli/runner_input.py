@@ -13,8 +13,8 @@ if TYPE_CHECKING:
     from madengine.pipeline import Realization
 
 DEFAULT_MANIFEST = Path("build_manifest.json")
-_FORMATS = {"ssh": "`nodes: [{hostname: gpu-1, address: 10.0.0.5}]`", "ansible": "`nodes: [{hostname: gpu-1, "
-            "address: 10.0.0.5}]`", "slurm": "`slurm_cluster: {partitions: [...], workspace: {...}}`",
+_NODES = "`nodes: [{hostname: gpu-1, address: 10.0.0.5}]`"
+_FORMATS = {"ssh": _NODES, "ansible": _NODES, "slurm": "`slurm_cluster: {partitions: [...], workspace: {...}}`",
             "kubernetes": "`pods: [{name, node_selector, resources}]`"}
 
 

@@ -44,6 +44,24 @@ def submissions(tmp_path: Path) -> list[str]:
     return sorted(p.name for p in (tmp_path / "shared").glob("*/jobs/*.sbatch"))
 
 
+def apply_until_queued(root: Path, env: dict[str, str], cluster: SlurmCluster, sleep: int, jobs: int,
+                       state: str = "running") -> tuple[subprocess.Popen[str], list[str]]:
+    """`madengine apply --yes` started with each job sleeping `sleep` s, and the SLURM ids of its `jobs` jobs
+    once squeue lists them in `state` (all: any state)."""
+    prefix = f"madengine-{workspace_id(root / '.madengine' / 'state.db')}-"
+    full_env = {**os.environ, **env, "SLEEP": str(sleep), "PYTHONPATH": str(REPO_ROOT)}
+    apply = subprocess.Popen([sys.executable, "-m", "madengine", "apply", "--yes"], cwd=root, env=full_env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while True:
+        lines = cluster.run(["squeue", "-h", "-r", "-t", state, "-o", "%i %j"]).stdout.split("\n")
+        ids = [line.split()[0] for line in lines if line.strip() and line.split()[1].startswith(prefix)]
+        if len(ids) == jobs:
+            return apply, ids
+        assert apply.poll() is None and time.monotonic() < deadline, "the apply ended before its jobs were queued"
+        time.sleep(0.1)
+
+
 def test_an_array_of_eight_then_nothing_to_do(run_cli: RunCli, tmp_path: Path, env: dict[str, str]) -> None:
     root = project(tmp_path, "container: none")
     code, out, err = run_cli("apply", "--yes", cwd=root, env=env)
@@ -80,17 +98,10 @@ def test_a_killed_applys_jobs_are_waited_for_and_never_run_twice(run_cli: RunCli
                                                                   env: dict[str, str],
                                                                   slurm_cluster: SlurmCluster) -> None:  # noqa: F811
     root = project(tmp_path, "container: none", sizes="[1, 2]")
-    prefix = f"madengine-{workspace_id(root / '.madengine' / 'state.db')}-"
-    full_env = {**os.environ, **env, "SLEEP": "8", "PYTHONPATH": str(REPO_ROOT)}
-    apply = subprocess.Popen([sys.executable, "-m", "madengine", "apply", "--yes"], cwd=root, env=full_env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not any(n.startswith(prefix) for n in slurm_cluster.run(["squeue", "-h", "-o", "%j"]).stdout.split()):
-        assert apply.poll() is None and time.monotonic() < deadline, "the apply ended before it submitted"
-        time.sleep(0.1)
+    apply, _ = apply_until_queued(root, env, slurm_cluster, sleep=8, jobs=2, state="all")
     time.sleep(1)  # its handles are recorded the moment sbatch answers
     apply.send_signal(signal.SIGKILL)
-    apply.wait(30)
+    apply.communicate(timeout=30)
     code, out, err = run_cli("plan", cwd=root, env=env)
     assert code == 0, out + err
     assert out.count("~ wait job:m[size=") == 2 and "(slurm " in out, out
@@ -103,18 +114,7 @@ def test_a_job_cancelled_outside_madengine_is_replanned_with_why(run_cli: RunCli
                                                                   env: dict[str, str],
                                                                   slurm_cluster: SlurmCluster) -> None:  # noqa: F811
     root = project(tmp_path, "container: none", sizes="[1]")
-    prefix = f"madengine-{workspace_id(root / '.madengine' / 'state.db')}-"
-    full_env = {**os.environ, **env, "SLEEP": "60", "PYTHONPATH": str(REPO_ROOT)}
-    apply = subprocess.Popen([sys.executable, "-m", "madengine", "apply", "--yes"], cwd=root, env=full_env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    while True:
-        lines = slurm_cluster.run(["squeue", "-h", "-t", "running", "-o", "%i %j"]).stdout.split("\n")
-        ids = [line.split()[0] for line in lines if line.strip() and line.split()[1].startswith(prefix)]
-        if ids:
-            break
-        assert apply.poll() is None and time.monotonic() < deadline, "the apply ended before its job ran"
-        time.sleep(0.1)
+    apply, ids = apply_until_queued(root, env, slurm_cluster, sleep=60, jobs=1)
     slurm_cluster.cancel(*ids)
     out, _ = apply.communicate(timeout=60)
     assert apply.returncode == 3, out
@@ -126,18 +126,7 @@ def test_a_job_cancelled_outside_madengine_is_replanned_with_why(run_cli: RunCli
 def test_ctrl_c_cancels_the_submitted_jobs(run_cli: RunCli, tmp_path: Path, env: dict[str, str],
                                            slurm_cluster: SlurmCluster) -> None:  # noqa: F811
     root = project(tmp_path, "container: none", sizes="[1, 2]")
-    prefix = f"madengine-{workspace_id(root / '.madengine' / 'state.db')}-"
-    full_env = {**os.environ, **env, "SLEEP": "120", "PYTHONPATH": str(REPO_ROOT)}
-    apply = subprocess.Popen([sys.executable, "-m", "madengine", "apply", "--yes"], cwd=root, env=full_env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    while True:
-        lines = slurm_cluster.run(["squeue", "-h", "-r", "-t", "running", "-o", "%i %j"]).stdout.split("\n")
-        ids = [line.split()[0] for line in lines if line.strip() and line.split()[1].startswith(prefix)]
-        if len(ids) == 2:
-            break
-        assert apply.poll() is None and time.monotonic() < deadline, "the apply ended before its jobs ran"
-        time.sleep(0.1)
+    apply, ids = apply_until_queued(root, env, slurm_cluster, sleep=120, jobs=2)
     apply.send_signal(signal.SIGINT)
     out, _ = apply.communicate(timeout=90)
     assert apply.returncode == 130, out
