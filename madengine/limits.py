@@ -135,3 +135,12 @@ def too_big(shown: str, size: int, limit: int, env: str, *, at_least: bool = Fal
         size_shown, limit_shown = f"{size:,} bytes", f"{limit:,} bytes"
     return ConfigError(f"{shown} is {more}{size_shown}; the limit is {limit_shown}", file=shown,
                        hint=f"set {env} (in bytes) to raise it")
+
+# A perf.csv (ROCm madengine appends to it run after run): read whole by `report to-html`, `database
+# update-table` and `upload-mongodb`. 64 MB is ~200,000 rows, years of nightly runs of a large package.
+PERF_CSV_BYTES_ENV = "MADENGINE_MAX_PERF_CSV_BYTES"
+DEFAULT_PERF_CSV_BYTES = 64 * MB
+
+
+def perf_csv_bytes() -> int:
+    return int(_env_number(PERF_CSV_BYTES_ENV, DEFAULT_PERF_CSV_BYTES, integer=True))
