@@ -35,9 +35,9 @@ def to_html(
 
 def to_email(
     directory: Path = typer.Option(Path("."), "--csv-file-path", "--directory", "--dir", metavar="DIR",
-                                   help="The directory whose *.csv files are reported (default: here)."),
+                                   help="The directory whose *.csv files are reported."),
     output: Path = typer.Option(Path("run_results.html"), "-o", "--output", metavar="FILE",
-                                help="The HTML file, in DIR unless absolute (default run_results.html, as ROCm's)."),
+                                help="The HTML file, in DIR unless absolute (ROCm's name)."),
 ) -> None:
     """Write the *.csv files of a directory as one HTML page, a section per file (ROCm's to-email).
 

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "runner",
     "generate",
     "results",
+    "database",
     "state",
     "unlock",
 )
@@ -53,6 +54,13 @@ EXAMPLES = {
                          "madengine generate ansible -o out --target lab --json"],
     "generate slurm": ["madengine generate slurm -o generated", "madengine generate slurm -o out --target hpc --json"],
     "results": ["madengine results", "madengine results --history dummy --csv perf.csv"],
+    "database": ["madengine database update-table --csv-file-path perf.csv --db-url postgresql://ci@db/perf",
+                 "madengine database upload-mongodb --database-name mad --collection-name perf --db-url mongodb://db"],
+    "database create-table": ["madengine database create-table --db-url postgresql://ci@db.example.org/perf"],
+    "database update-table": ["madengine database update-table --csv-file-path perf.csv",
+                              "TUNA_DB_HOSTNAME=db TUNA_DB_USER_NAME=ci madengine database update-table"],
+    "database upload-mongodb": ["madengine database upload-mongodb --database-name mad --collection-name perf "
+                                "--db-url mongodb://db.example.org:27017"],
     "state": ["madengine state list", "madengine state forget 'job:dummy@cpu/box#1'"],
     "state list": ["madengine state list --json"],
     "state show": ["madengine state show 'job:dummy@cpu/box#1'"],
