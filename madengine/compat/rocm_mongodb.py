@@ -149,7 +149,7 @@ def documents(table: CsvTable, now: datetime) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Upsert:
-    """One `UpdateOne(filter, update, upsert=True)`, as data (pymongo's class compares by identity)."""
+    """One `UpdateOne(filter, update, upsert=True)`, as data: what is sent is known without pymongo installed."""
 
     filter: dict[str, Any]
     update: dict[str, Any]
