@@ -35,7 +35,7 @@ import urllib.parse
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from statistics import mean
 from typing import Any, Literal
@@ -396,7 +396,7 @@ def _stored(db: Connection, models: Sequence[str | None]) -> list[dict[str, str 
 
 def update_table(target: SqlTarget, records: Sequence[PerfRecord], now: datetime | None = None) -> Upload:
     """Create the table if needed and add the records it does not have yet, in one transaction."""
-    when = (now or datetime.now(UTC)).replace(tzinfo=None, microsecond=0)
+    when = (now or datetime.now(timezone.utc)).replace(tzinfo=None, microsecond=0)
     try:
         with connect(target) as db:
             created = ensure_table(db)

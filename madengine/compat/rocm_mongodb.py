@@ -27,7 +27,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from madengine.compat.rocm_csv import CsvTable
@@ -162,7 +162,7 @@ class Upsert:
 
 def upserts(docs: Sequence[Mapping[str, Any]], now: datetime) -> list[Upsert]:
     """The upserts of `docs`, keyed on `_id`; created_date on insert only, unless the row has its own."""
-    created = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    created = now.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     out: list[Upsert] = []
     for doc in docs:
         fields = {k: v for k, v in doc.items() if k != "_id"}
@@ -195,5 +195,5 @@ def upload(collection: Collection, operations: Sequence[Upsert], batch_size: int
 
 
 def now_utc() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+    return datetime.now(timezone.utc).replace(microsecond=0)
 
