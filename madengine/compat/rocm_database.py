@@ -350,7 +350,10 @@ def _sql_errors(target: SqlTarget) -> tuple[type[BaseException], ...]:
 
 def ensure_table(db: Connection) -> list[str]:
     """Create the table, or the columns an existing one lacks; return what was created."""
-    if db.kind == "postgresql":  # two creators at once: the second waits, then finds it there
+    if db.kind == "postgresql":
+        # Held until the transaction ends: one create-table or update-table at a time, so a second
+        # creator finds the table there, and what an upload found already stored stays true until it
+        # commits (SQLite's BEGIN IMMEDIATE does the same).
         db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"madengine {TABLE}",))
     before = _columns(db)
     db.execute(create_statement(db.kind))
@@ -400,8 +403,6 @@ def update_table(target: SqlTarget, records: Sequence[PerfRecord], now: datetime
     try:
         with connect(target) as db:
             created = ensure_table(db)
-            if db.kind == "postgresql":  # one upload at a time: what is already there stays true until commit
-                db.execute(f"LOCK TABLE {TABLE} IN SHARE ROW EXCLUSIVE MODE")
             history = _stored(db, [r.values["model"] for r in records])
             fresh = new_records(records, [tuple(h[c] for c in SAME_ROW) for h in history])
             archs = sorted(str(row[0]) for row in db.execute(
