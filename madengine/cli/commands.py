@@ -61,7 +61,7 @@ EXAMPLES = {
                  "madengine database upload-mongodb --database-name mad --collection-name perf --db-url mongodb://db"],
     "database create-table": ["madengine database create-table --db-url postgresql://ci@db.example.org/perf"],
     "database update-table": ["madengine database update-table --csv-file-path perf.csv",
-                              "TUNA_DB_HOSTNAME=db TUNA_DB_USER_NAME=ci madengine database update-table"],
+                              "madengine database update-table --db-url sqlite:///results/perf.db"],
     "database upload-mongodb": ["madengine database upload-mongodb --database-name mad --collection-name perf "
                                 "--db-url mongodb://db.example.org:27017"],
     "state": ["madengine state list", "madengine state forget 'job:dummy@cpu/box#1'"],
