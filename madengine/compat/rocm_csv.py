@@ -9,9 +9,8 @@ header at its line. ROCm's pandas accepts a row with fewer fields (the rest are 
 from __future__ import annotations
 
 import csv
-import io
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from madengine import limits
@@ -50,14 +49,27 @@ def read_csv(path: str | os.PathLike[str], shown: str | None = None,
         column = nul - (raw.rfind(b"\n", 0, nul) + 1) + 1
         raise ConfigError("a NUL byte: not a text file", file=shown, line=line, column=column, hint=_HINT)
     text = decode_utf8(raw, shown, hint=_HINT)
+    del raw  # a big file is held once, not twice, while it is parsed
     return parse_csv(text, shown, required)
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of `text`, ends kept, without a copy of it (io.StringIO holds 4 bytes a character)."""
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find("\n", start)
+        if end < 0:
+            yield text[start:]
+            return
+        yield text[start:end + 1]
+        start = end + 1
 
 
 def parse_csv(text: str, shown: str, required: Iterable[str] = ()) -> CsvTable:
     # A field may be as long as the file (the file's size is what is bounded); the module's default
     # (128 KB) would refuse a long `args` of a real file.
     csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(_lines(text))
     errors: list[Diagnostic] = []
     header: tuple[str, ...] | None = None
     rows: list[tuple[str, ...]] = []

@@ -33,7 +33,7 @@ import contextlib
 import sqlite3
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -233,17 +233,30 @@ def _dict_literal(text: str | None) -> dict[Any, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def relative_change(record: PerfRecord, archs: Sequence[str], history: Sequence[Mapping[str, str | None]]) -> str:
+Baselines = dict[tuple[str | None, str | None, str | None], list[float]]
+_AT = {name: i for i, name in enumerate(SAME_ROW)}
+
+
+def baselines(stored: Iterable[Sequence[str | None]]) -> Baselines:
+    """(model, gpu_architecture, base_docker) -> the performance of its successful rows, oldest first,
+    from the table's rows (SAME_ROW values, in id order)."""
+    model, arch, base, status, perf = (_AT[c] for c in ("model", "gpu_architecture", "base_docker", "status",
+                                                        "performance"))
+    out: Baselines = {}
+    for row in stored:
+        if row[status] == "SUCCESS" and row[perf] and (n := _number(row[perf])) is not None:
+            out.setdefault((row[model], row[arch], row[base]), []).append(n)
+    return out
+
+
+def relative_change(record: PerfRecord, archs: Sequence[str], past: Baselines) -> str:
     """ROCm's relative_perf_all_configs for one row: per GPU architecture of the table, the row's
-    performance against the average of the last BASELINE_RUNS successful rows (in `history`, oldest
-    first) of its model on that architecture with its base image."""
+    performance against the average of the last BASELINE_RUNS successful rows of its model on that
+    architecture with its base image."""
     out = _dict_literal(record.values["relative_change"]) or {}
     performance = _number(record.values["performance"]) if record.values["performance"] else None
     for arch in archs:
-        perfs = [n for m in history
-                 if m["model"] == record.values["model"] and m["gpu_architecture"] == arch
-                 and m["status"] == "SUCCESS" and m["base_docker"] == record.values["base_docker"]
-                 and m["performance"] and (n := _number(m["performance"])) is not None][-BASELINE_RUNS:]
+        perfs = past.get((record.values["model"], arch, record.values["base_docker"]), [])[-BASELINE_RUNS:]
         average = mean(perfs) if perfs else None
         out[arch] = {
             "pct_change": performance / average * 100 if performance is not None and average else None,
@@ -381,19 +394,16 @@ class Upload:
     already: int
 
 
-def _stored(db: Connection, models: Sequence[str | None]) -> list[dict[str, str | None]]:
-    """The table's rows of these models, oldest first (SAME_ROW columns and what relative_change reads)."""
-    names = list(SAME_ROW)
-    out: list[dict[str, str | None]] = []
+def _stored(db: Connection, models: Sequence[str | None]) -> list[tuple[str | None, ...]]:
+    """The table's rows of these models (their SAME_ROW values), oldest first."""
+    select = f"SELECT {', '.join(SAME_ROW)} FROM {TABLE} WHERE "
+    out: list[tuple[str | None, ...]] = []
     real = sorted({m for m in models if m is not None})
     for start in range(0, len(real), 500):
         chunk = real[start:start + 500]
-        rows = db.execute(f"SELECT {', '.join(names)} FROM {TABLE} WHERE model IN ({', '.join('?' * len(chunk))}) "
-                          "ORDER BY id", chunk)
-        out.extend(dict(zip(names, row, strict=True)) for row in rows)
+        out.extend(map(tuple, db.execute(select + f"model IN ({', '.join('?' * len(chunk))}) ORDER BY id", chunk)))
     if None in models:
-        rows = db.execute(f"SELECT {', '.join(names)} FROM {TABLE} WHERE model IS NULL ORDER BY id")
-        out.extend(dict(zip(names, row, strict=True)) for row in rows)
+        out.extend(map(tuple, db.execute(select + "model IS NULL ORDER BY id")))
     return out
 
 
@@ -404,12 +414,14 @@ def update_table(target: SqlTarget, records: Sequence[PerfRecord], now: datetime
         with connect(target) as db:
             created = ensure_table(db)
             history = _stored(db, [r.values["model"] for r in records])
-            fresh = new_records(records, [tuple(h[c] for c in SAME_ROW) for h in history])
+            fresh = new_records(records, history)
+            past = baselines(history)
+            del history
             archs = sorted(str(row[0]) for row in db.execute(
                 f"SELECT DISTINCT gpu_architecture FROM {TABLE} WHERE gpu_architecture IS NOT NULL"))
             names = ["created_date", *COLUMN_NAMES]
             stamp: Any = when if db.kind == "postgresql" else when.strftime("%Y-%m-%d %H:%M:%S")
-            rows = [[stamp, *({**r.values, "relative_change": relative_change(r, archs, history) or None}[c]
+            rows = [[stamp, *({**r.values, "relative_change": relative_change(r, archs, past) or None}[c]
                               for c in COLUMN_NAMES)] for r in fresh]
             if rows:
                 db.executemany(f"INSERT INTO {TABLE} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",

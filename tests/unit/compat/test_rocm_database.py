@@ -61,9 +61,10 @@ def test_columns_not_stored_are_named() -> None:
     assert not_stored == ["extra", "id"] and rows[0].values["model"] == "a"
 
 
-def history(*rows: tuple[str, str, str, str | None]) -> list[dict[str, str | None]]:
-    return [{"model": "m", "gpu_architecture": arch, "status": status, "base_docker": "ubuntu", "performance": p}
-            for arch, status, _, p in rows]
+def history(*rows: tuple[str, str, str, str | None]) -> rdb.Baselines:
+    values = [{"model": "m", "gpu_architecture": arch, "status": status, "base_docker": "ubuntu", "performance": p}
+              for arch, status, _, p in rows]
+    return rdb.baselines([tuple(v.get(c) for c in rdb.SAME_ROW) for v in values])
 
 
 def test_relative_change_per_architecture_of_the_table() -> None:
