@@ -243,6 +243,23 @@ def test_create_and_update_table_in_the_default_sqlite_file(run_perf_csv: Path, 
     assert len(str(created)) == 19  # YYYY-MM-DD HH:MM:SS
 
 
+def test_a_table_of_rocm_s_shape_gets_the_missing_columns_and_ids(tmp_path: Path) -> None:
+    import sqlite3
+
+    # ROCm's table: `id INT PRIMARY KEY` (no default: its uploader numbers rows), its columns only
+    columns = ", ".join(f"`{c}` VARCHAR(128)" for c in ROCM_TABLE_COLUMNS[2:])
+    with sqlite3.connect(tmp_path / "perf.db") as db:
+        db.execute(f"CREATE TABLE `dlm_table` (`id` INT PRIMARY KEY, `created_date` DATETIME DEFAULT "
+                   f"CURRENT_TIMESTAMP, {columns})")
+        db.execute("INSERT INTO dlm_table (id, model, performance) VALUES (41, 'old', '1')")
+    writer_perf_csv(tmp_path / "perf.csv", [1.0, 2.0])
+    code, out, err = run_cli("database", "update-table", "--db-url", "perf.db", cwd=tmp_path)
+    more = ", ".join(f"dlm_table.{c}" for c in PERF_CSV_COLUMNS if c not in ROCM_TABLE_COLUMNS)
+    assert (code, err) == (0, "") and out == f"dlm_table in perf.db: created {more}; 2 rows added, 0 already there\n"
+    assert sqlite_rows(tmp_path / "perf.db", "id, model, nnodes") == [(41, "old", None), (42, "dummy", "1"),
+                                                                       (43, "dummy", "1")]
+
+
 def test_relative_change_is_rocm_s(tmp_path: Path) -> None:
     writer_perf_csv(tmp_path / "perf.csv", [100.0, 110.0, None, 120.0])
     code, _, err = run_cli("database", "update-table", "--db-url", "sqlite:///perf.db", cwd=tmp_path)
