@@ -181,21 +181,19 @@ def perf_records(table: CsvTable) -> tuple[list[PerfRecord], list[str]]:
 
     Values are stripped of spaces (ROCm's load_perf_csv); a value longer than its column is an error at
     its line (all of them at once)."""
-    stored = [c for c in table.columns if c in LENGTHS]
+    stored = [(c, i) for i, c in enumerate(table.columns) if c in LENGTHS]
+    bounded = [(c, i, n) for c, i in stored if (n := LENGTHS[c]) is not None]
     not_stored = [c for c in table.columns if c not in LENGTHS]
     errors: list[Diagnostic] = []
     records: list[PerfRecord] = []
+    empty: dict[str, str | None] = dict.fromkeys(COLUMN_NAMES)
     for row, line in zip(table.rows, table.lines, strict=True):
-        given = dict(zip(table.columns, row, strict=True))
-        values: dict[str, str | None] = dict.fromkeys(COLUMN_NAMES)
-        for column in stored:
-            value = given[column].strip()
-            length = LENGTHS[column]
-            if length is not None and len(value) > length:
+        values = empty | {c: row[i].strip() or None for c, i in stored}
+        for column, i, length in bounded:
+            if len(row[i]) > length and len(value := row[i].strip()) > length:
                 errors.append(Diagnostic(table.shown, line, None, f"{len(value)} characters, more than the "
                                          f"{length} of {TABLE}'s column", key_path=column,
                                          hint="ROCm's table has these column sizes; shorten the value"))
-            values[column] = value or None
         records.append(PerfRecord(line, values))
     if errors:
         raise ConfigError.many(errors[:50])
