@@ -52,7 +52,7 @@ def test_not_utf8(run_cli: RunCli, tmp_path: Path) -> None:
 def test_no_model_column(run_cli: RunCli, tmp_path: Path) -> None:
     (tmp_path / "perf.csv").write_text("name,performance\na,1\n")
     for args in COMMANDS:
-        code, out, err = run_cli(*args, cwd=tmp_path)
+        code, _, err = run_cli(*args, cwd=tmp_path)
         assert (code, err) == (5, "perf.csv:1: error: no model column: not a perf.csv (hint: give the perf.csv "
                                   "that `madengine run` or `apply` wrote)\n"), args
     assert not (tmp_path / ".madengine").exists()
@@ -91,7 +91,7 @@ def test_a_fifo_is_refused_not_waited_on(run_cli: RunCli, tmp_path: Path) -> Non
 
 def test_a_value_too_long_for_rocm_s_table(run_cli: RunCli, tmp_path: Path) -> None:
     (tmp_path / "perf.csv").write_text("model,args\na,--ok\nb," + "x" * 129 + "\nc," + "y" * 200_000 + "\n")
-    code, out, err = run_cli(*COMMANDS[0], cwd=tmp_path)
+    code, _, err = run_cli(*COMMANDS[0], cwd=tmp_path)
     assert code == 5 and err.splitlines() == [
         f"perf.csv:{n}: error: args: {k} characters, more than the 128 of dlm_table's column (hint: ROCm's table "
         "has these column sizes; shorten the value)" for n, k in ((3, 129), (4, 200_000))]
@@ -102,7 +102,7 @@ def test_a_value_too_long_for_rocm_s_table(run_cli: RunCli, tmp_path: Path) -> N
 
 def test_missing_and_extra_columns(run_cli: RunCli, tmp_path: Path) -> None:
     (tmp_path / "perf.csv").write_text("model,performance,owner\na,1,me\nb\n")  # b: fewer fields, as pandas
-    code, out, err = run_cli(*COMMANDS[0], cwd=tmp_path)
+    code, _, err = run_cli(*COMMANDS[0], cwd=tmp_path)
     assert code == 0 and err == "perf.csv:1: warning: not stored (no such column in dlm_table): owner\n"
     assert stored(tmp_path, "model, performance, metric") == [("a", "1", None), ("b", None, None)]
 
