@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "runner",
     "generate",
     "results",
+    "report",
     "state",
     "unlock",
 )
@@ -53,6 +54,7 @@ EXAMPLES = {
                          "madengine generate ansible -o out --target lab --json"],
     "generate slurm": ["madengine generate slurm -o generated", "madengine generate slurm -o out --target hpc --json"],
     "results": ["madengine results", "madengine results --history dummy --csv perf.csv"],
+    "report": ["madengine report -o report.html", "madengine report -o report.html --against nightly --history 10"],
     "state": ["madengine state list", "madengine state forget 'job:dummy@cpu/box#1'"],
     "state list": ["madengine state list --json"],
     "state show": ["madengine state show 'job:dummy@cpu/box#1'"],

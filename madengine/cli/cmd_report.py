@@ -1,0 +1,102 @@
+"""`madengine report -o FILE`: one self-contained HTML page of the results (DESIGN §7).
+
+`report` is a group: without a subcommand its own options write madengine's report; ROCm madengine's
+`report to-html` / `report to-email` are subcommands registered on the same group by another module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from madengine.cli.options import ChdirOption, FileOption, StateOption
+
+NO_RESULTS = "no results yet; run `madengine apply`"
+
+
+def register(app: typer.Typer) -> None:
+    report_app = typer.Typer(name="report", invoke_without_command=True, no_args_is_help=False,
+                             rich_markup_mode=None, help="Write an HTML report of the results (or ROCm's reports).")
+    report_app.callback()(report)
+    app.add_typer(report_app, name="report")
+
+
+def report(
+    ctx: typer.Context,
+    output: Path | None = typer.Option(None, "-o", "--output", metavar="FILE",
+                                       help="Write the report to FILE (one self-contained HTML page)."),
+    against: str | None = typer.Option(None, "--against", metavar="REF",
+                                       help="Compare with REF: an apply id, latest, previous, @{date}, a baseline "
+                                       "name or a results file (default: the apply before the one reported)."),
+    apply_id: int | None = typer.Option(None, "--apply", metavar="N",
+                                        help="Report on apply N (default: the latest)."),
+    history: int = typer.Option(20, "--history", metavar="N", min=0,
+                                help="How many applies of history to chart (0: none)."),
+    file: Path | None = FileOption,
+    chdir: Path | None = ChdirOption,
+    state: str | None = StateOption,
+) -> None:
+    """Write one self-contained HTML page: summary, a table per context and target, a chart per metric,
+    the comparison with the previous apply or a baseline, history, failures with their logs' tails."""
+    if ctx.invoked_subcommand is not None:
+        return  # `report to-html ...`: the subcommand does the work
+    from madengine.errors import UsageError
+
+    if output is None:
+        raise UsageError("report: -o/--output FILE is required", hint="madengine report -o report.html")
+    _write_report(output, against=against, apply_id=apply_id, history=history, file=file, chdir=chdir, state=state)
+
+
+def _write_report(output: Path, *, against: str | None, apply_id: int | None, history: int, file: Path | None,
+                  chdir: Path | None, state: str | None) -> None:
+    import os
+    import tempfile
+
+    from madengine.cli.options import madfile_path, state_db
+    from madengine.errors import UsageError
+    from madengine.madfile.locate import display_path
+    from madengine.results import report as rep
+    from madengine.state.model import utc_now
+    from madengine.state.store import StateStore
+
+    db = state_db(file, chdir, state)
+    if chdir is not None:
+        output = chdir / output  # "as if started in DIR", like -f (an absolute FILE stays as it is)
+    project = madfile_path(file, chdir).resolve().parent.name
+    if db.exists():
+        with StateStore.open(db, readonly=True) as store:
+            applies = store.applies()
+            attempts = store.attempts()
+    else:
+        applies, attempts = [], []
+    if apply_id is not None and apply_id not in {a.id for a in applies}:
+        span = f"applies are {applies[0].id}..{applies[-1].id}" if applies else "no apply has run yet"
+        raise UsageError(f"--apply {apply_id}: no such apply ({span})", hint="see `madengine results --json`")
+    shown = rep.latest(attempts, apply_id)
+    tails = {a.id: rep.log_tail(db.parent, a.log_path) for a in rep.failed(shown)[:rep.MAX_FAILURES]}
+    comparison, note = None, "no earlier apply to compare with"
+    page = rep.render(rep.build(project=project, generated=utc_now(), applies=applies, attempts=attempts,
+                                apply_id=apply_id, history=history, comparison=comparison, comparison_note=note,
+                                tails=tails))
+    data = page.encode("utf-8")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the page unreadable to a web server
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    what = f"{len(shown)} job{'s' if len(shown) != 1 else ''}" if shown else NO_RESULTS
+    typer.echo(f"{display_path(output)}: {_size(len(data))} written ({what})")
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KB"
+    return f"{n / 1024 / 1024:.1f} MB"
