@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import typer
@@ -13,13 +14,26 @@ import typer
 from madengine.cli.options import ChdirOption, FileOption, StateOption
 
 NO_RESULTS = "no results yet; run `madengine apply`"
+# Modules (`madengine.cli.cmd_<name>`) whose `register(report_app)` adds subcommands to `report`:
+# ROCm madengine's `report to-html` and `report to-email`.
+SUBCOMMAND_MODULES: tuple[str, ...] = ()
 
 
 def register(app: typer.Typer) -> None:
+    import importlib
+
+    app.add_typer(group(importlib.import_module(f"madengine.cli.cmd_{name}").register
+                        for name in SUBCOMMAND_MODULES), name="report")
+
+
+def group(subcommands: Iterable[Callable[[typer.Typer], None]] = ()) -> typer.Typer:
+    """`report`: runs its own callback when no subcommand is named (`report -o FILE`), else the subcommand."""
     report_app = typer.Typer(name="report", invoke_without_command=True, no_args_is_help=False,
                              rich_markup_mode=None, help="Write an HTML report of the results (or ROCm's reports).")
     report_app.callback()(report)
-    app.add_typer(report_app, name="report")
+    for add in subcommands:
+        add(report_app)
+    return report_app
 
 
 def report(

@@ -13,7 +13,6 @@ that moved most over the applies shown. Each says so under it when it leaves som
 
 from __future__ import annotations
 
-import math
 import os
 import statistics
 from collections import Counter, defaultdict
@@ -32,6 +31,7 @@ from madengine.results import svgchart
 from madengine.results.gates import Verdict
 from madengine.results.gates import summary as gates_summary
 from madengine.results.perfcsv import format_number, is_job
+from madengine.results.resultset import Figure, series_key, series_of
 from madengine.state.model import ApplyRecord, Attempt, Status
 
 MAX_BARS = 40  # bars per chart: the highest figures of the metric
@@ -149,18 +149,12 @@ def short_hash(value: str) -> str:
     return digest[:HASH_CHARS]
 
 
-def job_key(address: str) -> str:
-    """A job's address without its repeat: the repeats of one job are one series."""
-    head, sep, tail = address.rpartition("#")
-    return head if sep and tail.isdigit() else address
-
-
 def _where(attempt: Attempt) -> tuple[str, str]:
     """(context, target) of a job: from its lock entry, else from its address (`job:m@ctx/target#1`)."""
     context, target = attempt.inputs.get("context"), attempt.inputs.get("target")
     if isinstance(context, str) and isinstance(target, str):
         return context, target
-    _, _, place = job_key(attempt.address).rpartition("@")
+    _, _, place = series_key(attempt.address).rpartition("@")
     ctx, _, tgt = place.partition("/")
     return ctx, tgt
 
@@ -199,36 +193,32 @@ def tables(shown: Sequence[Attempt]) -> tuple[Table, ...]:
     return tuple(Table(context, target, tuple(rows)) for (context, target), rows in sorted(by_place.items()))
 
 
-def _figures(attempts: Iterable[Attempt]) -> dict[str, dict[str, list[float]]]:
-    """metric -> series label -> the successful figures of its repeats. A series is a job without its
-    repeat, plus the row's model when it is a multiple_results row."""
-    out: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for attempt in attempts:
-        if attempt.status is not Status.SUCCESS:
-            continue
-        model = attempt.inputs.get("model")
-        for p in attempt.perf:
-            if p.status is Status.SUCCESS and p.performance is not None and math.isfinite(p.performance):
-                label = job_key(attempt.address) + ("" if p.model == model else f" {p.model}")
-                out[p.metric][label].append(p.performance)
+def _figures(attempts: Iterable[Attempt]) -> dict[str, dict[str, Figure]]:
+    """metric -> series label -> its figure (the repeats of a job are one series: `resultset.series_of`).
+    A multiple_results row's label is its job's and the row's model."""
+    out: dict[str, dict[str, Figure]] = defaultdict(dict)
+    for key, series in series_of(attempts).items():
+        for (row_model, metric), figure in series.figures.items():
+            out[metric][key if row_model == series.model else f"{key} {row_model}"] = figure
     return out
 
 
 def bar_charts(shown: Sequence[Attempt]) -> tuple[Chart, ...]:
     """A chart per metric of the latest figures, one bar per series (the median of its repeats)."""
     charts = []
-    for metric, series in sorted(_figures(shown).items()):
-        bars = sorted((svgchart.Bar(label, statistics.median(values), _repeats(values))
-                       for label, values in series.items()), key=lambda b: (-b.value, b.label))
+    for metric, figures in sorted(_figures(shown).items()):
+        bars = sorted((svgchart.Bar(label, f.median, _repeats(f)) for label, f in figures.items()),
+                      key=lambda b: (-b.value, b.label))
         charts.append(Chart(metric, svgchart.bar_chart(bars[:MAX_BARS], metric=metric, total=len(bars)),
                             min(len(bars), MAX_BARS), len(bars)))
     return tuple(charts)
 
 
-def _repeats(values: Sequence[float]) -> str:
-    if len(values) < 2:
+def _repeats(figure: Figure) -> str:
+    if len(figure.values) < 2:
         return ""
-    return f"median of {len(values)} repeats, {format_number(min(values))}..{format_number(max(values))}"
+    return (f"median of {len(figure.values)} repeats, "
+            f"{format_number(min(figure.values))}..{format_number(max(figure.values))}")
 
 
 def history_charts(attempts: Sequence[Attempt], applies: Sequence[int]) -> tuple[Chart, ...]:
@@ -236,13 +226,13 @@ def history_charts(attempts: Sequence[Attempt], applies: Sequence[int]) -> tuple
     per_apply: dict[int, list[Attempt]] = defaultdict(list)
     wanted = set(applies)
     for attempt in attempts:
-        if attempt.apply_id in wanted and is_job(attempt):
+        if attempt.apply_id in wanted:
             per_apply[attempt.apply_id].append(attempt)
     points: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for apply_id, done in per_apply.items():
-        for metric, series in _figures(done).items():
-            for label, values in series.items():
-                points[metric][label][apply_id] = statistics.median(values)
+        for metric, figures in _figures(done).items():
+            for label, figure in figures.items():
+                points[metric][label][apply_id] = figure.median
     charts = []
     labels = [f"#{a}" for a in applies]
     for metric, by_series in sorted(points.items()):
