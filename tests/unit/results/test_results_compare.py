@@ -58,10 +58,10 @@ def test_a_change_within_the_noise_floor_is_noise_and_beyond_it_a_regression() -
 
 def test_both_directions() -> None:
     assert one(series([100.0]), series([110.0])).verdict == "improved"
-    lat = {"metric": "latency_ms"}
-    row = one(series([10.0], **lat), series([12.0], **lat))
+    lat = "latency_ms"
+    row = one(series([10.0], metric=lat), series([12.0], metric=lat))
     assert (row.verdict, row.better, row.direction_from) == ("regressed", "lower", "name")
-    assert one(series([10.0], **lat), series([8.0], **lat)).verdict == "improved"
+    assert one(series([10.0], metric=lat), series([8.0], metric=lat)).verdict == "improved"
 
 
 def test_repeats_use_medians_and_their_spread_widens_the_band() -> None:
