@@ -6,12 +6,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from madengine.cli.options import ChdirOption, FileOption, StateOption
+
+if TYPE_CHECKING:
+    from madengine.madfile.model import Madfile
+    from madengine.results.report import Comparison as ReportComparison
+    from madengine.state.model import ApplyRecord, Attempt
+    from madengine.state.store import StateStore
 
 NO_RESULTS = "no results yet; run `madengine apply`"
 # Modules (`madengine.cli.cmd_<name>`) whose `register(report_app)` adds subcommands to `report`:
@@ -64,11 +71,7 @@ def report(
 
 def _write_report(output: Path, *, against: str | None, apply_id: int | None, history: int, file: Path | None,
                   chdir: Path | None, state: str | None) -> None:
-    import os
-    import tempfile
-
     from madengine.cli.options import madfile_path, state_db
-    from madengine.errors import UsageError
     from madengine.madfile.locate import display_path
     from madengine.results import report as rep
     from madengine.state.model import utc_now
@@ -77,23 +80,82 @@ def _write_report(output: Path, *, against: str | None, apply_id: int | None, hi
     db = state_db(file, chdir, state)
     if chdir is not None:
         output = chdir / output  # "as if started in DIR", like -f (an absolute FILE stays as it is)
-    project = madfile_path(file, chdir).resolve().parent.name
+    path = madfile_path(file, chdir)
+    madfile = _madfile(path)
+    project = (madfile.name if madfile is not None else None) or path.resolve().parent.name
+    cwd = chdir if chdir is not None else Path.cwd()
     if db.exists():
         with StateStore.open(db, readonly=True) as store:
             applies = store.applies()
             attempts = store.attempts()
+            _check_apply(apply_id, applies)
+            comparison, note = _comparison(store, applies, apply_id, against, madfile, path.parent, cwd)
     else:
         applies, attempts = [], []
-    if apply_id is not None and apply_id not in {a.id for a in applies}:
-        span = f"applies are {applies[0].id}..{applies[-1].id}" if applies else "no apply has run yet"
-        raise UsageError(f"--apply {apply_id}: no such apply ({span})", hint="see `madengine results --json`")
+        _check_apply(apply_id, applies)
+        comparison, note = _comparison(None, applies, apply_id, against, madfile, path.parent, cwd)
     shown = rep.latest(attempts, apply_id)
     tails = {a.id: rep.log_tail(db.parent, a.log_path) for a in rep.failed(shown)[:rep.MAX_FAILURES]}
-    comparison, note = None, "no earlier apply to compare with"
     page = rep.render(rep.build(project=project, generated=utc_now(), applies=applies, attempts=attempts,
                                 apply_id=apply_id, history=history, comparison=comparison, comparison_note=note,
                                 tails=tails))
     data = page.encode("utf-8")
+    _write_atomically(output, data)
+    what = f"{len(shown)} job{'s' if len(shown) != 1 else ''}" if shown else NO_RESULTS
+    typer.echo(f"{display_path(output)}: {_size(len(data))} written ({what})")
+
+
+def _madfile(path: Path) -> Madfile | None:
+    """The madfile, when there is one: the project's name, and how compare judges (`results:`, `expect:`)."""
+    from madengine.madfile.load import load_madfile
+
+    return load_madfile(path).madfile if path.is_file() else None
+
+
+def _check_apply(apply_id: int | None, applies: Sequence[ApplyRecord]) -> None:
+    from madengine.errors import UsageError
+
+    if apply_id is not None and apply_id not in {a.id for a in applies}:
+        span = f"applies are {applies[0].id}..{applies[-1].id}" if applies else "no apply has run yet"
+        raise UsageError(f"--apply {apply_id}: no such apply ({span})", hint="see `madengine results --json`")
+
+
+def _comparison(store: StateStore | None, applies: Sequence[ApplyRecord], apply_id: int | None, against: str | None,
+                madfile: Madfile | None, root: Path, cwd: Path) -> tuple[ReportComparison | None, str]:
+    """What the reported apply measured (the newest apply with results when none is named) against REF
+    (default: the apply with results before it), as `madengine compare` compares; or None and why not."""
+    from madengine.results import compare, resultset
+    from madengine.results import report as rep
+
+    chosen = [a for a in applies if apply_id is None or a.id <= apply_id]
+    found: list[tuple[ApplyRecord, list[Attempt]]] = []
+    if store is not None:
+        for record in reversed(chosen):  # newest first, one apply at a time: most reports read two
+            mine = store.attempts(apply_id=record.id)
+            if resultset.has_results(mine):
+                found.append((record, mine))
+                if len(found) == (1 if against is not None else 2):
+                    break
+    if not found or (apply_id is not None and found[0][0].id != apply_id):
+        if against is not None:  # still say a bad reference is one
+            resultset.resolve(against, store, project=madfile.name if madfile else None, root=root, cwd=cwd)
+        return None, "no results to compare" if apply_id is None else f"apply {apply_id} recorded no results"
+    assert store is not None
+    after = resultset.load_apply(store, found[0][0], found[0][1], project=madfile.name if madfile else None)
+    if against is not None:
+        before = resultset.resolve(against, store, project=madfile.name if madfile else None, root=root, cwd=cwd)
+    elif len(found) > 1:
+        before = resultset.load_apply(store, found[1][0], found[1][1], project=madfile.name if madfile else None)
+    else:
+        return None, f"{after.label} is the first apply with results: nothing earlier to compare with"
+    return rep.comparison(compare.compare(before, after, compare.policy_of(madfile))), ""
+
+
+def _write_atomically(output: Path, data: bytes) -> None:
+    """A reader (a browser, a web server) never sees half a page."""
+    import os
+    import tempfile
+
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
     try:
@@ -104,8 +166,6 @@ def _write_report(output: Path, *, against: str | None, apply_id: int | None, hi
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    what = f"{len(shown)} job{'s' if len(shown) != 1 else ''}" if shown else NO_RESULTS
-    typer.echo(f"{display_path(output)}: {_size(len(data))} written ({what})")
 
 
 def _size(n: int) -> str:

@@ -27,7 +27,7 @@ from markupsafe import Markup
 
 from madengine import shipped
 from madengine.files import NotAFileError, open_file
-from madengine.results import svgchart
+from madengine.results import compare, svgchart
 from madengine.results.gates import Verdict
 from madengine.results.gates import summary as gates_summary
 from madengine.results.perfcsv import format_number, is_job
@@ -109,8 +109,9 @@ class ComparisonRow:
 class Comparison:
     before: str  # what the report is compared against: `apply 3`, `baseline nightly`...
     after: str
-    rows: tuple[ComparisonRow, ...]
+    rows: tuple[ComparisonRow, ...]  # what changed (regressions first), shown in full
     counts: tuple[tuple[str, int], ...]
+    quiet: tuple[ComparisonRow, ...] = ()  # within noise, unchanged: folded away
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,32 @@ class Report:
     @property
     def empty(self) -> bool:
         return not self.tables
+
+
+def comparison(result: compare.Comparison) -> Comparison:
+    """`compare`'s comparison as the report shows it: regressions first (the largest first), then the other
+    verdicts in `compare.VERDICTS`' order; rows within noise or unchanged apart, folded."""
+    order = {v: i for i, v in enumerate(compare.VERDICTS)}
+
+    def worst_first(row: compare.Row) -> tuple[int, float, str, str, str]:
+        return order[row.verdict], -abs(row.change or 0.0), row.key, row.model, row.metric
+
+    rows = [ComparisonRow(job=row.key if compare._names_model(row.key, row.model) else f"{row.key} {row.model}",
+                          metric=row.metric, before=_median(row.a), after=_median(row.b), change=row.change_text(),
+                          verdict=row.verdict,
+                          inputs=row.changed or ((f"{row.b_status.value if row.b_status else 'FAILED'}"
+                                                  + (f": {row.message}" if row.message else ""),)
+                                                 if row.verdict == "failed" else ()))
+            for row in sorted(result.rows, key=worst_first)]
+    counts = tuple((v, n) for v, n in result.counts().items() if n)
+    return Comparison(before=result.a.label, after=result.b.label, counts=counts,
+                      rows=tuple(r for r in rows if r.verdict in compare.INTERESTING),
+                      quiet=tuple(r for r in rows if r.verdict not in compare.INTERESTING))
+
+
+def _median(figure: Figure | None) -> str:
+    """A median as the comparison shows it: 6 significant digits (that of two repeats is no exact figure)."""
+    return "" if figure is None else format_number(float(f"{figure.median:.6g}"))
 
 
 def short_hash(value: str) -> str:

@@ -31,16 +31,17 @@ def _colour(text: str) -> tuple[int, int, int]:
 
 def _job(store: StateStore, apply_id: int, model: str, value: float | None, *, repeat: int = 1,
          status: Status = Status.SUCCESS, log_path: str | None = None, message: str = "",
-         target: str = "box") -> None:
+         target: str = "box", args: list[str] | None = None) -> None:
     attempt = store.start_attempt(apply_id, job_address(model, repeat=repeat, target=target), "sha256:a00d",
-                                  job_inputs(model, repeat=repeat, target=target), "bench-01", log_path)
+                                  job_inputs(model, repeat=repeat, target=target, args=args), "bench-01", log_path)
     store.finish_attempt(attempt, status, exit_code=0 if status is Status.SUCCESS else 1, message=message,
                          perf=(PerfRow(model, value, "samples_per_second"),) if value is not None else ())
 
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
-    """Four applies of two jobs with two repeats each; the last one's `broken` job failed, its log kept."""
+    """Four applies of two jobs with two repeats each; in the last one, resnet got faster, gpt slower (its
+    arguments changed) and a `broken` job failed, its log kept."""
     db = tmp_path / ".madengine" / "state.db"
     log = tmp_path / ".madengine" / "logs" / "4" / "broken.log"
     log.parent.mkdir(parents=True)
@@ -50,7 +51,8 @@ def workspace(tmp_path: Path) -> Path:
             apply_id = store.begin_apply(f"sha256:lock{n}")
             for repeat in (1, 2):
                 _job(store, apply_id, "resnet", 100 * scale + repeat, repeat=repeat)
-                _job(store, apply_id, "gpt", 40 * scale - repeat, repeat=repeat, target="lab")
+                _job(store, apply_id, "gpt", (30 if n == 4 else 40) - repeat / 10, repeat=repeat, target="lab",
+                     args=["--batch", "64" if n == 4 else "32"])
             if n == 4:
                 _job(store, apply_id, "broken", None, status=Status.FAILURE, log_path="logs/4/broken.log",
                      message="exit code 1")
@@ -72,6 +74,25 @@ def test_writes_one_page_and_says_where_and_how_big(run_cli: RunCli, workspace: 
     assert parsed.svgs == {"charts": 1, "history": 1}
     assert external_references(html) == [] and parsed.urls == [] and "script" not in parsed.tags
     assert parsed.pre == ["\n".join([*(f"step {i}" for i in range(61, 100)), "Traceback: <script>boom()</script>"])]
+
+
+def test_the_comparison_with_the_previous_apply_or_a_reference(run_cli: RunCli, workspace: Path) -> None:
+    assert run_cli("report", "-o", "r.html", cwd=workspace)[0] == 0
+    parsed = parse((workspace / "r.html").read_text())
+    assert "apply 4 against apply 3; regressions first" in parsed.text["comparison"]
+    rows = parsed.tables["comparison"][0].rows
+    gpt, resnet, broken = (job_address(m, target=t).removesuffix("#1")
+                           for m, t in (("gpt", "lab"), ("resnet", "box"), ("broken", "box")))
+    assert rows == [
+        [gpt, "samples_per_second", "39.85", "29.85", "-25.09%", "regressed", "args"],
+        [resnet, "samples_per_second", "98.5", "111.5", "+13.20%", "improved", ""],
+        [broken, "", "", "", "", "failed", "FAILURE: exit code 1"],
+    ]
+    assert "1regressed" in parsed.text["summary"].replace(" ", "").replace("\n", "")
+    assert run_cli("report", "-o", "r.html", "--against", "1", cwd=workspace)[0] == 0
+    assert "apply 4 against apply 1" in parse((workspace / "r.html").read_text()).text["comparison"]
+    assert run_cli("report", "-o", "r.html", "--apply", "1", cwd=workspace)[0] == 0
+    assert "apply 1 is the first apply with results" in parse((workspace / "r.html").read_text()).text["comparison"]
 
 
 def test_apply_and_history_options(run_cli: RunCli, workspace: Path) -> None:
@@ -99,6 +120,9 @@ def test_bad_arguments_write_nothing(run_cli: RunCli, workspace: Path) -> None:
     code, out, err = run_cli("report", "-o", "r.html", "--apply", "9", cwd=workspace)
     assert (code, out) == (USAGE, "")
     assert err.startswith("error: --apply 9: no such apply (applies are 1..4)")
+    code, out, err = run_cli("report", "-o", "r.html", "--against", "nightly", cwd=workspace)
+    assert (code, out) == (USAGE, "")
+    assert err.startswith("error: 'nightly' is not an apply, a baseline or a results file")
     assert not (workspace / "r.html").exists()
 
 
