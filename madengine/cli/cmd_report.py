@@ -89,11 +89,11 @@ def _write_report(output: Path, *, against: str | None, apply_id: int | None, hi
             applies = store.applies()
             attempts = store.attempts()
             _check_apply(apply_id, applies)
-            comparison, note = _comparison(store, applies, apply_id, against, madfile, path.parent, cwd)
+            comparison, note = _comparison(store, applies, attempts, apply_id, against, madfile, path.parent, cwd)
     else:
         applies, attempts = [], []
         _check_apply(apply_id, applies)
-        comparison, note = _comparison(None, applies, apply_id, against, madfile, path.parent, cwd)
+        comparison, note = _comparison(None, applies, attempts, apply_id, against, madfile, path.parent, cwd)
     shown = rep.latest(attempts, apply_id)
     tails = {a.id: rep.log_tail(db.parent, a.log_path) for a in rep.failed(shown)[:rep.MAX_FAILURES]}
     page = rep.render(rep.build(project=project, generated=utc_now(), applies=applies, attempts=attempts,
@@ -120,18 +120,22 @@ def _check_apply(apply_id: int | None, applies: Sequence[ApplyRecord]) -> None:
         raise UsageError(f"--apply {apply_id}: no such apply ({span})", hint="see `madengine results --json`")
 
 
-def _comparison(store: StateStore | None, applies: Sequence[ApplyRecord], apply_id: int | None, against: str | None,
-                madfile: Madfile | None, root: Path, cwd: Path) -> tuple[ReportComparison | None, str]:
+def _comparison(store: StateStore | None, applies: Sequence[ApplyRecord], attempts: Sequence[Attempt],
+                apply_id: int | None, against: str | None, madfile: Madfile | None, root: Path,
+                cwd: Path) -> tuple[ReportComparison | None, str]:
     """What the reported apply measured (the newest apply with results when none is named) against REF
     (default: the apply with results before it), as `madengine compare` compares; or None and why not."""
     from madengine.results import compare, resultset
     from madengine.results import report as rep
 
     chosen = [a for a in applies if apply_id is None or a.id <= apply_id]
+    by_apply: dict[int, list[Attempt]] = {}
+    for attempt in attempts:
+        by_apply.setdefault(attempt.apply_id, []).append(attempt)
     found: list[tuple[ApplyRecord, list[Attempt]]] = []
     if store is not None:
-        for record in reversed(chosen):  # newest first, one apply at a time: most reports read two
-            mine = store.attempts(apply_id=record.id)
+        for record in reversed(chosen):  # newest first
+            mine = by_apply.get(record.id, [])
             if resultset.has_results(mine):
                 found.append((record, mine))
                 if len(found) == (1 if against is not None else 2):

@@ -13,6 +13,7 @@ that moved most over the applies shown. Each says so under it when it leaves som
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 from collections import Counter, defaultdict
@@ -31,7 +32,7 @@ from madengine.results import compare, svgchart
 from madengine.results.gates import Verdict
 from madengine.results.gates import summary as gates_summary
 from madengine.results.perfcsv import format_number, is_job
-from madengine.results.resultset import Figure, series_key, series_of
+from madengine.results.resultset import Figure, series_key
 from madengine.state.model import ApplyRecord, Attempt, Status
 
 MAX_BARS = 40  # bars per chart: the highest figures of the metric
@@ -221,13 +222,30 @@ def tables(shown: Sequence[Attempt]) -> tuple[Table, ...]:
 
 
 def _figures(attempts: Iterable[Attempt]) -> dict[str, dict[str, Figure]]:
-    """metric -> series label -> its figure (the repeats of a job are one series: `resultset.series_of`).
-    A multiple_results row's label is its job's and the row's model."""
-    out: dict[str, dict[str, Figure]] = defaultdict(dict)
-    for key, series in series_of(attempts).items():
-        for (row_model, metric), figure in series.figures.items():
-            out[metric][key if row_model == series.model else f"{key} {row_model}"] = figure
-    return out
+    """metric -> series label -> its figure, as `resultset.series_of` counts them (the latest attempt of each
+    address; the repeats of a job are one series; a failed run's numbers are not results), without the rest
+    of a series (inputs, image) that a chart does not need: a history reads twenty applies of it. A
+    multiple_results row's label is its job's and the row's model."""
+    last: dict[str, Attempt] = {}
+    for attempt in sorted(attempts, key=attrgetter("chronology")):
+        if is_job(attempt):
+            last[attempt.address] = attempt
+    values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for address in sorted(last, key=_repeat_order):
+        attempt = last[address]
+        if attempt.status is not Status.SUCCESS:
+            continue
+        key, model = series_key(address), attempt.inputs.get("model")
+        for p in attempt.perf:
+            if p.status is Status.SUCCESS and p.performance is not None and math.isfinite(p.performance):
+                values[p.metric][key if p.model == model else f"{key} {p.model}"].append(float(p.performance))
+    return {metric: {label: Figure.of(label, metric, v) for label, v in by_label.items()}
+            for metric, by_label in values.items()}
+
+
+def _repeat_order(address: str) -> tuple[str, int]:
+    head, _, repeat = address.rpartition("#")
+    return (head, int(repeat)) if repeat.isdigit() else (address, 0)
 
 
 def bar_charts(shown: Sequence[Attempt]) -> tuple[Chart, ...]:

@@ -211,3 +211,19 @@ def test_svg_numbers_and_ticks() -> None:
     # a gap: no figure in the middle apply draws two points, no line across it
     svg = svgchart.line_chart(["#1", "#2", "#3"], [svgchart.Series("s", (1.0, None, 2.0))], metric="m")
     assert svg.count("<circle") == 2 and "<polyline" not in svg
+
+
+def test_a_charts_figures_are_the_result_sets() -> None:
+    """The charts count figures as `resultset.series_of` does (latest attempt per address, repeats one series,
+    failed runs left out), without building whole series."""
+    from madengine.results.resultset import series_of
+
+    _, attempts = _store()
+    retried = _job(99, "resnet", 3, 500.0, status=Status.FAILURE)  # a later failed attempt replaces a repeat's
+    every = [*attempts, retried]
+    expected = {(metric, key if row_model == s.model else f"{key} {row_model}"): (f.values, f.median)
+                for key, s in series_of(every).items() for (row_model, metric), f in s.figures.items()}
+    got = {(metric, label): (f.values, f.median) for metric, by_label in rep._figures(every).items()
+           for label, f in by_label.items()}
+    assert got == expected
+    assert (("samples_per_second", job_address("resnet").removesuffix("#1"))) in got
