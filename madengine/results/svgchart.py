@@ -119,7 +119,7 @@ def line_chart(x_labels: Sequence[str], series: Sequence[Series], *, metric: str
     lo, hi = ticks[0], ticks[-1]
     left, right, top, plot_h = 70, WIDTH - 20, 10, 220
     legend_rows = (len(series) + 1) // 2
-    height = top + plot_h + 40 + legend_rows * 18 + 10
+    height = top + plot_h + 52 + legend_rows * 18 + 6
     n = len(x_labels)
 
     def x(i: int) -> float:
@@ -155,7 +155,7 @@ def line_chart(x_labels: Sequence[str], series: Sequence[Series], *, metric: str
         out.append("<g>" + "".join(
             f'<polyline points="{" ".join(seg)}" fill="none" stroke="{colour}" stroke-width="2"/>'
             for seg in segments if len(seg) > 1) + "".join(dots) + "</g>")
-        lx, ly = (left if k % 2 == 0 else left + (right - left) / 2), top + plot_h + 40 + (k // 2) * 18
+        lx, ly = (left if k % 2 == 0 else left + (right - left) / 2), top + plot_h + 54 + (k // 2) * 18
         out.append(f'<rect x="{lx:.1f}" y="{ly - 9}" width="12" height="12" fill="{colour}"/>'
                    f'<text x="{lx + 18:.1f}" y="{ly + 1}"><title>{escape(s.label)}</title>'
                    f'{escape(_short(s.label))}</text>')
