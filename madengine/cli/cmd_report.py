@@ -80,6 +80,7 @@ def _write_report(output: Path, *, against: str | None, apply_id: int | None, hi
     db = state_db(file, chdir, state)
     if chdir is not None:
         output = chdir / output  # "as if started in DIR", like -f (an absolute FILE stays as it is)
+    _check_output(output)
     path = madfile_path(file, chdir)
     madfile = _madfile(path)
     project = (madfile.name if madfile is not None else None) or path.resolve().parent.name
@@ -155,20 +156,48 @@ def _comparison(store: StateStore | None, applies: Sequence[ApplyRecord], attemp
     return rep.comparison(compare.compare(before, after, compare.policy_of(madfile))), ""
 
 
+def _check_output(output: Path) -> None:
+    """Refuse a FILE that cannot be a page before anything is read (a directory, a device...)."""
+    from madengine.errors import UsageError
+    from madengine.files import NotAFileError, refuse_non_file
+    from madengine.madfile.locate import display_path
+
+    try:
+        refuse_non_file(output)
+    except NotAFileError as exc:
+        raise UsageError(f"-o {display_path(output)}: {exc.what}", hint="name the page's file, e.g. -o report.html") \
+            from None
+    except OSError:
+        pass  # a path through a file...: the write says why it cannot be written
+
+
 def _write_atomically(output: Path, data: bytes) -> None:
-    """A reader (a browser, a web server) never sees half a page."""
+    """A reader (a browser, a web server) never sees half a page; a page not written leaves nothing behind."""
     import os
     import tempfile
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+    from madengine.errors import FileSystemError, UsageError
+    from madengine.madfile.locate import display_path
+
+    tmp: str | None = None
     try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the page unreadable to a web server
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, output)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        shown = display_path(output)
+        blocker = next((p for p in output.parents if p.exists() and not p.is_dir()), None)
+        why = f"{display_path(blocker)} is not a directory" if blocker is not None else exc.strerror or str(exc)
+        raise FileSystemError.of(exc, shown, doing="write") or UsageError(
+            f"cannot write {shown}: {why}", hint="name a file in a directory you can write") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -126,6 +126,18 @@ def test_bad_arguments_write_nothing(run_cli: RunCli, workspace: Path) -> None:
     assert not (workspace / "r.html").exists()
 
 
+def test_an_output_that_cannot_be_a_page(run_cli: RunCli, workspace: Path) -> None:
+    (workspace / "adir").mkdir()
+    assert run_cli("report", "-o", "adir", cwd=workspace) == (
+        USAGE, "", "error: -o adir: a directory (hint: name the page's file, e.g. -o report.html)\n")
+    (workspace / "file").write_text("")
+    code, out, err = run_cli("report", "-o", "file/r.html", cwd=workspace)
+    assert (code, out) == (USAGE, "")
+    assert err == ("error: cannot write file/r.html: file is not a directory "
+                   "(hint: name a file in a directory you can write)\n")
+    assert sorted(p.name for p in workspace.iterdir()) == [".madengine", "adir", "file"]  # nothing left behind
+
+
 def test_a_group_with_and_without_subcommands(tmp_path: Path) -> None:
     """ROCm's `report to-html` is added to the group by another module: `report --help` lists it, `report -o`
     still writes madengine's page, and the subcommand runs without the callback's -o."""
