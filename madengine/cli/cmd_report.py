@@ -60,9 +60,16 @@ def report(
 ) -> None:
     """Write one self-contained HTML page: summary, a table per context and target, a chart per metric,
     the comparison with the previous apply or a baseline, history, failures with their logs' tails."""
-    if ctx.invoked_subcommand is not None:
-        return  # `report to-html ...`: the subcommand does the work
     from madengine.errors import UsageError
+
+    if ctx.invoked_subcommand is not None:  # `report to-html ...`: the subcommand does the work
+        given = [p.opts[0] for p in ctx.command.params if p.name and getattr(  # click's ParameterSource, by name
+            ctx.get_parameter_source(p.name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")]
+        if given:  # accepted, they would do nothing
+            raise UsageError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for `madengine report -o FILE`, "
+                             f"not `report {ctx.invoked_subcommand}`",
+                             hint=f"see `madengine report {ctx.invoked_subcommand} --help`")
+        return
 
     if output is None:
         raise UsageError("report: -o/--output FILE is required", hint="madengine report -o report.html")

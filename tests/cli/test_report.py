@@ -11,6 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from madengine.cli import cmd_report
+from madengine.errors import UsageError
 from madengine.results import svgchart
 from madengine.state.model import PerfRow, Status
 from madengine.state.store import StateStore
@@ -160,6 +161,10 @@ def test_a_group_with_and_without_subcommands(tmp_path: Path) -> None:
     assert shown.exit_code == 0 and "to-html" in shown.output and "--output" in shown.output
     done = runner.invoke(app, ["report", "to-html"])
     assert (done.exit_code, ran) == (0, ["to-html"])
+    # the group's own options would do nothing there: refused, the subcommand not run
+    done = runner.invoke(app, ["report", "-o", "x.html", "--history", "3", "to-html"])
+    assert isinstance(done.exception, UsageError) and ran == ["to-html"]
+    assert str(done.exception) == "-o, --history are for `madengine report -o FILE`, not `report to-html`"
     done = runner.invoke(app, ["report", "-o", str(tmp_path / "r.html"), "--state", str(tmp_path / "none.db")])
     assert done.exit_code == 0, done.output
     assert (tmp_path / "r.html").is_file()
