@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "runner",
     "generate",
     "results",
+    "compare",
     "state",
     "unlock",
 )
@@ -53,6 +54,8 @@ EXAMPLES = {
                          "madengine generate ansible -o out --target lab --json"],
     "generate slurm": ["madengine generate slurm -o generated", "madengine generate slurm -o out --target hpc --json"],
     "results": ["madengine results", "madengine results --history dummy --csv perf.csv"],
+    "compare": ["madengine compare", "madengine compare main latest --fail-on-regression",
+                "madengine compare 11 12 --markdown > comment.md", "madengine compare old/perf.csv perf.csv --json"],
     "state": ["madengine state list", "madengine state forget 'job:dummy@cpu/box#1'"],
     "state list": ["madengine state list --json"],
     "state show": ["madengine state show 'job:dummy@cpu/box#1'"],
