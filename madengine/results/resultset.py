@@ -690,9 +690,12 @@ def _images(store: StoreReader, attempts: Iterable[Attempt]) -> dict[str, list[I
     return {address: store.image_records(address) for address in addresses}
 
 
-def load_apply(store: StoreReader, apply: ApplyRecord, *, project: str | None = None) -> ResultSet:
-    """The results as of `apply` (`from_apply`), read from `store`."""
-    every = [a for a in store.attempts() if a.apply_id <= apply.id]
+def load_apply(store: StoreReader, apply: ApplyRecord, attempts: Sequence[Attempt] | None = None, *,
+               project: str | None = None) -> ResultSet:
+    """The results as of `apply` (`from_apply`), read from `store`. `attempts`: the store's attempts where
+    they were read already: all of them (those of later applies are left out here); give only those of
+    `apply` itself for what it ran alone."""
+    every = [a for a in (store.attempts() if attempts is None else attempts) if a.apply_id <= apply.id]
     return from_apply(apply, every, _images(store, series_firsts(every)), project=project)
 
 
