@@ -195,3 +195,17 @@ def test_the_madfile_sets_the_noise_floor_and_directions(run_cli: RunCli, projec
     # --noise wins over the madfile
     narrow = run_cli("compare", "--noise", "1%", cwd=copy).stdout
     assert narrow.startswith("apply 1 -> apply 2: 1 regressed, 2 improved")
+
+
+def test_history_names_the_inputs_that_changed_at_each_step(run_cli: RunCli, project: Path) -> None:
+    result = run_cli("results", "--history", "ms", cwd=project)
+    assert result.code == 0, result.stderr
+    rows = [line.split() for line in lines(result)[1:-1]]
+    assert [(r[0], r[4], r[-2:]) for r in rows] == [("1", "100", ["(n=2)", "first"]),
+                                                    ("2", "80", ["regressed", "script"])]
+    data = json.loads(run_cli("results", "--history", "me", "--json", cwd=project).stdout)
+    assert [(s["apply_id"], s["verdict"], s["changed"]) for s in data] == [(1, "first", []),
+                                                                           (2, "improved", ["env var PERF"])]
+    # a job the second apply did not rerun has one step
+    assert [s["apply_id"] for s in json.loads(run_cli("results", "--history", "same", "--json", cwd=project).stdout)] \
+        == [1]
