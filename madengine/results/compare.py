@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -384,3 +384,96 @@ def policy_of(madfile: Any, noise: float | None = None) -> Policy:
             if gate.better is not None or gate.min is not None or gate.max is not None:
                 by_model[(key, gate.metric)] = gate.direction()
     return Policy(noise=settings.noise if noise is None else noise, better=dict(settings.better), by_model=by_model)
+
+
+# --- how it reads --------------------------------------------------------------------------------------
+
+HEADER = ("JOB", "METRIC", "A", "B", "CHANGE", "BETTER", "VERDICT", "CHANGED INPUTS")
+# The order rows are shown in: what needs attention first.
+_SHOWN_ORDER = {v: i for i, v in enumerate(VERDICTS)}
+
+
+def ordered(rows: Iterable[Row]) -> list[Row]:
+    return sorted(rows, key=lambda r: (_SHOWN_ORDER[r.verdict], r.key, r.model, r.metric))
+
+
+def _metric_cell(row: Row) -> str:
+    named = row.metric or "(no result)"
+    return named if _names_model(row.key, row.model) else f"{row.model} {named}"
+
+
+def _figure_cell(figure: Figure | None) -> str:
+    if figure is None:
+        return "-"
+    text = format_number(figure.median)
+    if len(figure.values) > 1:  # the repeats' half range around the median, and how many there were
+        text += (f" ±{figure.spread * 50:.1f}%" if figure.spread else "") + f" (n={len(figure.values)})"
+    return text
+
+
+def _better_cell(row: Row) -> str:
+    if not row.metric:
+        return ""
+    return f"{row.better} (assumed)" if row.direction_from == "assumed" else row.better
+
+
+def _inputs_cell(row: Row) -> str:
+    if row.verdict == "failed":
+        status = row.b_status.value if row.b_status else "FAILED"
+        return f"{status}: {row.message}" if row.message else status
+    return ", ".join(row.changed)
+
+
+def cells(row: Row) -> tuple[str, ...]:
+    """One row of the table: job, metric, A, B, change, better, verdict, changed inputs (or why B failed)."""
+    return (row.key, _metric_cell(row), _figure_cell(row.a), _figure_cell(row.b), row.change_text(),
+            _better_cell(row), row.verdict, _inputs_cell(row))
+
+
+def shown_rows(comparison: Comparison, *, everything: bool = False) -> tuple[list[Row], int]:
+    """The rows a human sees (the interesting ones, or all) and how many others there are."""
+    rows = ordered(comparison.rows)
+    if everything:
+        return rows, 0
+    shown = [r for r in rows if r.verdict in INTERESTING]
+    return shown, len(rows) - len(shown)
+
+
+def _md(text: str) -> str:
+    """A markdown table cell: `|` escaped, on one line."""
+    return " ".join(text.replace("\\", "\\\\").replace("|", "\\|").split())
+
+
+def _md_table(rows: Sequence[Row], a_label: str, b_label: str) -> list[str]:
+    head = ("Job", "Metric", a_label, b_label, "Change", "Better", "Verdict", "Changed inputs")
+    out = ["| " + " | ".join(_md(h) for h in head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        key, metric, a, b, change, better, verdict, inputs = cells(row)
+        if verdict in ("regressed", "failed"):
+            verdict = f"**{verdict}**"
+        out.append("| " + " | ".join((f"`{_md(key)}`", _md(metric), _md(a), _md(b), _md(change), _md(better),
+                                      verdict, _md(inputs))) + " |")
+    return out
+
+
+def markdown(comparison: Comparison) -> str:
+    """A pull-request comment: the summary, a table of what regressed, improved or failed (with the inputs
+    that changed), then the rest collapsed in a `<details>`."""
+    from madengine.madfile.percent import format_percent
+
+    rows = ordered(comparison.rows)
+    main = [r for r in rows if r.verdict in ("regressed", "improved", "failed")]
+    rest = [r for r in rows if r.verdict not in ("regressed", "improved", "failed")]
+    a, b = comparison.a.label, comparison.b.label
+    lines = [f"**madengine compare** {_md(comparison.summary())} (noise floor {format_percent(comparison.noise)})",
+             ""]
+    if main:
+        lines += _md_table(main, a, b)
+    else:
+        lines.append("Nothing regressed, improved or failed.")
+    if rest:
+        counts = ", ".join(f"{n} {v}" for v, n in comparison.counts().items()
+                           if n and v not in ("regressed", "improved", "failed"))
+        lines += ["", f"<details><summary>{len(rest)} more: {counts}</summary>", "", *_md_table(rest, a, b), "",
+                  "</details>"]
+    return "\n".join(lines) + "\n"
