@@ -89,7 +89,7 @@ def _write_report(output: Path, *, against: str | None, apply_id: int | None, hi
         output = chdir / output  # "as if started in DIR", like -f (an absolute FILE stays as it is)
     _check_output(output)
     path = madfile_path(file, chdir)
-    madfile = _madfile(path)
+    madfile = _madfile(path, file)
     project = (madfile.name if madfile is not None else None) or path.resolve().parent.name
     cwd = chdir if chdir is not None else Path.cwd()
     if db.exists():
@@ -113,11 +113,17 @@ def _write_report(output: Path, *, against: str | None, apply_id: int | None, hi
     typer.echo(f"{display_path(output)}: {_size(len(data))} written ({what})")
 
 
-def _madfile(path: Path) -> Madfile | None:
-    """The madfile, when there is one: the project's name, and how compare judges (`results:`, `expect:`)."""
+def _madfile(path: Path, file: Path | None) -> Madfile | None:
+    """The madfile, when there is one: the project's name, and how compare judges (`results:`, `expect:`).
+    One named by -f must exist."""
+    from madengine.errors import UsageError
     from madengine.madfile.load import load_madfile
 
-    return load_madfile(path).madfile if path.is_file() else None
+    if path.is_file():
+        return load_madfile(path).madfile
+    if file is not None:
+        raise UsageError(f"{file}: no such madfile", hint="name the madfile with -f, or leave -f out")
+    return None
 
 
 def _check_apply(apply_id: int | None, applies: Sequence[ApplyRecord]) -> None:
@@ -140,7 +146,7 @@ def _comparison(store: StateStore | None, applies: Sequence[ApplyRecord], attemp
     by_apply: dict[int, list[Attempt]] = {}
     for attempt in attempts:
         by_apply.setdefault(attempt.apply_id, []).append(attempt)
-    found: list[tuple[ApplyRecord, list[Attempt]]] = []
+    found: list[tuple[ApplyRecord, list[Attempt]]] = []  # applies that recorded results, newest first
     if store is not None:
         for record in reversed(chosen):  # newest first
             mine = by_apply.get(record.id, [])
@@ -153,11 +159,11 @@ def _comparison(store: StateStore | None, applies: Sequence[ApplyRecord], attemp
             resultset.resolve(against, store, project=madfile.name if madfile else None, root=root, cwd=cwd)
         return None, "no results to compare" if apply_id is None else f"apply {apply_id} recorded no results"
     assert store is not None
-    after = resultset.load_apply(store, found[0][0], found[0][1], project=madfile.name if madfile else None)
+    after = resultset.load_apply(store, found[0][0], attempts, project=madfile.name if madfile else None)
     if against is not None:
         before = resultset.resolve(against, store, project=madfile.name if madfile else None, root=root, cwd=cwd)
     elif len(found) > 1:
-        before = resultset.load_apply(store, found[1][0], found[1][1], project=madfile.name if madfile else None)
+        before = resultset.load_apply(store, found[1][0], attempts, project=madfile.name if madfile else None)
     else:
         return None, f"{after.label} is the first apply with results: nothing earlier to compare with"
     return rep.comparison(compare.compare(before, after, compare.policy_of(madfile))), ""

@@ -96,6 +96,23 @@ def test_the_comparison_with_the_previous_apply_or_a_reference(run_cli: RunCli, 
     assert "apply 1 is the first apply with results" in parse((workspace / "r.html").read_text()).text["comparison"]
 
 
+def test_jobs_an_apply_found_up_to_date_are_unchanged_not_missing(run_cli: RunCli, workspace: Path) -> None:
+    """An apply reruns only what changed: the report compares results as of each apply, as compare does."""
+    with StateStore.open(workspace / ".madengine" / "state.db") as store:
+        apply_id = store.begin_apply("sha256:lock5")
+        for repeat in (1, 2):
+            _job(store, apply_id, "resnet", 200 + repeat, repeat=repeat)
+        store.finish_apply(apply_id, "SUCCESS")
+    assert run_cli("report", "-o", "r.html", cwd=workspace)[0] == 0
+    parsed = parse((workspace / "r.html").read_text())
+    shown, folded = parsed.tables["comparison"]
+    gpt = job_address("gpt", target="lab").removesuffix("#1")
+    assert [(row[0], row[5]) for row in shown.rows] == [(job_address("resnet").removesuffix("#1"), "improved")]
+    assert (gpt, "unchanged") in [(row[0], row[5]) for row in folded.rows]
+    assert "missing" not in parsed.text["comparison"]
+    assert "5 jobs" in run_cli("report", "-o", "r.html", cwd=workspace).stdout  # the tables: every job's latest
+
+
 def test_apply_and_history_options(run_cli: RunCli, workspace: Path) -> None:
     assert run_cli("report", "-o", "r.html", "--apply", "2", "--history", "2", cwd=workspace)[0] == 0
     parsed = parse((workspace / "r.html").read_text())
@@ -121,6 +138,9 @@ def test_bad_arguments_write_nothing(run_cli: RunCli, workspace: Path) -> None:
     code, out, err = run_cli("report", "-o", "r.html", "--apply", "9", cwd=workspace)
     assert (code, out) == (USAGE, "")
     assert err.startswith("error: --apply 9: no such apply (applies are 1..4)")
+    code, out, err = run_cli("report", "-o", "r.html", "-f", "nightly.yaml", cwd=workspace)
+    assert (code, out, err) == (USAGE, "", "error: nightly.yaml: no such madfile (hint: name the madfile with -f, "
+                                           "or leave -f out)\n")
     code, out, err = run_cli("report", "-o", "r.html", "--against", "nightly", cwd=workspace)
     assert (code, out) == (USAGE, "")
     assert err.startswith("error: 'nightly' is not an apply, a baseline or a results file")
