@@ -69,11 +69,12 @@ def test_writes_one_page_and_says_where_and_how_big(run_cli: RunCli, workspace: 
     assert [p.name for p in page.parent.iterdir()] == ["report.html"]  # no temporary file left
     html = page.read_text()
     parsed = parse(html)
-    assert parsed.sections == ["summary", "comparison", "results", "charts", "history", "failures"]
+    assert parsed.sections == ["summary", "comparison", "charts", "history", "results", "failures"]
     assert [(t.attrs["data-context"], t.attrs["data-target"]) for t in parsed.tables["results"]] == [
         ("cpu", "box"), ("cpu", "lab")]
     assert parsed.svgs == {"charts": 1, "history": 1}
-    assert external_references(html) == [] and parsed.urls == [] and "script" not in parsed.tags
+    assert external_references(html) == [] and "script" not in parsed.tags
+    assert parsed.urls == [f"#{section}" for section in parsed.sections]  # the contents: links within the page
     assert parsed.pre == ["\n".join([*(f"step {i}" for i in range(61, 100)), "Traceback: <script>boom()</script>"])]
 
 
