@@ -3,8 +3,8 @@
 
 Fills a real state store through StateStore's API (untimed): `--applies` applies, each running every one
 of `--jobs` jobs on 2 contexts x 2 targets, each reporting one figure (two metrics between them) that
-drifts from apply to apply; a tenth of the jobs change an input (their args) halfway, and in the last
-apply 1% of the jobs fail with a 200-line log. Then runs the real CLI (`python -m madengine report -o`)
+drifts from apply to apply (0.5% noise); in the last apply 1% of the jobs change an input (their args) and
+slow down by 10%, and another 1% fail with a 200-line log. Then runs the real CLI (`python -m madengine report -o`)
 `--runs` times after one untimed warm-up, and prints median / min / max wall time, peak RSS and the
 page's size against the budgets, and the command to rerun it by hand.
 
@@ -61,7 +61,7 @@ def fill(root: Path, jobs: int, applies: int, seed: int = 0) -> Path:
                 model = f"model{j:04d}"
                 context, target = CONTEXTS[j % 2], TARGETS[(j // 2) % 2]
                 address = f"job:{model}@{context}/{target}#1"
-                args = ["--batch", "64" if j % 10 == 0 and n > applies // 2 else "32"]
+                args = ["--batch", "64" if j % 100 == 3 and n == applies else "32"]
                 failed = n == applies and j % 100 == 7
                 log = None
                 if failed:
@@ -72,7 +72,7 @@ def fill(root: Path, jobs: int, applies: int, seed: int = 0) -> Path:
                 attempt = store.start_attempt(apply_id, address, "sha256:" + f"{j:064x}", _inputs(
                     model, context, target, args), f"node{j % 8}", log)
                 metric = "samples_per_second" if j % 3 else "latency_ms"
-                value = base[j] * (1 + 0.02 * rng.gauss(0, 1)) * (0.9 if args[1] == "64" else 1.0)
+                value = base[j] * (1 + 0.005 * rng.gauss(0, 1)) * (0.9 if args[1] == "64" else 1.0)
                 store.finish_attempt(attempt, Status.FAILURE if failed else Status.SUCCESS,
                                      exit_code=1 if failed else 0, message="exit code 1" if failed else "",
                                      perf=() if failed else (PerfRow(model, round(value, 3), metric),))
