@@ -37,9 +37,11 @@ class _Parser(HTMLParser):
         self.cell: list[str] | None = None
         self.header_row = False
         self.stack: list[str] = []
+        self.attribute_values: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {k: v or "" for k, v in attrs}
+        self.attribute_values.extend(values.values())
         self.page.tags.append(tag)
         self.stack.append(tag)
         self.page.urls.extend(v for k, v in values.items() if k in ("src", "href", "xlink:href", "action"))
@@ -98,7 +100,11 @@ def parse(html: str) -> Page:
 
 
 def external_references(html: str) -> list[str]:
-    """Anything that would make a viewer fetch: a URL scheme, a protocol-relative src/href, an @import or
-    url(...) in CSS."""
-    found = re.findall(r"https?:|ftp:|(?:src|href)\s*=\s*[\"']?//|@import|url\(", html, flags=re.IGNORECASE)
-    return found
+    """Anything in the page's markup that would make a viewer fetch: a URL scheme or a protocol-relative
+    reference in any attribute, an @import or url(...) in its CSS. (Text is not markup: a log line quoting
+    a URL is shown, never fetched.)"""
+    parser = _Parser()
+    parser.feed(html)
+    parser.close()
+    found = [v for v in parser.attribute_values if re.search(r"https?:|ftp:|^\s*//", v, flags=re.IGNORECASE)]
+    return found + re.findall(r"@import|url\(|https?:", parser.page.style, flags=re.IGNORECASE)
