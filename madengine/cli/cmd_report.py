@@ -159,11 +159,12 @@ def _comparison(store: StateStore | None, applies: Sequence[ApplyRecord], attemp
             resultset.resolve(against, store, project=madfile.name if madfile else None, root=root, cwd=cwd)
         return None, "no results to compare" if apply_id is None else f"apply {apply_id} recorded no results"
     assert store is not None
-    after = resultset.load_apply(store, found[0][0], attempts, project=madfile.name if madfile else None)
+    project = madfile.name if madfile else None
+    after = resultset.load_apply(store, found[0][0], _as_of(attempts, found[0][0].id), project=project)
     if against is not None:
         before = resultset.resolve(against, store, project=madfile.name if madfile else None, root=root, cwd=cwd)
     elif len(found) > 1:
-        before = resultset.load_apply(store, found[1][0], attempts, project=madfile.name if madfile else None)
+        before = resultset.load_apply(store, found[1][0], _as_of(attempts, found[1][0].id), project=project)
     else:
         return None, f"{after.label} is the first apply with results: nothing earlier to compare with"
     return rep.comparison(compare.compare(before, after, compare.policy_of(madfile))), ""
@@ -182,6 +183,14 @@ def _check_output(output: Path) -> None:
             from None
     except OSError:
         pass  # a path through a file...: the write says why it cannot be written
+
+
+def _as_of(attempts: Sequence[Attempt], apply_id: int) -> list[Attempt]:
+    """The latest attempt of each job as of an apply: all that a result set as of it reads of the attempts
+    (`resultset.from_apply`), a thousand where the store holds twenty thousand."""
+    from madengine.results import resultset
+
+    return resultset.series_firsts([a for a in attempts if a.apply_id <= apply_id])
 
 
 def _write_atomically(output: Path, data: bytes) -> None:
