@@ -16,6 +16,7 @@ Exit status: 0 within budget, 1 not.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import random
 import shlex
@@ -69,8 +70,9 @@ def fill(root: Path, jobs: int, applies: int, seed: int = 0) -> Path:
                     (logs / str(apply_id)).mkdir(exist_ok=True)
                     (root / ".madengine" / log).write_text("".join(f"{model} step {i}: loss 0.{i:03d}\n"
                                                                     for i in range(200)))
-                attempt = store.start_attempt(apply_id, address, "sha256:" + f"{j:064x}", _inputs(
-                    model, context, target, args), f"node{j % 8}", log)
+                node_hash = "sha256:" + hashlib.sha256(address.encode()).hexdigest()
+                attempt = store.start_attempt(apply_id, address, node_hash, _inputs(model, context, target, args),
+                                              f"node{j % 8}", log)
                 metric = "samples_per_second" if j % 3 else "latency_ms"
                 value = base[j] * (1 + 0.005 * rng.gauss(0, 1)) * (0.9 if args[1] == "64" else 1.0)
                 store.finish_attempt(attempt, Status.FAILURE if failed else Status.SUCCESS,

@@ -54,18 +54,16 @@ def _short(label: str) -> str:
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round tick values covering [lo, hi] (1, 2, 5 times a power of ten apart)."""
+    """Round tick values covering [lo, hi] (1, 2, 2.5 or 5 times a power of ten apart)."""
     if hi <= lo:
         hi = lo + (abs(lo) or 1.0)
     raw = (hi - lo) / count
     power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
     first = math.floor(lo / step) * step
-    ticks = []
-    tick = first
-    while tick < hi + step * 0.5:
-        ticks.append(round(tick, 12))
-        tick += step
+    ticks = [round(first, 12)]
+    while ticks[-1] < hi - step * 1e-9:  # up to the first tick at or above hi
+        ticks.append(round(first + len(ticks) * step, 12))
     return ticks
 
 
@@ -115,7 +113,8 @@ def line_chart(x_labels: Sequence[str], series: Sequence[Series], *, metric: str
     values = [v for s in series for v in s.values if v is not None and math.isfinite(v)]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
     pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
-    ticks = nice_ticks(lo - pad, hi + pad)
+    # no axis below zero for figures that are all positive (a throughput is never negative)
+    ticks = nice_ticks(max(lo - pad, 0.0) if lo >= 0 else lo - pad, hi + pad)
     lo, hi = ticks[0], ticks[-1]
     left, right, top, plot_h = 70, WIDTH - 20, 10, 220
     legend_rows = (len(series) + 1) // 2

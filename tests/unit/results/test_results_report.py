@@ -212,6 +212,11 @@ def test_svg_numbers_and_ticks() -> None:
     assert svgchart.number(1234567.0) == "1234567" and svgchart.number(0.000012) == "1.200e-05"
     assert svgchart.number(3.14159) == "3.142"
     assert svgchart.nice_ticks(0, 97) == [0, 20, 40, 60, 80, 100]
+    assert svgchart.nice_ticks(0, 1090) == [0, 250, 500, 750, 1000, 1250]
+    # figures all positive: no axis below zero, however far apart they are
+    svg = svgchart.line_chart(["#1", "#2"], [svgchart.Series("a", (11.0, 12.0)), svgchart.Series("b", (990.0, 980.0))],
+                              metric="m")
+    assert ">-" not in svg and ">0<" in svg
     # a gap: no figure in the middle apply draws two points, no line across it
     svg = svgchart.line_chart(["#1", "#2", "#3"], [svgchart.Series("s", (1.0, None, 2.0))], metric="m")
     assert svg.count("<circle") == 2 and "<polyline" not in svg
