@@ -78,11 +78,13 @@ def report(
 
 def _write_report(output: Path, *, against: str | None, apply_id: int | None, history: int, file: Path | None,
                   chdir: Path | None, state: str | None) -> None:
+    import os
+
     from madengine.cli.options import madfile_path, state_db
     from madengine.madfile.locate import display_path
     from madengine.results import report as rep
     from madengine.state.model import utc_now
-    from madengine.state.store import StateStore
+    from madengine.state.store import STATE_ENV, StateStore
 
     db = state_db(file, chdir, state)
     if chdir is not None:
@@ -110,6 +112,8 @@ def _write_report(output: Path, *, against: str | None, apply_id: int | None, hi
     data = page.encode("utf-8")
     _write_atomically(output, data)
     what = f"{len(shown)} job{'s' if len(shown) != 1 else ''}" if shown else NO_RESULTS
+    if not db.exists() and (state is not None or os.environ.get(STATE_ENV)):  # a mistyped path should show
+        what = f"no results yet: {display_path(db)} does not exist"
     typer.echo(f"{display_path(output)}: {_size(len(data))} written ({what})")
 
 

@@ -130,6 +130,8 @@ def test_an_empty_store_writes_an_empty_report(run_cli: RunCli, tmp_path: Path) 
     assert out.startswith("report.html: ") and out.endswith(" written (no results yet; run `madengine apply`)\n")
     assert "No results yet" in parse((tmp_path / "report.html").read_text()).text["summary"]
     assert not (tmp_path / ".madengine").exists()
+    code, out, err = run_cli("report", "-o", "report.html", "--state", "typo.db", cwd=tmp_path)
+    assert (code, err) == (0, "") and out.endswith(" written (no results yet: typo.db does not exist)\n")
 
 
 def test_bad_arguments_write_nothing(run_cli: RunCli, workspace: Path) -> None:
