@@ -21,12 +21,12 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from madengine import shipped
 from madengine.backends import docker_render
 from madengine.backends.base import node_file_name
 from madengine.backends.specs import JobSpec
@@ -295,10 +295,7 @@ def docker_steps(job: JobSpec, *, workspace_id: str, container: str, system_gpus
 
 def template_dir() -> Path:
     """`templates/ansible/`: inside the installed wheel, else the checkout's top-level directory."""
-    shipped = resources.files("madengine").joinpath("_templates", "ansible")
-    if shipped.is_dir():
-        return Path(str(shipped))
-    return Path(__file__).resolve().parents[2] / "templates" / "ansible"
+    return shipped.template_dir("ansible")
 
 
 @cache

@@ -31,11 +31,11 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import jinja2
 
+from madengine import shipped
 from madengine.backends import docker_render, multinode
 from madengine.backends.base import ATTEMPT_ENV, node_file_name
 from madengine.backends.specs import JobSpec, hidden
@@ -418,10 +418,7 @@ def render_submit(scripts: Sequence[tuple[str, Script]], cluster: Cluster) -> st
 
 def template_dir() -> Path:
     """`templates/slurm/`: inside the installed wheel, else the checkout's top-level directory."""
-    shipped = resources.files("madengine").joinpath("_templates", "slurm")
-    if shipped.is_dir():
-        return Path(str(shipped))
-    return Path(__file__).resolve().parents[2] / "templates" / "slurm"
+    return shipped.template_dir("slurm")
 
 
 @cache

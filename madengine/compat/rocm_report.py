@@ -29,11 +29,10 @@ class Section:
 
 
 def template_dir() -> Path:
-    """`templates/rocm_report/`, found as every template directory is: inside the installed wheel
-    (`madengine/_templates/`), else the checkout's top-level `templates/`."""
-    from madengine.backends.ansible_render import template_dir as ansible_templates
+    """`templates/rocm_report/`, found as every template directory is (`madengine.shipped`)."""
+    from madengine.shipped import template_dir as shipped_dir
 
-    return ansible_templates().parent / "rocm_report"
+    return shipped_dir("rocm_report")
 
 
 @cache

@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field
 
 from madengine import limits as _limits
 from madengine.mad.model import ENV_NAME, INT64_MAX, MAX_NODES
+from madengine.madfile.percent import Percent
 
 FORMAT_VERSION = 1
 
@@ -668,6 +669,20 @@ class Limits(Strict):
                     "$MADENGINE_SCRIPT_TIMEOUT, else 30")
 
 
+# --- results ---------------------------------------------------------------------------------------
+
+
+class ResultsSettings(Strict):
+    """How `madengine compare` (and `results --history`) judge a change between two results."""
+
+    noise: Percent = Field(default=0.02, description="the relative change below which a difference is noise "
+                           "(`2%`); the spread of a result's repeats widens it", json_schema_extra={"default": "2%"})
+    better: dict[str, Literal["higher", "lower"]] = Field(
+        default_factory=dict, description="which way is an improvement, per metric name (default by name: "
+        "`*per_second`, `throughput`, `gflops`... higher; `latency`, `*_ms`, `time`... lower; else higher); "
+        "an `expect:` gate's `better` wins for its model")
+
+
 # --- the file -------------------------------------------------------------------------------------
 
 
@@ -683,6 +698,7 @@ class Madfile(Strict):
     targets: dict[str, Target] = Field(default_factory=dict)
     runs: list[Run] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
+    results: ResultsSettings = Field(default_factory=ResultsSettings)
 
     def effective_targets(self) -> dict[str, Target]:
         """The declared targets; none declared means the embedded default, `local`."""

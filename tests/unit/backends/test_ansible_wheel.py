@@ -1,4 +1,5 @@
-"""The top-level templates/ ship inside the wheel, and an installed madengine renders from them."""
+"""The top-level templates/ ship inside the wheel, and an installed madengine renders from them (ansible's files,
+the HTML report's)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def test_the_wheel_holds_the_templates_and_renders_from_them(tmp_path: Path) -> 
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {f"madengine/_templates/ansible/{n}" for n in ("inventory.yml.j2", "playbook.yml.j2", "ansible.cfg.j2",
                                                               "stop.yml.j2")}
+    shipped |= {f"madengine/_templates/report/{n}" for n in ("report.html.j2", "report.css")}
     assert shipped <= names, sorted(n for n in names if "templates" in n)
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
@@ -34,3 +36,11 @@ def test_the_wheel_holds_the_templates_and_renders_from_them(tmp_path: Path) -> 
     where, _, inventory = shown.stdout.partition("\n")
     assert Path(where) == site / "madengine" / "_templates" / "ansible"
     assert '"h": !unsafe {"ansible_host": "10.0.0.1"' in inventory
+    code = ("from madengine.results import report as r; print(r.template_dir()); "
+            "print(r.render(r.build(project='p', generated='now', applies=[], attempts=[])), end='')")
+    shown = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert shown.returncode == 0, shown.stderr
+    where, _, page = shown.stdout.partition("\n")
+    assert Path(where) == site / "madengine" / "_templates" / "report"
+    assert "<h1>madengine report: p</h1>" in page and "No results yet" in page
