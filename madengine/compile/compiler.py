@@ -100,6 +100,7 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
             chosen = chosen_by_run[run_index]
             _check_expect(run, run_index, chosen, diags)
             gates = _gates(loaded, run, run_index, chosen)
+            _check_baselines(loaded, run, run_index, diags)
             for ctx_name in run.contexts or list(contexts):
                 context = contexts[ctx_name]
                 for tgt_name in run.targets or list(targets):
@@ -432,8 +433,27 @@ def _gates(loaded: LoadedMadfile, run: Run, run_index: int, chosen: list[ModelIn
         pos = loaded.locate(("runs", run_index, "expect", key))
         where = loaded.path.name + (f":{pos[0]}:{pos[1]}" if pos else "")
         out[inst.key] = Gate(metric=expect.metric, better=expect.direction(), min=expect.min, max=expect.max,
-                             where=where)
+                             where=where, tolerance=expect.tolerance, baseline=expect.baseline)
     return out
+
+
+def _check_baselines(loaded: LoadedMadfile, run: Run, run_index: int, diags: _Diagnostics) -> None:
+    """A gate's `baseline:` must name a saved baseline (`baselines/<name>.json` beside the madfile): at
+    validate and plan time, not after an apply has run. Its content is read where it is used."""
+    from madengine.madfile.names import BASELINES_DIR
+
+    for model, expect in run.expect.items():
+        if expect.baseline is None:
+            continue
+        path = loaded.root / BASELINES_DIR / f"{expect.baseline}.json"
+        if not path.is_file():
+            saved = sorted(p.stem for p in (loaded.root / BASELINES_DIR).glob("*.json") if p.is_file()) \
+                if (loaded.root / BASELINES_DIR).is_dir() else []
+            hint = (f"saved baselines: {', '.join(saved[:10])}" + (", …" if len(saved) > 10 else "") if saved
+                    else f"save one: `madengine baseline save {expect.baseline}`")
+            diags.append(loaded.diagnostic(("runs", run_index, "expect", model, "baseline"),
+                                           f"no baseline {expect.baseline!r} ({BASELINES_DIR}/{expect.baseline}"
+                                           ".json does not exist)", hint, at="value"))
 
 
 def _close_hint(name: str, candidates: Iterable[str]) -> str:

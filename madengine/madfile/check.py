@@ -18,6 +18,7 @@ from madengine.errors import Diagnostic
 from madengine.mad.model import ENV_NAME, INT64_MAX, INT64_MIN
 from madengine.madfile.diagnose import backends, close_match
 from madengine.madfile.model import DEFAULT_CONTEXT, DEFAULT_TARGET, is_secret_name, n_gpus_value
+from madengine.madfile.percent import parse_percent
 from madengine.madfile.source import KeyPath, SourceMap
 
 if TYPE_CHECKING:
@@ -397,4 +398,35 @@ def _check_gate(path: KeyPath, gate: dict[Any, Any], source: SourceMap) -> list[
         return [source.diagnostic((*path, "min"), "a gate on a lower-is-better metric with only a `min` "
                                   "fails only when the result improves",
                                   "a ceiling is `max:`; for a range give both `min` and `max`", at="key")]
+    return _check_tolerance(path, gate, source)
+
+
+def _check_tolerance(path: KeyPath, gate: dict[Any, Any], source: SourceMap) -> list[Diagnostic]:
+    """A tolerance no result can fail or every result fails, and a baseline with nothing measured
+    against it (a key that would be accepted and ignored)."""
+    if "baseline" in gate and gate.get("tolerance") is None:
+        return [source.diagnostic((*path, "baseline"), "a `baseline` without a `tolerance` checks nothing",
+                                  "add how much worse than the baseline a result may be: `tolerance: 5%`",
+                                  at="key")]
+    try:
+        tolerance = parse_percent(gate.get("tolerance"))
+    except ValueError:
+        return []  # absent, or not a percentage: the schema's error says so
+    if tolerance < 0:
+        return [source.diagnostic((*path, "tolerance"), f"tolerance {gate['tolerance']} is negative: every "
+                                  "result would have to improve on its reference", "give a tolerance of 0% or more",
+                                  at="value")]
+    if tolerance >= 1 and _direction(gate) == "higher":
+        return [source.diagnostic((*path, "tolerance"), f"tolerance {gate['tolerance']} on a higher-is-better "
+                                  "metric lets any result pass (its bound is 0 or below)",
+                                  "give a tolerance below 100%; for a lower-is-better metric say `better: lower`",
+                                  at="value")]
     return []
+
+
+def _direction(gate: dict[Any, Any]) -> str:
+    """The gate's direction as `Expect.direction` says it, from the plain data."""
+    better = gate.get("better")
+    if better in ("higher", "lower"):
+        return str(better)
+    return "lower" if _is_number(gate.get("max")) and gate.get("min") is None else "higher"
