@@ -17,7 +17,6 @@ checks every selected job's latest result at its end; `madengine check` does the
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -25,15 +24,10 @@ from typing import Any, Literal
 
 from madengine.madfile.percent import format_percent
 from madengine.results.perfcsv import format_number  # as `results` and perf.csv show the figure: exact
+from madengine.results.resultset import series_key
 from madengine.state.model import Attempt, PerfRow, Status
 
 Better = Literal["higher", "lower"]
-_REPEAT = re.compile(r"#\d+$")
-
-
-def series_key(address: str) -> str:
-    """A job across its repeats: its address without `#<repeat>` (`job:m@cpu/box#2` -> `job:m@cpu/box`)."""
-    return _REPEAT.sub("", address)
 
 
 @dataclass(frozen=True)
@@ -102,6 +96,25 @@ class Verdict:
         """`job:...: gflops 0.0091 is below min 1000000000 (expect in madfile.yaml:31:7)`."""
         where = f" (expect in {self.gate.where})" if self.gate.where else ""
         return f"{self.subject}: {self.reason or self.note}{where}"
+
+    def detail(self) -> str:
+        """What was judged, met or not: the reason of an unmet gate; for a met one its figure and bounds
+        (`mflops 9 (median of 3 repeats) is within 8.55 = apply 1's 9 - 5%`), and its note."""
+        if not self.met:
+            return self.reason
+        g = self.gate
+        parts = []
+        if g.min is not None:
+            parts.append(f"min {format_number(g.min)}")
+        if g.max is not None:
+            parts.append(f"max {format_number(g.max)}")
+        if self.reference is not None and self.bound is not None and g.tolerance is not None:
+            sign = "-" if g.better == "higher" else "+"
+            parts.append(f"{_bound_text(self.bound, self.value or 0.0)} = {self.reference.source}'s "
+                         f"{format_number(self.reference.median)} {sign} {format_percent(g.tolerance)}")
+        of = f" (median of {self.repeats} repeats)" if self.repeats > 1 else ""
+        text = f"{g.metric} {format_number(self.value)}{of}" + (f" is within {', '.join(parts)}" if parts else "")
+        return text + (f"; {self.note}" if self.note else "")
 
     def to_json(self) -> dict[str, Any]:
         ref = self.reference
@@ -257,6 +270,19 @@ def previous_references(gates: Mapping[str, Gate], latest: Mapping[str, Attempt]
 def unmet_lines(verdicts: Sequence[Verdict]) -> list[str]:
     """One line per unmet gate; the repeats of a job judged together (their median) give one line."""
     return list(dict.fromkeys(v.line() for v in verdicts if not v.met))
+
+
+def note_lines(verdicts: Sequence[Verdict]) -> list[str]:
+    """One line per met gate with a note (a tolerance with no reference yet), once per job."""
+    return list(dict.fromkeys(v.line() for v in verdicts if v.met and v.note))
+
+
+def distinct(verdicts: Sequence[Verdict]) -> list[Verdict]:
+    """The verdicts as said to a user: the repeats of a job judged together (their median), once."""
+    seen: dict[tuple[str, str], Verdict] = {}
+    for v in verdicts:
+        seen.setdefault((v.subject, v.detail()), v)
+    return list(seen.values())
 
 
 def summary(verdicts: Sequence[Verdict]) -> str:
