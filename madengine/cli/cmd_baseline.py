@@ -53,7 +53,8 @@ def save(
         rs = resolve(from_apply, store, project=loaded.madfile.name, root=loaded.root)
     written = baseline.save(loaded.root, name, rs)
     jobs, figures = len(rs.series), rs.figure_count()
-    what = f"{jobs} job{'s' if jobs != 1 else ''}, {figures} figure{'s' if figures != 1 else ''} from apply {rs.apply_id}"
+    what = (f"{jobs} job{'s' if jobs != 1 else ''}, {figures} figure{'s' if figures != 1 else ''} "
+            f"from apply {rs.apply_id}")
     typer.echo(f"{_shown(loaded, name)} {'written' if written else 'unchanged'} ({what})")
 
 
@@ -110,8 +111,8 @@ def show(
                          str(len(figure.values)), series.status.value))
     sys.stdout.write(output.columns(("JOB", "MODEL", "METRIC", "MEDIAN", "SPREAD", "REPEATS", "STATUS"), rows))
     jobs = len(rs.series)
-    sys.stdout.write(f"baseline {name}: {jobs} job{'s' if jobs != 1 else ''} from apply {rs.apply_id} ({rs.created or 'no date'}), "
-                     f"project {rs.project or '(unnamed)'}\n")
+    sys.stdout.write(f"baseline {name}: {jobs} job{'s' if jobs != 1 else ''} from apply {rs.apply_id} "
+                     f"({rs.created or 'no date'}), project {rs.project or '(unnamed)'}\n")
 
 
 def rm(

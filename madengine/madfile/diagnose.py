@@ -21,7 +21,6 @@ from pydantic_core import ErrorDetails
 from madengine.errors import Diagnostic
 from madengine.madfile import model as m
 from madengine.madfile.names import BASELINE_NAME_RULE
-from madengine.madfile.names import BASELINE_NAME_RULE
 from madengine.madfile.source import KeyPath, SourceMap, format_key_path
 
 # Where each kind of mapping lives, to say where a misplaced key belongs.

@@ -14,8 +14,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field
 
 from madengine import limits as _limits
 from madengine.mad.model import ENV_NAME, INT64_MAX, MAX_NODES
-from madengine.madfile.percent import PERCENT_PATTERN, parse_percent
 from madengine.madfile.names import baseline_name_problem
+from madengine.madfile.percent import PERCENT_PATTERN, parse_percent
 
 FORMAT_VERSION = 1
 
