@@ -12,6 +12,9 @@ from tests.conftest import REPO_ROOT, RunCli
 
 EXPECTATION, RUN_FAILURE, CONFIG = 6, 3, 5
 JOB = "job:bench@cpu/here#1"
+# What a verdict of a gate without a tolerance says of one.
+NO_TOLERANCE = {"tolerance": None, "baseline": None, "bound": None, "reference": None, "reference_from": None,
+                "repeats": 0, "note": ""}
 
 
 def project(root: Path, gate: str, *, script: str = 'echo "performance: 9 mflops"', repeat: int = 1) -> Path:
@@ -106,7 +109,7 @@ def test_results_show_the_recorded_verdict(run_cli: RunCli, tmp_path: Path) -> N
     (data,) = json.loads(run_cli("results", "--json", cwd=root).stdout)
     assert data["gate"] == {"met": False, "value": 9.0, "reason": "mflops 9 is below min 1000000000",
                             "metric": "mflops", "better": "higher", "min": 1e9, "max": None,
-                            "where": "madfile.yaml:9:7"}
+                            "where": "madfile.yaml:9:7", **NO_TOLERANCE}
 
 
 def test_results_show_what_the_last_apply_judged_after_a_gate_edit(run_cli: RunCli, tmp_path: Path) -> None:
@@ -120,15 +123,15 @@ def test_results_show_what_the_last_apply_judged_after_a_gate_edit(run_cli: RunC
     assert out.splitlines()[1].split()[-1] == "met"  # GATE; NOTE is empty
     (data,) = json.loads(run_cli("results", "--json", cwd=root).stdout)
     assert data["gate"] == {"met": True, "value": 9.0, "reason": "", "metric": "mflops", "better": "higher",
-                            "min": 1.0, "max": None, "where": "madfile.yaml:9:7"}
+                            "min": 1.0, "max": None, "where": "madfile.yaml:9:7", **NO_TOLERANCE}
     project(root, "{metric: mflops, max: 5}")  # and back to unmet, by the same path
     assert apply(run_cli, root)[0] == EXPECTATION
     assert json.loads(run_cli("results", "--json", cwd=root).stdout)[0]["gate"]["reason"] == "mflops 9 is above max 5"
 
 
 @pytest.mark.parametrize(("gate", "message"), [
-    ("{metric: mflops, min: 1, tolerance: 5%}", "madfile.yaml:9:39: error: runs[0].expect.bench.tolerance: "
-                                                "`tolerance` is not supported yet"),
+    ("{metric: mflops, min: 1, tolerance: 100%}", "madfile.yaml:9:50: error: runs[0].expect.bench.tolerance: "
+                                                  "tolerance 100% on a higher-is-better metric lets any result pass"),
     ("{metric: mflops, better: higher, max: 5}", "madfile.yaml:9:47: error: runs[0].expect.bench.max: a gate on "
                                                  "a higher-is-better metric with only a `max`"),
 ])
@@ -168,7 +171,7 @@ def test_a_garbled_gate_in_the_lock_record_is_recomputed_not_trusted(run_cli: Ru
     record = root / ".madengine" / "cache" / "lock-fingerprint.json"
     data = json.loads(record.read_text())
     assert data["gates"] == {JOB: {"metric": "mflops", "better": "higher", "min": 1e9, "max": None,
-                                   "where": "madfile.yaml:9:7"}}
+                                   "where": "madfile.yaml:9:7", "tolerance": None, "baseline": None}}
     for garbled in ({JOB: {"min": 1}}, {JOB: [1]}, [1]):
         record.write_text(json.dumps({**data, "gates": garbled}))
         code, out = apply(run_cli, root)
