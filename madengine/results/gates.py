@@ -303,9 +303,14 @@ def _why_none(gate: Gate, status: Status | None, perf: Sequence[PerfRow]) -> str
 
 
 def _bound_text(bound: float, value: float) -> str:
-    """A bound as text: short (`95`, not `95.00000000000001`), unless short would read as the value."""
+    """A bound as text: short (`95`, not `95.00000000000001`), unless the short form would read as the
+    value or on its other side (`1.2345649 is below 1.23456`): then exactly."""
     short = f"{bound:.6g}"
-    return format_number(bound) if short == format_number(value) or "e" in short else short
+    rounded = float(short)
+    if "e" in short or short == format_number(value) or (rounded < value) != (bound < value) \
+            or (rounded > value) != (bound > value):
+        return format_number(bound)
+    return short
 
 
 def _float(value: Any) -> float | None:
