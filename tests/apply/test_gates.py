@@ -176,3 +176,97 @@ def test_a_garbled_gate_in_the_lock_record_is_recomputed_not_trusted(run_cli: Ru
         record.write_text(json.dumps({**data, "gates": garbled}))
         code, out = apply(run_cli, root)
         assert code == EXPECTATION and f"{JOB}: mflops 9 is below min 1000000000" in out
+
+
+# --- tolerance ---------------------------------------------------------------------------------------
+
+SERIES = "job:bench@cpu/here"
+
+
+def measure(root: Path, value: float) -> None:
+    """The next run prints `performance: <value> mflops` (a changed script: its jobs run again)."""
+    (root / "run.sh").write_text(f'#!/bin/sh\necho "performance: {value} mflops"\n')
+
+
+def test_a_tolerance_against_the_previous_result(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "{metric: mflops, tolerance: 5%}", repeat=3)
+    code, out = apply(run_cli, root)  # a first run has nothing to regress from: met, and said
+    assert (code, out.splitlines()[-2:]) == (0, [
+        "Expect gates: 3 met",
+        f"{SERIES}: no reference for the tolerance: the job has no earlier result (met) (expect in madfile.yaml:9:7)"])
+    measure(root, 8.6)  # 4.4% slower: within 5%
+    assert apply(run_cli, root)[0] == 0
+    measure(root, 8)
+    code, out = apply(run_cli, root)
+    line = f"{SERIES}: mflops 8 (median of 3 repeats) is below 8.17 = apply 2's 8.6 - 5% (expect in madfile.yaml:9:7)"
+    assert (code, out.splitlines()[-2:]) == (EXPECTATION, ["Expect gates: 0 met, 3 unmet", line])
+    code, out = apply(run_cli, root)  # a no-op apply judges the same results the same way
+    assert (code, out.splitlines()[-1]) == (EXPECTATION, line)
+    (data, *_) = json.loads(run_cli("results", "--json", cwd=root).stdout)
+    assert {k: data["gate"][k] for k in ("met", "value", "bound", "reference", "reference_from", "repeats")} == {
+        "met": False, "value": 8.0, "bound": 8.17, "reference": 8.6, "reference_from": "apply 2", "repeats": 3}
+
+
+def test_a_tolerance_on_a_lower_is_better_metric(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "{metric: mflops, better: lower, tolerance: 10%}")
+    assert apply(run_cli, root)[0] == 0
+    measure(root, 8)  # better
+    assert apply(run_cli, root)[0] == 0
+    measure(root, 8.9)
+    code, out = apply(run_cli, root)
+    assert code == EXPECTATION
+    assert f"{JOB}: mflops 8.9 is above 8.8 = apply 2's 8 + 10% (expect in madfile.yaml:9:7)" in out.splitlines()
+
+
+def test_a_tolerance_against_a_baseline(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "{metric: mflops, min: 1}", repeat=2)
+    assert apply(run_cli, root)[0] == 0
+    assert run_cli("baseline", "save", "main", cwd=root).code == 0
+    project(root, "{metric: mflops, tolerance: 5%, baseline: main}", repeat=2)
+    measure(root, 10)  # better than the baseline's 9: met, whatever the previous apply
+    assert apply(run_cli, root)[0] == 0
+    measure(root, 8.5)
+    code, out = apply(run_cli, root)
+    assert (code, out.splitlines()[-1]) == (EXPECTATION, f"{SERIES}: mflops 8.5 (median of 2 repeats) is below 8.55 "
+                                                         "= baseline main's 9 - 5% (expect in madfile.yaml:9:7)")
+
+
+def test_a_baseline_that_does_not_exist_is_refused_at_its_line_before_anything_runs(run_cli: RunCli,
+                                                                                    tmp_path: Path) -> None:
+    root = project(tmp_path, "{metric: mflops, tolerance: 5%, baseline: main}")
+    for command in ("validate", "plan", "apply"):
+        code, out, err = run_cli(command, *(("--yes",) if command == "apply" else ()), cwd=root)
+        assert (code, out) == (CONFIG, ""), err
+        assert err == ("madfile.yaml:9:56: error: runs[0].expect.bench.baseline: no baseline 'main' "
+                       "(baselines/main.json does not exist) (hint: save one: `madengine baseline save main`)\n")
+    assert not (root / ".madengine" / "state.db").exists()
+
+
+def test_a_baseline_removed_after_the_lock_stops_apply_before_it_runs(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "{metric: mflops}")
+    assert apply(run_cli, root)[0] == 0
+    assert run_cli("baseline", "save", "main", cwd=root).code == 0
+    project(root, "{metric: mflops, tolerance: 5%, baseline: main}")
+    assert apply(run_cli, root)[0] == 0
+    assert apply(run_cli, root)[0] == 0  # the lock is fresh now: the next plan compiles nothing
+    (root / "baselines" / "main.json").unlink()
+    code, out, err = run_cli("apply", "--yes", "--replace", JOB, cwd=root)
+    assert (code, out) == (CONFIG, "") and "no baseline 'main' (baselines/main.json does not exist)" in err
+    assert len(json.loads(run_cli("state", "show", JOB, "--json", cwd=root).stdout)["attempts"]) == 1  # none ran
+
+
+def test_a_baseline_of_another_project_stops_apply_before_it_runs(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "{metric: mflops}")
+    assert apply(run_cli, root)[0] == 0
+    assert run_cli("baseline", "save", "main", cwd=root).code == 0
+    project(root, "{metric: mflops, tolerance: 5%, baseline: main}")
+    text = (root / "madfile.yaml").read_text()
+    (root / "madfile.yaml").write_text(text.replace("version: 1\n", "version: 1\nname: other\n"))
+    measure(root, 10)
+    code, out, err = run_cli("apply", "--yes", cwd=root)
+    assert (code, out) == (CONFIG, "")
+    # The lock is refreshed (as `plan` would); no job runs, no result is recorded.
+    assert err.splitlines()[-1] + "\n" == ("baselines/main.json: error: a baseline of an unnamed project (no `name:`), not of project "
+                   "'other' (hint: remove it (`madengine baseline rm main`) and save this project's own "
+                   "(`madengine baseline save main`))\n")
+    assert len(json.loads(run_cli("state", "show", JOB, "--json", cwd=root).stdout)["attempts"]) == 1
