@@ -266,7 +266,7 @@ def test_a_baseline_of_another_project_stops_apply_before_it_runs(run_cli: RunCl
     code, out, err = run_cli("apply", "--yes", cwd=root)
     assert (code, out) == (CONFIG, "")
     # The lock is refreshed (as `plan` would); no job runs, no result is recorded.
-    assert err.splitlines()[-1] + "\n" == ("baselines/main.json: error: a baseline of an unnamed project (no `name:`), not of project "
-                   "'other' (hint: remove it (`madengine baseline rm main`) and save this project's own "
-                   "(`madengine baseline save main`))\n")
+    assert err.splitlines()[-1] == ("baselines/main.json: error: a baseline of an unnamed project (no `name:`), "
+                                    "not of project 'other' (hint: remove it (`madengine baseline rm main`) and save "
+                                    "this project's own (`madengine baseline save main`))")
     assert len(json.loads(run_cli("state", "show", JOB, "--json", cwd=root).stdout)["attempts"]) == 1
