@@ -72,7 +72,7 @@ def load(root: Path, name: str, project: str | None) -> ResultSet:
     path = path_of(root, name)
     if not path.is_file():
         if path.exists():
-            raise ConfigError(f"{shown(name)} is not a file", file=shown(name),
+            raise ConfigError("not a regular file", file=shown(name),
                               hint="a baseline is a JSON file written by `madengine baseline save`")
         raise missing(root, name)
     rs = load_file(path, shown(name), kind="baseline", label=f"baseline {name}")
