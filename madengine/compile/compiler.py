@@ -31,6 +31,7 @@ from madengine.madfile.load import LoadedMadfile
 from madengine.madfile.model import (
     DEFAULT_CONTEXT,
     Context,
+    Expect,
     InlineModel,
     Run,
     Scalar,
@@ -38,7 +39,7 @@ from madengine.madfile.model import (
     Target,
     runs_in_image,
 )
-from madengine.results.gates import Gate
+from madengine.results.gates import Better, Gate
 
 KeyPath = tuple[str | int, ...]
 
@@ -432,9 +433,20 @@ def _gates(loaded: LoadedMadfile, run: Run, run_index: int, chosen: list[ModelIn
             continue
         pos = loaded.locate(("runs", run_index, "expect", key))
         where = loaded.path.name + (f":{pos[0]}:{pos[1]}" if pos else "")
-        out[inst.key] = Gate(metric=expect.metric, better=expect.direction(), min=expect.min, max=expect.max,
-                             where=where, tolerance=expect.tolerance, baseline=expect.baseline)
+        out[inst.key] = Gate(metric=expect.metric, better=_gate_direction(loaded, expect), min=expect.min,
+                             max=expect.max, where=where, tolerance=expect.tolerance, baseline=expect.baseline)
     return out
+
+
+def _gate_direction(loaded: LoadedMadfile, expect: Expect) -> Better:
+    """Which way a gate's metric is better: its `better`, or what its bounds imply; for a gate with neither
+    (a tolerance alone), what `compare` would say: the madfile's `results.better`, else the metric's name
+    (`latency_ms` is lower-is-better), else higher."""
+    if expect.better is not None or expect.min is not None or expect.max is not None:
+        return expect.direction()
+    from madengine.results.compare import default_direction
+
+    return loaded.madfile.results.better.get(expect.metric) or default_direction(expect.metric) or "higher"
 
 
 def _check_baselines(loaded: LoadedMadfile, run: Run, run_index: int, diags: _Diagnostics) -> None:

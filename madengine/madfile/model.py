@@ -15,7 +15,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field
 from madengine import limits as _limits
 from madengine.mad.model import ENV_NAME, INT64_MAX, MAX_NODES
 from madengine.madfile.names import baseline_name_problem
-from madengine.madfile.percent import PERCENT_PATTERN, parse_percent
+from madengine.madfile.percent import PATTERN as PERCENT_PATTERN
+from madengine.madfile.percent import Percent, parse_percent
 
 FORMAT_VERSION = 1
 
@@ -618,6 +619,9 @@ def rerun_on(context: Context, target: Target) -> tuple[FactName, ...] | None:
 # --- runs -----------------------------------------------------------------------------------------
 
 
+MAX_TOLERANCE_PERCENT = 1000.0  # a lower-is-better figure may be allowed to get 11 times worse, not more
+
+
 class Expect(Strict):
     """A performance gate on one model's jobs, checked when each result is recorded, at the end of
     `apply` and by `madengine check`: the job must report `metric`, within `min`/`max`, and (with
@@ -645,7 +649,8 @@ class Expect(Strict):
     @field_validator("tolerance", mode="before")
     @classmethod
     def _tolerance_from_percent(cls, v: Any) -> Any:
-        return None if v is None else parse_percent(v)  # its range is checked by check.py (it needs `better`)
+        # Up to 100% is checked by check.py: whether more is allowed depends on `better`.
+        return None if v is None else parse_percent(v, maximum=MAX_TOLERANCE_PERCENT)
 
     @field_validator("baseline")
     @classmethod
@@ -692,6 +697,20 @@ class Limits(Strict):
                     "$MADENGINE_SCRIPT_TIMEOUT, else 30")
 
 
+# --- results ---------------------------------------------------------------------------------------
+
+
+class ResultsSettings(Strict):
+    """How `madengine compare` (and `results --history`) judge a change between two results."""
+
+    noise: Percent = Field(default=0.02, description="the relative change below which a difference is noise "
+                           "(`2%`); the spread of a result's repeats widens it", json_schema_extra={"default": "2%"})
+    better: dict[str, Literal["higher", "lower"]] = Field(
+        default_factory=dict, description="which way is an improvement, per metric name (default by name: "
+        "`*per_second`, `throughput`, `gflops`... higher; `latency`, `*_ms`, `time`... lower; else higher); "
+        "an `expect:` gate's `better` wins for its model")
+
+
 # --- the file -------------------------------------------------------------------------------------
 
 
@@ -707,6 +726,7 @@ class Madfile(Strict):
     targets: dict[str, Target] = Field(default_factory=dict)
     runs: list[Run] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
+    results: ResultsSettings = Field(default_factory=ResultsSettings)
 
     def effective_targets(self) -> dict[str, Target]:
         """The declared targets; none declared means the embedded default, `local`."""

@@ -241,9 +241,15 @@ def _model_of_key(key: str) -> str:
 
 
 def from_apply(apply: ApplyRecord, attempts: Iterable[Attempt], images: Mapping[str, Sequence[ImageRecord]]
-               | None = None, *, project: str | None = None, label: str | None = None) -> ResultSet:
-    """The results of one apply: the final attempt of each job it ran (its retries' last)."""
-    mine = [a for a in attempts if a.apply_id == apply.id]
+               | None = None, *, project: str | None = None, label: str | None = None,
+               only_ran: bool = False) -> ResultSet:
+    """The results as of one apply: the final attempt (its retries' last) of each job, in that apply or
+    before it. An apply reruns only what changed: a job it found up to date keeps the result of the apply
+    that ran it (its series' `apply_id` says which), so that `compare previous latest` says it is
+    unchanged, not missing, and a baseline taken from it holds every job. `only_ran`: the jobs it ran only.
+    (A job removed from the madfile keeps its last result here: the store does not know the lock of an
+    old apply.)"""
+    mine = [a for a in attempts if (a.apply_id == apply.id if only_ran else a.apply_id <= apply.id)]
     return ResultSet(label=label or f"apply {apply.id}", kind="apply", project=project, lock_hash=apply.lock_hash,
                      apply_id=apply.id, created=apply.started_at, series=series_of(mine, images))
 
@@ -684,10 +690,23 @@ def _images(store: StoreReader, attempts: Iterable[Attempt]) -> dict[str, list[I
     return {address: store.image_records(address) for address in addresses}
 
 
-def load_apply(store: StoreReader, apply: ApplyRecord, attempts: list[Attempt] | None = None, *,
+def load_apply(store: StoreReader, apply: ApplyRecord, attempts: Sequence[Attempt] | None = None, *,
                project: str | None = None) -> ResultSet:
-    mine = attempts if attempts is not None else store.attempts(apply_id=apply.id)
-    return from_apply(apply, mine, _images(store, mine), project=project)
+    """The results as of `apply` (`from_apply`), read from `store`. `attempts`: the store's attempts where
+    they were read already: all of them (those of later applies are left out here); give only those of
+    `apply` itself for what it ran alone."""
+    every = [a for a in (store.attempts() if attempts is None else attempts) if a.apply_id <= apply.id]
+    return from_apply(apply, every, _images(store, series_firsts(every)), project=project)
+
+
+def series_firsts(attempts: Iterable[Attempt]) -> list[Attempt]:
+    """The latest attempt of each job address (whose image records a result set reads)."""
+    latest: dict[str, Attempt] = {}
+    for attempt in attempts:
+        known = latest.get(attempt.address)
+        if is_job(attempt) and (known is None or attempt.chronology > known.chronology):
+            latest[attempt.address] = attempt
+    return list(latest.values())
 
 
 def _resolve_apply(ref: str, store: StoreReader | None, project: str | None) -> ResultSet:
@@ -705,15 +724,14 @@ def _resolve_apply(ref: str, store: StoreReader | None, project: str | None) -> 
         if not has_results(attempts):
             raise UsageError(f"apply {ref} recorded no results (it ran no job to its end)",
                              hint="name another apply: `latest`, `previous`, an id")
-        return load_apply(store, match, attempts, project=project)
+        return load_apply(store, match, project=project)
     if ref in ("latest", "previous"):
         wanted = 2 if ref == "previous" else 1
         found = []
         for apply, attempts in _with_results(store):
             found.append((apply, attempts))
             if len(found) == wanted:
-                apply, attempts = found[-1]
-                return load_apply(store, apply, attempts, project=project)
+                return load_apply(store, apply, project=project)
         have = "no apply has recorded results yet" if not found else \
             f"only apply {found[0][0].id} has recorded results"
         raise UsageError(f"{ref}: {have}", hint="run `madengine apply`" if not found
@@ -721,9 +739,9 @@ def _resolve_apply(ref: str, store: StoreReader | None, project: str | None) -> 
     when = parse_when(ref)
     stamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     first = None
-    for apply, attempts in _with_results(store):
+    for apply, _ in _with_results(store):
         if apply.started_at <= stamp:
-            return load_apply(store, apply, attempts, project=project)
+            return load_apply(store, apply, project=project)
         first = apply
     since = f"the first with results started {first.started_at}" if first else "no apply has recorded results yet"
     raise UsageError(f"{ref}: no apply with results started at or before {stamp} ({since})", hint=f"name {REFS}")

@@ -56,6 +56,8 @@ def workspace(tmp_path: Path) -> Path:
             end = "10:01:00" if attempt_id == 1 else "10:00:30"
             conn.execute("UPDATE attempts SET started_at = ?, ended_at = ? WHERE id = ?",
                          (f"{day}T10:00:00Z", f"{day}T{end}Z", attempt_id))
+        conn.execute("UPDATE applies SET started_at = '2026-11-21T09:00:00Z' WHERE id = 1")
+        conn.execute("UPDATE applies SET started_at = '2026-11-24T09:00:00Z' WHERE id = 2")
     conn.close()
     return tmp_path
 
@@ -90,11 +92,31 @@ def test_history(run_cli: RunCli, workspace: Path) -> None:
     code, out, err = run_cli("results", "--history", "a", cwd=workspace)
     assert (code, err) == (0, "")
     assert out.splitlines() == [
-        "APPLY  JOB              STATUS   PERFORMANCE  METRIC              CHANGE   FINISHED              DURATION  NOTE",  # noqa: E501
-        "1      job:a@cpu/box#1  SUCCESS  100          samples_per_second           2026-11-22T10:00:30Z  30.0s",
-        "2      job:a@cpu/box#1  SUCCESS  110          samples_per_second  +10.00%  2026-11-24T10:00:30Z  30.0s",
-        "2 attempts of a: 2 SUCCESS",
+        "APPLY  STARTED     JOB            METRIC              MEDIAN  CHANGE   VERDICT   CHANGED INPUTS",
+        "1      2026-11-21  job:a@cpu/box  samples_per_second  100              first",
+        "2      2026-11-24  job:a@cpu/box  samples_per_second  110     +10.00%  improved",
+        "2 applies of a, 1 change beyond noise",
     ]
+    assert run_cli("results", "--history", "a", "--metric", "samples_per_second", cwd=workspace)[1] == out
+    code, out, err = run_cli("results", "--history", "a", "--json", cwd=workspace)
+    steps = json.loads(out)
+    assert [(s["apply_id"], s["median"], s["change"], s["verdict"]) for s in steps] == [
+        (1, 100.0, None, "first"), (2, 110.0, pytest.approx(0.1), "improved")]
+    assert steps[1]["changed"] == [] and steps[1]["series"] == "job:a@cpu/box"
+
+
+def test_history_of_a_failed_job_and_of_a_multiple_results_row(run_cli: RunCli, workspace: Path) -> None:
+    out = run_cli("results", "--history", "b", cwd=workspace)[1]
+    assert out.splitlines()[1].split() == ["1", "2026-11-21", "job:b@cpu/box", "(no", "result)", "-", "failed",
+                                           "FAILURE:", "exit", "code", "1"]
+    out = run_cli("results", "--history", "m_bs1", cwd=workspace)[1]
+    assert out.splitlines()[1].split() == ["2", "2026-11-24", "job:m@cpu/box", "m_bs1", "tps", "1.5", "first"]
+
+
+def test_history_of_an_unknown_metric_or_without_history(run_cli: RunCli, workspace: Path) -> None:
+    assert run_cli("results", "--history", "a", "--metric", "gflops", cwd=workspace) == (
+        USAGE, "", "error: --metric gflops: a reported no gflops (hint: its metrics: samples_per_second)\n")
+    assert run_cli("results", "--metric", "gflops", cwd=workspace)[0] == USAGE
 
 
 def test_history_of_an_unknown_model(run_cli: RunCli, workspace: Path) -> None:

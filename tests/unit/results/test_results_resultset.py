@@ -103,6 +103,24 @@ def test_latest_previous_id_and_date_name_applies_with_results(store: StateStore
         rs.resolve("@{yesterday}", store)
 
 
+def test_an_apply_carries_the_results_of_the_jobs_it_found_up_to_date(store: StateStore) -> None:
+    first = store.begin_apply("sha256:l1")
+    kept = run(store, first, job_address("kept"), job_inputs("kept"), perf=row(5.0, model="kept"))
+    run(store, first, job_address(), job_inputs(), perf=row(1.0))
+    second = store.begin_apply("sha256:l2")  # reran dummy only: kept was up to date
+    run(store, second, job_address(), job_inputs(), perf=row(2.0))
+    later = store.begin_apply("sha256:l3")
+    run(store, later, job_address(), job_inputs(), perf=row(3.0))
+    latest, previous = rs.resolve("latest", store), rs.resolve("previous", store)
+    assert (latest.apply_id, previous.apply_id) == (later, second)
+    assert previous.series["job:kept@cpu/box"].attempt_ids == latest.series["job:kept@cpu/box"].attempt_ids == (kept,)
+    assert previous.series["job:kept@cpu/box"].apply_id == first  # where it was measured
+    assert previous.series["job:dummy@cpu/box"].figures[("dummy", "samples_per_second")].values == (2.0,)
+    # what apply 2 ran, and nothing else
+    only = rs.from_apply(store.applies()[1], store.attempts(), only_ran=True)
+    assert list(only.series) == ["job:dummy@cpu/box"]
+
+
 def test_previous_needs_two_applies_with_results(store: StateStore) -> None:
     with pytest.raises(UsageError, match="latest: no apply has recorded results yet"):
         rs.resolve("latest", store)
