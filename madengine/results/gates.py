@@ -193,9 +193,11 @@ def judge_tolerance(address: str, gate: Gate, current: Mapping[str, Sequence[flo
         return verdict
     repeats = max((len(v) for v in current.values()), default=0)
     values = [v for vs in current.values() for v in vs]
-    where = f"is not in baseline {gate.baseline}" if gate.baseline else "has no earlier result"
+    # A job new to the baseline, or in it without this metric (it failed then); a first run.
+    why = f"baseline {gate.baseline} has no {gate.metric} of this job" if gate.baseline else \
+        f"no earlier result of this job has {gate.metric}"
     return Verdict(address, gate, met=True, value=statistics.median(values) if values else None, repeats=repeats,
-                   note=f"no reference for the tolerance: the job {where} (met)")
+                   note=f"no reference for the tolerance: {why} (met)")
 
 
 def check_gates(gates: Mapping[str, Gate], latest: Mapping[str, Attempt],

@@ -119,8 +119,8 @@ def test_check_judges_an_applys_results_without_running_anything(run_cli: RunCli
     code, out, err = run_cli("check", "previous", cwd=root)  # apply 1: the first, with nothing to regress from
     assert (code, err) == (0, "")
     assert out.splitlines()[1:] == [
-        f"met   {SERIES}  mflops 9 (median of 2 repeats); no reference for the tolerance: the job has no earlier "
-        "result (met)  madfile.yaml:9:7", "gates: 2 met (results of apply 1)"]
+        f"met   {SERIES}  mflops 9 (median of 2 repeats); no reference for the tolerance: no earlier result of "
+        "this job has mflops (met)  madfile.yaml:9:7", "gates: 2 met (results of apply 1)"]
     data = json.loads(run_cli("check", "--json", cwd=root).stdout)
     assert (data["apply_id"], data["met"], data["unmet"]) == (2, 0, 2)
     assert data["verdicts"][0] == {
