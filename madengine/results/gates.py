@@ -229,10 +229,18 @@ def _series_figures(gates: Mapping[str, Gate], latest: Mapping[str, Attempt]) ->
         if gate.tolerance is None or attempt is None:
             continue
         rows = out.setdefault(series_key(address), {})
-        for row in attempt.perf:
-            if row.metric == gate.metric and row.performance is not None and math.isfinite(row.performance):
-                rows.setdefault(row.model, []).append(row.performance)
+        for model, value in _measured(attempt, gate.metric):
+            rows.setdefault(model, []).append(value)
     return out
+
+
+def _measured(attempt: Attempt, metric: str) -> list[tuple[str, float]]:
+    """(row model, value) of `metric` in a successful attempt's successful rows: what a tolerance compares
+    (as a result set counts figures: a failed run's numbers are not results)."""
+    if attempt.status is not Status.SUCCESS:
+        return []
+    return [(row.model, row.performance) for row in attempt.perf if row.metric == metric and row.status is
+            Status.SUCCESS and row.performance is not None and math.isfinite(row.performance)]
 
 
 def previous_references(gates: Mapping[str, Gate], latest: Mapping[str, Attempt],
@@ -254,13 +262,10 @@ def previous_references(gates: Mapping[str, Gate], latest: Mapping[str, Attempt]
     found: dict[str, dict[int, dict[str, list[float]]]] = {}  # series -> apply -> row model -> figures
     for attempt in history:
         key = series_key(attempt.address)
-        if key not in wanted or attempt.apply_id >= wanted[key][1] or attempt.status is not Status.SUCCESS:
+        if key not in wanted or attempt.apply_id >= wanted[key][1]:
             continue
-        metric = wanted[key][0]
-        for row in attempt.perf:
-            if row.metric == metric and row.performance is not None and math.isfinite(row.performance):
-                found.setdefault(key, {}).setdefault(attempt.apply_id, {}).setdefault(row.model, []).append(
-                    row.performance)
+        for model, value in _measured(attempt, wanted[key][0]):
+            found.setdefault(key, {}).setdefault(attempt.apply_id, {}).setdefault(model, []).append(value)
     out: dict[tuple[str, str, str], Reference] = {}
     for key, by_apply in found.items():
         apply_id = max(by_apply)

@@ -231,3 +231,13 @@ def test_tolerance_verdicts_round_trip_through_json() -> None:
     (verdict,) = judged(tol(5, "lower", "main"), [110.0], 100.0)
     assert Verdict.from_json(verdict.address, verdict.to_json()) == verdict
     assert Gate.from_json(tol(2.5).to_json()) == tol(2.5)
+
+
+def test_a_failed_repeats_numbers_are_not_in_the_median() -> None:
+    failed = attempt(3, 1.0, status=Status.FAILURE)  # printed a figure, then failed
+    latest = {a.address: a for a in (attempt(1, 99.0), attempt(2, 98.0), failed)}
+    refs = {(SERIES, "matmul", "gflops"): Reference(100.0, "apply 1")}
+    verdicts = check_gates(dict.fromkeys(latest, tol(5)), latest, refs)
+    assert [(v.met, v.value, v.repeats) for v in verdicts[:2]] == [(True, 98.5, 2), (True, 98.5, 2)]
+    history = [attempt(1, 1.0, apply_id=1, status=Status.FAILURE), *latest.values()]
+    assert previous_references(dict.fromkeys(latest, tol(5)), latest, history) == {}
