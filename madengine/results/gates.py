@@ -259,19 +259,27 @@ def previous_references(gates: Mapping[str, Gate], latest: Mapping[str, Attempt]
         key = series_key(address)
         metric, cutoff = wanted.get(key, (gate.metric, attempt.apply_id))
         wanted[key] = (metric, min(cutoff, attempt.apply_id))
-    found: dict[str, dict[int, dict[str, list[float]]]] = {}  # series -> apply -> row model -> figures
-    for attempt in history:
-        key = series_key(attempt.address)
-        if key not in wanted or attempt.apply_id >= wanted[key][1]:
+    # series -> (the latest apply before its cutoff that measured the metric, row model -> its figures).
+    # Newest first: older applies of a series found already are skipped without being read.
+    found: dict[str, tuple[int, dict[str, list[float]]]] = {}
+    keys: dict[str, str] = {}  # address -> series key: a store's history repeats each address per apply
+    for attempt in reversed(list(history)):
+        key = keys.get(attempt.address) or keys.setdefault(attempt.address, series_key(attempt.address))
+        want = wanted.get(key)
+        if want is None or attempt.apply_id >= want[1]:
             continue
-        for model, value in _measured(attempt, wanted[key][0]):
-            found.setdefault(key, {}).setdefault(attempt.apply_id, {}).setdefault(model, []).append(value)
-    out: dict[tuple[str, str, str], Reference] = {}
-    for key, by_apply in found.items():
-        apply_id = max(by_apply)
-        for model, values in by_apply[apply_id].items():
-            out[key, model, wanted[key][0]] = Reference(statistics.median(values), f"apply {apply_id}")
-    return out
+        best = found.get(key)
+        if best is not None and attempt.apply_id < best[0]:
+            continue
+        measured = _measured(attempt, want[0])
+        if not measured:
+            continue
+        if best is None or attempt.apply_id > best[0]:
+            best = found[key] = (attempt.apply_id, {})
+        for model, value in measured:
+            best[1].setdefault(model, []).append(value)
+    return {(key, model, wanted[key][0]): Reference(statistics.median(values), f"apply {apply_id}")
+            for key, (apply_id, rows) in found.items() for model, values in rows.items()}
 
 
 def unmet_lines(verdicts: Sequence[Verdict]) -> list[str]:
