@@ -38,11 +38,13 @@ def save(
     from madengine.cli.options import state_db
     from madengine.errors import UsageError
     from madengine.results import baseline
-    from madengine.results.resultset import _DATE_REF, resolve
+    from madengine.results.resultset import resolve
     from madengine.state.store import StateStore
 
     baseline.check_name(name)  # before anything is read
-    if not (from_apply in ("latest", "previous") or from_apply.isdigit() or _DATE_REF.fullmatch(from_apply)):
+    # Only an apply: a baseline of a baseline or of a results file would lose where its numbers came from.
+    if not (from_apply in ("latest", "previous") or from_apply.isdigit()
+            or (from_apply.startswith("@{") and from_apply.endswith("}"))):
         raise UsageError(f"--from {from_apply[:40]!r} is not an apply",
                          hint="name an apply id, `latest`, `previous` or @{YYYY-MM-DD}")
     loaded = _madfile(file, chdir)
