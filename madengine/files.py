@@ -7,10 +7,12 @@ madengine's own files); OSError (a missing file...) stays the caller's to report
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+from pathlib import Path
 
-from madengine.errors import ConfigError
+from madengine.errors import ConfigError, FileSystemError
 
 
 class NotAFileError(Exception):
@@ -62,3 +64,26 @@ def decode_utf8(raw: bytes, shown: str, *, what: str = "not UTF-8 text", hint: s
         column = start - (raw.rfind(b"\n", 0, start) + 1) + 1
         raise ConfigError(f"{what}: byte 0x{raw[start]:02x} cannot be decoded", file=shown, line=line,
                           column=column, hint=hint) from None
+
+
+def write_atomic(path: Path, data: bytes) -> bool:
+    """Write a reviewable file (the lock, a baseline) atomically: a reader sees the old bytes or the new,
+    never half; return False when the file already held exactly these bytes (it is not touched then).
+    A full or read-only file system is a FileSystemError naming the path."""
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # on a read-only file system there is none to remove
+            tmp.unlink(missing_ok=True)
+        error = FileSystemError.of(exc, path)
+        if error is None:
+            raise
+        raise error from exc
+    return True

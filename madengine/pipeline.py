@@ -207,6 +207,11 @@ class Realization:
             every = {a: Gate.from_json(g) for a, g in (self._fresh.gates if self._fresh else {}).items()}
         return {a: g for a, g in every.items() if a in self.graph}
 
+    def project_name(self) -> str | None:
+        """The madfile's `name:` (what a baseline belongs to): from the compiled project, else the madfile
+        read alone (only the gates against a baseline ask, so a no-op plan without them reads nothing)."""
+        return self.project.name if self.project is not None else self._madfile().madfile.name
+
     def rerun_on(self) -> dict[tuple[str, str], tuple[str, ...] | None]:
         """(context, target) -> the facts whose change reruns its jobs (None: the default), for the pairs
         the graph's jobs use: from the compiled project, or from the freshness record when a fresh lock

@@ -22,7 +22,9 @@ from madengine.pipeline import Realization, make_plan
 from madengine.plan import planfile as plans
 from madengine.plan.model import Plan
 from madengine.plan.render import facts_notes, no_changes, plan_lines
-from madengine.results.gates import Verdict, check_gates, summary
+from madengine.results.baseline import for_gates, judge_gates
+from madengine.results.gates import Verdict, note_lines, summary, unmet_lines
+from madengine.results.resultset import ResultSet
 from madengine.state.lock import WorkspaceLock
 from madengine.state.model import Attempt
 from madengine.state.store import StateStore
@@ -71,6 +73,9 @@ def _apply(r: Realization, request: ApplyRequest, command: str, console: Console
            after: Callable[[StateStore, ApplyResult | None], None] | None) -> Applied:
     result: ApplyResult | None = None
     unmet: tuple[Verdict, ...] = ()
+    # The baselines the gates are against, read before anything runs: one missing or not this project's
+    # stops the apply here, with nothing done (not after an hour of benchmarks).
+    baselines = gate_baselines(r)
     with WorkspaceLock.for_store(r.state_path).acquire(command), StateStore.open(r.state_path) as store:
         if request.saved is not None:
             plans.check_current(request.saved, r.lock_hash, store.serial())
@@ -99,14 +104,22 @@ def _apply(r: Realization, request: ApplyRequest, command: str, console: Console
                 counts["NOT STARTED"] = not_started
             console.print(f"Apply {result.outcome.lower()}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
         # The results as they are now: re-read only if this apply recorded any.
-        unmet = _check_gates(console, r, latest if result is None else store.latest_attempts(), store)
+        unmet = _check_gates(console, r, latest if result is None else store.latest_attempts(), store, baselines)
         if after is not None:
             after(store, result)
     return Applied(result, unmet)
 
 
+def gate_baselines(r: Realization) -> dict[str, ResultSet]:
+    """The baselines that the selected jobs' gates measure a tolerance against, by name."""
+    gates = r.gates()
+    if not any(g.baseline and g.tolerance is not None for g in gates.values()):
+        return {}
+    return for_gates(gates, r.madfile.parent, r.project_name())
+
+
 def _check_gates(console: Console, r: Realization, latest: Mapping[str, Attempt],
-                 store: StateStore) -> tuple[Verdict, ...]:
+                 store: StateStore, baselines: Mapping[str, ResultSet]) -> tuple[Verdict, ...]:
     """The gates of every selected job on its latest result, up to date or just run: a no-op apply over
     results that fail a gate still fails it (what a CI gate needs). Prints one line per unmet gate.
 
@@ -115,7 +128,7 @@ def _check_gates(console: Console, r: Realization, latest: Mapping[str, Attempt]
     gates = r.gates()
     if not gates:
         return ()
-    verdicts = check_gates(gates, latest)
+    verdicts = judge_gates(gates, latest, store.attempts, baselines)
     changed: dict[int, dict[str, Any]] = {}
     for verdict in verdicts:
         attempt = latest.get(verdict.address)
@@ -124,8 +137,10 @@ def _check_gates(console: Console, r: Realization, latest: Mapping[str, Attempt]
     store.set_gates(changed)
     unmet = tuple(v for v in verdicts if not v.met)
     console.print(f"Expect {summary(verdicts)}", style="red" if unmet else "green")
-    for verdict in unmet:
-        console.print(f"[red]{escape(verdict.line())}[/]", soft_wrap=True)
+    for line in unmet_lines(unmet):
+        console.print(f"[red]{escape(line)}[/]", soft_wrap=True)
+    for line in note_lines(verdicts):  # a tolerance with nothing to compare with yet: met, and said
+        console.print(escape(line), soft_wrap=True)
     return unmet
 
 

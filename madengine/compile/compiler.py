@@ -31,6 +31,7 @@ from madengine.madfile.load import LoadedMadfile
 from madengine.madfile.model import (
     DEFAULT_CONTEXT,
     Context,
+    Expect,
     InlineModel,
     Run,
     Scalar,
@@ -38,7 +39,7 @@ from madengine.madfile.model import (
     Target,
     runs_in_image,
 )
-from madengine.results.gates import Gate
+from madengine.results.gates import Better, Gate
 
 KeyPath = tuple[str | int, ...]
 
@@ -100,6 +101,7 @@ def compile_project(loaded: LoadedMadfile, package: Package | None = None) -> Pr
             chosen = chosen_by_run[run_index]
             _check_expect(run, run_index, chosen, diags)
             gates = _gates(loaded, run, run_index, chosen)
+            _check_baselines(loaded, run, run_index, diags)
             for ctx_name in run.contexts or list(contexts):
                 context = contexts[ctx_name]
                 for tgt_name in run.targets or list(targets):
@@ -431,9 +433,39 @@ def _gates(loaded: LoadedMadfile, run: Run, run_index: int, chosen: list[ModelIn
             continue
         pos = loaded.locate(("runs", run_index, "expect", key))
         where = loaded.path.name + (f":{pos[0]}:{pos[1]}" if pos else "")
-        out[inst.key] = Gate(metric=expect.metric, better=expect.direction(), min=expect.min, max=expect.max,
-                             where=where)
+        out[inst.key] = Gate(metric=expect.metric, better=_gate_direction(loaded, expect), min=expect.min,
+                             max=expect.max, where=where, tolerance=expect.tolerance, baseline=expect.baseline)
     return out
+
+
+def _gate_direction(loaded: LoadedMadfile, expect: Expect) -> Better:
+    """Which way a gate's metric is better: its `better`, or what its bounds imply; for a gate with neither
+    (a tolerance alone), what `compare` would say: the madfile's `results.better`, else the metric's name
+    (`latency_ms` is lower-is-better), else higher."""
+    if expect.better is not None or expect.min is not None or expect.max is not None:
+        return expect.direction()
+    from madengine.results.compare import default_direction
+
+    return loaded.madfile.results.better.get(expect.metric) or default_direction(expect.metric) or "higher"
+
+
+def _check_baselines(loaded: LoadedMadfile, run: Run, run_index: int, diags: _Diagnostics) -> None:
+    """A gate's `baseline:` must name a saved baseline (`baselines/<name>.json` beside the madfile): at
+    validate and plan time, not after an apply has run. Its content is read where it is used."""
+    from madengine.madfile.names import BASELINES_DIR
+
+    for model, expect in run.expect.items():
+        if expect.baseline is None:
+            continue
+        path = loaded.root / BASELINES_DIR / f"{expect.baseline}.json"
+        if not path.is_file():
+            saved = sorted(p.stem for p in (loaded.root / BASELINES_DIR).glob("*.json") if p.is_file()) \
+                if (loaded.root / BASELINES_DIR).is_dir() else []
+            hint = (f"saved baselines: {', '.join(saved[:10])}" + (", …" if len(saved) > 10 else "") if saved
+                    else f"save one: `madengine baseline save {expect.baseline}`")
+            diags.append(loaded.diagnostic(("runs", run_index, "expect", model, "baseline"),
+                                           f"no baseline {expect.baseline!r} ({BASELINES_DIR}/{expect.baseline}"
+                                           ".json does not exist)", hint, at="value"))
 
 
 def _close_hint(name: str, candidates: Iterable[str]) -> str:

@@ -7,7 +7,6 @@ changes that image and the jobs that use it, and nothing else.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import posixpath
 from collections.abc import Mapping
@@ -19,8 +18,8 @@ import orjson
 
 from madengine import shape
 from madengine.compile.ir import ImageNode, JobNode, Project, ScriptCall
-from madengine.errors import ConfigError, Diagnostic, FileSystemError
-from madengine.files import decode_utf8
+from madengine.errors import ConfigError, Diagnostic
+from madengine.files import decode_utf8, write_atomic
 from madengine.lock.hashing import FileHasher, hash_value
 from madengine.madfile.model import job_config
 from madengine.shape import ListOf, MapOf, Opt
@@ -275,24 +274,7 @@ def _dangling(lock: Lock) -> list[tuple[str, str]]:
 
 def write_lock(path: Path, lock: Lock) -> bool:
     """Write the lock atomically; return False when the file already held exactly these bytes."""
-    data = render_bytes(lock)
-    try:
-        if path.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):  # on a read-only file system there is none to remove
-            tmp.unlink(missing_ok=True)
-        error = FileSystemError.of(exc, path)
-        if error is None:
-            raise
-        raise error from exc
-    return True
+    return write_atomic(path, render_bytes(lock))
 
 
 # --- comparison -----------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from madengine.errors import Diagnostic
 from madengine.mad.model import ENV_NAME, INT64_MAX, INT64_MIN
 from madengine.madfile.diagnose import backends, close_match
-from madengine.madfile.model import DEFAULT_CONTEXT, DEFAULT_TARGET, is_secret_name, n_gpus_value
+from madengine.madfile.model import DEFAULT_CONTEXT, DEFAULT_TARGET, MAX_TOLERANCE_PERCENT, is_secret_name, n_gpus_value
+from madengine.madfile.percent import parse_percent
 from madengine.madfile.source import KeyPath, SourceMap
 
 if TYPE_CHECKING:
@@ -369,7 +370,7 @@ def _check_runs(data: Mapping[Any, Any], contexts: dict[Any, Any], targets: dict
         out += _check_timeout(path, run, source)
         for model, gate in _mapping(run.get("expect")).items():
             if isinstance(gate, dict):
-                out += _check_gate((*path, "expect", model), gate, source)
+                out += _check_gate((*path, "expect", model), gate, data, source)
     return out
 
 
@@ -377,7 +378,7 @@ def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _check_gate(path: KeyPath, gate: dict[Any, Any], source: SourceMap) -> list[Diagnostic]:
+def _check_gate(path: KeyPath, gate: dict[Any, Any], data: Mapping[Any, Any], source: SourceMap) -> list[Diagnostic]:
     """A metric or bounds that no result can meet, and a sole bound on the better side (`better: higher,
     max: 10` fails only when the result improves: almost always a `min` written as `max`)."""
     low, high, better, metric = gate.get("min"), gate.get("max"), gate.get("better"), gate.get("metric")
@@ -397,4 +398,39 @@ def _check_gate(path: KeyPath, gate: dict[Any, Any], source: SourceMap) -> list[
         return [source.diagnostic((*path, "min"), "a gate on a lower-is-better metric with only a `min` "
                                   "fails only when the result improves",
                                   "a ceiling is `max:`; for a range give both `min` and `max`", at="key")]
+    return _check_tolerance(path, gate, data, source)
+
+
+def _check_tolerance(path: KeyPath, gate: dict[Any, Any], data: Mapping[Any, Any],
+                     source: SourceMap) -> list[Diagnostic]:
+    """A tolerance no result can fail, and a baseline with nothing measured against it (a key that would
+    be accepted and ignored). A negative one, which every result would fail, is no percentage to the parser."""
+    if "baseline" in gate and gate.get("tolerance") is None:
+        return [source.diagnostic((*path, "baseline"), "a `baseline` without a `tolerance` checks nothing",
+                                  "add how much worse than the baseline a result may be: `tolerance: 5%`",
+                                  at="key")]
+    try:
+        tolerance = parse_percent(gate.get("tolerance"), maximum=MAX_TOLERANCE_PERCENT)
+    except ValueError:
+        return []  # absent, or not a percentage: the schema's error says so
+    if tolerance >= 1 and _direction(gate, data) == "higher":
+        return [source.diagnostic((*path, "tolerance"), f"tolerance {gate['tolerance']} on a higher-is-better "
+                                  "metric lets any result pass (its bound is 0 or below)",
+                                  "give a tolerance below 100%; for a lower-is-better metric say `better: lower`",
+                                  at="value")]
     return []
+
+
+def _direction(gate: dict[Any, Any], data: Mapping[Any, Any]) -> str:
+    """The gate's direction as the compiler gives it (`compiler._gate_direction`), from the plain data."""
+    better = gate.get("better")
+    if better in ("higher", "lower"):
+        return str(better)
+    if _is_number(gate.get("min")) or _is_number(gate.get("max")):
+        return "lower" if _is_number(gate.get("max")) and gate.get("min") is None else "higher"
+    from madengine.results.compare import default_direction
+
+    chosen = _mapping(_mapping(data.get("results")).get("better")).get(gate.get("metric"))
+    metric = gate.get("metric")
+    return str(chosen) if chosen in ("higher", "lower") else \
+        (default_direction(metric) if isinstance(metric, str) else None) or "higher"

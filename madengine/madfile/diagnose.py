@@ -20,6 +20,7 @@ from pydantic_core import ErrorDetails
 
 from madengine.errors import Diagnostic
 from madengine.madfile import model as m
+from madengine.madfile.names import BASELINE_NAME_RULE
 from madengine.madfile.source import KeyPath, SourceMap, format_key_path
 
 # Where each kind of mapping lives, to say where a misplaced key belongs.
@@ -40,8 +41,6 @@ _PLACES: tuple[tuple[type[BaseModel], str], ...] = (
 # schema, until they work), and keys of ROCm's formats that madengine would ignore. Refused, never
 # accepted and ignored.
 _REFUSED: dict[tuple[type[BaseModel] | None, str], tuple[str, str]] = {
-    (m.Expect, "tolerance"): ("`tolerance` is not supported yet: it needs a baseline, which comes with "
-                              "`madengine compare`", "gate on absolute bounds for now: `min:` and/or `max:`"),
     (m.InlineModel, "url"): ("unknown key `url`", "`url` is not read by madengine; keep it in a comment"),
     (m.InlineModel, "skip_gpu_arch"): ("unknown key `skip_gpu_arch`",
                                        "madengine does not detect GPU architectures, so it cannot skip one; "
@@ -54,6 +53,8 @@ _REFUSED: dict[tuple[type[BaseModel] | None, str], tuple[str, str]] = {
 # Hints for a key's own validation errors (the message says what is wrong, the hint what is allowed).
 _VALUE_HINTS: dict[tuple[type[BaseModel] | None, str], str] = {
     (m.Host, "key"): m.KEY_HINT,
+    (m.Expect, "tolerance"): "a percentage with its % sign: `tolerance: 5%`",
+    (m.Expect, "baseline"): f"a baseline name is {BASELINE_NAME_RULE}",
     (m.LoginHost, "key"): m.KEY_HINT,
     (m.Host, "name"): f"a host name is {m.HOST_NAME_RULE}; set `name:` for an address that is not one",
     (m.LoginHost, "address"): "a DNS name or an IP address, without `user@` or `:port`",

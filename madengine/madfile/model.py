@@ -14,7 +14,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field
 
 from madengine import limits as _limits
 from madengine.mad.model import ENV_NAME, INT64_MAX, MAX_NODES
-from madengine.madfile.percent import Percent
+from madengine.madfile.names import baseline_name_problem
+from madengine.madfile.percent import PATTERN as PERCENT_PATTERN
+from madengine.madfile.percent import Percent, parse_percent
 
 FORMAT_VERSION = 1
 
@@ -617,10 +619,14 @@ def rerun_on(context: Context, target: Target) -> tuple[FactName, ...] | None:
 # --- runs -----------------------------------------------------------------------------------------
 
 
+MAX_TOLERANCE_PERCENT = 1000.0  # a lower-is-better figure may be allowed to get 11 times worse, not more
+
+
 class Expect(Strict):
-    """A performance gate on one model's jobs, checked when each result is recorded and at the end of
-    `apply`: the job must report `metric`, within `min`/`max`; an unmet gate makes apply exit 6.
-    (Tolerances against a baseline or the previous apply come with `madengine compare`.)"""
+    """A performance gate on one model's jobs, checked when each result is recorded, at the end of
+    `apply` and by `madengine check`: the job must report `metric`, within `min`/`max`, and (with
+    `tolerance`) the median of its repeats must not be worse than its reference by more than the
+    tolerance; an unmet gate makes apply exit 6."""
 
     metric: str = Field(description="the metric the job must report (`performance: <value> <metric>`); "
                                     "a gate with no bound only requires that it is reported")
@@ -631,6 +637,28 @@ class Expect(Strict):
     # strict: `min: true` or `min: '5'` is a slip to point at, not a number to guess.
     min: float | None = Field(default=None, strict=True, allow_inf_nan=False, description="the lowest allowed value")
     max: float | None = Field(default=None, strict=True, allow_inf_nan=False, description="the highest allowed value")
+    tolerance: float | None = Field(
+        default=None, description="how much worse than the reference the median of the job's repeats may be, "
+        "as a percentage (`5%`), in the direction of `better`; the reference is `baseline`, else the job's "
+        "previous result (none yet: met, with a note)",
+        json_schema_extra={"type": "string", "pattern": PERCENT_PATTERN})
+    baseline: str | None = Field(default=None, description="the baseline (`baselines/<name>.json` beside "
+                                 "this file, written by `madengine baseline save <name>`) that `tolerance` "
+                                 "is against; default: the job's previous result")
+
+    @field_validator("tolerance", mode="before")
+    @classmethod
+    def _tolerance_from_percent(cls, v: Any) -> Any:
+        # Up to 100% is checked by check.py: whether more is allowed depends on `better`.
+        return None if v is None else parse_percent(v, maximum=MAX_TOLERANCE_PERCENT)
+
+    @field_validator("baseline")
+    @classmethod
+    def _baseline_name(cls, v: str | None) -> str | None:
+        problem = baseline_name_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
 
     def direction(self) -> Literal["higher", "lower"]:
         """`better`, or what the bounds imply when it is not given."""

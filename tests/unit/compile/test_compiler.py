@@ -225,6 +225,40 @@ def test_each_job_carries_its_gate_and_where_it_is_written(make_project: MakePro
                      "job:m[size=2]@default/local#1": two, "job:m[size=2]@default/local#2": two}
 
 
+def test_a_tolerance_alone_takes_its_direction_as_compare_does(make_project: MakeProject) -> None:
+    path = make_project("""\
+        version: 1
+        models: [{name: a, scripts: r.sh}, {name: b, scripts: r.sh}, {name: c, scripts: r.sh}, {name: d, scripts: r.sh}]
+        results: {better: {score: lower}}
+        runs:
+          - models: [a, b, c, d]
+            expect:
+              a: {metric: latency_ms, tolerance: 150%}
+              b: {metric: score, tolerance: 5%, baseline: main}
+              c: {metric: widgets, tolerance: 5%}
+              d: {metric: latency_ms, min: 1, tolerance: 5%}
+        """, {"r.sh": "", "baselines/main.json": "{}"})
+    jobs = compile_file(path).jobs
+    assert {j.model: (j.expect.better, j.expect.tolerance, j.expect.baseline) for j in jobs.values() if j.expect} == {
+        "a": ("lower", 1.5, None),  # by its name, as compare says it; so 150% is allowed
+        "b": ("lower", 0.05, "main"),  # by the madfile's `results.better`
+        "c": ("higher", 0.05, None),  # nothing says: higher
+        "d": ("higher", 0.05, None)}  # a `min` says higher, whatever the name
+
+
+def test_a_gates_baseline_must_be_saved(make_project: MakeProject) -> None:
+    path = make_project("""\
+        version: 1
+        models: [{name: a, scripts: r.sh}]
+        runs:
+          - models: [a]
+            expect: {a: {metric: x, tolerance: 5%, baseline: nightly}}
+        """, {"r.sh": "", "baselines/main.json": "{}", "baselines/old.json": "{}"})
+    (error,) = _errors(path)
+    assert error.endswith("madfile.yaml:5:54: error: runs[0].expect.a.baseline: no baseline 'nightly' (baselines/"
+                     "nightly.json does not exist) (hint: saved baselines: main, old)"), error
+
+
 def test_run_dir_names_never_give_two_scripts_one_name() -> None:
     pre = (ScriptCall("common/pre/trace.sh", ("rpd",)), ScriptCall("a/x.sh"), ScriptCall("b/x.sh"))
     post = (ScriptCall("a/x.sh"), ScriptCall("common/post/trace.sh"), ScriptCall("c/x.sh"))

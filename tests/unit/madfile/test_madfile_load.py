@@ -405,11 +405,42 @@ def test_empty_list_where_one_is_needed(errors: Errors) -> None:
     assert d.message == "must not be empty" and d.key_path == "runs[0].models"
 
 
-def test_tolerance_is_refused_until_compare_exists(errors: Errors) -> None:
-    d = one(errors("version: 1\nruns:\n  - models: [m]\n    expect: {m: {metric: x, min: 1, tolerance: 5%}}\n"))
-    assert (d.line, d.column, d.key_path) == (4, 37, "runs[0].expect.m.tolerance")
-    assert d.message.startswith("`tolerance` is not supported yet")
-    assert d.hint == "gate on absolute bounds for now: `min:` and/or `max:`"
+@pytest.mark.parametrize(("tolerance", "message"), [
+    ("5", "`5` is not a percentage: write it with `%` (`5%`, or `500%` for a fraction)"),
+    ("0.05", "`0.05` is not a percentage: write it with `%` (`0.05%`, or `5%` for a fraction)"),
+    ("'5 %'", "`5 %` is not a percentage such as `2%` or `0.5%`"),
+    ("1e3%", "`1e3%` is not a percentage such as `2%` or `0.5%`"),
+    ("-1%", "`-1%` is not a percentage such as `2%` or `0.5%`"),  # every result would have to improve
+    ("1001%", "`1001%` is more than 1000%"),
+    ("true", "expected a percentage such as `2%`, found bool"),
+])
+def test_a_tolerance_is_a_percentage_with_its_sign(errors: Errors, tolerance: str, message: str) -> None:
+    d = one(errors(f"version: 1\nruns:\n  - models: [m]\n    expect: {{m: {{metric: x, tolerance: {tolerance}}}}}\n"))
+    assert (d.line, d.column, d.key_path) == (4, 40, "runs[0].expect.m.tolerance")
+    assert (d.message, d.hint) == (message, "a percentage with its % sign: `tolerance: 5%`")
+
+
+@pytest.mark.parametrize(("gate", "key", "message"), [
+    ("{metric: x, tolerance: 100%}", "tolerance", "tolerance 100% on a higher-is-better metric lets any result pass "
+                                                  "(its bound is 0 or below)"),
+    ("{metric: x, min: 1, tolerance: 150%}", "tolerance", "tolerance 150% on a higher-is-better metric lets any "
+                                                          "result pass (its bound is 0 or below)"),
+    ("{metric: x, baseline: main}", "baseline", "a `baseline` without a `tolerance` checks nothing"),
+    ("{metric: x, tolerance: 5%, baseline: ../main}", "baseline", "baseline name '../main' is a path: a baseline "
+                                                                  "is named, its file is baselines/<name>.json"),
+    ("{metric: x, tolerance: 5%, baseline: .main}", "baseline", "baseline name '.main' is not a plain name"),
+])
+def test_tolerances_no_result_can_fail_or_pass_are_refused(errors: Errors, gate: str, key: str, message: str) -> None:
+    d = one(errors(f"version: 1\nruns:\n  - models: [m]\n    expect: {{m: {gate}}}\n"))
+    assert (d.line, d.key_path, d.message) == (4, f"runs[0].expect.m.{key}", message)
+
+
+@pytest.mark.parametrize("gate", ["{metric: x, tolerance: 5%}", "{metric: x, tolerance: 0%}",
+                                  "{metric: x, better: lower, tolerance: 150%}", "{metric: x, max: 9, tolerance: 300%}",
+                                  "{metric: x, min: 1, tolerance: 2.5%}"])
+def test_tolerances_that_can_fail_and_pass_are_valid(load: Load, gate: str) -> None:
+    expect = load(f"version: 1\nruns:\n  - models: [m]\n    expect: {{m: {gate}}}\n").madfile.runs[0].expect["m"]
+    assert expect.tolerance is not None and expect.tolerance >= 0
 
 
 @pytest.mark.parametrize(("gate", "message"), [
