@@ -55,8 +55,9 @@ def compare(
     try:
         cwd = chdir if chdir is not None else Path.cwd()
         project = madfile.name if madfile is not None else None
-        side_a = resultset.resolve(before, store, project=project, root=root, cwd=cwd)
-        side_b = resultset.resolve(after, store, project=project, root=root, cwd=cwd)
+        reader = resultset.Snapshot(store) if store is not None else None  # the store read once for both
+        side_a = resultset.resolve(before, reader, project=project, root=root, cwd=cwd)
+        side_b = resultset.resolve(after, reader, project=project, root=root, cwd=cwd)
     finally:
         if store is not None:
             store.close()

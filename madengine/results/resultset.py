@@ -63,10 +63,12 @@ class Figure:
     @classmethod
     def of(cls, model: str, metric: str, values: Iterable[float]) -> Figure:
         vals = tuple(values)
+        if len(vals) == 1:  # the common case, made cheap: one repeat
+            return cls(model, metric, vals, vals[0], 0.0)
         if not vals:
             raise ValueError("a figure needs at least one value")
         median = float(statistics.median(vals))
-        spread = (max(vals) - min(vals)) / abs(median) if len(vals) > 1 and median != 0 else 0.0
+        spread = (max(vals) - min(vals)) / abs(median) if median != 0 else 0.0
         return cls(model, metric, vals, median, spread)
 
     def to_json(self) -> dict[str, Any]:
@@ -213,14 +215,17 @@ def _address_order(address: str) -> tuple[str, int]:
 def _series(key: str, group: Sequence[Attempt], images: Mapping[str, Sequence[ImageRecord]]) -> SeriesResult:
     first = group[0]
     values: dict[tuple[str, str], list[float]] = {}
+    success = Status.SUCCESS
     for attempt in group:
-        if attempt.status is not Status.SUCCESS:  # a failed run's numbers are not results
+        if attempt.status is not success:  # a failed run's numbers are not results
             continue
         for row in attempt.perf:
-            if row.status is Status.SUCCESS and row.performance is not None and math.isfinite(row.performance):
-                values.setdefault((row.model, row.metric), []).append(float(row.performance))
-    status = _worst(a.status for a in group)
-    worst = next((a for a in group if a.status is status), first)
+            value = row.performance
+            if row.status is success and value is not None and math.isfinite(value):
+                values.setdefault((row.model, row.metric), []).append(float(value))
+    statuses = {a.status for a in group}
+    status = success if statuses == {success} else _worst(statuses)
+    worst = first if status is success else next(a for a in group if a.status is status)
     image = _image_of(first, images)
     hosts = sorted({a.host for a in group if a.host})
     model = first.inputs.get("model")
@@ -621,6 +626,38 @@ class StoreReader(Protocol):
                  model: str | None = None) -> list[Attempt]: ...
 
     def image_records(self, address: str) -> list[ImageRecord]: ...
+
+
+class Snapshot:
+    """A `StoreReader` over one read of a store: its applies and attempts are read once, so that resolving
+    two references (`compare previous latest`) or walking back to `previous` reads the store once. It does
+    not see what is written to the store after it was made."""
+
+    def __init__(self, store: StoreReader) -> None:
+        self._store = store
+        self._applies = store.applies()
+        self._attempts = store.attempts()
+        self._by_apply: dict[int, list[Attempt]] = {}
+        for attempt in self._attempts:
+            self._by_apply.setdefault(attempt.apply_id, []).append(attempt)
+        self._images: dict[str, list[ImageRecord]] = {}
+
+    def applies(self) -> list[ApplyRecord]:
+        return list(self._applies)
+
+    def attempts(self, address: str | None = None, apply_id: int | None = None,
+                 model: str | None = None) -> list[Attempt]:
+        chosen = self._by_apply.get(apply_id, []) if apply_id is not None else self._attempts
+        if address is None and model is None:
+            return list(chosen)
+        return [a for a in chosen if (address is None or a.address == address) and (
+            model is None or a.inputs.get("model") == model or any(r.model == model for r in a.perf))]
+
+    def image_records(self, address: str) -> list[ImageRecord]:
+        records = self._images.get(address)
+        if records is None:
+            records = self._images[address] = self._store.image_records(address)
+        return list(records)
 
 
 REFS = "latest, previous, an apply id, @{date}, a baseline name or a .csv/.json file"
