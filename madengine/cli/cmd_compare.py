@@ -136,7 +136,7 @@ def _print_table(comparison: Comparison, show_all: bool) -> None:
     if rows:
         table = Table(show_lines=False, box=None, pad_edge=False)
         header = list(cmp.HEADER)
-        header[2], header[3] = comparison.a.label, comparison.b.label
+        header[2], header[3] = cmp.printable(comparison.a.label), cmp.printable(comparison.b.label)
         for name in header:
             table.add_column(escape(name), overflow="fold")
         styles = {"regressed": "red", "improved": "green", "failed": "red", "missing": "yellow", "new": "cyan"}

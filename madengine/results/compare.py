@@ -47,6 +47,14 @@ _HIGHER = re.compile(r"per_?sec(ond)?s?$|_per_s$|/s(ec)?$|throughput|flops|bandw
 _LOWER = re.compile(r"latency|(^|_)(ms|us|ns|s|sec|secs)$|seconds?$|time|duration|elapsed", re.IGNORECASE)
 
 
+def printable(text: str) -> str:
+    """Text for a terminal or a comment: a control character (from a model name in a results file: an
+    escape sequence would drive the terminal) shown escaped, as diagnostics show them."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def default_direction(metric: str) -> Better | None:
     """The direction a metric's name implies, or None when it says nothing."""
     if _HIGHER.search(metric):
@@ -123,7 +131,7 @@ class Row:
                                                                                  else "")
         elif self.changed:
             text += f": {', '.join(self.changed)} changed"
-        return text
+        return printable(text)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -175,7 +183,7 @@ class Comparison:
         """`apply 11 -> apply 12: 1 regressed, 2 improved, 40 within noise`."""
         counts = self.counts()
         parts = [f"{n} {v}" for v, n in counts.items() if n]
-        return f"{self.a.label} -> {self.b.label}: " + (", ".join(parts) if parts else "nothing to compare")
+        return printable(f"{self.a.label} -> {self.b.label}: " + (", ".join(parts) if parts else "nothing to compare"))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -426,8 +434,8 @@ def _inputs_cell(row: Row) -> str:
 
 def cells(row: Row) -> tuple[str, ...]:
     """One row of the table: job, metric, A, B, change, better, verdict, changed inputs (or why B failed)."""
-    return (row.key, _metric_cell(row), _figure_cell(row.a), _figure_cell(row.b), row.change_text(),
-            _better_cell(row), row.verdict, _inputs_cell(row))
+    return tuple(map(printable, (row.key, _metric_cell(row), _figure_cell(row.a), _figure_cell(row.b),
+                                 row.change_text(), _better_cell(row), row.verdict, _inputs_cell(row))))
 
 
 def shown_rows(comparison: Comparison, *, everything: bool = False) -> tuple[list[Row], int]:
@@ -441,7 +449,7 @@ def shown_rows(comparison: Comparison, *, everything: bool = False) -> tuple[lis
 
 def _md(text: str) -> str:
     """A markdown table cell: `|` escaped, on one line."""
-    return " ".join(text.replace("\\", "\\\\").replace("|", "\\|").split())
+    return " ".join(printable(text).replace("\\", "\\\\").replace("|", "\\|").split())
 
 
 def _md_table(rows: Sequence[Row], a_label: str, b_label: str) -> list[str]:
