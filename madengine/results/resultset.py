@@ -47,7 +47,6 @@ _IMAGE_NOISE = frozenset({"hash", "tag"})
 _SEVERITY = {Status.FAILURE: 5, Status.TIMEOUT: 4, Status.INTERRUPTED: 3, Status.RUNNING: 2, Status.SKIPPED: 1,
              Status.SUCCESS: 0}
 _STATUSES = {s.value: s for s in Status}
-_REPEAT = re.compile(r"#\d+$")
 
 
 @dataclass(frozen=True)
@@ -169,50 +168,71 @@ class ResultSet:
 
 def series_key(address: str) -> str:
     """`job:dummy[k=v]@cpu/box#2` -> `job:dummy[k=v]@cpu/box`: the series a repeat belongs to."""
-    return _REPEAT.sub("", address)
+    return _split_repeat(address)[0]
 
 
-def _strip(entry: Mapping[str, Any] | None, noise: frozenset[str]) -> dict[str, Any]:
-    return {k: v for k, v in (entry or {}).items() if k not in noise}
+def _split_repeat(address: str) -> tuple[str, int]:
+    head, sep, tail = address.rpartition("#")
+    return (head, int(tail)) if sep and tail.isdigit() and tail.isascii() else (address, 0)
+
+
+def _strip(entry: Mapping[str, Any], noise: frozenset[str]) -> dict[str, Any]:
+    out = dict(entry)
+    for key in noise:
+        out.pop(key, None)
+    return out
 
 
 def _worst(statuses: Iterable[Status]) -> Status:
     return max(statuses, key=_SEVERITY.__getitem__, default=Status.SUCCESS)
 
 
-def _image_of(attempt: Attempt, images: Mapping[str, Sequence[ImageRecord]]) -> ImageRecord | None:
-    """The build the job ran from: its image's record of the same hash on its target (latest), else of
-    the same hash anywhere."""
-    inputs = attempt.inputs
-    address, wanted = inputs.get("image"), inputs.get("image_hash")
-    if not isinstance(address, str):
-        return None
-    records = [r for r in images.get(address, ()) if r.status is Status.SUCCESS and r.node_hash == wanted]
-    on_target = [r for r in records if r.target == inputs.get("target")]
-    chosen = on_target or records
-    return chosen[-1] if chosen else None
+class _Images:
+    """The image a job ran from (its record of the job's image hash, on its target if there is one) and
+    that record's inputs as a series keeps them, found once per (image, hash, target)."""
+
+    def __init__(self, records: Mapping[str, Sequence[ImageRecord]]) -> None:
+        self.records = records
+        self.found: dict[tuple[object, object, object], dict[str, Any] | None] = {}
+
+    def inputs(self, attempt: Attempt) -> dict[str, Any] | None:
+        job = attempt.inputs
+        key = (job.get("image"), job.get("image_hash"), job.get("target"))
+        if key in self.found:
+            return self.found[key]
+        address, wanted, target = key
+        chosen: ImageRecord | None = None
+        if isinstance(address, str):
+            built = [r for r in self.records.get(address, ()) if r.status is Status.SUCCESS and r.node_hash == wanted]
+            on_target = [r for r in built if r.target == target]
+            chosen = (on_target or built)[-1] if built else None
+        inputs = self.found[key] = _strip(chosen.inputs, _IMAGE_NOISE) if chosen is not None else None
+        return inputs
 
 
 def series_of(attempts: Iterable[Attempt], images: Mapping[str, Sequence[ImageRecord]] | None = None
               ) -> dict[str, SeriesResult]:
-    """Series from attempts: the latest attempt of each job address, grouped by series key. `images`:
-    image address -> its records (`StateStore.image_records`), to know what each image was built from."""
+    """Series from attempts: the final attempt (the last recorded) of each job address, grouped by series
+    key, repeats in order. `images`: image address -> its records (`StateStore.image_records`), to know
+    what each image was built from."""
     latest: dict[str, Attempt] = {}
-    for attempt in sorted((a for a in attempts if is_job(a)), key=attrgetter("chronology")):
-        latest[attempt.address] = attempt
-    groups: dict[str, list[Attempt]] = {}
-    for address in sorted(latest, key=_address_order):
-        groups.setdefault(series_key(address), []).append(latest[address])
-    return {key: _series(key, group, images or {}) for key, group in groups.items()}
+    for attempt in attempts:
+        known = latest.get(attempt.address)
+        if (known is None or attempt.id > known.id) and is_job(attempt):
+            latest[attempt.address] = attempt
+    groups: dict[str, list[tuple[int, Attempt]]] = {}
+    for address, attempt in latest.items():
+        key, repeat = _split_repeat(address)
+        groups.setdefault(key, []).append((repeat, attempt))
+    found = _Images(images or {})
+    return {key: _series(key, [a for _, a in sorted(groups[key], key=_first)], found) for key in sorted(groups)}
 
 
-def _address_order(address: str) -> tuple[str, int]:
-    """Repeats in their order (`#2` before `#10`)."""
-    match = _REPEAT.search(address)
-    return (address[:match.start()], int(match.group()[1:])) if match else (address, 0)
+def _first(item: tuple[int, Attempt]) -> int:
+    return item[0]
 
 
-def _series(key: str, group: Sequence[Attempt], images: Mapping[str, Sequence[ImageRecord]]) -> SeriesResult:
+def _series(key: str, group: Sequence[Attempt], images: _Images) -> SeriesResult:
     first = group[0]
     values: dict[tuple[str, str], list[float]] = {}
     success = Status.SUCCESS
@@ -224,16 +244,14 @@ def _series(key: str, group: Sequence[Attempt], images: Mapping[str, Sequence[Im
             if row.status is success and value is not None and math.isfinite(value):
                 values.setdefault((row.model, row.metric), []).append(float(value))
     statuses = {a.status for a in group}
-    status = success if statuses == {success} else _worst(statuses)
+    status = success if len(statuses) == 1 and success in statuses else _worst(statuses)
     worst = first if status is success else next(a for a in group if a.status is status)
-    image = _image_of(first, images)
-    hosts = sorted({a.host for a in group if a.host})
+    hosts = sorted({a.host for a in group if a.host}) if len(group) > 1 else [first.host] if first.host else []
     model = first.inputs.get("model")
     return SeriesResult(
         key=key, model=model if isinstance(model, str) else _model_of_key(key), status=status,
-        figures={k: Figure.of(k[0], k[1], v) for k, v in sorted(values.items())},
-        inputs=_strip(first.inputs, _JOB_NOISE),
-        image_inputs=_strip(image.inputs, _IMAGE_NOISE) if image is not None else None,
+        figures={k: Figure.of(k[0], k[1], values[k]) for k in sorted(values)},
+        inputs=_strip(first.inputs, _JOB_NOISE), image_inputs=images.inputs(first),
         host=", ".join(hosts) or None, facts=first.facts, image_digest=first.image_digest,
         apply_id=first.apply_id, attempt_ids=tuple(a.id for a in group), log_path=first.log_path,
         message=worst.message if status is not Status.SUCCESS else "")
@@ -741,7 +759,7 @@ def series_firsts(attempts: Iterable[Attempt]) -> list[Attempt]:
     latest: dict[str, Attempt] = {}
     for attempt in attempts:
         known = latest.get(attempt.address)
-        if is_job(attempt) and (known is None or attempt.chronology > known.chronology):
+        if (known is None or attempt.id > known.id) and is_job(attempt):
             latest[attempt.address] = attempt
     return list(latest.values())
 
