@@ -8,8 +8,10 @@ within noise. Then times, N times after one untimed warm-up:
 - read: the store read once (`resultset.Snapshot`: the store's `applies()` and `attempts()`)
 - resolve: both sides made of what was read (`resultset.resolve("previous"/"latest")`)
 - compare: the pure comparison of the two result sets (verdicts, changed inputs)
-- total: read + resolve + compare, what the command does beyond Python's start (the budget, judged on the best
-  run: on a shared machine other processes only add to a run's time; the median and CPU are printed too)
+- total: read + resolve + compare, what the command does beyond Python's start (the budget). It is judged on
+  the median of its CPU time: the work is single-threaded and waits on nothing but the page cache, so on
+  an idle machine its wall time is its CPU time, while on a shared one other processes inflate the wall
+  time at random (both are printed, with the load average)
 - cli: `madengine compare --json` as a user runs it (Python start and imports included; not judged)
 
     python bench/bench_compare.py [--jobs 2500] [--repeat 2] [--metrics 2] [--runs 5] [--keep DIR]
@@ -162,13 +164,12 @@ def main() -> int:
     print(line("read", reads) + "  (the state store's attempts(): state/)")
     print(line("resolve", resolves))
     print(line("compare", compares))
-    print(line("total", totals) + f"  budget {BUDGET_S} s (judged: the best run, the least disturbed)")
-    print(line("cpu", total_cpu) + f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(line("total", totals) + f"  wall; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(line("cpu", total_cpu) + f"  CPU of the same runs; budget {BUDGET_S} s on its median")
     print(line("cli", cli) + "  (Python start and imports included; not judged)")
     print(f"verdicts: {', '.join(f'{n} {v}' for v, n in counts.items() if n)}")
     print("rerun: python bench/bench_compare.py " + " ".join(sys.argv[1:]))
-    # A shared machine's other processes only ever add to a run: the best run is the closest to the cost.
-    ok = min(totals) <= BUDGET_S
+    ok = statistics.median(total_cpu) <= BUDGET_S
     print("OK: within budget" if ok else "OVER BUDGET")
     return 0 if ok else 1
 
