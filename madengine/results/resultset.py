@@ -647,35 +647,96 @@ class StoreReader(Protocol):
 
 
 class Snapshot:
-    """A `StoreReader` over one read of a store: its applies and attempts are read once, so that resolving
-    two references (`compare previous latest`) or walking back to `previous` reads the store once. It does
-    not see what is written to the store after it was made."""
+    """A `StoreReader` that asks the store each question once (the applies, the attempts of one apply, the
+    latest attempts, an image's records), so that resolving two references (`compare previous latest`),
+    walking back to `previous` and reading the attempts as of an apply read the store once each. It does
+    not see what is written to the store after it was asked."""
 
     def __init__(self, store: StoreReader) -> None:
         self._store = store
-        self._applies = store.applies()
-        self._attempts = store.attempts()
+        self._applies: list[ApplyRecord] | None = None
+        self._all: list[Attempt] | None = None
         self._by_apply: dict[int, list[Attempt]] = {}
-        for attempt in self._attempts:
-            self._by_apply.setdefault(attempt.apply_id, []).append(attempt)
+        self._latest: dict[str, Attempt] | None = None
         self._images: dict[str, list[ImageRecord]] = {}
 
     def applies(self) -> list[ApplyRecord]:
+        if self._applies is None:
+            self._applies = self._store.applies()
         return list(self._applies)
 
     def attempts(self, address: str | None = None, apply_id: int | None = None,
                  model: str | None = None) -> list[Attempt]:
-        chosen = self._by_apply.get(apply_id, []) if apply_id is not None else self._attempts
-        if address is None and model is None:
-            return list(chosen)
-        return [a for a in chosen if (address is None or a.address == address) and (
-            model is None or a.inputs.get("model") == model or any(r.model == model for r in a.perf))]
+        if address is not None or model is not None:
+            chosen = self._store.attempts(address=address, apply_id=apply_id, model=model)
+        elif apply_id is not None:
+            chosen = self._by_apply.get(apply_id)  # type: ignore[assignment]
+            if chosen is None:
+                chosen = self._by_apply[apply_id] = (
+                    [a for a in self._all if a.apply_id == apply_id] if self._all is not None
+                    else self._store.attempts(apply_id=apply_id))
+        else:
+            if self._all is None:
+                self._all = self._store.attempts()
+            chosen = self._all
+        return list(chosen)
+
+    def latest_attempts(self) -> dict[str, Attempt] | None:
+        """The store's latest attempt of every address, where the store can say (`StateStore` can)."""
+        if self._latest is None:
+            method = getattr(self._store, "latest_attempts", None)
+            if method is None:
+                return None
+            self._latest = method()
+        return dict(self._latest)
 
     def image_records(self, address: str) -> list[ImageRecord]:
         records = self._images.get(address)
         if records is None:
             records = self._images[address] = self._store.image_records(address)
         return list(records)
+
+
+# Addresses looked up one by one (an indexed query each) rather than by walking back through applies.
+_PER_ADDRESS = 64
+
+
+def attempts_as_of(store: StoreReader, apply_id: int) -> list[Attempt]:
+    """The final attempt of each job address as of apply `apply_id` (in it or before it), reading no more
+    of a long history than it must: a job whose latest attempt is that old or older is taken as the store's
+    latest; only the jobs run again later are looked for further back (apply by apply, or one by one when
+    few are left: a job first run after `apply_id` has nothing to find)."""
+    method = getattr(store, "latest_attempts", None)
+    latest: dict[str, Attempt] | None = method() if method is not None else None
+    if latest is None:
+        return [a for a in store.attempts() if a.apply_id <= apply_id]
+    out: dict[str, Attempt] = {}
+    pending: set[str] = set()
+    for address, attempt in latest.items():
+        if not is_job(attempt):
+            continue
+        if attempt.apply_id <= apply_id:
+            out[address] = attempt
+        else:
+            pending.add(address)
+    for walked, k in enumerate(sorted((a.id for a in store.applies() if a.id <= apply_id), reverse=True)):
+        if not pending:
+            break
+        if walked >= 2 and len(pending) <= _PER_ADDRESS:
+            for address in sorted(pending):
+                older = [a for a in store.attempts(address=address) if a.apply_id <= apply_id]
+                if older:
+                    out[address] = max(older, key=attrgetter("id"))
+            break
+        found: dict[str, Attempt] = {}
+        for attempt in store.attempts(apply_id=k):
+            if attempt.address in pending:
+                known = found.get(attempt.address)
+                if known is None or attempt.id > known.id:
+                    found[attempt.address] = attempt
+        out.update(found)
+        pending -= found.keys()
+    return list(out.values())
 
 
 REFS = "latest, previous, an apply id, @{date}, a baseline name or a .csv/.json file"
@@ -747,10 +808,10 @@ def _images(store: StoreReader, attempts: Iterable[Attempt]) -> dict[str, list[I
 
 def load_apply(store: StoreReader, apply: ApplyRecord, attempts: Sequence[Attempt] | None = None, *,
                project: str | None = None) -> ResultSet:
-    """The results as of `apply` (`from_apply`), read from `store`. `attempts`: the store's attempts where
-    they were read already: all of them (those of later applies are left out here); give only those of
-    `apply` itself for what it ran alone."""
-    every = [a for a in (store.attempts() if attempts is None else attempts) if a.apply_id <= apply.id]
+    """The results as of `apply` (`from_apply`), read from `store` (`attempts_as_of`). `attempts`: the
+    store's attempts where they were read already: all of them (those of later applies are left out here);
+    give only those of `apply` itself for what it ran alone."""
+    every = [a for a in (attempts_as_of(store, apply.id) if attempts is None else attempts) if a.apply_id <= apply.id]
     return from_apply(apply, every, _images(store, series_firsts(every)), project=project)
 
 
