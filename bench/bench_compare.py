@@ -5,10 +5,11 @@ reporting METRICS figures (10,000 perf rows per apply by default), their images 
 two, every 20th job's args change and its figures drop 10% (a regression with a cause), the rest move
 within noise. Then times, N times after one untimed warm-up:
 
-- read: the store read once (`resultset.Snapshot`: the store's `applies()` and `attempts()`)
-- resolve: both sides made of what was read (`resultset.resolve("previous"/"latest")`)
+- load: both sides resolved (`resultset.resolve("previous"/"latest")` through one `resultset.Snapshot`):
+  the store's reads (its latest attempts, the attempts of the applies it must look back into) and the
+  result sets made of them
 - compare: the pure comparison of the two result sets (verdicts, changed inputs)
-- total: read + resolve + compare, what the command does beyond Python's start (the budget). It is judged on
+- total: load + compare, what the command does beyond Python's start (the budget). It is judged on
   the median of its CPU time: the work is single-threaded and waits on nothing but the page cache, so on
   an idle machine its wall time is its CPU time, while on a shared one other processes inflate the wall
   time at random (both are printed, with the load average)
@@ -126,21 +127,12 @@ def main() -> int:
     with StateStore.open(db, readonly=True) as store:
         sides: dict[str, resultset.ResultSet] = {}
 
-        readers: list[resultset.Snapshot] = []
+        def load() -> None:  # as the command does: one Snapshot of the store for both sides
+            reader = resultset.Snapshot(store)
+            sides["a"] = resultset.resolve("previous", reader)
+            sides["b"] = resultset.resolve("latest", reader)
 
-        def read() -> None:  # the store's own cost: every apply and attempt read once (state/, not results/)
-            readers.append(resultset.Snapshot(store))
-
-        def resolve() -> None:  # result sets made of what was read: series of repeats, medians, image inputs
-            sides["a"] = resultset.resolve("previous", readers[-1])
-            sides["b"] = resultset.resolve("latest", readers[-1])
-
-        def load() -> None:  # as the command does: the store read once for both sides
-            read()
-            resolve()
-
-        reads = timed(args.runs, read)
-        resolves = timed(args.runs, resolve)
+        loads = timed(args.runs, load)
         comparison: list[cmp.Comparison] = []
         compares = timed(args.runs, lambda: comparison.append(cmp.compare(sides["a"], sides["b"])))
         total_cpu: list[float] = []
@@ -161,8 +153,7 @@ def main() -> int:
         return (f"{name:<8} median {statistics.median(values):.3f} s  min {min(values):.3f}  max {max(values):.3f}"
                 f"  ({len(values)} runs)")
 
-    print(line("read", reads) + "  (the state store's attempts(): state/)")
-    print(line("resolve", resolves))
+    print(line("load", loads) + "  (the store's reads and the result sets)")
     print(line("compare", compares))
     print(line("total", totals) + f"  wall; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(line("cpu", total_cpu) + f"  CPU of the same runs; budget {BUDGET_S} s on its median")

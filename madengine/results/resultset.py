@@ -792,13 +792,15 @@ def baseline_names(root: Path | None) -> list[str]:
         return []
 
 
-def _with_results(store: StoreReader) -> Iterable[tuple[ApplyRecord, list[Attempt]]]:
-    """Applies that recorded results, newest first, each with its attempts (read one apply at a time:
-    `latest` reads only as far back as it must)."""
+def _with_results(store: StoreReader) -> Iterable[ApplyRecord]:
+    """Applies that recorded results, newest first, reading as little as it can: an apply that holds the
+    latest result of a job is known from the store's latest attempts; another one's attempts are read."""
+    method = getattr(store, "latest_attempts", None)
+    latest: dict[str, Attempt] = method() if method is not None else {}
+    known = {a.apply_id for a in latest.values() if has_results((a,))}
     for apply in sorted(store.applies(), key=attrgetter("id"), reverse=True):
-        attempts = store.attempts(apply_id=apply.id)
-        if has_results(attempts):
-            yield apply, attempts
+        if apply.id in known or has_results(store.attempts(apply_id=apply.id)):
+            yield apply
 
 
 def _images(store: StoreReader, attempts: Iterable[Attempt]) -> dict[str, list[ImageRecord]]:
@@ -844,18 +846,18 @@ def _resolve_apply(ref: str, store: StoreReader | None, project: str | None) -> 
     if ref in ("latest", "previous"):
         wanted = 2 if ref == "previous" else 1
         found = []
-        for apply, attempts in _with_results(store):
-            found.append((apply, attempts))
+        for apply in _with_results(store):
+            found.append(apply)
             if len(found) == wanted:
                 return load_apply(store, apply, project=project)
         have = "no apply has recorded results yet" if not found else \
-            f"only apply {found[0][0].id} has recorded results"
+            f"only apply {found[0].id} has recorded results"
         raise UsageError(f"{ref}: {have}", hint="run `madengine apply`" if not found
                          else "compare with a baseline or a results file")
     when = parse_when(ref)
     stamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     first = None
-    for apply, _ in _with_results(store):
+    for apply in _with_results(store):
         if apply.started_at <= stamp:
             return load_apply(store, apply, project=project)
         first = apply
