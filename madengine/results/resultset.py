@@ -17,7 +17,6 @@ import io
 import json
 import math
 import re
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -66,8 +65,10 @@ class Figure:
             return cls(model, metric, vals, vals[0], 0.0)
         if not vals:
             raise ValueError("a figure needs at least one value")
-        median = float(statistics.median(vals))
-        spread = (max(vals) - min(vals)) / abs(median) if median != 0 else 0.0
+        ordered = sorted(vals)
+        mid = len(ordered) // 2
+        median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+        spread = (ordered[-1] - ordered[0]) / abs(median) if median != 0 else 0.0
         return cls(model, metric, vals, median, spread)
 
     def to_json(self) -> dict[str, Any]:
