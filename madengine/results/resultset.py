@@ -793,7 +793,8 @@ def _with_results(store: StoreReader) -> Iterable[ApplyRecord]:
     latest result of a job is known from the store's latest attempts; another one's attempts are read."""
     method = getattr(store, "latest_attempts", None)
     latest: dict[str, Attempt] = method() if method is not None else {}
-    known = {a.apply_id for a in latest.values() if has_results((a,))}
+    unfinished = (Status.RUNNING, Status.SKIPPED)  # as has_results says
+    known = {a.apply_id for a in latest.values() if a.status not in unfinished and is_job(a)}
     for apply in sorted(store.applies(), key=attrgetter("id"), reverse=True):
         if apply.id in known or has_results(store.attempts(apply_id=apply.id)):
             yield apply
@@ -809,7 +810,10 @@ def load_apply(store: StoreReader, apply: ApplyRecord, attempts: Sequence[Attemp
     """The results as of `apply` (`from_apply`), read from `store` (`attempts_as_of`). `attempts`: the
     store's attempts where they were read already: all of them (those of later applies are left out here);
     give only those of `apply` itself for what it ran alone."""
-    every = [a for a in (attempts_as_of(store, apply.id) if attempts is None else attempts) if a.apply_id <= apply.id]
+    if attempts is None:
+        every = attempts_as_of(store, apply.id)  # one per job already
+        return from_apply(apply, every, _images(store, every), project=project)
+    every = [a for a in attempts if a.apply_id <= apply.id]
     return from_apply(apply, every, _images(store, series_firsts(every)), project=project)
 
 
