@@ -47,6 +47,14 @@ _HIGHER = re.compile(r"per_?sec(ond)?s?$|_per_s$|/s(ec)?$|throughput|flops|bandw
 _LOWER = re.compile(r"latency|(^|_)(ms|us|ns|s|sec|secs)$|seconds?$|time|duration|elapsed", re.IGNORECASE)
 
 
+def printable(text: str) -> str:
+    """Text for a terminal or a comment: a control character (from a model name in a results file: an
+    escape sequence would drive the terminal) shown escaped, as diagnostics show them."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def default_direction(metric: str) -> Better | None:
     """The direction a metric's name implies, or None when it says nothing."""
     if _HIGHER.search(metric):
@@ -123,7 +131,7 @@ class Row:
                                                                                  else "")
         elif self.changed:
             text += f": {', '.join(self.changed)} changed"
-        return text
+        return printable(text)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -175,7 +183,7 @@ class Comparison:
         """`apply 11 -> apply 12: 1 regressed, 2 improved, 40 within noise`."""
         counts = self.counts()
         parts = [f"{n} {v}" for v, n in counts.items() if n]
-        return f"{self.a.label} -> {self.b.label}: " + (", ".join(parts) if parts else "nothing to compare")
+        return printable(f"{self.a.label} -> {self.b.label}: " + (", ".join(parts) if parts else "nothing to compare"))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -241,11 +249,11 @@ def compare(a: ResultSet, b: ResultSet, policy: Policy | None = None, *, metric:
         for row_model, row_metric in names:
             fa, fb = figures_a.get((row_model, row_metric)), figures_b.get((row_model, row_metric))
             better, source = policy.direction(_addressed(sa, sb), row_metric) if row_metric else ("higher", "")
-            row = Row(key=key, model=row_model, metric=row_metric, a=fa, b=fb, verdict="within noise",
-                      better=better, direction_from=source, a_status=sa.status if sa else None,
-                      b_status=sb.status if sb else None,
-                      message=sb.message if sb is not None and sb.status is not Status.SUCCESS else "")
-            rows.append(_judge(row, sa, sb, policy.noise, changes_cache))
+            verdict, change, band, changed = _judge(fa, fb, better, sa, sb, policy.noise, changes_cache)
+            rows.append(Row(key=key, model=row_model, metric=row_metric, a=fa, b=fb, verdict=verdict, better=better,
+                            direction_from=source, change=change, band=band, changed=changed,
+                            a_status=sa.status if sa else None, b_status=sb.status if sb else None,
+                            message=sb.message if sb is not None and sb.status is not Status.SUCCESS else ""))
     return Comparison(a=a, b=b, noise=policy.noise, rows=tuple(rows))
 
 
@@ -273,32 +281,32 @@ def _figures(series: SeriesResult | None, only_model: str | None) -> dict[tuple[
     return {k: f for k, f in series.figures.items() if k[0] == only_model}
 
 
-def _judge(row: Row, sa: SeriesResult | None, sb: SeriesResult | None, noise: float,
-           cache: dict[tuple[int, int], tuple[str, ...]]) -> Row:
-    from dataclasses import replace
+_Judged = tuple[Verdict, float | None, float, tuple[str, ...]]  # verdict, change, band, changed inputs
 
+
+def _judge(fa: Figure | None, fb: Figure | None, better: Better, sa: SeriesResult | None, sb: SeriesResult | None,
+           noise: float, cache: dict[tuple[int, int], tuple[str, ...]]) -> _Judged:
     if sb is not None and sa is not None and sa.attempt_ids and sa.attempt_ids == sb.attempt_ids:
-        return replace(row, verdict="unchanged", change=0.0 if row.a and row.b else None)
+        return "unchanged", 0.0 if fa and fb else None, 0.0, ()
     if sb is not None and sb.status is not Status.SUCCESS:
-        return replace(row, verdict="failed")
-    if row.b is None:
-        return replace(row, verdict="missing")
-    if row.a is None:
-        return replace(row, verdict="new")
-    a, b = row.a.median, row.b.median
-    band = max(noise, row.a.spread, row.b.spread)
+        return "failed", None, 0.0, ()
+    if fb is None:
+        return "missing", None, 0.0, ()
+    if fa is None:
+        return "new", None, 0.0, ()
+    a, b = fa.median, fb.median
+    band = max(noise, fa.spread, fb.spread)
     change = (b - a) / abs(a) if a != 0 else (0.0 if b == 0 else math.copysign(math.inf, b))
+    shown = change if math.isfinite(change) else None
     if abs(change) <= band:
-        return replace(row, verdict="within noise", change=change if math.isfinite(change) else None, band=band)
-    up = change > 0
-    verdict: Verdict = "improved" if up == (row.better == "higher") else "regressed"
+        return "within noise", shown, band, ()
+    verdict: Verdict = "improved" if (change > 0) == (better == "higher") else "regressed"
     assert sa is not None and sb is not None
     pair = (id(sa), id(sb))
     changed = cache.get(pair)
     if changed is None:
         changed = cache[pair] = changed_inputs(sa, sb)
-    return replace(row, verdict=verdict, change=change if math.isfinite(change) else None, band=band,
-                   changed=changed)
+    return verdict, shown, band, changed
 
 
 # --- what changed ---------------------------------------------------------------------------------
@@ -426,8 +434,8 @@ def _inputs_cell(row: Row) -> str:
 
 def cells(row: Row) -> tuple[str, ...]:
     """One row of the table: job, metric, A, B, change, better, verdict, changed inputs (or why B failed)."""
-    return (row.key, _metric_cell(row), _figure_cell(row.a), _figure_cell(row.b), row.change_text(),
-            _better_cell(row), row.verdict, _inputs_cell(row))
+    return tuple(map(printable, (row.key, _metric_cell(row), _figure_cell(row.a), _figure_cell(row.b),
+                                 row.change_text(), _better_cell(row), row.verdict, _inputs_cell(row))))
 
 
 def shown_rows(comparison: Comparison, *, everything: bool = False) -> tuple[list[Row], int]:
@@ -441,7 +449,7 @@ def shown_rows(comparison: Comparison, *, everything: bool = False) -> tuple[lis
 
 def _md(text: str) -> str:
     """A markdown table cell: `|` escaped, on one line."""
-    return " ".join(text.replace("\\", "\\\\").replace("|", "\\|").split())
+    return " ".join(printable(text).replace("\\", "\\\\").replace("|", "\\|").split())
 
 
 def _md_table(rows: Sequence[Row], a_label: str, b_label: str) -> list[str]:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from madengine.results.compare import Policy, Row, changed_inputs, compare
+from madengine.results.compare import Policy, Row, changed_inputs, compare, printable
 from madengine.results.perfcsv import format_number
 from madengine.results.resultset import ResultSet, SeriesResult, from_apply
 from madengine.state.model import ApplyRecord, Attempt, ImageRecord, Status
@@ -48,8 +48,8 @@ class Step:
         if row.verdict == "failed":
             status = row.b_status.value if row.b_status else "FAILED"
             note = f"{status}: {row.message}" if row.message else status
-        return (str(self.apply_id), (self.created or "")[:10], row.key, metric or "(no result)", median,
-                row.change_text(), verdict, note)
+        return tuple(map(printable, (str(self.apply_id), (self.created or "")[:10], row.key, metric or "(no result)",
+                                     median, row.change_text(), verdict, note)))
 
 
 def _head(key: str) -> str:

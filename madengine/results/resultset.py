@@ -17,7 +17,6 @@ import io
 import json
 import math
 import re
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -47,7 +46,6 @@ _IMAGE_NOISE = frozenset({"hash", "tag"})
 _SEVERITY = {Status.FAILURE: 5, Status.TIMEOUT: 4, Status.INTERRUPTED: 3, Status.RUNNING: 2, Status.SKIPPED: 1,
              Status.SUCCESS: 0}
 _STATUSES = {s.value: s for s in Status}
-_REPEAT = re.compile(r"#\d+$")
 
 
 @dataclass(frozen=True)
@@ -63,10 +61,14 @@ class Figure:
     @classmethod
     def of(cls, model: str, metric: str, values: Iterable[float]) -> Figure:
         vals = tuple(values)
+        if len(vals) == 1:  # the common case, made cheap: one repeat
+            return cls(model, metric, vals, vals[0], 0.0)
         if not vals:
             raise ValueError("a figure needs at least one value")
-        median = float(statistics.median(vals))
-        spread = (max(vals) - min(vals)) / abs(median) if len(vals) > 1 and median != 0 else 0.0
+        ordered = sorted(vals)
+        mid = len(ordered) // 2
+        median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+        spread = (ordered[-1] - ordered[0]) / abs(median) if median != 0 else 0.0
         return cls(model, metric, vals, median, spread)
 
     def to_json(self) -> dict[str, Any]:
@@ -167,68 +169,90 @@ class ResultSet:
 
 def series_key(address: str) -> str:
     """`job:dummy[k=v]@cpu/box#2` -> `job:dummy[k=v]@cpu/box`: the series a repeat belongs to."""
-    return _REPEAT.sub("", address)
+    return _split_repeat(address)[0]
 
 
-def _strip(entry: Mapping[str, Any] | None, noise: frozenset[str]) -> dict[str, Any]:
-    return {k: v for k, v in (entry or {}).items() if k not in noise}
+def _split_repeat(address: str) -> tuple[str, int]:
+    head, sep, tail = address.rpartition("#")
+    return (head, int(tail)) if sep and tail.isdigit() and tail.isascii() else (address, 0)
+
+
+def _strip(entry: Mapping[str, Any], noise: frozenset[str]) -> dict[str, Any]:
+    out = dict(entry)
+    for key in noise:
+        out.pop(key, None)
+    return out
 
 
 def _worst(statuses: Iterable[Status]) -> Status:
     return max(statuses, key=_SEVERITY.__getitem__, default=Status.SUCCESS)
 
 
-def _image_of(attempt: Attempt, images: Mapping[str, Sequence[ImageRecord]]) -> ImageRecord | None:
-    """The build the job ran from: its image's record of the same hash on its target (latest), else of
-    the same hash anywhere."""
-    inputs = attempt.inputs
-    address, wanted = inputs.get("image"), inputs.get("image_hash")
-    if not isinstance(address, str):
-        return None
-    records = [r for r in images.get(address, ()) if r.status is Status.SUCCESS and r.node_hash == wanted]
-    on_target = [r for r in records if r.target == inputs.get("target")]
-    chosen = on_target or records
-    return chosen[-1] if chosen else None
+class _Images:
+    """The image a job ran from (its record of the job's image hash, on its target if there is one) and
+    that record's inputs as a series keeps them, found once per (image, hash, target)."""
+
+    def __init__(self, records: Mapping[str, Sequence[ImageRecord]]) -> None:
+        self.records = records
+        self.found: dict[tuple[object, object, object], dict[str, Any] | None] = {}
+
+    def inputs(self, attempt: Attempt) -> dict[str, Any] | None:
+        job = attempt.inputs
+        key = (job.get("image"), job.get("image_hash"), job.get("target"))
+        if key in self.found:
+            return self.found[key]
+        address, wanted, target = key
+        chosen: ImageRecord | None = None
+        if isinstance(address, str):
+            built = [r for r in self.records.get(address, ()) if r.status is Status.SUCCESS and r.node_hash == wanted]
+            on_target = [r for r in built if r.target == target]
+            chosen = (on_target or built)[-1] if built else None
+        inputs = self.found[key] = _strip(chosen.inputs, _IMAGE_NOISE) if chosen is not None else None
+        return inputs
 
 
 def series_of(attempts: Iterable[Attempt], images: Mapping[str, Sequence[ImageRecord]] | None = None
               ) -> dict[str, SeriesResult]:
-    """Series from attempts: the latest attempt of each job address, grouped by series key. `images`:
-    image address -> its records (`StateStore.image_records`), to know what each image was built from."""
+    """Series from attempts: the final attempt (the last recorded) of each job address, grouped by series
+    key, repeats in order. `images`: image address -> its records (`StateStore.image_records`), to know
+    what each image was built from."""
     latest: dict[str, Attempt] = {}
-    for attempt in sorted((a for a in attempts if is_job(a)), key=attrgetter("chronology")):
-        latest[attempt.address] = attempt
-    groups: dict[str, list[Attempt]] = {}
-    for address in sorted(latest, key=_address_order):
-        groups.setdefault(series_key(address), []).append(latest[address])
-    return {key: _series(key, group, images or {}) for key, group in groups.items()}
+    for attempt in attempts:
+        known = latest.get(attempt.address)
+        if (known is None or attempt.id > known.id) and is_job(attempt):
+            latest[attempt.address] = attempt
+    groups: dict[str, list[tuple[int, Attempt]]] = {}
+    for address, attempt in latest.items():
+        key, repeat = _split_repeat(address)
+        groups.setdefault(key, []).append((repeat, attempt))
+    found = _Images(images or {})
+    return {key: _series(key, [a for _, a in sorted(groups[key], key=_first)], found) for key in sorted(groups)}
 
 
-def _address_order(address: str) -> tuple[str, int]:
-    """Repeats in their order (`#2` before `#10`)."""
-    match = _REPEAT.search(address)
-    return (address[:match.start()], int(match.group()[1:])) if match else (address, 0)
+def _first(item: tuple[int, Attempt]) -> int:
+    return item[0]
 
 
-def _series(key: str, group: Sequence[Attempt], images: Mapping[str, Sequence[ImageRecord]]) -> SeriesResult:
+def _series(key: str, group: Sequence[Attempt], images: _Images) -> SeriesResult:
     first = group[0]
     values: dict[tuple[str, str], list[float]] = {}
+    success = Status.SUCCESS
     for attempt in group:
-        if attempt.status is not Status.SUCCESS:  # a failed run's numbers are not results
+        if attempt.status is not success:  # a failed run's numbers are not results
             continue
         for row in attempt.perf:
-            if row.status is Status.SUCCESS and row.performance is not None and math.isfinite(row.performance):
-                values.setdefault((row.model, row.metric), []).append(float(row.performance))
-    status = _worst(a.status for a in group)
-    worst = next((a for a in group if a.status is status), first)
-    image = _image_of(first, images)
-    hosts = sorted({a.host for a in group if a.host})
+            value = row.performance
+            if row.status is success and value is not None and math.isfinite(value):
+                values.setdefault((row.model, row.metric), []).append(float(value))
+    statuses = {a.status for a in group}
+    status = success if len(statuses) == 1 and success in statuses else _worst(statuses)
+    worst = first if status is success else next(a for a in group if a.status is status)
+    hosts = sorted({a.host for a in group if a.host}) if len(group) > 1 else [first.host] if first.host else []
     model = first.inputs.get("model")
     return SeriesResult(
         key=key, model=model if isinstance(model, str) else _model_of_key(key), status=status,
-        figures={k: Figure.of(k[0], k[1], v) for k, v in sorted(values.items())},
-        inputs=_strip(first.inputs, _JOB_NOISE),
-        image_inputs=_strip(image.inputs, _IMAGE_NOISE) if image is not None else None,
+        figures={k: Figure.of(k[0], k[1], values[k]) for k in sorted(values)},
+        inputs=_strip(first.inputs, _JOB_NOISE), image_inputs=images.inputs(first),
         host=", ".join(hosts) or None, facts=first.facts, image_digest=first.image_digest,
         apply_id=first.apply_id, attempt_ids=tuple(a.id for a in group), log_path=first.log_path,
         message=worst.message if status is not Status.SUCCESS else "")
@@ -353,39 +377,36 @@ def from_perf_csv(text: str, shown: str, *, label: str | None = None) -> ResultS
                           file=shown, line=1, hint="a perf.csv has ROCm madengine's columns (model, performance, "
                                                    "metric, status...)")
     problems: list[Diagnostic] = []
-    rows: dict[str, list[tuple[int, dict[str, str]]]] = {}
+    i_model, i_perf, i_metric = columns["model"], columns["performance"], columns["metric"]
+    i_status = columns.get("status")
+    width = len(header)
+    values: dict[str, dict[tuple[str, str], list[float]]] = {}  # model -> (model, metric) -> values
+    statuses: dict[str, set[Status]] = {}
+    last: dict[str, list[str]] = {}  # model -> its last row: what the file says of its inputs
+    success = Status.SUCCESS
     try:
-        for row in reader:
-            line = reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                problems.append(Diagnostic(shown, line, None, f"{len(row)} fields where the header has {len(header)}",
-                                           hint="each row has one value per column"))
-                continue
-            cells = {name: row[i] for name, i in columns.items()}
-            model = cells["model"].strip()
-            if not model:
-                problems.append(Diagnostic(shown, line, None, "no model", hint="each row names its model"))
-                continue
-            rows.setdefault(model, []).append((line, cells))
+        for row in reader:  # one pass, a few operations a row: 8 MB of rows (400,000) are read in about a second
             if len(problems) >= limits.MAX_ERRORS_PER_FILE:
                 break
-    except csv.Error as exc:
-        problems.append(Diagnostic(shown, reader.line_num, None, f"not a CSV file: {exc}"))
-    series: dict[str, SeriesResult] = {}
-    for model, group in rows.items():
-        values: dict[tuple[str, str], list[float]] = {}
-        statuses: list[Status] = []
-        for line, cells in group:
-            status_text = cells.get("status", "SUCCESS").strip().upper() or "SUCCESS"
-            status = _STATUSES.get(status_text)
-            if status is None:
-                problems.append(Diagnostic(shown, line, _column(header, "status"),
-                                           f"status {status_text!r} is not one of SUCCESS, FAILURE, SKIPPED"))
+            if not any(row):
                 continue
-            statuses.append(status)
-            perf, metric = cells["performance"].strip(), cells["metric"].strip()
+            if len(row) != width:
+                problems.append(Diagnostic(shown, reader.line_num, None, f"{len(row)} fields where the header has "
+                                           f"{width}", hint="each row has one value per column"))
+                continue
+            model = row[i_model].strip()
+            if not model:
+                problems.append(Diagnostic(shown, reader.line_num, None, "no model", hint="each row names its model"))
+                continue
+            status_text = row[i_status].strip().upper() if i_status is not None else ""
+            status = _STATUSES.get(status_text or "SUCCESS")
+            if status is None:
+                problems.append(Diagnostic(shown, reader.line_num, i_status + 1 if i_status is not None else None,
+                                           f"status {status_text[:40]!r} is not one of SUCCESS, FAILURE, SKIPPED"))
+                continue
+            statuses.setdefault(model, set()).add(status)
+            last[model] = row
+            perf = row[i_perf].strip()
             if not perf:
                 continue
             try:
@@ -393,31 +414,28 @@ def from_perf_csv(text: str, shown: str, *, label: str | None = None) -> ResultS
             except ValueError:
                 value = math.nan
             if not math.isfinite(value):
-                problems.append(Diagnostic(shown, line, _column(header, "performance"),
+                problems.append(Diagnostic(shown, reader.line_num, i_perf + 1,
                                            f"performance {perf[:40]!r} is not a finite number"))
                 continue
-            if status is Status.SUCCESS:
-                values.setdefault((model, metric), []).append(value)
-        last = group[-1][1]
-        series[model] = SeriesResult(
-            key=model, model=model, status=_worst(statuses),
-            figures={k: Figure.of(k[0], k[1], v) for k, v in sorted(values.items())},
-            inputs=_csv_inputs(last), image_inputs=_csv_image(last),
-            host=last.get("machine_name", "").strip() or None,
-            facts={"gpu_arch": last["gpu_architecture"].strip()} if last.get("gpu_architecture", "").strip() else None,
-            image_digest=None)
+            if status is success:
+                values.setdefault(model, {}).setdefault((model, row[i_metric].strip()), []).append(value)
+    except csv.Error as exc:
+        problems.append(Diagnostic(shown, reader.line_num, None, f"not a CSV file: {exc}"))
     if problems:
         raise ConfigError.many(problems[:limits.MAX_ERRORS_PER_FILE])
+    series: dict[str, SeriesResult] = {}
+    for model, row in last.items():
+        cells = {name: row[i] for name, i in columns.items()}
+        figures = values.get(model, {})
+        arch = cells.get("gpu_architecture", "").strip()
+        series[model] = SeriesResult(
+            key=model, model=model, status=_worst(statuses[model]),
+            figures={k: Figure.of(k[0], k[1], figures[k]) for k in sorted(figures)},
+            inputs=_csv_inputs(cells), image_inputs=_csv_image(cells),
+            host=cells.get("machine_name", "").strip() or None, facts={"gpu_arch": arch} if arch else None,
+            image_digest=None)
     return ResultSet(label=label or shown, kind="file", project=None, lock_hash=None, apply_id=None, created=None,
                      series=series)
-
-
-def _column(header: Sequence[str], name: str) -> int | None:
-    """The 1-based field number of a column (what a spreadsheet shows), for a diagnostic's column."""
-    for i, h in enumerate(header):
-        if h.strip() == name:
-            return i + 1
-    return None
 
 
 def _csv_inputs(cells: Mapping[str, str]) -> dict[str, Any]:
@@ -544,12 +562,13 @@ class _Reader:
             if not values:
                 self.bad(f"{path}.values", "is empty: a figure has at least one value")
                 return None
-            if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            # C-speed checks (a figure may hold millions of values): JSON numbers, not true/false, finite
+            if not set(map(type, values)) <= {int, float} or not all(map(math.isfinite, values)):
                 self.bad(f"{path}.values", "must be finite numbers")
                 return None
         if model is None or metric is None or values is None:
             return None
-        return Figure.of(model, metric, (float(v) for v in values))
+        return Figure.of(model, metric, map(float, values))
 
     def attempt(self, item: Any, path: str) -> Attempt | None:
         """One entry of `results --json`."""
@@ -623,6 +642,99 @@ class StoreReader(Protocol):
     def image_records(self, address: str) -> list[ImageRecord]: ...
 
 
+class Snapshot:
+    """A `StoreReader` that asks the store each question once (the applies, the attempts of one apply, the
+    latest attempts, an image's records), so that resolving two references (`compare previous latest`),
+    walking back to `previous` and reading the attempts as of an apply read the store once each. It does
+    not see what is written to the store after it was asked."""
+
+    def __init__(self, store: StoreReader) -> None:
+        self._store = store
+        self._applies: list[ApplyRecord] | None = None
+        self._all: list[Attempt] | None = None
+        self._by_apply: dict[int, list[Attempt]] = {}
+        self._latest: dict[str, Attempt] | None = None
+        self._images: dict[str, list[ImageRecord]] = {}
+
+    def applies(self) -> list[ApplyRecord]:
+        if self._applies is None:
+            self._applies = self._store.applies()
+        return list(self._applies)
+
+    def attempts(self, address: str | None = None, apply_id: int | None = None,
+                 model: str | None = None) -> list[Attempt]:
+        if address is not None or model is not None:
+            chosen = self._store.attempts(address=address, apply_id=apply_id, model=model)
+        elif apply_id is not None:
+            chosen = self._by_apply.get(apply_id)  # type: ignore[assignment]
+            if chosen is None:
+                chosen = self._by_apply[apply_id] = (
+                    [a for a in self._all if a.apply_id == apply_id] if self._all is not None
+                    else self._store.attempts(apply_id=apply_id))
+        else:
+            if self._all is None:
+                self._all = self._store.attempts()
+            chosen = self._all
+        return list(chosen)
+
+    def latest_attempts(self) -> dict[str, Attempt] | None:
+        """The store's latest attempt of every address, where the store can say (`StateStore` can)."""
+        if self._latest is None:
+            method = getattr(self._store, "latest_attempts", None)
+            if method is None:
+                return None
+            self._latest = method()
+        return dict(self._latest)
+
+    def image_records(self, address: str) -> list[ImageRecord]:
+        records = self._images.get(address)
+        if records is None:
+            records = self._images[address] = self._store.image_records(address)
+        return list(records)
+
+
+# Addresses looked up one by one (an indexed query each) rather than by walking back through applies.
+_PER_ADDRESS = 64
+
+
+def attempts_as_of(store: StoreReader, apply_id: int) -> list[Attempt]:
+    """The final attempt of each job address as of apply `apply_id` (in it or before it), reading no more
+    of a long history than it must: a job whose latest attempt is that old or older is taken as the store's
+    latest; only the jobs run again later are looked for further back (apply by apply, or one by one when
+    few are left: a job first run after `apply_id` has nothing to find)."""
+    method = getattr(store, "latest_attempts", None)
+    latest: dict[str, Attempt] | None = method() if method is not None else None
+    if latest is None:
+        return [a for a in store.attempts() if a.apply_id <= apply_id]
+    out: dict[str, Attempt] = {}
+    pending: set[str] = set()
+    for address, attempt in latest.items():
+        if not is_job(attempt):
+            continue
+        if attempt.apply_id <= apply_id:
+            out[address] = attempt
+        else:
+            pending.add(address)
+    for walked, k in enumerate(sorted((a.id for a in store.applies() if a.id <= apply_id), reverse=True)):
+        if not pending:
+            break
+        if walked >= 2 and len(pending) <= _PER_ADDRESS:
+            for address in sorted(pending):
+                older = [a for a in store.attempts(address=address) if a.apply_id <= apply_id]
+                if older:
+                    out[address] = max(older, key=attrgetter("id"))
+            break
+        found: dict[str, Attempt] = {}
+        for attempt in store.attempts(apply_id=k):
+            if attempt.address in pending:
+                known = found.get(attempt.address)
+                if known is None or attempt.id > known.id:
+                    found[attempt.address] = attempt
+        out.update(found)
+        pending -= found.keys()
+    return list(out.values())
+
+
 REFS = "latest, previous, an apply id, @{date}, a baseline name or a .csv/.json file"
 _DATE_REF = re.compile(r"@\{(.+)\}")
 _BASELINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -676,13 +788,16 @@ def baseline_names(root: Path | None) -> list[str]:
         return []
 
 
-def _with_results(store: StoreReader) -> Iterable[tuple[ApplyRecord, list[Attempt]]]:
-    """Applies that recorded results, newest first, each with its attempts (read one apply at a time:
-    `latest` reads only as far back as it must)."""
+def _with_results(store: StoreReader) -> Iterable[ApplyRecord]:
+    """Applies that recorded results, newest first, reading as little as it can: an apply that holds the
+    latest result of a job is known from the store's latest attempts; another one's attempts are read."""
+    method = getattr(store, "latest_attempts", None)
+    latest: dict[str, Attempt] = method() if method is not None else {}
+    unfinished = (Status.RUNNING, Status.SKIPPED)  # as has_results says
+    known = {a.apply_id for a in latest.values() if a.status not in unfinished and is_job(a)}
     for apply in sorted(store.applies(), key=attrgetter("id"), reverse=True):
-        attempts = store.attempts(apply_id=apply.id)
-        if has_results(attempts):
-            yield apply, attempts
+        if apply.id in known or has_results(store.attempts(apply_id=apply.id)):
+            yield apply
 
 
 def _images(store: StoreReader, attempts: Iterable[Attempt]) -> dict[str, list[ImageRecord]]:
@@ -692,10 +807,13 @@ def _images(store: StoreReader, attempts: Iterable[Attempt]) -> dict[str, list[I
 
 def load_apply(store: StoreReader, apply: ApplyRecord, attempts: Sequence[Attempt] | None = None, *,
                project: str | None = None) -> ResultSet:
-    """The results as of `apply` (`from_apply`), read from `store`. `attempts`: the store's attempts where
-    they were read already: all of them (those of later applies are left out here); give only those of
-    `apply` itself for what it ran alone."""
-    every = [a for a in (store.attempts() if attempts is None else attempts) if a.apply_id <= apply.id]
+    """The results as of `apply` (`from_apply`), read from `store` (`attempts_as_of`). `attempts`: the
+    store's attempts where they were read already: all of them (those of later applies are left out here);
+    give only those of `apply` itself for what it ran alone."""
+    if attempts is None:
+        every = attempts_as_of(store, apply.id)  # one per job already
+        return from_apply(apply, every, _images(store, every), project=project)
+    every = [a for a in attempts if a.apply_id <= apply.id]
     return from_apply(apply, every, _images(store, series_firsts(every)), project=project)
 
 
@@ -704,7 +822,7 @@ def series_firsts(attempts: Iterable[Attempt]) -> list[Attempt]:
     latest: dict[str, Attempt] = {}
     for attempt in attempts:
         known = latest.get(attempt.address)
-        if is_job(attempt) and (known is None or attempt.chronology > known.chronology):
+        if (known is None or attempt.id > known.id) and is_job(attempt):
             latest[attempt.address] = attempt
     return list(latest.values())
 
@@ -728,18 +846,18 @@ def _resolve_apply(ref: str, store: StoreReader | None, project: str | None) -> 
     if ref in ("latest", "previous"):
         wanted = 2 if ref == "previous" else 1
         found = []
-        for apply, attempts in _with_results(store):
-            found.append((apply, attempts))
+        for apply in _with_results(store):
+            found.append(apply)
             if len(found) == wanted:
                 return load_apply(store, apply, project=project)
         have = "no apply has recorded results yet" if not found else \
-            f"only apply {found[0][0].id} has recorded results"
+            f"only apply {found[0].id} has recorded results"
         raise UsageError(f"{ref}: {have}", hint="run `madengine apply`" if not found
                          else "compare with a baseline or a results file")
     when = parse_when(ref)
     stamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     first = None
-    for apply, _ in _with_results(store):
+    for apply in _with_results(store):
         if apply.started_at <= stamp:
             return load_apply(store, apply, project=project)
         first = apply

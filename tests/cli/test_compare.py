@@ -209,3 +209,25 @@ def test_history_names_the_inputs_that_changed_at_each_step(run_cli: RunCli, pro
     # a job the second apply did not rerun has one step
     assert [s["apply_id"] for s in json.loads(run_cli("results", "--history", "same", "--json", cwd=project).stdout)] \
         == [1]
+
+
+def test_a_baseline_by_name(run_cli: RunCli, project: Path, tmp_path: Path) -> None:
+    """A result set saved under baselines/ (what `baseline save` writes) is named by its name."""
+    from madengine.results.resultset import resolve
+    from madengine.state.store import StateStore
+
+    copy = tmp_path / "copy"
+    shutil.copytree(project, copy)
+    with StateStore.open(copy / ".madengine" / "state.db", readonly=True) as store:
+        text = resolve("1", store, project="demo").to_text()
+    (copy / "baselines").mkdir()
+    (copy / "baselines" / "main.json").write_text(text)
+    result = run_cli("compare", "main", "--fail-on-regression", cwd=copy)
+    assert result.code == 6 and result.stdout.startswith("baseline main -> apply 2: 2 regressed, 1 improved, "
+                                                          "1 within noise")
+    assert result.stderr.splitlines() == REGRESSED
+    (copy / "baselines" / "other.json").write_text(text.replace('"project": "demo"', '"project": "elsewhere"'))
+    code, out, err = run_cli("compare", "other", cwd=copy)
+    assert (code, out) == (5, "")
+    assert err.startswith("baselines/other.json: error: baselines/other.json is a baseline of project 'elsewhere', "
+                          "not of 'demo'")

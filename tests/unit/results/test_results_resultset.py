@@ -238,3 +238,28 @@ def test_a_csv_of_the_wrong_shape_is_named_at_its_line(tmp_path: Path, text: str
     with pytest.raises(ConfigError, match=message) as caught:
         rs.load_file(path, "perf.csv")
     assert (caught.value.diagnostics[0].file, caught.value.diagnostics[0].line) == ("perf.csv", line)
+
+
+def test_attempts_as_of_an_apply_read_only_what_they_must_and_agree_with_the_whole_history(
+        store: StateStore) -> None:
+    """Jobs rerun in some applies, retried, added late, never rerun: as of every apply, the final attempt
+    of each job in it or before it, whether read from the store, through a Snapshot, or from everything."""
+    import random
+
+    rng = random.Random(7)
+    for n in range(1, 9):
+        a = store.begin_apply(f"sha256:l{n}")
+        for j in range(12):
+            if j >= 4 + n or (n > 1 and rng.random() < 0.5):  # jobs 4+n.. not yet; others rerun at random
+                continue
+            for _ in range(rng.choice((1, 1, 2))):  # a retry now and then
+                run(store, a, job_address(f"j{j}"), job_inputs(f"j{j}"), perf=row(float(n), model=f"j{j}"))
+    every = store.attempts()
+    for n in range(1, 9):
+        expected: dict[str, int] = {}
+        for attempt in every:
+            if attempt.apply_id <= n:
+                expected[attempt.address] = max(expected.get(attempt.address, 0), attempt.id)
+        for reader in (store, rs.Snapshot(store)):
+            got = {a.address: a.id for a in rs.attempts_as_of(reader, n)}
+            assert got == expected, n
