@@ -452,15 +452,14 @@ def _gate_direction(loaded: LoadedMadfile, expect: Expect) -> Better:
 def _check_baselines(loaded: LoadedMadfile, run: Run, run_index: int, diags: _Diagnostics) -> None:
     """A gate's `baseline:` must name a saved baseline (`baselines/<name>.json` beside the madfile): at
     validate and plan time, not after an apply has run. Its content is read where it is used."""
-    from madengine.madfile.names import BASELINES_DIR
+    from madengine.madfile.names import BASELINES_DIR, saved_baselines
 
     for model, expect in run.expect.items():
         if expect.baseline is None:
             continue
         path = loaded.root / BASELINES_DIR / f"{expect.baseline}.json"
         if not path.is_file():
-            saved = sorted(p.stem for p in (loaded.root / BASELINES_DIR).glob("*.json") if p.is_file()) \
-                if (loaded.root / BASELINES_DIR).is_dir() else []
+            saved = saved_baselines(loaded.root)
             hint = (f"saved baselines: {', '.join(saved[:10])}" + (", …" if len(saved) > 10 else "") if saved
                     else f"save one: `madengine baseline save {expect.baseline}`")
             diags.append(loaded.diagnostic(("runs", run_index, "expect", model, "baseline"),

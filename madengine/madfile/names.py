@@ -7,6 +7,7 @@ command lines: it must stay inside that directory and read the same everywhere, 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 BASELINES_DIR = "baselines"  # beside the madfile
 MAX_BASELINE_NAME = 64
@@ -29,3 +30,12 @@ def baseline_name_problem(name: str) -> str | None:
     if not _BASELINE_NAME.fullmatch(name):
         return f"baseline name {shown} is not a plain name"
     return None
+
+
+def saved_baselines(root: Path) -> list[str]:
+    """The baselines saved beside the madfile at `root`, by name (files whose names are baseline names)."""
+    directory = root / BASELINES_DIR
+    try:
+        return sorted(p.stem for p in directory.glob("*.json") if baseline_name_problem(p.stem) is None and p.is_file())
+    except OSError:
+        return []

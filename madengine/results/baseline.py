@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from madengine.errors import ConfigError, Diagnostic, FileSystemError, UsageError
 from madengine.files import write_atomic
-from madengine.madfile.names import BASELINE_NAME_RULE, BASELINES_DIR, baseline_name_problem
+from madengine.madfile.names import BASELINE_NAME_RULE, BASELINES_DIR, baseline_name_problem, saved_baselines
 from madengine.results.gates import Gate, Reference, Verdict, check_gates, previous_references
 
 if TYPE_CHECKING:
@@ -47,14 +47,7 @@ def path_of(root: Path, name: str) -> Path:
     return root / BASELINES_DIR / f"{name}.json"
 
 
-def names(root: Path) -> list[str]:
-    """The baselines saved beside the madfile at `root`, by name (files whose names are baseline names)."""
-    directory = root / BASELINES_DIR
-    try:
-        return sorted(p.stem for p in directory.glob("*.json")
-                      if baseline_name_problem(p.stem) is None and p.is_file())
-    except OSError:
-        return []
+names = saved_baselines
 
 
 def missing(root: Path, name: str) -> UsageError:

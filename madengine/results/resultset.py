@@ -26,6 +26,7 @@ from typing import Any, Literal, Protocol
 
 from madengine import limits
 from madengine.errors import ConfigError, Diagnostic, UsageError
+from madengine.madfile.names import baseline_name_problem, saved_baselines
 from madengine.results.perfcsv import IMAGE_PREFIX, PERF_CSV_COLUMNS, is_job
 from madengine.state.model import ApplyRecord, Attempt, ImageRecord, Status
 
@@ -33,7 +34,6 @@ Kind = Literal["apply", "baseline", "file"]
 
 FORMAT = "madengine-results"  # the `format` key of the JSON form: what tells it from other JSON
 VERSION = 1
-BASELINES_DIR = "baselines"
 
 # Lock-entry keys left out of a series' inputs: the same for every repeat of a job (its `hash` and
 # `repeat` are not), and nothing that churns a baseline file without changing a result. `meta` is what
@@ -737,7 +737,6 @@ def attempts_as_of(store: StoreReader, apply_id: int) -> list[Attempt]:
 
 REFS = "latest, previous, an apply id, @{date}, a baseline name or a .csv/.json file"
 _DATE_REF = re.compile(r"@\{(.+)\}")
-_BASELINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def looks_like_file(ref: str) -> bool:
@@ -759,33 +758,15 @@ def resolve(ref: str, store: StoreReader | None, *, project: str | None = None, 
         return load_file(path if path.is_absolute() else base / path, ref)
     if ref in ("latest", "previous") or ref.isdigit() or _DATE_REF.fullmatch(ref):
         return _resolve_apply(ref, store, project)
-    if _BASELINE_NAME.fullmatch(ref) and root is not None:
-        path = root / BASELINES_DIR / f"{ref}.json"
-        if path.is_file():
-            shown = f"{BASELINES_DIR}/{ref}.json"
-            rs = load_file(path, shown, kind="baseline", label=f"baseline {ref}")
-            check_project(rs, project, shown)
-            return rs
-    names = baseline_names(root)
+    if root is not None and baseline_name_problem(ref) is None:
+        from madengine.results import baseline
+
+        if baseline.path_of(root, ref).exists():
+            return baseline.load(root, ref, project)
+    names = saved_baselines(root) if root is not None else []
     raise UsageError(f"{ref!r} is not an apply, a baseline or a results file"
                      + (f" (baselines: {', '.join(names)})" if names else " (no baseline saved)"),
                      hint=f"name {REFS}")
-
-
-def check_project(rs: ResultSet, project: str | None, shown: str) -> None:
-    """A baseline of another project (its `project` is not the madfile's `name:`) is refused."""
-    if project is not None and rs.project is not None and rs.project != project:
-        raise ConfigError(f"{shown} is a baseline of project {rs.project!r}, not of {project!r}", file=shown,
-                          hint="compare with a baseline saved in this project (`madengine baseline save NAME`)")
-
-
-def baseline_names(root: Path | None) -> list[str]:
-    if root is None:
-        return []
-    try:
-        return sorted(p.stem for p in (root / BASELINES_DIR).glob("*.json") if p.is_file())
-    except OSError:
-        return []
 
 
 def _with_results(store: StoreReader) -> Iterable[ApplyRecord]:
