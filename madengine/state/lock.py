@@ -24,14 +24,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, overload
 
 from madengine.errors import FileSystemError, StateError, StateLockedError
 from madengine.files import NotAFileError, open_file
 from madengine.state.model import Holder, utc_now
 
 if TYPE_CHECKING:
-    from madengine.state.location import StateLocation
+    from madengine.state.location import PgLocation, StateLocation
     from madengine.state.pg_lock import PgWorkspaceLock
 
 LOCK_NAME = "state.lock"
@@ -85,6 +85,18 @@ class WorkspaceLock:
 
     def __init__(self, state_dir: Path, name: str = LOCK_NAME) -> None:
         self.path = Path(state_dir) / name
+
+    @overload
+    @classmethod
+    def for_store(cls, location: Path) -> WorkspaceLock: ...
+
+    @overload
+    @classmethod
+    def for_store(cls, location: PgLocation) -> PgWorkspaceLock: ...
+
+    @overload
+    @classmethod
+    def for_store(cls, location: StateLocation) -> WorkspaceLock | PgWorkspaceLock: ...
 
     @classmethod
     def for_store(cls, location: StateLocation) -> WorkspaceLock | PgWorkspaceLock:

@@ -44,9 +44,9 @@ def connect(location: PgLocation) -> psycopg.Connection[Any]:
 
     try:
         params = conninfo_to_dict(location.url)
-    except driver.Error:
-        raise StateError(f"the state store {location.display} is not a valid PostgreSQL URL",
-                         hint="e.g. postgresql://user@host:5432/dbname") from None
+    except driver.Error as exc:
+        raise StateError(f"the state store {location.display} is not a valid PostgreSQL URL: "
+                         f"{_reason(exc, location)}", hint="e.g. postgresql://user@host:5432/dbname") from None
     extra: dict[str, Any] = {"application_name": "madengine"}
     if "connect_timeout" not in params:
         extra["connect_timeout"] = CONNECT_TIMEOUT
@@ -101,8 +101,10 @@ def _reason(exc: BaseException, location: PgLocation) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     text = lines[0] if lines else type(exc).__name__
     text = re.sub(r"^connection failed: ", "", text)
+    text = re.sub(r"^(?:FATAL|ERROR):\s+", "", text)
     text = re.sub(r"^connection to server at \"[^\"]*\"(?: \([^)]*\))?, port \d+ failed: ", "", text)
     text = re.sub(r"^connection to server on socket \"[^\"]*\" failed: ", "", text)
+    text = re.sub(r"^(?:FATAL|ERROR):\s+", "", text)
     return scrub(text, location.url).rstrip(".") or type(exc).__name__
 
 
@@ -208,14 +210,23 @@ def migrate(conn: psycopg.Connection[Any], location: PgLocation) -> int:
     found = check_schema(conn, location)
     if found == SCHEMA_VERSION:
         return found
-    with _transaction(conn):
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('madengine-migrate:' || current_database() "
-                     "|| ':' || current_schema(), 0))")
-        found = check_schema(conn, location)
-        for script in PG_MIGRATIONS[found:]:
-            conn.execute(script)  # several statements: no parameters, so one simple query
-        conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
-                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
+    # A session lock taken before the transaction, not a transaction-level one inside it: the transaction
+    # that begins after the wait sees the tables another migrator committed meanwhile (a lock on no relation
+    # does not refresh the session's catalog cache).
+    row = conn.execute("SELECT hashtextextended('madengine-migrate:' || current_database() || ':' || "
+                       "coalesce(current_schema(), ''), 0)").fetchone()
+    key = int(row[0]) if row is not None else 0
+    conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+    try:
+        with _transaction(conn):
+            found = check_schema(conn, location)
+            for script in PG_MIGRATIONS[found:]:
+                conn.execute(script)  # several statements: no parameters, so one simple query
+            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
+    finally:
+        if not conn.closed:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
     return found
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from madengine.errors import StateError
-from madengine.state.model import ImageRecord, Observed, PerfRow, Status
 from madengine.state.location import StateLocation
+from madengine.state.model import ImageRecord, Observed, PerfRow, Status
 from madengine.state.store import StateStore, state_path
 from tests.infra.postgres import location_arg
 from tests.unit.state.children import Child, count_rows
