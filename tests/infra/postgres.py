@@ -83,3 +83,34 @@ def pg_schema(pg_server: PgServer, tmp_path: Path) -> Iterator[PgLocation]:
 def location_arg(location: PgLocation | Path) -> str:
     """How a child process is told of a store (`madengine.state.location.state_location` reads it back)."""
     return location.url if isinstance(location, PgLocation) else str(location)
+
+
+# --- the same tests on both stores ----------------------------------------------------------------------
+
+DIALECTS = ("sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql))
+
+
+@pytest.fixture(params=DIALECTS)
+def state_location(request: pytest.FixtureRequest, tmp_path: Path,
+                   monkeypatch: pytest.MonkeyPatch) -> PgLocation | Path:
+    """The store of the workspace `tmp_path`, once per dialect: `.madengine/state.db`, or a fresh PostgreSQL
+    schema that $MADENGINE_STATE_URL names for the whole test (so every command it runs uses that store)."""
+    if request.param == "sqlite":
+        return tmp_path / ".madengine" / "state.db"
+    location: PgLocation = request.getfixturevalue("pg_schema")
+    monkeypatch.setenv("MADENGINE_STATE_URL", location.url)
+    return location
+
+
+def run_sql(location: PgLocation | Path, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """One statement on a store's database directly (not through madengine), `?` placeholders; its rows."""
+    if isinstance(location, PgLocation):
+        import psycopg
+
+        with psycopg.connect(location.url, autocommit=True) as conn:
+            cur = conn.execute(query.replace("?", "%s"), params)
+            return cur.fetchall() if cur.description else []
+    import sqlite3
+
+    with sqlite3.connect(location) as conn:
+        return conn.execute(query, params).fetchall()
