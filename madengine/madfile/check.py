@@ -328,7 +328,7 @@ def _check_state(data: Mapping[Any, Any], source: SourceMap) -> list[Diagnostic]
                                   "and SQLite file paths are state stores",
                                   "e.g. `state: postgresql://user@host:5432/dbname`", at="value")]
     if is_url(literal) and url_password(literal):
-        return [source.diagnostic(("state",), "`state` contains a password",
+        return [source.diagnostic(("state",), "the URL contains a password",
                                   "the madfile is committed: give the password by PGPASSWORD or a ~/.pgpass file "
                                   "(PGPASSFILE names another), or the whole URL by a reference: "
                                   "`state: ${env:MADENGINE_STATE_URL}`", at="value")]

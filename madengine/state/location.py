@@ -168,10 +168,9 @@ def configured_state(madfile: Path, loaded: Any = None, environ: Mapping[str, st
     if missing:
         from madengine.errors import ConfigError
 
-        line, col = loaded.locate(("state",)) or (None, None)
-        raise ConfigError(f"environment variable {missing[0]} is not set (needed by `state`)",
-                          hint=f"export {missing[0]}=... before running madengine", file=loaded.display_path,
-                          line=line, column=col)
+        raise ConfigError.many([loaded.source.diagnostic(
+            ("state",), f"environment variable {missing[0]} is not set (needed by `state`)",
+            f"export {missing[0]}=... before running madengine", at="value")])
     return _REFERENCE.sub(lambda m: env[m.group(1)], value)
 
 
