@@ -53,7 +53,8 @@ def test_another_scheme_is_refused(run_cli: RunCli, tmp_path: Path) -> None:
     code, _, err = run_cli("validate", cwd=root, env=NO_URL)
     assert code == 5 and "madfile.yaml:3:8: error: state: `state` is a mysql:// URL" in err
     code, _, err = run_cli("results", cwd=tmp_path, env={"MADENGINE_STATE_URL": "mysql://u:pw@h/db"})
-    assert code == 4 and err.startswith("error: the state store 'mysql://u:***@h/db' is a mysql:// URL") and "pw@" not in err
+    assert code == 4 and err.startswith("error: the state store 'mysql://u:***@h/db' is a mysql:// URL")
+    assert "pw@" not in err
 
 
 def test_the_madfiles_state_names_the_store(run_cli: RunCli, tmp_path: Path, pg_schema: PgLocation) -> None:
@@ -106,7 +107,7 @@ def test_a_database_that_is_not_madengines_is_one_line_and_left_alone(run_cli: R
         conn.execute("CREATE TABLE customers (id int)")
     (tmp_path / "madfile.yaml").write_text("version: 1\nmodels: []\n")
     for command in (("results",), ("apply", "--yes")):
-        code, out, err = run_cli(*command, cwd=tmp_path, env={**NO_URL, "MADENGINE_STATE_URL": pg_schema.url})
+        code, _, err = run_cli(*command, cwd=tmp_path, env={**NO_URL, "MADENGINE_STATE_URL": pg_schema.url})
         assert code == 1, err
         assert f"error: {pg_schema.display} is a PostgreSQL database, but not madengine's state" in err
         assert "Traceback" not in err
