@@ -12,7 +12,9 @@ NO_RESULTS = "no results yet; run `madengine apply`"
 
 
 def register(app: typer.Typer) -> None:
-    app.command("results")(results)
+    from madengine.cli.cmd_results_io import as_group
+
+    as_group(app, results)  # `results` as it is, with `results export|import` beside it
 
 
 def results(

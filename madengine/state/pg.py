@@ -154,6 +154,12 @@ class PgDb:
     def close(self) -> None:
         self.conn.close()
 
+    def ids_given(self, tables: Sequence[str]) -> None:
+        """Rows were inserted with their ids: each identity continues after the largest."""
+        for table in tables:
+            self.conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                              f"coalesce((SELECT max(id) FROM {table}), 0) + 1, false)")
+
     def fail(self, exc: BaseException) -> NoReturn:
         error = failure(exc, self.location)
         if error is None:

@@ -26,6 +26,7 @@ short write transactions of `state forget` or a migration.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import itertools
@@ -116,6 +117,9 @@ class _SqliteDb:
 
     def close(self) -> None:
         self.conn.close()
+
+    def ids_given(self, tables: Sequence[str]) -> None:
+        """Rows were inserted with their ids: AUTOINCREMENT's sequence already follows them."""
 
     def fail(self, exc: BaseException) -> NoReturn:
         assert isinstance(exc, sqlite3.Error)
@@ -531,6 +535,94 @@ class StateStore:
             images = conn.execute("SELECT count(*) FROM images WHERE address = ?", (address,)).fetchone()[0]
             return int(attempts), int(images)
 
+    # --- export and import (results export|import; state/transfer.py gives the file its shape) -----------
+
+    def dump(self) -> dict[str, list[dict[str, Any]]]:
+        """Every record, from one snapshot, oldest first: applies, images, attempts (each with its perf rows),
+        as plain values (the JSON columns parsed)."""
+        with self._read() as db:
+            applies = [dict(zip(_DUMP_APPLY, r, strict=True)) for r in db.execute(
+                f"SELECT {', '.join(_DUMP_APPLY)} FROM applies ORDER BY id")]
+            images = []
+            for r in db.execute(f"SELECT {', '.join(_DUMP_IMAGE)} FROM images ORDER BY id"):
+                rec = dict(zip(_DUMP_IMAGE, r, strict=True))
+                rec["inputs"] = _inputs(rec["inputs"], "images", rec["id"], rec["address"])
+                images.append(rec)
+            perf: dict[int, list[dict[str, Any]]] = {}
+            for attempt_id, model, performance, metric, status in db.execute(
+                    "SELECT attempt_id, model, performance, metric, status FROM perf ORDER BY attempt_id, seq"):
+                perf.setdefault(attempt_id, []).append(
+                    {"model": model, "performance": performance, "metric": metric, "status": status})
+            attempts = []
+            for r in db.execute(f"SELECT {', '.join(_DUMP_ATTEMPT)} FROM attempts ORDER BY id"):
+                rec = dict(zip(_DUMP_ATTEMPT, r, strict=True))
+                for key, what in (("inputs", "inputs that are"), ("gate", "a gate verdict that is"),
+                                  ("facts", "host facts that are")):
+                    if rec[key] is not None:
+                        rec[key] = _inputs(rec[key], "attempts", rec["id"], rec["address"], what)
+                rec["perf"] = perf.get(rec["id"], [])
+                attempts.append(rec)
+        return {"applies": applies, "images": images, "attempts": attempts}
+
+    def load(self, records: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, int]:
+        """Add records in `dump`'s shape, in their order, in one transaction; what is already here (the same
+        apply, image or attempt by its natural key: when, where, what) is not added again, so loading the
+        same records twice adds nothing. Ids are kept when the store has no record yet, else new ones are
+        given (references follow). The serial moves once if anything was added. Returns the counts added."""
+        added = {"applies": 0, "images": 0, "attempts": 0, "perf": 0}
+        with self._write() as db:
+            empty = all(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] == 0
+                        for t in ("applies", "images", "attempts"))
+            apply_ids: dict[Any, int] = {}
+            known_applies = {(r[1], r[2], r[3], r[4]): r[0] for r in db.execute(
+                "SELECT id, lock_hash, started_at, host, pid FROM applies")}
+            for a in records.get("applies", ()):
+                key = (a["lock_hash"], a["started_at"], a["host"], a["pid"])
+                if key in known_applies:
+                    apply_ids[a["id"]] = known_applies[key]
+                    continue
+                cols = [c for c in _DUMP_APPLY if empty or c != "id"]
+                apply_ids[a["id"]] = known_applies[key] = _insert(db, "applies", cols, [a[c] for c in cols])
+                added["applies"] += 1
+            known_images = collections.Counter(tuple(r) for r in db.execute(
+                "SELECT address, target, host, node_hash, tag, built_at, status FROM images"))
+            for i in records.get("images", ()):
+                ikey = (i["address"], i["target"], i["host"], i["node_hash"], i["tag"], i["built_at"], i["status"])
+                if known_images[ikey] > 0:
+                    known_images[ikey] -= 1
+                    continue
+                row = {**i, "inputs": _dumps(i["inputs"]),
+                       "apply_id": apply_ids.get(i["apply_id"]) if i["apply_id"] is not None else None}
+                cols = [c for c in _DUMP_IMAGE if empty or c != "id"]
+                _insert(db, "images", cols, [row[c] for c in cols])
+                added["images"] += 1
+            # Attempts by all they recorded but their id, counted: the same attempt twice in the store (two
+            # starts within a millisecond) is two attempts, and a file with both adds what is missing of them.
+            known_attempts = collections.Counter(tuple(r) for r in db.execute(
+                f"SELECT {', '.join(_ATTEMPT_KEY)} FROM attempts"))
+            for t in records.get("attempts", ()):
+                apply_id = apply_ids[t["apply_id"]]
+                tkey = tuple(apply_id if c == "apply_id" else t[c] for c in _ATTEMPT_KEY)
+                if known_attempts[tkey] > 0:
+                    known_attempts[tkey] -= 1
+                    continue
+                row = {**t, "apply_id": apply_id, "inputs": _dumps(t["inputs"]),
+                       "gate": _dumps(t["gate"]) if t["gate"] is not None else None,
+                       "facts": _dumps(t["facts"]) if t["facts"] is not None else None}
+                cols = [c for c in _DUMP_ATTEMPT if empty or c != "id"]
+                attempt_id = _insert(db, "attempts", cols, [row[c] for c in cols])
+                db.executemany(
+                    "INSERT INTO perf (attempt_id, seq, model, performance, metric, status) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(attempt_id, n, p["model"], p["performance"], p["metric"], p["status"])
+                     for n, p in enumerate(t["perf"])])
+                added["attempts"] += 1
+                added["perf"] += len(t["perf"])
+            if empty and any(added.values()):
+                db.ids_given(("applies", "images", "attempts"))
+            if any(added.values()):
+                _bump_serial(db)
+        return added
+
     def integrity_check(self) -> str:
         """SQLite's `PRAGMA integrity_check`: "ok", or the problems found, one per line. A PostgreSQL
         server checks its own pages; there "ok" means the store answers a query."""
@@ -543,6 +635,22 @@ class StateStore:
 
 
 # --- rows -> records ---------------------------------------------------------------------------
+
+
+_DUMP_APPLY = ("id", "lock_hash", "serial", "started_at", "ended_at", "outcome", "host", "pid")
+_DUMP_IMAGE = ("id", "apply_id", "address", "target", "host", "node_hash", "tag", "image_id", "digest", "inputs",
+               "built_at", "status")
+# What tells an attempt from another besides its id (its apply's id is the store's)
+_ATTEMPT_KEY = ("apply_id", "address", "node_hash", "status", "started_at", "ended_at", "host", "exit_code",
+                "handle", "message")
+_DUMP_ATTEMPT = ("id", "apply_id", "address", "node_hash", "model", "status", "started_at", "ended_at", "host",
+                 "exit_code", "log_path", "image_digest", "inputs", "handle", "message", "gate", "facts")
+
+
+def _insert(db: Any, table: str, columns: Sequence[str], values: Sequence[Any]) -> int:
+    cur = db.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+                     "RETURNING id", tuple(values))
+    return _new_id(cur)
 
 
 def _serial(conn: Any) -> int:
