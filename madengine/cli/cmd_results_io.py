@@ -49,8 +49,9 @@ def as_group(app: typer.Typer, results: Callable[..., None]) -> None:
 
 
 def export(
-    fmt: Format = typer.Option(..., "--format", metavar="csv|json", help="json: every record, for `results import`; csv: one row "
-                               "per performance figure, with its attempt (perf.csv's columns)."),
+    fmt: Format = typer.Option(..., "--format", metavar="csv|json",
+                               help="json: every record, for `results import`; csv: one row per performance "
+                               "figure, with its attempt (perf.csv's columns)."),
     output: Path | None = typer.Option(None, "-o", "--output", metavar="FILE", help="Write here, not to stdout."),
     file: Path | None = FileOption,
     chdir: Path | None = ChdirOption,
