@@ -12,6 +12,7 @@ default), so a killed madengine loses nothing it recorded.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -47,7 +48,8 @@ def connect(location: PgLocation) -> psycopg.Connection[Any]:
     except driver.Error as exc:
         raise StateError(f"the state store {location.display} is not a valid PostgreSQL URL: "
                          f"{_reason(exc, location)}", hint="e.g. postgresql://user@host:5432/dbname") from None
-    extra: dict[str, Any] = {"application_name": "madengine"}
+    # Which process a session is, for whoever looks at pg_stat_activity (a DBA, `unlock --force`'s user).
+    extra: dict[str, Any] = {"application_name": f"madengine/{os.getpid()}"}
     if "connect_timeout" not in params:
         extra["connect_timeout"] = CONNECT_TIMEOUT
     try:
@@ -140,6 +142,18 @@ class PgDb:
     def begin(self, write: bool) -> None:
         self.conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED" if write
                           else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        if write:
+            from madengine.state.pg_lock import still_held
+
+            # The workspace lock lives on a session of its own, which the server may end (a restart, a
+            # dropped connection, `unlock --force`): then another apply may have begun, and this one must
+            # not write another record.
+            if not still_held(self.conn, self.location.url):
+                self.conn.execute("ROLLBACK")
+                raise StateError(f"lost the workspace lock of the state database {self.location.display} (its "
+                                 "session ended): stopping before recording anything more, as another apply may "
+                                 "have started", hint="what was recorded before stays recorded; run the command "
+                                                      "again (`madengine plan` shows where it stands)")
 
     def commit(self) -> None:
         self.conn.execute("COMMIT")

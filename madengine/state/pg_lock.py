@@ -25,6 +25,9 @@ from madengine.state.location import PgLocation
 from madengine.state.lock import Unlocked, parse_holder
 from madengine.state.model import Holder, utc_now
 
+# The locks this process holds, by store URL: (server pid of the lock's session, key). A store writing to a
+# database whose lock this process took checks, in each write transaction, that the lock is still held.
+HELD: dict[str, tuple[int, int]] = {}
 _KEY = "SELECT hashtextextended('madengine-workspace:' || current_database() || ':' || current_schema(), 0)"
 _UNLOCK_HINT = "wait for it to finish, or run `madengine unlock` if it is dead"
 
@@ -47,6 +50,7 @@ class PgHeldLock:
         conn, self._conn = self._conn, None
         if conn is None:
             return
+        HELD.pop(self.lock.location.url, None)
         try:
             with conn.transaction():
                 conn.execute("DELETE FROM meta WHERE key = 'lock_holder'")
@@ -108,6 +112,7 @@ class PgWorkspaceLock:
             if isinstance(exc, psycopg.Error):
                 raise self._fail(exc) from None
             raise
+        HELD[self.location.url] = (conn.info.backend_pid, key)
         return PgHeldLock(self, conn, key, holder, previous)
 
     def holder(self) -> Holder | None:
@@ -184,6 +189,20 @@ class PgWorkspaceLock:
             raise self._fail(exc) from None
         finally:
             conn.close()
+
+
+def still_held(conn: Any, url: str) -> bool:
+    """Whether the lock this process took on the store at `url` is still held by its session (asked on
+    `conn`, another session); True when this process took none."""
+    held = HELD.get(url)
+    if held is None:
+        return True
+    pid, key = held
+    key &= 0xFFFFFFFFFFFFFFFF
+    return conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+        "AND pid = %s AND classid::bigint = %s AND objid::bigint = %s)", (pid, key >> 32, key & 0xFFFFFFFF),
+    ).fetchone()[0] is True
 
 
 def _record(conn: Any) -> Holder | None:

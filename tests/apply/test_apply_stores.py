@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from madengine.state.location import StateLocation
+from madengine.state.location import PgLocation, StateLocation
 from tests.apply.test_local_apply import _start_apply, _wait_for, project
 from tests.conftest import RunCli
 from tests.infra.postgres import run_sql
@@ -81,3 +81,36 @@ def test_sigkill_then_a_second_apply_finishes_the_rest(tmp_path: Path, state_loc
     assert outcomes == ["INTERRUPTED", "SUCCESS"]  # the killed one was closed by the next
     code, out, _ = run_cli("apply", "--yes", cwd=root)  # and a third does nothing
     assert code == 0 and "No changes" in out and statuses(state_location) == final
+
+
+@pytest.mark.parametrize("sessions", ["all", "lock"])
+def test_a_connection_lost_during_an_apply_is_one_line_and_the_next_apply_finishes(
+        run_cli: RunCli, tmp_path: Path, pg_schema: PgLocation, monkeypatch: pytest.MonkeyPatch, sessions: str) -> None:
+    """The server ends the apply's sessions (a restart, a network cut): the store's, or only the workspace
+    lock's. The apply records nothing more (its next write fails: one line, exit 1), and the next apply
+    runs what is missing."""
+    monkeypatch.setenv("MADENGINE_STATE_URL", pg_schema.url)
+    root = project(tmp_path, "- {name: a, scripts: run.sh, n_gpus: 0, env_vars: {SLEEP: '3'}}\n"
+                             "- {name: b, scripts: run.sh, n_gpus: 0}\n")
+    first = _start_apply(root, "--parallelism", "1")
+    try:
+        _wait_for(lambda: running(pg_schema))
+        ours = f"SELECT pid FROM pg_stat_activity WHERE application_name = 'madengine/{first.pid}'"
+        which = ours if sessions == "all" else (
+            f"SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid IN ({ours})")
+        ended = run_sql(pg_schema, f"SELECT pg_terminate_backend(pid) FROM ({which}) AS s")
+        assert ended and all(r == (True,) for r in ended), ended
+        first.wait(timeout=120)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+    err = first.stderr.read() if first.stderr else ""
+    assert first.returncode == 1 and "Traceback" not in err
+    lost = ("lost the connection to the state database" if sessions == "all" else
+            "lost the workspace lock of the state database")
+    assert err.splitlines()[-1].startswith(f"error: {lost} {pg_schema.display}"), err
+    assert statuses(pg_schema) == {"job:a@cpu/here#1": ["RUNNING"]}  # its result came after the loss: not recorded
+    code, out, err = run_cli("apply", "--yes", cwd=root)
+    assert code == 0, out + err
+    assert statuses(pg_schema) == {"job:a@cpu/here#1": ["INTERRUPTED", "SUCCESS"], "job:b@cpu/here#1": ["SUCCESS"]}

@@ -3,6 +3,7 @@ stores share is tested on both in test_state_store.py and test_state_lock.py).""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from pathlib import Path
@@ -125,7 +126,7 @@ def test_a_finished_attempt_is_in_the_database_for_every_other_session(pg_schema
         store.finish_attempt(attempt, Status.SUCCESS)
         # committed: another connection sees it at once (no transaction left open by the store)
         assert sql(pg_schema, "SELECT status FROM attempts") == [("SUCCESS",)]
-        assert sql(pg_schema, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'madengine' "
+        assert sql(pg_schema, f"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'madengine/{os.getpid()}' "
                               "AND state LIKE 'idle in transaction%%'") == [(0,)]
 
 
