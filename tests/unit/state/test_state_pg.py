@@ -126,8 +126,8 @@ def test_a_finished_attempt_is_in_the_database_for_every_other_session(pg_schema
         store.finish_attempt(attempt, Status.SUCCESS)
         # committed: another connection sees it at once (no transaction left open by the store)
         assert sql(pg_schema, "SELECT status FROM attempts") == [("SUCCESS",)]
-        assert sql(pg_schema, f"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'madengine/{os.getpid()}' "
-                              "AND state LIKE 'idle in transaction%%'") == [(0,)]
+        assert sql(pg_schema, "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                              "AND state LIKE 'idle in transaction%%'", (f"madengine/{os.getpid()}",)) == [(0,)]
 
 
 # --- failures: one line naming the URL without its password ------------------------------------------
