@@ -40,3 +40,45 @@ def test_a_schema_per_test_is_a_store_of_its_own(pg_schema: PgLocation) -> None:
         conn.execute("CREATE TABLE t (x int)")
         assert conn.execute("SELECT table_schema FROM information_schema.tables WHERE table_name = 't'"
                             ).fetchall() == [(schema,)]
+
+
+def test_start_and_stop_in_a_directory_of_its_own_keep_the_cluster() -> None:
+    """`dev/services start --only postgres` in another base directory: a second server on a free port, ready
+    in seconds; `stop` ends it by its recorded PID; a later start reuses the cluster (initdb once)."""
+    import subprocess
+    import tempfile
+
+    from tests.conftest import REPO_ROOT
+
+    # Not under tmp_path: pytest's directories are private to root, and the server runs as another user.
+    base = Path(tempfile.mkdtemp(prefix="madengine-pg-services-", dir="/tmp"))
+    base.chmod(0o755)
+    env = {**os.environ, "MADENGINE_SERVICES_DIR": str(base)}
+    env.pop("MADENGINE_PG_PORT", None)
+
+    def services(*args: str) -> None:
+        done = subprocess.run(["bash", str(REPO_ROOT / "dev" / "services"), *args], env=env, capture_output=True,
+                              text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+
+    def url() -> str:
+        lines = dict(line.split("=", 1) for line in (base / "env").read_text().splitlines())
+        return lines["MADENGINE_PG_URL"]
+
+    try:
+        services("start", "--only", "postgres")
+        first = url()
+        pid = int((base / "postgres" / "postgres.pid").read_text())
+        with psycopg.connect(first, autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (x int)")
+        services("stop")
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        assert not (base / "postgres" / "postgres.pid").exists()
+        services("start", "--only", "postgres")
+        with psycopg.connect(url(), autocommit=True) as conn:
+            assert conn.execute("SELECT to_regclass('kept') IS NOT NULL").fetchone() == (True,)
+    finally:
+        services("stop")
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
