@@ -3,7 +3,8 @@
 What runs (dev/services' PostgreSQL section has the details): one server of Debian's `postgresql`, its own
 cluster under $MADENGINE_SERVICES_DIR/postgres, on 127.0.0.1 (MADENGINE_PG_PORT, else 5432 or a free port),
 trust authentication; role `madengine` (CREATEDB) owns database `madengine`. The env file's
-MADENGINE_PG_URL names them (no password).
+MADENGINE_PG_URL names them (no password). Role `madengine_pw` alone must give a password, which only the .pgpass
+file MADENGINE_PG_PASSFILE holds: for the tests of credentials.
 
 Fixtures (import them into a conftest: `from tests.infra.postgres import pg_server, pg_schema  # noqa: F401`):
 
@@ -33,6 +34,13 @@ HINT = "run `bash dev/services start` (dev/test does it before pytest)"
 @dataclass(frozen=True)
 class PgServer:
     url: str  # postgresql://madengine@127.0.0.1:PORT/madengine
+    passfile: str | None = None  # a .pgpass with the password of role madengine_pw (the only one that needs one)
+
+    def password_role_url(self, password: str | None = None) -> str:
+        """The URL of role madengine_pw, which must log in with its password (with `password` in the URL)."""
+        parts = urllib.parse.urlsplit(self.url)
+        auth = "madengine_pw" + (f":{urllib.parse.quote(password, safe='')}" if password is not None else "")
+        return urllib.parse.urlunsplit(parts._replace(netloc=f"{auth}@{parts.hostname}:{parts.port}"))
 
     def schema_url(self, schema: str) -> str:
         """The URL of a store in `schema` of the server's database."""
@@ -61,7 +69,7 @@ def pg_server() -> PgServer:
         error = str(e).splitlines()[0]
     if error:
         unavailable(f"PostgreSQL is not reachable ({url}: {error}): {HINT}")
-    return PgServer(url)
+    return PgServer(url, service_env().get("MADENGINE_PG_PASSFILE"))
 
 
 @pytest.fixture

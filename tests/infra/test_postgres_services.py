@@ -19,6 +19,9 @@ def test_the_env_file_names_the_server_without_a_password(pg_server: PgServer) -
     assert (parts.scheme, parts.username, parts.hostname, parts.path) == ("postgresql", "madengine", "127.0.0.1",
                                                                           "/madengine")
     assert url_password(url) is None and parts.port
+    passfile = Path(service_env()["MADENGINE_PG_PASSFILE"])  # role madengine_pw's password, for libpq only
+    assert passfile.stat().st_mode & 0o777 == 0o600
+    assert passfile.read_text().startswith("127.0.0.1:*:*:madengine_pw:")
 
 
 def test_it_listens_on_loopback_only_and_runs_unprivileged(pg_server: PgServer) -> None:

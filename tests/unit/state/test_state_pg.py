@@ -195,3 +195,29 @@ def test_the_default_connect_timeout_is_short_and_the_urls_wins(tmp_path: Path) 
         port = server.getsockname()[1]
         error = failure(f"postgresql://u@127.0.0.1:{port}/db?connect_timeout=1", tmp_path)
     assert "cannot reach the state database" in str(error)
+
+
+def test_credentials_come_from_a_pgpass_file_or_pgpassword_and_are_never_shown(
+        pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Role madengine_pw must give its password (dev/services' pg_hba): libpq takes it from PGPASSWORD or the
+    .pgpass file PGPASSFILE names, as any PostgreSQL client; madengine never stores or prints it."""
+    assert pg_server.passfile, "dev/services wrote no MADENGINE_PG_PASSFILE: restart it"
+    secret = Path(pg_server.passfile).read_text().strip().rsplit(":", 1)[1]
+    url = pg_server.password_role_url()
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))
+    error = failure(url, tmp_path)
+    assert str(error) == f"the state database {url} refused the connection: fe_sendauth: no password supplied"
+    assert "PGPASSWORD" in error.diagnostics[0].hint and ".pgpass" in error.diagnostics[0].hint
+    monkeypatch.setenv("PGPASSWORD", "not-" + secret)
+    error = failure(url, tmp_path)
+    assert 'password authentication failed for user "madengine_pw"' in str(error)
+    assert secret not in error.diagnostics[0].render()
+    error = failure(pg_server.password_role_url("wrong-pw!"), tmp_path)  # in the URL: shown as ***
+    assert "madengine_pw:***@" in str(error) and "wrong-pw" not in error.diagnostics[0].render()
+    for env in ({"PGPASSWORD": secret}, {"PGPASSFILE": pg_server.passfile}):
+        monkeypatch.delenv("PGPASSWORD", raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        with StateStore.open(PgLocation(url, tmp_path), readonly=True) as store:  # public: nothing of ours
+            assert store.attempts() == []
