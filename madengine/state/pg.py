@@ -82,16 +82,14 @@ def failure(exc: BaseException, location: PgLocation) -> StateError | None:
     import psycopg
 
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-        if isinstance(exc, psycopg.errors.InsufficientPrivilege):
-            return StateError(f"the state database {location.display} refused: {_reason(exc, location)}",
-                              hint="the URL's user needs to create tables in it (or own the schema)")
         return StateError(f"lost the connection to the state database {location.display}: "
                           f"{_reason(exc, location)}",
                           hint="what was recorded before stays recorded; run the command again once the server "
                                "is back")
     if isinstance(exc, psycopg.errors.InsufficientPrivilege | psycopg.errors.ReadOnlySqlTransaction):
         return StateError(f"the state database {location.display} refused: {_reason(exc, location)}",
-                          hint="the URL's user needs to read and write madengine's tables there")
+                          hint="the URL's user needs to create, read and write madengine's tables there (own "
+                               "the schema, or be granted it)")
     if isinstance(exc, psycopg.errors.InvalidSchemaName):
         return StateError(f"the state database {location.display}: {_reason(exc, location)}",
                           hint="the schema of the URL's search_path must exist: CREATE SCHEMA it first")

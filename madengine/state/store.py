@@ -42,7 +42,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, Protocol
 
 from madengine.errors import FileSystemError, MadengineError, StateError
 from madengine.files import NotAFileError, refuse_non_file
@@ -82,6 +82,25 @@ def state_path(madfile_root: Path, override: str | None = None, environ: Mapping
                configured: str | None = None) -> StateLocation:
     """Where the state store is (`location.state_location`): an SQLite file, or a PostgreSQL URL."""
     return state_location(madfile_root, override, environ, configured)
+
+
+class Db(Protocol):
+    """A store's connection, as its queries use it: `?` placeholders, explicit transactions, and what a
+    failure means for the user (`fail`). `_SqliteDb` here, `pg.PgDb` for PostgreSQL."""
+
+    dialect: str
+    errors: tuple[type[BaseException], ...]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    def begin(self, write: bool) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    @property
+    def in_transaction(self) -> bool: ...
+    def close(self) -> None: ...
+    def ids_given(self, tables: Sequence[str]) -> None: ...
+    def fail(self, exc: BaseException) -> NoReturn: ...
 
 
 class _SqliteDb:
@@ -129,7 +148,7 @@ class _SqliteDb:
 class StateStore:
     """The state of one workspace. Open with `StateStore.open(location)`; a context manager."""
 
-    def __init__(self, db: _SqliteDb | Any, location: StateLocation, *, readonly: bool = False) -> None:
+    def __init__(self, db: Db, location: StateLocation, *, readonly: bool = False) -> None:
         self._db = db
         self.location = location
         # The SQLite file; for a PostgreSQL store, its local workspace directory (messages use `where`).
@@ -265,7 +284,7 @@ class StateStore:
     # --- transactions ---------------------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[Any]:
+    def _write(self) -> Iterator[Db]:
         """One write transaction, committed on exit (SQLite: BEGIN IMMEDIATE, which waits busy_timeout
         for the write lock at BEGIN rather than failing mid-transaction)."""
         if self.readonly:
@@ -288,7 +307,7 @@ class StateStore:
                 raise
 
     @contextmanager
-    def _read(self) -> Iterator[Any]:
+    def _read(self) -> Iterator[Db]:
         """A read transaction: one snapshot across the several queries of one answer (SQLite: of the WAL;
         PostgreSQL: REPEATABLE READ). A damaged page or a row madengine cannot have written is a state
         error naming the store and the row."""

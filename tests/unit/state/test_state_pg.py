@@ -221,3 +221,7 @@ def test_credentials_come_from_a_pgpass_file_or_pgpassword_and_are_never_shown(
             monkeypatch.setenv(key, value)
         with StateStore.open(PgLocation(url, tmp_path), readonly=True) as store:  # public: nothing of ours
             assert store.attempts() == []
+    with pytest.raises(StateError) as info:  # may read, but not create tables there (PostgreSQL 15's public)
+        StateStore.open(PgLocation(url, tmp_path))
+    assert str(info.value) == (f"the state database {url} refused: permission denied for schema public")
+    assert "own the schema" in info.value.diagnostics[0].hint
