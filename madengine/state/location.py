@@ -44,6 +44,16 @@ class PgLocation:
     def __str__(self) -> str:
         return self.display
 
+    # As a `Path` of an SQLite store has them, so that code written for either reads the same:
+    def exists(self) -> bool:
+        """A database may always hold something (read-only, one without madengine's tables reads as empty)."""
+        return True
+
+    @property
+    def parent(self) -> Path:
+        """The local workspace directory, where an SQLite store's file would be: logs are relative to it."""
+        return self.workspace
+
     def __repr__(self) -> str:
         return f"PgLocation({self.display!r}, {str(self.workspace)!r})"
 

@@ -54,3 +54,13 @@ def test_scrub_removes_the_password_in_every_spelling() -> None:
     assert url_password(url) == "p%40ss"
     text = f"failed for {url}: password p@ss and p%40ss refused"
     assert scrub(text, url) == "failed for postgresql://ci:***@db/bench: password *** and *** refused"
+
+
+def test_a_database_location_reads_as_a_store_file_does(tmp_path: Path) -> None:
+    from madengine.state.location import exists, local_dir
+
+    location = PgLocation(URL, tmp_path / ".madengine")
+    assert (location.exists(), exists(location), location.parent, local_dir(location)) == (
+        True, True, tmp_path / ".madengine", tmp_path / ".madengine")
+    path = tmp_path / ".madengine" / "state.db"
+    assert (exists(path), local_dir(path)) == (False, tmp_path / ".madengine")
