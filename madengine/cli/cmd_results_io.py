@@ -17,10 +17,6 @@ import typer
 
 from madengine.cli.options import ChdirOption, FileOption, StateOption
 
-# export CSV: the attempt a perf row belongs to, then perf.csv's columns (results/perfcsv.py)
-ATTEMPT_COLUMNS = ("apply_id", "attempt_id", "address", "node_hash", "started_at", "ended_at", "host",
-                   "exit_code", "attempt_status")
-
 
 class Format(str, enum.Enum):
     csv = "csv"
@@ -74,7 +70,9 @@ def export(
         else:
             attempts, images = store.attempts(), store.images()
     if fmt is Format.csv:
-        text = _csv_text(attempts, images)
+        from madengine.state import transfer
+
+        text = transfer.csv_text(attempts, images)
     if output is None:
         sys.stdout.write(text)
         return
@@ -128,41 +126,30 @@ def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
-def _csv_text(attempts: list[Any], images: dict[Any, Any]) -> str:
-    """One row per perf row of every finished job attempt (one row for an attempt without any), oldest
-    first: the attempt's columns, then perf.csv's."""
-    import csv
-    import io
-
-    from madengine.results.perfcsv import PERF_CSV_COLUMNS, is_job, perf_rows
-    from madengine.state.model import Status
-
-    selected = [a for a in attempts if is_job(a) and a.status is not Status.RUNNING]
-    rows = perf_rows(selected, images, history=attempts)  # in `selected`'s order, max(1, len(perf)) each
-    owners = [a for a in selected for _ in range(max(1, len(a.perf)))]
-    assert len(owners) == len(rows)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(ATTEMPT_COLUMNS + PERF_CSV_COLUMNS)
-    for a, row in zip(owners, rows, strict=True):
-        writer.writerow([a.apply_id, a.id, a.address, a.node_hash, a.started_at, a.ended_at or "", a.host or "",
-                         "" if a.exit_code is None else a.exit_code, a.status.value,
-                         *(row[c] for c in PERF_CSV_COLUMNS)])
-    return buffer.getvalue()
-
-
 def _write(path: Path, text: str) -> None:
-    """Atomically: a reader never sees half an export."""
+    """Atomically: a reader never sees half an export. A directory there, or a file system that refuses,
+    is said naming the path."""
     import os
     import tempfile
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    from madengine.errors import FileSystemError, UsageError
+    from madengine.madfile.locate import display_path
+
+    if path.is_dir():
+        raise UsageError(f"-o {display_path(path)} is a directory", hint="give a file name, e.g. history.json")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise FileSystemError.of(exc, path.parent, doing="write") or UsageError(
+            f"cannot write {display_path(path)}: {exc.strerror}") from exc
     try:
         os.chmod(tmp, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and (error := FileSystemError.of(exc, path, doing="write")):
+            raise error from exc
         raise

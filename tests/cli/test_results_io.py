@@ -182,3 +182,9 @@ def test_csv_export_one_row_per_perf_row_with_its_attempt(run_cli: RunCli, tmp_p
     with (tmp_path / "latest.csv").open(newline="") as f:
         latest = list(csv.DictReader(f))
     assert [{c: r[c] for c in PERF_CSV_COLUMNS} for r in rows[2:]] == latest
+
+
+def test_export_into_a_directory_is_a_usage_error(run_cli: RunCli, tmp_path: Path) -> None:
+    (tmp_path / "out.json").mkdir()
+    code, out, err = run_cli("results", "export", "--format", "json", "-o", "out.json", cwd=tmp_path, env=NO_URL)
+    assert (code, out) == (4, "") and err.startswith("error: -o out.json is a directory"), err
