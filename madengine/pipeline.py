@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the compiler (and pydantic) load only when something is com
     from madengine.madfile.load import LoadedMadfile
     from madengine.plan.model import Plan
     from madengine.results.gates import Gate
+    from madengine.state.location import StateLocation
     from madengine.state.model import Observed
     from madengine.state.store import StateStore
 
@@ -184,7 +185,7 @@ class Realization:
     graph: Dag  # narrowed by --select/--target
     workspace: Workspace
     backends: Mapping[str, Backend]  # for the targets that the graph's jobs use, made on first use
-    state_path: Path
+    state_path: StateLocation  # an SQLite file, or a PostgreSQL URL (state/location.py)
     project: Project | None  # None until needed when a fresh lock stood for it (`realization(compile=False)`)
     _loaded: LoadedMadfile | None = field(default=None, repr=False)  # the madfile, once read for either
     _fresh: Fresh | None = field(default=None, repr=False)  # the record of a fresh lock that stood for the project
@@ -303,12 +304,13 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
     from madengine.lock import freshness
     from madengine.lock.lockfile import parse_lock
     from madengine.madfile.locate import display_path
-    from madengine.state.store import state_path
+    from madengine.state.location import identity, local_dir, locate_store
 
     root = Path(madfile).absolute().parent
     fresh = None if compile or text is not None else freshness.check(madfile, root / LOCK_NAME)
     project: Project | None
     note = ""
+    loaded: LoadedMadfile | None = None
     if fresh is not None:
         lock, lock_hash, project = parse_lock(fresh.lock_text, root / LOCK_NAME, trusted=True), fresh.lock_hash, None
         registry, tags, shown = fresh.registry, fresh.tags, display_path(madfile)
@@ -317,9 +319,10 @@ def realization(madfile: Path, *, locked: bool, select: Sequence[str] = (), targ
         lock, lock_hash, project = current.lock, lock_digest(current.lock), current.project
         registry, tags, shown = project.registry, project.model_tags(), current.loaded.display_path
         note = current.note
+        loaded = current.loaded
+    db = locate_store(madfile, state, loaded=loaded)
     graph = select_nodes(build_graph(lock, registry=registry, tags=tags), select, targets)
-    db = state_path(root, state)
-    workspace = Workspace(root=root, state_dir=db.parent, workspace_id=workspace_id(db))
+    workspace = Workspace(root=root, state_dir=local_dir(db), workspace_id=workspace_id(identity(db)))
     used = {t for data in graph.nodes.values()
             for t in ((data["target"],) if data["kind"] == "job" else data.get("targets", ()))}
     r = Realization(madfile, shown, lock, lock_hash, registry, graph, workspace,

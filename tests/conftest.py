@@ -93,6 +93,8 @@ DOCKERD_FIXTURES = frozenset({"docker_client", "conformance_image", "tiny_image"
 SSH_FIXTURES = frozenset({"ssh_services", "ssh_hosts"})
 # And the SLURM cluster of `dev/services` (tests/infra/slurm.py): a `slurm` test.
 SLURM_FIXTURES = frozenset({"slurm_cluster"})
+# And its PostgreSQL server (tests/infra/postgres.py): a `postgresql` test.
+POSTGRESQL_FIXTURES = frozenset({"pg_server", "pg_schema"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -104,3 +106,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.ssh)
         if SLURM_FIXTURES & fixtures:
             item.add_marker(pytest.mark.slurm)
+        if POSTGRESQL_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.postgresql)

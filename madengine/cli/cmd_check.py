@@ -12,6 +12,7 @@ import typer
 from madengine.cli.options import ChdirOption, FileOption, JsonOption, StateOption
 
 if TYPE_CHECKING:
+    from madengine.state.location import StateLocation
     from madengine.state.model import Attempt
 
 
@@ -68,7 +69,7 @@ def check(
         raise typer.Exit(int(ExitCode.EXPECTATION))
 
 
-def _results(db: Path, ref: str) -> tuple[int, list[Attempt]]:
+def _results(db: StateLocation, ref: str) -> tuple[int, list[Attempt]]:
     """The apply `ref` names and every attempt recorded up to it (its own and earlier applies')."""
     from madengine.errors import UsageError
     from madengine.results.resultset import has_results

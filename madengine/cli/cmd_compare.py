@@ -107,9 +107,9 @@ def _workspace(file: Path | None, chdir: Path | None, state: str | None, *, need
     `baselines/` is) and the state store (read-only; None without a madfile or a store)."""
     import os
 
-    from madengine.cli.options import madfile_path
+    from madengine.cli.options import madfile_path, state_db
     from madengine.madfile.load import load_madfile
-    from madengine.state.store import STATE_ENV, StateStore, state_path
+    from madengine.state.store import STATE_ENV, StateStore
 
     path = madfile_path(file, chdir)
     madfile = None
@@ -120,7 +120,7 @@ def _workspace(file: Path | None, chdir: Path | None, state: str | None, *, need
 
         raise UsageError(f"{file}: no such madfile", hint="name the madfile with -f, or leave -f out")
     root = path.parent
-    db = state_path(root, state)
+    db = state_db(file, chdir, state)
     chosen = state is not None or bool(os.environ.get(STATE_ENV))
     if madfile is None and not db.exists() and not chosen:
         return None, root if (root / "baselines").is_dir() else None, None

@@ -83,6 +83,7 @@ def _write_report(output: Path, *, against: str | None, apply_id: int | None, hi
     from madengine.cli.options import madfile_path, state_db
     from madengine.madfile.locate import display_path
     from madengine.results import report as rep
+    from madengine.state.location import describe, local_dir
     from madengine.state.model import utc_now
     from madengine.state.store import STATE_ENV, StateStore
 
@@ -105,7 +106,7 @@ def _write_report(output: Path, *, against: str | None, apply_id: int | None, hi
         _check_apply(apply_id, applies)
         comparison, note = _comparison(None, applies, attempts, apply_id, against, madfile, path.parent, cwd)
     shown = rep.latest(attempts, apply_id)
-    tails = {a.id: rep.log_tail(db.parent, a.log_path) for a in rep.failed(shown)[:rep.MAX_FAILURES]}
+    tails = {a.id: rep.log_tail(local_dir(db), a.log_path) for a in rep.failed(shown)[:rep.MAX_FAILURES]}
     page = rep.render(rep.build(project=project, generated=utc_now(), applies=applies, attempts=attempts,
                                 apply_id=apply_id, history=history, comparison=comparison, comparison_note=note,
                                 tails=tails))
@@ -113,7 +114,7 @@ def _write_report(output: Path, *, against: str | None, apply_id: int | None, hi
     _write_atomically(output, data)
     what = f"{len(shown)} job{'s' if len(shown) != 1 else ''}" if shown else NO_RESULTS
     if not db.exists() and (state is not None or os.environ.get(STATE_ENV)):  # a mistyped path should show
-        what = f"no results yet: {display_path(db)} does not exist"
+        what = f"no results yet: {describe(db)} does not exist"
     typer.echo(f"{display_path(output)}: {_size(len(data))} written ({what})")
 
 

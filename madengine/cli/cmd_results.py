@@ -17,7 +17,9 @@ NO_RESULTS = "no results yet; run `madengine apply`"
 
 
 def register(app: typer.Typer) -> None:
-    app.command("results")(results)
+    from madengine.cli.cmd_results_io import as_group
+
+    as_group(app, results)  # `results` as it is, with `results export|import` beside it
 
 
 def results(
@@ -41,6 +43,7 @@ def results(
     from madengine.cli.options import state_db
     from madengine.errors import UsageError
     from madengine.results import perfcsv, table
+    from madengine.state.location import exists
     from madengine.state.store import STATE_ENV, StateStore
 
     if metric is not None and history is None:
@@ -48,7 +51,7 @@ def results(
     db = state_db(file, chdir, state)
     if csv_file is not None and chdir is not None:
         csv_file = chdir / csv_file  # "as if started in DIR", like -f (an absolute FILE stays as it is)
-    if not db.exists():  # anything else there is for the store to refuse
+    if not exists(db):  # anything else there is for the store to refuse
         # Not an error: nothing has run here yet. Exit 0 so that scripts and CI steps that collect
         # results after an optional apply do not fail, and print empty data where data was asked for.
         # Name the file when it was chosen (--state, $MADENGINE_STATE): a mistyped path should show.

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from madengine.cli.options import ChdirOption, FileOption, JsonOption, StateOption, state_db
+from madengine.state.location import exists, local_dir, shown
 
 if TYPE_CHECKING:
+    from madengine.state.location import StateLocation
     from madengine.state.model import Attempt, ImageRecord, Observed
     from madengine.state.store import StateStore
 
@@ -33,14 +35,13 @@ def list_(
     import sys
 
     from madengine.cli import output
-    from madengine.madfile.locate import display_path
 
     db = state_db(file, chdir, state)
-    if not db.exists():  # listing creates nothing
+    if not exists(db):  # listing creates nothing
         if as_json:
             output.print_json([])
         else:
-            sys.stdout.write(f"0 addresses ({display_path(db)} does not exist yet)\n")
+            sys.stdout.write(f"0 addresses ({shown(db)} does not exist yet)\n")
         return
     with _open(db, readonly=True) as store:
         observed = store.observed()  # one snapshot: the rows and the serial printed under them agree
@@ -50,7 +51,7 @@ def list_(
         return
     rows = [(e["address"], e["status"], e["when"] or "", _short(e["node_hash"]), e["result"]) for e in entries]
     sys.stdout.write(output.columns(("ADDRESS", "STATUS", "WHEN", "HASH", "RESULT"), rows))
-    sys.stdout.write(f"{len(entries)} address{'es' if len(entries) != 1 else ''} ({display_path(db)}, "
+    sys.stdout.write(f"{len(entries)} address{'es' if len(entries) != 1 else ''} ({shown(db)}, "
                      f"serial {serial})\n")
 
 
@@ -91,7 +92,7 @@ def show(
         if a.facts is not None:  # the facts of the host it ran on, as observed when it started
             out.append(f"      facts {a.host or '-'}: {_facts_summary(a.facts)}")
         if a.log_path:
-            out.append(f"      log {display_path(db.parent / a.log_path)}")
+            out.append(f"      log {display_path(local_dir(db) / a.log_path)}")
         if a.image_digest:
             out.append(f"      image {a.image_digest}")
         out += [f"      perf {p.model}: {_perf(p.performance, p.metric)}"
@@ -121,20 +122,20 @@ def forget(
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def _open(db: Path, readonly: bool = False) -> StateStore:
+def _open(db: StateLocation, readonly: bool = False) -> StateStore:
     from madengine.state.store import StateStore
 
     return StateStore.open(db, readonly=readonly)
 
 
-def _open_known(db: Path, address: str, readonly: bool = False) -> StateStore:
+def _open_known(db: StateLocation, address: str, readonly: bool = False) -> StateStore:
     """The store, if it knows `address`; else a usage error (exit 4) naming close matches."""
     import difflib
 
     from madengine.errors import UsageError
 
     known: list[str] = []
-    if db.exists():
+    if exists(db):
         store = _open(db, readonly)
         known = store.addresses()
         if address in known:

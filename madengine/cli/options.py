@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from madengine.state.location import StateLocation
 
 FileOption = typer.Option(None, "-f", "--file", metavar="FILE",
                           help="The madfile (default ./madfile.yaml, then ./madfile.yml).")
 ChdirOption = typer.Option(None, "-C", "--chdir", metavar="DIR", help="Run as if started in DIR.")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
-StateOption = typer.Option(None, "--state", metavar="PATH",
-                           help="The state database (default .madengine/state.db beside the madfile; "
-                           "or $MADENGINE_STATE).")
+StateOption = typer.Option(None, "--state", metavar="PATH|URL",
+                           help="The state store: an SQLite file (default .madengine/state.db beside the madfile) "
+                           "or a postgresql:// URL; else $MADENGINE_STATE_URL, $MADENGINE_STATE, the madfile's "
+                           "`state:`.")
 
 # plan and apply
 TargetOption = typer.Option([], "--target", metavar="TARGET", help="Only jobs on this target (repeatable).")
@@ -37,8 +42,8 @@ def madfile_path(file: Path | None, chdir: Path | None) -> Path:
     return find_madfile(base, file)
 
 
-def state_db(file: Path | None, chdir: Path | None, state: str | None) -> Path:
-    """The state database of the madfile that -f/-C name (the madfile itself need not exist)."""
-    from madengine.state.store import state_path
+def state_db(file: Path | None, chdir: Path | None, state: str | None) -> StateLocation:
+    """The state store of the madfile that -f/-C name (the madfile itself need not exist)."""
+    from madengine.state.location import locate_store
 
-    return state_path(madfile_path(file, chdir).parent, state)
+    return locate_store(madfile_path(file, chdir), state)

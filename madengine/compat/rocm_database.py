@@ -43,6 +43,7 @@ from typing import Any, Literal
 
 from madengine.compat.rocm_csv import CsvTable
 from madengine.errors import ConfigError, Diagnostic, StateError, UsageError
+from madengine.state.location import redact  # the one redactor of URLs: messages never show a password
 
 TABLE = "dlm_table"
 TEXT = None  # a column's length: None is TEXT
@@ -94,23 +95,6 @@ class SqlTarget:
 
     def shown(self) -> str:
         return str(self.path) if self.path is not None else redact(self.url)
-
-
-def redact(url: str) -> str:
-    """`url` with its password (and a `password=` query parameter) replaced by `***`: what may be printed."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<a URL that cannot be parsed>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    query = "&".join(f"{k}=***" if k.lower() in ("password", "pass", "pwd") else
-                     (f"{k}={v}" if v else k)
-                     for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def parse_sql_url(text: str) -> SqlTarget:

@@ -55,7 +55,7 @@ class MongoTarget:
     auth_source: str | None = None
 
     def shown(self) -> str:
-        from madengine.compat.rocm_database import redact
+        from madengine.state.location import redact
 
         return redact(self.url)
 
@@ -72,7 +72,7 @@ def mongo_target(db_url: str | None, environ: Mapping[str, str]) -> MongoTarget:
     if db_url is not None:
         scheme = db_url.split("://", 1)[0].lower() if "://" in db_url else ""
         if scheme not in ("mongodb", "mongodb+srv"):
-            from madengine.compat.rocm_database import redact
+            from madengine.state.location import redact
 
             raise UsageError(f"--db-url {redact(db_url)}: not a MongoDB URL",
                              hint="give mongodb://HOST:PORT; an SQL database goes to `database update-table`")

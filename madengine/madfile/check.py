@@ -53,6 +53,7 @@ def check(data: Mapping[Any, Any], source: SourceMap) -> list[Diagnostic]:
     out += _check_env_names(data, source)
     out += _check_runs(data, contexts, targets, source)
     out += _check_values(data, source)
+    out += _check_state(data, source)
     return out
 
 
@@ -308,6 +309,31 @@ def _check_secrets(data: Mapping[Any, Any], source: SourceMap) -> list[Diagnosti
             "write only the registry address (e.g. `localhost:5000`) and log in with `docker login`",
             at="value"))
     return out
+
+
+def _check_state(data: Mapping[Any, Any], source: SourceMap) -> list[Diagnostic]:
+    """`state:` is a postgresql:// URL or an SQLite file path; a URL never holds a password (the madfile is
+    committed): it comes from PGPASSWORD, a .pgpass file, or the whole URL from a `${env:NAME}` reference."""
+    from madengine.state.location import PG_SCHEMES, is_url, url_password, url_scheme
+
+    state = data.get("state")
+    if not isinstance(state, str):
+        return []
+    if not state.strip():
+        return [source.diagnostic(("state",), "`state` is empty",
+                                  "a postgresql:// URL or an SQLite file path; leave it out for .madengine/state.db",
+                                  at="value")]
+    literal = REFERENCE.sub("", state)  # what is written here, references aside
+    if is_url(state) and url_scheme(state) not in PG_SCHEMES:
+        return [source.diagnostic(("state",), f"`state` is a {url_scheme(state)}:// URL; only postgresql:// URLs "
+                                  "and SQLite file paths are state stores",
+                                  "e.g. `state: postgresql://user@host:5432/dbname`", at="value")]
+    if is_url(literal) and url_password(literal):
+        return [source.diagnostic(("state",), "the URL contains a password",
+                                  "the madfile is committed: give the password by PGPASSWORD or a ~/.pgpass file "
+                                  "(PGPASSFILE names another), or the whole URL by a reference: "
+                                  "`state: ${env:MADENGINE_STATE_URL}`", at="value")]
+    return []
 
 
 def _check_env_names(data: Mapping[Any, Any], source: SourceMap) -> list[Diagnostic]:

@@ -727,6 +727,11 @@ class Madfile(Strict):
     runs: list[Run] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
     results: ResultsSettings = Field(default_factory=ResultsSettings)
+    state: str | None = Field(default=None, description=(
+        "where the state and results store is: a PostgreSQL URL (postgresql://user@host:5432/dbname; the "
+        "password from PGPASSWORD or ~/.pgpass, never written here; `${env:NAME}` references are resolved) "
+        "or an SQLite file path relative to this file; default .madengine/state.db. $MADENGINE_STATE_URL, "
+        "$MADENGINE_STATE and --state take precedence"))
 
     def effective_targets(self) -> dict[str, Target]:
         """The declared targets; none declared means the embedded default, `local`."""

@@ -197,7 +197,7 @@ def _live_apply(store: StateStore, base: Observed) -> Holder | None:
     plan never makes a concurrent apply's `acquire` fail."""
     if not any(a.status is Status.RUNNING for a in base.latest.values()):
         return None
-    holder = WorkspaceLock.for_store(store.path).live_holder()
+    holder = WorkspaceLock.for_store(store.location).live_holder()
     if holder is None or holder.pid == os.getpid() or holder.kind != "apply":
         return None  # no one, this very apply, or `state forget` (which runs nothing)
     return holder

@@ -24,11 +24,15 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, overload
 
 from madengine.errors import FileSystemError, StateError, StateLockedError
 from madengine.files import NotAFileError, open_file
 from madengine.state.model import Holder, utc_now
+
+if TYPE_CHECKING:
+    from madengine.state.location import PgLocation, StateLocation
+    from madengine.state.pg_lock import PgWorkspaceLock
 
 LOCK_NAME = "state.lock"
 _UNLOCK_HINT = "wait for it to finish, or run `madengine unlock` if it is dead"
@@ -82,10 +86,29 @@ class WorkspaceLock:
     def __init__(self, state_dir: Path, name: str = LOCK_NAME) -> None:
         self.path = Path(state_dir) / name
 
+    @overload
     @classmethod
-    def for_store(cls, db_path: Path) -> WorkspaceLock:
-        """The lock beside a state database: `state.db` -> `state.lock`, `other.db` -> `other.lock`."""
-        return cls(db_path.parent, db_path.stem + ".lock")
+    def for_store(cls, location: Path) -> WorkspaceLock: ...
+
+    @overload
+    @classmethod
+    def for_store(cls, location: PgLocation) -> PgWorkspaceLock: ...
+
+    @overload
+    @classmethod
+    def for_store(cls, location: StateLocation) -> WorkspaceLock | PgWorkspaceLock: ...
+
+    @classmethod
+    def for_store(cls, location: StateLocation) -> WorkspaceLock | PgWorkspaceLock:
+        """The lock of a store: beside an SQLite database (`state.db` -> `state.lock`, `other.db` ->
+        `other.lock`), or, for a PostgreSQL store, an advisory lock in its database (pg_lock.py)."""
+        from madengine.state.location import PgLocation
+
+        if isinstance(location, PgLocation):
+            from madengine.state.pg_lock import PgWorkspaceLock
+
+            return PgWorkspaceLock(location)
+        return cls(location.parent, location.stem + ".lock")
 
     def acquire(self, command: str = "", kind: str = "apply") -> HeldLock:
         """Take the lock at once or raise `StateLockedError` naming the holder; never waits. `kind` is
@@ -114,7 +137,7 @@ class WorkspaceLock:
                 raise StateLockedError(f"state is locked by {who}", hint=_UNLOCK_HINT)
             time.sleep(0.01)
         try:
-            previous = _parse(_read_fd(fd))
+            previous = parse_holder(_read_fd(fd))
             holder = Holder(pid=os.getpid(), host=socket.gethostname(), since=utc_now(), command=command,
                             kind=kind)
             data = json.dumps(asdict(holder), sort_keys=True).encode()
@@ -158,7 +181,7 @@ class WorkspaceLock:
         except FileNotFoundError:
             return None
         try:
-            return _parse(_read_fd(fd))
+            return parse_holder(_read_fd(fd))
         finally:
             os.close(fd)
 
@@ -203,11 +226,11 @@ class WorkspaceLock:
             return Unlocked("free", None)
         try:
             if _try_flock(fd, fcntl.LOCK_EX):
-                stale = _parse(_read_fd(fd))
+                stale = parse_holder(_read_fd(fd))
                 os.ftruncate(fd, 0)
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 return Unlocked("stale" if stale is not None else "free", stale)
-            holder = _parse(_read_fd(fd))
+            holder = parse_holder(_read_fd(fd))
         finally:
             os.close(fd)
         if not force:
@@ -247,7 +270,7 @@ def _read_fd(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _parse(data: bytes) -> Holder | None:
+def parse_holder(data: bytes) -> Holder | None:
     """A holder record, or None for an empty or unreadable one (a record is information, not truth)."""
     try:
         raw = json.loads(data.decode("utf-8"))

@@ -1,4 +1,10 @@
-"""The state store (DESIGN §5, §7): SQLite in WAL mode at `.madengine/state.db` beside the madfile.
+"""The state store (DESIGN §5, §7): SQLite in WAL mode at `.madengine/state.db` beside the madfile, or a
+PostgreSQL database by URL (`state: postgresql://...`, $MADENGINE_STATE_URL, `--state URL`; pg.py).
+
+One `StateStore`, one set of queries: the few differences of dialect (placeholders, how a transaction
+begins, what an error means) are in the connection wrappers `_SqliteDb` and `pg.PgDb`; the schema has
+one script per version per dialect (schema.py). What follows about files, WAL and PRAGMAs is SQLite's;
+pg.py says how PostgreSQL gives the same guarantees.
 
 It records each apply (lock hash, serial, outcome), the images realized per target, every attempt of
 every job and its performance rows. Every write is its own committed transaction, so each finished
@@ -20,6 +26,7 @@ short write transactions of `state forget` or a migration.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import itertools
@@ -35,17 +42,25 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, Protocol
 
 from madengine.errors import FileSystemError, MadengineError, StateError
 from madengine.files import NotAFileError, refuse_non_file
+from madengine.state.location import (
+    STATE_DIR,
+    STATE_ENV,
+    STATE_NAME,
+    STATE_URL_ENV,
+    PgLocation,
+    StateLocation,
+    describe,
+    state_location,
+)
 from madengine.state.lock import STATE_ELSEWHERE
 from madengine.state.model import ApplyRecord, Attempt, ImageRecord, Observed, PerfRow, Status, utc_now
 from madengine.state.schema import OlderSchemaError, check_readable, migrate
 
-STATE_DIR = ".madengine"
-STATE_NAME = "state.db"
-STATE_ENV = "MADENGINE_STATE"
+__all__ = ["STATE_DIR", "STATE_ENV", "STATE_NAME", "STATE_URL_ENV", "StateLocation", "StateStore", "state_path"]
 BUSY_TIMEOUT_MS = 10_000
 
 _ATTEMPT_COLUMNS = ("id, apply_id, address, node_hash, status, started_at, ended_at, host, exit_code, log_path, "
@@ -63,34 +78,100 @@ _LATEST_WITH_PERF = (
 _STATUS = {s.value: s for s in Status}
 
 
-def state_path(madfile_root: Path, override: str | None = None, environ: Mapping[str, str] | None = None) -> Path:
-    """Where the state database is: `override` (e.g. `--state`), else $MADENGINE_STATE, else
-    `<madfile dir>/.madengine/state.db`. A relative path is taken from the madfile's directory."""
-    env: Mapping[str, str] = os.environ if environ is None else environ
-    chosen = override or env.get(STATE_ENV) or None
-    if chosen is None:
-        return madfile_root / STATE_DIR / STATE_NAME
-    path = Path(chosen).expanduser()
-    return path if path.is_absolute() else madfile_root / path
+def state_path(madfile_root: Path, override: str | None = None, environ: Mapping[str, str] | None = None,
+               configured: str | None = None) -> StateLocation:
+    """Where the state store is (`location.state_location`): an SQLite file, or a PostgreSQL URL."""
+    return state_location(madfile_root, override, environ, configured)
+
+
+class Db(Protocol):
+    """A store's connection, as its queries use it: `?` placeholders, explicit transactions, and what a
+    failure means for the user (`fail`). `_SqliteDb` here, `pg.PgDb` for PostgreSQL."""
+
+    dialect: str
+    errors: tuple[type[BaseException], ...]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    def begin(self, write: bool) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    @property
+    def in_transaction(self) -> bool: ...
+    def close(self) -> None: ...
+    def ids_given(self, tables: Sequence[str]) -> None: ...
+    def fail(self, exc: BaseException) -> NoReturn: ...
+
+
+class _SqliteDb:
+    """The store's SQLite connection, with the calls the queries make of a connection (pg.PgDb has them too)."""
+
+    dialect = "sqlite"
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, rows)
+
+    def begin(self, write: bool) -> None:
+        # IMMEDIATE takes the write lock up front, so a busy database waits (busy_timeout) at BEGIN
+        # rather than failing mid-transaction; a read is one WAL snapshot.
+        self.conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self.conn.execute("ROLLBACK")
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def ids_given(self, tables: Sequence[str]) -> None:
+        """Rows were inserted with their ids: AUTOINCREMENT's sequence already follows them."""
+
+    def fail(self, exc: BaseException) -> NoReturn:
+        assert isinstance(exc, sqlite3.Error)
+        _reraise(exc, self.path)
 
 
 class StateStore:
-    """The state of one workspace. Open with `StateStore.open(path)`; a context manager."""
+    """The state of one workspace. Open with `StateStore.open(location)`; a context manager."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, *, readonly: bool = False) -> None:
-        self._conn = conn
-        self.path = path
+    def __init__(self, db: Db, location: StateLocation, *, readonly: bool = False) -> None:
+        self._db = db
+        self.location = location
+        # The SQLite file; for a PostgreSQL store, its local workspace directory (messages use `where`).
+        self.path: Path = location.workspace if isinstance(location, PgLocation) else location
+        self.where = describe(location)
         self.readonly = readonly
         self._mutex = threading.RLock()
 
+    @property
+    def dialect(self) -> str:
+        return str(self._db.dialect)
+
     @classmethod
-    def open(cls, path: Path, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+    def open(cls, location: StateLocation, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
              readonly: bool = False) -> StateStore:
-        """Open (creating it and its directory if needed), check and migrate the database at `path`.
+        """Open (creating it and its directory if needed), check and migrate the store at `location`.
 
         `readonly` is for commands that only read (plan, results, state list): they create nothing,
-        write nothing, and so work on a read-only workspace; a store that does not exist reads as empty."""
-        path = Path(path)
+        write nothing, and so work on a read-only workspace; a store that does not exist reads as empty.
+        `synchronous` is SQLite's (PostgreSQL's durability is its server's)."""
+        if isinstance(location, PgLocation):
+            return cls._open_pg(location, readonly=readonly)
+        path = Path(location)
         _refuse_non_file(path)
         if readonly:
             return cls._open_readonly(path)
@@ -117,7 +198,31 @@ class StateStore:
             if isinstance(exc, sqlite3.Error):
                 _reraise(exc, path)
             raise
-        return cls(conn, path)
+        return cls(_SqliteDb(conn, path), path)
+
+    @classmethod
+    def _open_pg(cls, location: PgLocation, *, readonly: bool) -> StateStore:
+        from madengine.state import pg
+        from madengine.state.schema import SCHEMA_VERSION
+
+        conn = pg.connect(location)
+        db = pg.PgDb(conn, location)
+        try:
+            if readonly:
+                found = pg.check_schema(conn, location)
+                if found == 0:
+                    conn.close()
+                    return cls._empty(location)
+                if found < SCHEMA_VERSION:
+                    pg.migrate(conn, location)  # as SQLite's: the first reader of an older store upgrades it
+            else:
+                pg.migrate(conn, location)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, db.errors):
+                db.fail(exc)
+            raise
+        return cls(db, location, readonly=readonly)
 
     @classmethod
     def _open_readonly(cls, path: Path) -> StateStore:
@@ -156,18 +261,18 @@ class StateStore:
             if isinstance(exc, sqlite3.Error):
                 _reraise(exc, path)
             raise
-        return cls(conn, path, readonly=True)
+        return cls(_SqliteDb(conn, path), path, readonly=True)
 
     @classmethod
-    def _empty(cls, path: Path) -> StateStore:
+    def _empty(cls, location: StateLocation) -> StateStore:
         """No store yet: an empty one in memory, which reads as "nothing recorded" and writes nowhere."""
         conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-        migrate(conn, str(path))
-        return cls(conn, path, readonly=True)
+        migrate(conn, describe(location))
+        return cls(_SqliteDb(conn, Path(":memory:")), location, readonly=True)
 
     def close(self) -> None:
         with self._mutex:
-            self._conn.close()
+            self._db.close()
 
     def __enter__(self) -> StateStore:
         return self
@@ -179,47 +284,49 @@ class StateStore:
     # --- transactions ---------------------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, committed on exit: IMMEDIATE takes the write lock up front, so a
-        busy database waits (busy_timeout) at BEGIN rather than failing mid-transaction."""
+    def _write(self) -> Iterator[Db]:
+        """One write transaction, committed on exit (SQLite: BEGIN IMMEDIATE, which waits busy_timeout
+        for the write lock at BEGIN rather than failing mid-transaction)."""
         if self.readonly:
             raise RuntimeError("a store opened read-only was asked to write")
         with self._mutex:
-            conn = self._conn
+            db = self._db
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:  # still locked after busy_timeout, or worse
-                _reraise(exc, self.path)
+                db.begin(write=True)
+            except db.errors as exc:  # still locked after busy_timeout, the server gone, or worse
+                db.fail(exc)
             try:
-                yield conn
-                conn.execute("COMMIT")
+                yield db
+                db.commit()
             except BaseException as exc:
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    _reraise(exc, self.path)
+                if db.in_transaction:
+                    with contextlib.suppress(*db.errors):
+                        db.rollback()
+                if isinstance(exc, db.errors):
+                    db.fail(exc)
                 raise
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: one WAL snapshot across the several queries of one answer. A damaged
-        page or a row madengine cannot have written is a state error naming the store and the row."""
+    def _read(self) -> Iterator[Db]:
+        """A read transaction: one snapshot across the several queries of one answer (SQLite: of the WAL;
+        PostgreSQL: REPEATABLE READ). A damaged page or a row madengine cannot have written is a state
+        error naming the store and the row."""
         with self._mutex:
-            conn = self._conn
-            if conn.in_transaction:  # nested in another read (see `observed`): same snapshot
-                yield conn
+            db = self._db
+            if db.in_transaction:  # nested in another read (see `observed`): same snapshot
+                yield db
                 return
             try:
-                conn.execute("BEGIN")
+                db.begin(write=False)
                 try:
-                    yield conn
+                    yield db
                 finally:
-                    conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                _reraise(exc, self.path)
+                    if db.in_transaction:
+                        db.commit()
+            except db.errors as exc:
+                db.fail(exc)
             except _BadRow as bad:
-                raise bad.error(self.path) from None
+                raise bad.error(self.where) from None
 
     # --- applies and the serial -----------------------------------------------------------------
 
@@ -235,9 +342,9 @@ class StateStore:
         with self._write() as conn:
             serial = _bump_serial(conn)
             cur = conn.execute(
-                "INSERT INTO applies (lock_hash, serial, started_at, host, pid) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO applies (lock_hash, serial, started_at, host, pid) VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (lock_hash, serial, utc_now(), socket.gethostname(), os.getpid()))
-            return _lastrowid(cur)
+            return _new_id(cur)
 
     def finish_apply(self, apply_id: int, outcome: str) -> None:
         """Record the outcome; the apply's serial becomes the one it leaves the state at."""
@@ -301,7 +408,7 @@ class StateStore:
             removed = conn.execute("DELETE FROM images WHERE address = ? AND target = ?", (address, target)).rowcount
             if removed:
                 _bump_serial(conn)
-            return removed
+            return int(removed)
 
     # --- attempts -------------------------------------------------------------------------------
 
@@ -314,12 +421,13 @@ class StateStore:
         with self._write() as conn:
             cur = conn.execute(
                 "INSERT INTO attempts (apply_id, address, node_hash, model, status, started_at, host, log_path, "
-                "inputs, handle, facts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "inputs, handle, facts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (apply_id, address, node_hash, model if isinstance(model, str) else None, Status.RUNNING.value,
                  utc_now(), host, log_path, _dumps(inputs), handle,
                  _dumps(dict(facts)) if facts is not None else None))
+            attempt_id = _new_id(cur)
             _bump_serial(conn)
-            return _lastrowid(cur)
+            return attempt_id
 
     def set_attempt_handle(self, attempt_id: int, handle: str | None) -> None:
         """What to stop if the apply is killed (a process group id, a container id...), as text."""
@@ -372,7 +480,7 @@ class StateStore:
                 (Status.INTERRUPTED.value, now, message, i, Status.RUNNING.value)).rowcount for i in attempt_ids)
             if marked:
                 _bump_serial(conn)
-            return marked
+            return int(marked)
 
     def running_attempts(self) -> list[Attempt]:
         with self._read() as conn:
@@ -418,8 +526,8 @@ class StateStore:
     def addresses(self) -> list[str]:
         """Every address with a recorded attempt or image, sorted."""
         with self._read() as conn:
-            rows = conn.execute("SELECT address FROM attempts UNION SELECT address FROM images ORDER BY 1")
-            return [r[0] for r in rows]
+            rows = conn.execute("SELECT address FROM attempts UNION SELECT address FROM images")
+            return sorted(r[0] for r in rows)  # by code point, whatever the database's collation
 
     def observed(self) -> Observed:
         """What the planner reads, from one snapshot: serial, realized images, latest attempts."""
@@ -436,7 +544,7 @@ class StateStore:
             attempts = conn.execute("DELETE FROM attempts WHERE address = ?", (address,)).rowcount
             if images or attempts:
                 _bump_serial(conn)
-            return images + attempts
+            return int(images + attempts)
 
     def count_records(self, address: str) -> tuple[int, int]:
         """How many attempts and image records `address` has (without reading them: `state forget` of
@@ -446,32 +554,145 @@ class StateStore:
             images = conn.execute("SELECT count(*) FROM images WHERE address = ?", (address,)).fetchone()[0]
             return int(attempts), int(images)
 
+    # --- export and import (results export|import; state/transfer.py gives the file its shape) -----------
+
+    def dump(self) -> dict[str, list[dict[str, Any]]]:
+        """Every record, from one snapshot, oldest first: applies, images, attempts (each with its perf rows),
+        as plain values (the JSON columns parsed)."""
+        with self._read() as db:
+            applies = [dict(zip(_DUMP_APPLY, r, strict=True)) for r in db.execute(
+                f"SELECT {', '.join(_DUMP_APPLY)} FROM applies ORDER BY id")]
+            images = []
+            for r in db.execute(f"SELECT {', '.join(_DUMP_IMAGE)} FROM images ORDER BY id"):
+                rec = dict(zip(_DUMP_IMAGE, r, strict=True))
+                rec["inputs"] = _inputs(rec["inputs"], "images", rec["id"], rec["address"])
+                images.append(rec)
+            perf: dict[int, list[dict[str, Any]]] = {}
+            for attempt_id, model, performance, metric, status in db.execute(
+                    "SELECT attempt_id, model, performance, metric, status FROM perf ORDER BY attempt_id, seq"):
+                perf.setdefault(attempt_id, []).append(
+                    {"model": model, "performance": performance, "metric": metric, "status": status})
+            attempts = []
+            for r in db.execute(f"SELECT {', '.join(_DUMP_ATTEMPT)} FROM attempts ORDER BY id"):
+                rec = dict(zip(_DUMP_ATTEMPT, r, strict=True))
+                for key, what in (("inputs", "inputs that are"), ("gate", "a gate verdict that is"),
+                                  ("facts", "host facts that are")):
+                    if rec[key] is not None:
+                        rec[key] = _inputs(rec[key], "attempts", rec["id"], rec["address"], what)
+                rec["perf"] = perf.get(rec["id"], [])
+                attempts.append(rec)
+        return {"applies": applies, "images": images, "attempts": attempts}
+
+    def load(self, records: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, int]:
+        """Add records in `dump`'s shape, in their order, in one transaction; what is already here (the same
+        apply, image or attempt by its natural key: when, where, what) is not added again, so loading the
+        same records twice adds nothing. Ids are kept when the store has no record yet, else new ones are
+        given (references follow). The serial moves once if anything was added. Returns the counts added."""
+        added = {"applies": 0, "images": 0, "attempts": 0, "perf": 0}
+        with self._write() as db:
+            empty = all(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] == 0
+                        for t in ("applies", "images", "attempts"))
+            apply_ids: dict[Any, int] = {}
+            known_applies = {(r[1], r[2], r[3], r[4]): r[0] for r in db.execute(
+                "SELECT id, lock_hash, started_at, host, pid FROM applies")}
+            for a in records.get("applies", ()):
+                key = (a["lock_hash"], a["started_at"], a["host"], a["pid"])
+                if key in known_applies:
+                    apply_ids[a["id"]] = known_applies[key]
+                    continue
+                cols = [c for c in _DUMP_APPLY if empty or c != "id"]
+                apply_ids[a["id"]] = known_applies[key] = _insert(db, "applies", cols, [a[c] for c in cols])
+                added["applies"] += 1
+            known_images = collections.Counter(tuple(r) for r in db.execute(
+                "SELECT address, target, host, node_hash, tag, built_at, status FROM images"))
+            for i in records.get("images", ()):
+                ikey = (i["address"], i["target"], i["host"], i["node_hash"], i["tag"], i["built_at"], i["status"])
+                if known_images[ikey] > 0:
+                    known_images[ikey] -= 1
+                    continue
+                row = {**i, "inputs": _dumps(i["inputs"]),
+                       "apply_id": apply_ids.get(i["apply_id"]) if i["apply_id"] is not None else None}
+                cols = [c for c in _DUMP_IMAGE if empty or c != "id"]
+                _insert(db, "images", cols, [row[c] for c in cols])
+                added["images"] += 1
+            # Attempts by all they recorded but their id, counted: the same attempt twice in the store (two
+            # starts within a millisecond) is two attempts, and a file with both adds what is missing of them.
+            known_attempts = collections.Counter(tuple(r) for r in db.execute(
+                f"SELECT {', '.join(_ATTEMPT_KEY)} FROM attempts"))
+            for t in records.get("attempts", ()):
+                apply_id = apply_ids[t["apply_id"]]
+                tkey = tuple(apply_id if c == "apply_id" else t[c] for c in _ATTEMPT_KEY)
+                if known_attempts[tkey] > 0:
+                    known_attempts[tkey] -= 1
+                    continue
+                row = {**t, "apply_id": apply_id, "inputs": _dumps(t["inputs"]),
+                       "gate": _dumps(t["gate"]) if t["gate"] is not None else None,
+                       "facts": _dumps(t["facts"]) if t["facts"] is not None else None}
+                cols = [c for c in _DUMP_ATTEMPT if empty or c != "id"]
+                attempt_id = _insert(db, "attempts", cols, [row[c] for c in cols])
+                db.executemany(
+                    "INSERT INTO perf (attempt_id, seq, model, performance, metric, status) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(attempt_id, n, p["model"], p["performance"], p["metric"], p["status"])
+                     for n, p in enumerate(t["perf"])])
+                added["attempts"] += 1
+                added["perf"] += len(t["perf"])
+            if empty and any(added.values()):
+                db.ids_given(("applies", "images", "attempts"))
+            if any(added.values()):
+                _bump_serial(db)
+        return added
+
     def integrity_check(self) -> str:
-        """`PRAGMA integrity_check`: "ok", or the problems found, one per line."""
+        """SQLite's `PRAGMA integrity_check`: "ok", or the problems found, one per line. A PostgreSQL
+        server checks its own pages; there "ok" means the store answers a query."""
         with self._mutex:
-            return "\n".join(str(r[0]) for r in self._conn.execute("PRAGMA integrity_check"))
+            if self.dialect != "sqlite":
+                with self._read() as db:
+                    db.execute("SELECT count(*) FROM meta").fetchone()
+                return "ok"
+            return "\n".join(str(r[0]) for r in self._db.execute("PRAGMA integrity_check"))
 
 
 # --- rows -> records ---------------------------------------------------------------------------
 
 
-def _serial(conn: sqlite3.Connection) -> int:
+_DUMP_APPLY = ("id", "lock_hash", "serial", "started_at", "ended_at", "outcome", "host", "pid")
+_DUMP_IMAGE = ("id", "apply_id", "address", "target", "host", "node_hash", "tag", "image_id", "digest", "inputs",
+               "built_at", "status")
+# What tells an attempt from another besides its id (its apply's id is the store's)
+_ATTEMPT_KEY = ("apply_id", "address", "node_hash", "status", "started_at", "ended_at", "host", "exit_code",
+                "handle", "message")
+_DUMP_ATTEMPT = ("id", "apply_id", "address", "node_hash", "model", "status", "started_at", "ended_at", "host",
+                 "exit_code", "log_path", "image_digest", "inputs", "handle", "message", "gate", "facts")
+
+
+def _insert(db: Any, table: str, columns: Sequence[str], values: Sequence[Any]) -> int:
+    cur = db.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+                     "RETURNING id", tuple(values))
+    return _new_id(cur)
+
+
+def _serial(conn: Any) -> int:
     row = conn.execute("SELECT value FROM meta WHERE key = 'serial'").fetchone()
     return int(row[0]) if row is not None else 0
 
 
-def _bump_serial(conn: sqlite3.Connection) -> int:
-    conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial'")
-    return _serial(conn)
+def _bump_serial(conn: Any) -> int:
+    # fetchall: an SQLite statement with RETURNING is finished only once all its rows are read.
+    rows = conn.execute("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'serial' "
+                        "RETURNING value").fetchall()
+    return int(rows[0][0]) if rows else 0
 
 
-def _lastrowid(cur: sqlite3.Cursor) -> int:
-    if cur.lastrowid is None:  # pragma: no cover - an INSERT always sets it
+def _new_id(cur: Any) -> int:
+    """The id an `INSERT ... RETURNING id` made (both dialects have RETURNING)."""
+    rows = cur.fetchall()
+    if not rows:  # pragma: no cover - an INSERT always returns its row
         raise RuntimeError("INSERT without a row id")
-    return cur.lastrowid
+    return int(rows[0][0])
 
 
-def _expect_row(cur: sqlite3.Cursor, kind: str, ident: int) -> None:
+def _expect_row(cur: Any, kind: str, ident: int) -> None:
     if cur.rowcount == 0:
         raise StateError(f"no {kind} {ident} in the state store",
                          hint="was it removed by `madengine state forget` during the apply?")
@@ -488,7 +709,7 @@ class _BadRow(Exception):
         super().__init__(what)
         self.table, self.ident, self.address, self.what = table, ident, address, what
 
-    def error(self, path: Path) -> StateError:
+    def error(self, path: Path | str) -> StateError:
         return StateError(f"{path}: {self.table} row {self.ident} ({self.address}) {self.what}",
                           hint=f"`madengine state forget {self.address}` removes its records; or move {path} "
                                "aside to start from empty state")
@@ -523,7 +744,7 @@ def _image(r: sqlite3.Row | tuple[Any, ...]) -> ImageRecord:
                        status=_status(r[8], "images", f"for {r[1]}", r[0]), host=r[9])
 
 
-def _attempts(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[Attempt]:
+def _attempts(conn: Any, where: str, params: tuple[Any, ...]) -> list[Attempt]:
     """Attempts matching `where`, oldest first, each with its perf rows (fetched in one more query)."""
     rows = conn.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts {where} ORDER BY id", params).fetchall()
     if not rows:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from madengine.results.perfcsv import PERF_CSV_COLUMNS
+from madengine.state.location import PgLocation, StateLocation
 from madengine.state.model import ImageRecord, PerfRow, Status
 from madengine.state.store import StateStore
 from tests.conftest import RunCli
+from tests.infra.postgres import run_sql
 from tests.unit.results.conftest import IMAGE, IMAGE_HASH, IMAGE_INPUTS, TAG, job_address, job_inputs
 
 USAGE = 4
@@ -30,9 +31,10 @@ def _job(store: StateStore, apply_id: int, address: str, model: str, status: Sta
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    """Two applies: a built image, jobs a (twice), b (failed) and m (multiple_results)."""
-    db = tmp_path / ".madengine" / "state.db"
+def workspace(tmp_path: Path, state_location: StateLocation) -> Path:
+    """Two applies: a built image, jobs a (twice), b (failed) and m (multiple_results); in SQLite, or in
+    PostgreSQL (named by $MADENGINE_STATE_URL for the test)."""
+    db = state_location
     with StateStore.open(db) as store:
         first = store.begin_apply("sha256:lock1")
         build = store.start_attempt(first, IMAGE, IMAGE_HASH, dict(IMAGE_INPUTS), "bench-01", "logs/build.log")
@@ -49,16 +51,13 @@ def workspace(tmp_path: Path) -> Path:
                                                           PerfRow("m_bs8", None, "tps", Status.FAILURE)))
         store.finish_apply(second, "SUCCESS")
     # Fixed times, so durations and the table are exact: attempt n started on day 20+n, ran 30 s (builds 60 s).
-    conn = sqlite3.connect(db)
-    with conn:
-        for (attempt_id,) in conn.execute("SELECT id FROM attempts").fetchall():
-            day = f"2026-11-{20 + attempt_id}"
-            end = "10:01:00" if attempt_id == 1 else "10:00:30"
-            conn.execute("UPDATE attempts SET started_at = ?, ended_at = ? WHERE id = ?",
-                         (f"{day}T10:00:00Z", f"{day}T{end}Z", attempt_id))
-        conn.execute("UPDATE applies SET started_at = '2026-11-21T09:00:00Z' WHERE id = 1")
-        conn.execute("UPDATE applies SET started_at = '2026-11-24T09:00:00Z' WHERE id = 2")
-    conn.close()
+    for (attempt_id,) in run_sql(db, "SELECT id FROM attempts"):
+        day = f"2026-11-{20 + int(str(attempt_id))}"
+        end = "10:01:00" if attempt_id == 1 else "10:00:30"
+        run_sql(db, "UPDATE attempts SET started_at = ?, ended_at = ? WHERE id = ?",
+                (f"{day}T10:00:00Z", f"{day}T{end}Z", attempt_id))
+    run_sql(db, "UPDATE applies SET started_at = '2026-11-21T09:00:00Z' WHERE id = 1")
+    run_sql(db, "UPDATE applies SET started_at = '2026-11-24T09:00:00Z' WHERE id = 2")
     return tmp_path
 
 
@@ -169,8 +168,17 @@ def test_csv_with_chdir_and_table(run_cli: RunCli, workspace: Path) -> None:
     assert len((workspace / "a.csv").read_text().splitlines()) == 3
 
 
-def test_state_override(run_cli: RunCli, workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_state_override(run_cli: RunCli, workspace: Path, tmp_path_factory: pytest.TempPathFactory,
+                        state_location: StateLocation) -> None:
     elsewhere = tmp_path_factory.mktemp("elsewhere")
+    if isinstance(state_location, PgLocation):
+        assert "3 jobs" in run_cli("results", cwd=workspace)[1]  # $MADENGINE_STATE_URL
+        typo = elsewhere / "typo.db"
+        assert run_cli("results", "--state", typo, cwd=workspace) == (  # the command line wins
+            0, "", f"no results yet ({typo} does not exist); run `madengine apply`\n")
+        assert "3 jobs" in run_cli("results", "--state", state_location.url, cwd=workspace,
+                                   env={"MADENGINE_STATE_URL": None})[1]
+        return
     (workspace / ".madengine" / "state.db").rename(elsewhere / "s.db")
     assert run_cli("results", cwd=workspace)[2] == NO_RESULTS
     assert run_cli("results", "--state", elsewhere / "s.db", cwd=workspace)[0] == 0

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from madengine.compat import rocm_database as rdb
 from madengine.results.perfcsv import PERF_CSV_COLUMNS, perf_rows, write_perf_csv
+from madengine.state.location import redact
 from madengine.state.model import Status
 from tests.cli.rocm_report_main import report_cli
 from tests.conftest import REPO_ROOT, RunCli, run_cli
@@ -346,7 +346,7 @@ def pg(url: str, sql: str) -> list[tuple[object, ...]]:
 
 
 def test_update_table_in_postgresql(run_perf_csv: Path, pg_url: str, tmp_path: Path) -> None:
-    shown = rdb.redact(pg_url)
+    shown = redact(pg_url)
     code, out, err = run_cli("database", "create-table", "--db-url", pg_url, cwd=tmp_path)
     assert (code, out, err) == (0, f"dlm_table in {shown}: created dlm_table\n", "")
     types = dict((r[0], (r[1], r[2])) for r in pg(pg_url, "SELECT column_name, data_type, character_maximum_length "

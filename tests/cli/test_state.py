@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 
 import pytest
 
+from madengine.state.location import PgLocation, StateLocation
+from madengine.state.lock import WorkspaceLock
 from madengine.state.model import ImageRecord, PerfRow, Status
-from madengine.state.store import StateStore
+from madengine.state.store import StateStore, state_path
 from tests.conftest import RunCli
-from tests.unit.state.children import hold_lock
+from tests.infra.postgres import location_arg
+from tests.unit.state.children import hold_store_lock
 
 JOB = "job:dummy@cpu/box#1"
 FAILED = "job:matmul[size=256]@cpu/box#1"
@@ -19,9 +23,10 @@ IMAGE = "image:dummy.ubuntu.none@cpu"
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A workspace with recorded state: a built image, a job run twice, a failed job."""
-    with StateStore.open(tmp_path / ".madengine" / "state.db") as store:
+def project(tmp_path: Path, state_location: StateLocation) -> Path:
+    """A workspace with recorded state: a built image, a job run twice, a failed job; in SQLite, or in
+    PostgreSQL (named by $MADENGINE_STATE_URL for the test)."""
+    with StateStore.open(state_location) as store:
         apply_id = store.begin_apply("sha256:lock")
         store.record_image(ImageRecord(address=IMAGE, target="box", node_hash="sha256:0123456789abcdef",
                                        tag="madengine/dummy.ubuntu.none:0123456789ab", image_id="sha256:feed",
@@ -38,7 +43,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def when(project: Path, address: str) -> str:
-    with StateStore.open(project / ".madengine" / "state.db") as store:
+    with StateStore.open(state_path(project)) as store:
         a = store.latest_attempts()[address]
         return a.ended_at or a.started_at
 
@@ -46,7 +51,12 @@ def when(project: Path, address: str) -> str:
 # --- state list ----------------------------------------------------------------------------------
 
 
-def test_list(run_cli: RunCli, project: Path) -> None:
+def named(location: StateLocation) -> str:
+    """How the CLI names the store of `project`, run in it."""
+    return location.display if isinstance(location, PgLocation) else ".madengine/state.db"
+
+
+def test_list(run_cli: RunCli, project: Path, state_location: StateLocation) -> None:
     code, out, err = run_cli("state", "list", cwd=project)
     assert (code, err) == (0, "")
     lines = out.splitlines()
@@ -56,7 +66,7 @@ def test_list(run_cli: RunCli, project: Path) -> None:
     assert lines[2].split() == [JOB, "SUCCESS", when(project, JOB), "aaaabbbbcccc", "123.5", "gflops"]
     assert lines[3].split(None, 4) == [FAILED, "FAILURE", when(project, FAILED), "999988887777",
                                        "no performance in the log"]
-    assert lines[4] == "3 addresses (.madengine/state.db, serial 8)"  # 1 apply + 1 image + 3 x 2 attempt writes
+    assert lines[4] == f"3 addresses ({named(state_location)}, serial 8)"  # 1 apply + 1 image + 3 x 2 attempt writes
     assert len(lines) == 5
 
 
@@ -77,9 +87,17 @@ def test_list_without_state_creates_nothing(run_cli: RunCli, tmp_path: Path) -> 
     assert not (tmp_path / ".madengine").exists()
 
 
-def test_list_with_chdir_state_option_and_env(run_cli: RunCli, project: Path, tmp_path: Path) -> None:
+def test_list_with_chdir_state_option_and_env(run_cli: RunCli, project: Path, tmp_path: Path,
+                                              state_location: StateLocation) -> None:
     code, out, _ = run_cli("state", "list", "-C", project, cwd=tmp_path.parent)
     assert code == 0 and "3 addresses" in out
+    if isinstance(state_location, PgLocation):  # the URL by --state, and a path by --state over the URL's variable
+        code, out, _ = run_cli("state", "list", "--state", state_location.url, cwd=tmp_path.parent,
+                               env={"MADENGINE_STATE_URL": None})
+        assert code == 0 and "3 addresses" in out and state_location.display in out
+        code, out, _ = run_cli("state", "list", "--state", "other.db", cwd=project)
+        assert (code, out) == (0, "0 addresses (other.db does not exist yet)\n")
+        return
     moved = tmp_path / "elsewhere.db"
     (project / ".madengine" / "state.db").rename(moved)
     for suffix in ("-wal", "-shm"):
@@ -132,27 +150,29 @@ def test_show_unknown_address_suggests_close_ones(run_cli: RunCli, project: Path
     assert err.startswith(f"error: no state recorded for job:dummy@cpu/box#2 (hint: did you mean {JOB}")
     code, _, err = run_cli("state", "show", "zzz", cwd=project)
     assert code == 4 and "`madengine state list` shows the recorded addresses" in err
-    code, _, err = run_cli("state", "show", JOB, cwd=project / ".madengine")  # no state there
+    elsewhere = project / "elsewhere"
+    elsewhere.mkdir()
+    code, _, err = run_cli("state", "show", JOB, cwd=elsewhere, env={"MADENGINE_STATE_URL": None})  # no state there
     assert code == 4 and "no state recorded" in err
 
 
 # --- state forget --------------------------------------------------------------------------------
 
 
-def test_forget(run_cli: RunCli, project: Path) -> None:
+def test_forget(run_cli: RunCli, project: Path, state_location: StateLocation) -> None:
     assert run_cli("state", "forget", JOB, cwd=project) == (0, f"forgot {JOB}: 2 attempts removed\n", "")
     code, _, _ = run_cli("state", "show", JOB, cwd=project)
     assert code == 4
     code, out, _ = run_cli("state", "list", cwd=project)
-    assert JOB not in out and "2 addresses (.madengine/state.db, serial 9)" in out
+    assert JOB not in out and f"2 addresses ({named(state_location)}, serial 9)" in out
     assert run_cli("state", "forget", IMAGE, cwd=project) == (0, f"forgot {IMAGE}: 0 attempts, 1 image record "
                                                                  "removed\n", "")
     code, _, err = run_cli("state", "forget", JOB, cwd=project)
     assert code == 4 and "no state recorded" in err
 
 
-def test_forget_waits_for_no_apply(run_cli: RunCli, project: Path) -> None:
-    with hold_lock(str(project / ".madengine")) as child:
+def test_forget_waits_for_no_apply(run_cli: RunCli, project: Path, state_location: StateLocation) -> None:
+    with hold_store_lock(location_arg(state_location)) as child:
         code, out, err = run_cli("state", "forget", JOB, cwd=project)
     assert (code, out) == (1, "")
     assert err.startswith(f"error: state is locked by pid {child.pid} on {socket.gethostname()} since ")
@@ -163,13 +183,18 @@ def test_forget_waits_for_no_apply(run_cli: RunCli, project: Path) -> None:
 # --- unlock --------------------------------------------------------------------------------------
 
 
-def test_unlock_not_locked(run_cli: RunCli, tmp_path: Path) -> None:
+def test_unlock_not_locked(run_cli: RunCli, tmp_path: Path, state_location: StateLocation) -> None:
     assert run_cli("unlock", cwd=tmp_path) == (0, "state is not locked\n", "")
 
 
-def test_unlock_clears_a_dead_holder(run_cli: RunCli, tmp_path: Path) -> None:
-    with hold_lock(str(tmp_path / ".madengine")) as child:
+def test_unlock_clears_a_dead_holder(run_cli: RunCli, tmp_path: Path, state_location: StateLocation) -> None:
+    with hold_store_lock(location_arg(state_location)) as child:
         pid = child.pid
+    if isinstance(state_location, PgLocation):  # the server ends the session of the killed holder
+        lock = WorkspaceLock.for_store(state_location)
+        deadline = time.monotonic() + 10
+        while lock.is_held() and time.monotonic() < deadline:
+            time.sleep(0.02)
     # killed: its record is left behind, but nothing holds the flock
     code, out, err = run_cli("unlock", cwd=tmp_path)
     assert (code, err) == (0, "")
@@ -178,8 +203,9 @@ def test_unlock_clears_a_dead_holder(run_cli: RunCli, tmp_path: Path) -> None:
     assert run_cli("unlock", cwd=tmp_path) == (0, "state is not locked\n", "")
 
 
-def test_unlock_refuses_a_live_holder_unless_forced(run_cli: RunCli, tmp_path: Path) -> None:
-    with hold_lock(str(tmp_path / ".madengine")) as child:
+def test_unlock_refuses_a_live_holder_unless_forced(run_cli: RunCli, tmp_path: Path,
+                                                   state_location: StateLocation) -> None:
+    with hold_store_lock(location_arg(state_location)) as child:
         code, out, err = run_cli("unlock", cwd=tmp_path)
         assert (code, out) == (1, "")
         assert err.startswith(f"error: state is locked by pid {child.pid} on {socket.gethostname()} since ")

@@ -9,13 +9,14 @@ import pytest
 from madengine.compat import rocm_database as rdb
 from madengine.compat.rocm_csv import parse_csv
 from madengine.errors import ConfigError, UsageError
+from madengine.state.location import redact
 
 
 def test_redact_hides_passwords_only() -> None:
-    assert rdb.redact("postgresql://ci:hunter2@db:5432/perf") == "postgresql://ci:***@db:5432/perf"
-    assert rdb.redact("postgresql://ci@db/perf?password=hunter2&sslmode=require") == \
+    assert redact("postgresql://ci:hunter2@db:5432/perf") == "postgresql://ci:***@db:5432/perf"
+    assert redact("postgresql://ci@db/perf?password=hunter2&sslmode=require") == \
         "postgresql://ci@db/perf?password=***&sslmode=require"
-    assert rdb.redact("postgresql://db/perf") == "postgresql://db/perf"
+    assert redact("postgresql://db/perf") == "postgresql://db/perf"
 
 
 def test_urls() -> None:

@@ -80,5 +80,42 @@ def hold_lock(state_dir: str) -> Child:
     return child
 
 
+HOLD_STORE_LOCK = """
+    import sys, time
+    from pathlib import Path
+    from madengine.state.lock import WorkspaceLock
+    from madengine.state.store import state_path
+
+    held = WorkspaceLock.for_store(state_path(Path.cwd(), sys.argv[1], environ={})).acquire("madengine apply (test)")
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def hold_store_lock(location: str) -> Child:
+    """A child that takes the workspace lock of the store at `location` (a path or a URL) until killed."""
+    child = Child(HOLD_STORE_LOCK, location)
+    child.expect("locked")
+    return child
+
+
 def elapsed(start: float) -> float:
     return time.monotonic() - start
+
+
+def count_rows(location: object, table: str) -> int:
+    """How many rows `table` of a store has, asked of the database directly (not through the store)."""
+    import sqlite3
+    from pathlib import Path
+
+    from madengine.state.location import PgLocation
+
+    if isinstance(location, PgLocation):
+        import psycopg
+
+        with psycopg.connect(location.url) as conn:
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            assert row is not None
+            return int(row[0])
+    with sqlite3.connect(Path(str(location))) as conn:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])

@@ -1,4 +1,5 @@
-"""The workspace lock: real flocks, real processes, real SIGKILL."""
+"""The workspace lock: real flocks (and, for a PostgreSQL store, real advisory locks), real processes, real
+SIGKILL. The tests of `state_dir` are of the file lock itself; those of `db` run on both stores."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from madengine.errors import ExitCode, StateLockedError
+from madengine.state.location import StateLocation
 from madengine.state.lock import WorkspaceLock
 from madengine.state.model import Holder
-from tests.unit.state.children import hold_lock
+from tests.infra.postgres import location_arg
+from tests.unit.state.children import hold_lock, hold_store_lock
 
 
 @pytest.fixture
@@ -123,3 +126,64 @@ def test_unlock_refuses_a_live_holder_without_force(state_dir: Path) -> None:
         with lock.acquire("madengine apply") as held:
             assert held.previous is None
             assert lock.is_held()
+
+
+# --- the lock of any store (SQLite: the file lock; PostgreSQL: an advisory lock) ---------------------
+
+
+def test_a_stores_lock_names_its_holder_to_a_second_process_and_frees_with_a_sigkilled_one(
+        db: StateLocation) -> None:
+    lock = WorkspaceLock.for_store(db)
+    assert (lock.holder(), lock.is_held(), lock.live_holder()) == (None, False, None)
+    with hold_store_lock(location_arg(db)) as child:
+        assert lock.is_held()
+        live = lock.live_holder()
+        assert live is not None and live.pid == child.pid
+        start = time.monotonic()
+        with pytest.raises(StateLockedError) as info:
+            lock.acquire("madengine apply")
+        assert time.monotonic() - start < 2  # at once, not after a wait
+        message = str(info.value)
+        assert f"state is locked by pid {child.pid} on {socket.gethostname()} since " in message
+        assert "(madengine apply (test))" in message
+        child.sigkill()
+        # The holder's lock went with its process (PostgreSQL: its session); its record is still there.
+        deadline = time.monotonic() + 10
+        while lock.is_held() and time.monotonic() < deadline:  # the server notices the closed socket
+            time.sleep(0.02)
+        assert not lock.is_held() and lock.live_holder() is None
+        dead = lock.holder()
+        assert dead is not None and dead.pid == child.pid
+        with lock.acquire("madengine apply") as held:
+            assert held.previous == dead
+            assert lock.holder() == held.holder and lock.is_held()
+    assert (lock.holder(), lock.is_held()) == (None, False)  # a clean release leaves no record
+
+
+def test_a_stores_lock_unlock_stale_live_and_forced(db: StateLocation) -> None:
+    lock = WorkspaceLock.for_store(db)
+    assert lock.unlock().outcome == "free"
+    lock.acquire().release()
+    assert lock.unlock().outcome == "free"  # released cleanly: no record
+    with hold_store_lock(location_arg(db)) as child:
+        with pytest.raises(StateLockedError) as info:
+            lock.unlock()
+        assert f"pid {child.pid}" in str(info.value) and "still running" in str(info.value)
+        assert "--force" in info.value.diagnostics[0].hint
+        assert lock.is_held()  # refusing changed nothing
+        holder = lock.holder()
+        assert holder is not None and holder.pid == child.pid
+        done = lock.unlock(force=True)
+        assert done.outcome == "forced" and done.holder == holder
+        # The lock is free again for newcomers, even though the old holder still runs.
+        with lock.acquire("madengine apply") as held:
+            assert held.previous is None
+            assert lock.is_held()
+    with hold_store_lock(location_arg(db)) as child:
+        child.sigkill()
+        deadline = time.monotonic() + 10
+        while lock.is_held() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        done = lock.unlock()
+        assert done.outcome == "stale" and done.holder is not None and done.holder.pid == child.pid
+        assert lock.holder() is None

@@ -1,4 +1,4 @@
-"""Schema versions and migrations of the state database, on real SQLite files."""
+"""Schema versions and migrations of the state database, on real SQLite files (PostgreSQL's: test_state_pg.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from madengine.errors import StateError
 from madengine.state.model import Status
 from madengine.state.schema import MIGRATIONS, SCHEMA_VERSION, _statements, migrate, schema_version
 from madengine.state.store import StateStore
+
+pytestmark = pytest.mark.sqlite_only  # the files, PRAGMAs and sqlite_master of SQLite
 
 TABLES = {"meta", "applies", "images", "attempts", "perf"}
 

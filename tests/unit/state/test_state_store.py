@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 
 from madengine.errors import StateError
+from madengine.state.location import StateLocation
 from madengine.state.model import ImageRecord, Observed, PerfRow, Status
 from madengine.state.store import StateStore, state_path
-from tests.unit.state.children import Child
+from tests.infra.postgres import location_arg
+from tests.unit.state.children import Child, count_rows
 
 JOB = "job:dummy@cpu/here#1"
 JOB2 = "job:matmul[size=256]@cpu/box#1"
@@ -218,6 +220,7 @@ def page_checks(db: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], i
     return checks
 
 
+@pytest.mark.sqlite_only
 def test_readers_trust_a_checked_store_whose_files_have_not_moved_and_writers_never_do(
         db: Path, page_checks: Callable[[bool], int]) -> None:
     """The page check reads the whole store, so readers skip it while the store's files' stat has not moved
@@ -230,6 +233,7 @@ def test_readers_trust_a_checked_store_whose_files_have_not_moved_and_writers_ne
     assert page_checks(False) == 1  # a writer checks all the same
 
 
+@pytest.mark.sqlite_only
 def test_the_checked_stamp_is_a_cache_and_a_torn_one_means_one_more_check(
         db: Path, page_checks: Callable[[bool], int]) -> None:
     aged(db)
@@ -288,7 +292,7 @@ def test_every_observable_write_moves_the_serial(store: StateStore) -> None:
     assert store.applies()[0].serial == 7
 
 
-def test_forget(store: StateStore, db: Path) -> None:
+def test_forget(store: StateStore, db: StateLocation) -> None:
     apply_id = store.begin_apply("h")
     for _ in range(2):
         attempt = store.start_attempt(apply_id, JOB, "sha256:j1", INPUTS, None, None)
@@ -300,8 +304,7 @@ def test_forget(store: StateStore, db: Path) -> None:
     assert store.forget(JOB) == 2
     assert store.serial() == serial + 1
     assert store.attempts(JOB) == [] and [a.id for a in store.attempts()] == [other]
-    with sqlite3.connect(db) as conn:  # perf rows go with their attempts
-        assert conn.execute("SELECT count(*) FROM perf").fetchone()[0] == 0
+    assert count_rows(db, "perf") == 0  # perf rows go with their attempts
     assert store.forget(IMAGE) == 1 and store.images() == {}
     assert store.forget("job:unknown") == 0
     assert store.serial() == serial + 2  # forgetting nothing moves nothing
@@ -344,7 +347,7 @@ def test_calls_from_several_threads_are_serialized(store: StateStore) -> None:
     assert all(a.status is Status.SUCCESS and len(a.perf) == 1 for a in store.attempts())
 
 
-def test_a_second_store_on_the_same_file_sees_each_commit(db: Path) -> None:
+def test_a_second_store_on_the_same_file_sees_each_commit(db: StateLocation) -> None:
     with StateStore.open(db) as writer, StateStore.open(db) as reader:
         apply_id = writer.begin_apply("h")
         attempt = writer.start_attempt(apply_id, JOB, "sha256:j1", INPUTS, None, None)
@@ -360,9 +363,9 @@ RECORD_THEN_SLEEP = """
     import sys, time
     from pathlib import Path
     from madengine.state.model import PerfRow, Status
-    from madengine.state.store import StateStore
+    from madengine.state.store import StateStore, state_path
 
-    store = StateStore.open(Path(sys.argv[1]))
+    store = StateStore.open(state_path(Path.cwd(), sys.argv[1], environ={}))
     apply_id = store.begin_apply("sha256:lock")
     attempt = store.start_attempt(apply_id, "job:dummy@cpu/here#1", "sha256:j1", {"model": "dummy"}, "h", "l.log")
     store.finish_attempt(attempt, Status.SUCCESS, exit_code=0, perf=[PerfRow("dummy", 42.0, "gflops")])
@@ -374,9 +377,9 @@ WRITE_FOREVER = """
     import sys
     from pathlib import Path
     from madengine.state.model import PerfRow, Status
-    from madengine.state.store import StateStore
+    from madengine.state.store import StateStore, state_path
 
-    store = StateStore.open(Path(sys.argv[1]))
+    store = StateStore.open(state_path(Path.cwd(), sys.argv[1], environ={}))
     apply_id = store.begin_apply("sha256:lock")
     i = 0
     while True:
@@ -387,11 +390,12 @@ WRITE_FOREVER = """
 """
 
 
-def test_a_finished_attempt_survives_sigkill(db: Path) -> None:
-    with Child(RECORD_THEN_SLEEP, str(db)) as child:
+def test_a_finished_attempt_survives_sigkill(db: StateLocation) -> None:
+    with Child(RECORD_THEN_SLEEP, location_arg(db)) as child:
         attempt_id = int(child.line())
         child.sigkill()
-    assert Path(f"{db}-wal").exists()  # the commit is in the WAL, not yet checkpointed into the file
+    if isinstance(db, Path):
+        assert Path(f"{db}-wal").exists()  # the commit is in the WAL, not yet checkpointed into the file
     with StateStore.open(db) as store:
         (a,) = store.attempts()
         assert (a.id, a.status, a.exit_code, a.perf) == (attempt_id, Status.SUCCESS, 0,
@@ -400,8 +404,8 @@ def test_a_finished_attempt_survives_sigkill(db: Path) -> None:
         assert store.integrity_check() == "ok"
 
 
-def test_sigkill_in_the_middle_of_writing_loses_no_acknowledged_attempt(db: Path) -> None:
-    with Child(WRITE_FOREVER, str(db)) as child:
+def test_sigkill_in_the_middle_of_writing_loses_no_acknowledged_attempt(db: StateLocation) -> None:
+    with Child(WRITE_FOREVER, location_arg(db)) as child:
         acknowledged = [int(child.line()) for _ in range(60)]
         child.sigkill()  # somewhere inside the next transaction, most likely
     with StateStore.open(db) as store:
@@ -418,7 +422,7 @@ def test_sigkill_in_the_middle_of_writing_loses_no_acknowledged_attempt(db: Path
 # --- speed -------------------------------------------------------------------------------------
 
 
-def test_latest_attempts_over_2000_addresses(db: Path) -> None:
+def test_latest_attempts_over_2000_addresses(db: StateLocation) -> None:
     addresses, repeats = 2000, 3
     with StateStore.open(db) as store:
         apply_id = store.begin_apply("h")
