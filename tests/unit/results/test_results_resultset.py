@@ -45,6 +45,8 @@ def test_figure_median_and_relative_spread() -> None:
     assert f.spread == pytest.approx(2 / 11)
     assert rs.Figure.of("dummy", "gflops", [5.0]).spread == 0
     assert rs.Figure.of("dummy", "gflops", [4.0, 6.0]).median == 5.0
+    # as every view prints it: the mean of the middle two without binary floating point's tail
+    assert rs.Figure.of("dummy", "gflops", [24.191, 24.21]).median == 24.2005
 
 
 def test_repeats_are_one_series_and_retries_keep_the_final_attempt(store: StateStore) -> None:
