@@ -229,5 +229,4 @@ def test_a_baseline_by_name(run_cli: RunCli, project: Path, tmp_path: Path) -> N
     (copy / "baselines" / "other.json").write_text(text.replace('"project": "demo"', '"project": "elsewhere"'))
     code, out, err = run_cli("compare", "other", cwd=copy)
     assert (code, out) == (5, "")
-    assert err.startswith("baselines/other.json: error: baselines/other.json is a baseline of project 'elsewhere', "
-                          "not of 'demo'")
+    assert err.startswith("baselines/other.json: error: a baseline of project 'elsewhere', not of project 'demo'")

@@ -163,7 +163,7 @@ def test_json_form_round_trips_with_stable_bytes_and_no_run_noise(store: StateSt
     (tmp_path / "baselines" / "main.json").write_text(text)
     assert rs.resolve("main", store, root=tmp_path, project="demo").label == "baseline main"
     assert rs.resolve("baselines/main.json", None, cwd=tmp_path).to_text() == text
-    with pytest.raises(ConfigError, match=r"baselines/main\.json is a baseline of project 'demo', not of 'other'"):
+    with pytest.raises(ConfigError, match=r"a baseline of project 'demo', not of project 'other'"):
         rs.resolve("main", store, root=tmp_path, project="other")
 
 
