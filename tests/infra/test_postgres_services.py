@@ -68,6 +68,11 @@ def test_start_and_stop_in_a_directory_of_its_own_keep_the_cluster() -> None:
         lines = dict(line.split("=", 1) for line in (base / "env").read_text().splitlines())
         return lines["MADENGINE_PG_URL"]
 
+    def namespaces() -> set[str]:
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+        return {line.split()[0] for line in listed.splitlines() if line.startswith("madengine")}
+
+    hosts = namespaces()  # the SSH hosts of the services every other test uses
     try:
         services("start", "--only", "postgres")
         first = url()
@@ -85,3 +90,5 @@ def test_start_and_stop_in_a_directory_of_its_own_keep_the_cluster() -> None:
         import shutil
 
         shutil.rmtree(base, ignore_errors=True)
+    # A stop in another base dir stops what it started there, not the hosts (namespaces, bridge) of another.
+    assert namespaces() == hosts
