@@ -17,14 +17,13 @@ checks every selected job's latest result at its end; `madengine check` does the
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from madengine.madfile.percent import format_percent
 from madengine.results.perfcsv import format_number  # as `results` and perf.csv show the figure: exact
-from madengine.results.resultset import series_key
+from madengine.results.resultset import median, series_key
 from madengine.state.model import Attempt, PerfRow, Status
 
 Better = Literal["higher", "lower"]
@@ -165,7 +164,7 @@ def judge_tolerance(address: str, gate: Gate, current: Mapping[str, Sequence[flo
         values = current[row]
         if not values:
             continue
-        value = statistics.median(values)
+        value = median(values)
         ref = references.get(row)
         if ref is None:
             unreferenced.append(row)
@@ -196,7 +195,7 @@ def judge_tolerance(address: str, gate: Gate, current: Mapping[str, Sequence[flo
     # A job new to the baseline, or in it without this metric (it failed then); a first run.
     why = f"baseline {gate.baseline} has no {gate.metric} of this job" if gate.baseline else \
         f"no earlier result of this job has {gate.metric}"
-    return Verdict(address, gate, met=True, value=statistics.median(values) if values else None, repeats=repeats,
+    return Verdict(address, gate, met=True, value=median(values) if values else None, repeats=repeats,
                    note=f"no reference for the tolerance: {why} (met)")
 
 
@@ -278,7 +277,7 @@ def previous_references(gates: Mapping[str, Gate], latest: Mapping[str, Attempt]
             best = found[key] = (attempt.apply_id, {})
         for model, value in measured:
             best[1].setdefault(model, []).append(value)
-    return {(key, model, wanted[key][0]): Reference(statistics.median(values), f"apply {apply_id}")
+    return {(key, model, wanted[key][0]): Reference(median(values), f"apply {apply_id}")
             for key, (apply_id, rows) in found.items() for model, values in rows.items()}
 
 

@@ -48,6 +48,16 @@ _SEVERITY = {Status.FAILURE: 5, Status.TIMEOUT: 4, Status.INTERRUPTED: 3, Status
 _STATUSES = {s.value: s for s in Status}
 
 
+def median(values: Iterable[float]) -> float:
+    """The median of repeats, as every view and gate takes it. Of an even number, the mean of the middle two at
+    15 significant digits: (24.191 + 24.21) / 2 is 24.2005, not the 24.200499999999998 of binary floating point."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("a median needs at least one value")
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else float(f"{(ordered[mid - 1] + ordered[mid]) / 2:.15g}")
+
+
 @dataclass(frozen=True)
 class Figure:
     """One figure of one series: a perf row's model and metric, one value per repeat that reported it."""
@@ -65,13 +75,9 @@ class Figure:
             return cls(model, metric, vals, vals[0], 0.0)
         if not vals:
             raise ValueError("a figure needs at least one value")
-        ordered = sorted(vals)
-        mid = len(ordered) // 2
-        # The mean of the middle two, at 15 significant digits: (24.191 + 24.21) / 2 is 24.2005, not the
-        # 24.200499999999998 that binary floating point gives and every view would print.
-        median = ordered[mid] if len(ordered) % 2 else float(f"{(ordered[mid - 1] + ordered[mid]) / 2:.15g}")
-        spread = (ordered[-1] - ordered[0]) / abs(median) if median != 0 else 0.0
-        return cls(model, metric, vals, median, spread)
+        mid = median(vals)
+        spread = (max(vals) - min(vals)) / abs(mid) if mid != 0 else 0.0
+        return cls(model, metric, vals, mid, spread)
 
     def to_json(self) -> dict[str, Any]:
         # median and spread follow from the values: not written, so a hand edit cannot make them disagree
