@@ -174,19 +174,8 @@ CREATE TABLE perf (
 CREATE INDEX perf_by_model ON perf (model);
 """
 
-_PG_V2 = """
-ALTER TABLE attempts ADD COLUMN gate TEXT;
-"""
-
-_PG_V3 = """
-ALTER TABLE attempts ADD COLUMN handle TEXT;
-UPDATE attempts SET handle = CAST(pid AS TEXT) WHERE pid IS NOT NULL;
-ALTER TABLE attempts DROP COLUMN pid;
-ALTER TABLE attempts ADD COLUMN facts TEXT;
-ALTER TABLE images ADD COLUMN host TEXT NOT NULL DEFAULT '';
-DROP INDEX images_by_key;
-CREATE INDEX images_by_key ON images (address, target, host, id);
-"""
+# Versions 2 and 3 are the same SQL in both dialects.
+_PG_V2, _PG_V3 = _V2, _V3
 
 PG_MIGRATIONS: tuple[str, ...] = (_PG_V1, _PG_V2, _PG_V3)
 assert len(PG_MIGRATIONS) == SCHEMA_VERSION, "a schema version needs a script for each dialect"
