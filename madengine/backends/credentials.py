@@ -142,3 +142,15 @@ def _from_file(path: Path) -> dict[str, RegistryCredentials]:
         out[name] = RegistryCredentials(name, user, Secret(password),
                                         repo if isinstance(repo, str) and repo else None, path.name)
     return out
+
+
+# What this madengine holds to reach its stores, which the jobs it starts never need: the state store's URL
+# (which may carry a password) and the passwords of the database commands (libpq's, ROCm's TUNA_DB and MONGO
+# ones). A job's script that prints its environment (many MAD scripts do) would put them in its log.
+STORE_SECRET_ENV = ("MADENGINE_STATE_URL", "PGPASSWORD", "TUNA_DB_USER_PASSWORD", "MONGO_PASSWORD")
+
+
+def job_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment as a job (or a command that starts jobs: sbatch) inherits it."""
+    env = os.environ if environ is None else environ
+    return {k: v for k, v in env.items() if k not in STORE_SECRET_ENV}

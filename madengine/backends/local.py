@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from madengine.backends.base import ATTEMPT_ENV, Cancel, OrphanRecord, Outcome, Workspace
+from madengine.backends.credentials import job_environ
 from madengine.backends.local_session import LocalSession, process_env, this_machine_facts
 from madengine.backends.rundir import collect_artifacts, prepare_run_dir, run_host_steps
 from madengine.backends.session import HostInfo, HostUnavailable
@@ -124,7 +125,7 @@ class LocalBackend:
 
     def environment(self, job: JobSpec) -> dict[str, str]:
         homes = [str(self.workspace.root / m.host_path) if m.in_project else m.host_path for m in job.data_mounts]
-        return {**os.environ, **host_environment(job, self.target.gpus, homes)}
+        return {**job_environ(), **host_environment(job, self.target.gpus, homes)}
 
 
 def host_environment(job: JobSpec, host_gpus: int | None, data_homes: list[str]) -> dict[str, str]:

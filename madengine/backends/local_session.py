@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from madengine.backends.credentials import job_environ
 from madengine.backends.session import Finished, HostInfo, RemotePath
 from madengine.facts.model import HostFacts
 from madengine.facts.probe import FactsCache, probe_local
@@ -47,7 +48,7 @@ class LocalSession:
              deadline: float | None = None) -> Finished:
         # An argument list, never a shell string: nothing from a model reaches a shell parser.
         try:
-            proc = subprocess.Popen(list(argv), cwd=cwd, env={**os.environ, **(env or {})},
+            proc = subprocess.Popen(list(argv), cwd=cwd, env={**job_environ(), **(env or {})},
                                     stdin=stdin if stdin is not None else subprocess.DEVNULL,
                                     stdout=output if output is not None else subprocess.DEVNULL,
                                     stderr=subprocess.STDOUT, start_new_session=True)

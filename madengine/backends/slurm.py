@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from madengine.backends import slurm_render as render
 from madengine.backends.base import Cancel, OrphanRecord, Outcome, QueueState, RunArtifacts, Workspace, node_file_name
 from madengine.backends.builder import BuildsHere
+from madengine.backends.credentials import job_environ
 from madengine.backends.local_session import LocalSession
 from madengine.backends.multinode import LAUNCHER
 from madengine.backends.rundir import collect_artifacts, fill_run_dir, package_entries, prepare_run_dir
@@ -124,7 +125,7 @@ class SlurmBackend(BuildsHere):
         session = self.session()
         if isinstance(session, LocalSession):
             try:
-                done = subprocess.run(list(argv), env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                done = subprocess.run(list(argv), env={**job_environ(), **(env or {})}, capture_output=True, text=True,
                                       timeout=timeout, stdin=subprocess.DEVNULL, check=False)
             except FileNotFoundError:
                 return 127, "", f"{argv[0]}: command not found"

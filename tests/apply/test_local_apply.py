@@ -141,6 +141,26 @@ def test_arguments_reach_the_script_literally(run_cli: RunCli, tmp_path: Path) -
     assert f"arg<a;b $(touch {marker})>" in log
 
 
+def test_a_job_does_not_inherit_the_store_passwords(run_cli: RunCli, tmp_path: Path) -> None:
+    """A script that prints its environment (many MAD scripts do) must not put madengine's own store secrets
+    in its log, and so in the report's log tails; the rest of the environment it does inherit."""
+    root = project(tmp_path / "p", """\
+        - name: printenv
+          scripts: run.sh
+          n_gpus: 0
+        """)
+    (root / "run.sh").write_text("#!/usr/bin/env bash\nenv\necho 'performance: 1 x'\n")
+    secrets = {"MADENGINE_STATE_URL": "postgresql://u:hunter2@127.0.0.1:1/db", "PGPASSWORD": "hunter3",
+               "TUNA_DB_USER_PASSWORD": "hunter4", "MONGO_PASSWORD": "hunter5"}
+    # the URL is not used (--state wins), so the apply runs on its own SQLite store
+    code, _, err = run_cli("apply", "--yes", "--state", ".madengine/state.db", cwd=root,
+                           env={**secrets, "MADENGINE_KEPT": "kept"})
+    assert code == 0, err
+    log = next((root / ".madengine" / "logs").rglob("*.log")).read_text()
+    assert "MADENGINE_KEPT=kept" in log
+    assert not [s for s in ("hunter2", "hunter3", "hunter4", "hunter5") if s in log]
+
+
 def test_saved_plan_is_applied_exactly_and_refused_when_stale(run_cli: RunCli, tmp_path: Path) -> None:
     root = project(tmp_path, "- {name: a, scripts: run.sh, n_gpus: 0}\n- {name: b, scripts: run.sh, n_gpus: 0}\n")
     assert run_cli("plan", "-o", "plan.json", "--select", "a", cwd=root).code == 0
