@@ -114,7 +114,7 @@ def _write_report(output: Path, *, against: str | None, apply_id: int | None, hi
     _write_atomically(output, data)
     what = f"{len(shown)} job{'s' if len(shown) != 1 else ''}" if shown else NO_RESULTS
     if not db.exists() and (state is not None or os.environ.get(STATE_ENV)):  # a mistyped path should show
-        what = f"no results yet: {describe(db)} does not exist"
+        what = f"no results yet: {display_path(db) if isinstance(db, Path) else describe(db)} does not exist"
     typer.echo(f"{display_path(output)}: {_size(len(data))} written ({what})")
 
 

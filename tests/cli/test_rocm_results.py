@@ -27,6 +27,7 @@ from madengine.state.location import redact
 from madengine.state.model import Status
 from tests.cli.rocm_report_main import report_cli
 from tests.conftest import REPO_ROOT, RunCli, run_cli
+from tests.infra.postgres import PgServer
 from tests.unit.results.conftest import attempt, build_attempt, image_record, job_address, job_inputs, perf
 
 ROCM_TABLE_COLUMNS = ["id", "created_date", "model", "pipeline", "n_gpus", "training_precision", "args", "tags",
@@ -338,11 +339,12 @@ def pg_url() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def pg(url: str, sql: str) -> list[tuple[object, ...]]:
+def pg(url: str, sql: str, *, commit: bool = False) -> list[tuple[object, ...]]:
     import psycopg
 
-    with psycopg.connect(url) as db:
-        return db.execute(sql).fetchall()
+    with psycopg.connect(url, autocommit=commit) as db:
+        cur = db.execute(sql)
+        return cur.fetchall() if cur.description else []
 
 
 def test_update_table_in_postgresql(run_perf_csv: Path, pg_url: str, tmp_path: Path) -> None:
@@ -369,17 +371,23 @@ def test_update_table_in_postgresql(run_perf_csv: Path, pg_url: str, tmp_path: P
     assert change == str({"gfx942": {"pct_change": 99.0 / 110.0 * 100, "baseline_avg": 110.0, "sample_count": 2}})
 
 
-def test_tuna_db_variables_name_the_server(pg_url: str, tmp_path: Path) -> None:
-    parts = urlsplit(pg_url)
+def test_tuna_db_variables_name_the_server(pg_url: str, pg_server: PgServer, tmp_path: Path) -> None:
+    # As ROCm's users do: a role that logs in with its password (dev/services' madengine_pw, whose password
+    # only its .pgpass holds), given by TUNA_DB_USER_PASSWORD, not by a .pgpass.
+    assert pg_server.passfile, "dev/services wrote no MADENGINE_PG_PASSFILE: restart it"
+    password = Path(pg_server.passfile).read_text().strip().rsplit(":", 1)[1]
+    pg(pg_url, "GRANT CREATE ON SCHEMA public TO madengine_pw", commit=True)
+    parts = urlsplit(pg_server.password_role_url(password))._replace(path=urlsplit(pg_url).path)
     assert parts.hostname and parts.port and parts.password
     writer_perf_csv(tmp_path / "perf.csv", [1.0, 2.0])
     tuna = {"TUNA_DB_HOSTNAME": parts.hostname, "TUNA_DB_PORT": str(parts.port), "TUNA_DB_NAME": parts.path[1:],
-            "TUNA_DB_USER_NAME": parts.username or "", "TUNA_DB_USER_PASSWORD": parts.password}
+            "TUNA_DB_USER_NAME": parts.username or "", "TUNA_DB_USER_PASSWORD": parts.password,
+            "PGPASSFILE": str(tmp_path / "no-pgpass")}
     code, out, err = run_cli("database", "update-table", cwd=tmp_path, env=tuna)
     assert (code, err) == (0, "") and out == (f"dlm_table in postgresql://{parts.username}@{parts.hostname}:"
                                               f"{parts.port}/{parts.path[1:]}: created dlm_table; 2 rows added, "
                                               "0 already there\n")
-    assert pg(pg_url, "SELECT count(*) FROM dlm_table") == [(2,)]
+    assert pg(urlunsplit(parts), "SELECT count(*) FROM dlm_table") == [(2,)]  # the role that made it
     code, out, err = run_cli("database", "update-table", cwd=tmp_path,
                              env={**tuna, "TUNA_DB_USER_PASSWORD": "not-the-password"})
     assert code == 1 and len(err.splitlines()) == 1 and "password authentication failed" in err
