@@ -90,7 +90,8 @@ def show(
     chdir: Path | None = ChdirOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Show a baseline's figures: per job and metric, the median and spread of its repeats."""
+    """Show a baseline's figures: per job and metric, the median and spread (median absolute deviation) of
+    its repeats."""
     import sys
 
     from madengine.cli import output

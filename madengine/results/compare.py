@@ -4,7 +4,8 @@ which way is better, a verdict, and for a real change the inputs that differ bet
 Verdicts:
 - `improved` / `regressed`: the medians differ by more than the noise band, in the better / worse
   direction. The band is the noise floor (`results: {noise: 2%}`, 2% by default) or the relative spread
-  of either side's repeats, whichever is wider: a change smaller than the repeats' own scatter is not
+  of either side's repeats (their median absolute deviation: one outlier repeat does not widen it),
+  whichever is wider: a change smaller than the repeats' own scatter is not
   evidence of anything.
 - `within noise`: a difference inside the band.
 - `new` / `missing`: a figure only B / only A has (a job added or removed, a metric renamed).
@@ -414,8 +415,8 @@ def _figure_cell(figure: Figure | None) -> str:
     if figure is None:
         return "-"
     text = format_number(figure.median)
-    if len(figure.values) > 1:  # the repeats' half range around the median, and how many there were
-        text += (f" ±{figure.spread * 50:.1f}%" if figure.spread else "") + f" (n={len(figure.values)})"
+    if len(figure.values) > 1:  # the repeats' spread around the median, and how many there were
+        text += (f" {figure.spread_text()}" if figure.spread else "") + f" (n={len(figure.values)})"
     return text
 
 

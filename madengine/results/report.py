@@ -263,7 +263,8 @@ def _repeats(figure: Figure) -> str:
     if len(figure.values) < 2:
         return ""
     return (f"median of {len(figure.values)} repeats, "
-            f"{format_number(min(figure.values))}..{format_number(max(figure.values))}")
+            f"{format_number(min(figure.values))}..{format_number(max(figure.values))}"
+            + (f", spread {figure.spread_text()}" if figure.spread else ""))
 
 
 def history_charts(attempts: Sequence[Attempt], applies: Sequence[int]) -> tuple[Chart, ...]:

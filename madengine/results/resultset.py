@@ -66,7 +66,9 @@ class Figure:
     metric: str
     values: tuple[float, ...]
     median: float
-    spread: float  # relative: (max - min) / |median|; 0 for one value (or a zero median)
+    # relative: the median absolute deviation / |median| (half the range for two repeats); 0 for one value
+    # (or a zero median). Robust: one outlier repeat does not widen it (the range would hide a regression).
+    spread: float
 
     @classmethod
     def of(cls, model: str, metric: str, values: Iterable[float]) -> Figure:
@@ -76,8 +78,12 @@ class Figure:
         if not vals:
             raise ValueError("a figure needs at least one value")
         mid = median(vals)
-        spread = (max(vals) - min(vals)) / abs(mid) if mid != 0 else 0.0
+        spread = median([abs(v - mid) for v in vals]) / abs(mid) if mid != 0 else 0.0
         return cls(model, metric, vals, mid, spread)
+
+    def spread_text(self) -> str:
+        """`±1.5%` (the spread as people read it), or nothing for one repeat or no scatter."""
+        return f"±{self.spread * 100:.1f}%" if len(self.values) > 1 and self.spread else ""
 
     def to_json(self) -> dict[str, Any]:
         # median and spread follow from the values: not written, so a hand edit cannot make them disagree

@@ -68,11 +68,19 @@ def test_repeats_use_medians_and_their_spread_widens_the_band() -> None:
     # medians 100 -> 110 (+10%), but A's repeats scatter 40%: not evidence of a change
     row = one(series([80.0, 100.0, 120.0]), series([110.0, 109.0, 111.0]))
     assert (row.a.median, row.b.median, row.verdict) == (100.0, 110.0, "within noise")
-    assert row.band == pytest.approx(0.4)
+    assert row.band == pytest.approx(0.2)
     # tight repeats: the same +10% is an improvement; an outlier does not move a median
     row = one(series([99.0, 100.0, 101.0]), series([110.0, 110.5, 109.5]))
     assert (row.verdict, row.band) == ("improved", 0.02)
     assert one(series([100.0, 100.0, 100.0]), series([100.0, 100.0, 1000.0])).b.median == 100.0
+
+
+@pytest.mark.parametrize(("a", "b"), [([100.0, 100.0, 100.0], [10.0, 10.0, 100.0]),
+                                      ([100.0, 101.0, 99.0, 100.0, 250.0], [60.0, 61.0, 59.0, 60.0, 60.0])])
+def test_one_outlier_repeat_does_not_hide_a_regression(a: list[float], b: list[float]) -> None:
+    row = one(series(a), series(b))
+    assert row.verdict == "regressed", row
+    assert row.band < 0.05
 
 
 def test_new_missing_and_failed_jobs() -> None:

@@ -101,7 +101,8 @@ def test_repeats_are_one_bar_their_median() -> None:
     page = parse(_render(applies, attempts))
     key = job_address("resnet").removesuffix("#1")
     # apply 3 measured 91 and 92: the median is 91.5, said with the repeats in the bar's tooltip
-    assert any(t.startswith(f"{key}: 91.5 samples_per_second (median of 2 repeats, 91..92)") for t in page.titles)
+    shown = f"{key}: 91.5 samples_per_second (median of 2 repeats, 91..92, spread ±0.5%)"
+    assert any(t.startswith(shown) for t in page.titles)
 
 
 def test_history_is_a_line_per_series_over_the_applies_shown() -> None:

@@ -42,8 +42,12 @@ def store(tmp_path: Path) -> Any:
 def test_figure_median_and_relative_spread() -> None:
     f = rs.Figure.of("dummy", "gflops", [10.0, 12.0, 11.0])
     assert (f.median, f.values) == (11.0, (10.0, 12.0, 11.0))
-    assert f.spread == pytest.approx(2 / 11)
+    assert f.spread == pytest.approx(1 / 11)  # the median absolute deviation, relative to the median
     assert rs.Figure.of("dummy", "gflops", [5.0]).spread == 0
+    assert rs.Figure.of("dummy", "gflops", [90.0, 110.0]).spread == pytest.approx(0.1)  # two: half the range
+    # one outlier repeat does not widen it (the range would: 150% here)
+    assert rs.Figure.of("dummy", "gflops", [100.0, 101.0, 99.0, 100.0, 250.0]).spread == pytest.approx(0.01)
+    assert rs.Figure.of("dummy", "gflops", [100.0, 101.0, 99.0, 100.0, 250.0]).spread_text() == "±1.0%"
     assert rs.Figure.of("dummy", "gflops", [4.0, 6.0]).median == 5.0
     # as every view prints it: the mean of the middle two without binary floating point's tail
     assert rs.Figure.of("dummy", "gflops", [24.191, 24.21]).median == 24.2005
@@ -65,7 +69,7 @@ def test_repeats_are_one_series_and_retries_keep_the_final_attempt(store: StateS
     dummy = result.series["job:dummy@cpu/box"]
     figure = dummy.figures[("dummy", "samples_per_second")]
     assert (figure.values, figure.median) == ((100.0, 104.0, 96.0), 100.0)
-    assert figure.spread == pytest.approx(0.08)
+    assert figure.spread == pytest.approx(0.04)
     assert dummy.status is Status.SUCCESS and len(dummy.attempt_ids) == 3
     assert "repeat" not in dummy.inputs and "hash" not in dummy.inputs and "meta" not in dummy.inputs
     assert dummy.inputs["script"] == {"path": "scripts/dummy/run.sh", "sha256": "sha256:b93e"}
