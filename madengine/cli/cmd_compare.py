@@ -31,7 +31,8 @@ def compare(
     show_all: bool = typer.Option(False, "--all", help="Show every row, not only what changed."),
     as_markdown: bool = typer.Option(False, "--markdown", help="Print a pull-request comment (markdown)."),
     fail_on_regression: bool = typer.Option(False, "--fail-on-regression",
-                                            help="Exit 6 when anything regressed (after printing the comparison)."),
+                                            help="Exit 6 when anything regressed or failed in B "
+                                                 "(after printing the comparison)."),
     as_json: bool = JsonOption,
     file: Path | None = FileOption,
     chdir: Path | None = ChdirOption,
@@ -82,10 +83,11 @@ def compare(
         sys.stdout.write(cmp.markdown(comparison))
     else:
         _print_table(comparison, show_all)
-    regressed = comparison.of("regressed")
+    # a job of B that failed has no figure to pass a regression check with: it fails it too
+    regressed = comparison.of("regressed", "failed")
     if fail_on_regression and regressed:
         for row in regressed:
-            sys.stderr.write(f"regressed: {row.describe()}\n")
+            sys.stderr.write(f"{row.verdict}: {row.describe()}\n")
         raise typer.Exit(int(ExitCode.EXPECTATION))
 
 

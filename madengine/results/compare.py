@@ -9,8 +9,9 @@ Verdicts:
   evidence of anything.
 - `within noise`: a difference inside the band.
 - `new` / `missing`: a figure only B / only A has (a job added or removed, a metric renamed).
-- `failed`: B's result of the job did not succeed (a repeat failed, timed out, was skipped or stopped).
-- `unchanged`: both sides are the very same attempts (an apply compared with itself, or with a file
+- `failed`: B's result of the job did not succeed (a repeat failed, timed out, was skipped or stopped),
+  whatever A is: the very same failed attempts on both sides are still a failure.
+- `unchanged`: both sides are the very same successful attempts (an apply compared with itself, or with a file
   written from it): nothing was measured again, so there is nothing to judge.
 
 Direction (`better`): an `expect:` gate's for its model, else the madfile's `results.better` for the
@@ -287,10 +288,10 @@ _Judged = tuple[Verdict, float | None, float, tuple[str, ...]]  # verdict, chang
 
 def _judge(fa: Figure | None, fb: Figure | None, better: Better, sa: SeriesResult | None, sb: SeriesResult | None,
            noise: float, cache: dict[tuple[int, int], tuple[str, ...]]) -> _Judged:
+    if sb is not None and sb.status is not Status.SUCCESS:  # still failing (not rerun) is no less failed
+        return "failed", None, 0.0, ()
     if sb is not None and sa is not None and sa.attempt_ids and sa.attempt_ids == sb.attempt_ids:
         return "unchanged", 0.0 if fa and fb else None, 0.0, ()
-    if sb is not None and sb.status is not Status.SUCCESS:
-        return "failed", None, 0.0, ()
     if fb is None:
         return "missing", None, 0.0, ()
     if fa is None:

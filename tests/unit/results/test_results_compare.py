@@ -104,6 +104,9 @@ def test_new_missing_and_failed_jobs() -> None:
 
 def test_the_same_attempts_are_unchanged() -> None:
     assert one(series([1.0], ids=(4, 5)), series([1.0], ids=(4, 5))).verdict == "unchanged"
+    # a job that failed and was not rerun is still failing, not unchanged
+    failing = series([], ids=(6,), status=Status.FAILURE, message="exit code 2")
+    assert one(failing, failing).verdict == "failed"
 
 
 def test_unknown_metrics_are_assumed_higher_and_the_madfile_overrides_directions() -> None:
