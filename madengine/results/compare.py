@@ -16,7 +16,8 @@ Verdicts:
 
 Direction (`better`): an `expect:` gate's for its model, else the madfile's `results.better` for the
 metric, else a default by the metric's name (`*per_second`, `throughput`, `gflops`... higher; `latency`,
-`*_ms`, `time`... lower), else `higher`, said as assumed.
+`*_ms`, `time`, `ms_per_step`... lower; the time words first: `samples_latency_ms` is a time), else
+`higher`, said as assumed.
 
 The changed inputs are named as `plan` names what reruns a job (`planner.JOB_INPUTS`, `IMAGE_INPUTS`), a
 level finer where a name alone would not say what to look at: each environment variable and build arg,
@@ -43,10 +44,16 @@ VERDICTS: tuple[Verdict, ...] = ("regressed", "improved", "failed", "missing", "
 INTERESTING: frozenset[str] = frozenset({"regressed", "improved", "failed", "missing", "new"})
 DEFAULT_NOISE = 0.02
 
-# Metric names -> direction, tried in order (higher first: `tokens_per_second` is not a time).
-_HIGHER = re.compile(r"per_?sec(ond)?s?$|_per_s$|/s(ec)?$|throughput|flops|bandwidth|(^|_)(fps|qps|ips|tps)$|"
-                     r"speedup|ops_per|tokens|samples|images|items", re.IGNORECASE)
-_LOWER = re.compile(r"latency|(^|_)(ms|us|ns|s|sec|secs)$|seconds?$|time|duration|elapsed", re.IGNORECASE)
+# Metric names -> direction. Lower-is-better words first: a time, or a time unit as the last word or as
+# the unit of `<unit>_per_<thing>` (`samples_latency_ms`, `images_time_s`, `ms_per_step`, `sec_per_iteration`
+# are times, whatever they count), but not the unit of a rate (`tokens_per_second`, `samples/sec`).
+_UNIT = r"(ms|us|ns|s|sec|secs|seconds?|msec|usec|mins?|minutes?)"
+_LOWER = re.compile(r"latency|time|duration|elapsed|(^|_)(ttft|tpot|itl)(_|$)|"
+                    rf"(^|(?<!_per)_){_UNIT}$|(^|_){_UNIT}_per_", re.IGNORECASE)
+# Then the higher ones: a rate (`<x>_per_<unit>`, `<x>/s`), throughput, flops, bandwidth, speedup.
+_HIGHER = re.compile(r"_?per_?(sec(ond)?s?|s|min(ute)?)$|/s(ec)?$|throughput|[gtmp]?flops|bandwidth|"
+                     r"(^|_)(fps|qps|ips|tps|it_s)$|speedup|ops_per|"
+                     r"(samples|tokens|images|items|sequences|requests|img|imgs)(_per_[a-z]+|/[a-z]+)", re.IGNORECASE)
 
 
 def printable(text: str) -> str:
@@ -59,10 +66,10 @@ def printable(text: str) -> str:
 
 def default_direction(metric: str) -> Better | None:
     """The direction a metric's name implies, or None when it says nothing."""
-    if _HIGHER.search(metric):
-        return "higher"
     if _LOWER.search(metric):
         return "lower"
+    if _HIGHER.search(metric):
+        return "higher"
     return None
 
 

@@ -124,10 +124,23 @@ def test_unknown_metrics_are_assumed_higher_and_the_madfile_overrides_directions
                params).verdict == "regressed"
 
 
+# Metric names of MAD's models and ROCm madengine's perf.csv files, and their look-alikes.
 @pytest.mark.parametrize(("metric", "better"), [
-    ("samples_per_second", "higher"), ("tokens/s", "higher"), ("throughput", "higher"), ("gflops", "higher"),
-    ("img_per_sec", "higher"), ("latency", "lower"), ("p99_latency_ms", "lower"), ("time", "lower"),
-    ("step_seconds", "lower"), ("train_time_s", "lower"), ("accuracy", None)])
+    # rates and amounts of work: higher is better
+    ("samples_per_second", "higher"), ("tokens_per_second", "higher"), ("images_per_second", "higher"),
+    ("sequences_per_second", "higher"), ("img_per_sec", "higher"), ("samples/sec", "higher"), ("tokens/s", "higher"),
+    ("it/s", "higher"), ("throughput", "higher"), ("throughput_tot", "higher"), ("request_throughput", "higher"),
+    ("output_token_throughput", "higher"), ("gflops", "higher"), ("TFLOPS", "higher"), ("mflops", "higher"),
+    ("bandwidth_GBps", "higher"), ("fps", "higher"), ("speedup", "higher"), ("requests_per_min", "higher"),
+    # times, whatever they count: lower is better
+    ("latency", "lower"), ("p99_latency_ms", "lower"), ("avg_latency", "lower"), ("samples_latency_ms", "lower"),
+    ("images_time_s", "lower"), ("items_latency", "lower"), ("tokens_per_second_latency", "lower"),
+    ("ms_per_step", "lower"), ("ms_per_iter", "lower"), ("sec_per_iteration", "lower"),
+    ("seconds_per_sample", "lower"), ("time", "lower"), ("train_time_s", "lower"), ("step_seconds", "lower"),
+    ("ttft_ms", "lower"), ("tpot", "lower"), ("e2e_latency_ms", "lower"), ("duration", "lower"),
+    ("elapsed_s", "lower"), ("total_time", "lower"), ("time_per_step", "lower"),
+    # nothing said
+    ("accuracy", None), ("score", None), ("samples", None), ("tokens", None), ("loss", None)])
 def test_default_directions_by_metric_name(metric: str, better: str | None) -> None:
     assert default_direction(metric) == better
 
