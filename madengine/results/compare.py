@@ -14,10 +14,11 @@ Verdicts:
 - `unchanged`: both sides are the very same successful attempts (an apply compared with itself, or with a file
   written from it): nothing was measured again, so there is nothing to judge.
 
-Direction (`better`): an `expect:` gate's for its model, else the madfile's `results.better` for the
-metric, else a default by the metric's name (`*per_second`, `throughput`, `gflops`... higher; `latency`,
-`*_ms`, `time`, `ms_per_step`... lower; the time words first: `samples_latency_ms` is a time), else
-`higher`, said as assumed.
+Direction (`better`, `metric_direction`, the one rule gates follow too): an `expect:` gate's explicit
+`better` for its model, else the madfile's `results.better` for the metric, else a default by the metric's
+name (`*per_second`, `throughput`, `gflops`... higher; `latency`, `*_ms`, `time`, `ms_per_step`... lower;
+the time words first: `samples_latency_ms` is a time), else what the model's gate's bounds imply (only a
+`max`: lower), else `higher`, said as assumed.
 
 The changed inputs are named as `plan` names what reruns a job (`planner.JOB_INPUTS`, `IMAGE_INPUTS`), a
 level finer where a name alone would not say what to look at: each environment variable and build arg,
@@ -73,28 +74,56 @@ def default_direction(metric: str) -> Better | None:
     return None
 
 
+def metric_direction(metric: str, *, better: str | None = None, results: Mapping[str, str] | None = None,
+                     low: bool = False, high: bool = False) -> tuple[Better, str]:
+    """Which way is better for `metric`, and where that comes from: the one rule of gates (compiler,
+    check) and comparisons. A gate's explicit `better` (`expect`), else the madfile's `results.better`
+    for the metric (`results`), else the metric's name when it says (`name`), else what a gate's bounds
+    imply (`low`/`high`: it has a `min`/`max`; only a max is a ceiling: lower, only a min a floor: higher;
+    `bounds`), else higher (`assumed`)."""
+    if better in ("higher", "lower"):
+        return ("higher" if better == "higher" else "lower"), "expect"
+    chosen = (results or {}).get(metric)
+    if chosen in ("higher", "lower"):
+        return ("higher" if chosen == "higher" else "lower"), "results"
+    implied = default_direction(metric)
+    if implied is not None:
+        return implied, "name"
+    if high != low:
+        return ("lower" if high else "higher"), "bounds"
+    return "higher", "assumed"
+
+
+@dataclass(frozen=True)
+class GateHint:
+    """What an `expect:` gate says about its metric's direction: its `better`, and whether it has a
+    `min` / a `max`."""
+
+    better: Better | None = None
+    low: bool = False
+    high: bool = False
+
+
 @dataclass(frozen=True)
 class Policy:
     """How changes are judged: the noise floor and the directions the madfile sets."""
 
     noise: float = DEFAULT_NOISE
     better: Mapping[str, Better] = field(default_factory=dict)  # metric -> direction (`results.better`)
-    # (model key: `name` or `name[k=v]`, metric) -> direction, from `expect:` gates
-    by_model: Mapping[tuple[str, str], Better] = field(default_factory=dict)
+    # (model key: `name` or `name[k=v]`, metric) -> its `expect:` gate
+    by_model: Mapping[tuple[str, str], GateHint] = field(default_factory=dict)
 
     def direction(self, series: SeriesResult | None, metric: str) -> tuple[Better, str]:
-        """Which way is better for `metric` of `series`, and where that comes from: `expect`,
-        `results`, `name`, or `assumed`."""
+        """Which way is better for `metric` of `series`, and where that comes from (`metric_direction`),
+        with the series' model's gate on the metric where there is one."""
+        gate = GateHint()
         if series is not None and self.by_model:
             for key in _model_keys(series):
-                chosen = self.by_model.get((key, metric))
-                if chosen is not None:
-                    return chosen, "expect"
-        chosen = self.better.get(metric)
-        if chosen is not None:
-            return chosen, "results"
-        implied = default_direction(metric)
-        return (implied, "name") if implied is not None else ("higher", "assumed")
+                found = self.by_model.get((key, metric))
+                if found is not None:
+                    gate = found
+                    break
+        return metric_direction(metric, better=gate.better, results=self.better, low=gate.low, high=gate.high)
 
 
 def _model_keys(series: SeriesResult) -> tuple[str, ...]:
@@ -395,11 +424,10 @@ def policy_of(madfile: Any, noise: float | None = None) -> Policy:
     if madfile is None:
         return Policy(noise=DEFAULT_NOISE if noise is None else noise)
     settings = madfile.results
-    by_model: dict[tuple[str, str], Better] = {}
+    by_model: dict[tuple[str, str], GateHint] = {}
     for run in madfile.runs:
         for key, gate in run.expect.items():
-            if gate.better is not None or gate.min is not None or gate.max is not None:
-                by_model[(key, gate.metric)] = gate.direction()
+            by_model[(key, gate.metric)] = GateHint(gate.better, gate.min is not None, gate.max is not None)
     return Policy(noise=settings.noise if noise is None else noise, better=dict(settings.better), by_model=by_model)
 
 

@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from madengine.results.compare import Policy, changed_inputs, compare, default_direction
+from madengine.results.compare import (
+    Better,
+    GateHint,
+    Policy,
+    changed_inputs,
+    compare,
+    default_direction,
+    metric_direction,
+)
 from madengine.results.resultset import Figure, ResultSet, SeriesResult
 from madengine.state.model import Status
 
@@ -116,12 +124,31 @@ def test_unknown_metrics_are_assumed_higher_and_the_madfile_overrides_directions
     row = one(series([10.0], metric="score"), series([12.0], metric="score"), results)
     assert (row.better, row.direction_from, row.verdict) == ("lower", "results", "regressed")
     # an expect: gate's direction wins for its model, by name or by `name[k=v]`
-    gate = Policy(better={"score": "lower"}, by_model={("dummy", "score"): "higher"})
+    gate = Policy(better={"score": "lower"}, by_model={("dummy", "score"): GateHint("higher")})
     assert one(series([10.0], metric="score"), series([12.0], metric="score"), gate).direction_from == "expect"
     key = "job:dummy[bs=8]@cpu/box"
-    params = Policy(by_model={("dummy[bs=8]", "score"): "lower"})
+    params = Policy(by_model={("dummy[bs=8]", "score"): GateHint("lower")})
     assert one(series([10.0], key=key, metric="score"), series([12.0], key=key, metric="score"),
                params).verdict == "regressed"
+
+
+@pytest.mark.parametrize(("gate", "results", "metric", "expected"), [
+    (GateHint(None, low=True, high=True), {}, "latency_ms", ("lower", "name")),  # a range says nothing
+    (GateHint(None, low=False, high=True), {}, "score", ("lower", "bounds")),  # only a max: a ceiling
+    (GateHint(None, low=True, high=False), {}, "score", ("higher", "bounds")),
+    (GateHint(None, low=True, high=False), {"score": "lower"}, "score", ("lower", "results")),
+    (GateHint(None, low=False, high=True), {}, "samples_per_second", ("higher", "name")),
+    (GateHint("lower"), {"score": "higher"}, "score", ("lower", "expect")),
+    (GateHint(None, low=True, high=True), {}, "score", ("higher", "assumed")),
+])
+def test_one_rule_for_a_gates_direction(gate: GateHint, results: dict[str, Better], metric: str,
+                                        expected: tuple[str, str]) -> None:
+    """`expect: {metric: latency_ms, min: 1, max: 50}` judged higher latency as better: the gate's bounds
+    come after the madfile's `results.better` and the metric's name."""
+    assert metric_direction(metric, better=gate.better, results=results, low=gate.low, high=gate.high) == expected
+    policy = Policy(better=results, by_model={("dummy", metric): gate})
+    row = one(series([30.0], metric=metric), series([50.0], metric=metric), policy)
+    assert (row.better, row.direction_from) == expected
 
 
 # Metric names of MAD's models and ROCm madengine's perf.csv files, and their look-alikes.
