@@ -61,8 +61,10 @@ def compare(
             cwd = chdir if chdir is not None else Path.cwd()
             project = madfile.name if madfile is not None else None
             reader = resultset.Snapshot(store) if store is not None else None  # the store read once for both
-            side_a = resultset.resolve(before, reader, project=project, root=root, cwd=cwd)
-            side_b = resultset.resolve(after, reader, project=project, root=root, cwd=cwd)
+            # the project's jobs now: a job removed from the madfile is missing, not carried forward forever
+            current = resultset.current_series(root) if madfile is not None else None
+            side_a = resultset.resolve(before, reader, project=project, root=root, cwd=cwd, current=current)
+            side_b = resultset.resolve(after, reader, project=project, root=root, cwd=cwd, current=current)
         finally:
             if store is not None:
                 store.close()

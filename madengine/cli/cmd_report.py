@@ -165,11 +165,14 @@ def _comparison(store: StateStore | None, applies: Sequence[ApplyRecord], attemp
         return None, "no results to compare" if apply_id is None else f"apply {apply_id} recorded no results"
     assert store is not None
     project = madfile.name if madfile else None
-    after = resultset.load_apply(store, found[0][0], _as_of(attempts, found[0][0].id), project=project)
+    current = resultset.current_series(root) if madfile is not None else None  # the jobs the project still has
+    after = resultset.load_apply(store, found[0][0], _as_of(attempts, found[0][0].id), project=project,
+                                 current=current)
     if against is not None:
-        before = resultset.resolve(against, store, project=madfile.name if madfile else None, root=root, cwd=cwd)
+        before = resultset.resolve(against, store, project=project, root=root, cwd=cwd, current=current)
     elif len(found) > 1:
-        before = resultset.load_apply(store, found[1][0], _as_of(attempts, found[1][0].id), project=project)
+        before = resultset.load_apply(store, found[1][0], _as_of(attempts, found[1][0].id), project=project,
+                                      current=current)
     else:
         return None, f"{after.label} is the first apply with results: nothing earlier to compare with"
     return rep.comparison(compare.compare(before, after, compare.policy_of(madfile))), ""

@@ -156,7 +156,7 @@ class Row:
 
     def describe(self) -> str:
         """One line: `job:dummy@cpu/box samples_per_second 100 -> 90 (-10.00%, higher is better): script changed`."""
-        what = f"{self.key}" + (f" {self.model}" if self.model and not _names_model(self.key, self.model) else "")
+        what = f"{self.key}" + (f" {self.model}" if self.model and not names_model(self.key, self.model) else "")
         if self.metric:
             what += f" {self.metric}"
         a = format_number(self.a.median) if self.a else "-"
@@ -190,7 +190,7 @@ class Row:
         }
 
 
-def _names_model(key: str, model: str) -> bool:
+def names_model(key: str, model: str) -> bool:
     """Whether the series key already says the row's model (a single-result job, or a perf.csv row)."""
     return key == model or key.removeprefix("job:").split("@", 1)[0].split("[", 1)[0].split("~", 1)[0] == model
 
@@ -444,7 +444,7 @@ def ordered(rows: Iterable[Row]) -> list[Row]:
 
 def _metric_cell(row: Row) -> str:
     named = row.metric or "(no result)"
-    return named if _names_model(row.key, row.model) else f"{row.model} {named}"
+    return named if names_model(row.key, row.model) else f"{row.model} {named}"
 
 
 def _figure_cell(figure: Figure | None) -> str:

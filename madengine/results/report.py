@@ -154,7 +154,7 @@ def comparison(result: compare.Comparison) -> Comparison:
     def worst_first(row: compare.Row) -> tuple[int, float, str, str, str]:
         return order[row.verdict], -abs(row.change or 0.0), row.key, row.model, row.metric
 
-    rows = [ComparisonRow(job=row.key if compare._names_model(row.key, row.model) else f"{row.key} {row.model}",
+    rows = [ComparisonRow(job=row.key if compare.names_model(row.key, row.model) else f"{row.key} {row.model}",
                           metric=row.metric, before=_median(row.a), after=_median(row.b), change=row.change_text(),
                           verdict=row.verdict,
                           inputs=row.changed or ((f"{row.b_status.value if row.b_status else 'FAILED'}"

@@ -260,3 +260,19 @@ def test_a_job_still_failing_is_failed_and_fails_the_regression_check(run_cli: R
     assert "job:bad@cpu/here" in result.stderr
     markdown = run_cli("compare", "--markdown", cwd=tmp_path).stdout
     assert "| `job:bad@cpu/here` |" in markdown.split("<details>")[0]
+
+
+def test_a_job_removed_from_the_madfile_is_missing_not_carried_forward(run_cli: RunCli, tmp_path: Path) -> None:
+    (tmp_path / "madfile.yaml").write_text(FAILING.replace("bad.sh", "good.sh"))
+    (tmp_path / "good.sh").write_text('#!/usr/bin/env bash\necho "performance: 100 samples_per_second"\n')
+    assert run_cli("apply", "--yes", cwd=tmp_path).code == 0
+    (tmp_path / "madfile.yaml").write_text(FAILING.replace("  - {name: bad, scripts: bad.sh, n_gpus: 0}\n", "")
+                                           .replace("[good, bad]", "[good]"))
+    (tmp_path / "good.sh").write_text('#!/usr/bin/env bash\necho "performance: 101 samples_per_second"\n')
+    assert run_cli("apply", "--yes", cwd=tmp_path).code == 0
+    data = json.loads(run_cli("compare", "--json", cwd=tmp_path).stdout)
+    assert {r["series"]: r["verdict"] for r in data["rows"]} == {"job:good@cpu/here": "within noise",
+                                                                  "job:bad@cpu/here": "missing"}
+    assert run_cli("baseline", "save", "now", cwd=tmp_path).code == 0
+    saved = json.loads((tmp_path / "baselines" / "now.json").read_text())
+    assert "job:bad@cpu/here" not in json.dumps(saved) and "job:good@cpu/here" in json.dumps(saved)

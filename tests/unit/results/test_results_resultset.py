@@ -127,6 +127,30 @@ def test_an_apply_carries_the_results_of_the_jobs_it_found_up_to_date(store: Sta
     assert list(only.series) == ["job:dummy@cpu/box"]
 
 
+def test_a_job_no_longer_in_the_lock_is_not_carried_forward(store: StateStore, tmp_path: Path) -> None:
+    first = store.begin_apply("sha256:l1")
+    run(store, first, job_address("gone"), job_inputs("gone"), perf=row(5.0, model="gone"))
+    run(store, first, job_address("kept"), job_inputs("kept"), perf=row(6.0, model="kept"))
+    run(store, first, job_address(), job_inputs(), perf=row(1.0))
+    second = store.begin_apply("sha256:l2")  # `gone` was removed from the madfile, `kept` was up to date
+    run(store, second, job_address(), job_inputs(), perf=row(2.0))
+    root = tmp_path / "project"
+    root.mkdir()
+    assert rs.current_series(root) is None  # no lock: every earlier result is carried, as the store has it
+    assert set(rs.resolve("latest", store, current=rs.current_series(root)).series) == {
+        "job:gone@cpu/box", "job:kept@cpu/box", "job:dummy@cpu/box"}
+    lock: dict[str, Any] = {"images": {}, "jobs": {job_address(): {}, job_address("kept"): {}}}
+    (root / "madengine.lock").write_text(json.dumps(lock))
+    current = rs.current_series(root)
+    assert current == frozenset({"job:dummy@cpu/box", "job:kept@cpu/box"})
+    assert set(rs.resolve("latest", store, current=current).series) == {"job:kept@cpu/box", "job:dummy@cpu/box"}
+    # what an apply ran itself is kept, in the lock or not: it is what that apply measured
+    assert set(rs.resolve("1", store, current={"job:kept@cpu/box"}).series) == {
+        "job:gone@cpu/box", "job:kept@cpu/box", "job:dummy@cpu/box"}
+    assert set(rs.resolve("2", store, current={"job:kept@cpu/box"}).series) == {"job:kept@cpu/box",
+                                                                                 "job:dummy@cpu/box"}
+
+
 def test_previous_needs_two_applies_with_results(store: StateStore) -> None:
     with pytest.raises(UsageError, match="latest: no apply has recorded results yet"):
         rs.resolve("latest", store)
