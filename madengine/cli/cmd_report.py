@@ -105,11 +105,14 @@ def _write_report(output: Path, *, against: str | None, apply_id: int | None, hi
         applies, attempts = [], []
         _check_apply(apply_id, applies)
         comparison, note = _comparison(None, applies, attempts, apply_id, against, madfile, path.parent, cwd)
-    shown = rep.latest(attempts, apply_id)
+    from madengine.results.resultset import current_series
+
+    current = current_series(path.parent) if madfile is not None else None  # the jobs the project still has
+    shown = rep.latest(attempts, apply_id, current)
     tails = {a.id: rep.log_tail(local_dir(db), a.log_path) for a in rep.failed(shown)[:rep.MAX_FAILURES]}
     page = rep.render(rep.build(project=project, generated=utc_now(), applies=applies, attempts=attempts,
                                 apply_id=apply_id, history=history, comparison=comparison, comparison_note=note,
-                                tails=tails))
+                                tails=tails, current=current))
     data = page.encode("utf-8")
     _write_atomically(output, data)
     what = f"{len(shown)} job{'s' if len(shown) != 1 else ''}" if shown else NO_RESULTS

@@ -237,3 +237,14 @@ def test_a_charts_figures_are_the_result_sets() -> None:
            for label, f in by_label.items()}
     assert got == expected
     assert (("samples_per_second", job_address("resnet").removesuffix("#1"))) in got
+
+
+def test_a_job_no_longer_in_the_project_is_not_carried_into_the_tables() -> None:
+    """`gone` ran in apply 1 only and was removed from the madfile: with the project's lock, the tables of
+    apply 2 hold only its jobs; what apply 2 ran is kept even when the lock no longer has it."""
+    attempts = [_job(1, "gone", 1, 5.0), _job(2, "kept", 1, 6.0), _job(3, "dummy", 2, 7.0)]
+    every = {a.address for a in rep.latest(attempts)}
+    assert every == {job_address(m) for m in ("gone", "kept", "dummy")}  # no project: carried, as before
+    current = {job_address("kept").removesuffix("#1")}
+    assert {a.address for a in rep.latest(attempts, None, current)} == {job_address("kept"), job_address("dummy")}
+    assert {a.address for a in rep.latest(attempts, 1, current)} == {job_address(m) for m in ("gone", "kept")}
