@@ -2,7 +2,8 @@
 
 A job's repeats (`job:dummy@cpu/box#1`, `#2`...) are one series (`job:dummy@cpu/box`): each figure it
 reports (a perf row's model and metric) has one value per repeat that reported it, their median and
-their relative spread. `compare` reads two of these; a baseline file is `ResultSet.to_json()`.
+their spread (the median absolute deviation relative to the median: robust to one outlier repeat).
+`compare` reads two of these; a baseline file is `ResultSet.to_json()`.
 
 Loading is pure: `from_apply` takes store records (the CLI reads the store), `from_perf_csv` and
 `from_json` take a file's text; `resolve` turns a reference typed by a user (`latest`, `previous`,
