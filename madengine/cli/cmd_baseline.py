@@ -38,7 +38,7 @@ def save(
     from madengine.cli.options import state_db
     from madengine.errors import UsageError
     from madengine.results import baseline
-    from madengine.results.resultset import resolve
+    from madengine.results.resultset import current_series, resolve
     from madengine.state.store import StateStore
 
     baseline.check_name(name)  # before anything is read
@@ -52,7 +52,8 @@ def save(
     if not db.exists():
         raise UsageError("no apply has run yet: no results to keep", hint="run `madengine apply` first")
     with StateStore.open(db, readonly=True) as store:
-        rs = resolve(from_apply, store, project=loaded.madfile.name, root=loaded.root)
+        rs = resolve(from_apply, store, project=loaded.madfile.name, root=loaded.root,
+                     current=current_series(loaded.root))  # only the jobs the project still has
     written = baseline.save(loaded.root, name, rs)
     jobs, figures = len(rs.series), rs.figure_count()
     what = (f"{jobs} job{'s' if jobs != 1 else ''}, {figures} figure{'s' if figures != 1 else ''} "
@@ -90,7 +91,8 @@ def show(
     chdir: Path | None = ChdirOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Show a baseline's figures: per job and metric, the median and spread of its repeats."""
+    """Show a baseline's figures: per job and metric, the median and spread (median absolute deviation) of
+    its repeats."""
     import sys
 
     from madengine.cli import output

@@ -31,7 +31,8 @@ def compare(
     show_all: bool = typer.Option(False, "--all", help="Show every row, not only what changed."),
     as_markdown: bool = typer.Option(False, "--markdown", help="Print a pull-request comment (markdown)."),
     fail_on_regression: bool = typer.Option(False, "--fail-on-regression",
-                                            help="Exit 6 when anything regressed (after printing the comparison)."),
+                                            help="Exit 6 when anything regressed or failed in B "
+                                                 "(after printing the comparison)."),
     as_json: bool = JsonOption,
     file: Path | None = FileOption,
     chdir: Path | None = ChdirOption,
@@ -60,8 +61,10 @@ def compare(
             cwd = chdir if chdir is not None else Path.cwd()
             project = madfile.name if madfile is not None else None
             reader = resultset.Snapshot(store) if store is not None else None  # the store read once for both
-            side_a = resultset.resolve(before, reader, project=project, root=root, cwd=cwd)
-            side_b = resultset.resolve(after, reader, project=project, root=root, cwd=cwd)
+            # the project's jobs now: a job removed from the madfile is missing, not carried forward forever
+            current = resultset.current_series(root) if madfile is not None else None
+            side_a = resultset.resolve(before, reader, project=project, root=root, cwd=cwd, current=current)
+            side_b = resultset.resolve(after, reader, project=project, root=root, cwd=cwd, current=current)
         finally:
             if store is not None:
                 store.close()
@@ -82,10 +85,11 @@ def compare(
         sys.stdout.write(cmp.markdown(comparison))
     else:
         _print_table(comparison, show_all)
-    regressed = comparison.of("regressed")
+    # a job of B that failed has no figure to pass a regression check with: it fails it too
+    regressed = comparison.of("regressed", "failed")
     if fail_on_regression and regressed:
         for row in regressed:
-            sys.stderr.write(f"regressed: {row.describe()}\n")
+            sys.stderr.write(f"{row.verdict}: {row.describe()}\n")
         raise typer.Exit(int(ExitCode.EXPECTATION))
 
 

@@ -105,11 +105,14 @@ def _write_report(output: Path, *, against: str | None, apply_id: int | None, hi
         applies, attempts = [], []
         _check_apply(apply_id, applies)
         comparison, note = _comparison(None, applies, attempts, apply_id, against, madfile, path.parent, cwd)
-    shown = rep.latest(attempts, apply_id)
+    from madengine.results.resultset import current_series
+
+    current = current_series(path.parent) if madfile is not None else None  # the jobs the project still has
+    shown = rep.latest(attempts, apply_id, current)
     tails = {a.id: rep.log_tail(local_dir(db), a.log_path) for a in rep.failed(shown)[:rep.MAX_FAILURES]}
     page = rep.render(rep.build(project=project, generated=utc_now(), applies=applies, attempts=attempts,
                                 apply_id=apply_id, history=history, comparison=comparison, comparison_note=note,
-                                tails=tails))
+                                tails=tails, current=current))
     data = page.encode("utf-8")
     _write_atomically(output, data)
     what = f"{len(shown)} job{'s' if len(shown) != 1 else ''}" if shown else NO_RESULTS
@@ -165,11 +168,14 @@ def _comparison(store: StateStore | None, applies: Sequence[ApplyRecord], attemp
         return None, "no results to compare" if apply_id is None else f"apply {apply_id} recorded no results"
     assert store is not None
     project = madfile.name if madfile else None
-    after = resultset.load_apply(store, found[0][0], _as_of(attempts, found[0][0].id), project=project)
+    current = resultset.current_series(root) if madfile is not None else None  # the jobs the project still has
+    after = resultset.load_apply(store, found[0][0], _as_of(attempts, found[0][0].id), project=project,
+                                 current=current)
     if against is not None:
-        before = resultset.resolve(against, store, project=madfile.name if madfile else None, root=root, cwd=cwd)
+        before = resultset.resolve(against, store, project=project, root=root, cwd=cwd, current=current)
     elif len(found) > 1:
-        before = resultset.load_apply(store, found[1][0], _as_of(attempts, found[1][0].id), project=project)
+        before = resultset.load_apply(store, found[1][0], _as_of(attempts, found[1][0].id), project=project,
+                                      current=current)
     else:
         return None, f"{after.label} is the first apply with results: nothing earlier to compare with"
     return rep.comparison(compare.compare(before, after, compare.policy_of(madfile))), ""

@@ -439,14 +439,12 @@ def _gates(loaded: LoadedMadfile, run: Run, run_index: int, chosen: list[ModelIn
 
 
 def _gate_direction(loaded: LoadedMadfile, expect: Expect) -> Better:
-    """Which way a gate's metric is better: its `better`, or what its bounds imply; for a gate with neither
-    (a tolerance alone), what `compare` would say: the madfile's `results.better`, else the metric's name
-    (`latency_ms` is lower-is-better), else higher."""
-    if expect.better is not None or expect.min is not None or expect.max is not None:
-        return expect.direction()
-    from madengine.results.compare import default_direction
+    """Which way a gate's metric is better: `compare.metric_direction`, the one rule (its `better`, the
+    madfile's `results.better`, the metric's name, what its bounds imply, higher)."""
+    from madengine.results.compare import metric_direction
 
-    return loaded.madfile.results.better.get(expect.metric) or default_direction(expect.metric) or "higher"
+    return metric_direction(expect.metric, better=expect.better, results=loaded.madfile.results.better,
+                            low=expect.min is not None, high=expect.max is not None)[0]
 
 
 def _check_baselines(loaded: LoadedMadfile, run: Run, run_index: int, diags: _Diagnostics) -> None:

@@ -407,7 +407,7 @@ def _is_number(value: Any) -> TypeGuard[int | float]:
 def _check_gate(path: KeyPath, gate: dict[Any, Any], data: Mapping[Any, Any], source: SourceMap) -> list[Diagnostic]:
     """A metric or bounds that no result can meet, and a sole bound on the better side (`better: higher,
     max: 10` fails only when the result improves: almost always a `min` written as `max`)."""
-    low, high, better, metric = gate.get("min"), gate.get("max"), gate.get("better"), gate.get("metric")
+    low, high, metric = gate.get("min"), gate.get("max"), gate.get("metric")
     if isinstance(metric, str) and not _METRIC.fullmatch(metric):
         what = f"metric `{metric}`" if metric else "an empty metric"
         return [source.diagnostic((*path, "metric"), f"{what} can never be reported",
@@ -416,14 +416,19 @@ def _check_gate(path: KeyPath, gate: dict[Any, Any], data: Mapping[Any, Any], so
     if _is_number(low) and _is_number(high) and low > high:
         return [source.diagnostic((*path, "min"), f"min {low} is above max {high}: no result can meet this gate",
                                   "swap them", at="value")]
-    if better == "higher" and _is_number(high) and low is None:
-        return [source.diagnostic((*path, "max"), "a gate on a higher-is-better metric with only a `max` "
+    direction, said_by = _direction(gate, data)
+    # for a direction the gate does not say itself: how to say the other one
+    override = "" if said_by == "expect" else f"; if {'lower' if direction == 'higher' else 'higher'} is better " \
+        f"for it, say `better: {'lower' if direction == 'higher' else 'higher'}`"
+    why = {"results": " (the madfile's `results.better`)", "name": " (by its name)"}.get(said_by, "")
+    if direction == "higher" and _is_number(high) and low is None:
+        return [source.diagnostic((*path, "max"), f"a gate on a higher-is-better metric{why} with only a `max` "
                                   "fails only when the result improves",
-                                  "a floor is `min:`; for a range give both `min` and `max`", at="key")]
-    if better == "lower" and _is_number(low) and high is None:
-        return [source.diagnostic((*path, "min"), "a gate on a lower-is-better metric with only a `min` "
+                                  "a floor is `min:`; for a range give both `min` and `max`" + override, at="key")]
+    if direction == "lower" and _is_number(low) and high is None:
+        return [source.diagnostic((*path, "min"), f"a gate on a lower-is-better metric{why} with only a `min` "
                                   "fails only when the result improves",
-                                  "a ceiling is `max:`; for a range give both `min` and `max`", at="key")]
+                                  "a ceiling is `max:`; for a range give both `min` and `max`" + override, at="key")]
     return _check_tolerance(path, gate, data, source)
 
 
@@ -439,7 +444,7 @@ def _check_tolerance(path: KeyPath, gate: dict[Any, Any], data: Mapping[Any, Any
         tolerance = parse_percent(gate.get("tolerance"), maximum=MAX_TOLERANCE_PERCENT)
     except ValueError:
         return []  # absent, or not a percentage: the schema's error says so
-    if tolerance >= 1 and _direction(gate, data) == "higher":
+    if tolerance >= 1 and _direction(gate, data)[0] == "higher":
         return [source.diagnostic((*path, "tolerance"), f"tolerance {gate['tolerance']} on a higher-is-better "
                                   "metric lets any result pass (its bound is 0 or below)",
                                   "give a tolerance below 100%; for a lower-is-better metric say `better: lower`",
@@ -447,16 +452,14 @@ def _check_tolerance(path: KeyPath, gate: dict[Any, Any], data: Mapping[Any, Any
     return []
 
 
-def _direction(gate: dict[Any, Any], data: Mapping[Any, Any]) -> str:
-    """The gate's direction as the compiler gives it (`compiler._gate_direction`), from the plain data."""
-    better = gate.get("better")
-    if better in ("higher", "lower"):
-        return str(better)
-    if _is_number(gate.get("min")) or _is_number(gate.get("max")):
-        return "lower" if _is_number(gate.get("max")) and gate.get("min") is None else "higher"
-    from madengine.results.compare import default_direction
+def _direction(gate: dict[Any, Any], data: Mapping[Any, Any]) -> tuple[str, str]:
+    """The gate's direction as the compiler gives it (`compare.metric_direction`), from the plain data,
+    and where it comes from."""
+    from madengine.results.compare import metric_direction
 
-    chosen = _mapping(_mapping(data.get("results")).get("better")).get(gate.get("metric"))
-    metric = gate.get("metric")
-    return str(chosen) if chosen in ("higher", "lower") else \
-        (default_direction(metric) if isinstance(metric, str) else None) or "higher"
+    metric, better = gate.get("metric"), gate.get("better")
+    results = _mapping(_mapping(data.get("results")).get("better"))
+    return metric_direction(metric if isinstance(metric, str) else "",
+                            better=better if isinstance(better, str) else None,
+                            results={k: v for k, v in results.items() if isinstance(k, str) and isinstance(v, str)},
+                            low=_is_number(gate.get("min")), high=_is_number(gate.get("max")))

@@ -631,9 +631,11 @@ class Expect(Strict):
     metric: str = Field(description="the metric the job must report (`performance: <value> <metric>`); "
                                     "a gate with no bound only requires that it is reported")
     better: Literal["higher", "lower"] | None = Field(
-        default=None, description="which way is an improvement (default: `lower` when the gate has only a "
-        "`max`, else `higher`); a gate whose only bound is on the better side is refused as a likely slip "
-        "(`min` is the floor of a higher-is-better metric, `max` the ceiling of a lower-is-better one)")
+        default=None, description="which way is an improvement (default: the madfile's `results.better` for "
+        "the metric, else what the metric's name says (`latency_ms` lower, `samples_per_second` higher), else "
+        "`lower` when the gate has only a `max`, else `higher`); a gate whose only bound is on the better side "
+        "is refused as a likely slip (`min` is the floor of a higher-is-better metric, `max` the ceiling of a "
+        "lower-is-better one)")
     # strict: `min: true` or `min: '5'` is a slip to point at, not a number to guess.
     min: float | None = Field(default=None, strict=True, allow_inf_nan=False, description="the lowest allowed value")
     max: float | None = Field(default=None, strict=True, allow_inf_nan=False, description="the highest allowed value")
@@ -659,12 +661,6 @@ class Expect(Strict):
         if problem:
             raise ValueError(problem)
         return v
-
-    def direction(self) -> Literal["higher", "lower"]:
-        """`better`, or what the bounds imply when it is not given."""
-        if self.better is not None:
-            return self.better
-        return "lower" if self.max is not None and self.min is None else "higher"
 
 
 class Run(Strict):

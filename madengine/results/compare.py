@@ -4,17 +4,21 @@ which way is better, a verdict, and for a real change the inputs that differ bet
 Verdicts:
 - `improved` / `regressed`: the medians differ by more than the noise band, in the better / worse
   direction. The band is the noise floor (`results: {noise: 2%}`, 2% by default) or the relative spread
-  of either side's repeats, whichever is wider: a change smaller than the repeats' own scatter is not
+  of either side's repeats (their median absolute deviation: one outlier repeat does not widen it),
+  whichever is wider: a change smaller than the repeats' own scatter is not
   evidence of anything.
 - `within noise`: a difference inside the band.
 - `new` / `missing`: a figure only B / only A has (a job added or removed, a metric renamed).
-- `failed`: B's result of the job did not succeed (a repeat failed, timed out, was skipped or stopped).
-- `unchanged`: both sides are the very same attempts (an apply compared with itself, or with a file
+- `failed`: B's result of the job did not succeed (a repeat failed, timed out, was skipped or stopped),
+  whatever A is: the very same failed attempts on both sides are still a failure.
+- `unchanged`: both sides are the very same successful attempts (an apply compared with itself, or with a file
   written from it): nothing was measured again, so there is nothing to judge.
 
-Direction (`better`): an `expect:` gate's for its model, else the madfile's `results.better` for the
-metric, else a default by the metric's name (`*per_second`, `throughput`, `gflops`... higher; `latency`,
-`*_ms`, `time`... lower), else `higher`, said as assumed.
+Direction (`better`, `metric_direction`, the one rule gates follow too): an `expect:` gate's explicit
+`better` for its model, else the madfile's `results.better` for the metric, else a default by the metric's
+name (`*per_second`, `throughput`, `gflops`... higher; `latency`, `*_ms`, `time`, `ms_per_step`... lower;
+the time words first: `samples_latency_ms` is a time), else what the model's gate's bounds imply (only a
+`max`: lower), else `higher`, said as assumed.
 
 The changed inputs are named as `plan` names what reruns a job (`planner.JOB_INPUTS`, `IMAGE_INPUTS`), a
 level finer where a name alone would not say what to look at: each environment variable and build arg,
@@ -41,10 +45,16 @@ VERDICTS: tuple[Verdict, ...] = ("regressed", "improved", "failed", "missing", "
 INTERESTING: frozenset[str] = frozenset({"regressed", "improved", "failed", "missing", "new"})
 DEFAULT_NOISE = 0.02
 
-# Metric names -> direction, tried in order (higher first: `tokens_per_second` is not a time).
-_HIGHER = re.compile(r"per_?sec(ond)?s?$|_per_s$|/s(ec)?$|throughput|flops|bandwidth|(^|_)(fps|qps|ips|tps)$|"
-                     r"speedup|ops_per|tokens|samples|images|items", re.IGNORECASE)
-_LOWER = re.compile(r"latency|(^|_)(ms|us|ns|s|sec|secs)$|seconds?$|time|duration|elapsed", re.IGNORECASE)
+# Metric names -> direction. Lower-is-better words first: a time, or a time unit as the last word or as
+# the unit of `<unit>_per_<thing>` (`samples_latency_ms`, `images_time_s`, `ms_per_step`, `sec_per_iteration`
+# are times, whatever they count), but not the unit of a rate (`tokens_per_second`, `samples/sec`).
+_UNIT = r"(ms|us|ns|s|sec|secs|seconds?|msec|usec|mins?|minutes?)"
+_LOWER = re.compile(r"latency|time|duration|elapsed|(^|_)(ttft|tpot|itl)(_|$)|"
+                    rf"(^|(?<!_per)_){_UNIT}$|(^|_){_UNIT}_per_", re.IGNORECASE)
+# Then the higher ones: a rate (`<x>_per_<unit>`, `<x>/s`), throughput, flops, bandwidth, speedup.
+_HIGHER = re.compile(r"_?per_?(sec(ond)?s?|s|min(ute)?)$|/s(ec)?$|throughput|[gtmp]?flops|bandwidth|"
+                     r"(^|_)(fps|qps|ips|tps|it_s)$|speedup|ops_per|"
+                     r"(samples|tokens|images|items|sequences|requests|img|imgs)(_per_[a-z]+|/[a-z]+)", re.IGNORECASE)
 
 
 def printable(text: str) -> str:
@@ -57,11 +67,41 @@ def printable(text: str) -> str:
 
 def default_direction(metric: str) -> Better | None:
     """The direction a metric's name implies, or None when it says nothing."""
-    if _HIGHER.search(metric):
-        return "higher"
     if _LOWER.search(metric):
         return "lower"
+    if _HIGHER.search(metric):
+        return "higher"
     return None
+
+
+def metric_direction(metric: str, *, better: str | None = None, results: Mapping[str, str] | None = None,
+                     low: bool = False, high: bool = False) -> tuple[Better, str]:
+    """Which way is better for `metric`, and where that comes from: the one rule of gates (compiler,
+    check) and comparisons. A gate's explicit `better` (`expect`), else the madfile's `results.better`
+    for the metric (`results`), else the metric's name when it says (`name`), else what a gate's bounds
+    imply (`low`/`high`: it has a `min`/`max`; only a max is a ceiling: lower, only a min a floor: higher;
+    `bounds`), else higher (`assumed`)."""
+    if better in ("higher", "lower"):
+        return ("higher" if better == "higher" else "lower"), "expect"
+    chosen = (results or {}).get(metric)
+    if chosen in ("higher", "lower"):
+        return ("higher" if chosen == "higher" else "lower"), "results"
+    implied = default_direction(metric)
+    if implied is not None:
+        return implied, "name"
+    if high != low:
+        return ("lower" if high else "higher"), "bounds"
+    return "higher", "assumed"
+
+
+@dataclass(frozen=True)
+class GateHint:
+    """What an `expect:` gate says about its metric's direction: its `better`, and whether it has a
+    `min` / a `max`."""
+
+    better: Better | None = None
+    low: bool = False
+    high: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,22 +110,20 @@ class Policy:
 
     noise: float = DEFAULT_NOISE
     better: Mapping[str, Better] = field(default_factory=dict)  # metric -> direction (`results.better`)
-    # (model key: `name` or `name[k=v]`, metric) -> direction, from `expect:` gates
-    by_model: Mapping[tuple[str, str], Better] = field(default_factory=dict)
+    # (model key: `name` or `name[k=v]`, metric) -> its `expect:` gate
+    by_model: Mapping[tuple[str, str], GateHint] = field(default_factory=dict)
 
     def direction(self, series: SeriesResult | None, metric: str) -> tuple[Better, str]:
-        """Which way is better for `metric` of `series`, and where that comes from: `expect`,
-        `results`, `name`, or `assumed`."""
+        """Which way is better for `metric` of `series`, and where that comes from (`metric_direction`),
+        with the series' model's gate on the metric where there is one."""
+        gate = GateHint()
         if series is not None and self.by_model:
             for key in _model_keys(series):
-                chosen = self.by_model.get((key, metric))
-                if chosen is not None:
-                    return chosen, "expect"
-        chosen = self.better.get(metric)
-        if chosen is not None:
-            return chosen, "results"
-        implied = default_direction(metric)
-        return (implied, "name") if implied is not None else ("higher", "assumed")
+                found = self.by_model.get((key, metric))
+                if found is not None:
+                    gate = found
+                    break
+        return metric_direction(metric, better=gate.better, results=self.better, low=gate.low, high=gate.high)
 
 
 def _model_keys(series: SeriesResult) -> tuple[str, ...]:
@@ -118,7 +156,7 @@ class Row:
 
     def describe(self) -> str:
         """One line: `job:dummy@cpu/box samples_per_second 100 -> 90 (-10.00%, higher is better): script changed`."""
-        what = f"{self.key}" + (f" {self.model}" if self.model and not _names_model(self.key, self.model) else "")
+        what = f"{self.key}" + (f" {self.model}" if self.model and not names_model(self.key, self.model) else "")
         if self.metric:
             what += f" {self.metric}"
         a = format_number(self.a.median) if self.a else "-"
@@ -152,7 +190,7 @@ class Row:
         }
 
 
-def _names_model(key: str, model: str) -> bool:
+def names_model(key: str, model: str) -> bool:
     """Whether the series key already says the row's model (a single-result job, or a perf.csv row)."""
     return key == model or key.removeprefix("job:").split("@", 1)[0].split("[", 1)[0].split("~", 1)[0] == model
 
@@ -286,10 +324,10 @@ _Judged = tuple[Verdict, float | None, float, tuple[str, ...]]  # verdict, chang
 
 def _judge(fa: Figure | None, fb: Figure | None, better: Better, sa: SeriesResult | None, sb: SeriesResult | None,
            noise: float, cache: dict[tuple[int, int], tuple[str, ...]]) -> _Judged:
+    if sb is not None and sb.status is not Status.SUCCESS:  # still failing (not rerun) is no less failed
+        return "failed", None, 0.0, ()
     if sb is not None and sa is not None and sa.attempt_ids and sa.attempt_ids == sb.attempt_ids:
         return "unchanged", 0.0 if fa and fb else None, 0.0, ()
-    if sb is not None and sb.status is not Status.SUCCESS:
-        return "failed", None, 0.0, ()
     if fb is None:
         return "missing", None, 0.0, ()
     if fa is None:
@@ -386,11 +424,10 @@ def policy_of(madfile: Any, noise: float | None = None) -> Policy:
     if madfile is None:
         return Policy(noise=DEFAULT_NOISE if noise is None else noise)
     settings = madfile.results
-    by_model: dict[tuple[str, str], Better] = {}
+    by_model: dict[tuple[str, str], GateHint] = {}
     for run in madfile.runs:
         for key, gate in run.expect.items():
-            if gate.better is not None or gate.min is not None or gate.max is not None:
-                by_model[(key, gate.metric)] = gate.direction()
+            by_model[(key, gate.metric)] = GateHint(gate.better, gate.min is not None, gate.max is not None)
     return Policy(noise=settings.noise if noise is None else noise, better=dict(settings.better), by_model=by_model)
 
 
@@ -407,15 +444,15 @@ def ordered(rows: Iterable[Row]) -> list[Row]:
 
 def _metric_cell(row: Row) -> str:
     named = row.metric or "(no result)"
-    return named if _names_model(row.key, row.model) else f"{row.model} {named}"
+    return named if names_model(row.key, row.model) else f"{row.model} {named}"
 
 
 def _figure_cell(figure: Figure | None) -> str:
     if figure is None:
         return "-"
     text = format_number(figure.median)
-    if len(figure.values) > 1:  # the repeats' half range around the median, and how many there were
-        text += (f" ±{figure.spread * 50:.1f}%" if figure.spread else "") + f" (n={len(figure.values)})"
+    if len(figure.values) > 1:  # the repeats' spread around the median, and how many there were
+        text += (f" {figure.spread_text()}" if figure.spread else "") + f" (n={len(figure.values)})"
     return text
 
 

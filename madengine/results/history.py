@@ -42,7 +42,7 @@ class Step:
         metric = row.metric if row.model == _head(row.key) else f"{row.model} {row.metric}".strip()
         median = format_number(row.b.median) if row.b else "-"
         if row.b is not None and len(row.b.values) > 1:
-            median += f" (n={len(row.b.values)})"
+            median += (f" {row.b.spread_text()}" if row.b.spread else "") + f" (n={len(row.b.values)})"
         verdict = self.verdict
         note = ", ".join(row.changed)
         if row.verdict == "failed":

@@ -17,7 +17,7 @@ import math
 import os
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from operator import attrgetter
@@ -154,7 +154,7 @@ def comparison(result: compare.Comparison) -> Comparison:
     def worst_first(row: compare.Row) -> tuple[int, float, str, str, str]:
         return order[row.verdict], -abs(row.change or 0.0), row.key, row.model, row.metric
 
-    rows = [ComparisonRow(job=row.key if compare._names_model(row.key, row.model) else f"{row.key} {row.model}",
+    rows = [ComparisonRow(job=row.key if compare.names_model(row.key, row.model) else f"{row.key} {row.model}",
                           metric=row.metric, before=_median(row.a), after=_median(row.b), change=row.change_text(),
                           verdict=row.verdict,
                           inputs=row.changed or ((f"{row.b_status.value if row.b_status else 'FAILED'}"
@@ -187,12 +187,19 @@ def _where(attempt: Attempt) -> tuple[str, str]:
     return ctx, tgt
 
 
-def latest(attempts: Iterable[Attempt], up_to: int | None = None) -> list[Attempt]:
-    """The latest finished attempt of every job as of apply `up_to` (every apply when None), by address."""
+def latest(attempts: Iterable[Attempt], up_to: int | None = None, current: Collection[str] | None = None
+           ) -> list[Attempt]:
+    """The latest finished attempt of every job as of apply `up_to` (every apply when None), by address.
+    `current`: the series keys of the project's lock (`resultset.current_series`): an earlier apply's result
+    is kept only for a job still in it, as `resultset.from_apply` keeps them; the reported apply's own always."""
     out: dict[str, Attempt] = {}
     for attempt in sorted(attempts, key=attrgetter("chronology")):
         if is_job(attempt) and attempt.status is not Status.RUNNING and (up_to is None or attempt.apply_id <= up_to):
             out[attempt.address] = attempt
+    if current is not None and out:
+        newest = up_to if up_to is not None else max(a.apply_id for a in out.values())
+        ran = {series_key(a.address) for a in out.values() if a.apply_id == newest}
+        out = {k: a for k, a in out.items() if (key := series_key(k)) in ran or key in current}
     return [out[a] for a in sorted(out)]
 
 
@@ -263,7 +270,8 @@ def _repeats(figure: Figure) -> str:
     if len(figure.values) < 2:
         return ""
     return (f"median of {len(figure.values)} repeats, "
-            f"{format_number(min(figure.values))}..{format_number(max(figure.values))}")
+            f"{format_number(min(figure.values))}..{format_number(max(figure.values))}"
+            + (f", spread {figure.spread_text()}" if figure.spread else ""))
 
 
 def history_charts(attempts: Sequence[Attempt], applies: Sequence[int]) -> tuple[Chart, ...]:
@@ -326,13 +334,14 @@ def summary(applies: Sequence[ApplyRecord], apply: ApplyRecord | None, shown: Se
 
 def build(*, project: str, generated: str, applies: Sequence[ApplyRecord], attempts: Sequence[Attempt],
           apply_id: int | None = None, history: int = 20, comparison: Comparison | None = None,
-          comparison_note: str = "", tails: Mapping[int, tuple[str | None, str]] | None = None) -> Report:
-    """The report on apply `apply_id` (the latest when None): the latest result of every job as of it,
-    and the `history` applies up to it."""
+          comparison_note: str = "", tails: Mapping[int, tuple[str | None, str]] | None = None,
+          current: Collection[str] | None = None) -> Report:
+    """The report on apply `apply_id` (the latest when None): the latest result of every job as of it
+    (of the jobs still in the project: `current`, see `latest`), and the `history` applies up to it."""
     chosen = next((a for a in applies if a.id == apply_id), None) if apply_id is not None else \
         (applies[-1] if applies else None)
     up_to = chosen.id if chosen is not None else None
-    shown = latest(attempts, up_to)
+    shown = latest(attempts, up_to, current)
     window = [a.id for a in applies if up_to is None or a.id <= up_to][-history:] if history > 0 else []
     every_failure = failed(shown)
     return Report(project=project, generated=generated, summary=summary(applies, chosen, shown),

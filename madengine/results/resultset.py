@@ -2,7 +2,8 @@
 
 A job's repeats (`job:dummy@cpu/box#1`, `#2`...) are one series (`job:dummy@cpu/box`): each figure it
 reports (a perf row's model and metric) has one value per repeat that reported it, their median and
-their relative spread. `compare` reads two of these; a baseline file is `ResultSet.to_json()`.
+their spread (the median absolute deviation relative to the median: robust to one outlier repeat).
+`compare` reads two of these; a baseline file is `ResultSet.to_json()`.
 
 Loading is pure: `from_apply` takes store records (the CLI reads the store), `from_perf_csv` and
 `from_json` take a file's text; `resolve` turns a reference typed by a user (`latest`, `previous`,
@@ -17,7 +18,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from operator import attrgetter
@@ -66,7 +67,9 @@ class Figure:
     metric: str
     values: tuple[float, ...]
     median: float
-    spread: float  # relative: (max - min) / |median|; 0 for one value (or a zero median)
+    # relative: the median absolute deviation / |median| (half the range for two repeats); 0 for one value
+    # (or a zero median). Robust: one outlier repeat does not widen it (the range would hide a regression).
+    spread: float
 
     @classmethod
     def of(cls, model: str, metric: str, values: Iterable[float]) -> Figure:
@@ -76,8 +79,12 @@ class Figure:
         if not vals:
             raise ValueError("a figure needs at least one value")
         mid = median(vals)
-        spread = (max(vals) - min(vals)) / abs(mid) if mid != 0 else 0.0
+        spread = median([abs(v - mid) for v in vals]) / abs(mid) if mid != 0 else 0.0
         return cls(model, metric, vals, mid, spread)
+
+    def spread_text(self) -> str:
+        """`±1.5%` (the spread as people read it), or nothing for one repeat or no scatter."""
+        return f"±{self.spread * 100:.1f}%" if len(self.values) > 1 and self.spread else ""
 
     def to_json(self) -> dict[str, Any]:
         # median and spread follow from the values: not written, so a hand edit cannot make them disagree
@@ -274,16 +281,41 @@ def _model_of_key(key: str) -> str:
 
 def from_apply(apply: ApplyRecord, attempts: Iterable[Attempt], images: Mapping[str, Sequence[ImageRecord]]
                | None = None, *, project: str | None = None, label: str | None = None,
-               only_ran: bool = False) -> ResultSet:
+               only_ran: bool = False, current: Collection[str] | None = None) -> ResultSet:
     """The results as of one apply: the final attempt (its retries' last) of each job, in that apply or
     before it. An apply reruns only what changed: a job it found up to date keeps the result of the apply
     that ran it (its series' `apply_id` says which), so that `compare previous latest` says it is
     unchanged, not missing, and a baseline taken from it holds every job. `only_ran`: the jobs it ran only.
-    (A job removed from the madfile keeps its last result here: the store does not know the lock of an
-    old apply.)"""
+    `current`: the series keys of the project's current lock (`current_series`): a result carried forward
+    from an earlier apply is kept only for a job still in it (a job removed from the madfile is then
+    missing, not carried forever); what the apply itself ran is always kept. None (no project, no lock):
+    every earlier result is carried."""
     mine = [a for a in attempts if (a.apply_id == apply.id if only_ran else a.apply_id <= apply.id)]
+    if current is not None and not only_ran:
+        ran = {series_key(a.address) for a in mine if a.apply_id == apply.id}
+        mine = [a for a in mine if a.apply_id == apply.id or (key := series_key(a.address)) in ran or key in current]
     return ResultSet(label=label or f"apply {apply.id}", kind="apply", project=project, lock_hash=apply.lock_hash,
                      apply_id=apply.id, created=apply.started_at, series=series_of(mine, images))
+
+
+def current_series(root: Path | None) -> frozenset[str] | None:
+    """The series keys (job addresses without `#<repeat>`) of the project's current lock, `madengine.lock`
+    in `root` (beside the madfile), read cheaply: only its job addresses. None without a project, a lock,
+    or with one that cannot be read (then results are carried as the store has them)."""
+    if root is None:
+        return None
+    import orjson
+
+    from madengine.lock import LOCK_NAME
+
+    try:
+        data = orjson.loads((root / LOCK_NAME).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    jobs = data.get("jobs") if isinstance(data, dict) else None
+    if not isinstance(jobs, dict):
+        return None
+    return frozenset(series_key(address) for address in jobs if isinstance(address, str))
 
 
 def has_results(attempts: Iterable[Attempt]) -> bool:
@@ -752,20 +784,21 @@ def looks_like_file(ref: str) -> bool:
 
 
 def resolve(ref: str, store: StoreReader | None, *, project: str | None = None, root: Path | None = None,
-            cwd: Path | None = None) -> ResultSet:
+            cwd: Path | None = None, current: Collection[str] | None = None) -> ResultSet:
     """The result set a reference names: `latest` (the newest apply that recorded results), `previous`
     (the one before it that did), an apply id, `@{date}` (the newest apply with results started at or
     before it, UTC; a date alone means the end of that day), the
     name of a baseline in `<root>/baselines/`, or a perf.csv / madengine JSON file (relative to `cwd`).
 
     A reference to nothing is a UsageError naming what exists; a file of the wrong shape a ConfigError
-    naming it. `store` None: no state store here (only files and baselines can be named)."""
+    naming it. `store` None: no state store here (only files and baselines can be named). `current`: the
+    project's current jobs (`current_series`), as `from_apply` keeps an apply's earlier results."""
     base = cwd or Path.cwd()
     if looks_like_file(ref):
         path = Path(ref).expanduser()
         return load_file(path if path.is_absolute() else base / path, ref)
     if ref in ("latest", "previous") or ref.isdigit() or _DATE_REF.fullmatch(ref):
-        return _resolve_apply(ref, store, project)
+        return _resolve_apply(ref, store, project, current)
     if root is not None and baseline_name_problem(ref) is None:
         from madengine.results import baseline
 
@@ -795,15 +828,15 @@ def _images(store: StoreReader, attempts: Iterable[Attempt]) -> dict[str, list[I
 
 
 def load_apply(store: StoreReader, apply: ApplyRecord, attempts: Sequence[Attempt] | None = None, *,
-               project: str | None = None) -> ResultSet:
+               project: str | None = None, current: Collection[str] | None = None) -> ResultSet:
     """The results as of `apply` (`from_apply`), read from `store` (`attempts_as_of`). `attempts`: the
     store's attempts where they were read already: all of them (those of later applies are left out here);
     give only those of `apply` itself for what it ran alone."""
     if attempts is None:
         every = attempts_as_of(store, apply.id)  # one per job already
-        return from_apply(apply, every, _images(store, every), project=project)
+        return from_apply(apply, every, _images(store, every), project=project, current=current)
     every = [a for a in attempts if a.apply_id <= apply.id]
-    return from_apply(apply, every, _images(store, series_firsts(every)), project=project)
+    return from_apply(apply, every, _images(store, series_firsts(every)), project=project, current=current)
 
 
 def series_firsts(attempts: Iterable[Attempt]) -> list[Attempt]:
@@ -816,7 +849,8 @@ def series_firsts(attempts: Iterable[Attempt]) -> list[Attempt]:
     return list(latest.values())
 
 
-def _resolve_apply(ref: str, store: StoreReader | None, project: str | None) -> ResultSet:
+def _resolve_apply(ref: str, store: StoreReader | None, project: str | None,
+                   current: Collection[str] | None = None) -> ResultSet:
     if store is None:
         raise UsageError(f"{ref!r} names an apply, and there is no state store here",
                          hint="run in a madengine project (or pass -f/--state), or compare results files")
@@ -831,14 +865,14 @@ def _resolve_apply(ref: str, store: StoreReader | None, project: str | None) -> 
         if not has_results(attempts):
             raise UsageError(f"apply {ref} recorded no results (it ran no job to its end)",
                              hint="name another apply: `latest`, `previous`, an id")
-        return load_apply(store, match, project=project)
+        return load_apply(store, match, project=project, current=current)
     if ref in ("latest", "previous"):
         wanted = 2 if ref == "previous" else 1
         found = []
         for apply in _with_results(store):
             found.append(apply)
             if len(found) == wanted:
-                return load_apply(store, apply, project=project)
+                return load_apply(store, apply, project=project, current=current)
         have = "no apply has recorded results yet" if not found else \
             f"only apply {found[0].id} has recorded results"
         raise UsageError(f"{ref}: {have}", hint="run `madengine apply`" if not found
@@ -848,7 +882,7 @@ def _resolve_apply(ref: str, store: StoreReader | None, project: str | None) -> 
     first = None
     for apply in _with_results(store):
         if apply.started_at <= stamp:
-            return load_apply(store, apply, project=project)
+            return load_apply(store, apply, project=project, current=current)
         first = apply
     since = f"the first with results started {first.started_at}" if first else "no apply has recorded results yet"
     raise UsageError(f"{ref}: no apply with results started at or before {stamp} ({since})", hint=f"name {REFS}")

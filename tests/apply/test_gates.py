@@ -54,7 +54,7 @@ def test_a_met_gate_exits_0(run_cli: RunCli, tmp_path: Path) -> None:
 
 
 def test_a_max_gate(run_cli: RunCli, tmp_path: Path) -> None:
-    code, out = apply(run_cli, project(tmp_path, "{metric: mflops, max: 5}"))
+    code, out = apply(run_cli, project(tmp_path, "{metric: mflops, min: 1, max: 5}"))
     assert code == EXPECTATION and f"{JOB}: mflops 9 is above max 5 (expect in madfile.yaml:9:7)" in out
 
 
@@ -124,7 +124,7 @@ def test_results_show_what_the_last_apply_judged_after_a_gate_edit(run_cli: RunC
     (data,) = json.loads(run_cli("results", "--json", cwd=root).stdout)
     assert data["gate"] == {"met": True, "value": 9.0, "reason": "", "metric": "mflops", "better": "higher",
                             "min": 1.0, "max": None, "where": "madfile.yaml:9:7", **NO_TOLERANCE}
-    project(root, "{metric: mflops, max: 5}")  # and back to unmet, by the same path
+    project(root, "{metric: mflops, min: 1, max: 5}")  # and back to unmet, by the same path
     assert apply(run_cli, root)[0] == EXPECTATION
     assert json.loads(run_cli("results", "--json", cwd=root).stdout)[0]["gate"]["reason"] == "mflops 9 is above max 5"
 
@@ -134,6 +134,11 @@ def test_results_show_what_the_last_apply_judged_after_a_gate_edit(run_cli: RunC
                                                   "tolerance 100% on a higher-is-better metric lets any result pass"),
     ("{metric: mflops, better: higher, max: 5}", "madfile.yaml:9:47: error: runs[0].expect.bench.max: a gate on "
                                                  "a higher-is-better metric with only a `max`"),
+    # the direction as compare and the gate judge it: by the metric's name, where `better:` is not given
+    ("{metric: mflops, max: 5}", "madfile.yaml:9:31: error: runs[0].expect.bench.max: a gate on a higher-is-better "
+                                 "metric (by its name) with only a `max`"),
+    ("{metric: latency_ms, min: 5}", "madfile.yaml:9:35: error: runs[0].expect.bench.min: a gate on a "
+                                     "lower-is-better metric (by its name) with only a `min`"),
 ])
 def test_gates_that_would_be_ignored_or_misread_are_config_errors(run_cli: RunCli, tmp_path: Path, gate: str,
                                                                   message: str) -> None:

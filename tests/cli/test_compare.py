@@ -230,3 +230,49 @@ def test_a_baseline_by_name(run_cli: RunCli, project: Path, tmp_path: Path) -> N
     code, out, err = run_cli("compare", "other", cwd=copy)
     assert (code, out) == (5, "")
     assert err.startswith("baselines/other.json: error: a baseline of project 'elsewhere', not of project 'demo'")
+
+
+FAILING = """\
+version: 1
+name: demo
+models:
+  - {name: good, scripts: good.sh, n_gpus: 0}
+  - {name: bad, scripts: bad.sh, n_gpus: 0}
+contexts: {cpu: {gpu_vendor: NONE}}
+targets: {here: {backend: local}}
+runs:
+  - models: [good, bad]
+"""
+
+
+def test_a_job_still_failing_is_failed_and_fails_the_regression_check(run_cli: RunCli, tmp_path: Path) -> None:
+    """`bad` failed in apply 1 and is not rerun by apply 2: the same failed attempt on both sides is no
+    less a failure, and a job with no figure cannot pass a regression check."""
+    (tmp_path / "madfile.yaml").write_text(FAILING)
+    (tmp_path / "good.sh").write_text('#!/usr/bin/env bash\necho "performance: 100 samples_per_second"\n')
+    (tmp_path / "bad.sh").write_text("#!/usr/bin/env bash\nexit 2\n")
+    assert run_cli("apply", "--yes", cwd=tmp_path).code == 3
+    (tmp_path / "good.sh").write_text('#!/usr/bin/env bash\necho "performance: 101 samples_per_second"\n')
+    assert run_cli("apply", "--yes", cwd=tmp_path).code == 0
+    result = run_cli("compare", "--fail-on-regression", cwd=tmp_path)
+    assert result.code == 6 and result.stdout.startswith("apply 1 -> apply 2: 1 failed,")
+    assert [line.split(":")[:2] for line in result.stderr.splitlines()] == [["failed", " job"]]
+    assert "job:bad@cpu/here" in result.stderr
+    markdown = run_cli("compare", "--markdown", cwd=tmp_path).stdout
+    assert "| `job:bad@cpu/here` |" in markdown.split("<details>")[0]
+
+
+def test_a_job_removed_from_the_madfile_is_missing_not_carried_forward(run_cli: RunCli, tmp_path: Path) -> None:
+    (tmp_path / "madfile.yaml").write_text(FAILING.replace("bad.sh", "good.sh"))
+    (tmp_path / "good.sh").write_text('#!/usr/bin/env bash\necho "performance: 100 samples_per_second"\n')
+    assert run_cli("apply", "--yes", cwd=tmp_path).code == 0
+    (tmp_path / "madfile.yaml").write_text(FAILING.replace("  - {name: bad, scripts: bad.sh, n_gpus: 0}\n", "")
+                                           .replace("[good, bad]", "[good]"))
+    (tmp_path / "good.sh").write_text('#!/usr/bin/env bash\necho "performance: 101 samples_per_second"\n')
+    assert run_cli("apply", "--yes", cwd=tmp_path).code == 0
+    data = json.loads(run_cli("compare", "--json", cwd=tmp_path).stdout)
+    assert {r["series"]: r["verdict"] for r in data["rows"]} == {"job:good@cpu/here": "within noise",
+                                                                  "job:bad@cpu/here": "missing"}
+    assert run_cli("baseline", "save", "now", cwd=tmp_path).code == 0
+    saved = json.loads((tmp_path / "baselines" / "now.json").read_text())
+    assert "job:bad@cpu/here" not in json.dumps(saved) and "job:good@cpu/here" in json.dumps(saved)

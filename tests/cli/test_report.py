@@ -108,7 +108,9 @@ def test_jobs_an_apply_found_up_to_date_are_unchanged_not_missing(run_cli: RunCl
     parsed = parse((workspace / "r.html").read_text())
     shown, folded = parsed.tables["comparison"]
     gpt = job_address("gpt", target="lab").removesuffix("#1")
-    assert [(row[0], row[5]) for row in shown.rows] == [(job_address("resnet").removesuffix("#1"), "improved")]
+    # a job that failed before and was not rerun is still failing: shown as failed, not folded as unchanged
+    assert [(row[0], row[5]) for row in shown.rows] == [(job_address("resnet").removesuffix("#1"), "improved"),
+                                                        (job_address("broken").removesuffix("#1"), "failed")]
     assert (gpt, "unchanged") in [(row[0], row[5]) for row in folded.rows]
     assert "missing" not in parsed.text["comparison"]
     assert "5 jobs" in run_cli("report", "-o", "r.html", cwd=workspace).stdout  # the tables: every job's latest

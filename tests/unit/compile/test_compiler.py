@@ -213,13 +213,14 @@ def test_each_job_carries_its_gate_and_where_it_is_written(make_project: MakePro
           - models: [m, free]
             repeat: 2
             expect:
-              m: {metric: gflops, min: 1}
-              "m[size=2]": {metric: gflops, max: 5}
+              m: {metric: score, min: 1}
+              "m[size=2]": {metric: score, max: 5}
         """, {"r.sh": ""})
     jobs = compile_file(path).jobs
     gates = {address: job.expect for address, job in jobs.items()}
-    one = Gate(metric="gflops", better="higher", min=1.0, where="madfile.yaml:7:7")
-    two = Gate(metric="gflops", better="lower", max=5.0, where="madfile.yaml:8:7")  # the instance's own wins
+    # a metric whose name says nothing: its bounds do (only a max is a ceiling: lower is better)
+    one = Gate(metric="score", better="higher", min=1.0, where="madfile.yaml:7:7")
+    two = Gate(metric="score", better="lower", max=5.0, where="madfile.yaml:8:7")  # the instance's own wins
     assert gates == {"job:free@default/local#1": None, "job:free@default/local#2": None,
                      "job:m[size=1]@default/local#1": one, "job:m[size=1]@default/local#2": one,
                      "job:m[size=2]@default/local#1": two, "job:m[size=2]@default/local#2": two}
@@ -228,22 +229,27 @@ def test_each_job_carries_its_gate_and_where_it_is_written(make_project: MakePro
 def test_a_tolerance_alone_takes_its_direction_as_compare_does(make_project: MakeProject) -> None:
     path = make_project("""\
         version: 1
-        models: [{name: a, scripts: r.sh}, {name: b, scripts: r.sh}, {name: c, scripts: r.sh}, {name: d, scripts: r.sh}]
+        models: [{name: a, scripts: r.sh}, {name: b, scripts: r.sh}, {name: c, scripts: r.sh},
+                 {name: d, scripts: r.sh}, {name: e, scripts: r.sh}, {name: f, scripts: r.sh}]
         results: {better: {score: lower}}
         runs:
-          - models: [a, b, c, d]
+          - models: [a, b, c, d, e, f]
             expect:
               a: {metric: latency_ms, tolerance: 150%}
-              b: {metric: score, tolerance: 5%, baseline: main}
+              b: {metric: score, tolerance: 5%, baseline: main, min: 1, max: 9}
               c: {metric: widgets, tolerance: 5%}
-              d: {metric: latency_ms, min: 1, tolerance: 5%}
+              d: {metric: latency_ms, min: 1, max: 50, tolerance: 10%}
+              e: {metric: widgets, max: 5, tolerance: 5%}
+              f: {metric: widgets, better: lower, min: 1, max: 5}
         """, {"r.sh": "", "baselines/main.json": "{}"})
     jobs = compile_file(path).jobs
     assert {j.model: (j.expect.better, j.expect.tolerance, j.expect.baseline) for j in jobs.values() if j.expect} == {
         "a": ("lower", 1.5, None),  # by its name, as compare says it; so 150% is allowed
-        "b": ("lower", 0.05, "main"),  # by the madfile's `results.better`
+        "b": ("lower", 0.05, "main"),  # by the madfile's `results.better`, whatever the bounds
         "c": ("higher", 0.05, None),  # nothing says: higher
-        "d": ("higher", 0.05, None)}  # a `min` says higher, whatever the name
+        "d": ("lower", 0.1, None),  # a range says nothing: the name does (it read higher: latency improved)
+        "e": ("lower", 0.05, None),  # only a max, on a metric nothing else says anything of: a ceiling
+        "f": ("lower", None, None)}  # `better:` wins over everything
 
 
 def test_a_gates_baseline_must_be_saved(make_project: MakeProject) -> None:

@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from madengine.results.compare import Policy, changed_inputs, compare, default_direction
+from madengine.results.compare import (
+    Better,
+    GateHint,
+    Policy,
+    changed_inputs,
+    compare,
+    default_direction,
+    metric_direction,
+)
 from madengine.results.resultset import Figure, ResultSet, SeriesResult
 from madengine.state.model import Status
 
@@ -68,11 +76,19 @@ def test_repeats_use_medians_and_their_spread_widens_the_band() -> None:
     # medians 100 -> 110 (+10%), but A's repeats scatter 40%: not evidence of a change
     row = one(series([80.0, 100.0, 120.0]), series([110.0, 109.0, 111.0]))
     assert (row.a.median, row.b.median, row.verdict) == (100.0, 110.0, "within noise")
-    assert row.band == pytest.approx(0.4)
+    assert row.band == pytest.approx(0.2)
     # tight repeats: the same +10% is an improvement; an outlier does not move a median
     row = one(series([99.0, 100.0, 101.0]), series([110.0, 110.5, 109.5]))
     assert (row.verdict, row.band) == ("improved", 0.02)
     assert one(series([100.0, 100.0, 100.0]), series([100.0, 100.0, 1000.0])).b.median == 100.0
+
+
+@pytest.mark.parametrize(("a", "b"), [([100.0, 100.0, 100.0], [10.0, 10.0, 100.0]),
+                                      ([100.0, 101.0, 99.0, 100.0, 250.0], [60.0, 61.0, 59.0, 60.0, 60.0])])
+def test_one_outlier_repeat_does_not_hide_a_regression(a: list[float], b: list[float]) -> None:
+    row = one(series(a), series(b))
+    assert row.verdict == "regressed", row
+    assert row.band < 0.05
 
 
 def test_new_missing_and_failed_jobs() -> None:
@@ -96,6 +112,9 @@ def test_new_missing_and_failed_jobs() -> None:
 
 def test_the_same_attempts_are_unchanged() -> None:
     assert one(series([1.0], ids=(4, 5)), series([1.0], ids=(4, 5))).verdict == "unchanged"
+    # a job that failed and was not rerun is still failing, not unchanged
+    failing = series([], ids=(6,), status=Status.FAILURE, message="exit code 2")
+    assert one(failing, failing).verdict == "failed"
 
 
 def test_unknown_metrics_are_assumed_higher_and_the_madfile_overrides_directions() -> None:
@@ -105,18 +124,50 @@ def test_unknown_metrics_are_assumed_higher_and_the_madfile_overrides_directions
     row = one(series([10.0], metric="score"), series([12.0], metric="score"), results)
     assert (row.better, row.direction_from, row.verdict) == ("lower", "results", "regressed")
     # an expect: gate's direction wins for its model, by name or by `name[k=v]`
-    gate = Policy(better={"score": "lower"}, by_model={("dummy", "score"): "higher"})
+    gate = Policy(better={"score": "lower"}, by_model={("dummy", "score"): GateHint("higher")})
     assert one(series([10.0], metric="score"), series([12.0], metric="score"), gate).direction_from == "expect"
     key = "job:dummy[bs=8]@cpu/box"
-    params = Policy(by_model={("dummy[bs=8]", "score"): "lower"})
+    params = Policy(by_model={("dummy[bs=8]", "score"): GateHint("lower")})
     assert one(series([10.0], key=key, metric="score"), series([12.0], key=key, metric="score"),
                params).verdict == "regressed"
 
 
+@pytest.mark.parametrize(("gate", "results", "metric", "expected"), [
+    (GateHint(None, low=True, high=True), {}, "latency_ms", ("lower", "name")),  # a range says nothing
+    (GateHint(None, low=False, high=True), {}, "score", ("lower", "bounds")),  # only a max: a ceiling
+    (GateHint(None, low=True, high=False), {}, "score", ("higher", "bounds")),
+    (GateHint(None, low=True, high=False), {"score": "lower"}, "score", ("lower", "results")),
+    (GateHint(None, low=False, high=True), {}, "samples_per_second", ("higher", "name")),
+    (GateHint("lower"), {"score": "higher"}, "score", ("lower", "expect")),
+    (GateHint(None, low=True, high=True), {}, "score", ("higher", "assumed")),
+])
+def test_one_rule_for_a_gates_direction(gate: GateHint, results: dict[str, Better], metric: str,
+                                        expected: tuple[str, str]) -> None:
+    """`expect: {metric: latency_ms, min: 1, max: 50}` judged higher latency as better: the gate's bounds
+    come after the madfile's `results.better` and the metric's name."""
+    assert metric_direction(metric, better=gate.better, results=results, low=gate.low, high=gate.high) == expected
+    policy = Policy(better=results, by_model={("dummy", metric): gate})
+    row = one(series([30.0], metric=metric), series([50.0], metric=metric), policy)
+    assert (row.better, row.direction_from) == expected
+
+
+# Metric names of MAD's models and ROCm madengine's perf.csv files, and their look-alikes.
 @pytest.mark.parametrize(("metric", "better"), [
-    ("samples_per_second", "higher"), ("tokens/s", "higher"), ("throughput", "higher"), ("gflops", "higher"),
-    ("img_per_sec", "higher"), ("latency", "lower"), ("p99_latency_ms", "lower"), ("time", "lower"),
-    ("step_seconds", "lower"), ("train_time_s", "lower"), ("accuracy", None)])
+    # rates and amounts of work: higher is better
+    ("samples_per_second", "higher"), ("tokens_per_second", "higher"), ("images_per_second", "higher"),
+    ("sequences_per_second", "higher"), ("img_per_sec", "higher"), ("samples/sec", "higher"), ("tokens/s", "higher"),
+    ("it/s", "higher"), ("throughput", "higher"), ("throughput_tot", "higher"), ("request_throughput", "higher"),
+    ("output_token_throughput", "higher"), ("gflops", "higher"), ("TFLOPS", "higher"), ("mflops", "higher"),
+    ("bandwidth_GBps", "higher"), ("fps", "higher"), ("speedup", "higher"), ("requests_per_min", "higher"),
+    # times, whatever they count: lower is better
+    ("latency", "lower"), ("p99_latency_ms", "lower"), ("avg_latency", "lower"), ("samples_latency_ms", "lower"),
+    ("images_time_s", "lower"), ("items_latency", "lower"), ("tokens_per_second_latency", "lower"),
+    ("ms_per_step", "lower"), ("ms_per_iter", "lower"), ("sec_per_iteration", "lower"),
+    ("seconds_per_sample", "lower"), ("time", "lower"), ("train_time_s", "lower"), ("step_seconds", "lower"),
+    ("ttft_ms", "lower"), ("tpot", "lower"), ("e2e_latency_ms", "lower"), ("duration", "lower"),
+    ("elapsed_s", "lower"), ("total_time", "lower"), ("time_per_step", "lower"),
+    # nothing said
+    ("accuracy", None), ("score", None), ("samples", None), ("tokens", None), ("loss", None)])
 def test_default_directions_by_metric_name(metric: str, better: str | None) -> None:
     assert default_direction(metric) == better
 

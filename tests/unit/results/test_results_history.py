@@ -47,3 +47,10 @@ def test_repeats_are_one_step_and_a_multiple_results_row_is_its_own_history() ->
     assert steps[0].cells()[3] == "m_bs8 tps"
     assert [s.row.model for s in history(result_sets([apply(1)], attempts), "m")] == ["m_bs1", "m_bs8"]
     assert history(result_sets([apply(1)], attempts), "m", metric="gflops") == []
+
+
+def test_a_step_of_repeats_shows_their_spread() -> None:
+    attempts = [attempt(1, 1, perf=(PerfRow("m", 90.0, "samples_per_second"),)),
+                attempt(2, 1, repeat=2, perf=(PerfRow("m", 110.0, "samples_per_second"),))]
+    (step,) = history(result_sets([apply(1)], attempts), "m")
+    assert step.cells()[4] == "100 ±10.0% (n=2)"  # the median absolute deviation, relative to the median

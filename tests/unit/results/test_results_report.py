@@ -101,7 +101,8 @@ def test_repeats_are_one_bar_their_median() -> None:
     page = parse(_render(applies, attempts))
     key = job_address("resnet").removesuffix("#1")
     # apply 3 measured 91 and 92: the median is 91.5, said with the repeats in the bar's tooltip
-    assert any(t.startswith(f"{key}: 91.5 samples_per_second (median of 2 repeats, 91..92)") for t in page.titles)
+    shown = f"{key}: 91.5 samples_per_second (median of 2 repeats, 91..92, spread ±0.5%)"
+    assert any(t.startswith(shown) for t in page.titles)
 
 
 def test_history_is_a_line_per_series_over_the_applies_shown() -> None:
@@ -236,3 +237,14 @@ def test_a_charts_figures_are_the_result_sets() -> None:
            for label, f in by_label.items()}
     assert got == expected
     assert (("samples_per_second", job_address("resnet").removesuffix("#1"))) in got
+
+
+def test_a_job_no_longer_in_the_project_is_not_carried_into_the_tables() -> None:
+    """`gone` ran in apply 1 only and was removed from the madfile: with the project's lock, the tables of
+    apply 2 hold only its jobs; what apply 2 ran is kept even when the lock no longer has it."""
+    attempts = [_job(1, "gone", 1, 5.0), _job(2, "kept", 1, 6.0), _job(3, "dummy", 2, 7.0)]
+    every = {a.address for a in rep.latest(attempts)}
+    assert every == {job_address(m) for m in ("gone", "kept", "dummy")}  # no project: carried, as before
+    current = {job_address("kept").removesuffix("#1")}
+    assert {a.address for a in rep.latest(attempts, None, current)} == {job_address("kept"), job_address("dummy")}
+    assert {a.address for a in rep.latest(attempts, 1, current)} == {job_address(m) for m in ("gone", "kept")}

@@ -42,8 +42,12 @@ def store(tmp_path: Path) -> Any:
 def test_figure_median_and_relative_spread() -> None:
     f = rs.Figure.of("dummy", "gflops", [10.0, 12.0, 11.0])
     assert (f.median, f.values) == (11.0, (10.0, 12.0, 11.0))
-    assert f.spread == pytest.approx(2 / 11)
+    assert f.spread == pytest.approx(1 / 11)  # the median absolute deviation, relative to the median
     assert rs.Figure.of("dummy", "gflops", [5.0]).spread == 0
+    assert rs.Figure.of("dummy", "gflops", [90.0, 110.0]).spread == pytest.approx(0.1)  # two: half the range
+    # one outlier repeat does not widen it (the range would: 150% here)
+    assert rs.Figure.of("dummy", "gflops", [100.0, 101.0, 99.0, 100.0, 250.0]).spread == pytest.approx(0.01)
+    assert rs.Figure.of("dummy", "gflops", [100.0, 101.0, 99.0, 100.0, 250.0]).spread_text() == "±1.0%"
     assert rs.Figure.of("dummy", "gflops", [4.0, 6.0]).median == 5.0
     # as every view prints it: the mean of the middle two without binary floating point's tail
     assert rs.Figure.of("dummy", "gflops", [24.191, 24.21]).median == 24.2005
@@ -65,7 +69,7 @@ def test_repeats_are_one_series_and_retries_keep_the_final_attempt(store: StateS
     dummy = result.series["job:dummy@cpu/box"]
     figure = dummy.figures[("dummy", "samples_per_second")]
     assert (figure.values, figure.median) == ((100.0, 104.0, 96.0), 100.0)
-    assert figure.spread == pytest.approx(0.08)
+    assert figure.spread == pytest.approx(0.04)
     assert dummy.status is Status.SUCCESS and len(dummy.attempt_ids) == 3
     assert "repeat" not in dummy.inputs and "hash" not in dummy.inputs and "meta" not in dummy.inputs
     assert dummy.inputs["script"] == {"path": "scripts/dummy/run.sh", "sha256": "sha256:b93e"}
@@ -121,6 +125,30 @@ def test_an_apply_carries_the_results_of_the_jobs_it_found_up_to_date(store: Sta
     # what apply 2 ran, and nothing else
     only = rs.from_apply(store.applies()[1], store.attempts(), only_ran=True)
     assert list(only.series) == ["job:dummy@cpu/box"]
+
+
+def test_a_job_no_longer_in_the_lock_is_not_carried_forward(store: StateStore, tmp_path: Path) -> None:
+    first = store.begin_apply("sha256:l1")
+    run(store, first, job_address("gone"), job_inputs("gone"), perf=row(5.0, model="gone"))
+    run(store, first, job_address("kept"), job_inputs("kept"), perf=row(6.0, model="kept"))
+    run(store, first, job_address(), job_inputs(), perf=row(1.0))
+    second = store.begin_apply("sha256:l2")  # `gone` was removed from the madfile, `kept` was up to date
+    run(store, second, job_address(), job_inputs(), perf=row(2.0))
+    root = tmp_path / "project"
+    root.mkdir()
+    assert rs.current_series(root) is None  # no lock: every earlier result is carried, as the store has it
+    assert set(rs.resolve("latest", store, current=rs.current_series(root)).series) == {
+        "job:gone@cpu/box", "job:kept@cpu/box", "job:dummy@cpu/box"}
+    lock: dict[str, Any] = {"images": {}, "jobs": {job_address(): {}, job_address("kept"): {}}}
+    (root / "madengine.lock").write_text(json.dumps(lock))
+    current = rs.current_series(root)
+    assert current == frozenset({"job:dummy@cpu/box", "job:kept@cpu/box"})
+    assert set(rs.resolve("latest", store, current=current).series) == {"job:kept@cpu/box", "job:dummy@cpu/box"}
+    # what an apply ran itself is kept, in the lock or not: it is what that apply measured
+    assert set(rs.resolve("1", store, current={"job:kept@cpu/box"}).series) == {
+        "job:gone@cpu/box", "job:kept@cpu/box", "job:dummy@cpu/box"}
+    assert set(rs.resolve("2", store, current={"job:kept@cpu/box"}).series) == {"job:kept@cpu/box",
+                                                                                 "job:dummy@cpu/box"}
 
 
 def test_previous_needs_two_applies_with_results(store: StateStore) -> None:
