@@ -129,27 +129,15 @@ def _count(n: int, one: str, many: str | None = None) -> str:
 def _write(path: Path, text: str) -> None:
     """Atomically: a reader never sees half an export. A directory there, or a file system that refuses,
     is said naming the path."""
-    import os
-    import tempfile
-
     from madengine.errors import FileSystemError, UsageError
+    from madengine.files import write_atomic
     from madengine.madfile.locate import display_path
 
     if path.is_dir():
         raise UsageError(f"-o {display_path(path)} is a directory", hint="give a file name, e.g. history.json")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        write_atomic(path, text.encode("utf-8"), doing="write")
     except OSError as exc:
         raise FileSystemError.of(exc, path.parent, doing="write") or UsageError(
             f"cannot write {display_path(path)}: {exc.strerror}") from exc
-    try:
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and (error := FileSystemError.of(exc, path, doing="write")):
-            raise error from exc
-        raise
