@@ -67,6 +67,11 @@ def results(
             raise UsageError(f"--apply {apply_id}: no such apply ({span})", hint="see `madengine results --json`")
         images = store.images() if csv_file is not None else {}
         steps = _history(store, file, chdir, history, metric, every, apply_id) if history is not None else None
+    # A model that never ran is a mistake (a typo) once anything has run; before, nothing has run yet.
+    known_models = table.models_with_results(every) if history is not None else []
+    if history is not None and known_models and not table.select(every, history=history):
+        raise UsageError(f"--history {history}: no results for model {history!r}",
+                         hint=f"models with results: {', '.join(known_models)}")
     if steps == [] and metric is not None and history is not None and table.select(every, history=history):
         raise UsageError(f"--metric {metric}: {history} reported no {metric}",
                          hint=f"its metrics: {', '.join(_metrics(every, history))}")
@@ -74,16 +79,16 @@ def results(
 
     count = 0
     if csv_file is not None:
-        count = perfcsv.write_perf_csv(csv_file, perfcsv.perf_rows(selected, images, history=every))
+        csv_rows = (perfcsv.perf_rows(selected, images, history=every) if history is None
+                    else perfcsv.history_rows(selected, images, history, metric, history=every))
+        count = perfcsv.write_perf_csv(csv_file, csv_rows)
     if as_json:
         output.print_json([s.to_json() for s in steps] if steps is not None else table.to_json(selected, every))
         return
     if not selected:
-        if history is not None:
-            known_models = table.models_with_results(every)
-            sys.stderr.write(f"no results for model {history!r}; "
-                             + (f"models with results: {', '.join(known_models)}\n" if known_models
-                                else "run `madengine apply`\n"))
+        if history is not None:  # nothing has run yet, or not in apply N (an unknown model is refused above)
+            sys.stderr.write(f"no results for model {history!r} in apply {apply_id}\n" if known_models
+                             else f"no results for model {history!r}; run `madengine apply`\n")
         else:
             sys.stderr.write((NO_RESULTS if apply_id is None else f"apply {apply_id} ran no jobs") + "\n")
     elif history is not None and steps is not None:

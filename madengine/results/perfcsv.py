@@ -234,6 +234,20 @@ def perf_rows(attempts: Iterable[Attempt], images: Mapping[tuple[str, str], Imag
     return [{c: r[c] for c in PERF_CSV_COLUMNS} for r in out]
 
 
+def history_rows(attempts: Iterable[Attempt], images: Mapping[tuple[str, str], ImageRecord], model: str,
+                 metric: str | None = None, history: Iterable[Attempt] | None = None) -> list[dict[str, str]]:
+    """perf.csv rows of `model`'s history (`results --history MODEL --csv`): its finished attempts in apply
+    order, each with the rows of that model (all of a job of the model; one multiple_results row's name
+    only its own), of `metric` only if given (an attempt that reported nothing, a failure, keeps its row)."""
+    ordered = sorted((a for a in attempts if is_job(a) and a.status is not Status.RUNNING),
+                     key=lambda a: (a.apply_id, a.chronology))
+    rows = perf_rows(ordered, images, history=history if history is not None else ordered)
+    owners = [a for a in ordered for _ in range(max(1, len(a.perf)))]  # perf_rows: max(1, len(perf)) each
+    return [row for a, row in zip(owners, rows, strict=True)
+            if (a.inputs.get("model") == model or row["model"] == model)
+            and (metric is None or not a.perf or row["metric"] == metric)]
+
+
 def write_perf_csv(path: str | os.PathLike[str], rows: Iterable[Mapping[str, str]]) -> int:
     """Write `rows` under the perf.csv header (atomically: a reader never sees half a file); return the count."""
     target = Path(path)
