@@ -201,6 +201,13 @@ def test_csv(run_cli: RunCli, workspace: Path) -> None:
     assert {r["test_duration"] for r in rows} == {"30"}
 
 
+def test_csv_onto_a_directory_is_a_usage_error(run_cli: RunCli, workspace: Path) -> None:
+    (workspace / "perf.csv").mkdir()
+    assert run_cli("results", "--csv", "perf.csv", cwd=workspace) == (
+        USAGE, "", "error: --csv perf.csv: a directory (hint: name a file, e.g. --csv perf.csv)\n")
+    assert sorted(p.name for p in (workspace / "perf.csv").parent.iterdir() if p.name.startswith(".perf")) == []
+
+
 def test_csv_with_chdir_and_table(run_cli: RunCli, workspace: Path) -> None:
     code, out, _ = run_cli("results", "-C", workspace.name, "--history", "a", "--csv", "a.csv", cwd=workspace.parent)
     assert code == 0
