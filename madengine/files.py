@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import tempfile
 from pathlib import Path
+from typing import Literal
 
 from madengine.errors import ConfigError, FileSystemError
 
@@ -66,24 +68,36 @@ def decode_utf8(raw: bytes, shown: str, *, what: str = "not UTF-8 text", hint: s
                           column=column, hint=hint) from None
 
 
-def write_atomic(path: Path, data: bytes) -> bool:
-    """Write a reviewable file (the lock, a baseline) atomically: a reader sees the old bytes or the new,
-    never half; return False when the file already held exactly these bytes (it is not touched then).
-    A full or read-only file system is a FileSystemError naming the path."""
-    try:
-        if path.read_bytes() == data:
+def write_atomic(path: Path, data: bytes, *, shown: str | os.PathLike[str] | None = None,
+                 doing: Literal["write"] | None = None) -> bool:
+    """Write a file others read (the lock, a baseline, a report, an export) atomically: a reader sees the
+    old bytes or the new, never half; return False when the file already held exactly these bytes (it is
+    not touched then). The bytes go to a temporary file of a unique name in the same directory (two
+    writers at once never share one), synced, then renamed over `path`; a write that fails leaves no
+    temporary file. The file is 0644, as a web server or a colleague needs it (mkstemp makes 0600).
+
+    A full or read-only file system (or a permission) is a FileSystemError naming `shown` (default
+    `path`); any other OSError (a directory at `path`, a missing parent) is the caller's to word."""
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        # only a regular file of the same size is read: a FIFO there would block the read forever
+        if stat.S_ISREG(st.st_mode) and st.st_size == len(data) and path.read_bytes() == data:
             return False
-    except FileNotFoundError:
-        pass
-    tmp = path.with_name(path.name + ".tmp")
+    tmp: str | None = None
     try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):  # on a read-only file system there is none to remove
-            tmp.unlink(missing_ok=True)
-        error = FileSystemError.of(exc, path)
-        if error is None:
-            raise
-        raise error from exc
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):  # on a read-only file system there is none to remove
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and (error := FileSystemError.of(exc, shown or path, doing=doing)):
+            raise error from exc
+        raise
     return True

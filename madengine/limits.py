@@ -142,5 +142,15 @@ PERF_CSV_BYTES_ENV = "MADENGINE_MAX_PERF_CSV_BYTES"
 DEFAULT_PERF_CSV_BYTES = 64 * MB
 
 
+# A history file of `results export --format json` (`results import` reads it whole, then parses it):
+# ~1 KB per attempt, so 64 MB is some 60,000 attempts, a team's years of nightly applies.
+HISTORY_BYTES_ENV = "MADENGINE_MAX_HISTORY_BYTES"
+DEFAULT_HISTORY_BYTES = 64 * MB
+
+
+def history_bytes() -> int:
+    return int(_env_number(HISTORY_BYTES_ENV, DEFAULT_HISTORY_BYTES, integer=True))
+
+
 def perf_csv_bytes() -> int:
     return int(_env_number(PERF_CSV_BYTES_ENV, DEFAULT_PERF_CSV_BYTES, integer=True))

@@ -76,6 +76,11 @@ def _apply(r: Realization, request: ApplyRequest, command: str, console: Console
     # The baselines the gates are against, read before anything runs: one missing or not this project's
     # stops the apply here, with nothing done (not after an hour of benchmarks).
     baselines = gate_baselines(r)
+    if request.saved is not None:
+        # A stale plan is refused before the lock and the store are opened for writing: a refused apply
+        # creates neither (`--state new.db`). Checked again under the lock below, where it counts.
+        with StateStore.open(r.state_path, readonly=True) as current:
+            plans.check_current(request.saved, r.lock_hash, current.serial())
     with WorkspaceLock.for_store(r.state_path).acquire(command), StateStore.open(r.state_path) as store:
         if request.saved is not None:
             plans.check_current(request.saved, r.lock_hash, store.serial())

@@ -206,32 +206,21 @@ def _as_of(attempts: Sequence[Attempt], apply_id: int) -> list[Attempt]:
 
 def _write_atomically(output: Path, data: bytes) -> None:
     """A reader (a browser, a web server) never sees half a page; a page not written leaves nothing behind."""
-    import os
-    import tempfile
-
-    from madengine.errors import FileSystemError, UsageError
+    from madengine.errors import UsageError
+    from madengine.files import write_atomic
     from madengine.madfile.locate import display_path
 
-    tmp: str | None = None
+    shown = display_path(output)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the page unreadable to a web server
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, output)
+        write_atomic(output, data, shown=shown, doing="write")
     except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        shown = display_path(output)
+        from madengine.errors import FileSystemError
+
         blocker = next((p for p in output.parents if p.exists() and not p.is_dir()), None)
         why = f"{display_path(blocker)} is not a directory" if blocker is not None else exc.strerror or str(exc)
         raise FileSystemError.of(exc, shown, doing="write") or UsageError(
             f"cannot write {shown}: {why}", hint="name a file in a directory you can write") from None
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _size(n: int) -> str:

@@ -51,6 +51,8 @@ def results(
     db = state_db(file, chdir, state)
     if csv_file is not None and chdir is not None:
         csv_file = chdir / csv_file  # "as if started in DIR", like -f (an absolute FILE stays as it is)
+    if csv_file is not None:
+        _check_csv(csv_file)
     if not exists(db):  # anything else there is for the store to refuse
         # Not an error: nothing has run here yet. Exit 0 so that scripts and CI steps that collect
         # results after an optional apply do not fail, and print empty data where data was asked for.
@@ -67,6 +69,11 @@ def results(
             raise UsageError(f"--apply {apply_id}: no such apply ({span})", hint="see `madengine results --json`")
         images = store.images() if csv_file is not None else {}
         steps = _history(store, file, chdir, history, metric, every, apply_id) if history is not None else None
+    # A model that never ran is a mistake (a typo) once anything has run; before, nothing has run yet.
+    known_models = table.models_with_results(every) if history is not None else []
+    if history is not None and known_models and not table.select(every, history=history):
+        raise UsageError(f"--history {history}: no results for model {history!r}",
+                         hint=f"models with results: {', '.join(known_models)}")
     if steps == [] and metric is not None and history is not None and table.select(every, history=history):
         raise UsageError(f"--metric {metric}: {history} reported no {metric}",
                          hint=f"its metrics: {', '.join(_metrics(every, history))}")
@@ -74,16 +81,16 @@ def results(
 
     count = 0
     if csv_file is not None:
-        count = perfcsv.write_perf_csv(csv_file, perfcsv.perf_rows(selected, images, history=every))
+        csv_rows = (perfcsv.perf_rows(selected, images, history=every) if history is None
+                    else perfcsv.history_rows(selected, images, history, metric, history=every))
+        count = perfcsv.write_perf_csv(csv_file, csv_rows)
     if as_json:
         output.print_json([s.to_json() for s in steps] if steps is not None else table.to_json(selected, every))
         return
     if not selected:
-        if history is not None:
-            known_models = table.models_with_results(every)
-            sys.stderr.write(f"no results for model {history!r}; "
-                             + (f"models with results: {', '.join(known_models)}\n" if known_models
-                                else "run `madengine apply`\n"))
+        if history is not None:  # nothing has run yet, or not in apply N (an unknown model is refused above)
+            sys.stderr.write(f"no results for model {history!r} in apply {apply_id}\n" if known_models
+                             else f"no results for model {history!r}; run `madengine apply`\n")
         else:
             sys.stderr.write((NO_RESULTS if apply_id is None else f"apply {apply_id} ran no jobs") + "\n")
     elif history is not None and steps is not None:
@@ -128,6 +135,21 @@ def _history(store: Any, file: Path | None, chdir: Path | None, model: str, metr
 def _metrics(every: list[Attempt], model: str) -> list[str]:
     return sorted({r.metric for a in every for r in a.perf if r.metric and (r.model == model
                                                                             or a.inputs.get("model") == model)})
+
+
+def _check_csv(csv_file: Path) -> None:
+    """A directory (or a device) as --csv FILE is refused in one line before anything is read or written."""
+    from madengine.errors import UsageError
+    from madengine.files import NotAFileError, refuse_non_file
+    from madengine.madfile.locate import display_path
+
+    try:
+        refuse_non_file(csv_file)
+    except NotAFileError as exc:
+        raise UsageError(f"--csv {display_path(csv_file)}: {exc.what}", hint="name a file, e.g. --csv perf.csv") \
+            from None
+    except OSError:
+        pass  # a path through a file...: the write says why it cannot be written
 
 
 def _empty(as_json: bool, csv_file: Path | None, message: str) -> None:

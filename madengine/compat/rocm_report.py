@@ -10,8 +10,6 @@ same table: the values as written in the CSV (pandas prints `NaN` for an empty c
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -20,6 +18,7 @@ from pathlib import Path
 import jinja2
 
 from madengine.compat.rocm_csv import CsvTable
+from madengine.files import write_atomic
 
 
 @dataclass(frozen=True)
@@ -76,12 +75,4 @@ def section_name(path: Path) -> str:
 
 def write_html(path: Path, text: Iterable[str]) -> None:
     """Write atomically (a mail job reading the report never sees half of it), readable by others."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, "".join(text).encode("utf-8"))

@@ -66,6 +66,11 @@ def fingerprint(root: Path, madfile_name: str, extra_dirs: Iterable[str], lock_n
     return h.hexdigest(), newest
 
 
+def _is_lock_file(name: str, lock_name: str) -> bool:
+    """The lock, or a temporary file of its write in progress (files.write_atomic: `.NAME.XXXX.tmp`)."""
+    return name == lock_name or (name.startswith(f".{lock_name}.") and name.endswith(".tmp"))
+
+
 def _scan(top: Path, path: Path, lock_name: str) -> Iterable[tuple[bytes, int]]:
     try:
         entries = sorted(os.scandir(path), key=lambda e: e.name)
@@ -73,7 +78,7 @@ def _scan(top: Path, path: Path, lock_name: str) -> Iterable[tuple[bytes, int]]:
         yield b"\0missing\0" + os.fsencode(path), 0
         return
     for entry in entries:
-        if entry.name in _SKIP_DIRS or (path == top and entry.name in (lock_name, lock_name + ".tmp")):
+        if entry.name in _SKIP_DIRS or (path == top and _is_lock_file(entry.name, lock_name)):
             continue
         st = entry.stat(follow_symlinks=False)
         line = f"\0{entry.path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_mode}"

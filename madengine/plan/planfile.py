@@ -5,14 +5,13 @@ A plan file holds addresses, actions, reasons and hashes: never a secret, never 
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 from madengine import shape
-from madengine.errors import ConfigError, Diagnostic, FileSystemError, MadengineError, UsageError
-from madengine.files import decode_utf8
+from madengine.errors import ConfigError, Diagnostic, MadengineError, UsageError
+from madengine.files import decode_utf8, write_atomic
 from madengine.lock.entries import NodeKind
 from madengine.plan.model import Action, Change, Plan
 from madengine.shape import ListOf, MapOf, OneOf
@@ -32,17 +31,7 @@ def to_json(plan: Plan, madfile: str) -> dict[str, Any]:
 
 
 def save(path: Path, plan: Plan, madfile: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(to_json(plan, madfile), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        error = FileSystemError.of(exc, path)
-        if error is None:
-            raise
-        raise error from exc
+    write_atomic(path, (json.dumps(to_json(plan, madfile), indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def load(path: Path) -> tuple[Plan, str]:

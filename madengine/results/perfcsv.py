@@ -11,9 +11,9 @@ What madengine does not know (pipeline, git_commit, build_number, data sizes...)
 from __future__ import annotations
 
 import csv
+import io
 import os
 import shlex
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from operator import attrgetter
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 from madengine.backends.multinode import LAUNCHER
 from madengine.facts.compare import perf_gpu_architecture, perf_machine_name
 from madengine.facts.model import HostFacts
+from madengine.files import write_atomic
 from madengine.state.model import Attempt, ImageRecord, PerfRow, Status
 
 # ROCm madengine's perf.csv header, in its order (DESIGN §3; `_PERF_CSV_HEADER` in ROCm's k8s_results.py).
@@ -233,23 +234,31 @@ def perf_rows(attempts: Iterable[Attempt], images: Mapping[tuple[str, str], Imag
     return [{c: r[c] for c in PERF_CSV_COLUMNS} for r in out]
 
 
+def history_rows(attempts: Iterable[Attempt], images: Mapping[tuple[str, str], ImageRecord], model: str,
+                 metric: str | None = None, history: Iterable[Attempt] | None = None) -> list[dict[str, str]]:
+    """perf.csv rows of `model`'s history (`results --history MODEL --csv`): its finished attempts in apply
+    order, each with the rows of that model (all of a job of the model; one multiple_results row's name
+    only its own), of `metric` only if given (an attempt that reported nothing, a failure, keeps its row)."""
+    ordered = sorted((a for a in attempts if is_job(a) and a.status is not Status.RUNNING),
+                     key=lambda a: (a.apply_id, a.chronology))
+    rows = perf_rows(ordered, images, history=history if history is not None else ordered)
+    owners = [a for a in ordered for _ in range(max(1, len(a.perf)))]  # perf_rows: max(1, len(perf)) each
+    return [row for a, row in zip(owners, rows, strict=True)
+            if (a.inputs.get("model") == model or row["model"] == model)
+            and (metric is None or not a.perf or row["metric"] == metric)]
+
+
 def write_perf_csv(path: str | os.PathLike[str], rows: Iterable[Mapping[str, str]]) -> int:
     """Write `rows` under the perf.csv header (atomically: a reader never sees half a file); return the count."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=PERF_CSV_COLUMNS, lineterminator="\n", restval="",
+                            extrasaction="ignore")
+    writer.writeheader()
     count = 0
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the export unreadable to others
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=PERF_CSV_COLUMNS, lineterminator="\n", restval="",
-                                    extrasaction="ignore")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow(row)
-                count += 1
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    for row in rows:
+        writer.writerow(row)
+        count += 1
+    write_atomic(target, buffer.getvalue().encode("utf-8"))
     return count

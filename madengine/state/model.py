@@ -22,6 +22,16 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def instant(text: str) -> datetime | None:
+    """A recorded time (`2026-11-28T10:15:00.123Z`; one without a zone is UTC) as a comparable value:
+    strings would put `...:00Z` after `...:00.123Z`."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
 class Status(str, enum.Enum):
     RUNNING = "RUNNING"  # started, not finished: after a kill, the next apply marks it INTERRUPTED
     SUCCESS = "SUCCESS"

@@ -40,6 +40,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, NoReturn, Protocol
@@ -57,7 +58,7 @@ from madengine.state.location import (
     state_location,
 )
 from madengine.state.lock import STATE_ELSEWHERE
-from madengine.state.model import ApplyRecord, Attempt, ImageRecord, Observed, PerfRow, Status, utc_now
+from madengine.state.model import ApplyRecord, Attempt, ImageRecord, Observed, PerfRow, Status, instant, utc_now
 from madengine.state.schema import OlderSchemaError, check_readable, migrate
 
 __all__ = ["STATE_DIR", "STATE_ENV", "STATE_NAME", "STATE_URL_ENV", "StateLocation", "StateStore", "state_path"]
@@ -595,6 +596,13 @@ class StateStore:
             apply_ids: dict[Any, int] = {}
             known_applies = {(r[1], r[2], r[3], r[4]): r[0] for r in db.execute(
                 "SELECT id, lock_hash, started_at, host, pid FROM applies")}
+            # An apply added after the newest here gets a higher id: one that started before it would
+            # become `latest` (compare, plan) though it is older. Refused, nothing added (ids are kept).
+            newest = max((k[1] for k in known_applies), key=_instant, default=None)
+            for a in records.get("applies", ()):
+                key = (a["lock_hash"], a["started_at"], a["host"], a["pid"])
+                if key not in known_applies and newest is not None and _instant(a["started_at"]) < _instant(newest):
+                    raise OlderHistoryError(a["started_at"], newest)
             for a in records.get("applies", ()):
                 key = (a["lock_hash"], a["started_at"], a["host"], a["pid"])
                 if key in known_applies:
@@ -651,6 +659,18 @@ class StateStore:
                     db.execute("SELECT count(*) FROM meta").fetchone()
                 return "ok"
             return "\n".join(str(r[0]) for r in self._db.execute("PRAGMA integrity_check"))
+
+
+class OlderHistoryError(Exception):
+    """`load` refused: an apply to add started (`started`) before the store's newest apply (`newest`)."""
+
+    def __init__(self, started: str, newest: str) -> None:
+        super().__init__(f"an apply of {started} is older than the newest here, of {newest}")
+        self.started, self.newest = started, newest
+
+
+def _instant(text: str) -> datetime:
+    return instant(text) or datetime.min.replace(tzinfo=timezone.utc)  # unreadable: the oldest
 
 
 # --- rows -> records ---------------------------------------------------------------------------

@@ -171,6 +171,15 @@ def test_saved_plan_is_applied_exactly_and_refused_when_stale(run_cli: RunCli, t
     assert code == 1 and "stale" in err and "serial" in err
 
 
+def test_a_stale_plan_refused_creates_no_store(run_cli: RunCli, tmp_path: Path) -> None:
+    root = project(tmp_path, "- {name: a, scripts: run.sh, n_gpus: 0}\n")
+    assert run_cli("apply", "--yes", cwd=root).code == 0
+    assert run_cli("plan", "-o", "plan.json", cwd=root).code == 0  # against serial > 0
+    code, _, err = run_cli("apply", "plan.json", "--state", "new/new.db", cwd=root)
+    assert code == 1 and "stale" in err and "serial" in err, err
+    assert not (root / "new").exists()
+
+
 def test_apply_without_yes_refuses_when_stdin_is_not_a_terminal(run_cli: RunCli, tmp_path: Path) -> None:
     root = project(tmp_path, "- {name: a, scripts: run.sh, n_gpus: 0}\n")
     code, _, err = run_cli("apply", cwd=root)

@@ -118,9 +118,49 @@ def test_history_of_an_unknown_metric_or_without_history(run_cli: RunCli, worksp
     assert run_cli("results", "--metric", "gflops", cwd=workspace)[0] == USAGE
 
 
-def test_history_of_an_unknown_model(run_cli: RunCli, workspace: Path) -> None:
-    assert run_cli("results", "--history", "nope", cwd=workspace) == (
-        0, "", "no results for model 'nope'; models with results: a, b, m\n")
+def test_history_of_an_unknown_model_is_a_usage_error(run_cli: RunCli, workspace: Path) -> None:
+    """As an unknown --metric is: a typo must not pass for "no results" in CI."""
+    assert run_cli("results", "--history", "nope", "--csv", "nope.csv", cwd=workspace) == (
+        USAGE, "", "error: --history nope: no results for model 'nope' (hint: models with results: a, b, m)\n")
+    assert not (workspace / "nope.csv").exists()
+    assert run_cli("results", "--history", "m", "--apply", "1", cwd=workspace) == (
+        0, "", "no results for model 'm' in apply 1\n")
+
+
+def test_history_before_anything_ran_is_no_error(run_cli: RunCli, tmp_path: Path,
+                                                 state_location: StateLocation) -> None:
+    with StateStore.open(state_location) as store:
+        store.finish_apply(store.begin_apply("sha256:lock1"), "SUCCESS")  # an apply that ran no job
+    assert run_cli("results", "--history", "a", cwd=tmp_path) == (0, "", "no results for model 'a'; run "
+                                                                         "`madengine apply`\n")
+
+
+def csv_rows(path: Path) -> list[tuple[str, str, str, str]]:
+    with path.open(newline="") as f:
+        return [(r["model"], r["performance"], r["metric"], r["status"]) for r in csv.DictReader(f)]
+
+
+def test_history_csv_is_the_models_attempts_of_its_metric(run_cli: RunCli, workspace: Path,
+                                                          state_location: StateLocation) -> None:
+    with StateStore.open(state_location) as store:
+        third = store.begin_apply("sha256:lock1")
+        _job(store, third, A, "a", Status.SUCCESS, perf=(PerfRow("a", 120.0, "samples_per_second"),
+                                                         PerfRow("a", 5.0, "latency_ms")))
+        _job(store, third, B, "b", Status.SUCCESS, perf=(PerfRow("b", 1.0, "latency_ms"),))
+        store.finish_apply(third, "SUCCESS")
+    assert run_cli("results", "--history", "a", "--csv", "a.csv", cwd=workspace).code == 0
+    assert csv_rows(workspace / "a.csv") == [
+        ("a", "100", "samples_per_second", "SUCCESS"), ("a", "110", "samples_per_second", "SUCCESS"),
+        ("a", "120", "samples_per_second", "SUCCESS"), ("a", "5", "latency_ms", "SUCCESS")]
+    code, out, _ = run_cli("results", "--history", "a", "--metric", "latency_ms", "--csv", "a.csv", cwd=workspace)
+    assert code == 0 and out.splitlines()[-1] == "a.csv: 1 row written"
+    assert csv_rows(workspace / "a.csv") == [("a", "5", "latency_ms", "SUCCESS")]
+    # a multiple_results row's history: that row only, not its job's other rows
+    assert run_cli("results", "--history", "m_bs1", "--csv", "m.csv", cwd=workspace).code == 0
+    assert csv_rows(workspace / "m.csv") == [("m_bs1", "1.5", "tps", "SUCCESS")]
+    # a failure reported no figure: its row stays in the history
+    assert run_cli("results", "--history", "b", "--csv", "b.csv", cwd=workspace).code == 0
+    assert csv_rows(workspace / "b.csv") == [("b", "", "", "FAILURE"), ("b", "1", "latency_ms", "SUCCESS")]
 
 
 def test_one_apply(run_cli: RunCli, workspace: Path) -> None:
@@ -159,6 +199,13 @@ def test_csv(run_cli: RunCli, workspace: Path) -> None:
     assert {r["docker_image"] for r in rows} == {TAG}
     assert {r["build_duration"] for r in rows} == {"60"}
     assert {r["test_duration"] for r in rows} == {"30"}
+
+
+def test_csv_onto_a_directory_is_a_usage_error(run_cli: RunCli, workspace: Path) -> None:
+    (workspace / "perf.csv").mkdir()
+    assert run_cli("results", "--csv", "perf.csv", cwd=workspace) == (
+        USAGE, "", "error: --csv perf.csv: a directory (hint: name a file, e.g. --csv perf.csv)\n")
+    assert sorted(p.name for p in (workspace / "perf.csv").parent.iterdir() if p.name.startswith(".perf")) == []
 
 
 def test_csv_with_chdir_and_table(run_cli: RunCli, workspace: Path) -> None:

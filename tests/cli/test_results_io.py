@@ -102,14 +102,14 @@ def test_importing_twice_adds_nothing_and_the_serial_moves_once(run_cli: RunCli,
 
 def test_a_merge_keeps_what_is_there_and_gives_the_imported_new_ids(run_cli: RunCli, tmp_path: Path,
                                                                      state_location: StateLocation) -> None:
-    source = tmp_path / "src" / "state.db"
-    history(source)
-    (tmp_path / "h.json").write_text(export(run_cli, tmp_path, *store_of(source)))
-    with StateStore.open(state_location) as store:
+    with StateStore.open(state_location) as store:  # older than the imported history: it goes after
         mine = store.begin_apply("sha256:mine")
         store.finish_attempt(store.start_attempt(mine, "job:z@cpu/box#1", "sha256:z", {}, None, None),
                              Status.SUCCESS, perf=[PerfRow("z", 5.0, "x")])
         serial = store.serial()
+    source = tmp_path / "src" / "state.db"
+    history(source)
+    (tmp_path / "h.json").write_text(export(run_cli, tmp_path, *store_of(source)))
     assert run_cli("results", "import", "h.json", *store_of(state_location), cwd=tmp_path, env=NO_URL).code == 0
     merged = json.loads(export(run_cli, tmp_path, *store_of(state_location)))
     imported = json.loads((tmp_path / "h.json").read_text())
@@ -144,6 +144,8 @@ def test_import_takes_the_workspace_lock(run_cli: RunCli, tmp_path: Path, state_
     ('{"format": "other"}', 'h.json: error: not a madengine history file (no "format": "madengine-history")'),
     ('{"format": "madengine-history", "version": 9}', "h.json: error: history file version 9; this madengine"),
     ('{"format": "madengine-history", "version": 1, "applies": [{"id": 1}]}', "h.json: error: applies[0] has no "),
+    ('{"format": "madengine-history", "version": 2, "project": 3}', "h.json: error: project is 3, not a name or null"),
+    ('{"format": "madengine-history", "version": 2, "project": null, "other": 1}', "h.json: error: unknown field "),
     ('{"format": "madengine-history", "version": 1, "attempts": [{"id": 1, "apply_id": 7, "address": "job:a", '
      '"node_hash": "h", "model": null, "status": "DONE", "started_at": "t", "ended_at": null, "host": null, '
      '"exit_code": null, "log_path": null, "image_digest": null, "inputs": {}, "handle": null, "message": "", '
@@ -188,3 +190,72 @@ def test_export_into_a_directory_is_a_usage_error(run_cli: RunCli, tmp_path: Pat
     (tmp_path / "out.json").mkdir()
     code, out, err = run_cli("results", "export", "--format", "json", "-o", "out.json", cwd=tmp_path, env=NO_URL)
     assert (code, out) == (4, "") and err.startswith("error: -o out.json is a directory"), err
+
+
+def test_history_older_than_the_stores_newest_apply_is_refused_and_nothing_written(
+        run_cli: RunCli, tmp_path: Path, state_location: StateLocation) -> None:
+    """Added after a newer apply, the old one would get the higher id and be taken for `latest` (compare,
+    plan)."""
+    source = tmp_path / "src" / "state.db"
+    history(source)
+    (tmp_path / "h.json").write_text(export(run_cli, tmp_path, *store_of(source)))
+    with StateStore.open(state_location) as store:
+        store.finish_apply(store.begin_apply("sha256:newer"), "SUCCESS")
+        serial, before = store.serial(), store.dump()
+    code, out, err = run_cli("results", "import", "h.json", *store_of(state_location), cwd=tmp_path, env=NO_URL)
+    assert (code, out) == (5, "") and len(err.splitlines()) == 1, err
+    assert err.startswith("h.json: error: its apply of ") and "started before the store's newest apply" in err
+    assert "import the older history into an empty store first, then apply" in err
+    with StateStore.open(state_location) as store:
+        assert (store.serial(), store.dump()) == (serial, before)
+    # what is there already is no reason to refuse: into an empty store, then again
+    empty = tmp_path / "b" / "state.db"
+    assert run_cli("results", "import", "h.json", *store_of(empty), cwd=tmp_path, env=NO_URL).code == 0
+    with StateStore.open(empty) as store:
+        store.finish_apply(store.begin_apply("sha256:after"), "SUCCESS")
+    code, out, err = run_cli("results", "import", "h.json", *store_of(empty), cwd=tmp_path, env=NO_URL)
+    assert (code, err) == (0, "") and " 0 applies, " in out
+
+
+def named(root: Path, name: str | None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "madfile.yaml").write_text("version: 1\n" + (f"name: {name}\n" if name else ""))
+    return root
+
+
+def test_the_export_names_its_project_and_another_projects_history_is_refused(run_cli: RunCli,
+                                                                             tmp_path: Path) -> None:
+    alpha, beta = named(tmp_path / "alpha", "alpha"), named(tmp_path / "beta", "beta")
+    history(alpha / ".madengine" / "state.db")
+    doc = json.loads(export(run_cli, alpha))
+    assert (doc["version"], doc["project"]) == (2, "alpha")
+    assert json.loads(export(run_cli, tmp_path, *store_of(alpha / ".madengine" / "state.db")))["project"] is None
+    (tmp_path / "h.json").write_text(json.dumps(doc))
+    code, out, err = run_cli("results", "import", "../h.json", cwd=beta, env=NO_URL)
+    assert (code, out) == (5, "") and err.startswith(
+        "../h.json: error: history of project 'alpha', not of this project 'beta' (hint: import it into "
+        "'alpha''s store; if this project was renamed, --from-project alpha accepts it)"), err
+    assert not (beta / ".madengine").exists()
+    code, _, err = run_cli("results", "import", "../h.json", "--from-project", "gamma", cwd=beta, env=NO_URL)
+    assert code == 5 and "history of project 'alpha', not of project 'gamma' (--from-project)" in err
+    assert not (beta / ".madengine").exists()
+    # a renamed project takes its own history; an unnamed one, and a file of unknown project, are accepted
+    assert run_cli("results", "import", "../h.json", "--from-project", "alpha", cwd=beta, env=NO_URL).code == 0
+    assert run_cli("results", "import", "../h.json", cwd=named(tmp_path / "anon", None), env=NO_URL).code == 0
+    old = {k: v for k, v in doc.items() if k != "project"} | {"version": 1}
+    (tmp_path / "v1.json").write_text(json.dumps(old))
+    code, out, err = run_cli("results", "import", "../v1.json", cwd=named(tmp_path / "gamma", "gamma"), env=NO_URL)
+    assert (code, err) == (0, ""), err
+
+
+def test_a_history_file_over_the_limit_is_refused_before_it_is_read(run_cli: RunCli, tmp_path: Path) -> None:
+    source = tmp_path / "src" / "state.db"
+    history(source)
+    (tmp_path / "h.json").write_text(export(run_cli, tmp_path, *store_of(source)))
+    code, out, err = run_cli("results", "import", "h.json", cwd=tmp_path,
+                             env={**NO_URL, "MADENGINE_MAX_HISTORY_BYTES": "1000"})
+    assert (code, out) == (5, "") and len(err.splitlines()) == 1, err
+    size = (tmp_path / "h.json").stat().st_size
+    assert err == (f"h.json: error: h.json is {size / 1024:.0f} KB; the limit is 1000 bytes (hint: set "
+                   "MADENGINE_MAX_HISTORY_BYTES (in bytes) to raise it)\n")
+    assert not (tmp_path / ".madengine").exists()
