@@ -74,9 +74,9 @@ def export(
         else:
             attempts, images = store.attempts(), store.images()
     if fmt is Format.csv:
-        from madengine.state import transfer
+        from madengine.results.export import csv_text
 
-        text = transfer.csv_text(attempts, images)
+        text = csv_text(attempts, images)
     if output is None:
         sys.stdout.write(text)
         return

@@ -29,12 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from madengine.errors import ConfigError
-from madengine.state.model import Attempt, ImageRecord, Status, instant
+from madengine.state.model import Status, instant
 
 FORMAT = "madengine-history"
-# export --format csv: the attempt a perf row belongs to, then perf.csv's columns (results/perfcsv.py)
-ATTEMPT_COLUMNS = ("apply_id", "attempt_id", "address", "node_hash", "started_at", "ended_at", "host",
-                   "exit_code", "attempt_status")
 VERSION = 2  # 2: "project"; a version 1 file is read as of an unknown project (null)
 READS = (1, 2)
 _STATUSES = frozenset(s.value for s in Status)
@@ -157,25 +154,3 @@ def _references(records: Mapping[str, list[dict[str, Any]]]) -> list[str]:
             if item["apply_id"] is not None and item["apply_id"] not in known:
                 problems.append(f"{section}[{i}].apply_id {item['apply_id']} is no apply of the file")
     return problems
-
-
-def csv_text(attempts: list[Attempt], images: Mapping[tuple[str, str], ImageRecord]) -> str:
-    """One row per perf row of every finished job attempt (one row for an attempt without any), oldest
-    first: the attempt's columns, then perf.csv's."""
-    import csv
-    import io
-
-    from madengine.results.perfcsv import PERF_CSV_COLUMNS, is_job, perf_rows
-
-    selected = [a for a in attempts if is_job(a) and a.status is not Status.RUNNING]
-    rows = perf_rows(selected, images, history=attempts)  # in `selected`'s order, max(1, len(perf)) each
-    owners = [a for a in selected for _ in range(max(1, len(a.perf)))]
-    assert len(owners) == len(rows)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(ATTEMPT_COLUMNS + PERF_CSV_COLUMNS)
-    for a, row in zip(owners, rows, strict=True):
-        writer.writerow([a.apply_id, a.id, a.address, a.node_hash, a.started_at, a.ended_at or "", a.host or "",
-                         "" if a.exit_code is None else a.exit_code, a.status.value,
-                         *(row[c] for c in PERF_CSV_COLUMNS)])
-    return buffer.getvalue()
