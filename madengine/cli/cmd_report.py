@@ -81,6 +81,7 @@ def _write_report(output: Path, *, against: str | None, apply_id: int | None, hi
     import os
 
     from madengine.cli.options import madfile_path, state_db
+    from madengine.cli.output import refuse_output_file
     from madengine.madfile.locate import display_path
     from madengine.results import report as rep
     from madengine.state.location import describe, local_dir
@@ -90,7 +91,7 @@ def _write_report(output: Path, *, against: str | None, apply_id: int | None, hi
     db = state_db(file, chdir, state)
     if chdir is not None:
         output = chdir / output  # "as if started in DIR", like -f (an absolute FILE stays as it is)
-    _check_output(output)
+    refuse_output_file(output, "-o", "report.html")
     path = madfile_path(file, chdir)
     madfile = _madfile(path, file)
     project = (madfile.name if madfile is not None else None) or path.resolve().parent.name
@@ -179,21 +180,6 @@ def _comparison(store: StateStore | None, applies: Sequence[ApplyRecord], attemp
     else:
         return None, f"{after.label} is the first apply with results: nothing earlier to compare with"
     return rep.comparison(compare.compare(before, after, compare.policy_of(madfile))), ""
-
-
-def _check_output(output: Path) -> None:
-    """Refuse a FILE that cannot be a page before anything is read (a directory, a device...)."""
-    from madengine.errors import UsageError
-    from madengine.files import NotAFileError, refuse_non_file
-    from madengine.madfile.locate import display_path
-
-    try:
-        refuse_non_file(output)
-    except NotAFileError as exc:
-        raise UsageError(f"-o {display_path(output)}: {exc.what}", hint="name the page's file, e.g. -o report.html") \
-            from None
-    except OSError:
-        pass  # a path through a file...: the write says why it cannot be written
 
 
 def _as_of(attempts: Sequence[Attempt], apply_id: int) -> list[Attempt]:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from madengine.cli.output import refuse_output_file
+
 
 def register(report_app: typer.Typer) -> None:
     report_app.command("to-html")(to_html)
@@ -29,6 +31,7 @@ def to_html(
     _check_csv_path(csv_file_path)
     table = rocm_csv.read_csv(csv_file_path)
     output = rocm_report.html_path(csv_file_path)
+    refuse_output_file(output, "the page", "", hint="the page goes beside the CSV file: move what is there aside")
     rocm_report.write_html(output, rocm_report.render_table(table, rocm_report.section_name(csv_file_path)))
     sys.stdout.write(f"wrote {output} ({_rows(len(table.rows))})\n")
 
@@ -68,6 +71,7 @@ def to_email(
             errors.extend(exc.diagnostics)
     if errors:
         raise ConfigError.many(errors)
+    refuse_output_file(target, "-o", "run_results.html")
     rocm_report.write_html(target, rocm_report.render_sections(sections, f"Results: {directory.resolve().name}"))
     rows = sum(len(s.table.rows) for s in sections)
     sys.stdout.write(f"wrote {target} ({len(sections)} CSV file{'s' if len(sections) != 1 else ''}, "

@@ -52,7 +52,7 @@ def results(
     if csv_file is not None and chdir is not None:
         csv_file = chdir / csv_file  # "as if started in DIR", like -f (an absolute FILE stays as it is)
     if csv_file is not None:
-        _check_csv(csv_file)
+        output.refuse_output_file(csv_file, "--csv", "perf.csv")
     if not exists(db):  # anything else there is for the store to refuse
         # Not an error: nothing has run here yet. Exit 0 so that scripts and CI steps that collect
         # results after an optional apply do not fail, and print empty data where data was asked for.
@@ -135,21 +135,6 @@ def _history(store: Any, file: Path | None, chdir: Path | None, model: str, metr
 def _metrics(every: list[Attempt], model: str) -> list[str]:
     return sorted({r.metric for a in every for r in a.perf if r.metric and (r.model == model
                                                                             or a.inputs.get("model") == model)})
-
-
-def _check_csv(csv_file: Path) -> None:
-    """A directory (or a device) as --csv FILE is refused in one line before anything is read or written."""
-    from madengine.errors import UsageError
-    from madengine.files import NotAFileError, refuse_non_file
-    from madengine.madfile.locate import display_path
-
-    try:
-        refuse_non_file(csv_file)
-    except NotAFileError as exc:
-        raise UsageError(f"--csv {display_path(csv_file)}: {exc.what}", hint="name a file, e.g. --csv perf.csv") \
-            from None
-    except OSError:
-        pass  # a path through a file...: the write says why it cannot be written
 
 
 def _empty(as_json: bool, csv_file: Path | None, message: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from madengine.errors import Diagnostic
@@ -48,3 +49,19 @@ def console() -> Console:
     from rich.console import Console
 
     return Console(highlight=False, width=None if sys.stdout.isatty() else UNWRAPPED)
+
+
+def refuse_output_file(path: Path, option: str, example: str, hint: str | None = None) -> None:
+    """A directory or a device named as the file an option writes (`-o`, `--csv`) is a usage error, said
+    in one line before anything is read or written; a path through a file is for the write to refuse."""
+    from madengine.errors import UsageError
+    from madengine.files import NotAFileError, refuse_non_file
+    from madengine.madfile.locate import display_path
+
+    try:
+        refuse_non_file(path)
+    except NotAFileError as exc:
+        raise UsageError(f"{option} {display_path(path)}: {exc.what}",
+                         hint=hint or f"name a file, e.g. {option} {example}") from None
+    except OSError:
+        pass

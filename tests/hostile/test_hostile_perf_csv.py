@@ -133,3 +133,13 @@ def test_markup_in_column_names_and_section_names(tmp_path: Path) -> None:
     assert code == 0, err
     assert "<h2>&lt;b&gt;x&lt;script&gt;</h2>" in page and "<th>&lt;i&gt;perf&lt;/i&gt;</th>" in page
     assert "<u>" not in page and "<i>" not in page and "<script>" not in page
+
+
+def test_a_directory_where_the_page_goes(run_cli: RunCli, tmp_path: Path) -> None:
+    """to-html writes perf.html beside perf.csv, to-email its -o: a directory there is one line, exit 4."""
+    (tmp_path / "perf.csv").write_text(HEADER + "a,1,x,SUCCESS\n")
+    (tmp_path / "perf.html").mkdir()
+    code, out, err = run_cli("report", "to-html", "--csv-file-path", "perf.csv", cwd=tmp_path)
+    assert (code, out) == (4, "") and err.startswith("error: the page perf.html: a directory") and "internal" not in err
+    code, out, err = run_cli("report", "to-email", "--csv-file-path", ".", "-o", "perf.html", cwd=tmp_path)
+    assert (code, out) == (4, "") and err.startswith("error: -o perf.html: a directory")
