@@ -155,7 +155,7 @@ def test_bad_arguments_write_nothing(run_cli: RunCli, workspace: Path) -> None:
 def test_an_output_that_cannot_be_a_page(run_cli: RunCli, workspace: Path) -> None:
     (workspace / "adir").mkdir()
     assert run_cli("report", "-o", "adir", cwd=workspace) == (
-        USAGE, "", "error: -o adir: a directory (hint: name the page's file, e.g. -o report.html)\n")
+        USAGE, "", "error: -o adir: a directory (hint: name a file, e.g. -o report.html)\n")
     (workspace / "file").write_text("")
     code, out, err = run_cli("report", "-o", "file/r.html", cwd=workspace)
     assert (code, out) == (USAGE, "")
