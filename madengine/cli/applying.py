@@ -170,10 +170,33 @@ def _confirmed(console: Console) -> bool:
     if not sys.stdin.isatty():
         raise UsageError("apply needs a confirmation and stdin is not a terminal",
                          hint="pass --yes (or --auto-approve), or apply a saved plan file")
-    if typer.confirm("Apply this plan?", default=False):
+    if _ask_yes_no("Apply this plan?"):
         return True
     console.print("Nothing applied.")
     return False
+
+
+def _ask_yes_no(question: str) -> bool:
+    """`typer.confirm(question, default=False)`, read so that a signal is never missed. `input()` blocks in a
+    read(2) that a SIGTERM arriving just before it does not interrupt: Python's handler only runs when the
+    read returns, so the process waited for an Enter that never came (CI saw it hang). A select with a short
+    timeout returns to Python, which runs the handler (KeyboardInterrupt: exit 130, the lock released)."""
+    import select
+
+    stdin = sys.stdin
+    while True:
+        typer.echo(f"{question} [y/N]: ", nl=False)
+        while not select.select([stdin], [], [], 0.2)[0]:
+            pass  # a terminal reads a line at a time: readable means a whole answer (or EOF) is there
+        answer = stdin.readline()
+        if not answer:  # end of input: as click says it
+            raise typer.Abort()
+        answer = answer.strip().lower()
+        if answer in ("", "n", "no"):
+            return False
+        if answer in ("y", "yes"):
+            return True
+        typer.echo("Error: invalid input")
 
 
 def exit_with(applied: Applied) -> None:

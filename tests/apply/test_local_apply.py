@@ -306,6 +306,66 @@ def test_sigterm_before_the_walk_exits_130_and_frees_the_workspace(tmp_path: Pat
     assert code == 0 and statuses(root) == {"job:a@cpu/here#1": ["SUCCESS"]}
 
 
+_ASK_WHILE_ANOTHER_THREAD_GETS_SIGTERM = """
+import os, signal, sys, threading, time
+
+from madengine.cli.applying import _ask_yes_no
+from madengine.cli.main import _terminate_as_interrupt
+
+_terminate_as_interrupt()
+read_end, _write_end = os.pipe()  # an answer that never comes
+sys.stdin = os.fdopen(read_end)
+
+def kill_soon():
+    time.sleep(0.3)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+# The kernel gives a process-directed signal to any thread that does not block it: apply's other threads may
+# take it, and then the main thread's blocking read is not interrupted. Here the other thread always does.
+threading.Thread(target=kill_soon, daemon=True).start()  # started first: it must not inherit the mask
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+try:
+    _ask_yes_no("Apply this plan?")
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_the_confirmation_prompt_never_misses_a_sigterm() -> None:
+    """input() waited for an Enter that never came when the SIGTERM went to another thread (or came just
+    before its read): CI saw `apply` hang at its prompt. The prompt returns to Python to run the handler."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-c", _ASK_WHILE_ANOTHER_THREAD_GETS_SIGTERM], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 130, done.stderr
+
+
+def test_the_confirmation_prompt_asks_again_and_takes_yes(tmp_path: Path) -> None:
+    import pty
+
+    root = project(tmp_path, "- {name: a, scripts: run.sh, n_gpus: 0}\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NO_COLOR": "1", "COLUMNS": "200"}
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "madengine", "apply"], cwd=root, env=env, stdin=follower,
+                            stdout=follower, stderr=follower, start_new_session=True)
+    os.close(follower)
+    seen = b""
+    try:
+        for answer in (b"maybe\n", b"y\n"):
+            while seen.count(b"Apply this plan? [y/N]: ") < (1 if answer == b"maybe\n" else 2):
+                chunk = os.read(leader, 4096)
+                assert chunk, seen
+                seen += chunk
+            os.write(leader, answer)
+        assert proc.wait(timeout=120) == 0, seen
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(leader)
+    assert b"Error: invalid input" in seen
+    assert statuses(root) == {"job:a@cpu/here#1": ["SUCCESS"]}
+
+
 def test_sigterm_while_apply_waits_before_its_walk_is_recorded_and_exits_130(tmp_path: Path) -> None:
     """The test holds the store's write lock, so the apply cannot begin its walk: it waits at its first
     write (recording what an earlier apply left open), sleeping in SQLite's busy handler. SIGTERM is sent
