@@ -231,14 +231,9 @@ def series_of(attempts: Iterable[Attempt], images: Mapping[str, Sequence[ImageRe
     """Series from attempts: the final attempt (the last recorded) of each job address, grouped by series
     key, repeats in order. `images`: image address -> its records (`StateStore.image_records`), to know
     what each image was built from."""
-    latest: dict[str, Attempt] = {}
-    for attempt in attempts:
-        known = latest.get(attempt.address)
-        if (known is None or attempt.id > known.id) and is_job(attempt):
-            latest[attempt.address] = attempt
     groups: dict[str, list[tuple[int, Attempt]]] = {}
-    for address, attempt in latest.items():
-        key, repeat = _split_repeat(address)
+    for attempt in series_firsts(attempts):
+        key, repeat = _split_repeat(attempt.address)
         groups.setdefault(key, []).append((repeat, attempt))
     found = _Images(images or {})
     return {key: _series(key, [a for _, a in sorted(groups[key], key=_first)], found) for key in sorted(groups)}
